@@ -1,0 +1,21 @@
+"""Persistence: ORM tables, sessions and the queries on them; the one place that knows tables."""
+
+from models.base import Base
+from models.checkpoint import Checkpoint
+from models.client_insight import ClientInsight
+from models.meta_params import MetaParams
+from models.round_metrics import RoundMetrics
+from models.simulation import FINISHED_STATUSES, Simulation, SimulationStatus
+from models.simulation_log import SimulationLog
+
+__all__ = [
+    "Base",
+    "Checkpoint",
+    "ClientInsight",
+    "FINISHED_STATUSES",
+    "MetaParams",
+    "RoundMetrics",
+    "Simulation",
+    "SimulationLog",
+    "SimulationStatus",
+]

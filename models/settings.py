@@ -1,0 +1,80 @@
+"""Service settings: one pydantic-settings class read by app/, worker/, models/ and migrations/.
+
+Every value comes from the environment with the `SCARCITY_` prefix (or a `.env` file); the
+README lists each with its default. The engine (`scarcity/`) never reads these.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SCARCITY_", env_file=".env", extra="ignore")
+
+    database_url: str = Field(
+        "sqlite:///./scarcity.db", description="SQLAlchemy URL: SQLite file or PostgreSQL."
+    )
+    broker_url: str | None = Field(
+        None, description="Redis URL of the Celery broker; unset = embedded in-process worker."
+    )
+    api_keys: str | None = Field(
+        None, description="Comma-separated bearer tokens; unset = open API (no auth)."
+    )
+    host: str = Field("127.0.0.1", description="`scarcity serve` bind address.")
+    port: int = Field(8000, description="`scarcity serve` port.")
+    auto_migrate: bool | None = Field(
+        None,
+        description="Apply migrations at start-up; unset = yes for SQLite, no for PostgreSQL.",
+    )
+
+    # Reliability (RELIABILITY.md): the database is the record, the queue a doorbell.
+    worker_lease_seconds: float = Field(
+        60.0, gt=0, description="A running simulation with an older heartbeat is taken over."
+    )
+    max_attempts: int = Field(
+        5, ge=1, description="Claims after which a simulation that keeps dying is failed."
+    )
+    simulation_time_limit_seconds: float = Field(
+        3600.0, gt=0, description="Wall-clock limit of one simulation; then it fails."
+    )
+    publish_timeout_seconds: float = Field(
+        2.0, gt=0, description="Bound on enqueueing a job; past it the reaper publishes later."
+    )
+
+    # Input limits: over one → 422 naming the field and the limit.
+    max_clients: int = Field(10_000, ge=1)
+    max_rounds: int = Field(1_000, ge=1)
+    max_samples_per_client: int = Field(10_000, ge=2)
+    max_dim: int = Field(1_024, ge=1, description="Cap on input_dim and output_dim.")
+    max_local_epochs: int = Field(100, ge=1)
+    max_work: int = Field(
+        500_000_000,
+        ge=1,
+        description="Cap on num_clients × rounds × samples_per_client × local_epochs.",
+    )
+    max_active_per_owner: int = Field(100, ge=1, description="Queued + running per owner.")
+    max_body_bytes: int = Field(65_536, ge=1_024, description="Request body size cap.")
+    max_page_size: int = Field(100, ge=1)
+
+    log_dir: str = Field("logs", description="Directory of scarcity.log.")
+
+    @property
+    def api_key_list(self) -> list[str]:
+        return [k.strip() for k in (self.api_keys or "").split(",") if k.strip()]
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def should_auto_migrate(self) -> bool:
+        return self.is_sqlite if self.auto_migrate is None else self.auto_migrate
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

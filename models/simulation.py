@@ -1,0 +1,56 @@
+"""The `simulations` table: one row per submitted simulation, the record of its lifecycle."""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Boolean, Index, Integer, String, Text, Uuid
+from sqlalchemy.orm import Mapped, mapped_column
+
+from models.base import Base, JSONType, Timestamp, utcnow
+
+
+class SimulationStatus(enum.StrEnum):
+    queued = "queued"
+    running = "running"
+    succeeded = "succeeded"
+    failed = "failed"
+    cancelled = "cancelled"
+
+    @property
+    def is_finished(self) -> bool:
+        return self in FINISHED_STATUSES
+
+
+FINISHED_STATUSES = frozenset(
+    {SimulationStatus.succeeded, SimulationStatus.failed, SimulationStatus.cancelled}
+)
+
+
+class Simulation(Base):
+    __tablename__ = "simulations"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    # Owner = a digest of the API key that created it ("" when the API is open); never the key.
+    owner: Mapped[str] = mapped_column(String(64), default="")
+    preset: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16), default=SimulationStatus.queued)
+    config: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    rounds_total: Mapped[int] = mapped_column(Integer)
+    rounds_completed: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    finished_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    error: Mapped[str | None] = mapped_column(Text)
+    # Fencing token: bumped by every claim; a worker's writes only land while it still matches.
+    attempt: Mapped[int] = mapped_column(Integer, default=0)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    __table_args__ = (
+        Index("ix_simulations_owner_created_at", "owner", "created_at"),
+        Index("ix_simulations_status_heartbeat_at", "status", "heartbeat_at"),
+    )

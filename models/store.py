@@ -1,0 +1,374 @@
+"""Queries on the simulation tables. Callers own the transaction (`session_scope`); these flush.
+
+The worker's writes are fenced (RELIABILITY.md): a claim bumps `attempt`, and every later write
+of that worker only lands `WHERE attempt = <its attempt> AND status = 'running'`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Select, and_, delete, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from models.base import Base, utcnow
+from models.checkpoint import Checkpoint
+from models.client_insight import ClientInsight
+from models.meta_params import MetaParams
+from models.round_metrics import RoundMetrics
+from models.simulation import FINISHED_STATUSES, Simulation, SimulationStatus
+from models.simulation_log import SimulationLog
+
+ACTIVE_STATUSES = (SimulationStatus.queued, SimulationStatus.running)
+
+
+# --- simulations -----------------------------------------------------------------------------
+
+
+def create_simulation(session: Session, *, owner: str, config: dict[str, Any]) -> Simulation:
+    simulation = Simulation(
+        id=uuid.uuid4(),
+        owner=owner,
+        preset=config["preset"],
+        status=SimulationStatus.queued,
+        config=config,
+        rounds_total=config["rounds"],
+        rounds_completed=0,
+        created_at=utcnow(),
+        attempt=0,
+        cancel_requested=False,
+    )
+    session.add(simulation)
+    session.flush()
+    return simulation
+
+
+def get_simulation(session: Session, simulation_id: uuid.UUID, owner: str) -> Simulation | None:
+    """The simulation if `owner` may see it; another owner's id looks exactly like a missing one."""
+    return session.scalar(
+        select(Simulation).where(Simulation.id == simulation_id, Simulation.owner == owner)
+    )
+
+
+def list_simulations(
+    session: Session,
+    *,
+    owner: str,
+    status: str | None = None,
+    preset: str | None = None,
+    limit: int,
+    after: tuple[datetime, uuid.UUID] | None = None,
+) -> list[Simulation]:
+    """Newest first; `after` is the (created_at, id) of the last row of the previous page."""
+    query = select(Simulation).where(Simulation.owner == owner)
+    if status:
+        query = query.where(Simulation.status == status)
+    if preset:
+        query = query.where(Simulation.preset == preset)
+    if after is not None:
+        created_at, last_id = after
+        query = query.where(
+            or_(
+                Simulation.created_at < created_at,
+                and_(Simulation.created_at == created_at, Simulation.id < last_id),
+            )
+        )
+    query = query.order_by(Simulation.created_at.desc(), Simulation.id.desc()).limit(limit)
+    return list(session.scalars(query))
+
+
+def count_active(session: Session, owner: str) -> int:
+    return session.scalar(
+        select(func.count())
+        .select_from(Simulation)
+        .where(Simulation.owner == owner, Simulation.status.in_(ACTIVE_STATUSES))
+    ) or 0
+
+
+def request_cancel(session: Session, simulation: Simulation) -> None:
+    """Queued → cancelled at once; running → flagged, the worker stops after its current round."""
+    now = utcnow()
+    if simulation.status == SimulationStatus.queued:
+        simulation.status = SimulationStatus.cancelled
+        simulation.finished_at = now
+    simulation.cancel_requested = True
+    session.flush()
+
+
+def delete_simulation(session: Session, simulation: Simulation) -> None:
+    for table in (RoundMetrics, ClientInsight, MetaParams, SimulationLog, Checkpoint):
+        session.execute(delete(table).where(table.simulation_id == simulation.id))
+    session.delete(simulation)
+    session.flush()
+
+
+def simulations_to_enqueue(session: Session, lease_seconds: float) -> list[uuid.UUID]:
+    """Queued simulations and running ones whose lease expired: the reaper publishes these."""
+    stale = utcnow() - timedelta(seconds=lease_seconds)
+    return list(
+        session.scalars(
+            select(Simulation.id)
+            .where(
+                or_(
+                    Simulation.status == SimulationStatus.queued,
+                    and_(
+                        Simulation.status == SimulationStatus.running,
+                        Simulation.heartbeat_at < stale,
+                    ),
+                )
+            )
+            .order_by(Simulation.created_at)
+        )
+    )
+
+
+# --- the worker's fenced writes ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Claim:
+    simulation_id: uuid.UUID
+    attempt: int
+    rounds_completed: int
+    config: dict[str, Any]
+    checkpoint: bytes | None
+
+
+def claim(
+    session: Session, simulation_id: uuid.UUID, *, lease_seconds: float, max_attempts: int
+) -> Claim | None:
+    """Take the simulation if it is queued or its lease expired; None if someone else holds it.
+
+    A simulation whose workers died `max_attempts` times is failed instead of run again.
+    """
+    now = utcnow()
+    stale = now - timedelta(seconds=lease_seconds)
+    claimable = and_(
+        Simulation.id == simulation_id,
+        Simulation.cancel_requested.is_(False),
+        or_(
+            Simulation.status == SimulationStatus.queued,
+            and_(Simulation.status == SimulationStatus.running, Simulation.heartbeat_at < stale),
+        ),
+    )
+    session.execute(
+        update(Simulation)
+        .where(claimable, Simulation.attempt >= max_attempts)
+        .values(
+            status=SimulationStatus.failed,
+            finished_at=now,
+            error=f"gave up after {max_attempts} attempts: the worker running it kept dying",
+        )
+    )
+    row = session.execute(
+        update(Simulation)
+        .where(claimable)
+        .values(
+            status=SimulationStatus.running,
+            attempt=Simulation.attempt + 1,
+            heartbeat_at=now,
+            started_at=func.coalesce(Simulation.started_at, now),
+        )
+        .returning(Simulation.attempt, Simulation.rounds_completed, Simulation.config)
+    ).one_or_none()
+    if row is None:
+        return None
+    checkpoint = session.scalar(
+        select(Checkpoint.state).where(
+            Checkpoint.simulation_id == simulation_id, Checkpoint.round == row.rounds_completed
+        )
+    )
+    return Claim(simulation_id, row.attempt, row.rounds_completed, row.config, checkpoint)
+
+
+def _insert(session: Session) -> Any:
+    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+
+
+def _upsert(
+    session: Session, table: type[Base], rows: Sequence[dict[str, Any]], keys: Iterable[str]
+) -> None:
+    if not rows:
+        return
+    keys = list(keys)
+    statement = _insert(session)(table).values(list(rows))
+    updates = {name: statement.excluded[name] for name in rows[0] if name not in keys}
+    session.execute(statement.on_conflict_do_update(index_elements=keys, set_=updates))
+
+
+def save_round(
+    session: Session,
+    claim: Claim,
+    result: dict[str, Any],
+    checkpoint: bytes | None,
+) -> bool | None:
+    """Store one round (a `RoundResult.to_dict()`) and advance progress, fenced by the claim.
+
+    Returns whether a cancel was requested, or None when the lease was lost (the caller must
+    roll back and stop).
+    """
+    sim_id, number = claim.simulation_id, result["round"]
+    _upsert(
+        session,
+        RoundMetrics,
+        [
+            {
+                "simulation_id": sim_id,
+                "round": number,
+                "metrics": result["metrics"],
+                "expert_usage": result.get("expert_usage", {}),
+                "gossip_pairs": result.get("gossip_pairs", []),
+                "duration_seconds": result.get("duration_seconds", 0.0),
+            }
+        ],
+        ("simulation_id", "round"),
+    )
+    _upsert(
+        session,
+        ClientInsight,
+        [
+            {"simulation_id": sim_id, "round": number, "client_id": i["client_id"], "insight": i}
+            for i in result.get("insights", [])
+        ],
+        ("simulation_id", "round", "client_id"),
+    )
+    if result.get("meta_params"):
+        _upsert(
+            session,
+            MetaParams,
+            [{"simulation_id": sim_id, "round": number, "params": result["meta_params"]}],
+            ("simulation_id", "round"),
+        )
+    _upsert(
+        session,
+        SimulationLog,
+        [
+            {"simulation_id": sim_id, "round": number, "seq": seq, "level": "INFO", "message": m}
+            for seq, m in enumerate(result.get("logs", []))
+        ],
+        ("simulation_id", "round", "seq"),
+    )
+    if checkpoint is not None:
+        _upsert(
+            session,
+            Checkpoint,
+            [{"simulation_id": sim_id, "round": number, "state": checkpoint}],
+            ("simulation_id",),
+        )
+    row = session.execute(
+        update(Simulation)
+        .where(
+            Simulation.id == sim_id,
+            Simulation.attempt == claim.attempt,
+            Simulation.status == SimulationStatus.running,
+        )
+        .values(rounds_completed=number, heartbeat_at=utcnow())
+        .returning(Simulation.cancel_requested)
+    ).one_or_none()
+    return None if row is None else bool(row.cancel_requested)
+
+
+def heartbeat(session: Session, claim: Claim) -> bool:
+    """Renew the lease; False when it was lost."""
+    result = session.execute(
+        update(Simulation)
+        .where(
+            Simulation.id == claim.simulation_id,
+            Simulation.attempt == claim.attempt,
+            Simulation.status == SimulationStatus.running,
+        )
+        .values(heartbeat_at=utcnow())
+    )
+    return result.rowcount == 1
+
+
+def finish(
+    session: Session, claim: Claim, status: SimulationStatus, error: str | None = None
+) -> bool:
+    """End the run with `status`; False when the lease was lost (another worker owns it now)."""
+    assert status in FINISHED_STATUSES
+    result = session.execute(
+        update(Simulation)
+        .where(
+            Simulation.id == claim.simulation_id,
+            Simulation.attempt == claim.attempt,
+            Simulation.status == SimulationStatus.running,
+        )
+        .values(status=status, error=error, finished_at=utcnow())
+    )
+    if result.rowcount == 1:
+        session.execute(delete(Checkpoint).where(Checkpoint.simulation_id == claim.simulation_id))
+    return result.rowcount == 1
+
+
+def add_log(session: Session, simulation_id: uuid.UUID, message: str, level: str = "INFO") -> None:
+    """A lifecycle line (round 0), numbered after the ones already there."""
+    seq = session.scalar(
+        select(func.coalesce(func.max(SimulationLog.seq) + 1, 0)).where(
+            SimulationLog.simulation_id == simulation_id, SimulationLog.round == 0
+        )
+    )
+    session.add(
+        SimulationLog(simulation_id=simulation_id, round=0, seq=seq, level=level, message=message)
+    )
+    session.flush()
+
+
+# --- reads ------------------------------------------------------------------------------------
+
+
+def _rounds_query(
+    table: Any, simulation_id: uuid.UUID, from_round: int | None, to_round: int | None
+) -> Select[Any]:
+    query = select(table).where(table.simulation_id == simulation_id)
+    if from_round is not None:
+        query = query.where(table.round >= from_round)
+    if to_round is not None:
+        query = query.where(table.round <= to_round)
+    return query.order_by(table.round)
+
+
+def round_metrics(
+    session: Session, simulation_id: uuid.UUID, from_round: int | None, to_round: int | None
+) -> list[RoundMetrics]:
+    return list(session.scalars(_rounds_query(RoundMetrics, simulation_id, from_round, to_round)))
+
+
+def meta_params(
+    session: Session, simulation_id: uuid.UUID, from_round: int | None, to_round: int | None
+) -> list[MetaParams]:
+    return list(session.scalars(_rounds_query(MetaParams, simulation_id, from_round, to_round)))
+
+
+def insights(
+    session: Session,
+    simulation_id: uuid.UUID,
+    *,
+    round: int | None = None,
+    client_id: int | None = None,
+    limit: int | None = None,
+    offset: int = 0,
+) -> list[ClientInsight]:
+    query = select(ClientInsight).where(ClientInsight.simulation_id == simulation_id)
+    if round is not None:
+        query = query.where(ClientInsight.round == round)
+    if client_id is not None:
+        query = query.where(ClientInsight.client_id == client_id)
+    query = query.order_by(ClientInsight.round, ClientInsight.client_id).offset(offset)
+    return list(session.scalars(query.limit(limit) if limit else query))
+
+
+def logs(session: Session, simulation_id: uuid.UUID, after_id: int = 0) -> list[SimulationLog]:
+    """Lines in the order they were written (id), optionally only those after `after_id`."""
+    return list(
+        session.scalars(
+            select(SimulationLog)
+            .where(SimulationLog.simulation_id == simulation_id, SimulationLog.id > after_id)
+            .order_by(SimulationLog.id)
+        )
+    )

@@ -1,0 +1,150 @@
+"""Simulation configuration: one validated, immutable `SimulationConfig` and the stage presets.
+
+A request is a preset name plus overrides; `resolve_config` fills every other field from the
+preset, then validates the whole. Field names are part of the public HTTP contract (DESIGN.md):
+add fields, never rename them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+PresetName = Literal[
+    "stage1", "stage2", "stage3", "stage4", "stage5", "stage6", "stage7", "stage8"
+]
+DatasetName = Literal["synthetic", "digits", "breast_cancer", "wine", "iris"]
+
+# Feature count and class count of the labelled data sets scikit-learn ships.
+DATASET_SHAPES: dict[str, tuple[int, int]] = {
+    "digits": (64, 10),
+    "breast_cancer": (30, 2),
+    "wine": (13, 3),
+    "iris": (4, 3),
+}
+
+
+class SimulationConfig(BaseModel):
+    """Every knob of one SF-HFE simulation, fully resolved (no field is ever missing)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    preset: PresetName = "stage8"
+    num_clients: int = Field(5, ge=1, description="Simulated clients.")
+    rounds: int = Field(5, ge=1, description="Global rounds.")
+    seed: int = Field(0, ge=0, description="Seed of every random choice in the run.")
+    input_dim: int = Field(10, ge=1, description="Features per sample.")
+    output_dim: int = Field(1, ge=1, description="Targets (regression) or classes.")
+    samples_per_client: int = Field(50, ge=2, description="Training samples each client holds.")
+    local_epochs: int = Field(1, ge=1, description="Local passes over the data per round.")
+    learning_rate: float = Field(0.01, gt=0, le=10, description="Local SGD learning rate.")
+    batch_size: int = Field(0, ge=0, description="Local mini-batch size; 0 = full batch.")
+    router_strategy: Literal["variance", "random", "round_robin"] = "variance"
+    variance_threshold: float = Field(
+        0.5, ge=0, description="`variance` routing: data variance above it → StructureExpert."
+    )
+    dataset: DatasetName = "synthetic"
+    partition: Literal["iid", "dirichlet"] = "iid"
+    dirichlet_alpha: float = Field(0.5, gt=0, le=1000, description="Dirichlet label skew.")
+    drift: float = Field(0.0, ge=0, le=100, description="Per-round shift of client data; 0 = none.")
+    test_fraction: float = Field(0.2, gt=0, lt=1, description="Held-out share of the data set.")
+
+    # Feature toggles: stage N switches on every toggle of stages <= N.
+    federated_averaging: bool = Field(False, description="Stage 2: FedAvg of a shared model.")
+    insight_exchange: bool = Field(False, description="Stage 3: structured insights to server.")
+    expert_routing: bool = Field(False, description="Stage 4: router picks the expert to train.")
+    meta_learning: bool = Field(False, description="Stage 5: EMA meta-parameters broadcast.")
+    gossip: bool = Field(False, description="Stage 6: pairwise P2P expert averaging.")
+    extended_experts: bool = Field(False, description="Stage 7: Memory + MetaAdaptation experts.")
+    structure_discovery: bool = Field(False, description="Stage 8: self-supervised experts.")
+
+    # Algorithm hyper-parameters.
+    meta_ema_alpha: float = Field(0.1, gt=0, le=1, description="EMA weight of new statistics.")
+    meta_reptile: bool = Field(
+        False, description="Reptile server step θ ← θ + ε·mean(θ_i − θ) instead of FedAvg."
+    )
+    reptile_step_size: float = Field(1.0, gt=0, le=1, description="Reptile ε.")
+    latent_dim: int = Field(4, ge=1, description="Autoencoder latent size (stage 8).")
+    memory_capacity: int = Field(50, ge=1, description="Replay buffer size of MemoryExpert.")
+    lr_decrease_factor: float = Field(0.9, gt=0, le=1, description="MetaAdaptation on loss rise.")
+    lr_increase_factor: float = Field(1.05, ge=1, le=10, description="MetaAdaptation on drop.")
+    lr_improvement_threshold: float = Field(0.1, ge=0, description="Drop that raises the LR.")
+
+    @model_validator(mode="after")
+    def _check_combinations(self) -> SimulationConfig:
+        shape = DATASET_SHAPES.get(self.dataset)
+        if shape is not None:
+            features, classes = shape
+            if self.input_dim != features:
+                raise ValueError(
+                    f"input_dim: data set {self.dataset} has {features} features, "
+                    f"got {self.input_dim}"
+                )
+            if self.output_dim != classes:
+                raise ValueError(
+                    f"output_dim: data set {self.dataset} has {classes} classes, "
+                    f"got {self.output_dim}"
+                )
+        elif self.partition == "dirichlet":
+            raise ValueError(
+                "partition: dirichlet splits by label and needs a labelled data set "
+                "(digits, breast_cancer, wine, iris), not synthetic"
+            )
+        if self.meta_reptile and not self.federated_averaging:
+            raise ValueError("meta_reptile: needs federated_averaging (the shared model)")
+        return self
+
+    @property
+    def stage(self) -> int:
+        return int(self.preset.removeprefix("stage"))
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    description: str
+    overrides: Mapping[str, Any]
+
+
+_STAGE_FEATURES: list[tuple[str, str | None, str]] = [
+    ("stage1", None, "Local training and insight generation: 2 experts per client, no coordination."),
+    ("stage2", "federated_averaging", "Federated learning: FedAvg of a shared Linear model."),
+    ("stage3", "insight_exchange", "Insight exchange: gradient/uncertainty insights, no raw weights."),
+    ("stage4", "expert_routing", "Expert routing: the router picks the expert each client trains."),
+    ("stage5", "meta_learning", "Reptile-style meta-learning: EMA meta-parameters broadcast."),
+    ("stage6", "gossip", "P2P gossip: random client pairs average one expert's weights."),
+    ("stage7", "extended_experts", "Extended portfolio: Memory and MetaAdaptation experts (4)."),
+    ("stage8", "structure_discovery", "Full SF-HFE round with self-supervised structure discovery."),
+]
+
+
+def _build_presets() -> dict[str, Preset]:
+    presets: dict[str, Preset] = {}
+    switched_on: dict[str, Any] = {}
+    for name, feature, description in _STAGE_FEATURES:
+        if feature is not None:
+            switched_on[feature] = True
+        presets[name] = Preset(name, description, dict(switched_on))
+    return presets
+
+
+PRESETS: dict[str, Preset] = _build_presets()
+
+
+def resolve_config(request: Mapping[str, Any] | None = None, /, **overrides: Any) -> SimulationConfig:
+    """Preset defaults, then the caller's overrides, validated as one `SimulationConfig`.
+
+    Raises `pydantic.ValidationError` naming the offending field.
+    """
+    fields = {**(request or {}), **overrides}
+    preset_name = fields.get("preset", "stage8")
+    preset = PRESETS.get(preset_name) if isinstance(preset_name, str) else None
+    base: dict[str, Any] = dict(preset.overrides) if preset else {}
+    dataset = fields.get("dataset")
+    if isinstance(dataset, str) and dataset in DATASET_SHAPES:
+        features, classes = DATASET_SHAPES[dataset]
+        base.update(input_dim=features, output_dim=classes)
+    return SimulationConfig.model_validate({**base, **fields})
