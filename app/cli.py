@@ -1,0 +1,86 @@
+"""The service's subcommands of the `scarcity` console script: serve, worker, migrate.
+
+`scarcity.cli` dispatches here lazily, so importing the engine never imports the service.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from models.settings import get_settings
+
+
+def _setup_logging() -> None:
+    from pathlib import Path
+
+    from scarcity.logging_setup import configure_logging
+
+    configure_logging(log_file=Path(get_settings().log_dir) / "scarcity.log")
+
+
+def serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    _setup_logging()
+    uvicorn.run("app.main:app", host=args.host, port=args.port, log_config=None)
+    return 0
+
+
+def worker(args: argparse.Namespace) -> int:
+    from worker.celery_app import celery_app
+
+    _setup_logging()
+    if not get_settings().broker_url:
+        logging.getLogger("worker").warning(
+            "SCARCITY_BROKER_URL is not set: using redis://127.0.0.1:6379/0"
+        )
+    argv = [
+        "worker",
+        f"--loglevel={args.loglevel}",
+        f"--concurrency={args.concurrency}",
+        "--queues=simulations",
+        "--without-gossip",
+        "--without-mingle",
+    ]
+    if args.hostname:
+        argv.append(f"--hostname={args.hostname}")
+    celery_app.worker_main(argv)
+    return 0
+
+
+def migrate(_: argparse.Namespace) -> int:
+    from models.migrate import current_revision, upgrade_to_head
+
+    upgrade_to_head()
+    print(f"database at revision {current_revision()}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    settings = get_settings()
+    parser = argparse.ArgumentParser(prog="scarcity", description="Scarcity service commands.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    p = commands.add_parser("serve", help="API + dashboard (+ embedded worker without a broker)")
+    p.add_argument("--host", default=settings.host)
+    p.add_argument("--port", type=int, default=settings.port)
+    p.set_defaults(func=serve)
+    p = commands.add_parser("worker", help="a Celery worker for the distributed mode")
+    p.add_argument(
+        "--concurrency",
+        type=int,
+        default=1,
+        help="simulations run at once by this process (default 1; scale by processes)",
+    )
+    p.add_argument("--loglevel", default="INFO")
+    p.add_argument("--hostname", default=None)
+    p.set_defaults(func=worker)
+    p = commands.add_parser("migrate", help="apply database migrations (alembic upgrade head)")
+    p.set_defaults(func=migrate)
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

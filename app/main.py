@@ -1,0 +1,82 @@
+"""The FastAPI application: routers, error handlers, limits, offline docs, dashboard, worker."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse
+from fastapi.staticfiles import StaticFiles
+from models.migrate import ensure_schema
+
+from app.errors import install_error_handlers
+from app.limits import BodySizeLimit
+from app.routes import results, simulations, system
+from models.settings import get_settings
+
+STATIC = Path(__file__).parent / "static"
+logger = logging.getLogger("app")
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings = get_settings()
+    ensure_schema(settings.database_url, auto_migrate=settings.should_auto_migrate)
+    if settings.broker_url:
+        from app.queue_check import broker_check
+        from worker.celery_app import publish
+
+        app.state.publish, app.state.queue_check = publish, broker_check
+        yield
+        return
+    from worker.embedded import EmbeddedWorker
+
+    embedded = EmbeddedWorker()
+    embedded.start()
+    app.state.publish = embedded.publish
+    app.state.queue_check = lambda: "ok" if embedded.alive else "error: embedded worker stopped"
+    logger.info("embedded worker started (no SCARCITY_BROKER_URL)")
+    try:
+        yield
+    finally:
+        embedded.stop()
+
+
+def create_app() -> FastAPI:
+    settings = get_settings()
+    app = FastAPI(
+        title="Scarcity",
+        summary="SF-HFE simulations (Hierarchical Federated Ensembles, data scarcity) as jobs.",
+        version="0.1.0",
+        lifespan=lifespan,
+        docs_url=None,  # served below from our own static files: works offline
+        redoc_url=None,
+    )
+    install_error_handlers(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    for module in (simulations, results, system):
+        app.include_router(module.router)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="Scarcity API",
+            swagger_js_url="/static/vendor/swagger-ui/swagger-ui-bundle.js",
+            swagger_css_url="/static/vendor/swagger-ui/swagger-ui.css",
+            swagger_favicon_url="/static/vendor/swagger-ui/favicon-32x32.png",
+        )
+
+    @app.get("/", include_in_schema=False)
+    def dashboard() -> FileResponse:
+        return FileResponse(STATIC / "index.html")
+
+    return app
+
+
+app = create_app()

@@ -1,0 +1,100 @@
+"""Simulations: submit, read, list, cancel, delete."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Response
+
+from app import service
+from app.deps import OwnerDep, SessionDep, SettingsDep, get_publisher
+from app.schemas import ErrorBody, SimulationCreate, SimulationPublic, SimulationsPublic
+
+router = APIRouter(prefix="/simulations", tags=["simulations"])
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorBody, "description": "Missing or invalid API key."},
+    404: {"model": ErrorBody, "description": "No such simulation (or not yours)."},
+    422: {"model": ErrorBody, "description": "Invalid input; the message names the field."},
+}
+Status = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+
+
+@router.post(
+    "",
+    status_code=202,
+    response_model=SimulationPublic,
+    responses={
+        401: ERRORS[401],
+        409: {"model": ErrorBody, "description": "Too many active simulations."},
+        413: {"model": ErrorBody, "description": "Request body too large."},
+        422: ERRORS[422],
+    },
+)
+def create_simulation(
+    body: SimulationCreate,  # type: ignore[valid-type]
+    owner: OwnerDep,
+    settings: SettingsDep,
+    response: Response,
+    publish: Annotated[service.Publisher, Depends(get_publisher)],
+) -> SimulationPublic:
+    """Queue a simulation: a preset plus overrides; answers 202 with its resource."""
+    simulation = service.create_simulation(body, owner, settings, publish)
+    response.headers["Location"] = f"/simulations/{simulation.id}"
+    return SimulationPublic.from_row(simulation)
+
+
+@router.get("", response_model=SimulationsPublic, responses={401: ERRORS[401], 422: ERRORS[422]})
+def list_simulations(
+    session: SessionDep,
+    owner: OwnerDep,
+    settings: SettingsDep,
+    status: Status | None = None,
+    preset: str | None = Query(None, max_length=32),
+    limit: int = Query(20, ge=1, description="Page size (capped by SCARCITY_MAX_PAGE_SIZE)."),
+    cursor: str | None = Query(None, max_length=200, description="`next_cursor` of the last page."),
+) -> SimulationsPublic:
+    """Your simulations, newest first, optionally filtered by status and preset."""
+    rows, next_cursor = service.list_simulations(
+        session,
+        owner,
+        status=status,
+        preset=preset,
+        limit=min(limit, settings.max_page_size),
+        cursor=cursor,
+    )
+    return SimulationsPublic(
+        data=[SimulationPublic.from_row(r) for r in rows], next_cursor=next_cursor
+    )
+
+
+@router.get("/{simulation_id}", response_model=SimulationPublic, responses=ERRORS)
+def get_simulation(
+    simulation_id: uuid.UUID, session: SessionDep, owner: OwnerDep
+) -> SimulationPublic:
+    """One simulation: status, resolved config, progress, timestamps, error."""
+    return SimulationPublic.from_row(service.get_simulation(session, simulation_id, owner))
+
+
+@router.post(
+    "/{simulation_id}/cancel",
+    response_model=SimulationPublic,
+    responses={**ERRORS, 409: {"model": ErrorBody, "description": "Already finished."}},
+)
+def cancel_simulation(
+    simulation_id: uuid.UUID, session: SessionDep, owner: OwnerDep
+) -> SimulationPublic:
+    """Cancel: a queued run at once, a running one after its current round."""
+    return SimulationPublic.from_row(service.cancel_simulation(session, simulation_id, owner))
+
+
+@router.delete(
+    "/{simulation_id}",
+    status_code=204,
+    responses={**ERRORS, 409: {"model": ErrorBody, "description": "Still running."}},
+)
+def delete_simulation(simulation_id: uuid.UUID, session: SessionDep, owner: OwnerDep) -> Response:
+    """Delete a simulation that is not running, with all its rounds."""
+    service.delete_simulation(session, simulation_id, owner)
+    return Response(status_code=204)

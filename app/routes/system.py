@@ -1,0 +1,49 @@
+"""Presets, health and readiness."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+
+from app.deps import OwnerDep
+from app.schemas import Health, PresetPublic
+from models.db import get_engine
+from scarcity.config import PRESETS, resolve_config
+
+router = APIRouter(tags=["system"])
+
+
+@router.get("/presets", response_model=list[PresetPublic])
+def list_presets(_: OwnerDep) -> list[PresetPublic]:
+    """Every preset with its description and fully resolved default config."""
+    return [
+        PresetPublic(
+            name=p.name,
+            description=p.description,
+            config=resolve_config({"preset": p.name}).model_dump(),
+        )
+        for p in PRESETS.values()
+    ]
+
+
+@router.get("/healthz", response_model=Health)
+def healthz() -> Health:
+    """The process is alive."""
+    return Health(status="ok")
+
+
+@router.get("/readyz", response_model=Health, responses={503: {"model": Health}})
+def readyz(request: Request) -> JSONResponse:
+    """The database and the queue are reachable."""
+    checks: dict[str, str] = {}
+    try:
+        with get_engine().connect() as connection:
+            connection.execute(text("SELECT 1"))
+        checks["database"] = "ok"
+    except Exception as exc:
+        checks["database"] = f"error: {type(exc).__name__}"
+    checks["queue"] = request.app.state.queue_check()
+    ok = all(v == "ok" for v in checks.values())
+    body = Health(status="ok" if ok else "unavailable", checks=checks)
+    return JSONResponse(body.model_dump(), status_code=200 if ok else 503)

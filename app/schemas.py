@@ -1,0 +1,173 @@
+"""Request and response bodies of the public API, kept apart from the ORM (names: DESIGN.md)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from annotated_types import Le
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
+
+from models.settings import get_settings
+from scarcity.config import PRESETS, SimulationConfig
+
+
+def _field_caps() -> dict[str, int]:
+    """Single-field limits from the settings, written into the schema so clients see them."""
+    s = get_settings()
+    return {
+        "num_clients": s.max_clients,
+        "rounds": s.max_rounds,
+        "samples_per_client": s.max_samples_per_client,
+        "batch_size": s.max_samples_per_client,
+        "input_dim": s.max_dim,
+        "output_dim": s.max_dim,
+        "local_epochs": s.max_local_epochs,
+        "latent_dim": s.max_dim,
+        "memory_capacity": s.max_samples_per_client,
+        "seed": 2**31 - 1,
+    }
+
+
+def _make_simulation_create() -> type[BaseModel]:
+    """`SimulationCreate`: a preset plus optional overrides of any `SimulationConfig` field."""
+    caps = _field_caps()
+    fields: dict[str, Any] = {}
+    for name, info in SimulationConfig.model_fields.items():
+        if name == "preset":
+            continue
+        metadata = list(info.metadata) + ([Le(caps[name])] if name in caps else [])
+        annotation = Annotated[(info.annotation, *metadata)] if metadata else info.annotation
+        fields[name] = (annotation | None, Field(None, description=info.description))
+    return create_model(
+        "SimulationCreate",
+        __config__=ConfigDict(
+            extra="forbid",
+            json_schema_extra={"example": {"preset": "stage8", "num_clients": 5, "rounds": 5}},
+        ),
+        preset=(
+            Literal[tuple(PRESETS)],  # type: ignore[valid-type]
+            Field("stage8", description="Preset whose defaults fill every field not given."),
+        ),
+        **fields,
+    )
+
+
+SimulationCreate = _make_simulation_create()
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    # SQLite hands timestamps back naive; they were written in UTC.
+    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+
+
+class Progress(BaseModel):
+    rounds_completed: int
+    rounds_total: int
+
+
+class SimulationPublic(BaseModel):
+    id: uuid.UUID
+    status: Literal["queued", "running", "succeeded", "failed", "cancelled"]
+    preset: str
+    config: dict[str, Any]
+    progress: Progress
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    error: str | None
+
+    _utc_times = field_validator("created_at", "started_at", "finished_at")(_utc)
+
+    @classmethod
+    def from_row(cls, row: Any) -> SimulationPublic:
+        return cls(
+            id=row.id,
+            status=row.status,
+            preset=row.preset,
+            config=row.config,
+            progress=Progress(rounds_completed=row.rounds_completed, rounds_total=row.rounds_total),
+            created_at=row.created_at,
+            started_at=row.started_at,
+            finished_at=row.finished_at,
+            error=row.error,
+        )
+
+
+class SimulationsPublic(BaseModel):
+    data: list[SimulationPublic]
+    next_cursor: str | None = Field(None, description="Pass as `cursor` for the next page.")
+
+
+class GossipPairPublic(BaseModel):
+    client_a: int
+    client_b: int
+    expert: str
+
+
+class RoundMetricsPublic(BaseModel):
+    round: int
+    metrics: dict[str, float]
+    expert_usage: dict[str, int] = {}
+    gossip_pairs: list[GossipPairPublic] = []
+
+
+class MetricsPublic(BaseModel):
+    simulation_id: uuid.UUID
+    rounds: list[RoundMetricsPublic]
+
+
+class InsightPublic(BaseModel):
+    round: int
+    client_id: int
+    insight: dict[str, Any]
+
+
+class InsightsPublic(BaseModel):
+    simulation_id: uuid.UUID
+    insights: list[InsightPublic]
+
+
+class MetaParamsRow(BaseModel):
+    """One round's meta-parameters; structural priors (`prior_*`) appear from stage 8."""
+
+    model_config = ConfigDict(extra="allow")
+    round: int
+    mean: float | None = None
+    std: float | None = None
+    lr: float | None = None
+    updates: float | None = None
+
+
+class MetaParamsPublic(BaseModel):
+    simulation_id: uuid.UUID
+    rounds: list[MetaParamsRow]
+
+
+class LogLine(BaseModel):
+    id: int
+    round: int
+    level: str
+    message: str
+
+
+class LogsPublic(BaseModel):
+    simulation_id: uuid.UUID
+    lines: list[LogLine]
+
+
+class PresetPublic(BaseModel):
+    name: str
+    description: str
+    config: dict[str, Any]
+
+
+class ErrorBody(BaseModel):
+    type: str
+    detail: Any
+
+
+class Health(BaseModel):
+    status: str
+    checks: dict[str, str] = {}

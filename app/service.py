@@ -1,0 +1,142 @@
+"""What the routes do, one function each; the route's session owns the transaction."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import uuid
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel
+from sqlalchemy.orm import Session
+
+from app.errors import Conflict, NotFound, Unprocessable
+from models import FINISHED_STATUSES, Simulation, SimulationStatus, store
+from models.db import session_scope
+from models.settings import Settings
+from scarcity.config import SimulationConfig, resolve_config
+
+Publisher = Callable[[uuid.UUID], object]
+
+
+def check_budget(config: SimulationConfig, settings: Settings) -> None:
+    work = config.num_clients * config.rounds * config.samples_per_client * config.local_epochs
+    if work > settings.max_work:
+        raise Unprocessable(
+            [
+                {
+                    "field": "num_clients",
+                    "message": "work budget exceeded: num_clients × rounds × samples_per_client × "
+                    f"local_epochs = {work:,} > limit {settings.max_work:,} "
+                    "(SCARCITY_MAX_WORK)",
+                }
+            ]
+        )
+
+
+def create_simulation(
+    body: BaseModel, owner: str, settings: Settings, publish: Publisher
+) -> Simulation:
+    """Validate, commit the row, then publish: a job never names an uncommitted row."""
+    config = resolve_config(body.model_dump(exclude_none=True))
+    check_budget(config, settings)
+    with session_scope() as session:
+        if store.count_active(session, owner) >= settings.max_active_per_owner:
+            raise Conflict(
+                f"too many active simulations: limit {settings.max_active_per_owner} queued or "
+                "running per owner (SCARCITY_MAX_ACTIVE_PER_OWNER)"
+            )
+        simulation = store.create_simulation(session, owner=owner, config=config.model_dump())
+    publish(simulation.id)  # bounded; if it fails the row stays queued for the reaper
+    return simulation
+
+
+def get_simulation(session: Session, simulation_id: uuid.UUID, owner: str) -> Simulation:
+    simulation = store.get_simulation(session, simulation_id, owner)
+    if simulation is None:
+        raise NotFound(f"simulation {simulation_id} not found")
+    return simulation
+
+
+def encode_cursor(row: Simulation) -> str:
+    return base64.urlsafe_b64encode(f"{row.created_at.isoformat()}|{row.id}".encode()).decode()
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        created, _, sim_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
+        return datetime.fromisoformat(created), uuid.UUID(sim_id)
+    except ValueError as exc:
+        raise Unprocessable(
+            [{"field": "cursor", "message": "not a cursor from a previous page"}]
+        ) from exc
+
+
+def list_simulations(
+    session: Session,
+    owner: str,
+    *,
+    status: str | None,
+    preset: str | None,
+    limit: int,
+    cursor: str | None,
+) -> tuple[list[Simulation], str | None]:
+    rows = store.list_simulations(
+        session,
+        owner=owner,
+        status=status,
+        preset=preset,
+        limit=limit + 1,
+        after=decode_cursor(cursor) if cursor else None,
+    )
+    next_cursor = encode_cursor(rows[limit - 1]) if len(rows) > limit else None
+    return rows[:limit], next_cursor
+
+
+def cancel_simulation(session: Session, simulation_id: uuid.UUID, owner: str) -> Simulation:
+    simulation = get_simulation(session, simulation_id, owner)
+    if simulation.status in FINISHED_STATUSES:
+        raise Conflict(f"simulation {simulation_id} already finished ({simulation.status})")
+    store.request_cancel(session, simulation)
+    return simulation
+
+
+def delete_simulation(session: Session, simulation_id: uuid.UUID, owner: str) -> None:
+    simulation = get_simulation(session, simulation_id, owner)
+    if simulation.status == SimulationStatus.running:
+        raise Conflict(f"simulation {simulation_id} is running: cancel it first")
+    store.delete_simulation(session, simulation)
+
+
+def metrics_rows(
+    session: Session,
+    simulation_id: uuid.UUID,
+    *,
+    from_round: int | None,
+    to_round: int | None,
+    names: list[str] | None,
+) -> list[dict[str, Any]]:
+    rows = store.round_metrics(session, simulation_id, from_round, to_round)
+    return [
+        {
+            "round": row.round,
+            "metrics": {k: v for k, v in row.metrics.items() if names is None or k in names},
+            "expert_usage": row.expert_usage,
+            "gossip_pairs": row.gossip_pairs,
+        }
+        for row in rows
+    ]
+
+
+def metrics_csv(rows: list[dict[str, Any]]) -> str:
+    """One line per round: `round` then every metric name seen, sorted; blanks where absent."""
+    names = sorted({name for row in rows for name in row["metrics"]})
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["round", *names])
+    for row in rows:
+        writer.writerow([row["round"], *(row["metrics"].get(n, "") for n in names)])
+    return out.getvalue()

@@ -1,0 +1,159 @@
+"""The public HTTP contract of DESIGN.md, against a real server process."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+
+from tests.service_processes import wait_for_status
+
+
+def fields_named(response: httpx.Response) -> list[str | None]:
+    return [d["field"] for d in response.json()["detail"]]
+
+
+def test_create_returns_202_location_and_the_resolved_config(client: httpx.Client) -> None:
+    response = client.post("/simulations", json={"preset": "stage2", "rounds": 3})
+    assert response.status_code == 202
+    body = response.json()
+    assert response.headers["location"] == f"/simulations/{body['id']}"
+    assert body["preset"] == "stage2"
+    assert body["config"]["rounds"] == 3
+    assert body["config"]["federated_averaging"] is True and body["config"]["gossip"] is False
+    assert body["progress"] == {"rounds_completed": 0, "rounds_total": 3}
+    assert body["error"] is None and body["created_at"].endswith(("Z", "+00:00"))
+    assert client.get(f"/simulations/{body['id']}").json()["id"] == body["id"]
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "words"),
+    [
+        ({"preset": "stage8", "bogus": 1}, "bogus", "extra"),
+        ({"num_clients": -1}, "num_clients", "greater than or equal"),
+        ({"num_clients": 51}, "num_clients", "50"),
+        ({"rounds": "many"}, "rounds", "integer"),
+        ({"preset": "stage99"}, "preset", "stage8"),
+        ({"dataset": "imagenet"}, "dataset", "digits"),
+        ({"partition": "dirichlet"}, "partition", "labelled"),
+        ({"dataset": "iris", "input_dim": 7}, "input_dim", "4 features"),
+        ({"num_clients": 50, "rounds": 20, "samples_per_client": 1000}, "num_clients", "200,000"),
+        ({"learning_rate": 0}, "learning_rate", "greater than"),
+    ],
+)
+def test_bad_input_is_422_naming_the_field(
+    client: httpx.Client, body: dict, field: str, words: str
+) -> None:
+    before = len(client.get("/simulations?limit=5").json()["data"])
+    response = client.post("/simulations", json=body)
+    assert response.status_code == 422, response.text
+    assert field in fields_named(response)
+    assert words in json.dumps(response.json()["detail"])
+    assert len(client.get("/simulations?limit=5").json()["data"]) == before
+
+
+@pytest.mark.parametrize("raw", [b"{not json", b"[1, 2]", b'"stage8"', b"null"])
+def test_malformed_bodies_are_422(client: httpx.Client, raw: bytes) -> None:
+    response = client.post(
+        "/simulations", content=raw, headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 422
+    assert response.json()["type"] == "validation_error"
+
+
+def test_oversized_body_is_413(client: httpx.Client) -> None:
+    response = client.post("/simulations", json={"preset": "stage8", "pad": "x" * 10_000})
+    assert response.status_code == 413
+    assert "4096" in response.json()["detail"]
+
+
+def test_unknown_and_malformed_ids(client: httpx.Client) -> None:
+    missing = "00000000-0000-4000-8000-000000000000"
+    for path in ("", "/metrics", "/insights", "/meta-params", "/logs", "/events"):
+        response = client.get(f"/simulations/{missing}{path}")
+        assert response.status_code == 404, path
+        assert response.json()["type"] == "not_found"
+    assert client.post(f"/simulations/{missing}/cancel").status_code == 404
+    assert client.delete(f"/simulations/{missing}").status_code == 404
+    assert client.get("/simulations/not-a-uuid").status_code == 422
+
+
+def test_list_is_newest_first_filtered_and_paginated(client: httpx.Client) -> None:
+    ids = [
+        client.post("/simulations", json={"preset": "stage1", "rounds": 1, "seed": s}).json()["id"]
+        for s in range(7)
+    ]
+    seen: list[str] = []
+    cursor = None
+    while True:
+        params = {"preset": "stage1", "limit": 50} | ({"cursor": cursor} if cursor else {})
+        page = client.get("/simulations", params=params).json()
+        assert len(page["data"]) <= 5  # page size capped by SCARCITY_MAX_PAGE_SIZE
+        seen += [s["id"] for s in page["data"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen[:7] == ids[::-1]
+    assert all(
+        s["preset"] == "stage1" for s in client.get("/simulations?preset=stage1").json()["data"]
+    )
+    assert client.get("/simulations?status=bogus").status_code == 422
+
+
+def test_cancel_and_delete_lifecycle(client: httpx.Client) -> None:
+    sim = client.post("/simulations", json={"preset": "stage1", "rounds": 1}).json()
+    final = wait_for_status(client, sim["id"], {"succeeded", "failed"})
+    assert final["status"] == "succeeded"
+    assert client.post(f"/simulations/{sim['id']}/cancel").status_code == 409
+    assert client.delete(f"/simulations/{sim['id']}").status_code == 204
+    assert client.get(f"/simulations/{sim['id']}").status_code == 404
+
+
+def test_metrics_filters_by_round_range_and_names(client: httpx.Client) -> None:
+    sim = client.post("/simulations", json={"preset": "stage8", "rounds": 4}).json()
+    wait_for_status(client, sim["id"], {"succeeded"})
+    body = client.get(
+        f"/simulations/{sim['id']}/metrics",
+        params={"from_round": 2, "to_round": 3, "names": "loss,drift"},
+    ).json()
+    assert [r["round"] for r in body["rounds"]] == [2, 3]
+    assert all(set(r["metrics"]) == {"loss", "drift"} for r in body["rounds"])
+    insights = client.get(f"/simulations/{sim['id']}/insights", params={"round": 2, "client_id": 1})
+    assert [(i["round"], i["client_id"]) for i in insights.json()["insights"]] == [(2, 1)]
+    logs = client.get(f"/simulations/{sim['id']}/logs").json()["lines"]
+    assert any("claimed" in line["message"] for line in logs)
+    assert any(line["round"] == 4 for line in logs)
+
+
+def test_events_stream_one_event_per_round_and_an_end(client: httpx.Client) -> None:
+    sim = client.post("/simulations", json={"preset": "stage8", "rounds": 3}).json()
+    events: list[tuple[str, str]] = []
+    with client.stream("GET", f"/simulations/{sim['id']}/events", timeout=60) as response:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        name = None
+        for line in response.iter_lines():
+            if line.startswith("event:"):
+                name = line.split(":", 1)[1].strip()
+            elif line.startswith("data:") and name:
+                events.append((name, line.split(":", 1)[1].strip()))
+                if name == "end":
+                    break
+    assert [n for n, _ in events] == ["round", "round", "round", "end"]
+    assert [json.loads(d)["round"] for n, d in events if n == "round"] == [1, 2, 3]
+    assert json.loads(events[-1][1])["status"] == "succeeded"
+
+
+def test_presets_health_readiness_and_offline_docs(client: httpx.Client) -> None:
+    presets = client.get("/presets").json()
+    assert [p["name"] for p in presets] == [f"stage{i}" for i in range(1, 9)]
+    assert presets[7]["config"]["structure_discovery"] is True
+    assert client.get("/healthz").json()["status"] == "ok"
+    ready = client.get("/readyz").json()
+    assert ready["checks"] == {"database": "ok", "queue": "ok"}
+    docs = client.get("/docs").text
+    assert "https://" not in docs and "/static/vendor/swagger-ui/swagger-ui-bundle.js" in docs
+    assert client.get("/static/vendor/swagger-ui/swagger-ui-bundle.js").status_code == 200
+    schema = client.get("/openapi.json").json()
+    assert {"/simulations", "/simulations/{simulation_id}/metrics"} <= set(schema["paths"])
+    assert "Run" in client.get("/").text

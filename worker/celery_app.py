@@ -1,0 +1,97 @@
+"""Celery application for the distributed mode, with the reliability policy in one place.
+
+Redis is only a doorbell (RELIABILITY.md): the task argument is a simulation id, status and
+results live in our database, and a lost message is re-published by the reaper.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from typing import Any
+
+from celery import Celery
+from celery.signals import worker_process_init, worker_ready, worker_shutdown
+
+from models.db import dispose_engines
+from models.settings import get_settings
+
+logger = logging.getLogger("worker.celery")
+TASK_NAME = "scarcity.run_simulation"
+
+
+def make_celery() -> Celery:
+    settings = get_settings()
+    app = Celery("scarcity", broker=settings.broker_url or "redis://127.0.0.1:6379/0")
+    timeout = settings.publish_timeout_seconds
+    app.conf.update(
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        task_ignore_result=True,
+        worker_prefetch_multiplier=1,
+        worker_cancel_long_running_tasks_on_connection_loss=True,
+        broker_connection_retry_on_startup=True,
+        worker_soft_shutdown_timeout=10,
+        worker_hijack_root_logger=False,
+        task_default_queue="simulations",
+        # A publish must never hang the API: bounded sockets and a small retry policy.
+        broker_transport_options={
+            "socket_timeout": timeout,
+            "socket_connect_timeout": timeout,
+            # Longer than any lease: redelivery of a live job is the reaper's business, not Redis's.
+            "visibility_timeout": max(3600, int(settings.simulation_time_limit_seconds) + 600),
+        },
+        broker_connection_timeout=timeout,
+        task_publish_retry_policy={
+            "max_retries": 2,
+            "interval_start": 0,
+            "interval_step": timeout / 4,
+            "interval_max": timeout / 2,
+        },
+    )
+    return app
+
+
+celery_app = make_celery()
+
+
+@celery_app.task(name=TASK_NAME, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+def run_simulation_task(simulation_id: str) -> str | None:
+    from worker.tasks import execute  # imports torch; keep the API's publish path light
+
+    return execute(uuid.UUID(simulation_id))
+
+
+@worker_process_init.connect
+def _fresh_connections_after_fork(**_: Any) -> None:
+    dispose_engines()  # pooled sockets must not be shared with the parent (celery#1564)
+
+
+_reaper_stop = threading.Event()
+
+
+@worker_ready.connect
+def _start_reaper(**_: Any) -> None:
+    from worker.reaper import run_reaper
+
+    threading.Thread(
+        target=run_reaper, args=(publish, _reaper_stop), daemon=True, name="reaper"
+    ).start()
+
+
+@worker_shutdown.connect
+def _stop_reaper(**_: Any) -> None:
+    _reaper_stop.set()
+
+
+def publish(simulation_id: uuid.UUID) -> bool:
+    """Publish one job; False (logged) when the broker is unreachable — the reaper retries."""
+    try:
+        run_simulation_task.apply_async(args=[str(simulation_id)], retry=True)
+        return True
+    except Exception:
+        logger.warning(
+            "could not publish simulation %s; the reaper will", simulation_id, exc_info=True
+        )
+        return False
