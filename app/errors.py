@@ -49,6 +49,8 @@ def validation_detail(errors: list[dict[str, object]]) -> list[dict[str, object]
     for error in errors:
         loc = [str(p) for p in error.get("loc", ()) if p not in ("body",)]  # type: ignore[union-attr]
         message = str(error.get("msg", "invalid"))
+        if error.get("type") == "extra_forbidden":
+            message = "unknown field (not a simulation setting)"
         # Model-level checks name their field as "field: message" (scarcity.config).
         if not loc and ": " in message:
             field, _, message = message.removeprefix("Value error, ").partition(": ")
