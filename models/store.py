@@ -83,11 +83,14 @@ def list_simulations(
 
 
 def count_active(session: Session, owner: str) -> int:
-    return session.scalar(
-        select(func.count())
-        .select_from(Simulation)
-        .where(Simulation.owner == owner, Simulation.status.in_(ACTIVE_STATUSES))
-    ) or 0
+    return (
+        session.scalar(
+            select(func.count())
+            .select_from(Simulation)
+            .where(Simulation.owner == owner, Simulation.status.in_(ACTIVE_STATUSES))
+        )
+        or 0
+    )
 
 
 def request_cancel(session: Session, simulation: Simulation) -> None:
@@ -107,15 +110,33 @@ def delete_simulation(session: Session, simulation: Simulation) -> None:
     session.flush()
 
 
+def requeue_running(session: Session) -> int:
+    """Embedded mode at start-up: this process is the only worker, so every `running` row is an
+    orphan of the previous process; queue it again (its checkpoint and attempt count remain)."""
+    running = Simulation.status == SimulationStatus.running
+    session.execute(
+        update(Simulation)
+        .where(running, Simulation.cancel_requested.is_(True))
+        .values(status=SimulationStatus.cancelled, finished_at=utcnow())
+    )
+    result = session.execute(update(Simulation).where(running).values(status="queued"))
+    return result.rowcount
+
+
 def simulations_to_enqueue(session: Session, lease_seconds: float) -> list[uuid.UUID]:
-    """Queued simulations and running ones whose lease expired: the reaper publishes these."""
+    """Queued for longer than a lease, or running with an expired lease: the reaper's work."""
     stale = utcnow() - timedelta(seconds=lease_seconds)
     return list(
         session.scalars(
             select(Simulation.id)
             .where(
                 or_(
-                    Simulation.status == SimulationStatus.queued,
+                    # Fresh queued rows were just published by the API; only older ones may
+                    # have lost their message.
+                    and_(
+                        Simulation.status == SimulationStatus.queued,
+                        Simulation.created_at < stale,
+                    ),
                     and_(
                         Simulation.status == SimulationStatus.running,
                         Simulation.heartbeat_at < stale,
@@ -155,6 +176,17 @@ def claim(
             Simulation.status == SimulationStatus.queued,
             and_(Simulation.status == SimulationStatus.running, Simulation.heartbeat_at < stale),
         ),
+    )
+    # A cancel flagged on a run whose worker died can only be honoured here.
+    session.execute(
+        update(Simulation)
+        .where(
+            Simulation.id == simulation_id,
+            Simulation.cancel_requested.is_(True),
+            Simulation.status == SimulationStatus.running,
+            Simulation.heartbeat_at < stale,
+        )
+        .values(status=SimulationStatus.cancelled, finished_at=now)
     )
     session.execute(
         update(Simulation)

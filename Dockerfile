@@ -1,0 +1,32 @@
+# The Scarcity service image: API (`scarcity serve`), Celery worker (`scarcity worker`) and
+# migrations (`scarcity migrate`); docker-compose.yml runs all three from it.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+RUN useradd --create-home --uid 10001 --user-group scarcity
+
+WORKDIR /src
+# Dependencies first, in their own layer: rebuilt only when pyproject.toml changes.
+# The extra index gives CPU-only torch (its `+cpu` build of the pinned version wins over
+# PyPI's CUDA one); it lives only here, so a local `pip install .` keeps the platform default.
+COPY pyproject.toml ./
+RUN mkdir scarcity && touch scarcity/__init__.py README.md \
+    && pip install --extra-index-url https://download.pytorch.org/whl/cpu . \
+    && pip uninstall -y scarcity \
+    && rm -rf /src/*
+
+# Then the project itself (installed into site-packages; /src is removed afterwards).
+COPY . .
+RUN pip install --no-deps . && cd / && rm -rf /src
+
+# Runtime directory of the unprivileged user: ./logs (and ./scarcity.db in embedded mode).
+WORKDIR /data
+RUN chown scarcity:scarcity /data
+USER scarcity
+
+EXPOSE 8000
+CMD ["scarcity", "serve", "--host", "0.0.0.0", "--port", "8000"]

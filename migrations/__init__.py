@@ -1,0 +1,1 @@
+"""Alembic revisions of the Scarcity schema (applied by `scarcity migrate` / `models.migrate`)."""

@@ -1,0 +1,214 @@
+"""The Alembic revisions build exactly `models.Base.metadata`, on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import create_engine, delete, func, inspect, pool, select, text
+from sqlalchemy.orm import Session
+
+from models import Base, Checkpoint, ClientInsight, RoundMetrics, Simulation, migrate, store
+from models.db import make_engine
+from models.settings import Settings
+
+TABLES = set(Base.metadata.tables)
+
+
+@pytest.fixture(params=["sqlite_url", "postgres_url"], ids=["sqlite", "postgresql"])
+def empty_url(request: pytest.FixtureRequest) -> str:
+    """A fresh, empty database of each kind."""
+    return str(request.getfixturevalue(request.param))
+
+
+def schema_diff(url: str) -> list[Any]:
+    engine = create_engine(url, poolclass=pool.NullPool)
+    try:
+        with engine.connect() as connection:
+            context = MigrationContext.configure(connection, opts={"compare_type": True})
+            return list(compare_metadata(context, Base.metadata))
+    finally:
+        engine.dispose()
+
+
+def table_names(url: str) -> set[str]:
+    engine = create_engine(url, poolclass=pool.NullPool)
+    try:
+        with engine.connect() as connection:
+            return set(inspect(connection).get_table_names())
+    finally:
+        engine.dispose()
+
+
+def test_upgrade_head_on_an_empty_database_matches_the_models(empty_url: str) -> None:
+    migrate.upgrade_to_head(empty_url)
+
+    assert migrate.current_revision(empty_url) == migrate.head_revision()
+    assert migrate.is_at_head(empty_url)
+    assert table_names(empty_url) == TABLES | {"alembic_version"}
+    assert schema_diff(empty_url) == []
+
+
+def test_downgrade_to_base_drops_every_table_and_upgrade_rebuilds_them(empty_url: str) -> None:
+    migrate.upgrade_to_head(empty_url)
+
+    command.downgrade(migrate.alembic_config(empty_url), "base")
+    assert migrate.current_revision(empty_url) is None
+    assert table_names(empty_url) <= {"alembic_version"}
+
+    migrate.upgrade_to_head(empty_url)
+    assert schema_diff(empty_url) == []
+
+
+def test_upgrade_twice_is_a_no_op(empty_url: str) -> None:
+    migrate.upgrade_to_head(empty_url)
+    migrate.upgrade_to_head(empty_url)
+    assert migrate.is_at_head(empty_url)
+
+
+def test_concurrent_migrators_queue_instead_of_colliding(empty_url: str) -> None:
+    """The `migrate` service and several API processes may start at once."""
+    code = "import sys; from models.migrate import upgrade_to_head; upgrade_to_head(sys.argv[1])"
+    root = Path(migrate.__file__).resolve().parents[1]
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, empty_url],
+            cwd=root,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for _ in range(3)
+    ]
+    for run in runs:
+        output, _ = run.communicate(timeout=120)
+        assert run.returncode == 0, output
+    assert migrate.is_at_head(empty_url)
+    assert schema_diff(empty_url) == []
+
+
+def test_postgres_gets_native_jsonb_uuid_and_timestamptz(postgres_url: str) -> None:
+    migrate.upgrade_to_head(postgres_url)
+    engine = create_engine(postgres_url, poolclass=pool.NullPool)
+    with engine.connect() as connection:
+        types = dict(
+            connection.execute(
+                text(
+                    "SELECT column_name, data_type FROM information_schema.columns "
+                    "WHERE table_name = 'simulations'"
+                )
+            ).all()
+        )
+        cascades = connection.execute(
+            text(
+                "SELECT count(*) FROM information_schema.referential_constraints "
+                "WHERE delete_rule = 'CASCADE'"
+            )
+        ).scalar_one()
+    engine.dispose()
+    assert types["config"] == "jsonb"
+    assert types["id"] == "uuid"
+    assert types["created_at"] == "timestamp with time zone"
+    assert cascades == len(TABLES) - 1  # every per-round table references simulations
+
+
+def test_per_round_rows_are_deleted_with_their_simulation(database_url: str) -> None:
+    engine = make_engine(database_url)  # the service's engine: SQLite enforces foreign keys
+    try:
+        with Session(engine) as session, session.begin():
+            config = {"preset": "stage8", "rounds": 2}
+            simulation = store.create_simulation(session, owner="", config=config)
+            claim = store.claim(session, simulation.id, lease_seconds=60, max_attempts=5)
+            assert claim is not None
+            result = {"round": 1, "metrics": {"loss": 1.0}, "insights": [{"client_id": 0}]}
+            assert store.save_round(session, claim, result, b"state") is False
+        with Session(engine) as session, session.begin():
+            session.execute(delete(Simulation).execution_options(synchronize_session=False))
+            for table in (RoundMetrics, ClientInsight, Checkpoint):
+                assert session.scalar(select(func.count()).select_from(table)) == 0
+    finally:
+        engine.dispose()
+
+
+def test_offline_sql_for_postgres_uses_native_types(capsys: pytest.CaptureFixture[str]) -> None:
+    config = migrate.alembic_config("postgresql+psycopg://nobody@invalid.invalid/none")
+    command.upgrade(config, "head", sql=True)
+    sql = capsys.readouterr().out
+    assert "JSONB" in sql and "UUID" in sql and "TIMESTAMP WITH TIME ZONE" in sql
+    assert "ON DELETE CASCADE" in sql
+
+
+def test_alembic_cli_works_from_another_directory(sqlite_url: str, tmp_path: Path) -> None:
+    ini = Path(migrate.__file__).resolve().parents[1] / "alembic.ini"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "alembic",
+            "-c",
+            str(ini),
+            "-x",
+            f"url={sqlite_url}",
+            "upgrade",
+            "head",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert migrate.is_at_head(sqlite_url)
+
+
+# --- ensure_schema: what the service runs at start-up ------------------------------------------
+
+
+def test_ensure_schema_refuses_a_database_behind_and_says_how_to_migrate(empty_url: str) -> None:
+    with pytest.raises(RuntimeError, match="scarcity migrate"):
+        migrate.ensure_schema(empty_url, auto_migrate=False)
+    assert migrate.current_revision(empty_url) is None  # untouched
+
+
+def test_ensure_schema_with_auto_migrate_brings_the_database_to_head(
+    empty_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # not the repo root
+    migrate.ensure_schema(empty_url, auto_migrate=True)
+    assert migrate.is_at_head(empty_url)
+    migrate.ensure_schema(empty_url, auto_migrate=False)  # at head: nothing to do
+
+
+def test_ensure_schema_by_default_migrates_sqlite_but_not_postgres(
+    sqlite_url: str, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(migrate, "get_settings", lambda: Settings(auto_migrate=None))
+    migrate.ensure_schema(sqlite_url)
+    assert migrate.is_at_head(sqlite_url)
+    with pytest.raises(RuntimeError, match="scarcity migrate"):
+        migrate.ensure_schema(postgres_url)
+
+
+def test_ensure_schema_refuses_tables_created_without_alembic(sqlite_url: str) -> None:
+    engine = create_engine(sqlite_url, poolclass=pool.NullPool)
+    Base.metadata.create_all(engine)
+    engine.dispose()
+    with pytest.raises(RuntimeError, match="stamp head"):
+        migrate.ensure_schema(sqlite_url, auto_migrate=True)
+
+
+def test_ensure_schema_refuses_a_revision_from_a_newer_version(sqlite_url: str) -> None:
+    migrate.upgrade_to_head(sqlite_url)
+    engine = create_engine(sqlite_url, poolclass=pool.NullPool)
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE alembic_version SET version_num = 'fffffffff'"))
+    engine.dispose()
+    assert not migrate.is_at_head(sqlite_url)
+    with pytest.raises(RuntimeError, match="does not know"):
+        migrate.ensure_schema(sqlite_url, auto_migrate=True)

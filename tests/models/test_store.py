@@ -1,0 +1,294 @@
+"""`models.store` on a migrated database of each kind: lifecycle, fencing, cancel, pages."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from models import (
+    Checkpoint,
+    ClientInsight,
+    MetaParams,
+    RoundMetrics,
+    Simulation,
+    SimulationLog,
+    SimulationStatus,
+    store,
+)
+from models.base import utcnow
+from models.db import make_engine
+
+LEASE = 60.0
+CONFIG = {"preset": "stage8", "rounds": 3, "seed": 1}
+
+
+@pytest.fixture
+def sessions(database_url: str) -> Iterator[sessionmaker[Session]]:
+    """Sessions on the service's engine; `with sessions.begin() as s:` is one transaction."""
+    engine = make_engine(database_url)
+    yield sessionmaker(engine, expire_on_commit=False)
+    engine.dispose()
+
+
+def round_result(number: int, loss: float = 0.5) -> dict[str, Any]:
+    """A `RoundResult.to_dict()` of two clients."""
+    return {
+        "round": number,
+        "metrics": {"loss": loss},
+        "expert_usage": {"0": 2},
+        "gossip_pairs": [{"a": 0, "b": 1}],
+        "duration_seconds": 0.01,
+        "insights": [{"client_id": c, "uncertainty": loss + c} for c in range(2)],
+        "meta_params": {"mean": 0.0, "std": 1.0, "lr": 0.01, "updates": number},
+        "logs": [f"round {number} done"],
+    }
+
+
+def create(sessions: sessionmaker[Session], owner: str = "") -> uuid.UUID:
+    with sessions.begin() as session:
+        return store.create_simulation(session, owner=owner, config=CONFIG).id
+
+
+def claim(
+    sessions: sessionmaker[Session], simulation_id: uuid.UUID, max_attempts: int = 5
+) -> store.Claim | None:
+    with sessions.begin() as session:
+        return store.claim(session, simulation_id, lease_seconds=LEASE, max_attempts=max_attempts)
+
+
+class Fenced(Exception):
+    pass
+
+
+def save(
+    sessions: sessionmaker[Session], claim: store.Claim, number: int, **kw: Any
+) -> bool | None:
+    """One round in one transaction, rolled back when fenced (as the worker does)."""
+    checkpoint = f"cp{number}".encode()
+    try:
+        with sessions.begin() as session:
+            cancel = store.save_round(session, claim, round_result(number, **kw), checkpoint)
+            if cancel is None:
+                raise Fenced
+            return cancel
+    except Fenced:
+        return None
+
+
+def expire_lease(sessions: sessionmaker[Session], simulation_id: uuid.UUID) -> None:
+    """The worker holding it died: its heartbeat is older than a lease."""
+    with sessions.begin() as session:
+        session.execute(
+            update(Simulation)
+            .where(Simulation.id == simulation_id)
+            .values(heartbeat_at=utcnow() - timedelta(seconds=2 * LEASE))
+        )
+
+
+def load(sessions: sessionmaker[Session], simulation_id: uuid.UUID) -> Simulation:
+    with sessions() as session:
+        simulation = session.get(Simulation, simulation_id)
+        assert simulation is not None
+        return simulation
+
+
+def count(sessions: sessionmaker[Session], table: Any, simulation_id: uuid.UUID) -> int:
+    with sessions() as session:
+        query = select(func.count()).select_from(table).where(table.simulation_id == simulation_id)
+        return int(session.scalar(query) or 0)
+
+
+def test_lifecycle_with_replayed_round_and_takeover_of_a_stale_lease(
+    sessions: sessionmaker[Session],
+) -> None:
+    sim_id = create(sessions)
+    assert load(sessions, sim_id).status == SimulationStatus.queued
+
+    first = claim(sessions, sim_id)
+    assert first is not None
+    assert (first.attempt, first.rounds_completed, first.checkpoint) == (1, 0, None)
+    assert first.config == CONFIG
+    running = load(sessions, sim_id)
+    assert running.status == SimulationStatus.running
+    assert running.started_at is not None and running.heartbeat_at is not None
+
+    # The same round stored twice overwrites: no duplicate rows.
+    assert save(sessions, first, 1, loss=0.9) is False
+    assert save(sessions, first, 1, loss=0.8) is False
+    for table, rows in [
+        (RoundMetrics, 1),
+        (ClientInsight, 2),
+        (MetaParams, 1),
+        (SimulationLog, 1),
+        (Checkpoint, 1),
+    ]:
+        assert count(sessions, table, sim_id) == rows, table.__tablename__
+    with sessions() as session:
+        [metrics] = store.round_metrics(session, sim_id, None, None)
+        assert metrics.metrics == {"loss": 0.8}
+    assert load(sessions, sim_id).rounds_completed == 1
+
+    # While the lease is fresh nobody else gets it.
+    assert claim(sessions, sim_id) is None
+    assert load(sessions, sim_id).attempt == 1
+
+    # The worker dies; another takes over from the stored checkpoint with the next attempt.
+    expire_lease(sessions, sim_id)
+    second = claim(sessions, sim_id)
+    assert second is not None
+    assert (second.attempt, second.rounds_completed, second.checkpoint) == (2, 1, b"cp1")
+
+    # The first worker comes back: all its writes are fenced off.
+    assert save(sessions, first, 2) is None
+    assert count(sessions, RoundMetrics, sim_id) == 1
+    with sessions.begin() as session:
+        assert store.heartbeat(session, first) is False
+        assert store.finish(session, first, SimulationStatus.failed, "stale") is False
+
+    assert save(sessions, second, 2) is False
+    assert save(sessions, second, 3) is False
+    with sessions.begin() as session:
+        assert store.heartbeat(session, second) is True
+        assert store.finish(session, second, SimulationStatus.succeeded) is True
+    done = load(sessions, sim_id)
+    assert done.status == SimulationStatus.succeeded
+    assert done.rounds_completed == 3 and done.finished_at is not None and done.error is None
+    assert count(sessions, Checkpoint, sim_id) == 0  # only a resumable run needs one
+    assert count(sessions, RoundMetrics, sim_id) == 3
+    assert claim(sessions, sim_id) is None  # finished for good
+
+
+def test_cancel_of_a_queued_simulation_ends_it_at_once(sessions: sessionmaker[Session]) -> None:
+    sim_id = create(sessions)
+    with sessions.begin() as session:
+        simulation = session.get(Simulation, sim_id)
+        assert simulation is not None
+        store.request_cancel(session, simulation)
+    cancelled = load(sessions, sim_id)
+    assert cancelled.status == SimulationStatus.cancelled and cancelled.finished_at is not None
+    assert claim(sessions, sim_id) is None
+
+
+def test_cancel_of_a_running_simulation_is_seen_by_its_next_save(
+    sessions: sessionmaker[Session],
+) -> None:
+    sim_id = create(sessions)
+    held = claim(sessions, sim_id)
+    assert held is not None
+    with sessions.begin() as session:
+        simulation = session.get(Simulation, sim_id)
+        assert simulation is not None
+        store.request_cancel(session, simulation)
+    assert load(sessions, sim_id).status == SimulationStatus.running
+    assert save(sessions, held, 1) is True
+
+
+def test_a_simulation_whose_workers_keep_dying_fails_after_max_attempts(
+    sessions: sessionmaker[Session],
+) -> None:
+    sim_id = create(sessions)
+    for attempt in (1, 2):
+        held = claim(sessions, sim_id, max_attempts=2)
+        assert held is not None and held.attempt == attempt
+        expire_lease(sessions, sim_id)
+
+    assert claim(sessions, sim_id, max_attempts=2) is None
+    failed = load(sessions, sim_id)
+    assert failed.status == SimulationStatus.failed
+    assert failed.finished_at is not None and "2 attempts" in (failed.error or "")
+    assert failed.attempt == 2
+
+
+def test_list_is_newest_first_and_the_after_cursor_pages_through_ties(
+    sessions: sessionmaker[Session],
+) -> None:
+    ids = [create(sessions, owner="alice") for _ in range(5)]
+    create(sessions, owner="bob")
+    base = utcnow()
+    offsets = [0, 1, 1, 1, 2]  # three rows share a timestamp: the id breaks the tie
+    with sessions.begin() as session:
+        for sim_id, seconds in zip(ids, offsets, strict=True):
+            session.execute(
+                update(Simulation)
+                .where(Simulation.id == sim_id)
+                .values(created_at=base + timedelta(seconds=seconds))
+            )
+    expected = [i for _, i in sorted(zip(offsets, ids, strict=True), reverse=True)]
+
+    seen: list[uuid.UUID] = []
+    after = None
+    with sessions() as session:
+        while True:
+            page = store.list_simulations(session, owner="alice", limit=2, after=after)
+            if not page:
+                break
+            assert len(page) <= 2
+            seen += [simulation.id for simulation in page]
+            after = (page[-1].created_at, page[-1].id)
+    assert seen == expected
+
+    with sessions() as session:
+        assert store.list_simulations(session, owner="alice", status="running", limit=10) == []
+        queued = store.list_simulations(session, owner="alice", status="queued", limit=10)
+        assert len(queued) == 5
+        assert store.count_active(session, "alice") == 5
+
+
+def test_another_owner_cannot_see_a_simulation(sessions: sessionmaker[Session]) -> None:
+    sim_id = create(sessions, owner="alice")
+    with sessions() as session:
+        assert store.get_simulation(session, sim_id, "alice") is not None
+        assert store.get_simulation(session, sim_id, "bob") is None
+
+
+def test_delete_removes_the_simulation_and_its_rounds(sessions: sessionmaker[Session]) -> None:
+    sim_id = create(sessions)
+    held = claim(sessions, sim_id)
+    assert held is not None
+    assert save(sessions, held, 1) is False
+    with sessions.begin() as session:
+        simulation = session.get(Simulation, sim_id)
+        assert simulation is not None
+        store.delete_simulation(session, simulation)
+    for table in (Simulation, RoundMetrics, ClientInsight, MetaParams, SimulationLog, Checkpoint):
+        key = Simulation.id if table is Simulation else table.simulation_id
+        with sessions() as session:
+            assert session.scalar(select(func.count()).where(key == sim_id)) == 0
+
+
+def test_a_cancel_flagged_on_a_run_whose_worker_died_is_honoured_by_the_next_claim(
+    sessions: sessionmaker[Session],
+) -> None:
+    sim_id = create(sessions)
+    assert claim(sessions, sim_id) is not None
+    with sessions.begin() as session:
+        simulation = session.get(Simulation, sim_id)
+        assert simulation is not None
+        store.request_cancel(session, simulation)
+    expire_lease(sessions, sim_id)
+    assert claim(sessions, sim_id) is None
+    assert load(sessions, sim_id).status == SimulationStatus.cancelled
+
+
+def test_the_reaper_republishes_old_queued_and_stale_running_simulations_only(
+    sessions: sessionmaker[Session],
+) -> None:
+    fresh_queued, old_queued, live, dead = (create(sessions) for _ in range(4))
+    with sessions.begin() as session:
+        session.execute(
+            update(Simulation)
+            .where(Simulation.id == old_queued)
+            .values(created_at=utcnow() - timedelta(seconds=2 * LEASE))
+        )
+    for sim_id in (live, dead):
+        assert claim(sessions, sim_id) is not None
+    expire_lease(sessions, dead)
+    with sessions() as session:
+        due = set(store.simulations_to_enqueue(session, LEASE))
+    assert due == {old_queued, dead}
