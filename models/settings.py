@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(65_536, ge=1_024, description="Request body size cap.")
     max_page_size: int = Field(100, ge=1)
 
+    torch_threads: int = Field(
+        1, ge=1, description="Torch threads per running simulation (small ops: 1 is fastest)."
+    )
     log_dir: str = Field("logs", description="Directory of scarcity.log.")
 
     @property

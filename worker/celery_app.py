@@ -66,6 +66,9 @@ def run_simulation_task(simulation_id: str) -> str | None:
 @worker_process_init.connect
 def _fresh_connections_after_fork(**_: Any) -> None:
     dispose_engines()  # pooled sockets must not be shared with the parent (celery#1564)
+    from worker.tasks import configure_torch
+
+    configure_torch()
 
 
 _reaper_stop = threading.Event()

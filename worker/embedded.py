@@ -65,8 +65,9 @@ class EmbeddedWorker:
         return bool(self._threads) and all(t.is_alive() for t in self._threads)
 
     def _consume(self) -> None:
-        from worker.tasks import execute  # torch loads here, not at API import
+        from worker.tasks import configure_torch, execute  # torch loads here, not at import
 
+        configure_torch()
         while not self._stop.is_set():
             simulation_id = self._queue.get()
             if simulation_id is None:

@@ -60,6 +60,14 @@ class _Heartbeat:
                 logger.warning("heartbeat failed", exc_info=True)
 
 
+def configure_torch() -> None:
+    """Once per worker process: tiny per-client ops run fastest single-threaded, and a fixed
+    thread count keeps float results equal across machines' core counts."""
+    import torch
+
+    torch.set_num_threads(get_settings().torch_threads)
+
+
 def execute(
     simulation_id: uuid.UUID, should_stop: Callable[[], bool] = lambda: False
 ) -> str | None:
