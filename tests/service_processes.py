@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -28,16 +30,23 @@ class ServiceProcess:
     def __init__(self, args: list[str], env: Mapping[str, str], log_path: Path) -> None:
         self.log_path = log_path
         self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
+        # Own process group: kill() takes the Celery pool children down too, like a crash.
         self.process = subprocess.Popen(
-            args, cwd=ROOT, env={**os.environ, **env}, stdout=self._log, stderr=subprocess.STDOUT
+            args,
+            cwd=ROOT,
+            env={**os.environ, **env},
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
 
     def output(self) -> str:
         return self.log_path.read_text(errors="replace")
 
     def kill(self) -> None:
-        """SIGKILL: the crash a worker can't clean up after."""
-        self.process.kill()
+        """SIGKILL to the whole process group: the crash nothing can clean up after."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait(10)
 
     def stop(self, timeout: float = 15) -> None:
@@ -46,14 +55,15 @@ class ServiceProcess:
             try:
                 self.process.wait(timeout)
             except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
+                self.kill()
+        with contextlib.suppress(ProcessLookupError):  # stray pool children
+            os.killpg(self.process.pid, signal.SIGKILL)
         self._log.close()
 
 
 class Server(ServiceProcess):
-    def __init__(self, env: Mapping[str, str], log_path: Path) -> None:
-        self.port = free_port()
+    def __init__(self, env: Mapping[str, str], log_path: Path, port: int | None = None) -> None:
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         super().__init__(
             [*SCARCITY, "serve", "--host", "127.0.0.1", "--port", str(self.port)], env, log_path
@@ -77,6 +87,38 @@ class Server(ServiceProcess):
 class Worker(ServiceProcess):
     def __init__(self, env: Mapping[str, str], log_path: Path, name: str = "w1") -> None:
         super().__init__([*SCARCITY, "worker", "--hostname", f"{name}@%h"], env, log_path)
+
+
+class RedisServer(ServiceProcess):
+    """A throw-away Redis without persistence, so a test may kill and restart its broker."""
+
+    def __init__(self, log_path: Path, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1"]
+        super().__init__([*args, "--save", "", "--appendonly", "no"], {}, log_path)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port)):
+                return
+            time.sleep(0.05)
+        raise RuntimeError(f"redis did not start:\n{self.output()}")
+
+
+def wait_for_progress(
+    client: httpx.Client, simulation_id: str, rounds: int, timeout: float = 120
+) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        body = client.get(f"/simulations/{simulation_id}").json()
+        if (
+            body["progress"]["rounds_completed"] >= rounds
+            or body["status"] != "running"
+            and (body["status"] != "queued")
+        ):
+            return body
+        time.sleep(0.05)
+    raise AssertionError(f"simulation {simulation_id} stuck at {body['progress']}")
 
 
 def wait_for_status(

@@ -1,0 +1,183 @@
+"""Durable jobs with real processes: kill -9 and resume exactly, a lost queue, cancel, limits."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import torch
+
+from scarcity import resolve_config, run_simulation
+from tests.service_processes import (
+    RedisServer,
+    Server,
+    Worker,
+    wait_for_progress,
+    wait_for_status,
+)
+
+pytestmark = pytest.mark.integration
+
+LEASE = "2"  # seconds: a dead worker's simulation is taken over quickly
+FINISHED = {"succeeded", "failed", "cancelled"}
+
+
+def expected_metrics(job: dict) -> list[dict]:
+    """The uninterrupted run of the same config, in this process (workers use 1 thread too)."""
+    torch.set_num_threads(1)
+    return [dict(r.metrics) for r in run_simulation(resolve_config(job))]
+
+
+def stored_metrics(client: httpx.Client, sim_id: str) -> list[dict]:
+    rounds = client.get(f"/simulations/{sim_id}/metrics").json()["rounds"]
+    return [r["metrics"] for r in rounds]
+
+
+@pytest.fixture
+def stack_env(migrated_postgres_url: str, redis_url: str) -> dict[str, str]:
+    return {
+        "SCARCITY_DATABASE_URL": migrated_postgres_url,
+        "SCARCITY_BROKER_URL": redis_url,
+        "SCARCITY_WORKER_LEASE_SECONDS": LEASE,
+    }
+
+
+@pytest.fixture
+def api(stack_env: dict[str, str], tmp_path: Path) -> Iterator[httpx.Client]:
+    server = Server(stack_env, tmp_path / "api.log")
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            yield client
+    finally:
+        server.stop()
+
+
+def test_worker_killed_at_random_rounds_resumes_with_identical_metrics(
+    api: httpx.Client, stack_env: dict[str, str], tmp_path: Path
+) -> None:
+    job = {"preset": "stage8", "num_clients": 4, "rounds": 8, "seed": 7}
+    expected = expected_metrics(job)
+    chooser = random.Random(2026)
+    for attempt in range(10):
+        worker = Worker(stack_env, tmp_path / f"worker-{attempt}.log", name=f"w{attempt}")
+        sim_id = api.post("/simulations", json=job).json()["id"]
+        kill_after = chooser.randint(1, job["rounds"] - 1)
+        progress = wait_for_progress(api, sim_id, kill_after)
+        worker.kill()
+        assert progress["status"] == "running", progress
+        survivor = Worker(stack_env, tmp_path / f"survivor-{attempt}.log", name=f"s{attempt}")
+        try:
+            final = wait_for_status(api, sim_id, FINISHED, timeout=90)
+        finally:
+            survivor.stop()
+        assert final["status"] == "succeeded", (final, survivor.output()[-3000:])
+        assert final["progress"]["rounds_completed"] == job["rounds"]
+        rounds = api.get(f"/simulations/{sim_id}/metrics").json()["rounds"]
+        assert [r["round"] for r in rounds] == list(range(1, job["rounds"] + 1))
+        assert stored_metrics(api, sim_id) == expected, f"attempt {attempt}, killed at {kill_after}"
+        insights = api.get(f"/simulations/{sim_id}/insights").json()["insights"]
+        assert len(insights) == job["num_clients"] * job["rounds"]
+        logs = api.get(f"/simulations/{sim_id}/logs").json()["lines"]
+        assert sum("claimed by" in line["message"] for line in logs) >= 2
+
+
+def test_queued_jobs_survive_a_broker_restart_that_drops_every_message(
+    migrated_postgres_url: str, tmp_path: Path
+) -> None:
+    broker = RedisServer(tmp_path / "redis.log")
+    env = {
+        "SCARCITY_DATABASE_URL": migrated_postgres_url,
+        "SCARCITY_BROKER_URL": broker.url,
+        "SCARCITY_WORKER_LEASE_SECONDS": LEASE,
+    }
+    server = Server(env, tmp_path / "api.log")
+    worker: Worker | None = None
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            ids = [
+                client.post("/simulations", json={"preset": "stage3", "seed": s}).json()["id"]
+                for s in range(3)
+            ]
+            broker.kill()  # no persistence: the three messages are gone
+            broker = RedisServer(tmp_path / "redis-2.log", port=broker.port)
+            worker = Worker(env, tmp_path / "worker.log")
+            for sim_id in ids:
+                assert wait_for_status(client, sim_id, FINISHED, 90)["status"] == "succeeded"
+            # The worker still consumes after its broker went away and came back (celery#8030).
+            broker.kill()
+            started = time.monotonic()
+            offline = client.post("/simulations", json={"preset": "stage2", "rounds": 2})
+            assert offline.status_code == 202  # the row is the record; the reaper publishes
+            assert time.monotonic() - started < 10
+            broker = RedisServer(tmp_path / "redis-3.log", port=broker.port)
+            final = wait_for_status(client, offline.json()["id"], FINISHED, 90)
+            assert final["status"] == "succeeded", worker.output()[-3000:]
+    finally:
+        server.stop()
+        if worker:
+            worker.stop()
+        broker.stop()
+
+
+def test_cancel_stops_a_running_simulation_within_a_round_and_keeps_its_rounds(
+    api: httpx.Client, stack_env: dict[str, str], tmp_path: Path
+) -> None:
+    worker = Worker(stack_env, tmp_path / "worker.log")
+    try:
+        sim_id = api.post("/simulations", json={"preset": "stage8", "rounds": 200}).json()["id"]
+        wait_for_progress(api, sim_id, 2)
+        asked = time.monotonic()
+        response = api.post(f"/simulations/{sim_id}/cancel")
+        assert response.status_code == 200
+        final = wait_for_status(api, sim_id, FINISHED, timeout=30)
+        latency = time.monotonic() - asked
+        print(f"cancel latency of a running simulation: {latency:.2f} s")
+        assert final["status"] == "cancelled"
+        done = final["progress"]["rounds_completed"]
+        assert 2 <= done < 200
+        assert len(stored_metrics(api, sim_id)) == done
+        assert api.post(f"/simulations/{sim_id}/cancel").status_code == 409
+        queued = api.post("/simulations", json={"preset": "stage1"}).json()["id"]
+        # Behind nothing? It may already run; either way cancel answers with the resource.
+        assert api.post(f"/simulations/{queued}/cancel").status_code in (200, 409)
+    finally:
+        worker.stop()
+
+
+def test_time_limit_fails_the_simulation_with_a_useful_error(
+    stack_env: dict[str, str], api: httpx.Client, tmp_path: Path
+) -> None:
+    worker = Worker(
+        {**stack_env, "SCARCITY_SIMULATION_TIME_LIMIT_SECONDS": "1"}, tmp_path / "worker.log"
+    )
+    try:
+        sim_id = api.post("/simulations", json={"preset": "stage8", "rounds": 200}).json()["id"]
+        final = wait_for_status(api, sim_id, FINISHED, timeout=60)
+        assert final["status"] == "failed"
+        assert "time limit of 1 s" in final["error"]
+        logs = api.get(f"/simulations/{sim_id}/logs").json()["lines"]
+        assert any(line["level"] == "ERROR" and "time limit" in line["message"] for line in logs)
+    finally:
+        worker.stop()
+
+
+def test_embedded_server_killed_mid_run_resumes_on_restart(tmp_path: Path) -> None:
+    job = {"preset": "stage8", "num_clients": 4, "rounds": 8, "seed": 11}
+    env = {"SCARCITY_DATABASE_URL": f"sqlite:///{tmp_path}/embedded.db"}
+    server = Server(env, tmp_path / "api-1.log")
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        sim_id = client.post("/simulations", json=job).json()["id"]
+        wait_for_progress(client, sim_id, 3)
+    server.kill()
+    server = Server(env, tmp_path / "api-2.log", port=server.port)
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            final = wait_for_status(client, sim_id, FINISHED, timeout=90)
+            assert final["status"] == "succeeded", server.output()[-3000:]
+            assert stored_metrics(client, sim_id) == expected_metrics(job)
+    finally:
+        server.stop()

@@ -1,0 +1,46 @@
+"""Fixtures of the engine tests: the repo root on sys.path and helpers to run presets."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+from scarcity import RoundResult, resolve_config, run_simulation  # noqa: E402
+
+
+@pytest.fixture
+def run_preset() -> Callable[..., list[RoundResult]]:
+    """Run a preset with the seed's defaults (5 clients, 5 rounds) plus overrides."""
+
+    def run(preset: str, **overrides: Any) -> list[RoundResult]:
+        return run_simulation(resolve_config(preset=preset, **overrides))
+
+    return run
+
+
+@pytest.fixture
+def run_python(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """Run Python code or arguments in a fresh interpreter, cwd = a temp dir, repo importable."""
+
+    def run(
+        *args: str, cwd: Path | None = None, pythonpath: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        if pythonpath:
+            env["PYTHONPATH"] = str(REPO_ROOT)
+        return subprocess.run(
+            [sys.executable, *args], cwd=cwd or tmp_path, env=env, capture_output=True,
+            text=True, timeout=120,
+        )
+
+    return run

@@ -1,0 +1,79 @@
+"""The `scarcity` command: run with --json, --set parsing, validation errors, lazy dispatch."""
+
+import json
+import logging
+import sys
+import types
+
+import pytest
+
+from scarcity import resolve_config, run_simulation
+from scarcity.cli import main, parse_set
+from scarcity.simulation import MAX_DETAIL_CLIENTS, Simulation
+from tests.scarcity.conftest import REPO_ROOT
+
+
+def test_run_json_round_trip(run_python, tmp_path):
+    proc = run_python("-m", "scarcity", "run", "--preset", "stage6", "--clients", "3",
+                      "--rounds", "2", "--seed", "4", "--set", "drift=0.5",
+                      "--set", "router_strategy=random", "--json", "out/run.json")
+    assert proc.returncode == 0, proc.stderr
+    payload = json.loads((tmp_path / "out" / "run.json").read_text())
+    config = payload["config"]
+    assert (config["num_clients"], config["rounds"], config["seed"]) == (3, 2, 4)
+    assert config["drift"] == 0.5 and config["router_strategy"] == "random"
+    expected = run_simulation(resolve_config(config))
+    assert [r["round"] for r in payload["rounds"]] == [1, 2]
+    for row, result in zip(payload["rounds"], expected, strict=True):
+        assert "duration_seconds" in row and "duration_seconds" not in row["metrics"]
+        assert row["metrics"] == dict(result.metrics)
+        assert row["meta_params"] == dict(result.meta_params)
+        assert len(row["insights"]) == 3 and len(row["gossip_pairs"]) == 1
+    assert "round" in proc.stdout and "loss" in proc.stdout  # the final table
+    log_file = tmp_path / "logs" / "scarcity.log"
+    assert " - scarcity.simulation - INFO - Round 1/2: loss=" in log_file.read_text()
+
+
+def test_bad_config_exits_2_naming_the_field(run_python):
+    proc = run_python("-m", "scarcity", "run", "--set", "num_clients=0")
+    assert proc.returncode == 2
+    assert "num_clients" in proc.stderr
+
+
+def test_seed_entry_script_runs(run_python):
+    # As the seed runs it: a plain script path, the package not otherwise on sys.path.
+    proc = run_python(str(REPO_ROOT / "scarcity" / "run.py"), "--rounds", "1", "--no-progress",
+                      pythonpath=False)
+    assert proc.returncode == 0, proc.stderr
+    assert "recon_loss" in proc.stdout
+
+
+def test_set_values_are_json_when_possible():
+    assert parse_set(["drift=0.5", "gossip=true", "dataset=wine", "rounds=3"]) == {
+        "drift": 0.5, "gossip": True, "dataset": "wine", "rounds": 3}
+    with pytest.raises(ValueError):
+        parse_set(["novalue"])
+
+
+def test_service_subcommands_dispatch_lazily_to_app_cli(monkeypatch):
+    calls = []
+    fake = types.ModuleType("app.cli")
+    fake.main = lambda argv: calls.append(argv) or 0
+    monkeypatch.setitem(sys.modules, "app", types.ModuleType("app"))
+    monkeypatch.setitem(sys.modules, "app.cli", fake)
+    assert main(["serve", "--port", "9000"]) == 0
+    assert main(["migrate"]) == 0
+    assert calls == [["serve", "--port", "9000"], ["migrate"]]
+
+
+def test_round_logs_are_short_for_large_runs():
+    config = resolve_config(preset="stage6", num_clients=4 * MAX_DETAIL_CLIENTS, rounds=1)
+    result = Simulation(config).run_round()
+    assert len(result.logs) <= 3 and sum(map(len, result.logs)) < 2000
+
+
+def test_round_lines_go_to_the_scarcity_logger(caplog):
+    with caplog.at_level(logging.INFO, logger="scarcity"):
+        result = Simulation(resolve_config(preset="stage5", rounds=1)).run_round()
+    messages = [r.getMessage() for r in caplog.records if r.name.startswith("scarcity")]
+    assert result.logs[0] in messages
