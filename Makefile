@@ -6,7 +6,7 @@ PORT ?= 8000
 # Re-install only when the dependency list changes.
 STAMP := .venv/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 
-.PHONY: install run test services lint bench worker migrate clean
+.PHONY: install run test services chromium lint bench worker migrate clean
 
 install: $(STAMP)
 
@@ -33,7 +33,10 @@ services:  ## start PostgreSQL and Redis when they are down (the tests need both
 lint: install
 	.venv/bin/ruff check .
 
-test: install services lint  ## the whole suite; non-zero on any failure or when no test ran
+chromium:  ## Debian's chromium for the dashboard's browser test (installed when missing)
+	@scripts/ensure-chromium.sh
+
+test: install services chromium lint  ## the whole suite; non-zero on any failure or when no test ran
 	$(PY) -m pytest
 
 bench: install

@@ -1,0 +1,268 @@
+"""The dashboard (`GET /`) and Swagger UI (`GET /docs`) in headless Chromium against a real server.
+
+Submits a stage8 5-client 5-round simulation from the form, watches it to `succeeded`, checks the
+charts and the log, opens `/docs`, and records every request the pages make: none may leave
+127.0.0.1. Screenshots go to `test-artifacts/` (desktop 1400×1000 and phone 390 px wide).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+from playwright.sync_api import Browser, Page, Request, Route, expect, sync_playwright
+
+from tests.service_processes import ROOT, Server
+
+pytestmark = pytest.mark.integration
+
+CHROMIUM = Path("/usr/bin/chromium")
+ENSURE_CHROMIUM = ROOT / "scripts" / "ensure-chromium.sh"
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+LOCAL_HOSTS = {"127.0.0.1"}
+ROUND_CHARTS = ["loss", "recon", "drift", "other", "meta", "priors", "experts", "gossip"]
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Path:
+    """Debian's chromium, installed by scripts/ensure-chromium.sh when missing; failing loudly."""
+    done = subprocess.run(
+        ["bash", str(ENSURE_CHROMIUM)], capture_output=True, text=True, timeout=600
+    )
+    if done.returncode != 0 or not CHROMIUM.exists():
+        pytest.fail(
+            f"{ENSURE_CHROMIUM} could not provide {CHROMIUM} (exit {done.returncode}):\n"
+            f"{done.stdout}\n{done.stderr}"
+        )
+    return CHROMIUM
+
+
+def _start_server(tmp: Path, api_keys: str = "") -> Server:
+    env = {
+        "SCARCITY_DATABASE_URL": f"sqlite:///{tmp / 'dashboard.db'}",
+        "SCARCITY_BROKER_URL": "",  # embedded worker
+        "SCARCITY_API_KEYS": api_keys,  # "" = open API
+        "SCARCITY_LOG_DIR": str(tmp / "logs"),
+    }
+    return Server(env, tmp / "server.log")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    server = _start_server(tmp_path_factory.mktemp("dashboard"))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def browser(chromium: Path) -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(chromium), headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+class RequestLog:
+    """Every request the pages make; anything not to 127.0.0.1 is recorded and aborted."""
+
+    def __init__(self) -> None:
+        self.urls: list[str] = []
+        self.foreign: list[str] = []
+        self.failures: list[str] = []
+
+    def route(self, route: Route) -> None:
+        url = route.request.url
+        if _is_local(url):
+            route.continue_()
+        else:
+            self.foreign.append(url)
+            route.abort()
+
+    def request(self, request: Request) -> None:
+        self.urls.append(request.url)
+        if not _is_local(request.url):
+            self.foreign.append(request.url)
+
+    def failed(self, request: Request) -> None:
+        self.failures.append(f"{request.method} {request.url}: {request.failure}")
+
+
+def _is_local(url: str) -> bool:
+    parts = urlsplit(url)
+    if parts.scheme in ("data", "about"):
+        return True  # no network involved
+    if parts.scheme == "blob":
+        parts = urlsplit(parts.path)
+    return parts.hostname in LOCAL_HOSTS
+
+
+def _new_page(browser: Browser, log: RequestLog, width: int, height: int) -> Page:
+    context = browser.new_context(
+        viewport={"width": width, "height": height}, accept_downloads=True
+    )
+    context.route("**/*", log.route)
+    context.on("request", log.request)
+    context.on("requestfailed", log.failed)
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    return page
+
+
+def _wait_for_charts(page: Page, points: int) -> None:
+    page.wait_for_function(
+        """([names, points]) => names.every((n) => {
+             const box = document.querySelector(`#charts [data-chart="${n}"]`);
+             return box && !box.hidden && box.dataset.points === String(points)
+               && box.querySelector("canvas");
+           })""",
+        arg=[ROUND_CHARTS, points],
+        timeout=30_000,
+    )
+
+
+def test_dashboard_submit_watch_history_and_docs(browser: Browser, server: Server) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    log = RequestLog()
+    errors: list[str] = []
+
+    # --- desktop: submit from the form ---------------------------------------------------------
+    page = _new_page(browser, log, 1400, 1000)
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(f"{server.url}/")
+    expect(page.locator("#f-preset option")).to_have_count(8)
+    page.select_option("#f-preset", "stage8")
+    expect(page.locator("#preset-description")).not_to_be_empty()
+    # The form is generated from the OpenAPI schema: every seed control and feature toggle.
+    for name in [
+        "num_clients", "rounds", "seed", "input_dim", "output_dim", "samples_per_client",
+        "learning_rate", "local_epochs", "router_strategy", "dataset", "partition",
+        "dirichlet_alpha", "drift", "federated_averaging", "insight_exchange", "expert_routing",
+        "meta_learning", "gossip", "extended_experts", "structure_discovery",
+    ]:  # fmt: skip
+        expect(page.locator(f"#f-{name}")).to_have_count(1)
+    expect(page.locator("#f-gossip")).to_be_checked()  # stage8 default
+
+    # A 422 is shown next to its field.
+    page.fill("#f-num_clients", "0")
+    page.get_by_role("button", name="Run", exact=True).click()
+    field_error = page.locator('[data-field="num_clients"] .field-error')
+    expect(field_error).to_contain_text("greater than or equal to 1")
+
+    page.fill("#f-num_clients", "5")
+    page.fill("#f-rounds", "5")
+    page.get_by_role("button", name="Run", exact=True).click()
+    expect(field_error).to_be_empty()
+    expect(page.locator("#sim-status")).to_have_text("succeeded", timeout=45_000)
+    _wait_for_charts(page, 5)
+    expect(page.locator("#sim-progress-text")).to_have_text("round 5 of 5")
+    log_text = page.locator("#sim-log").inner_text()
+    assert "Round 5/5 loss=" in log_text, log_text
+    assert len([line for line in log_text.splitlines() if line.startswith("Round ")]) == 5
+    row = page.locator("#history-rows tr").first
+    expect(row).to_contain_text("succeeded")
+    expect(row.locator("td.metrics")).to_contain_text("loss=")
+    page.evaluate("window.scrollTo(0, 0)")
+    page.screenshot(path=str(ARTIFACTS / "dashboard-1400x1000.png"))
+    page.screenshot(path=str(ARTIFACTS / "dashboard-1400x1000-full.png"), full_page=True)
+
+    # CSV download of the finished run: header plus one row per round.
+    with page.expect_download() as download_info:
+        page.click("#watch-csv")
+    csv_lines = Path(download_info.value.path()).read_text().strip().splitlines()
+    assert csv_lines[0].startswith("round,") and len(csv_lines) == 6, csv_lines
+    with page.expect_download() as download_info:
+        page.click("#watch-json")
+    exported = json.loads(Path(download_info.value.path()).read_text())
+    assert exported["simulation"]["status"] == "succeeded"
+    assert [r["round"] for r in exported["rounds"]] == [1, 2, 3, 4, 5]
+    assert "loss" in exported["rounds"][-1]["metrics"] and exported["rounds"][-1]["meta_params"]
+
+    # --- phone width: open the run from the history ----------------------------------------------
+    phone = _new_page(browser, log, 390, 844)
+    phone.on("pageerror", lambda exc: errors.append(str(exc)))
+    phone.goto(f"{server.url}/")
+    phone.locator("#history-rows tr").first.get_by_role("button", name="Open").click()
+    expect(phone.locator("#sim-status")).to_have_text("succeeded")
+    _wait_for_charts(phone, 5)
+    overflow = phone.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 0, f"page is {overflow}px wider than a 390px screen"
+    phone.evaluate("window.scrollTo(0, 0)")
+    phone.screenshot(path=str(ARTIFACTS / "dashboard-390.png"))
+    phone.screenshot(path=str(ARTIFACTS / "dashboard-390-full.png"), full_page=True)
+    phone.evaluate("document.querySelector('#watch').scrollIntoView()")
+    phone.screenshot(path=str(ARTIFACTS / "dashboard-390-watch.png"))
+
+    # --- Swagger UI, served from the app's own files -------------------------------------------
+    docs = _new_page(browser, log, 1400, 1000)
+    docs.on("pageerror", lambda exc: errors.append(str(exc)))
+    docs.goto(f"{server.url}/docs")
+    post = docs.locator('.opblock-post .opblock-summary-path[data-path="/simulations"]')
+    expect(post).to_be_visible()
+    expect(docs.locator('.opblock-get .opblock-summary-path[data-path="/presets"]')).to_be_visible()
+    docs.screenshot(path=str(ARTIFACTS / "docs-1400x1000.png"))
+
+    # --- nothing left the machine ----------------------------------------------------------------
+    assert log.urls, "no requests were recorded"
+    assert any(urlsplit(u).path == "/static/vendor/uplot/uPlot.iife.min.js" for u in log.urls)
+    assert any(u.endswith("/swagger-ui-bundle.js") for u in log.urls)
+    assert not log.foreign, f"requests left 127.0.0.1: {sorted(set(log.foreign))}"
+    assert not errors, f"JavaScript errors: {errors}"
+    for p in (page, phone, docs):
+        p.context.close()
+
+
+def test_dashboard_asks_for_an_api_key_once_per_session(browser: Browser, tmp_path: Path) -> None:
+    server = _start_server(tmp_path, api_keys="key-one,key-two")
+    log = RequestLog()
+    try:
+        page = _new_page(browser, log, 1400, 1000)
+        dialog = page.locator("#key-dialog")
+        page.goto(f"{server.url}/")
+        expect(dialog).to_be_visible()
+        page.fill("#key-input", "wrong-key")
+        page.get_by_role("button", name="Use key").click()
+        expect(page.locator("#key-error")).to_contain_text("refused")
+        page.fill("#key-input", "key-two")
+        page.get_by_role("button", name="Use key").click()
+        expect(dialog).to_be_hidden()
+        expect(page.locator("#f-preset option")).to_have_count(8)
+
+        # The key rides along on every call, the fetch-streamed events included.
+        page.select_option("#f-preset", "stage2")
+        page.fill("#f-num_clients", "2")
+        page.fill("#f-rounds", "2")
+        page.get_by_role("button", name="Run", exact=True).click()
+        expect(page.locator("#sim-status")).to_have_text("succeeded", timeout=30_000)
+        expect(page.locator('#charts [data-chart="loss"]')).to_have_attribute("data-points", "2")
+        expect(page.locator("#sim-log")).to_contain_text("Round 2/2 loss=")
+        expect(page.locator("#history-rows tr")).to_have_count(1)
+
+        # Kept for the browser session: a reload asks no more.
+        assert page.evaluate("sessionStorage.getItem('scarcity.apiKey')") == "key-two"
+        page.reload()
+        expect(page.locator("#f-preset option")).to_have_count(8)
+        expect(page.locator("#history-rows tr")).to_have_count(1)
+        expect(dialog).to_be_hidden()
+        assert not log.foreign, f"requests left 127.0.0.1: {sorted(set(log.foreign))}"
+        page.context.close()
+    finally:
+        server.stop()
