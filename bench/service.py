@@ -1,0 +1,160 @@
+"""Service benchmark: API latency under concurrency, metrics query size, service overhead.
+
+Figures, each against a reference measured in the same run:
+- POST /simulations p50/p99 at 50 concurrent clients, vs GET /healthz at the same concurrency;
+- GET /simulations/{id}/metrics of a stored 1,000-round, 100-client simulation, vs the bare SQL;
+- end-to-end stage8 5×5 through the API and the embedded worker, vs the engine alone;
+- write time of one 100-client round (metrics, insights, meta-params, logs, checkpoint).
+Targets (issue 5): POST p99 ≤ 50 ms; metrics ≤ 100 ms; overhead ≤ 20% + 0.5 s.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+
+
+def _percentiles(samples: list[float]) -> tuple[float, float]:
+    ordered = sorted(samples)
+    return statistics.median(ordered), ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
+
+
+def _hammer(client: httpx.Client, call, total: int, concurrency: int) -> list[float]:  # type: ignore[no-untyped-def]
+    def one(_: int) -> float:
+        started = time.perf_counter()
+        response = call(client)
+        assert response.status_code < 300, response.text
+        return time.perf_counter() - started
+
+    with ThreadPoolExecutor(concurrency) as pool:
+        return list(pool.map(one, range(total)))
+
+
+def _fake_round(number: int, clients: int) -> dict:
+    return {
+        "round": number,
+        "metrics": {"loss": 1.0 / number, "recon_loss": 0.5, "replay_error": 0.1, "drift": 0.0},
+        "insights": [
+            {"client_id": c, "mean_grad": 0.1, "uncertainty": 0.2, "loss_improvement": 0.3}
+            for c in range(clients)
+        ],
+        "meta_params": {"mean": 0.0, "std": 1.0, "lr": 0.01, "updates": number},
+        "expert_usage": {"StructureExpert": clients},
+        "gossip_pairs": [],
+        "logs": [f"Round {number}: loss={1.0 / number:.4f}"],
+        "duration_seconds": 0.0,
+    }
+
+
+def main(quick: bool = False) -> None:
+    from scarcity import resolve_config, run_simulation
+    from tests.service_processes import Server, wait_for_status
+
+    workdir = Path(tempfile.mkdtemp(prefix="scarcity-bench-"))
+    db_url = f"sqlite:///{workdir}/bench.db"
+    env = {"SCARCITY_DATABASE_URL": db_url, "SCARCITY_MAX_ACTIVE_PER_OWNER": "100000"}
+    server = Server(env, workdir / "api.log")
+    try:
+        with httpx.Client(
+            base_url=server.url, timeout=60, limits=httpx.Limits(max_connections=64)
+        ) as client:
+            total = 200 if quick else 1000
+            health = _hammer(client, lambda c: c.get("/healthz"), total, 50)
+            posts = _hammer(
+                client,
+                lambda c: c.post("/simulations", json={"preset": "stage1", "rounds": 1}),
+                total,
+                50,
+            )
+            h50, h99 = _percentiles(health)
+            p50, p99 = _percentiles(posts)
+            print(
+                f"POST /simulations @50 concurrent: p50 {p50 * 1e3:.1f} ms, p99 {p99 * 1e3:.1f} ms "
+                f"(GET /healthz p50 {h50 * 1e3:.1f} ms, p99 {h99 * 1e3:.1f} ms; "
+                f"p99 ratio {p99 / h99:.2f}x) target p99 <= 50 ms"
+            )
+
+            # A stored 1,000-round simulation of 100 clients, written through the real store.
+            os.environ["SCARCITY_DATABASE_URL"] = db_url
+            from models import store
+            from models.db import session_scope
+
+            rounds = 100 if quick else 1000
+            with session_scope(db_url) as session:
+                row = store.create_simulation(
+                    session,
+                    owner="",
+                    config=resolve_config({"rounds": rounds, "num_clients": 100}).model_dump(),
+                )
+                sim_id = row.id
+            with session_scope(db_url) as session:
+                claim = store.claim(session, sim_id, lease_seconds=3600, max_attempts=5)
+            assert claim is not None
+            write_times = []
+            checkpoint = os.urandom(200_000)
+            for number in range(1, rounds + 1):
+                started = time.perf_counter()
+                with session_scope(db_url) as session:
+                    store.save_round(session, claim, _fake_round(number, 100), checkpoint)
+                write_times.append(time.perf_counter() - started)
+            w50, w99 = _percentiles(write_times)
+            print(
+                f"round write (100 clients + 200 kB checkpoint, SQLite): p50 {w50 * 1e3:.1f} ms, "
+                f"p99 {w99 * 1e3:.1f} ms"
+            )
+            from sqlalchemy import select
+
+            from models import RoundMetrics
+            from models.db import get_engine
+
+            started = time.perf_counter()
+            with get_engine(db_url).connect() as connection:
+                raw = connection.execute(
+                    select(RoundMetrics.round, RoundMetrics.metrics)
+                    .where(RoundMetrics.simulation_id == sim_id)
+                    .order_by(RoundMetrics.round)
+                ).all()
+            bare = time.perf_counter() - started
+            assert len(raw) == rounds, len(raw)
+            timings = []
+            for _ in range(5):
+                started = time.perf_counter()
+                body = client.get(f"/simulations/{sim_id}/metrics").json()
+                timings.append(time.perf_counter() - started)
+            assert len(body["rounds"]) == rounds
+            best = min(timings)
+            print(
+                f"GET metrics of {rounds} rounds: {best * 1e3:.1f} ms "
+                f"(bare query {bare * 1e3:.1f} ms; {best / bare:.1f}x) target <= 100 ms"
+            )
+
+            # End to end vs the engine alone, same config.
+            config = {"preset": "stage8", "num_clients": 5, "rounds": 5, "seed": 123}
+            import torch
+
+            torch.set_num_threads(1)
+            started = time.perf_counter()
+            run_simulation(resolve_config(config))
+            engine_alone = time.perf_counter() - started
+            # Drain the queue of benchmark jobs first so the worker is idle.
+            for sim in client.get("/simulations?status=queued&limit=100").json()["data"]:
+                client.post(f"/simulations/{sim['id']}/cancel")
+            started = time.perf_counter()
+            sim = client.post("/simulations", json=config).json()
+            wait_for_status(client, sim["id"], {"succeeded"}, timeout=300)
+            through_service = time.perf_counter() - started
+            overhead = through_service - engine_alone
+            print(
+                f"stage8 5x5 end to end: {through_service:.2f} s via API+worker vs "
+                f"{engine_alone:.2f} s engine alone "
+                f"(overhead {overhead:.2f} s = {overhead / engine_alone:.0%}); "
+                f"target <= 20% + 0.5 s"
+            )
+    finally:
+        server.stop()
