@@ -13,9 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-PresetName = Literal[
-    "stage1", "stage2", "stage3", "stage4", "stage5", "stage6", "stage7", "stage8"
-]
+PresetName = Literal["stage1", "stage2", "stage3", "stage4", "stage5", "stage6", "stage7", "stage8"]
 DatasetName = Literal["synthetic", "digits", "breast_cancer", "wine", "iris"]
 
 # Feature count and class count of the labelled data sets scikit-learn ships.
@@ -68,6 +66,12 @@ class SimulationConfig(BaseModel):
     )
     reptile_step_size: float = Field(1.0, gt=0, le=1, description="Reptile ε.")
     latent_dim: int = Field(4, ge=1, description="Autoencoder latent size (stage 8).")
+    ssl_epochs: int = Field(
+        10, ge=1, le=1000, description="Self-supervised autoencoder passes per round (stage 8)."
+    )
+    ssl_learning_rate: float = Field(
+        0.01, gt=0, le=10, description="Adam learning rate of the experts' autoencoders."
+    )
     memory_capacity: int = Field(50, ge=1, description="Replay buffer size of MemoryExpert.")
     lr_decrease_factor: float = Field(0.9, gt=0, le=1, description="MetaAdaptation on loss rise.")
     lr_increase_factor: float = Field(1.05, ge=1, le=10, description="MetaAdaptation on drop.")
@@ -110,14 +114,26 @@ class Preset:
 
 
 _STAGE_FEATURES: list[tuple[str, str | None, str]] = [
-    ("stage1", None, "Local training and insight generation: 2 experts per client, no coordination."),
+    (
+        "stage1",
+        None,
+        "Local training and insight generation: 2 experts per client, no coordination.",
+    ),
     ("stage2", "federated_averaging", "Federated learning: FedAvg of a shared Linear model."),
-    ("stage3", "insight_exchange", "Insight exchange: gradient/uncertainty insights, no raw weights."),
+    (
+        "stage3",
+        "insight_exchange",
+        "Insight exchange: gradient/uncertainty insights, no raw weights.",
+    ),
     ("stage4", "expert_routing", "Expert routing: the router picks the expert each client trains."),
     ("stage5", "meta_learning", "Reptile-style meta-learning: EMA meta-parameters broadcast."),
     ("stage6", "gossip", "P2P gossip: random client pairs average one expert's weights."),
     ("stage7", "extended_experts", "Extended portfolio: Memory and MetaAdaptation experts (4)."),
-    ("stage8", "structure_discovery", "Full SF-HFE round with self-supervised structure discovery."),
+    (
+        "stage8",
+        "structure_discovery",
+        "Full SF-HFE round with self-supervised structure discovery.",
+    ),
 ]
 
 
@@ -134,7 +150,9 @@ def _build_presets() -> dict[str, Preset]:
 PRESETS: dict[str, Preset] = _build_presets()
 
 
-def resolve_config(request: Mapping[str, Any] | None = None, /, **overrides: Any) -> SimulationConfig:
+def resolve_config(
+    request: Mapping[str, Any] | None = None, /, **overrides: Any
+) -> SimulationConfig:
     """Preset defaults, then the caller's overrides, validated as one `SimulationConfig`.
 
     Raises `pydantic.ValidationError` naming the offending field.

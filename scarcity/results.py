@@ -1,4 +1,5 @@
-"""Immutable per-round results: what the engine yields and every consumer (CLI, worker, API) stores."""
+"""Immutable per-round results: what the engine yields and every consumer (CLI, worker, API)
+stores."""
 
 from __future__ import annotations
 

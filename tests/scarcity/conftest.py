@@ -10,12 +10,22 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from scarcity import RoundResult, resolve_config, run_simulation  # noqa: E402
+
+
+@pytest.fixture(autouse=True, scope="package")
+def single_torch_thread():
+    """Run as the CLI and the workers do (1 torch thread), then restore the session's count."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
 
 
 @pytest.fixture
@@ -36,11 +46,16 @@ def run_python(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]
         *args: str, cwd: Path | None = None, pythonpath: bool = True
     ) -> subprocess.CompletedProcess[str]:
         env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        env["OMP_NUM_THREADS"] = "1"  # the thread count of this test session (see above)
         if pythonpath:
             env["PYTHONPATH"] = str(REPO_ROOT)
         return subprocess.run(
-            [sys.executable, *args], cwd=cwd or tmp_path, env=env, capture_output=True,
-            text=True, timeout=120,
+            [sys.executable, *args],
+            cwd=cwd or tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
 
     return run

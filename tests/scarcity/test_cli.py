@@ -14,9 +14,25 @@ from tests.scarcity.conftest import REPO_ROOT
 
 
 def test_run_json_round_trip(run_python, tmp_path):
-    proc = run_python("-m", "scarcity", "run", "--preset", "stage6", "--clients", "3",
-                      "--rounds", "2", "--seed", "4", "--set", "drift=0.5",
-                      "--set", "router_strategy=random", "--json", "out/run.json")
+    proc = run_python(
+        "-m",
+        "scarcity",
+        "run",
+        "--preset",
+        "stage6",
+        "--clients",
+        "3",
+        "--rounds",
+        "2",
+        "--seed",
+        "4",
+        "--set",
+        "drift=0.5",
+        "--set",
+        "router_strategy=random",
+        "--json",
+        "out/run.json",
+    )
     assert proc.returncode == 0, proc.stderr
     payload = json.loads((tmp_path / "out" / "run.json").read_text())
     config = payload["config"]
@@ -42,15 +58,20 @@ def test_bad_config_exits_2_naming_the_field(run_python):
 
 def test_seed_entry_script_runs(run_python):
     # As the seed runs it: a plain script path, the package not otherwise on sys.path.
-    proc = run_python(str(REPO_ROOT / "scarcity" / "run.py"), "--rounds", "1", "--no-progress",
-                      pythonpath=False)
+    proc = run_python(
+        str(REPO_ROOT / "scarcity" / "run.py"), "--rounds", "1", "--no-progress", pythonpath=False
+    )
     assert proc.returncode == 0, proc.stderr
     assert "recon_loss" in proc.stdout
 
 
 def test_set_values_are_json_when_possible():
     assert parse_set(["drift=0.5", "gossip=true", "dataset=wine", "rounds=3"]) == {
-        "drift": 0.5, "gossip": True, "dataset": "wine", "rounds": 3}
+        "drift": 0.5,
+        "gossip": True,
+        "dataset": "wine",
+        "rounds": 3,
+    }
     with pytest.raises(ValueError):
         parse_set(["novalue"])
 

@@ -29,8 +29,14 @@ def test_seed_usage_constructs_with_defaults():
     assert client.client_id == 0 and server.num_clients == 5
     assert (meta.mean, meta.std) == (0.0, 1.0)
     insight = client.train_round() and client.generate_insight()
-    assert set(insight) >= {"client_id", "mean_grad", "uncertainty", "loss_improvement",
-                            "selected_expert", "experts"}
+    assert set(insight) >= {
+        "client_id",
+        "mean_grad",
+        "uncertainty",
+        "loss_improvement",
+        "selected_expert",
+        "experts",
+    }
 
 
 def test_expert_train_reduces_loss():
@@ -110,8 +116,10 @@ def test_round_robin_and_random_strategies():
     names = ["a", "b", "c"]
     rr = Router(3, "round_robin")
     assert [rr.select_expert(torch.zeros(1), names) for _ in range(4)] == [0, 1, 2, 0]
-    picks = [Router(3, "random", rng=np.random.default_rng(5)).select_expert(torch.zeros(1), names)
-             for _ in range(2)]
+    picks = [
+        Router(3, "random", rng=np.random.default_rng(5)).select_expert(torch.zeros(1), names)
+        for _ in range(2)
+    ]
     assert picks[0] == picks[1]
 
 
@@ -154,8 +162,9 @@ def test_sync_with_leaves_both_clients_with_the_average():
 
 
 def test_meta_learner_aggregates_uncertainty():
-    insights = [{"client_id": i, "uncertainty": u, "experts": {}} for i, u in
-                enumerate([1.0, 2.0, 6.0])]
+    insights = [
+        {"client_id": i, "uncertainty": u, "experts": {}} for i, u in enumerate([1.0, 2.0, 6.0])
+    ]
     summary = MetaLearner().aggregate(insights)
     assert summary["avg_uncertainty"] == pytest.approx(3.0)
     assert summary["high_uncertainty_clients"] == [2]

@@ -27,8 +27,15 @@ def test_bad_config_names_the_field(request_fields, field):
 
 
 def test_presets_switch_on_every_feature_of_earlier_stages():
-    toggles = ["federated_averaging", "insight_exchange", "expert_routing", "meta_learning",
-               "gossip", "extended_experts", "structure_discovery"]
+    toggles = [
+        "federated_averaging",
+        "insight_exchange",
+        "expert_routing",
+        "meta_learning",
+        "gossip",
+        "extended_experts",
+        "structure_discovery",
+    ]
     for stage in range(1, 9):
         config = resolve_config(preset=f"stage{stage}")
         assert [getattr(config, t) for t in toggles] == [i < stage - 1 for i in range(7)]

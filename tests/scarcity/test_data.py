@@ -34,8 +34,7 @@ def test_drift_shifts_every_client_each_round():
 
 @pytest.mark.parametrize("name", ["digits", "breast_cancer", "wine", "iris"])
 def test_bundled_data_sets_load_standardised(name):
-    config = resolve_config(preset="stage2", dataset=name, num_clients=3,
-                            samples_per_client=20)
+    config = resolve_config(preset="stage2", dataset=name, num_clients=3, samples_per_client=20)
     data = make_federated_data(config)
     assert data.task == "classification"
     assert all(x.shape == (20, config.input_dim) for x in data.client_x)
@@ -73,8 +72,15 @@ def test_fill_to_size_samples_with_replacement_only_when_short():
 def test_fedavg_on_digits_reaches_88_percent():
     # ~1437 training images / 10 clients ≈ 144 samples each uses the training set about once.
     config = resolve_config(
-        preset="stage2", dataset="digits", num_clients=10, partition="dirichlet",
-        dirichlet_alpha=0.5, rounds=20, local_epochs=1, batch_size=16, learning_rate=0.1,
+        preset="stage2",
+        dataset="digits",
+        num_clients=10,
+        partition="dirichlet",
+        dirichlet_alpha=0.5,
+        rounds=20,
+        local_epochs=1,
+        batch_size=16,
+        learning_rate=0.1,
         samples_per_client=144,
     )
     accuracy = run_simulation(config)[-1].metrics["test_accuracy"]

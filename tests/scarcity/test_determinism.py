@@ -99,19 +99,21 @@ def test_restore_refuses_a_checkpoint_of_another_config():
 
 def test_on_round_callback_sees_each_round_and_can_stop():
     seen = []
-    results = run_simulation(resolve_config(preset="stage2"),
-                             on_round=lambda r: seen.append(r.round) or r.round < 2)
+    results = run_simulation(
+        resolve_config(preset="stage2"), on_round=lambda r: seen.append(r.round) or r.round < 2
+    )
     assert seen == [1, 2] and len(results) == 2
 
 
-def test_stage8_5x5_runs_well_under_two_seconds():
+def test_round_durations_are_wall_clock_and_outside_metrics():
+    # Speed itself is measured in bench/, not asserted here.
     config = resolve_config(preset="stage8")
-    run_simulation(config)  # warm-up (lazy torch initialisation)
     start = time.perf_counter()
     results = run_simulation(config)
     elapsed = time.perf_counter() - start
     sim = Simulation(config)
     sizes = [len(sim.checkpoint())] + [len(sim.run_round() and sim.checkpoint()) for _ in range(5)]
     print(f"stage8 5x5: {elapsed:.3f}s; checkpoint bytes after rounds 0..5: {sizes}")
-    assert elapsed < 2.0
+    assert all(r.duration_seconds > 0 for r in results)
     assert sum(r.duration_seconds for r in results) <= elapsed
+    assert all("duration_seconds" not in r.metrics for r in results)

@@ -22,8 +22,21 @@ def test_importing_the_engine_imports_no_service_module(run_python, module):
 def test_public_api_is_exported():
     import scarcity
 
-    for name in ["Expert", "Router", "Client", "Server", "MetaLearner", "StructureExpert",
-                 "DriftExpert", "MemoryConsolidationExpert", "MetaAdaptationExpert",
-                 "SimulationConfig", "resolve_config", "PRESETS", "RoundResult", "Simulation",
-                 "run_simulation"]:
+    for name in [
+        "Expert",
+        "Router",
+        "Client",
+        "Server",
+        "MetaLearner",
+        "StructureExpert",
+        "DriftExpert",
+        "MemoryConsolidationExpert",
+        "MetaAdaptationExpert",
+        "SimulationConfig",
+        "resolve_config",
+        "PRESETS",
+        "RoundResult",
+        "Simulation",
+        "run_simulation",
+    ]:
         assert hasattr(scarcity, name), name

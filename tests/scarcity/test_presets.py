@@ -41,8 +41,14 @@ def test_stage3_keeps_all_25_insights():
     assert sum(len(r.insights) for r in results) == 25
     assert len(sim.server.memory) == 25 and sim.server.insights_received == 25
     insight = results[0].insights[0]
-    assert set(insight) >= {"client_id", "mean_grad", "uncertainty", "loss_improvement",
-                            "selected_expert", "experts"}
+    assert set(insight) >= {
+        "client_id",
+        "mean_grad",
+        "uncertainty",
+        "loss_improvement",
+        "selected_expert",
+        "experts",
+    }
     assert set(insight["experts"]) == {"StructureExpert", "DriftExpert"}
     assert "avg_uncertainty" in results[0].metrics
 
@@ -101,8 +107,12 @@ def test_stage7_has_four_experts_per_client():
     result = sim.run_round()
     assert all(len(c.experts) == 4 for c in sim.clients)
     assert all(len(i["experts"]) == 4 for i in result.insights)
-    assert set(result.expert_usage) == {"StructureExpert", "DriftExpert",
-                                        "MemoryConsolidationExpert", "MetaAdaptationExpert"}
+    assert set(result.expert_usage) == {
+        "StructureExpert",
+        "DriftExpert",
+        "MemoryConsolidationExpert",
+        "MetaAdaptationExpert",
+    }
 
 
 def test_stage8_reconstruction_loss_halves(run_preset):
@@ -111,8 +121,9 @@ def test_stage8_reconstruction_loss_halves(run_preset):
     print(f"stage8 recon_loss {first:.4f} -> {last:.4f}")
     assert last <= 0.5 * first
     priors = results[-1].meta_params
-    assert {"prior_recon_loss", "prior_replay_error", "prior_drift",
-            "prior_lr_adjustments"} <= set(priors)
+    assert {"prior_recon_loss", "prior_replay_error", "prior_drift", "prior_lr_adjustments"} <= set(
+        priors
+    )
     assert priors["prior_recon_loss"] == pytest.approx(results[-1].metrics["recon_loss"])
 
 

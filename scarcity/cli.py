@@ -1,0 +1,178 @@
+"""The `scarcity` command: `run` a simulation in-process; `serve`, `worker`, `migrate` belong to
+the service and are imported lazily from `app.cli`, so the engine never imports the service.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+SERVICE_COMMANDS = ("serve", "worker", "migrate")
+EXIT_USAGE = 2
+
+
+def parse_set(items: Sequence[str]) -> dict[str, Any]:
+    """`KEY=VALUE` pairs; values are JSON when they parse (`0.5`, `true`), strings otherwise."""
+    fields: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
+        try:
+            fields[key.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            fields[key.strip()] = raw
+    return fields
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="scarcity", description=__doc__)
+    sub = parser.add_subparsers(dest="command")
+    run = sub.add_parser("run", help="run one simulation in-process")
+    run.add_argument("--preset", default=None, help="stage1 … stage8 (default stage8)")
+    run.add_argument("--clients", type=int, default=None, help="number of clients")
+    run.add_argument("--rounds", type=int, default=None, help="number of global rounds")
+    run.add_argument("--seed", type=int, default=None, help="random seed")
+    run.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any config field (repeatable)",
+    )
+    run.add_argument(
+        "--json",
+        dest="json_file",
+        type=Path,
+        default=None,
+        help="write the config and every round's result to this file",
+    )
+    run.add_argument("--log-level", default="INFO", help="console/file log level")
+    run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    run.add_argument(
+        "--torch-threads",
+        type=int,
+        default=int(os.environ.get("SCARCITY_TORCH_THREADS", "1")),
+        help="torch intra-op threads (default $SCARCITY_TORCH_THREADS or 1, as the service's "
+        "workers: equal thread counts give equal metrics; tiny ops run fastest on one)",
+    )
+    for name in SERVICE_COMMANDS:
+        sub.add_parser(name, help=f"service: {name} (see app.cli)", add_help=False)
+    return parser
+
+
+def request_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    request: dict[str, Any] = {}
+    for option, field in (
+        ("preset", "preset"),
+        ("clients", "num_clients"),
+        ("rounds", "rounds"),
+        ("seed", "seed"),
+    ):
+        value = getattr(args, option)
+        if value is not None:
+            request[field] = value
+    request.update(parse_set(args.overrides))
+    return request
+
+
+def format_table(rows: Sequence[dict[str, Any]]) -> str:
+    """Per-round metrics as an aligned text table."""
+    names: list[str] = []
+    for row in rows:
+        names += [n for n in row["metrics"] if n not in names]
+    header = ["round", *names]
+    body = [
+        [
+            str(row["round"]),
+            *(f"{row['metrics'][n]:.4f}" if n in row["metrics"] else "-" for n in names),
+        ]
+        for row in rows
+    ]
+    widths = [max(len(h), *(len(r[i]) for r in body)) for i, h in enumerate(header)]
+    lines = ["  ".join(h.rjust(w) for h, w in zip(header, widths, strict=True))]
+    lines += ["  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) for r in body]
+    return "\n".join(lines)
+
+
+def format_validation_error(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        message = str(item["msg"]).removeprefix("Value error, ")
+        field = ".".join(str(p) for p in item["loc"])
+        lines.append(f"{field}: {message}" if field else message)  # else the message names it
+    return "invalid configuration:\n  " + "\n  ".join(lines)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    import torch
+    from tqdm import tqdm
+
+    from scarcity.config import resolve_config
+    from scarcity.logging_setup import configure_logging
+    from scarcity.simulation import Simulation, SimulationError
+
+    try:
+        config = resolve_config(request_from_args(args))
+    except ValidationError as error:
+        print(format_validation_error(error), file=sys.stderr)
+        return EXIT_USAGE
+    except ValueError as error:
+        print(f"invalid configuration: {error}", file=sys.stderr)
+        return EXIT_USAGE
+
+    class TqdmHandler(logging.StreamHandler):  # type: ignore[type-arg]
+        def emit(self, record: logging.LogRecord) -> None:
+            tqdm.write(self.format(record), file=sys.stderr)
+
+    configure_logging(args.log_level.upper(), console=TqdmHandler())
+    torch.set_num_threads(max(1, args.torch_threads))
+    simulation = Simulation(config)
+    rows = []
+    try:
+        with tqdm(
+            total=config.rounds,
+            desc=f"{config.preset}",
+            unit="round",
+            disable=args.no_progress,
+            file=sys.stderr,
+        ) as bar:
+            for result in simulation.rounds():
+                rows.append(result.to_dict())
+                bar.update(1)
+    except SimulationError as error:
+        print(f"simulation failed: {error}", file=sys.stderr)
+        return 1
+    print(format_table(rows))
+    if args.json_file is not None:
+        args.json_file.parent.mkdir(parents=True, exist_ok=True)
+        args.json_file.write_text(
+            json.dumps({"config": config.model_dump(mode="json"), "rounds": rows}, indent=2)
+        )
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `scarcity` console script (no arguments = `run` with defaults)."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list and args_list[0] in SERVICE_COMMANDS:
+        service_cli = importlib.import_module("app.cli")
+        return int(service_cli.main(args_list) or 0)
+    if not args_list or args_list[0].startswith("-") and args_list[0] not in ("-h", "--help"):
+        args_list = ["run", *args_list]
+    args = build_parser().parse_args(args_list)
+    return run_command(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

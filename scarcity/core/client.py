@@ -1,0 +1,272 @@
+"""A federated participant (seed stages 1–8): private data, a shared model, an expert portfolio.
+
+One round on a client (`train_round`):
+1. every expert's `start_round` hook;
+2. the shared linear model trains on the private data when FedAvg is on (stage 2);
+3. the experts train supervised: all of them, or only the router's pick (stage 4);
+4. with structure discovery (stage 8) every expert also trains its autoencoder;
+5. every expert summarises the data (one observation per round, which DriftExpert compares).
+`generate_insight()` turns the round into a JSON-able insight; `sync_with` is the gossip step.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from scarcity.config import SimulationConfig
+from scarcity.core.aggregate import pairwise_average
+from scarcity.core.experts import (
+    BASE_PORTFOLIO,
+    EXPERT_TYPES,
+    EXTENDED_PORTFOLIO,
+    Expert,
+    MemoryConsolidationExpert,
+    MetaAdaptationExpert,
+)
+from scarcity.core.router import Router
+from scarcity.core.training import Task, fit, make_linear, mean_loss, per_sample_loss
+
+
+@dataclass
+class ClientRound:
+    """What a client measured in its last round (plain floats)."""
+
+    loss: float = 0.0
+    initial_loss: float = 0.0
+    final_loss: float = 0.0
+    uncertainty: float = 0.0
+    mean_grad: float = 0.0
+    selected_expert: str = "all"
+    expert_metrics: dict[str, dict[str, float]] = field(default_factory=dict)
+    summaries: dict[str, dict[str, float]] = field(default_factory=dict)
+
+
+def build_experts(config: SimulationConfig, task: Task, generator: torch.Generator) -> list[Expert]:
+    """The portfolio a client holds: 2 experts, or 4 with `extended_experts`."""
+    names = EXTENDED_PORTFOLIO if config.extended_experts else BASE_PORTFOLIO
+    common: dict[str, Any] = dict(
+        input_dim=config.input_dim,
+        output_dim=config.output_dim,
+        latent_dim=config.latent_dim,
+        learning_rate=config.learning_rate,
+        ssl_learning_rate=config.ssl_learning_rate,
+        task=task,
+        generator=generator,
+    )
+    experts: list[Expert] = []
+    for expert_id, name in enumerate(names):
+        cls = EXPERT_TYPES[name]
+        extra: dict[str, Any] = {}
+        if cls is MemoryConsolidationExpert:
+            extra = {"memory_capacity": config.memory_capacity}
+        elif cls is MetaAdaptationExpert:
+            extra = {
+                "lr_decrease_factor": config.lr_decrease_factor,
+                "lr_increase_factor": config.lr_increase_factor,
+                "lr_improvement_threshold": config.lr_improvement_threshold,
+            }
+        experts.append(cls(expert_id, **common, **extra))
+    return experts
+
+
+class Client:
+    """Holds private data, trains locally and shares insights, weights or expert averages."""
+
+    def __init__(
+        self,
+        client_id: int = 0,
+        config: SimulationConfig | None = None,
+        x: Tensor | None = None,
+        y: Tensor | None = None,
+        task: Task = "regression",
+        generator: torch.Generator | None = None,
+        rng: np.random.Generator | None = None,
+    ) -> None:
+        self.client_id = client_id
+        self.config = config if config is not None else SimulationConfig()
+        self.task: Task = task
+        self.logger = logging.getLogger(f"{__name__}.{type(self).__name__}")
+        self.generator = (
+            generator if generator is not None else torch.Generator().manual_seed(client_id)
+        )
+        self.rng = rng if rng is not None else np.random.default_rng(client_id)
+        cfg = self.config
+        if x is None:  # the seed's standalone usage: fake standard-normal data
+            x = torch.randn(cfg.samples_per_client, cfg.input_dim, generator=self.generator)
+            y = torch.randn(cfg.samples_per_client, cfg.output_dim, generator=self.generator)
+        self.x, self.y = x, y
+        self.experts = build_experts(cfg, task, self.generator)
+        self.router = Router(
+            len(self.experts), cfg.router_strategy, cfg.variance_threshold, self.rng
+        )
+        self.model = make_linear(cfg.input_dim, cfg.output_dim, self.generator)
+        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=cfg.learning_rate)
+        self.meta_params: dict[str, float] = {}
+        self.last_round = ClientRound()
+
+    @property
+    def expert_names(self) -> list[str]:
+        return [e.name for e in self.experts]
+
+    @property
+    def num_samples(self) -> int:
+        return len(self.x)
+
+    def set_data(self, x: Tensor, y: Tensor) -> None:
+        """This round's private data (drift moves it between rounds)."""
+        self.x, self.y = x, y
+
+    # -- training --------------------------------------------------------------------------
+    def local_train(self) -> dict[str, float]:
+        """Train the shared model on the private data (FedAvg's client update)."""
+        cfg = self.config
+        with torch.no_grad():
+            initial = float(mean_loss(self.task, self.model(self.x), self.y))
+        stats = fit(
+            lambda idx: mean_loss(self.task, self.model(_rows(self.x, idx)), _rows(self.y, idx)),
+            self.model.parameters(),
+            self.optimizer,
+            self.num_samples,
+            cfg.local_epochs,
+            cfg.batch_size,
+            self.generator,
+        )
+        with torch.no_grad():
+            losses = per_sample_loss(self.task, self.model(self.x), self.y)
+        return {
+            "initial_loss": initial,
+            "train_loss": stats.mean_loss,
+            "final_loss": float(losses.mean()),
+            "uncertainty": float(losses.std(correction=0)),
+            "mean_grad": stats.mean_grad,
+        }
+
+    def train_experts(self) -> tuple[str, dict[str, dict[str, float]]]:
+        """Supervised training of every expert, or only the router's pick when routing."""
+        cfg = self.config
+        if cfg.expert_routing:
+            chosen = [self.experts[self.router.select_expert(self.x, self.expert_names)]]
+            selected = chosen[0].name
+        else:
+            chosen, selected = self.experts, "all"
+        metrics = {
+            e.name: e.train(self.x, self.y, cfg.local_epochs, cfg.batch_size, self.generator)
+            for e in chosen
+        }
+        return selected, metrics
+
+    def structure_discovery(self) -> dict[str, dict[str, float]]:
+        """Self-supervised (autoencoder) training of every expert on the unlabelled data."""
+        cfg = self.config
+        results = {
+            e.name: e.train_self_supervised(self.x, cfg.ssl_epochs, cfg.batch_size, self.generator)
+            for e in self.experts
+        }
+        self.logger.debug("Client %d completed structure discovery", self.client_id)
+        return results
+
+    def train_round(self) -> ClientRound:
+        """One full local round (see the module docstring); the result is kept for insights."""
+        cfg = self.config
+        for expert in self.experts:
+            expert.start_round()
+        shared = self.local_train() if cfg.federated_averaging else None
+        selected, metrics = self.train_experts()
+        if cfg.structure_discovery:
+            for name, ssl in self.structure_discovery().items():
+                metrics[name] = {**metrics.get(name, {}), **ssl}
+        summaries = {e.name: e.summarize(self.x) for e in self.experts}
+        trained = [metrics[name] for name in metrics if "train_loss" in metrics[name]]
+        source = [shared] if shared is not None else trained
+        self.last_round = ClientRound(
+            loss=_avg(s["train_loss"] for s in source),
+            initial_loss=_avg(s["initial_loss"] for s in source),
+            final_loss=_avg(s["final_loss"] for s in source),
+            uncertainty=_avg(s["uncertainty"] for s in source),
+            mean_grad=_avg(s["mean_grad"] for s in source),
+            selected_expert=selected,
+            expert_metrics=metrics,
+            summaries=summaries,
+        )
+        return self.last_round
+
+    def generate_insight(self) -> dict[str, Any]:
+        """The structured, JSON-able insight of the last round: learning metadata, no weights."""
+        r = self.last_round
+        return {
+            "client_id": self.client_id,
+            "loss": r.loss,
+            "mean_grad": r.mean_grad,
+            "uncertainty": r.uncertainty,
+            "loss_improvement": r.initial_loss - r.final_loss,
+            "selected_expert": r.selected_expert,
+            "experts": {
+                name: {"metrics": dict(r.expert_metrics.get(name, {})), "summary": dict(summary)}
+                for name, summary in r.summaries.items()
+            },
+        }
+
+    def receive_meta_params(self, params: dict[str, float]) -> None:
+        """Store the meta-learner's broadcast (mean, std, lr, updates, priors)."""
+        self.meta_params = dict(params)
+        self.logger.debug("Client %d: Received meta-parameters - %s", self.client_id, params)
+
+    # -- weights ---------------------------------------------------------------------------
+    def get_model_weights(self) -> dict[str, Tensor]:
+        return {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+
+    def set_model_weights(self, weights: dict[str, Tensor]) -> None:
+        self.model.load_state_dict(weights)
+
+    def get_expert_weights(self, expert_idx: int) -> dict[str, Tensor]:
+        return self.experts[expert_idx].get_weights()
+
+    def set_expert_weights(self, expert_idx: int, weights: dict[str, Tensor]) -> None:
+        self.experts[expert_idx].set_weights(weights)
+
+    def sync_with(self, peer: Client, expert_idx: int) -> None:
+        """P2P gossip: both clients end with the average of expert `expert_idx`'s weights."""
+        averaged = pairwise_average(
+            self.get_expert_weights(expert_idx), peer.get_expert_weights(expert_idx)
+        )
+        self.set_expert_weights(expert_idx, averaged)
+        peer.set_expert_weights(expert_idx, averaged)
+        self.logger.debug(
+            "Client %d: Synced %s with Client %d (P2P gossip)",
+            self.client_id,
+            self.experts[expert_idx].name,
+            peer.client_id,
+        )
+
+    # -- checkpoint ------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "experts": [e.state_dict() for e in self.experts],
+            "router": self.router.state_dict(),
+            "model": self.get_model_weights(),
+            "optimizer": self.optimizer.state_dict(),
+            "meta_params": dict(self.meta_params),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for expert, expert_state in zip(self.experts, state["experts"], strict=True):
+            expert.load_state_dict(expert_state)
+        self.router.load_state_dict(state["router"])
+        self.set_model_weights(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.meta_params = dict(state["meta_params"])
+
+
+def _avg(values: Any) -> float:
+    items = list(values)
+    return sum(items) / len(items) if items else 0.0
+
+
+def _rows(t: Tensor, idx: Tensor | None) -> Tensor:
+    return t if idx is None else t[idx]

@@ -1,0 +1,61 @@
+"""Peer-to-peer gossip (seed stage 6): random disjoint client pairs average one expert.
+
+Each round the clients are shuffled and paired; with an odd count one client sits out, chosen
+at random among those that have sat out least, so every client is paired within two rounds.
+Each pair averages the full weights of one randomly chosen expert (`pairwise_average`), with no
+server involved (randomized gossip, Boyd et al. 2006).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import numpy as np
+
+
+class _Syncable(Protocol):
+    client_id: int
+
+    @property
+    def expert_names(self) -> list[str]: ...
+
+    def sync_with(self, peer: Any, expert_idx: int) -> None: ...
+
+
+class GossipScheduler:
+    """Draws each round's disjoint pairs and remembers how often each client sat out."""
+
+    def __init__(self, num_clients: int) -> None:
+        self.num_clients = num_clients
+        self.sit_outs = np.zeros(num_clients, dtype=np.int64)
+
+    def pairs(self, rng: np.random.Generator) -> list[tuple[int, int]]:
+        """This round's disjoint pairs of client indices."""
+        order = rng.permutation(self.num_clients)
+        if self.num_clients % 2 == 1:
+            candidates = np.flatnonzero(self.sit_outs == self.sit_outs.min())
+            sitter = int(rng.choice(candidates))
+            self.sit_outs[sitter] += 1
+            order = order[order != sitter]
+        return [(int(a), int(b)) for a, b in zip(order[0::2], order[1::2], strict=True)]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"sit_outs": self.sit_outs.tolist()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.sit_outs = np.asarray(state["sit_outs"], dtype=np.int64)
+
+
+def gossip_round(
+    clients: Sequence[_Syncable], scheduler: GossipScheduler, rng: np.random.Generator
+) -> list[tuple[int, int, str]]:
+    """Pair the clients and sync one random expert per pair; returns (a, b, expert name)."""
+    synced = []
+    for a, b in scheduler.pairs(rng):
+        expert_idx = int(rng.integers(len(clients[a].expert_names)))
+        clients[a].sync_with(clients[b], expert_idx)
+        synced.append(
+            (clients[a].client_id, clients[b].client_id, clients[a].expert_names[expert_idx])
+        )
+    return synced

@@ -1,0 +1,136 @@
+"""Meta-learning across clients (seed stages 3, 5 and 8).
+
+`update_global_params` is the seed's "Reptile-style" meta-learning: exponential moving averages
+(α = `meta_ema_alpha`, 0.1 by default) of the clients' data mean and std, plus an adaptive
+learning-rate heuristic on the average loss. These meta-parameters are broadcast to the
+clients, which store them. Every preset (stage5+) uses this EMA form. True Reptile
+meta-initialisation (Nichol et al. 2018, θ ← θ + ε·mean_i(θ_i − θ)) is the `meta_reptile`
+option, applied by the server to the shared model in place of FedAvg (`Server.reptile_update`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from scarcity.core.aggregate import ema
+
+
+def _mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values) if values else 0.0
+
+
+def _expert_values(insights: Sequence[Mapping[str, Any]], expert: str, key: str) -> list[float]:
+    return [
+        float(i["experts"][expert]["summary"][key])
+        for i in insights
+        if expert in i.get("experts", {}) and key in i["experts"][expert]["summary"]
+    ]
+
+
+class MetaLearner:
+    """Aggregates client insights into meta-parameters and structural priors."""
+
+    def __init__(self, alpha: float = 0.1, base_lr: float = 0.01) -> None:
+        self.logger = logging.getLogger(f"{__name__}.{type(self).__name__}")
+        self.alpha = alpha
+        self.base_lr = base_lr
+        self.mean = 0.0
+        self.std = 1.0
+        self.lr = base_lr
+        self.updates = 0
+        self.all_means: list[float] = []
+        self.all_stds: list[float] = []
+        self.all_losses: list[float] = []
+        self.history: list[dict[str, Any]] = []
+        self.priors: dict[str, float] = {}
+
+    def aggregate(self, insights: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        """Average uncertainty and the clients above / at-or-below it."""
+        uncertainties = {int(i["client_id"]): float(i["uncertainty"]) for i in insights}
+        avg = _mean(list(uncertainties.values()))
+        summary = {
+            "avg_uncertainty": avg,
+            "high_uncertainty_clients": sorted(c for c, u in uncertainties.items() if u > avg),
+            "low_uncertainty_clients": sorted(c for c, u in uncertainties.items() if u <= avg),
+        }
+        self.history.append({"avg_uncertainty": avg, "num_insights": len(insights)})
+        return summary
+
+    def adaptive_lr(self, avg_loss: float) -> float:
+        """The seed's heuristic: a larger step while the loss is large (×5 above 10, ×2 above 1)."""
+        if avg_loss > 10:
+            return self.base_lr * 5
+        if avg_loss > 1:
+            return self.base_lr * 2
+        return self.base_lr
+
+    def update_global_params(self, insights: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+        """EMA of the clients' StructureExpert mean/std; lr from the average loss."""
+        means = _expert_values(insights, "StructureExpert", "mean")
+        stds = _expert_values(insights, "StructureExpert", "std")
+        losses = [float(i["loss"]) for i in insights if "loss" in i]
+        if means:
+            self.all_means.append(_mean(means))
+            self.mean = ema(self.mean, self.all_means[-1], self.alpha)
+        if stds:
+            self.all_stds.append(_mean(stds))
+            self.std = ema(self.std, self.all_stds[-1], self.alpha)
+        if losses:
+            self.all_losses.append(_mean(losses))
+            self.lr = self.adaptive_lr(self.all_losses[-1])
+        self.updates += 1
+        self.logger.debug(
+            "Meta-parameters updated: mean=%.4f, std=%.4f, lr=%.4f, updates=%d",
+            self.mean,
+            self.std,
+            self.lr,
+            self.updates,
+        )
+        return self.broadcast_params()
+
+    def compute_structural_priors(self, insights: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+        """Cross-client averages of reconstruction loss, replay error, drift, lr adjustments."""
+        recon = [
+            float(s["metrics"]["recon_loss"])
+            for i in insights
+            for s in i["experts"].values()
+            if "recon_loss" in s["metrics"]
+        ]
+        self.priors = {
+            "prior_recon_loss": _mean(recon),
+            "prior_replay_error": _mean(
+                _expert_values(insights, "MemoryConsolidationExpert", "avg_replay_error")
+            ),
+            "prior_drift": _mean(_expert_values(insights, "DriftExpert", "drift")),
+            "prior_lr_adjustments": _mean(
+                _expert_values(insights, "MetaAdaptationExpert", "lr_adjustments")
+            ),
+        }
+        self.logger.debug("Server updated structural priors: %s", self.priors)
+        return dict(self.priors)
+
+    def broadcast_params(self) -> dict[str, float]:
+        """The meta-parameters sent to every client (plus structural priors once computed)."""
+        return {
+            "mean": self.mean,
+            "std": self.std,
+            "lr": self.lr,
+            "updates": self.updates,
+            **self.priors,
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "scalars": [self.mean, self.std, self.lr, self.updates],
+            "all": [list(self.all_means), list(self.all_stds), list(self.all_losses)],
+            "history": [dict(h) for h in self.history],
+            "priors": dict(self.priors),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.mean, self.std, self.lr, self.updates = state["scalars"]
+        self.all_means, self.all_stds, self.all_losses = (list(v) for v in state["all"])
+        self.history = [dict(h) for h in state["history"]]
+        self.priors = dict(state["priors"])

@@ -1,0 +1,130 @@
+"""The coordinating server (seed stages 1–3): FedAvg, broadcast, evaluation, insight memory.
+
+`aggregate_models` is Federated Averaging (McMahan et al. 2017): the global model becomes the
+sample-count-weighted mean of the client models. `reptile_update` is the alternative
+meta-initialisation step of Reptile (Nichol et al. 2018), used when `meta_reptile` is on.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from scarcity.core.aggregate import fedavg, reptile_step
+from scarcity.core.training import Task, make_linear, mean_loss
+
+
+def _mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values) if values else 0.0
+
+
+class Server:
+    """Holds the global model and every insight the clients sent."""
+
+    def __init__(
+        self,
+        num_clients: int = 5,
+        input_dim: int = 10,
+        output_dim: int = 1,
+        task: Task = "regression",
+        generator: torch.Generator | None = None,
+    ) -> None:
+        self.num_clients = num_clients
+        self.task: Task = task
+        self.logger = logging.getLogger(f"{__name__}.{type(self).__name__}")
+        gen = generator if generator is not None else torch.Generator().manual_seed(0)
+        self.global_model = make_linear(input_dim, output_dim, gen)
+        self.memory: list[dict[str, Any]] = []
+        #: Insights received over the whole run, including rounds before a restore.
+        self.insights_received = 0
+
+    # -- shared model ---------------------------------------------------------------------
+    def global_weights(self) -> dict[str, Tensor]:
+        return {k: v.detach().clone() for k, v in self.global_model.state_dict().items()}
+
+    def broadcast_model(self, clients: Sequence[Any]) -> None:
+        """Every client starts its round from the global weights."""
+        weights = self.global_weights()
+        for client in clients:
+            client.set_model_weights(weights)
+
+    def aggregate_models(
+        self, client_weights: Sequence[Mapping[str, Tensor]], sample_counts: Sequence[int]
+    ) -> dict[str, Tensor]:
+        """FedAvg: the global model becomes the sample-weighted mean of the client models."""
+        averaged = fedavg(client_weights, sample_counts)
+        self.global_model.load_state_dict(averaged)
+        self.logger.debug("FedAvg over %d clients", len(client_weights))
+        return averaged
+
+    def reptile_update(
+        self, client_weights: Sequence[Mapping[str, Tensor]], step_size: float
+    ) -> dict[str, Tensor]:
+        """Reptile: θ ← θ + ε·mean_i(θ_i − θ)."""
+        updated = reptile_step(self.global_weights(), client_weights, step_size)
+        self.global_model.load_state_dict(updated)
+        return updated
+
+    def evaluate(self, x: Tensor, y: Tensor) -> dict[str, float]:
+        """Global model on held-out data: `test_loss`, plus `test_accuracy` for classification."""
+        with torch.no_grad():
+            prediction = self.global_model(x)
+            result = {"test_loss": float(mean_loss(self.task, prediction, y))}
+            if self.task == "classification":
+                result["test_accuracy"] = float((prediction.argmax(dim=1) == y).float().mean())
+        return result
+
+    # -- insights -------------------------------------------------------------------------
+    def receive_insight(self, insight: dict[str, Any]) -> None:
+        self.memory.append(insight)
+        self.insights_received += 1
+
+    def run_insight_round(self, clients: Sequence[Any]) -> list[dict[str, Any]]:
+        """Collect one insight per client and keep every one of them in `memory`."""
+        insights = [client.generate_insight() for client in clients]
+        for insight in insights:
+            self.receive_insight(insight)
+        return insights
+
+    def aggregate_insights(self, insights: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+        """Cross-client averages of the insights' statistics (stage 1's aggregation)."""
+
+        def summary(expert: str, key: str) -> list[float]:
+            return [
+                float(i["experts"][expert]["summary"][key])
+                for i in insights
+                if expert in i["experts"]
+            ]
+
+        def metric(key: str) -> list[float]:
+            return [
+                float(m["metrics"][key])
+                for i in insights
+                for m in i["experts"].values()
+                if key in m["metrics"]
+            ]
+
+        result = {
+            "data_mean": _mean(summary("StructureExpert", "mean")),
+            "data_std": _mean(summary("StructureExpert", "std")),
+            "drift": _mean(summary("DriftExpert", "drift")),
+            "avg_uncertainty": _mean([float(i["uncertainty"]) for i in insights]),
+        }
+        if any("MemoryConsolidationExpert" in i["experts"] for i in insights):
+            result["replay_error"] = _mean(summary("MemoryConsolidationExpert", "avg_replay_error"))
+        recon = metric("recon_loss")
+        if recon:
+            result["recon_loss"] = _mean(recon)
+        return result
+
+    def state_dict(self) -> dict[str, Any]:
+        """Global model and insight count; the insights themselves live in the round results."""
+        return {"global_model": self.global_weights(), "insights_received": self.insights_received}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.global_model.load_state_dict(state["global_model"])
+        self.insights_received = state["insights_received"]

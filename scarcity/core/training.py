@@ -1,0 +1,100 @@
+"""Training helpers shared by experts, clients and the server.
+
+Every random draw goes through a caller-supplied `torch.Generator`, never torch's global RNG,
+so simulations in one process do not disturb each other. Loops run over mini-batches, never
+over samples.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+Task = Literal["regression", "classification"]
+
+
+def make_linear(in_features: int, out_features: int, generator: torch.Generator) -> nn.Linear:
+    """A `nn.Linear` with PyTorch's default uniform(±1/√fan_in) init, drawn from `generator`."""
+    layer = nn.utils.skip_init(nn.Linear, in_features, out_features)
+    bound = 1.0 / math.sqrt(in_features)
+    with torch.no_grad():
+        for param in (layer.weight, layer.bias):
+            param.copy_(torch.rand(param.shape, generator=generator) * (2 * bound) - bound)
+    return layer
+
+
+def per_sample_loss(task: Task, prediction: Tensor, target: Tensor) -> Tensor:
+    """Cross-entropy for classification (integer labels), mean squared error for regression."""
+    if task == "classification":
+        return F.cross_entropy(prediction, target, reduction="none")
+    return ((prediction - target) ** 2).mean(dim=1)
+
+
+def mean_loss(task: Task, prediction: Tensor, target: Tensor) -> Tensor:
+    if task == "classification":
+        return F.cross_entropy(prediction, target)
+    return F.mse_loss(prediction, target)
+
+
+@dataclass(frozen=True)
+class FitStats:
+    """What one local training call did: batch-mean loss per epoch and mean |gradient|."""
+
+    epoch_losses: tuple[float, ...]
+    mean_grad: float
+
+    @property
+    def mean_loss(self) -> float:
+        return sum(self.epoch_losses) / len(self.epoch_losses)
+
+
+def fit(
+    batch_loss: Callable[[Tensor | None], Tensor],
+    parameters: Iterable[nn.Parameter],
+    optimizer: torch.optim.Optimizer,
+    num_samples: int,
+    epochs: int,
+    batch_size: int,
+    generator: torch.Generator,
+    on_epoch: Callable[[float], None] | None = None,
+) -> FitStats:
+    """Mini-batch training: `epochs` shuffled passes; `batch_size` 0 (or ≥ n) = full batch.
+
+    `batch_loss(idx)` returns the mean loss of the samples `idx` (`None` = all samples).
+    `on_epoch(loss)` runs after each epoch with that epoch's sample-weighted mean loss.
+    """
+    params = [p for p in parameters if p.requires_grad]
+    numel = sum(p.numel() for p in params)
+    full_batch = batch_size <= 0 or batch_size >= num_samples
+    grad_sum = torch.zeros(())
+    steps = 0
+    epoch_losses: list[float] = []
+    for _ in range(epochs):
+        if full_batch:
+            batches: list[Tensor | None] = [None]
+        else:
+            batches = list(torch.randperm(num_samples, generator=generator).split(batch_size))
+        epoch_loss = torch.zeros(())
+        for idx in batches:
+            optimizer.zero_grad(set_to_none=True)
+            loss = batch_loss(idx)
+            loss.backward()
+            with torch.no_grad():
+                grad_sum += sum(
+                    (p.grad.abs().sum() for p in params if p.grad is not None),
+                    start=torch.zeros(()),
+                ) / max(numel, 1)
+                size = num_samples if idx is None else idx.numel()
+                epoch_loss += loss.detach() * (size / num_samples)
+            optimizer.step()
+            steps += 1
+        epoch_losses.append(float(epoch_loss))
+        if on_epoch is not None:
+            on_epoch(epoch_losses[-1])
+    return FitStats(tuple(epoch_losses), float(grad_sum) / max(steps, 1))
