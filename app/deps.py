@@ -11,7 +11,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
-from app.errors import Unauthorized
+from app.errors import Unauthorized, UnsupportedMediaType
 from models.db import session_scope
 from models.settings import Settings, get_settings
 
@@ -44,6 +44,23 @@ def get_owner(
             headers={"WWW-Authenticate": "Bearer"},
         )
     return owner_of(matched[0])
+
+
+def require_json(request: Request) -> None:
+    """A body must be sent as JSON: any other Content-Type is a 415 that says so."""
+    content_type = request.headers.get("content-type")
+    has_body = request.headers.get("content-length", "0") != "0" or (
+        "transfer-encoding" in request.headers
+    )
+    if not has_body and content_type is None:
+        return  # no body at all: the body validation names what is missing
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    if media != "application/json" and not (
+        media.startswith("application/") and media.endswith("+json")
+    ):
+        raise UnsupportedMediaType(
+            f"Content-Type must be application/json, got {content_type or 'none'!r}"
+        )
 
 
 def get_publisher(request: Request):  # type: ignore[no-untyped-def]

@@ -9,6 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match, Mount
 
 logger = logging.getLogger("app.errors")
 
@@ -43,10 +44,42 @@ class PayloadTooLarge(APIError):
     status_code, type = 413, "payload_too_large"
 
 
+class UnsupportedMediaType(APIError):
+    status_code, type = 415, "unsupported_media_type"
+
+
+def _body_error(error: dict[str, object]) -> dict[str, object] | None:
+    """Errors about the body as a whole (not one field), in words that say what to send."""
+    loc, kind = tuple(error.get("loc", ())), error.get("type")  # type: ignore[arg-type]
+    if kind == "json_invalid":
+        ctx = error.get("ctx") or {}
+        where = f" at character {loc[1]}" if len(loc) > 1 else ""
+        reason = ctx.get("error", "invalid JSON") if isinstance(ctx, dict) else "invalid JSON"
+        return {"field": "body", "message": f"malformed JSON{where}: {reason}"}
+    if loc != ("body",):
+        return None
+    if kind == "missing":
+        return {
+            "field": "body",
+            "message": 'request body required: a JSON object, e.g. {"preset": "stage8"}',
+        }
+    if kind in ("model_attributes_type", "dict_type", "model_type"):
+        got = type(error.get("input")).__name__
+        got = {"list": "an array", "str": "a string", "NoneType": "null", "bytes": "raw bytes"}.get(
+            got, got
+        )
+        return {"field": "body", "message": f"request body must be a JSON object, not {got}"}
+    return None
+
+
 def validation_detail(errors: list[dict[str, object]]) -> list[dict[str, object]]:
     """Pydantic errors as `{field, message}` with a readable dotted field name."""
     out = []
     for error in errors:
+        whole = _body_error(error)
+        if whole is not None:
+            out.append(whole)
+            continue
         loc = [str(p) for p in error.get("loc", ()) if p not in ("body",)]  # type: ignore[union-attr]
         message = str(error.get("msg", "invalid"))
         if error.get("type") == "extra_forbidden":
@@ -59,6 +92,22 @@ def validation_detail(errors: list[dict[str, object]]) -> list[dict[str, object]
             {"field": ".".join(loc) or None, "message": message.removeprefix("Value error, ")}
         )
     return out
+
+
+_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves at this path (Starlette's 405 names only one route's)."""
+    return [
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] == Match.FULL
+            for route in request.app.router.routes
+            if not isinstance(route, Mount)  # static files match any method
+        )
+    ]
 
 
 def _body(error_type: str, detail: object) -> dict[str, object]:
@@ -79,10 +128,14 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(_body("validation_error", validation_detail(list(exc.errors()))), 422)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse(
-            _body("http_error", exc.detail), exc.status_code, headers=getattr(exc, "headers", None)
-        )
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        detail, headers = exc.detail, dict(getattr(exc, "headers", None) or {})
+        if isinstance(exc.__cause__, UnicodeDecodeError):  # FastAPI's 400 on a non-UTF-8 body
+            detail = "request body is not valid UTF-8 JSON"
+        if exc.status_code == 405:
+            headers["Allow"] = ", ".join(allowed_methods(request))
+            detail = f"method {request.method} not allowed; allowed: {headers['Allow']}"
+        return JSONResponse(_body("http_error", detail), exc.status_code, headers=headers or None)
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

@@ -18,20 +18,32 @@ class BodySizeLimit:
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
             return await self._reject(send)
-        received = 0
+        received, rejected, started = 0, False, False
 
+        # A body without Content-Length (chunked) is counted as it arrives. Past the cap we answer
+        # 413 ourselves and tell the app the client left: FastAPI turns any error raised while it
+        # reads the body into a 400, so raising from here would not reach the client as a 413.
         async def counting_receive() -> Message:
-            nonlocal received
+            nonlocal received, rejected
+            if rejected:
+                return {"type": "http.disconnect"}
             message = await receive()
             received += len(message.get("body", b""))
             if received > self.max_bytes:
-                raise _TooLarge
+                rejected = True
+                if not started:
+                    await self._reject(send)
+                return {"type": "http.disconnect"}
             return message
 
-        try:
-            await self.app(scope, counting_receive, send)
-        except _TooLarge:
-            await self._reject(send)
+        async def guarded_send(message: Message) -> None:
+            nonlocal started
+            if rejected:
+                return  # the 413 went out already; drop whatever the app answers
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        await self.app(scope, counting_receive, guarded_send)
 
     async def _reject(self, send: Send) -> None:
         body: dict[str, Any] = {
@@ -50,7 +62,3 @@ class BodySizeLimit:
             }
         )
         await send({"type": "http.response.body", "body": data})
-
-
-class _TooLarge(Exception):
-    pass

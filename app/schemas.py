@@ -9,30 +9,36 @@ from typing import Annotated, Any, Literal
 from annotated_types import Le
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 
-from models.settings import get_settings
+from models.settings import Settings, get_settings
 from scarcity.config import PRESETS, SimulationConfig
 
+# The database stores rounds, client ids and row ids as INTEGER: a bigger query value is a 422,
+# never an overflow in the driver.
+MAX_INT = 2**31 - 1
 
-def _field_caps() -> dict[str, int]:
+# Which setting caps which config field (over a cap → 422 naming the field and the limit).
+FIELD_LIMITS: dict[str, str] = {
+    "num_clients": "max_clients",
+    "rounds": "max_rounds",
+    "samples_per_client": "max_samples_per_client",
+    "batch_size": "max_samples_per_client",
+    "input_dim": "max_dim",
+    "output_dim": "max_dim",
+    "local_epochs": "max_local_epochs",
+    "latent_dim": "max_dim",
+    "memory_capacity": "max_samples_per_client",
+}
+
+
+def field_caps(settings: Settings | None = None) -> dict[str, int]:
     """Single-field limits from the settings, written into the schema so clients see them."""
-    s = get_settings()
-    return {
-        "num_clients": s.max_clients,
-        "rounds": s.max_rounds,
-        "samples_per_client": s.max_samples_per_client,
-        "batch_size": s.max_samples_per_client,
-        "input_dim": s.max_dim,
-        "output_dim": s.max_dim,
-        "local_epochs": s.max_local_epochs,
-        "latent_dim": s.max_dim,
-        "memory_capacity": s.max_samples_per_client,
-        "seed": 2**31 - 1,
-    }
+    s = settings or get_settings()
+    return {name: getattr(s, limit) for name, limit in FIELD_LIMITS.items()} | {"seed": MAX_INT}
 
 
 def _make_simulation_create() -> type[BaseModel]:
     """`SimulationCreate`: a preset plus optional overrides of any `SimulationConfig` field."""
-    caps = _field_caps()
+    caps = field_caps()
     fields: dict[str, Any] = {}
     for name, info in SimulationConfig.model_fields.items():
         if name == "preset":
@@ -44,7 +50,15 @@ def _make_simulation_create() -> type[BaseModel]:
         "SimulationCreate",
         __config__=ConfigDict(
             extra="forbid",
-            json_schema_extra={"example": {"preset": "stage8", "num_clients": 5, "rounds": 5}},
+            allow_inf_nan=False,  # Python's json accepts NaN/Infinity; no simulation setting does
+            strict=True,  # the types the schema states: no "5" for 5, no false for 0.0
+            json_schema_extra={
+                "example": {
+                    "preset": "stage8",
+                    "num_clients": min(5, caps["num_clients"]),
+                    "rounds": min(5, caps["rounds"]),
+                }
+            },
         ),
         preset=(
             Literal[tuple(PRESETS)],  # type: ignore[valid-type]

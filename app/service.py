@@ -14,6 +14,7 @@ from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
 from app.errors import Conflict, NotFound, Unprocessable
+from app.schemas import FIELD_LIMITS, field_caps
 from models import FINISHED_STATUSES, Simulation, SimulationStatus, store
 from models.db import session_scope
 from models.settings import Settings
@@ -22,16 +23,36 @@ from scarcity.config import SimulationConfig, resolve_config
 Publisher = Callable[[uuid.UUID], object]
 
 
-def check_budget(config: SimulationConfig, settings: Settings) -> None:
-    work = config.num_clients * config.rounds * config.samples_per_client * config.local_epochs
+def check_limits(config: SimulationConfig, settings: Settings) -> None:
+    """The resolved config (preset defaults included) against every limit: 422 naming the field.
+
+    The request schema caps the fields a client sends; a preset's default can still exceed a
+    limit the operator lowered, and the work budget spans several fields.
+    """
+    caps = field_caps(settings)
+    errors = [
+        {
+            "field": name,
+            "message": f"{name} = {getattr(config, name)} (default of the preset or data set) "
+            f"exceeds limit {cap} (SCARCITY_{FIELD_LIMITS[name].upper()})",
+        }
+        for name, cap in caps.items()
+        # memory_capacity is capped only where a client sets it: its default (50) is no workload
+        if name in FIELD_LIMITS and name != "memory_capacity" and getattr(config, name) > cap
+    ]
+    if errors:
+        raise Unprocessable(errors)
+    # Passes over the data per round: local training, plus the autoencoders' in stage 8.
+    epochs = config.local_epochs + (config.ssl_epochs if config.structure_discovery else 0)
+    work = config.num_clients * config.rounds * config.samples_per_client * epochs
     if work > settings.max_work:
         raise Unprocessable(
             [
                 {
                     "field": "num_clients",
                     "message": "work budget exceeded: num_clients × rounds × samples_per_client × "
-                    f"local_epochs = {work:,} > limit {settings.max_work:,} "
-                    "(SCARCITY_MAX_WORK)",
+                    f"(local_epochs + ssl_epochs with structure_discovery) = {work:,} > limit "
+                    f"{settings.max_work:,} (SCARCITY_MAX_WORK)",
                 }
             ]
         )
@@ -42,7 +63,7 @@ def create_simulation(
 ) -> Simulation:
     """Validate, commit the row, then publish: a job never names an uncommitted row."""
     config = resolve_config(body.model_dump(exclude_none=True))
-    check_budget(config, settings)
+    check_limits(config, settings)
     with session_scope() as session:
         if store.count_active(session, owner) >= settings.max_active_per_owner:
             raise Conflict(

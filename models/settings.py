@@ -54,7 +54,7 @@ class Settings(BaseSettings):
     max_work: int = Field(
         500_000_000,
         ge=1,
-        description="Cap on num_clients × rounds × samples_per_client × local_epochs.",
+        description="Cap on num_clients × rounds × samples_per_client × epochs per round.",
     )
     max_active_per_owner: int = Field(100, ge=1, description="Queued + running per owner.")
     max_body_bytes: int = Field(65_536, ge=1_024, description="Request body size cap.")

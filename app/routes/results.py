@@ -16,6 +16,7 @@ from app import service
 from app.deps import OwnerDep, SessionDep
 from app.routes.simulations import ERRORS
 from app.schemas import (
+    MAX_INT,
     InsightPublic,
     InsightsPublic,
     LogLine,
@@ -42,8 +43,8 @@ def get_metrics(
     request: Request,
     session: SessionDep,
     owner: OwnerDep,
-    from_round: int | None = Query(None, ge=1),
-    to_round: int | None = Query(None, ge=1),
+    from_round: int | None = Query(None, ge=1, le=MAX_INT),
+    to_round: int | None = Query(None, ge=1, le=MAX_INT),
     names: str | None = Query(None, max_length=2000, description="Comma list of metric names."),
     format: str | None = Query(None, pattern="^(json|csv)$", description="Or `Accept: text/csv`."),
 ) -> Any:
@@ -66,10 +67,10 @@ def get_insights(
     simulation_id: uuid.UUID,
     session: SessionDep,
     owner: OwnerDep,
-    round: int | None = Query(None, ge=1),
-    client_id: int | None = Query(None, ge=0),
+    round: int | None = Query(None, ge=1, le=MAX_INT),
+    client_id: int | None = Query(None, ge=0, le=MAX_INT),
     limit: int = Query(1000, ge=1, le=10_000),
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=MAX_INT),
 ) -> InsightsPublic:
     """Per-client insights, by round and/or client."""
     service.get_simulation(session, simulation_id, owner)
@@ -89,8 +90,8 @@ def get_meta_params(
     simulation_id: uuid.UUID,
     session: SessionDep,
     owner: OwnerDep,
-    from_round: int | None = Query(None, ge=1),
-    to_round: int | None = Query(None, ge=1),
+    from_round: int | None = Query(None, ge=1, le=MAX_INT),
+    to_round: int | None = Query(None, ge=1, le=MAX_INT),
 ) -> MetaParamsPublic:
     """The meta-learner's parameters after each round (mean, std, lr, updates, priors)."""
     service.get_simulation(session, simulation_id, owner)
@@ -106,7 +107,7 @@ def get_logs(
     simulation_id: uuid.UUID,
     session: SessionDep,
     owner: OwnerDep,
-    after_id: int = Query(0, ge=0, description="Only lines after this id."),
+    after_id: int = Query(0, ge=0, le=MAX_INT, description="Only lines after this id."),
 ) -> LogsPublic:
     """Log lines in the order they were written: lifecycle (round 0) and per-round lines."""
     service.get_simulation(session, simulation_id, owner)

@@ -8,8 +8,9 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Query, Response
 
 from app import service
-from app.deps import OwnerDep, SessionDep, SettingsDep, get_publisher
+from app.deps import OwnerDep, SessionDep, SettingsDep, get_publisher, require_json
 from app.schemas import ErrorBody, SimulationCreate, SimulationPublic, SimulationsPublic
+from scarcity.config import PresetName
 
 router = APIRouter(prefix="/simulations", tags=["simulations"])
 
@@ -25,11 +26,19 @@ Status = Literal["queued", "running", "succeeded", "failed", "cancelled"]
     "",
     status_code=202,
     response_model=SimulationPublic,
+    dependencies=[Depends(require_json)],
     responses={
+        400: {"model": ErrorBody, "description": "Body unreadable (not UTF-8)."},
         401: ERRORS[401],
         409: {"model": ErrorBody, "description": "Too many active simulations."},
         413: {"model": ErrorBody, "description": "Request body too large."},
-        422: ERRORS[422],
+        415: {"model": ErrorBody, "description": "Body not sent as application/json."},
+        422: {
+            "model": ErrorBody,
+            "description": "Invalid input, a limit or the work budget exceeded, or settings "
+            "that do not go together (e.g. `input_dim` of a real data set); the message names "
+            "the field and the limit.",
+        },
     },
 )
 def create_simulation(
@@ -51,7 +60,7 @@ def list_simulations(
     owner: OwnerDep,
     settings: SettingsDep,
     status: Status | None = None,
-    preset: str | None = Query(None, max_length=32),
+    preset: PresetName | None = None,
     limit: int = Query(20, ge=1, description="Page size (capped by SCARCITY_MAX_PAGE_SIZE)."),
     cursor: str | None = Query(None, max_length=200, description="`next_cursor` of the last page."),
 ) -> SimulationsPublic:

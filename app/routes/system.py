@@ -7,14 +7,18 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from app.deps import OwnerDep
-from app.schemas import Health, PresetPublic
+from app.schemas import ErrorBody, Health, PresetPublic
 from models.db import get_engine
 from scarcity.config import PRESETS, resolve_config
 
 router = APIRouter(tags=["system"])
 
 
-@router.get("/presets", response_model=list[PresetPublic])
+@router.get(
+    "/presets",
+    response_model=list[PresetPublic],
+    responses={401: {"model": ErrorBody, "description": "Missing or invalid API key."}},
+)
 def list_presets(_: OwnerDep) -> list[PresetPublic]:
     """Every preset with its description and fully resolved default config."""
     return [
