@@ -6,9 +6,9 @@ import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from sse_starlette.sse import EventSourceResponse
 
@@ -134,12 +134,18 @@ def _poll(simulation_id: uuid.UUID, owner: str, after_round: int) -> tuple[Any, 
         **ERRORS,
     },
 )
-async def stream_events(simulation_id: uuid.UUID, owner: OwnerDep) -> EventSourceResponse:
+async def stream_events(
+    simulation_id: uuid.UUID,
+    owner: OwnerDep,
+    last_event_id: Annotated[
+        int, Header(ge=0, le=MAX_INT, description="Resume after this round (set by browsers).")
+    ] = 0,
+) -> EventSourceResponse:
     """Server-sent events: `round` per finished round (with metrics), then one `end`."""
     await run_in_threadpool(_poll, simulation_id, owner, 0)  # 404 before the stream opens
 
     async def events() -> AsyncIterator[dict[str, str]]:
-        sent = 0
+        sent = last_event_id  # a reconnecting client gets only the rounds it missed
         while True:
             simulation, rows = await run_in_threadpool(_poll, simulation_id, owner, sent)
             for row in rows:

@@ -158,3 +158,20 @@ def test_presets_health_readiness_and_offline_docs(client: httpx.Client) -> None
     schema = client.get("/openapi.json").json()
     assert {"/simulations", "/simulations/{simulation_id}/metrics"} <= set(schema["paths"])
     assert "Run" in client.get("/").text
+
+
+def test_events_resume_after_last_event_id(client: httpx.Client) -> None:
+    sim = client.post("/simulations", json={"preset": "stage2", "rounds": 3}).json()
+    wait_for_status(client, sim["id"], {"succeeded"})
+    names, rounds = [], []
+    with client.stream(
+        "GET", f"/simulations/{sim['id']}/events", headers={"Last-Event-ID": "2"}
+    ) as response:
+        for line in response.iter_lines():
+            if line.startswith("event:"):
+                names.append(line.split(":", 1)[1].strip())
+            elif line.startswith("data:") and names[-1] == "round":
+                rounds.append(json.loads(line.split(":", 1)[1])["round"])
+            if names[-1:] == ["end"]:
+                break
+    assert names == ["round", "end"] and rounds == [3]
