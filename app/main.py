@@ -11,11 +11,11 @@ from fastapi import FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.staticfiles import StaticFiles
-from models.migrate import ensure_schema
 
 from app.errors import install_error_handlers
 from app.limits import BodySizeLimit
 from app.routes import results, simulations, system
+from models.migrate import ensure_schema
 from models.settings import get_settings
 
 STATIC = Path(__file__).parent / "static"
