@@ -175,3 +175,16 @@ def test_events_resume_after_last_event_id(client: httpx.Client) -> None:
             if names[-1:] == ["end"]:
                 break
     assert names == ["round", "end"] and rounds == [3]
+
+
+def test_an_engine_failure_ends_failed_with_the_reason_and_a_log_line(
+    client: httpx.Client,
+) -> None:
+    diverging = {"preset": "stage2", "learning_rate": 10, "rounds": 20, "local_epochs": 20}
+    sim = client.post("/simulations", json=diverging).json()
+    final = wait_for_status(client, sim["id"], {"succeeded", "failed", "cancelled"})
+    assert final["status"] == "failed"
+    assert "SimulationError" in final["error"] and "diverged" in final["error"]
+    assert final["finished_at"] is not None
+    lines = client.get(f"/simulations/{sim['id']}/logs").json()["lines"]
+    assert any(line["level"] == "ERROR" and "diverged" in line["message"] for line in lines)
