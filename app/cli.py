@@ -23,8 +23,17 @@ def _setup_logging() -> None:
 def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    if args.workers > 1 and not get_settings().broker_url:
+        print(
+            "scarcity serve: --workers > 1 needs SCARCITY_BROKER_URL (the distributed mode); "
+            "embedded mode runs its worker inside one API process",
+            file=sys.stderr,
+        )
+        return 2
     _setup_logging()
-    uvicorn.run("app.main:app", host=args.host, port=args.port, log_config=None)
+    uvicorn.run(
+        "app.main:app", host=args.host, port=args.port, workers=args.workers, log_config=None
+    )
     return 0
 
 
@@ -65,6 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     p = commands.add_parser("serve", help="API + dashboard (+ embedded worker without a broker)")
     p.add_argument("--host", default=settings.host)
     p.add_argument("--port", type=int, default=settings.port)
+    p.add_argument(
+        "--workers", type=int, default=1, help="API processes (distributed mode only; default 1)"
+    )
     p.set_defaults(func=serve)
     p = commands.add_parser("worker", help="a Celery worker for the distributed mode")
     p.add_argument(

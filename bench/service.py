@@ -14,10 +14,13 @@ import os
 import statistics
 import tempfile
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+
+from tests.service_processes import Server
 
 
 def _percentiles(samples: list[float]) -> tuple[float, float]:
@@ -54,7 +57,7 @@ def _fake_round(number: int, clients: int) -> dict:
 
 def main(quick: bool = False) -> None:
     from scarcity import resolve_config, run_simulation
-    from tests.service_processes import Server, wait_for_status
+    from tests.service_processes import wait_for_status
 
     workdir = Path(tempfile.mkdtemp(prefix="scarcity-bench-"))
     db_url = f"sqlite:///{workdir}/bench.db"
@@ -158,3 +161,57 @@ def main(quick: bool = False) -> None:
             )
     finally:
         server.stop()
+    _distributed_post_latency(workdir, total)
+
+
+def _distributed_post_latency(workdir: Path, total: int) -> None:
+    """The same POST load on the distributed API: PostgreSQL, Redis, 1 vs 2 API processes."""
+    import subprocess
+    import sys
+
+    import psycopg
+    import redis
+
+    name = f"scarcity_bench_{uuid.uuid4().hex[:8]}"
+    admin_url = "postgresql://postgres@127.0.0.1:5432/postgres"
+    broker = "redis://127.0.0.1:6379/13"
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    env = {
+        "SCARCITY_DATABASE_URL": f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}",
+        "SCARCITY_BROKER_URL": broker,
+        "SCARCITY_MAX_ACTIVE_PER_OWNER": "100000",
+    }
+    try:
+        subprocess.run(
+            [sys.executable, "-m", "scarcity", "migrate"],
+            env={**os.environ, **env},
+            check=True,
+            capture_output=True,
+        )
+        for processes in (1, 2):
+            server = Server(
+                env, workdir / f"api-{processes}.log", extra_args=["--workers", str(processes)]
+            )
+            try:
+                with httpx.Client(
+                    base_url=server.url, timeout=60, limits=httpx.Limits(max_connections=64)
+                ) as client:
+                    _hammer(client, lambda c: c.get("/healthz"), 100, 50)  # warm every process
+                    posts = _hammer(
+                        client,
+                        lambda c: c.post("/simulations", json={"preset": "stage1", "rounds": 1}),
+                        total,
+                        50,
+                    )
+                p50, p99 = _percentiles(posts)
+                print(
+                    f"distributed POST @50 concurrent, {processes} API process(es), no worker: "
+                    f"p50 {p50 * 1e3:.1f} ms, p99 {p99 * 1e3:.1f} ms"
+                )
+            finally:
+                server.stop()
+    finally:
+        redis.Redis.from_url(broker).flushdb()
+        with psycopg.connect(admin_url, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import httpx
@@ -62,12 +62,17 @@ class ServiceProcess:
 
 
 class Server(ServiceProcess):
-    def __init__(self, env: Mapping[str, str], log_path: Path, port: int | None = None) -> None:
+    def __init__(
+        self,
+        env: Mapping[str, str],
+        log_path: Path,
+        port: int | None = None,
+        extra_args: Sequence[str] = (),
+    ) -> None:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        super().__init__(
-            [*SCARCITY, "serve", "--host", "127.0.0.1", "--port", str(self.port)], env, log_path
-        )
+        args = [*SCARCITY, "serve", "--host", "127.0.0.1", "--port", str(self.port), *extra_args]
+        super().__init__(args, env, log_path)
         self.wait_ready()
 
     def wait_ready(self, timeout: float = 60) -> None:
