@@ -23,6 +23,11 @@ def get_session() -> Iterator[Session]:
         yield session
 
 
+def get_read_session() -> Iterator[Session]:
+    with session_scope(read_only=True) as session:
+        yield session
+
+
 def owner_of(key: str) -> str:
     """A stable, non-reversible owner id for an API key: rows never hold the key itself."""
     return hashlib.sha256(key.encode()).hexdigest()[:32]
@@ -68,5 +73,6 @@ def get_publisher(request: Request):  # type: ignore[no-untyped-def]
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
+ReadSessionDep = Annotated[Session, Depends(get_read_session)]
 OwnerDep = Annotated[str, Depends(get_owner)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from models.settings import get_settings
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+READ_ONLY = "scarcity_read_only"  # execution option of sessions that never write
 POSTGRES_LOCK_TIMEOUT_MS = 10_000
 
 
@@ -35,7 +36,9 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # Read-only sessions begin DEFERRED so WAL lets them read beside the writer.
+        mode = "DEFERRED" if connection.get_execution_options().get(READ_ONLY) else "IMMEDIATE"
+        connection.exec_driver_sql(f"BEGIN {mode}")
 
 
 def make_engine(url: str) -> Engine:
@@ -51,7 +54,7 @@ def make_engine(url: str) -> Engine:
 
 
 _engines: dict[str, Engine] = {}
-_factories: dict[str, sessionmaker[Session]] = {}
+_factories: dict[tuple[str, bool], sessionmaker[Session]] = {}
 
 
 def get_engine(url: str | None = None) -> Engine:
@@ -63,12 +66,18 @@ def get_engine(url: str | None = None) -> Engine:
 
 
 @contextmanager
-def session_scope(url: str | None = None) -> Iterator[Session]:
-    """A session whose transaction commits when the block ends and rolls back if it raises."""
+def session_scope(url: str | None = None, *, read_only: bool = False) -> Iterator[Session]:
+    """A session whose transaction commits when the block ends and rolls back if it raises.
+
+    `read_only=True` for sessions that only read: on SQLite they then don't queue for the
+    write lock (writers begin IMMEDIATE; see the module docstring).
+    """
     url = url or get_settings().database_url
-    if url not in _factories:
-        _factories[url] = sessionmaker(bind=get_engine(url), expire_on_commit=False)
-    session = _factories[url]()
+    key = (url, read_only)
+    if key not in _factories:
+        bind = get_engine(url).execution_options(**{READ_ONLY: read_only})
+        _factories[key] = sessionmaker(bind=bind, expire_on_commit=False)
+    session = _factories[key]()
     try:
         yield session
         session.commit()

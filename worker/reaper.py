@@ -20,7 +20,7 @@ logger = logging.getLogger("worker.reaper")
 
 def reap_once(publish: Callable[[uuid.UUID], object]) -> list[uuid.UUID]:
     settings = get_settings()
-    with session_scope() as session:
+    with session_scope(read_only=True) as session:
         ids = store.simulations_to_enqueue(session, settings.worker_lease_seconds)
     for simulation_id in ids:
         publish(simulation_id)

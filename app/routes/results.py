@@ -13,7 +13,7 @@ from fastapi.concurrency import run_in_threadpool
 from sse_starlette.sse import EventSourceResponse
 
 from app import service
-from app.deps import OwnerDep, SessionDep
+from app.deps import OwnerDep, ReadSessionDep
 from app.routes.simulations import ERRORS
 from app.schemas import (
     MAX_INT,
@@ -41,7 +41,7 @@ CSV_RESPONSE: dict[int | str, dict[str, Any]] = {
 def get_metrics(
     simulation_id: uuid.UUID,
     request: Request,
-    session: SessionDep,
+    session: ReadSessionDep,
     owner: OwnerDep,
     from_round: int | None = Query(None, ge=1, le=MAX_INT),
     to_round: int | None = Query(None, ge=1, le=MAX_INT),
@@ -65,7 +65,7 @@ def get_metrics(
 @router.get("/insights", response_model=InsightsPublic, responses=ERRORS)
 def get_insights(
     simulation_id: uuid.UUID,
-    session: SessionDep,
+    session: ReadSessionDep,
     owner: OwnerDep,
     round: int | None = Query(None, ge=1, le=MAX_INT),
     client_id: int | None = Query(None, ge=0, le=MAX_INT),
@@ -88,7 +88,7 @@ def get_insights(
 @router.get("/meta-params", response_model=MetaParamsPublic, responses=ERRORS)
 def get_meta_params(
     simulation_id: uuid.UUID,
-    session: SessionDep,
+    session: ReadSessionDep,
     owner: OwnerDep,
     from_round: int | None = Query(None, ge=1, le=MAX_INT),
     to_round: int | None = Query(None, ge=1, le=MAX_INT),
@@ -105,7 +105,7 @@ def get_meta_params(
 @router.get("/logs", response_model=LogsPublic, responses=ERRORS)
 def get_logs(
     simulation_id: uuid.UUID,
-    session: SessionDep,
+    session: ReadSessionDep,
     owner: OwnerDep,
     after_id: int = Query(0, ge=0, le=MAX_INT, description="Only lines after this id."),
 ) -> LogsPublic:
@@ -119,7 +119,7 @@ def get_logs(
 
 
 def _poll(simulation_id: uuid.UUID, owner: str, after_round: int) -> tuple[Any, list[Any]]:
-    with session_scope() as session:
+    with session_scope(read_only=True) as session:
         simulation = service.get_simulation(session, simulation_id, owner)
         rows = service.metrics_rows(
             session, simulation_id, from_round=after_round + 1, to_round=None, names=None

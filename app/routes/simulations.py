@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Query, Response
 
 from app import service
-from app.deps import OwnerDep, SessionDep, SettingsDep, get_publisher, require_json
+from app.deps import OwnerDep, ReadSessionDep, SessionDep, SettingsDep, get_publisher, require_json
 from app.schemas import ErrorBody, SimulationCreate, SimulationPublic, SimulationsPublic
 from scarcity.config import PresetName
 
@@ -56,7 +56,7 @@ def create_simulation(
 
 @router.get("", response_model=SimulationsPublic, responses={401: ERRORS[401], 422: ERRORS[422]})
 def list_simulations(
-    session: SessionDep,
+    session: ReadSessionDep,
     owner: OwnerDep,
     settings: SettingsDep,
     status: Status | None = None,
@@ -80,7 +80,7 @@ def list_simulations(
 
 @router.get("/{simulation_id}", response_model=SimulationPublic, responses=ERRORS)
 def get_simulation(
-    simulation_id: uuid.UUID, session: SessionDep, owner: OwnerDep
+    simulation_id: uuid.UUID, session: ReadSessionDep, owner: OwnerDep
 ) -> SimulationPublic:
     """One simulation: status, resolved config, progress, timestamps, error."""
     return SimulationPublic.from_row(service.get_simulation(session, simulation_id, owner))
