@@ -72,7 +72,9 @@ def get_publisher(request: Request):  # type: ignore[no-untyped-def]
     return request.app.state.publish
 
 
-SessionDep = Annotated[Session, Depends(get_session)]
-ReadSessionDep = Annotated[Session, Depends(get_read_session)]
+# scope="function": the transaction commits before the response is sent, so a client that
+# got its answer reads what it just changed.
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+ReadSessionDep = Annotated[Session, Depends(get_read_session, scope="function")]
 OwnerDep = Annotated[str, Depends(get_owner)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
