@@ -77,6 +77,15 @@ class SimulationConfig(BaseModel):
     lr_increase_factor: float = Field(1.05, ge=1, le=10, description="MetaAdaptation on drop.")
     lr_improvement_threshold: float = Field(0.1, ge=0, description="Drop that raises the LR.")
 
+    # How the engine computes (not what): both give the same metrics up to float rounding.
+    execution: Literal["batched", "reference"] = Field(
+        "batched",
+        description=(
+            "batched: all clients as tensors with a leading client axis, one round in a few "
+            "tensor ops (fast at scale); reference: one object per client (readable)."
+        ),
+    )
+
     @model_validator(mode="after")
     def _check_combinations(self) -> SimulationConfig:
         shape = DATASET_SHAPES.get(self.dataset)

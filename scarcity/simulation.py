@@ -13,7 +13,13 @@ A round (`Simulation.run_round`):
 
 All randomness of a run comes from one `torch.Generator` and one `numpy.random.Generator`
 seeded from `config.seed` (the data from a separate numpy stream), never from global RNG state,
-so runs in one process do not disturb each other. Float results also depend on torch's
+so runs in one process do not disturb each other.
+
+Two executions compute the same round (`config.execution`): `batched` (default) holds all
+clients as tensors with a leading client axis (`scarcity.batched.ClientPool`) and trains them
+in a few tensor ops; `reference` runs one `Client` object per client (`scarcity.core`), the
+readable definition. They take the same random draws in the same order and agree on every
+metric up to float rounding (tests/scarcity/test_batched.py). Float results also depend on torch's
 intra-op thread count (`torch.set_num_threads`); the CLI and the service's workers use 1 by
 default, which is also the fastest for these tiny tensors. `checkpoint()` captures every model,
 optimiser, buffer, meta-learner, gossip and RNG state; `Simulation.restore` continues exactly.
@@ -33,6 +39,7 @@ import numpy as np
 import torch
 
 from scarcity import checkpoint as checkpoint_format
+from scarcity.batched import ClientPool
 from scarcity.config import SimulationConfig, resolve_config
 from scarcity.core.client import Client
 from scarcity.core.data import FederatedData, make_federated_data
@@ -62,7 +69,24 @@ class Simulation:
         self.generator = torch.Generator().manual_seed(cfg.seed)
         self.rng = np.random.default_rng([cfg.seed, SIM_STREAM])
         self.data: FederatedData = make_federated_data(cfg)
-        self.clients = [
+        #: The batched client state (`execution="batched"`), else None.
+        self.pool: ClientPool | None = None
+        #: One object per client (`execution="reference"`), else empty.
+        self.clients: list[Client] = []
+        if cfg.execution == "batched":
+            self.pool = ClientPool(cfg, self.data, self.generator, self.rng)
+        else:
+            self.clients = self._make_clients()
+        self.server = Server(
+            cfg.num_clients, cfg.input_dim, cfg.output_dim, self.data.task, generator=self.generator
+        )
+        self.meta_learner = MetaLearner(alpha=cfg.meta_ema_alpha, base_lr=cfg.learning_rate)
+        self.gossip = GossipScheduler(cfg.num_clients)
+        self.rounds_completed = 0
+
+    def _make_clients(self) -> list[Client]:
+        cfg = self.config
+        return [
             Client(
                 i,
                 cfg,
@@ -74,12 +98,6 @@ class Simulation:
             )
             for i in range(cfg.num_clients)
         ]
-        self.server = Server(
-            cfg.num_clients, cfg.input_dim, cfg.output_dim, self.data.task, generator=self.generator
-        )
-        self.meta_learner = MetaLearner(alpha=cfg.meta_ema_alpha, base_lr=cfg.learning_rate)
-        self.gossip = GossipScheduler(cfg.num_clients)
-        self.rounds_completed = 0
 
     # -- running --------------------------------------------------------------------------
     def rounds(self) -> Iterator[RoundResult]:
@@ -94,23 +112,41 @@ class Simulation:
             raise SimulationError(f"all {cfg.rounds} rounds are done")
         k = self.rounds_completed + 1
         started = time.perf_counter()
+        pool = self.pool
         if cfg.federated_averaging:
-            self.server.broadcast_model(self.clients)
-        for client in self.clients:
-            client.set_data(*self.data.client_data(client.client_id, k))
-            client.train_round()
-
-        metrics: dict[str, float] = {"loss": _mean([c.last_round.loss for c in self.clients])}
-        if cfg.federated_averaging:
-            weights = [c.get_model_weights() for c in self.clients]
-            if cfg.meta_reptile:
-                self.server.reptile_update(weights, cfg.reptile_step_size)
+            if pool is not None:
+                pool.set_model_weights(self.server.global_weights())
             else:
-                self.server.aggregate_models(weights, [c.num_samples for c in self.clients])
+                self.server.broadcast_model(self.clients)
+        if pool is not None:
+            pool.train_round(k)
+            metrics: dict[str, float] = {"loss": pool.mean_loss()}
+        else:
+            for client in self.clients:
+                client.set_data(*self.data.client_data(client.client_id, k))
+                client.train_round()
+            metrics = {"loss": _mean([c.last_round.loss for c in self.clients])}
+        if cfg.federated_averaging:
+            if pool is not None:
+                if cfg.meta_reptile:
+                    self.server.reptile_update_stacked(pool.model_weights(), cfg.reptile_step_size)
+                else:
+                    self.server.aggregate_stacked(pool.model_weights(), pool.sample_counts())
+            else:
+                weights = [c.get_model_weights() for c in self.clients]
+                if cfg.meta_reptile:
+                    self.server.reptile_update(weights, cfg.reptile_step_size)
+                else:
+                    self.server.aggregate_models(weights, [c.num_samples for c in self.clients])
             metrics.update(self.server.evaluate(*self.data.test_set(k)))
 
-        insights = [c.generate_insight() for c in self.clients]
-        stats = self.server.aggregate_insights(insights)
+        if pool is not None:  # per-client dicts only when a consumer needs them
+            needed = cfg.insight_exchange or cfg.meta_learning
+            insights = pool.insights() if needed else []
+            stats = pool.statistics()
+        else:
+            insights = [c.generate_insight() for c in self.clients]
+            stats = self.server.aggregate_insights(insights)
         metrics.update({key: stats[key] for key in ("data_mean", "data_std", "drift")})
         for key in ("replay_error", "recon_loss"):
             if key in stats:
@@ -127,22 +163,33 @@ class Simulation:
             if cfg.structure_discovery:
                 self.meta_learner.compute_structural_priors(insights)
             meta_params = self.meta_learner.broadcast_params()
+            if pool is not None:
+                pool.receive_meta_params(meta_params)
             for client in self.clients:
                 client.receive_meta_params(meta_params)
 
         pairs: list[GossipPair] = []
         if cfg.gossip:
-            pairs = [
-                GossipPair(a, b, name)
-                for a, b, name in gossip_round(self.clients, self.gossip, self.rng)
-            ]
+            synced = (
+                pool.gossip(self.gossip, self.rng)
+                if pool is not None
+                else gossip_round(self.clients, self.gossip, self.rng)
+            )
+            pairs = [GossipPair(a, b, name) for a, b, name in synced]
 
         usage: dict[str, int] = {}
         if cfg.expert_routing:
-            counts = Counter(c.last_round.selected_expert for c in self.clients)
-            usage = {name: counts[name] for name in self.clients[0].expert_names}
+            if pool is not None:
+                usage = pool.expert_usage()
+            else:
+                counts = Counter(c.last_round.selected_expert for c in self.clients)
+                usage = {name: counts[name] for name in self.clients[0].expert_names}
 
-        _check_finite(k, metrics, meta_params, insights)
+        if pool is not None:  # the insights are built from the pool's tensors: check those
+            _check_finite(k, metrics, meta_params)
+            pool.check_finite(lambda path: _raise_diverged(k, path))
+        else:
+            _check_finite(k, metrics, meta_params, insights)
         self.rounds_completed = k
         lines = self._log_lines(k, metrics, meta_params, pairs)
         for line in lines:  # round summary and meta-parameters at INFO, per-client detail DEBUG
@@ -167,18 +214,17 @@ class Simulation:
             f"Round {k}/{self.config.rounds}: "
             + ", ".join(f"{name}={value:.4f}" for name, value in metrics.items())
         ]
-        if len(self.clients) <= MAX_DETAIL_CLIENTS:
+        if self.config.num_clients <= MAX_DETAIL_CLIENTS:
             lines += [
-                f"Client {c.client_id}: loss={c.last_round.loss:.4f}, "
-                f"expert={c.last_round.selected_expert}"
-                for c in self.clients
+                f"Client {client_id}: loss={loss:.4f}, expert={expert}"
+                for client_id, loss, expert in self._client_lines()
             ]
             lines += [
                 f"Gossip: Client {p.client_a} <-> Client {p.client_b} ({p.expert})" for p in pairs
             ]
         else:
             lines.append(
-                f"{len(self.clients)} clients trained, {len(pairs)} gossip pairs "
+                f"{self.config.num_clients} clients trained, {len(pairs)} gossip pairs "
                 "(per-client lines omitted)"
             )
         if meta:
@@ -190,6 +236,13 @@ class Simulation:
                 )
             )
         return lines
+
+    def _client_lines(self) -> list[tuple[int, float, str]]:
+        if self.pool is not None:
+            return self.pool.client_lines()
+        return [
+            (c.client_id, c.last_round.loss, c.last_round.selected_expert) for c in self.clients
+        ]
 
     # -- checkpoints ----------------------------------------------------------------------
     def checkpoint(self) -> bytes:
@@ -206,6 +259,7 @@ class Simulation:
             "torch_rng": self.generator.get_state(),
             "numpy_rng": json.dumps(self.rng.bit_generator.state),
             "clients": [c.state_dict() for c in self.clients],
+            "pool": self.pool.state_dict() if self.pool is not None else None,
             "server": self.server.state_dict(),
             "meta_learner": self.meta_learner.state_dict(),
             "gossip": self.gossip.state_dict(),
@@ -214,18 +268,29 @@ class Simulation:
 
     @classmethod
     def restore(cls, config: SimulationConfig | Mapping[str, Any], blob: bytes) -> Simulation:
-        """A simulation that continues exactly where the one that wrote `blob` stopped."""
-        sim = cls(config)
+        """A simulation that continues exactly where the one that wrote `blob` stopped.
+
+        Checkpoints written before `execution` existed came from the per-client reference and
+        continue on it.
+        """
         state = checkpoint_format.loads(blob)
         if state.get("format") != CHECKPOINT_FORMAT:
             raise ValueError(f"checkpoint: unsupported format {state.get('format')!r}")
-        if state["config"] != sim.config.model_dump(mode="json"):
+        resolved = config if isinstance(config, SimulationConfig) else resolve_config(config)
+        saved = state["config"]
+        if "execution" not in saved:
+            saved = {**saved, "execution": "reference"}
+            resolved = resolved.model_copy(update={"execution": "reference"})
+        sim = cls(resolved)
+        if saved != sim.config.model_dump(mode="json"):
             raise ValueError("checkpoint: it was written by a simulation with another config")
         sim.rounds_completed = state["rounds_completed"]
         sim.generator.set_state(state["torch_rng"])
         sim.rng.bit_generator.state = json.loads(state["numpy_rng"])
         for client, client_state in zip(sim.clients, state["clients"], strict=True):
             client.load_state_dict(client_state)
+        if sim.pool is not None:
+            sim.pool.load_state_dict(state["pool"])
         sim.server.load_state_dict(state["server"])
         sim.meta_learner.load_state_dict(state["meta_learner"])
         sim.gossip.load_state_dict(state["gossip"])
@@ -255,14 +320,16 @@ def _mean(values: list[float]) -> float:
     return sum(values) / len(values) if values else 0.0
 
 
+def _raise_diverged(k: int, path: str, value: Any = "not finite") -> None:
+    raise SimulationError(f"round {k}: {path} is {value}; training diverged (lower learning_rate)")
+
+
 def _check_finite(k: int, *payloads: Any) -> None:
     """Refuse to report NaN/inf (they are not JSON): training diverged."""
 
     def walk(value: Any, path: str) -> None:
         if isinstance(value, float) and not math.isfinite(value):
-            raise SimulationError(
-                f"round {k}: {path} is {value}; training diverged (lower learning_rate)"
-            )
+            _raise_diverged(k, path, value)
         if isinstance(value, Mapping):
             for key, item in value.items():
                 walk(item, f"{path}.{key}" if path else str(key))

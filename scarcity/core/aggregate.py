@@ -9,7 +9,8 @@
 - `reptile_step`: the serial/batched Reptile outer update θ ← θ + ε·mean_i(θ_i − θ)
   (Nichol, Achiam & Schulman 2018, "On First-Order Meta-Learning Algorithms").
 
-Weights are `dict[str, Tensor]` (a module's `state_dict`); inputs are never modified.
+Weights are `dict[str, Tensor]` (a module's `state_dict`); inputs are never modified. The
+`*_stacked` forms take every client's weights stacked along a leading client axis.
 """
 
 from __future__ import annotations
@@ -65,5 +66,24 @@ def reptile_step(
         + step_size
         * sum((state[key] - theta for state in client_states), start=torch.zeros_like(theta))
         / n
+        for key, theta in global_state.items()
+    }
+
+
+def fedavg_stacked(states: Weights, sample_counts: Tensor) -> dict[str, Tensor]:
+    """`fedavg` of weights stacked as [N, ...], with sample counts [N]."""
+    total = float(sample_counts.sum())
+    if total <= 0:
+        raise ValueError("fedavg needs a positive total sample count")
+    share = sample_counts.float() / total
+    return {key: torch.tensordot(share, value, dims=1) for key, value in states.items()}
+
+
+def reptile_step_stacked(
+    global_state: Weights, client_states: Weights, step_size: float
+) -> dict[str, Tensor]:
+    """`reptile_step` with the client weights stacked as [N, ...]."""
+    return {
+        key: theta + step_size * (client_states[key] - theta).mean(dim=0)
         for key, theta in global_state.items()
     }

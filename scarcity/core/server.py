@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from scarcity.core.aggregate import fedavg, reptile_step
+from scarcity.core.aggregate import fedavg, fedavg_stacked, reptile_step, reptile_step_stacked
 from scarcity.core.training import Task, make_linear, mean_loss
 
 
@@ -66,6 +66,22 @@ class Server:
     ) -> dict[str, Tensor]:
         """Reptile: θ ← θ + ε·mean_i(θ_i − θ)."""
         updated = reptile_step(self.global_weights(), client_weights, step_size)
+        self.global_model.load_state_dict(updated)
+        return updated
+
+    def aggregate_stacked(
+        self, client_weights: Mapping[str, Tensor], sample_counts: Tensor
+    ) -> dict[str, Tensor]:
+        """FedAvg of client models stacked along a leading client axis (the batched path)."""
+        averaged = fedavg_stacked(client_weights, sample_counts)
+        self.global_model.load_state_dict(averaged)
+        return averaged
+
+    def reptile_update_stacked(
+        self, client_weights: Mapping[str, Tensor], step_size: float
+    ) -> dict[str, Tensor]:
+        """Reptile with the client models stacked along a leading client axis."""
+        updated = reptile_step_stacked(self.global_weights(), client_weights, step_size)
         self.global_model.load_state_dict(updated)
         return updated
 

@@ -86,25 +86,34 @@ def test_stage5_meta_params_follow_the_ema_rule(run_preset):
     assert gaps == sorted(gaps, reverse=True)  # moves toward the data's statistics
 
 
-def test_stage6_gossip_pairs_are_disjoint_and_synced_weights_equal():
-    sim = Simulation(resolve_config(preset="stage6"))
+def _expert_weights(sim: Simulation, client: int, expert: str) -> dict[str, torch.Tensor]:
+    if sim.pool is not None:
+        return sim.pool.expert_weights(client, sim.pool.names.index(expert))
+    return sim.clients[client].get_expert_weights(sim.clients[client].expert_names.index(expert))
+
+
+@pytest.mark.parametrize("execution", ["batched", "reference"])
+def test_stage6_gossip_pairs_are_disjoint_and_synced_weights_equal(execution):
+    sim = Simulation(resolve_config(preset="stage6", execution=execution))
     paired: set[int] = set()
     for result in sim.rounds():
         members = [c for p in result.gossip_pairs for c in (p.client_a, p.client_b)]
         assert len(result.gossip_pairs) == 2 and len(set(members)) == len(members)
         for pair in result.gossip_pairs:
-            a, b = sim.clients[pair.client_a], sim.clients[pair.client_b]
-            idx = a.expert_names.index(pair.expert)
-            wa, wb = a.get_expert_weights(idx), b.get_expert_weights(idx)
+            wa = _expert_weights(sim, pair.client_a, pair.expert)
+            wb = _expert_weights(sim, pair.client_b, pair.expert)
             assert all(torch.equal(wa[k], wb[k]) for k in wa)
         paired |= set(members)
         if result.round == 3:
             assert paired == set(range(5))  # everyone paired within a few rounds
 
 
-def test_stage7_has_four_experts_per_client():
-    sim = Simulation(resolve_config(preset="stage7"))
+@pytest.mark.parametrize("execution", ["batched", "reference"])
+def test_stage7_has_four_experts_per_client(execution):
+    sim = Simulation(resolve_config(preset="stage7", execution=execution))
     result = sim.run_round()
+    if sim.pool is not None:
+        assert sim.pool.w["head_w"].shape[:2] == (5, 4)
     assert all(len(c.experts) == 4 for c in sim.clients)
     assert all(len(i["experts"]) == 4 for i in result.insights)
     assert set(result.expert_usage) == {

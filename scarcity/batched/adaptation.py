@@ -1,0 +1,93 @@
+"""`MetaAdaptationExpert`'s learning-rate rule for every client at once.
+
+After every epoch of an objective (supervised, self-supervised) the rate is multiplied by
+`decrease` when the epoch loss rose and by `increase` when it dropped by more than
+`threshold`; running mean and variance of the rate history use Welford's algorithm.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import Tensor
+
+OBJECTIVES = ("supervised", "self_supervised")
+
+
+class LearningRateAdaptation:
+    """Per-client rate scale, last epoch loss per objective, adjustment counts, rate stats."""
+
+    def __init__(
+        self,
+        num_clients: int,
+        base_lr: float,
+        decrease: float,
+        increase: float,
+        threshold: float,
+    ) -> None:
+        self.base_lr, self.decrease, self.increase = base_lr, decrease, increase
+        self.threshold = threshold
+        self.scale = torch.ones(num_clients, dtype=torch.float64)
+        self.last_loss = {
+            o: torch.full((num_clients,), math.nan, dtype=torch.float64) for o in OBJECTIVES
+        }
+        self.total_adjustments = torch.zeros(num_clients, dtype=torch.long)
+        self.round_adjustments = torch.zeros(num_clients, dtype=torch.long)
+        self.count = torch.ones(num_clients, dtype=torch.long)
+        self.mean = torch.full((num_clients,), base_lr, dtype=torch.float64)
+        self.m2 = torch.zeros(num_clients, dtype=torch.float64)
+
+    def start_round(self) -> None:
+        self.round_adjustments.zero_()
+
+    def adapt(self, objective: str, loss: Tensor, clients: Tensor) -> None:
+        """`MetaAdaptationExpert.adapt` for `clients`, given their epoch losses."""
+        loss = loss.double()
+        previous = self.last_loss[objective][clients]
+        self.last_loss[objective][clients] = loss
+        seen = ~previous.isnan()
+        rose = seen & (loss > previous)
+        big_drop = seen & ~rose & ((previous - loss) > self.threshold)
+        scale = self.scale[clients]
+        scale = torch.where(
+            rose, scale * self.decrease, torch.where(big_drop, scale * self.increase, scale)
+        )
+        adjusted = rose | big_drop
+        self.scale[clients] = scale
+        self.total_adjustments[clients] += adjusted.long()
+        self.round_adjustments[clients] += adjusted.long()
+        count = self.count[clients] + adjusted.long()
+        current = self.base_lr * scale
+        mean = self.mean[clients]
+        delta = current - mean
+        new_mean = torch.where(adjusted, mean + delta / count, mean)
+        self.m2[clients] += torch.where(adjusted, delta * (current - new_mean), 0.0)
+        self.mean[clients] = new_mean
+        self.count[clients] = count
+
+    def summary(self) -> dict[str, Tensor]:
+        """`MetaAdaptationExpert.summarize`, float64 [N] per key."""
+        count = self.count.double()
+        return {
+            "current_lr": self.base_lr * self.scale,
+            "avg_lr": self.mean.clone(),
+            "lr_history_length": count,
+            "lr_variance": self.m2 / count,
+            "lr_adjustments": self.round_adjustments.double(),
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "scale": self.scale.clone(),
+            "last_loss": {key: t.clone() for key, t in self.last_loss.items()},
+            "adjustments": [self.total_adjustments.clone(), self.round_adjustments.clone()],
+            "stats": [self.count.clone(), self.mean.clone(), self.m2.clone()],
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.scale = state["scale"].clone()
+        self.last_loss = {key: t.clone() for key, t in state["last_loss"].items()}
+        self.total_adjustments, self.round_adjustments = (t.clone() for t in state["adjustments"])
+        self.count, self.mean, self.m2 = (t.clone() for t in state["stats"])

@@ -1,0 +1,137 @@
+"""Batched linear autoencoders (stage 8): loss and gradients from data moments, Adam steps.
+
+For a linear autoencoder x ↦ D(Ex + e) + d the residual is A·x + c with A = DE − I and
+c = De + d, so the summed squared error over a batch needs only its moments S = Σ x xᵀ,
+s = Σ x and the count: Σ‖Ax + c‖² = ⟨AS, A⟩ + 2 cᵀAs + n‖c‖². Gradients follow in closed form.
+A full batch's moments are computed once per round and reused by every epoch and expert,
+which turns [n × d] products into [d × d] ones. The latent-replay term of the memory expert,
+mean ‖Ex + e − z‖² over the buffer, is quadratic too (moments of the buffer). The moment
+algebra runs in float64 so it rounds less than the float32 reference it stands in for.
+Adam: Kingma & Ba 2015, as `torch.optim.Adam` (β = 0.9, 0.999; ε = 1e-8).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+BETA1, BETA2, EPS = 0.9, 0.999, 1e-8
+PARTS = ("enc_w", "enc_b", "dec_w", "dec_b")
+
+
+@dataclass(frozen=True)
+class Moments:
+    """Σ x xᵀ [B, d, d], Σ x [B, d] and the sample count of each row's batch (float64)."""
+
+    outer: Tensor
+    total: Tensor
+    count: float
+
+    @classmethod
+    def of(cls, x: Tensor) -> Moments:
+        x64 = x.double()
+        return cls(torch.bmm(x64.transpose(1, 2), x64), x64.sum(dim=1), float(x.shape[1]))
+
+
+@dataclass(frozen=True)
+class ReplayMoments:
+    """Moments of a zero-padded replay buffer of (input, latent) pairs (float64)."""
+
+    xx: Tensor  # Σ mx mxᵀ [B, d, d]
+    xz: Tensor  # Σ mx mzᵀ [B, d, L]
+    zz: Tensor  # Σ ‖mz‖² [B]
+    x: Tensor  # Σ mx [B, d]
+    z: Tensor  # Σ mz [B, L]
+    count: Tensor  # rows in use [B]
+
+    @classmethod
+    def of(cls, mx: Tensor, mz: Tensor, count: Tensor) -> ReplayMoments:
+        mx64, mz64 = mx.double(), mz.double()
+        t = mx64.transpose(1, 2)
+        return cls(
+            torch.bmm(t, mx64),
+            torch.bmm(t, mz64),
+            (mz64**2).sum(dim=(1, 2)),
+            mx64.sum(dim=1),
+            mz64.sum(dim=1),
+            count.double(),
+        )
+
+
+def recon_loss_and_grads(
+    params: dict[str, Tensor], m: Moments, with_grads: bool = True
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """Mean squared reconstruction error per row [R] (float64) and its gradients.
+
+    `m` holds one batch per row, or one per client shared by R / clients consecutive rows
+    (every expert of a client on the same full batch).
+    """
+    enc_w, enc_b = params["enc_w"].double(), params["enc_b"].double()
+    dec_w, dec_b = params["dec_w"].double(), params["dec_b"].double()
+    rows, latent, d = enc_w.shape
+    group = rows // len(m.outer)
+    a = torch.bmm(dec_w, enc_w)
+    a.diagonal(dim1=1, dim2=2).sub_(1.0)  # A = DE − I
+    c = torch.baddbmm(dec_b.unsqueeze(2), dec_w, enc_b.unsqueeze(2)).squeeze(2)
+    grouped = a.view(len(m.outer), group * d, d)
+    a_outer = torch.bmm(grouped, m.outer).view(rows, d, d)
+    a_total = torch.bmm(grouped, m.total.unsqueeze(2)).view(rows, d)
+    total = m.total.repeat_interleave(group, 0) if group > 1 else m.total
+    scale = 1.0 / (m.count * d)
+    sq = (
+        torch.linalg.vecdot(a_outer.view(rows, -1), a.view(rows, -1))
+        + 2 * torch.linalg.vecdot(c, a_total)
+        + m.count * torch.linalg.vecdot(c, c)
+    )
+    loss = sq * scale
+    if not with_grads:
+        return loss, {}
+    # dL/dA = 2/(nd)·(A·S + c sᵀ), dL/dc = 2/(nd)·(A s + n c)
+    grad_a = torch.addcmul(a_outer, c.unsqueeze(2), total.unsqueeze(1)).mul_(2 * scale)
+    grad_c = torch.add(a_total, c, alpha=m.count).mul_(2 * scale)
+    dec_t = dec_w.transpose(1, 2)
+    return loss, {
+        "enc_w": torch.bmm(dec_t, grad_a),
+        "enc_b": torch.bmm(dec_t, grad_c.unsqueeze(2)).squeeze(2),
+        "dec_w": torch.baddbmm(
+            grad_c.unsqueeze(2) * enc_b.unsqueeze(1), grad_a, enc_w.transpose(1, 2)
+        ),
+        "dec_b": grad_c,
+    }
+
+
+def replay_loss_and_grads(
+    enc_w: Tensor, enc_b: Tensor, r: ReplayMoments
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Mean over the buffer of ‖E·mx + e − mz‖² per row [B] and its gradients (E, e)."""
+    w, b = enc_w.double(), enc_b.double()
+    w_xx = torch.bmm(w, r.xx)  # [B, L, d]
+    w_x = torch.bmm(w, r.x.unsqueeze(2)).squeeze(2)  # [B, L]
+    sq = (
+        (w_xx * w).sum(dim=(1, 2))
+        + 2 * (b * w_x).sum(dim=1)
+        - 2 * (w * r.xz.transpose(1, 2)).sum(dim=(1, 2))
+        + r.count * (b * b).sum(dim=1)
+        - 2 * (b * r.z).sum(dim=1)
+        + r.zz
+    )
+    inv = 1.0 / r.count.clamp(min=1)
+    grad_w = (
+        2 * inv[:, None, None] * (w_xx + b.unsqueeze(2) * r.x.unsqueeze(1) - r.xz.transpose(1, 2))
+    )
+    grad_b = 2 * inv[:, None] * (w_x + r.count[:, None] * b - r.z)
+    return sq * inv, grad_w, grad_b
+
+
+def adam_step(
+    param: Tensor, grad: Tensor, exp_avg: Tensor, exp_avg_sq: Tensor, step: int, lr: Tensor
+) -> None:
+    """One Adam update in place; `lr` [B] is each row's rate, `step` counts from 1."""
+    exp_avg.lerp_(grad, 1 - BETA1)
+    exp_avg_sq.mul_(BETA2).addcmul_(grad, grad, value=1 - BETA2)
+    step_size = (lr / (1 - BETA1**step)).view(-1, *([1] * (param.dim() - 1)))
+    denom = (exp_avg_sq.sqrt() / math.sqrt(1 - BETA2**step)).add_(EPS)
+    param.sub_(step_size * exp_avg / denom)

@@ -1,0 +1,140 @@
+"""What a pool round measured (`PoolRound`) and what the simulation reports from it.
+
+`statistics` is `Server.aggregate_insights` computed from tensors; `build_insights` turns the
+round into every client's `Client.generate_insight()` dict in one pass (only when a consumer
+needs them: insight exchange or the meta-learner).
+"""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+SUPERVISED_KEYS = ("initial_loss", "train_loss", "final_loss", "uncertainty", "mean_grad")
+
+
+@dataclass(frozen=True)
+class PoolRound:
+    """What every client measured in the last round (float64 tensors, one row per client)."""
+
+    loss: Tensor
+    initial_loss: Tensor
+    final_loss: Tensor
+    uncertainty: Tensor
+    mean_grad: Tensor
+    selected: Tensor | None  # [N] expert index when routing
+    supervised: dict[str, Tensor]  # key → [N, J] (J = 1 with routing, K without)
+    ssl: dict[str, Tensor] | None  # initial_recon_loss, recon_loss, mean_grad → [N, K]
+    replay_error: Tensor | None  # [N], with self-supervised training
+    summaries: dict[str, Tensor]  # "Expert.key" → [N]
+
+    def selected_names(self, names: Sequence[str]) -> list[str]:
+        if self.selected is None:
+            return ["all"] * len(self.loss)
+        return [names[i] for i in self.selected.tolist()]
+
+
+def statistics(r: PoolRound, has_memory: bool) -> dict[str, float]:
+    """`Server.aggregate_insights` from the tensors (no per-client dicts)."""
+    s = r.summaries
+    result = {
+        "data_mean": float(s["StructureExpert.mean"].mean()),
+        "data_std": float(s["StructureExpert.std"].mean()),
+        "drift": float(s["DriftExpert.drift"].mean()),
+        "avg_uncertainty": float(r.uncertainty.mean()),
+    }
+    if has_memory:
+        result["replay_error"] = float(s["MemoryConsolidationExpert.avg_replay_error"].mean())
+    if r.ssl is not None:
+        result["recon_loss"] = float(r.ssl["recon_loss"].mean())
+    return result
+
+
+def check_finite(r: PoolRound, fail: Callable[[str], None]) -> None:
+    """Call `fail(path)` for the first quantity of the round that is NaN or inf."""
+    named: list[tuple[str, Tensor | None]] = [
+        (key, getattr(r, key))
+        for key in ("loss", "initial_loss", "final_loss", "uncertainty", "mean_grad")
+    ]
+    named += [(f"experts.metrics.{key}", t) for key, t in r.supervised.items()]
+    named += [(f"experts.metrics.{key}", t) for key, t in (r.ssl or {}).items()]
+    named.append(("experts.MemoryConsolidationExpert.metrics.replay_error", r.replay_error))
+    named += [(f"experts.{key.replace('.', '.summary.', 1)}", t) for key, t in r.summaries.items()]
+    for path, tensor in named:
+        if tensor is not None and not bool(torch.isfinite(tensor).all()):
+            fail(path)
+
+
+def build_insights(r: PoolRound, names: Sequence[str], memory: int | None) -> list[dict[str, Any]]:
+    """Every client's `Client.generate_insight()`, from the tensors in one pass.
+
+    The cyclic garbage collector is paused meanwhile: these dicts hold no cycles, and its
+    full scans (over every insight the server keeps) would otherwise double the time.
+    """
+    with _gc_paused():
+        return _build(r, names, memory)
+
+
+def _build(r: PoolRound, names: Sequence[str], memory: int | None) -> list[dict[str, Any]]:
+    selected = r.selected_names(names)
+    chosen = r.selected.tolist() if r.selected is not None else None
+    sup = {key: value.tolist() for key, value in r.supervised.items()}
+    ssl = {key: value.tolist() for key, value in r.ssl.items()} if r.ssl else None
+    replay = r.replay_error.tolist() if r.replay_error is not None else None
+    summary_columns: list[list[tuple[str, list[float]]]] = [[] for _ in names]
+    for key, value in r.summaries.items():
+        expert, name = key.split(".", 1)
+        summary_columns[list(names).index(expert)].append((name, value.tolist()))
+    columns = [
+        r.loss.tolist(),
+        r.mean_grad.tolist(),
+        r.uncertainty.tolist(),
+        (r.initial_loss - r.final_loss).tolist(),
+    ]
+    result = []
+    for c, (loss, grad, uncertainty, improvement) in enumerate(zip(*columns, strict=True)):
+        experts: dict[str, Any] = {}
+        for e, name in enumerate(names):
+            metrics: dict[str, float] = {}
+            j = e if chosen is None else (0 if chosen[c] == e else -1)
+            if j >= 0:
+                metrics = {key: sup[key][c][j] for key in SUPERVISED_KEYS}
+            if ssl is not None:
+                metrics["initial_recon_loss"] = ssl["initial_recon_loss"][c][e]
+                metrics["recon_loss"] = ssl["recon_loss"][c][e]
+                metrics["mean_grad"] = ssl["mean_grad"][c][e]
+                if e == memory and replay is not None:
+                    metrics["replay_error"] = replay[c]
+            experts[name] = {
+                "metrics": metrics,
+                "summary": {key: values[c] for key, values in summary_columns[e]},
+            }
+        result.append(
+            {
+                "client_id": c,
+                "loss": loss,
+                "mean_grad": grad,
+                "uncertainty": uncertainty,
+                "loss_improvement": improvement,
+                "selected_expert": selected[c],
+                "experts": experts,
+            }
+        )
+    return result
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()

@@ -1,0 +1,56 @@
+"""`MemoryConsolidationExpert`'s replay buffers for every client at once.
+
+Each client's buffer is a fixed [capacity, ·] block, right-aligned: the newest rows last,
+empty slots zero (so they add nothing to the buffer's moments). Appending k rows shifts the
+block left by k and drops the oldest, as `torch.cat([...])[-capacity:]` does per client.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from scarcity.batched.autoencoder import ReplayMoments, replay_loss_and_grads
+
+
+class ReplayBuffers:
+    """(input, latent) pairs of every client, with the number of rows in use."""
+
+    def __init__(self, num_clients: int, capacity: int, input_dim: int, latent_dim: int) -> None:
+        self.capacity = capacity
+        self.x = torch.zeros(num_clients, capacity, input_dim)
+        self.z = torch.zeros(num_clients, capacity, latent_dim)
+        self.size = torch.zeros(num_clients, dtype=torch.long)
+
+    def append(self, clients: Tensor, x: Tensor, z: Tensor) -> None:
+        """Add rows x [M, k, d] and their latents z [M, k, L] to the buffers of `clients`."""
+        cap = self.capacity
+        self.x[clients] = torch.cat([self.x[clients], x], dim=1)[:, -cap:]
+        self.z[clients] = torch.cat([self.z[clients], z], dim=1)[:, -cap:]
+        self.size[clients] = (self.size[clients] + x.shape[1]).clamp(max=cap)
+
+    def moments(self) -> ReplayMoments:
+        return ReplayMoments.of(self.x, self.z, self.size)
+
+    def replay_error(self, enc_w: Tensor, enc_b: Tensor) -> Tensor:
+        """Mean squared distance between current and stored latents (0 when empty), [N]."""
+        error = replay_loss_and_grads(enc_w, enc_b, self.moments())[0]
+        return torch.where(self.size > 0, error.float().double(), 0.0)
+
+    def summary(self, replay_error: Tensor) -> dict[str, Tensor]:
+        """`MemoryConsolidationExpert.summarize`, float64 [N] per key."""
+        size = self.size.double()
+        return {
+            "memory_buffer_size": size,
+            "memory_capacity": torch.full_like(size, float(self.capacity)),
+            "avg_replay_error": replay_error,
+            "memory_utilization": size / self.capacity,
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"x": self.x.clone(), "z": self.z.clone(), "size": self.size.clone()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.x, self.z, self.size = (state[k].clone() for k in ("x", "z", "size"))

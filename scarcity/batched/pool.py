@@ -1,0 +1,525 @@
+"""Every client of a simulation as tensors with a leading client dimension (the batched path).
+
+`ClientPool` holds what N `Client` objects hold — the shared model, each expert's head and
+autoencoder, Adam moments, replay buffers, learning-rate adaptation state, drift memory,
+router counts — and runs `Client.train_round` for all clients at once: heads by batched SGD
+(`linear.fit_heads`), autoencoders by batched Adam on data moments (`autoencoder`), the
+router as one choice per client (`router`), summaries as reductions over the client axis.
+Random draws are taken in the reference's order (`draws`), so for the same config both
+paths compute the same numbers up to float rounding. Row layout: [N, K, ...] for experts.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from scarcity.batched.adaptation import LearningRateAdaptation
+from scarcity.batched.autoencoder import (
+    PARTS,
+    Moments,
+    ReplayMoments,
+    adam_step,
+    recon_loss_and_grads,
+    replay_loss_and_grads,
+)
+from scarcity.batched.draws import RoundDraws, draw_round
+from scarcity.batched.insights import (
+    SUPERVISED_KEYS,
+    PoolRound,
+    build_insights,
+    check_finite,
+    statistics,
+)
+from scarcity.batched.linear import fit_heads, gather_rows
+from scarcity.batched.memory import ReplayBuffers
+from scarcity.batched.router import route
+from scarcity.config import SimulationConfig
+from scarcity.core.aggregate import pairwise_average
+from scarcity.core.data import FederatedData
+from scarcity.core.experts import BASE_PORTFOLIO, EXTENDED_PORTFOLIO, MemoryConsolidationExpert
+from scarcity.core.gossip import GossipScheduler
+
+WEIGHTS = ("head_w", "head_b", "enc_w", "enc_b", "dec_w", "dec_b")
+
+
+class ClientPool:
+    """The state of all N clients and their batched round."""
+
+    def __init__(
+        self,
+        config: SimulationConfig,
+        data: FederatedData,
+        generator: torch.Generator,
+        rng: np.random.Generator,
+    ) -> None:
+        cfg = self.config = config
+        self.task = data.task
+        self.generator, self.rng = generator, rng
+        self.names = EXTENDED_PORTFOLIO if cfg.extended_experts else BASE_PORTFOLIO
+        self.memory = _index(self.names, "MemoryConsolidationExpert")
+        self.meta = _index(self.names, "MetaAdaptationExpert")
+        sizes = {len(x) for x in data.client_x}
+        if len(sizes) != 1:  # the data layer gives every client `samples_per_client` samples
+            raise ValueError("the batched pool needs clients of equal data size")
+        self.base_x = torch.stack(data.client_x)
+        self.base_y = torch.stack(data.client_y)
+        self.num_clients, self.num_samples = self.base_x.shape[:2]
+        n_clients, k = self.num_clients, len(self.names)
+        self._init_weights(generator)
+        self.adam = {f"{s}.{p}": torch.zeros_like(self.w[p]) for p in PARTS for s in ("m", "v")}
+        self.ssl_steps = 0
+        self.buffers = ReplayBuffers(n_clients, cfg.memory_capacity, cfg.input_dim, cfg.latent_dim)
+        self.previous_mean = torch.full((n_clients,), math.nan, dtype=torch.float64)
+        self.adaptation = LearningRateAdaptation(
+            n_clients,
+            cfg.learning_rate,
+            cfg.lr_decrease_factor,
+            cfg.lr_increase_factor,
+            cfg.lr_improvement_threshold,
+        )
+        self.router_calls = 0
+        self.router_usage = torch.zeros(n_clients, k, dtype=torch.long)
+        self.meta_params: dict[str, float] = {}
+        self.data = data
+        self.last: PoolRound | None = None
+        self._base_statistics: tuple[Tensor, ...] | None = None
+        #: Whether per-client details (initial/final loss, uncertainty, mean |gradient|) are
+        #: observable: they reach results only through insights (insight exchange, meta-learning).
+        self.details = cfg.insight_exchange or cfg.meta_learning
+
+    def _init_weights(self, generator: torch.Generator) -> None:
+        """The reference's initial weights: per client, each expert's head, encoder and
+        decoder (`make_linear`: weight then bias), then the shared model — one uniform draw."""
+        cfg = self.config
+        d, out, latent = cfg.input_dim, cfg.output_dim, cfg.latent_dim
+        expert_parts = [
+            ("head_w", (out, d), d),
+            ("head_b", (out,), d),
+            ("enc_w", (latent, d), d),
+            ("enc_b", (latent,), d),
+            ("dec_w", (d, latent), latent),
+            ("dec_b", (d,), latent),
+        ]
+        shared_parts = [("shared_w", (out, d), d), ("shared_b", (out,), d)]
+        per_expert = sum(math.prod(shape) for _, shape, _ in expert_parts)
+        per_client = len(self.names) * per_expert + sum(math.prod(s) for _, s, _ in shared_parts)
+        draw = torch.rand(self.num_clients, per_client, generator=generator)
+        offset = 0
+        pieces: dict[str, list[Tensor]] = {}
+        for _ in self.names:
+            for name, shape, fan_in in expert_parts:
+                pieces.setdefault(name, []).append(
+                    _uniform(draw, offset, self.num_clients, shape, fan_in)
+                )
+                offset += math.prod(shape)
+        self.w = {name: torch.stack(parts, dim=1).contiguous() for name, parts in pieces.items()}
+        for name, shape, fan_in in shared_parts:
+            self.w[name] = _uniform(draw, offset, self.num_clients, shape, fan_in).contiguous()
+            offset += math.prod(shape)
+
+    # -- data -----------------------------------------------------------------------------
+    def round_data(self, round_index: int) -> tuple[Tensor, Tensor]:
+        """Every client's data in round `round_index`, with the reference's drift rule."""
+        offset = self.data.drift * (round_index - 1)
+        if offset == 0:
+            return self.base_x, self.base_y
+        y = self.base_y
+        if self.data.target_shift is not None:
+            y = y + offset * self.data.target_shift
+        return self.base_x + offset, y
+
+    # -- the round ------------------------------------------------------------------------
+    def train_round(self, round_index: int) -> PoolRound:
+        """`Client.train_round` for every client; the result is kept for insights."""
+        cfg = self.config
+        x, y = self.round_data(round_index)
+        n_clients, k = self.num_clients, len(self.names)
+        n = self.num_samples
+        self.adaptation.start_round()
+        minibatch = 0 < cfg.batch_size < n
+        chosen: Tensor | None = None
+        if cfg.expert_routing:
+            chosen = route(
+                cfg.router_strategy,
+                x,
+                self.names,
+                cfg.variance_threshold,
+                self.router_calls,
+                self.rng,
+            )
+            self.router_calls += 1
+            self.router_usage[torch.arange(n_clients), chosen] += 1
+            trained = chosen.unsqueeze(1).tolist()
+        else:
+            trained = [list(range(k))] * n_clients
+        draws = draw_round(
+            self.generator,
+            num_samples=n,
+            trained=trained,
+            num_experts=k,
+            memory=self.memory,
+            shared_epochs=cfg.local_epochs if cfg.federated_averaging else 0,
+            epochs=cfg.local_epochs,
+            ssl_epochs=cfg.ssl_epochs,
+            minibatch=minibatch,
+            structure_discovery=cfg.structure_discovery,
+        )
+        shared, supervised = self._train_heads(x, y, chosen, draws)
+        ssl, replay = (
+            self._train_autoencoders(x, draws) if cfg.structure_discovery else (None, None)
+        )
+        summaries = self._summarize(self.data.drift * (round_index - 1))
+        if shared is not None:
+            source = shared
+        else:
+            source = {key: value.mean(dim=1) for key, value in supervised.items()}
+        self.last = PoolRound(
+            loss=source["train_loss"],
+            initial_loss=source["initial_loss"],
+            final_loss=source["final_loss"],
+            uncertainty=source["uncertainty"],
+            mean_grad=source["mean_grad"],
+            selected=chosen,
+            supervised=supervised,
+            ssl=ssl,
+            replay_error=replay,
+            summaries=summaries,
+        )
+        return self.last
+
+    def _train_heads(
+        self, x: Tensor, y: Tensor, chosen: Tensor | None, draws: RoundDraws
+    ) -> tuple[dict[str, Tensor] | None, dict[str, Tensor]]:
+        """The shared model (FedAvg on) and the expert heads (all, or each client's routed
+        one) trained in one batched call: J heads per client, shared first."""
+        cfg = self.config
+        n_clients, k = self.num_clients, len(self.names)
+        everyone = torch.arange(n_clients)
+        fa = cfg.federated_averaging
+        if self.memory is not None:  # the memory expert's store draw (reference: per call)
+            trains_memory = everyone if chosen is None else everyone[chosen == self.memory]
+            self._store(x, draws.supervised_store, trains_memory)
+        if chosen is not None:
+            experts = chosen.unsqueeze(1)  # [N, 1]
+            head_w = self.w["head_w"][everyone, chosen].unsqueeze(1)
+            head_b = self.w["head_b"][everyone, chosen].unsqueeze(1)
+        else:
+            experts = torch.arange(k).expand(n_clients, k)
+            head_w, head_b = self.w["head_w"], self.w["head_b"]
+        if fa:
+            experts = torch.cat([torch.full((n_clients, 1), -1), experts], dim=1)
+            head_w = torch.cat([self.w["shared_w"].unsqueeze(1), head_w], dim=1)
+            head_b = torch.cat([self.w["shared_b"].unsqueeze(1), head_b], dim=1)
+        group = experts.shape[1]
+        w = head_w.reshape(n_clients * group, *head_w.shape[2:]).clone()
+        b = head_b.reshape(n_clients * group, -1).clone()
+        perms = None
+        if draws.supervised is not None:
+            sup = draws.supervised
+            if fa:
+                assert draws.shared is not None
+                sup = torch.cat([draws.shared.unsqueeze(1), sup], dim=1)
+            perms = sup.reshape(n_clients * group, *sup.shape[2:])
+        row_expert = experts.reshape(-1)
+        is_meta = row_expert == (self.meta if self.meta is not None else -2)
+        meta_clients = everyone.repeat_interleave(group)[is_meta]
+
+        def learning_rates() -> Tensor:
+            lr = torch.full((len(row_expert),), cfg.learning_rate, dtype=torch.float64)
+            lr[is_meta] = cfg.learning_rate * self.adaptation.scale[meta_clients]
+            return lr.float()
+
+        def on_epoch(loss: Tensor) -> Tensor | None:
+            if len(meta_clients) == 0:
+                return None
+            self.adaptation.adapt("supervised", loss[is_meta], meta_clients)
+            return learning_rates()
+
+        stats = fit_heads(
+            self.task,
+            w,
+            b,
+            x,
+            y,
+            group,
+            learning_rates(),
+            cfg.local_epochs,
+            cfg.batch_size,
+            perms,
+            on_epoch,
+            details=self.details,
+        )
+        w = w.view(n_clients, group, *w.shape[1:])
+        b = b.view(n_clients, group, -1)
+        first = 1 if fa else 0
+        if fa:
+            self.w["shared_w"].copy_(w[:, 0])
+            self.w["shared_b"].copy_(b[:, 0])
+        if chosen is not None:
+            self.w["head_w"][everyone, chosen] = w[:, first]
+            self.w["head_b"][everyone, chosen] = b[:, first]
+        else:
+            self.w["head_w"].copy_(w[:, first:])
+            self.w["head_b"].copy_(b[:, first:])
+        table = {
+            key: getattr(stats, key).double().view(n_clients, group) for key in SUPERVISED_KEYS
+        }
+        shared = {key: t[:, 0] for key, t in table.items()} if fa else None
+        return shared, {key: t[:, first:] for key, t in table.items()}
+
+    def _train_autoencoders(
+        self, x: Tensor, draws: RoundDraws
+    ) -> tuple[dict[str, Tensor], Tensor | None]:
+        """Self-supervised (Adam) training of every expert's autoencoder, all at once."""
+        cfg = self.config
+        n_clients, k, n = self.num_clients, len(self.names), self.num_samples
+        count = n_clients * k
+        params = {p: self.w[p].view(count, *self.w[p].shape[2:]) for p in PARTS}
+        adam = {key: t.view(count, *t.shape[2:]) for key, t in self.adam.items()}
+        full = Moments.of(x)  # per client, shared by its k experts
+        initial, _ = recon_loss_and_grads(params, full, with_grads=False)
+        replay: ReplayMoments | None = None
+        memory_rows = torch.arange(n_clients) * k + (self.memory or 0)
+        if self.memory is not None:
+            self._store(x, draws.ssl_store, torch.arange(n_clients))
+            replay = self.buffers.moments()
+        experts = torch.arange(k).repeat(n_clients)
+        is_meta = experts == (self.meta if self.meta is not None else -1)
+        meta_clients = torch.arange(n_clients) if self.meta is not None else None
+
+        def learning_rates() -> Tensor:
+            lr = torch.full((count,), cfg.ssl_learning_rate, dtype=torch.float64)
+            if meta_clients is not None:
+                lr[is_meta] = cfg.ssl_learning_rate * self.adaptation.scale
+            return lr.float()
+
+        lr = learning_rates()
+        numel = sum(params[p][0].numel() for p in PARTS)
+        grad_sum = torch.zeros(count)
+        steps = 0
+        epoch_losses = []
+        perms = None if draws.ssl is None else draws.ssl.reshape(count, *draws.ssl.shape[2:])
+        for epoch in range(cfg.ssl_epochs):
+            batches: list[Tensor | None] = (
+                [None] if perms is None else list(perms[:, epoch].split(cfg.batch_size, dim=1))
+            )
+            epoch_loss = torch.zeros(count, dtype=torch.float64)
+            for idx in batches:
+                moments = full if idx is None else Moments.of(gather_rows(x, idx, k))
+                loss, grads = recon_loss_and_grads(params, moments)
+                if replay is not None:
+                    r_loss, r_w, r_b = replay_loss_and_grads(
+                        params["enc_w"][memory_rows], params["enc_b"][memory_rows], replay
+                    )
+                    weight = MemoryConsolidationExpert.replay_weight
+                    loss[memory_rows] += weight * r_loss
+                    grads["enc_w"][memory_rows] += weight * r_w
+                    grads["enc_b"][memory_rows] += weight * r_b
+                grads32 = {p: g.float() for p, g in grads.items()}
+                grad_sum += sum(g.abs().flatten(1).sum(dim=1) for g in grads32.values()) / numel
+                epoch_loss += loss * ((n if idx is None else idx.shape[1]) / n)
+                steps += 1
+                self.ssl_steps += 1  # one optimizer.step() of every expert's Adam
+                for p in PARTS:
+                    adam_step(
+                        params[p], grads32[p], adam[f"m.{p}"], adam[f"v.{p}"], self.ssl_steps, lr
+                    )
+            epoch_losses.append(epoch_loss.float())
+            if meta_clients is not None:
+                self.adaptation.adapt("self_supervised", epoch_losses[-1][is_meta], meta_clients)
+                lr = learning_rates()
+        final, _ = recon_loss_and_grads(params, full, with_grads=False)
+        replay_error = None
+        if replay is not None:
+            replay_error = replay_loss_and_grads(
+                params["enc_w"][memory_rows], params["enc_b"][memory_rows], replay
+            )[0]
+        ssl = {
+            "initial_recon_loss": initial.float().double().view(n_clients, k),
+            "recon_loss": final.float().double().view(n_clients, k),
+            "mean_grad": (grad_sum / max(steps, 1)).double().view(n_clients, k),
+        }
+        return ssl, None if replay_error is None else replay_error.float().double()
+
+    def _store(self, x: Tensor, perm: Tensor | None, clients: Tensor) -> None:
+        """Memory expert's `_before_train`: store a random share of inputs with their latents."""
+        if perm is None or len(clients) == 0:
+            return
+        cfg = self.config
+        share = MemoryConsolidationExpert.store_fraction
+        k = min(self.num_samples, max(1, round(cfg.memory_capacity * share)))
+        assert self.memory is not None
+        picked = gather_rows(x[clients], perm[clients, :k], 1)
+        enc_w = self.w["enc_w"][clients, self.memory]
+        enc_b = self.w["enc_b"][clients, self.memory]
+        z = torch.baddbmm(enc_b.unsqueeze(1), picked, enc_w.transpose(1, 2))
+        self.buffers.append(clients, picked, z)
+
+    def _summarize(self, offset: float) -> dict[str, Tensor]:
+        """Every expert's `summarize` for every client (one observation per round)."""
+        var, mean, low, high, current = self._data_statistics(offset)
+        drift = torch.where(self.previous_mean.isnan(), 0.0, (current - self.previous_mean).abs())
+        self.previous_mean = current
+        out = {
+            "StructureExpert.mean": mean,
+            "StructureExpert.std": var.float().sqrt().double(),
+            "StructureExpert.variance": var,
+            "StructureExpert.min": low,
+            "StructureExpert.max": high,
+            "DriftExpert.current_mean": current,
+            "DriftExpert.drift": drift,
+        }
+        if self.memory is not None:
+            memory = self.buffers.summary(self.replay_error())
+            out.update({f"MemoryConsolidationExpert.{k}": v for k, v in memory.items()})
+        if self.meta is not None:
+            meta = self.adaptation.summary()
+            out.update({f"MetaAdaptationExpert.{k}": v for k, v in meta.items()})
+        return out
+
+    def _data_statistics(self, offset: float) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """Variance, mean, min, max (StructureExpert) and mean (DriftExpert) of each client's
+        data, float64 [N]. Drift shifts every feature by one offset, so these are computed
+        once from the round-1 data and shifted."""
+        if self._base_statistics is None:
+            var, mean = torch.var_mean(self.base_x.flatten(1), dim=1, correction=0)
+            flat = self.base_x.flatten(1)
+            self._base_statistics = (
+                var.double(),
+                mean.double(),
+                flat.amin(dim=1).double(),
+                flat.amax(dim=1).double(),
+                self.base_x.mean(dim=(1, 2)).double(),
+            )
+        var, mean, low, high, current = self._base_statistics
+        if offset == 0.0:
+            return var, mean, low, high, current
+        return var, mean + offset, low + offset, high + offset, current + offset
+
+    def replay_error(self) -> Tensor:
+        """Each client's latent replay error (0 with an empty buffer), float64 [N]."""
+        assert self.memory is not None
+        return self.buffers.replay_error(
+            self.w["enc_w"][:, self.memory], self.w["enc_b"][:, self.memory]
+        )
+
+    # -- results --------------------------------------------------------------------------
+    def mean_loss(self) -> float:
+        assert self.last is not None
+        return float(self.last.loss.mean())
+
+    def client_lines(self) -> list[tuple[int, float, str]]:
+        """(client id, loss, selected expert) of every client, for the round log."""
+        assert self.last is not None
+        selected = self.last.selected_names(self.names)
+        return list(zip(range(self.num_clients), self.last.loss.tolist(), selected, strict=True))
+
+    def expert_usage(self) -> dict[str, int]:
+        assert self.last is not None and self.last.selected is not None
+        counts = torch.bincount(self.last.selected, minlength=len(self.names)).tolist()
+        return dict(zip(self.names, counts, strict=True))
+
+    def statistics(self) -> dict[str, float]:
+        """`Server.aggregate_insights` of the last round, from the tensors."""
+        assert self.last is not None
+        return statistics(self.last, self.memory is not None)
+
+    def check_finite(self, fail: Callable[[str], None]) -> None:
+        """Call `fail(path)` for the first quantity of the last round that is NaN or inf."""
+        assert self.last is not None
+        check_finite(self.last, fail)
+
+    def insights(self) -> list[dict[str, Any]]:
+        """Every client's `Client.generate_insight()` of the last round."""
+        assert self.last is not None
+        return build_insights(self.last, self.names, self.memory)
+
+    # -- shared model, meta-parameters, gossip --------------------------------------------
+    def set_model_weights(self, weights: dict[str, Tensor]) -> None:
+        """Every client starts from the global model."""
+        self.w["shared_w"][:] = weights["weight"]
+        self.w["shared_b"][:] = weights["bias"]
+
+    def model_weights(self) -> dict[str, Tensor]:
+        """The client models stacked: `weight` [N, out, in], `bias` [N, out]."""
+        return {"weight": self.w["shared_w"], "bias": self.w["shared_b"]}
+
+    def sample_counts(self) -> Tensor:
+        return torch.full((self.num_clients,), float(self.num_samples))
+
+    def receive_meta_params(self, params: dict[str, float]) -> None:
+        self.meta_params = dict(params)
+
+    def expert_weights(self, client: int, expert: int) -> dict[str, Tensor]:
+        """One expert's weights in `Expert.get_weights` form (keys `part.param`)."""
+        keys = {
+            "head_w": "model.weight",
+            "head_b": "model.bias",
+            "enc_w": "encoder.weight",
+            "enc_b": "encoder.bias",
+            "dec_w": "decoder.weight",
+            "dec_b": "decoder.bias",
+        }
+        return {keys[p]: self.w[p][client, expert].clone() for p in WEIGHTS}
+
+    def gossip(
+        self, scheduler: GossipScheduler, rng: np.random.Generator
+    ) -> list[tuple[int, int, str]]:
+        """`gossip_round`: disjoint pairs each average one random expert (same draws)."""
+        pairs = scheduler.pairs(rng)
+        if not pairs:
+            return []
+        chosen = [int(rng.integers(len(self.names))) for _ in pairs]
+        a = torch.tensor([p[0] for p in pairs])
+        b = torch.tensor([p[1] for p in pairs])
+        e = torch.tensor(chosen)
+        averaged = pairwise_average(
+            {p: self.w[p][a, e] for p in WEIGHTS}, {p: self.w[p][b, e] for p in WEIGHTS}
+        )
+        for p in WEIGHTS:
+            self.w[p][a, e] = averaged[p]
+            self.w[p][b, e] = averaged[p]
+        return [(pa, pb, self.names[i]) for (pa, pb), i in zip(pairs, chosen, strict=True)]
+
+    # -- checkpoint -----------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "weights": {key: t.clone() for key, t in self.w.items()},
+            "adam": {key: t.clone() for key, t in self.adam.items()},
+            "ssl_steps": self.ssl_steps,
+            "memory": self.buffers.state_dict(),
+            "previous_mean": self.previous_mean.clone(),
+            "lr": self.adaptation.state_dict(),
+            "router": {"calls": self.router_calls, "usage": self.router_usage.clone()},
+            "meta_params": dict(self.meta_params),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.w = {key: t.clone() for key, t in state["weights"].items()}
+        self.adam = {key: t.clone() for key, t in state["adam"].items()}
+        self.ssl_steps = state["ssl_steps"]
+        self.buffers.load_state_dict(state["memory"])
+        self.previous_mean = state["previous_mean"].clone()
+        self.adaptation.load_state_dict(state["lr"])
+        self.router_calls = state["router"]["calls"]
+        self.router_usage = state["router"]["usage"].clone()
+        self.meta_params = dict(state["meta_params"])
+
+
+def _index(names: tuple[str, ...], name: str) -> int | None:
+    return names.index(name) if name in names else None
+
+
+def _uniform(
+    draw: Tensor, offset: int, clients: int, shape: tuple[int, ...], fan_in: int
+) -> Tensor:
+    """`make_linear`'s uniform(±1/√fan_in) from a slice of the shared draw."""
+    bound = 1.0 / math.sqrt(fan_in)
+    piece = draw[:, offset : offset + math.prod(shape)].reshape(clients, *shape)
+    return piece * (2 * bound) - bound

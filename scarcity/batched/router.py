@@ -1,0 +1,71 @@
+"""Expert routing for the whole pool at once: one expert index per client.
+
+`BATCHED_STRATEGIES` mirrors `scarcity.core.router.ROUTER_STRATEGIES`; a strategy registered
+only there still works, called once per client (with the same numpy stream and call count).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from types import SimpleNamespace
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from scarcity.core.router import ROUTER_STRATEGIES
+
+# (data [N, n, d], expert names, threshold, calls so far, rng) → expert index per client [N]
+BatchedStrategy = Callable[[Tensor, Sequence[str], float, int, np.random.Generator], Tensor]
+BATCHED_STRATEGIES: dict[str, BatchedStrategy] = {}
+
+
+def _register(name: str) -> Callable[[BatchedStrategy], BatchedStrategy]:
+    def decorate(strategy: BatchedStrategy) -> BatchedStrategy:
+        BATCHED_STRATEGIES[name] = strategy
+        return strategy
+
+    return decorate
+
+
+@_register("variance")
+def route_by_variance(
+    x: Tensor, names: Sequence[str], threshold: float, calls: int, rng: np.random.Generator
+) -> Tensor:
+    """High variance (> threshold) → StructureExpert, otherwise → DriftExpert."""
+    high = x.var(dim=(1, 2), correction=0).double() > threshold
+    on_high = names.index("StructureExpert") if "StructureExpert" in names else 0
+    on_low = names.index("DriftExpert") if "DriftExpert" in names else min(1, len(names) - 1)
+    return torch.where(high, on_high, on_low)
+
+
+@_register("random")
+def route_randomly(
+    x: Tensor, names: Sequence[str], threshold: float, calls: int, rng: np.random.Generator
+) -> Tensor:
+    """Uniformly random expert, one draw per client in client order (as the reference)."""
+    return torch.tensor([int(rng.integers(len(names))) for _ in range(len(x))])
+
+
+@_register("round_robin")
+def route_round_robin(
+    x: Tensor, names: Sequence[str], threshold: float, calls: int, rng: np.random.Generator
+) -> Tensor:
+    """Each expert in turn (every client has made the same number of calls)."""
+    return torch.full((len(x),), calls % len(names))
+
+
+def route(
+    strategy: str,
+    x: Tensor,
+    names: Sequence[str],
+    threshold: float,
+    calls: int,
+    rng: np.random.Generator,
+) -> Tensor:
+    """The expert each client trains this round."""
+    if strategy in BATCHED_STRATEGIES:
+        return BATCHED_STRATEGIES[strategy](x, names, threshold, calls, rng).long()
+    per_client = ROUTER_STRATEGIES[strategy]
+    router = SimpleNamespace(threshold=threshold, calls=calls, rng=rng)
+    return torch.tensor([per_client(xi, list(names), router, rng) for xi in x])  # type: ignore[arg-type]
