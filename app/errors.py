@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -48,9 +50,9 @@ class UnsupportedMediaType(APIError):
     status_code, type = 415, "unsupported_media_type"
 
 
-def _body_error(error: dict[str, object]) -> dict[str, object] | None:
+def _body_error(error: Mapping[str, Any]) -> dict[str, object] | None:
     """Errors about the body as a whole (not one field), in words that say what to send."""
-    loc, kind = tuple(error.get("loc", ())), error.get("type")  # type: ignore[arg-type]
+    loc, kind = tuple(error.get("loc", ())), error.get("type")
     if kind == "json_invalid":
         ctx = error.get("ctx") or {}
         where = f" at character {loc[1]}" if len(loc) > 1 else ""
@@ -72,7 +74,7 @@ def _body_error(error: dict[str, object]) -> dict[str, object] | None:
     return None
 
 
-def validation_detail(errors: list[dict[str, object]]) -> list[dict[str, object]]:
+def validation_detail(errors: Sequence[Mapping[str, Any]]) -> list[dict[str, object]]:
     """Pydantic errors as `{field, message}` with a readable dotted field name."""
     out = []
     for error in errors:
@@ -80,7 +82,7 @@ def validation_detail(errors: list[dict[str, object]]) -> list[dict[str, object]
         if whole is not None:
             out.append(whole)
             continue
-        loc = [str(p) for p in error.get("loc", ()) if p not in ("body",)]  # type: ignore[union-attr]
+        loc = [str(p) for p in error.get("loc", ()) if p not in ("body",)]
         message = str(error.get("msg", "invalid"))
         if error.get("type") == "extra_forbidden":
             message = "unknown field (not a simulation setting)"

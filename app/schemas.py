@@ -45,8 +45,9 @@ def _make_simulation_create() -> type[BaseModel]:
             continue
         metadata = list(info.metadata) + ([Le(caps[name])] if name in caps else [])
         annotation = Annotated[(info.annotation, *metadata)] if metadata else info.annotation
-        fields[name] = (annotation | None, Field(None, description=info.description))
-    return create_model(
+        # Built at run time from the engine's fields, so mypy cannot follow the types here.
+        fields[name] = (annotation | None, Field(None, description=info.description))  # type: ignore[operator]
+    return create_model(  # type: ignore[call-overload]
         "SimulationCreate",
         __config__=ConfigDict(
             extra="forbid",
@@ -60,7 +61,7 @@ def _make_simulation_create() -> type[BaseModel]:
                 }
             },
         ),
-        preset=(
+        preset=(  # type: ignore[arg-type]
             Literal[tuple(PRESETS)],  # type: ignore[valid-type]
             Field("stage8", description="Preset whose defaults fill every field not given."),
         ),

@@ -10,9 +10,9 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Select, and_, delete, func, or_, select, update
+from sqlalchemy import CursorResult, Select, and_, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -120,7 +120,7 @@ def requeue_running(session: Session) -> int:
         .values(status=SimulationStatus.cancelled, finished_at=utcnow())
     )
     result = session.execute(update(Simulation).where(running).values(status="queued"))
-    return result.rowcount
+    return cast(CursorResult[Any], result).rowcount
 
 
 def simulations_to_enqueue(session: Session, lease_seconds: float) -> list[uuid.UUID]:
@@ -316,7 +316,7 @@ def heartbeat(session: Session, claim: Claim) -> bool:
         )
         .values(heartbeat_at=utcnow())
     )
-    return result.rowcount == 1
+    return cast(CursorResult[Any], result).rowcount == 1
 
 
 def finish(
@@ -333,9 +333,9 @@ def finish(
         )
         .values(status=status, error=error, finished_at=utcnow())
     )
-    if result.rowcount == 1:
+    if cast(CursorResult[Any], result).rowcount == 1:
         session.execute(delete(Checkpoint).where(Checkpoint.simulation_id == claim.simulation_id))
-    return result.rowcount == 1
+    return cast(CursorResult[Any], result).rowcount == 1
 
 
 def add_log(session: Session, simulation_id: uuid.UUID, message: str, level: str = "INFO") -> None:

@@ -19,6 +19,7 @@ APP_SERVICES = ("migrate", "api", "worker")
 @pytest.fixture(scope="module")
 def compose() -> dict[str, Any]:
     import yaml
+
     return dict(yaml.safe_load((ROOT / "docker-compose.yml").read_text()))
 
 

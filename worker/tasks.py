@@ -124,7 +124,7 @@ def _run(
     time_limit: float,
     heartbeat_interval: float,
     should_stop: Callable[[], bool],
-) -> tuple[str, str | None]:
+) -> tuple[SimulationStatus, str | None]:
     try:
         config = SimulationConfig.model_validate(claim.config)
     except ValidationError as exc:

@@ -97,10 +97,13 @@ class Client:
         )
         self.rng = rng if rng is not None else np.random.default_rng(client_id)
         cfg = self.config
-        if x is None:  # the seed's standalone usage: fake standard-normal data
+        # The seed's standalone usage: fake standard-normal data.
+        if x is None:
             x = torch.randn(cfg.samples_per_client, cfg.input_dim, generator=self.generator)
+        if y is None:
             y = torch.randn(cfg.samples_per_client, cfg.output_dim, generator=self.generator)
-        self.x, self.y = x, y
+        self.x: Tensor = x
+        self.y: Tensor = y
         self.experts = build_experts(cfg, task, self.generator)
         self.router = Router(
             len(self.experts), cfg.router_strategy, cfg.variance_threshold, self.rng

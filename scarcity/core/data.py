@@ -82,7 +82,10 @@ def _synthetic(config: SimulationConfig, rng: np.random.Generator) -> FederatedD
     hidden_map = rng.normal(size=(d, out))
     fraction = config.test_fraction
     n_test = math.ceil(config.samples_per_client * fraction / (1 - fraction))
-    xs, ys, test_xs, test_ys = [], [], [], []
+    xs: list[np.ndarray] = []
+    ys: list[np.ndarray] = []
+    test_xs: list[np.ndarray] = []
+    test_ys: list[np.ndarray] = []
     for _ in range(config.num_clients):
         shift = rng.normal(size=d)
         scale = rng.uniform(0.5, 2.0)
