@@ -92,11 +92,14 @@ class SimulationPublic(BaseModel):
     started_at: datetime | None
     finished_at: datetime | None
     error: str | None
+    final_metrics: dict[str, float] | None = Field(
+        None, description="Metrics of the last stored round; null before the first one."
+    )
 
     _utc_times = field_validator("created_at", "started_at", "finished_at")(_utc)
 
     @classmethod
-    def from_row(cls, row: Any) -> SimulationPublic:
+    def from_row(cls, row: Any, final_metrics: dict[str, float] | None = None) -> SimulationPublic:
         return cls(
             id=row.id,
             status=row.status,
@@ -107,6 +110,7 @@ class SimulationPublic(BaseModel):
             started_at=row.started_at,
             finished_at=row.finished_at,
             error=row.error,
+            final_metrics=final_metrics,
         )
 
 

@@ -14,7 +14,7 @@ from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
 from app.errors import Conflict, NotFound, Unprocessable
-from app.schemas import FIELD_LIMITS, field_caps
+from app.schemas import FIELD_LIMITS, SimulationPublic, field_caps
 from models import FINISHED_STATUSES, Simulation, SimulationStatus, store
 from models.db import session_scope
 from models.settings import Settings
@@ -80,6 +80,12 @@ def get_simulation(session: Session, simulation_id: uuid.UUID, owner: str) -> Si
     if simulation is None:
         raise NotFound(f"simulation {simulation_id} not found")
     return simulation
+
+
+def to_public(session: Session, rows: list[Simulation]) -> list[SimulationPublic]:
+    """The public resources of `rows`, with their final metrics loaded in one query."""
+    finals = store.final_metrics(session, rows)
+    return [SimulationPublic.from_row(row, finals.get(row.id)) for row in rows]
 
 
 def encode_cursor(row: Simulation) -> str:

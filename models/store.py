@@ -371,6 +371,21 @@ def round_metrics(
     return list(session.scalars(_rounds_query(RoundMetrics, simulation_id, from_round, to_round)))
 
 
+def final_metrics(
+    session: Session, simulations: Sequence[Simulation]
+) -> dict[uuid.UUID, dict[str, float]]:
+    """Metrics of each simulation's last stored round, in one query (for list pages)."""
+    last = {s.id: s.rounds_completed for s in simulations if s.rounds_completed > 0}
+    if not last:
+        return {}
+    rows = session.execute(
+        select(RoundMetrics.simulation_id, RoundMetrics.round, RoundMetrics.metrics).where(
+            RoundMetrics.simulation_id.in_(last), RoundMetrics.round.in_(set(last.values()))
+        )
+    )
+    return {sim_id: metrics for sim_id, number, metrics in rows if last[sim_id] == number}
+
+
 def meta_params(
     session: Session, simulation_id: uuid.UUID, from_round: int | None, to_round: int | None
 ) -> list[MetaParams]:

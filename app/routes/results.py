@@ -24,7 +24,6 @@ from app.schemas import (
     MetaParamsPublic,
     MetaParamsRow,
     MetricsPublic,
-    SimulationPublic,
 )
 from models import FINISHED_STATUSES, store
 from models.db import session_scope
@@ -124,7 +123,7 @@ def _poll(simulation_id: uuid.UUID, owner: str, after_round: int) -> tuple[Any, 
         rows = service.metrics_rows(
             session, simulation_id, from_round=after_round + 1, to_round=None, names=None
         )
-        return SimulationPublic.from_row(simulation), rows
+        return service.to_public(session, [simulation])[0], rows
 
 
 @router.get(

@@ -73,9 +73,7 @@ def list_simulations(
         limit=min(limit, settings.max_page_size),
         cursor=cursor,
     )
-    return SimulationsPublic(
-        data=[SimulationPublic.from_row(r) for r in rows], next_cursor=next_cursor
-    )
+    return SimulationsPublic(data=service.to_public(session, rows), next_cursor=next_cursor)
 
 
 @router.get("/{simulation_id}", response_model=SimulationPublic, responses=ERRORS)
@@ -83,7 +81,7 @@ def get_simulation(
     simulation_id: uuid.UUID, session: ReadSessionDep, owner: OwnerDep
 ) -> SimulationPublic:
     """One simulation: status, resolved config, progress, timestamps, error."""
-    return SimulationPublic.from_row(service.get_simulation(session, simulation_id, owner))
+    return service.to_public(session, [service.get_simulation(session, simulation_id, owner)])[0]
 
 
 @router.post(
@@ -95,7 +93,8 @@ def cancel_simulation(
     simulation_id: uuid.UUID, session: SessionDep, owner: OwnerDep
 ) -> SimulationPublic:
     """Cancel: a queued run at once, a running one after its current round."""
-    return SimulationPublic.from_row(service.cancel_simulation(session, simulation_id, owner))
+    cancelled = service.cancel_simulation(session, simulation_id, owner)
+    return service.to_public(session, [cancelled])[0]
 
 
 @router.delete(

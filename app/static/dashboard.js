@@ -672,6 +672,7 @@ async function initForm() {
 const historyState = { cursor: null, finalMetrics: new Map(), selected: new Set(), timer: null, rows: [] };
 
 async function finalMetrics(sim) {
+  if (sim.final_metrics !== undefined) return sim.final_metrics;  // the API sends it
   const k = sim.progress.rounds_completed;
   if (!k) return null;
   const cacheKey = `${sim.id}:${k}`;

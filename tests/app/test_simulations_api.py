@@ -188,3 +188,13 @@ def test_an_engine_failure_ends_failed_with_the_reason_and_a_log_line(
     assert final["finished_at"] is not None
     lines = client.get(f"/simulations/{sim['id']}/logs").json()["lines"]
     assert any(line["level"] == "ERROR" and "diverged" in line["message"] for line in lines)
+
+
+def test_resource_carries_the_last_rounds_metrics(client: httpx.Client) -> None:
+    sim = client.post("/simulations", json={"preset": "stage2", "rounds": 3}).json()
+    assert sim["final_metrics"] is None
+    final = wait_for_status(client, sim["id"], {"succeeded"})
+    last = client.get(f"/simulations/{sim['id']}/metrics").json()["rounds"][-1]
+    assert last["round"] == 3 and final["final_metrics"] == last["metrics"]
+    listed = {s["id"]: s for s in client.get("/simulations", params={"limit": 5}).json()["data"]}
+    assert listed[sim["id"]]["final_metrics"] == last["metrics"]
