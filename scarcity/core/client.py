@@ -30,7 +30,7 @@ from scarcity.core.experts import (
     MetaAdaptationExpert,
 )
 from scarcity.core.router import Router
-from scarcity.core.training import Task, fit, make_linear, mean_loss, per_sample_loss
+from scarcity.core.training import Task, make_linear, train_supervised
 
 
 @dataclass
@@ -129,26 +129,16 @@ class Client:
     def local_train(self) -> dict[str, float]:
         """Train the shared model on the private data (FedAvg's client update)."""
         cfg = self.config
-        with torch.no_grad():
-            initial = float(mean_loss(self.task, self.model(self.x), self.y))
-        stats = fit(
-            lambda idx: mean_loss(self.task, self.model(_rows(self.x, idx)), _rows(self.y, idx)),
-            self.model.parameters(),
+        return train_supervised(
+            self.model,
             self.optimizer,
-            self.num_samples,
+            self.task,
+            self.x,
+            self.y,
             cfg.local_epochs,
             cfg.batch_size,
             self.generator,
         )
-        with torch.no_grad():
-            losses = per_sample_loss(self.task, self.model(self.x), self.y)
-        return {
-            "initial_loss": initial,
-            "train_loss": stats.mean_loss,
-            "final_loss": float(losses.mean()),
-            "uncertainty": float(losses.std(correction=0)),
-            "mean_grad": stats.mean_grad,
-        }
 
     def train_experts(self) -> tuple[str, dict[str, dict[str, float]]]:
         """Supervised training of every expert, or only the router's pick when routing."""
@@ -269,7 +259,3 @@ class Client:
 def _avg(values: Any) -> float:
     items = list(values)
     return sum(items) / len(items) if items else 0.0
-
-
-def _rows(t: Tensor, idx: Tensor | None) -> Tensor:
-    return t if idx is None else t[idx]

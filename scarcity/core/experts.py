@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from scarcity.core.training import Task, fit, make_linear, mean_loss, per_sample_loss
+from scarcity.core.training import Task, fit, make_linear, rows, train_supervised
 
 
 class Expert:
@@ -94,28 +94,18 @@ class Expert:
     ) -> dict[str, float]:
         """Supervised local training of the head; returns loss before/after and mean |grad|."""
         gen = generator if generator is not None else torch.Generator().manual_seed(0)
-        with torch.no_grad():
-            initial = float(mean_loss(self.task, self.model(x), y))
-        self._before_train(x, gen)
-        stats = fit(
-            lambda idx: mean_loss(self.task, self.model(_rows(x, idx)), _rows(y, idx)),
-            self.model.parameters(),
+        return train_supervised(
+            self.model,
             self.optimizer,
-            len(x),
+            self.task,
+            x,
+            y,
             epochs,
             batch_size,
             gen,
+            before_fit=lambda: self._before_train(x, gen),
             on_epoch=lambda loss: self._on_epoch("supervised", loss),
         )
-        with torch.no_grad():
-            losses = per_sample_loss(self.task, self.model(x), y)
-        return {
-            "initial_loss": initial,
-            "train_loss": stats.mean_loss,
-            "final_loss": float(losses.mean()),
-            "uncertainty": float(losses.std(correction=0)),
-            "mean_grad": stats.mean_grad,
-        }
 
     def reconstruction_loss(self, x: Tensor) -> float:
         with torch.no_grad():
@@ -133,7 +123,7 @@ class Expert:
         initial = self.reconstruction_loss(x)
         self._before_train(x, gen)
         stats = fit(
-            lambda idx: self._ssl_loss(_rows(x, idx)),
+            lambda idx: self._ssl_loss(rows(x, idx)),
             [*self.encoder.parameters(), *self.decoder.parameters()],
             self.ssl_optimizer,
             len(x),
@@ -174,10 +164,6 @@ class Expert:
         self.set_weights(state["weights"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.ssl_optimizer.load_state_dict(state["ssl_optimizer"])
-
-
-def _rows(t: Tensor, idx: Tensor | None) -> Tensor:
-    return t if idx is None else t[idx]
 
 
 class StructureExpert(Expert):

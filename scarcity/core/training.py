@@ -98,3 +98,50 @@ def fit(
         if on_epoch is not None:
             on_epoch(epoch_losses[-1])
     return FitStats(tuple(epoch_losses), float(grad_sum) / max(steps, 1))
+
+
+def rows(t: Tensor, idx: Tensor | None) -> Tensor:
+    """The samples `idx` of `t` (`None` = all of them), as `fit` hands them to `batch_loss`."""
+    return t if idx is None else t[idx]
+
+
+def train_supervised(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    task: Task,
+    x: Tensor,
+    y: Tensor,
+    epochs: int,
+    batch_size: int,
+    generator: torch.Generator,
+    *,
+    before_fit: Callable[[], None] | None = None,
+    on_epoch: Callable[[float], None] | None = None,
+) -> dict[str, float]:
+    """Supervised local training of one model: loss before and after, uncertainty, mean |grad|.
+
+    `before_fit` runs after the initial loss is taken (an expert's own preparation).
+    """
+    with torch.no_grad():
+        initial = float(mean_loss(task, model(x), y))
+    if before_fit is not None:
+        before_fit()
+    stats = fit(
+        lambda idx: mean_loss(task, model(rows(x, idx)), rows(y, idx)),
+        model.parameters(),
+        optimizer,
+        len(x),
+        epochs,
+        batch_size,
+        generator,
+        on_epoch=on_epoch,
+    )
+    with torch.no_grad():
+        losses = per_sample_loss(task, model(x), y)
+    return {
+        "initial_loss": initial,
+        "train_loss": stats.mean_loss,
+        "final_loss": float(losses.mean()),
+        "uncertainty": float(losses.std(correction=0)),
+        "mean_grad": stats.mean_grad,
+    }
