@@ -39,6 +39,17 @@ def _hammer(client: httpx.Client, call, total: int, concurrency: int) -> list[fl
         return list(pool.map(one, range(total)))
 
 
+def _post_load(client: httpx.Client, total: int) -> list[float]:
+    """`total` small simulations submitted by 50 concurrent clients: each request's latency."""
+    return _hammer(
+        client, lambda c: c.post("/simulations", json={"preset": "stage1", "rounds": 1}), total, 50
+    )
+
+
+def _load_client(url: str) -> httpx.Client:
+    return httpx.Client(base_url=url, timeout=60, limits=httpx.Limits(max_connections=64))
+
+
 def _fake_round(number: int, clients: int) -> dict:
     return {
         "round": number,
@@ -63,17 +74,10 @@ def main(quick: bool = False) -> None:
     env = {"SCARCITY_DATABASE_URL": db_url, "SCARCITY_MAX_ACTIVE_PER_OWNER": "100000"}
     server = Server(env, workdir / "api.log")
     try:
-        with httpx.Client(
-            base_url=server.url, timeout=60, limits=httpx.Limits(max_connections=64)
-        ) as client:
+        with _load_client(server.url) as client:
             total = 200 if quick else 1000
             health = _hammer(client, lambda c: c.get("/healthz"), total, 50)
-            posts = _hammer(
-                client,
-                lambda c: c.post("/simulations", json={"preset": "stage1", "rounds": 1}),
-                total,
-                50,
-            )
+            posts = _post_load(client, total)
             h50, h99 = _percentiles(health)
             p50, p99 = _percentiles(posts)
             print(
@@ -204,16 +208,9 @@ def _distributed_post_latency(workdir: Path, total: int) -> None:
                 env, workdir / f"api-{processes}.log", extra_args=["--workers", str(processes)]
             )
             try:
-                with httpx.Client(
-                    base_url=server.url, timeout=60, limits=httpx.Limits(max_connections=64)
-                ) as client:
+                with _load_client(server.url) as client:
                     _hammer(client, lambda c: c.get("/healthz"), 100, 50)  # warm every process
-                    posts = _hammer(
-                        client,
-                        lambda c: c.post("/simulations", json={"preset": "stage1", "rounds": 1}),
-                        total,
-                        50,
-                    )
+                    posts = _post_load(client, total)
                 p50, p99 = _percentiles(posts)
                 print(
                     f"distributed POST @50 concurrent, {processes} API process(es), no worker: "
