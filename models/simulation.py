@@ -49,8 +49,12 @@ class Simulation(Base):
     attempt: Mapped[int] = mapped_column(Integer, default=0)
     heartbeat_at: Mapped[datetime | None] = mapped_column(Timestamp)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Set by the reaper when it re-publishes a waiting job: not again before this time, so a job
+    # waiting behind a long queue is re-sent with a growing backoff, not on every pass.
+    next_publish_at: Mapped[datetime | None] = mapped_column(Timestamp)
 
     __table_args__ = (
         Index("ix_simulations_owner_created_at", "owner", "created_at"),
         Index("ix_simulations_status_heartbeat_at", "status", "heartbeat_at"),
+        Index("ix_simulations_owner_status", "owner", "status"),  # the cap on active runs
     )

@@ -9,10 +9,10 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Select, and_, delete, func, or_, select, update
+from sqlalchemy import CursorResult, Select, and_, delete, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -30,8 +30,9 @@ ACTIVE_STATUSES = (SimulationStatus.queued, SimulationStatus.running)
 # --- simulations -----------------------------------------------------------------------------
 
 
-def create_simulation(session: Session, *, owner: str, config: dict[str, Any]) -> Simulation:
-    simulation = Simulation(
+def new_simulation(*, owner: str, config: dict[str, Any]) -> Simulation:
+    """A queued simulation row, not yet added to any session."""
+    return Simulation(
         id=uuid.uuid4(),
         owner=owner,
         preset=config["preset"],
@@ -43,9 +44,39 @@ def create_simulation(session: Session, *, owner: str, config: dict[str, Any]) -
         attempt=0,
         cancel_requested=False,
     )
+
+
+def create_simulation(session: Session, *, owner: str, config: dict[str, Any]) -> Simulation:
+    simulation = new_simulation(owner=owner, config=config)
     session.add(simulation)
     session.flush()
     return simulation
+
+
+def admit(
+    session: Session, submissions: Sequence[tuple[str, dict[str, Any]]], *, max_active: int
+) -> list[Simulation | None]:
+    """Insert, in order, each (owner, config) that fits its owner's cap of active simulations.
+
+    One count per owner and one multi-row INSERT for the whole batch; None marks a submission
+    refused for its owner's cap.
+    """
+    room = {
+        owner: max_active - count_active(session, owner, up_to=max_active)
+        for owner in {owner for owner, _ in submissions}
+    }
+    outcomes: list[Simulation | None] = []
+    for owner, config in submissions:
+        room[owner] -= 1
+        outcomes.append(new_simulation(owner=owner, config=config) if room[owner] >= 0 else None)
+    admitted = [row for row in outcomes if row is not None]
+    if admitted:
+        columns = [column.key for column in Simulation.__table__.columns]
+        session.execute(
+            insert(Simulation),  # ORM bulk INSERT: one multi-row statement
+            [{key: getattr(row, key) for key in columns} for row in admitted],
+        )
+    return outcomes
 
 
 def get_simulation(session: Session, simulation_id: uuid.UUID, owner: str) -> Simulation | None:
@@ -82,15 +113,15 @@ def list_simulations(
     return list(session.scalars(query))
 
 
-def count_active(session: Session, owner: str) -> int:
-    return (
-        session.scalar(
-            select(func.count())
-            .select_from(Simulation)
-            .where(Simulation.owner == owner, Simulation.status.in_(ACTIVE_STATUSES))
-        )
-        or 0
+def count_active(session: Session, owner: str, *, up_to: int | None = None) -> int:
+    """Queued + running simulations of `owner`; counting stops at `up_to` (the cap being checked),
+    so a long queue does not make every submission slower."""
+    active = select(Simulation.id).where(
+        Simulation.owner == owner, Simulation.status.in_(ACTIVE_STATUSES)
     )
+    if up_to is not None:
+        active = active.limit(up_to)
+    return session.scalar(select(func.count()).select_from(active.subquery())) or 0
 
 
 def request_cancel(session: Session, simulation: Simulation) -> None:
@@ -123,29 +154,68 @@ def requeue_running(session: Session) -> int:
     return cast(CursorResult[Any], result).rowcount
 
 
-def simulations_to_enqueue(session: Session, lease_seconds: float) -> list[uuid.UUID]:
-    """Queued for longer than a lease, or running with an expired lease: the reaper's work."""
-    stale = utcnow() - timedelta(seconds=lease_seconds)
+def waiting_simulations(session: Session) -> list[uuid.UUID]:
+    """Every queued simulation, oldest first (embedded start-up: its in-memory queue is new)."""
     return list(
         session.scalars(
             select(Simulation.id)
-            .where(
-                or_(
-                    # Fresh queued rows were just published by the API; only older ones may
-                    # have lost their message.
-                    and_(
-                        Simulation.status == SimulationStatus.queued,
-                        Simulation.created_at < stale,
-                    ),
-                    and_(
-                        Simulation.status == SimulationStatus.running,
-                        Simulation.heartbeat_at < stale,
-                    ),
-                )
-            )
+            .where(Simulation.status == SimulationStatus.queued)
             .order_by(Simulation.created_at)
         )
     )
+
+
+def take_due_for_republish(
+    session: Session, *, lease_seconds: float, max_backoff_seconds: float
+) -> list[uuid.UUID]:
+    """The reaper's work: queued longer than a lease, or running with an expired lease, and not
+    re-published within their backoff. Each one taken gets its next backoff: as long as it has
+    waited so far (at least a lease, at most `max_backoff_seconds`), so the re-sends of a job
+    stuck behind a long queue thin out: after 1, 2, 4, 8 ... leases."""
+    now = utcnow()
+    stale = now - timedelta(seconds=lease_seconds)
+    queued_since = Simulation.created_at
+    rows = session.execute(
+        select(Simulation.id, Simulation.status, queued_since, Simulation.heartbeat_at)
+        .where(
+            or_(
+                # Fresh queued rows were just published by the API; only older ones may have
+                # lost their message.
+                and_(Simulation.status == SimulationStatus.queued, queued_since < stale),
+                and_(
+                    Simulation.status == SimulationStatus.running,
+                    Simulation.heartbeat_at < stale,
+                ),
+            ),
+            or_(Simulation.next_publish_at.is_(None), Simulation.next_publish_at <= now),
+        )
+        .order_by(queued_since)
+    ).all()
+    if not rows:
+        return []
+
+    def next_publish(since: datetime) -> datetime:
+        waited = (now - _aware(since)).total_seconds()
+        return now + timedelta(seconds=min(max(waited, lease_seconds), max_backoff_seconds))
+
+    session.execute(
+        update(Simulation),  # ORM bulk UPDATE by primary key: one statement, a row each
+        [
+            {
+                "id": row.id,
+                "next_publish_at": next_publish(
+                    row.created_at if row.status == SimulationStatus.queued else row.heartbeat_at
+                ),
+            }
+            for row in rows
+        ],
+    )
+    return [row.id for row in rows]
+
+
+def _aware(value: datetime) -> datetime:
+    # SQLite hands timestamps back naive; they were written in UTC.
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 # --- the worker's fenced writes ----------------------------------------------------------------
@@ -204,6 +274,7 @@ def claim(
             status=SimulationStatus.running,
             attempt=Simulation.attempt + 1,
             heartbeat_at=now,
+            next_publish_at=None,  # a later lapse of this lease is due for re-publishing at once
             started_at=func.coalesce(Simulation.started_at, now),
         )
         .returning(Simulation.attempt, Simulation.rounds_completed, Simulation.config)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from celery import Celery
@@ -79,7 +80,7 @@ def _start_reaper(**_: Any) -> None:
     from worker.reaper import run_reaper
 
     threading.Thread(
-        target=run_reaper, args=(publish, _reaper_stop), daemon=True, name="reaper"
+        target=run_reaper, args=(publish_many, _reaper_stop), daemon=True, name="reaper"
     ).start()
 
 
@@ -88,13 +89,21 @@ def _stop_reaper(**_: Any) -> None:
     _reaper_stop.set()
 
 
-def publish(simulation_id: uuid.UUID) -> bool:
-    """Publish one job; False (logged) when the broker is unreachable — the reaper retries."""
+def publish_many(simulation_ids: Sequence[uuid.UUID]) -> int:
+    """Publish jobs over one producer (one connection); how many went out. A failure is logged
+    and stops the batch: the rows stay queued and the reaper publishes them later."""
+    sent = 0
     try:
-        run_simulation_task.apply_async(args=[str(simulation_id)], retry=True)
-        return True
+        with celery_app.producer_or_acquire() as producer:
+            for simulation_id in simulation_ids:
+                run_simulation_task.apply_async(
+                    args=[str(simulation_id)], producer=producer, retry=True
+                )
+                sent += 1
     except Exception:
         logger.warning(
-            "could not publish simulation %s; the reaper will", simulation_id, exc_info=True
+            "could not publish %d simulation(s); the reaper will",
+            len(simulation_ids) - sent,
+            exc_info=True,
         )
-        return False
+    return sent

@@ -10,6 +10,7 @@ import logging
 import queue
 import threading
 import uuid
+from collections.abc import Sequence
 
 from models import store
 from models.db import session_scope
@@ -36,10 +37,13 @@ class EmbeddedWorker:
         self._queue.put(simulation_id)
         return True
 
+    def publish_many(self, simulation_ids: Sequence[uuid.UUID]) -> int:
+        return sum(self.publish(simulation_id) for simulation_id in simulation_ids)
+
     def start(self) -> None:
         with session_scope() as session:
             orphans = store.requeue_running(session)
-            waiting = store.simulations_to_enqueue(session, lease_seconds=0)
+            waiting = store.waiting_simulations(session)
         if orphans:
             logger.info("re-queued %d simulation(s) interrupted by the last shutdown", orphans)
         for simulation_id in waiting:
@@ -47,7 +51,7 @@ class EmbeddedWorker:
         self._threads = [
             threading.Thread(target=self._consume, daemon=True, name="embedded-worker"),
             threading.Thread(
-                target=run_reaper, args=(self.publish, self._stop), daemon=True, name="reaper"
+                target=run_reaper, args=(self.publish_many, self._stop), daemon=True, name="reaper"
             ),
         ]
         for thread in self._threads:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from models import store
 from models.db import session_scope
@@ -18,23 +18,33 @@ from models.settings import get_settings
 logger = logging.getLogger("worker.reaper")
 
 
-def reap_once(publish: Callable[[uuid.UUID], object]) -> list[uuid.UUID]:
+# A job waiting behind a long queue is re-sent after 1, 2, 4 ... leases, then at least hourly:
+# a lost message is recovered without flooding the queue with copies of waiting ones.
+MAX_REPUBLISH_BACKOFF_SECONDS = 3600.0
+
+
+def reap_once(publish_many: Callable[[Sequence[uuid.UUID]], object]) -> list[uuid.UUID]:
     settings = get_settings()
-    with session_scope(read_only=True) as session:
-        ids = store.simulations_to_enqueue(session, settings.worker_lease_seconds)
-    for simulation_id in ids:
-        publish(simulation_id)
+    with session_scope() as session:
+        ids = store.take_due_for_republish(
+            session,
+            lease_seconds=settings.worker_lease_seconds,
+            max_backoff_seconds=max(MAX_REPUBLISH_BACKOFF_SECONDS, settings.worker_lease_seconds),
+        )
     if ids:
+        publish_many(ids)
         logger.info("reaper re-published %d simulation(s)", len(ids))
     return ids
 
 
-def run_reaper(publish: Callable[[uuid.UUID], object], stop: threading.Event) -> None:
+def run_reaper(
+    publish_many: Callable[[Sequence[uuid.UUID]], object], stop: threading.Event
+) -> None:
     """At start-up and then every lease/2 until `stop` is set."""
     interval = get_settings().worker_lease_seconds / 2
     while True:
         try:
-            reap_once(publish)
+            reap_once(publish_many)
         except Exception:  # the database may be restarting; try again next tick
             logger.warning("reaper pass failed", exc_info=True)
         if stop.wait(interval):

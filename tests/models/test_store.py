@@ -289,6 +289,72 @@ def test_the_reaper_republishes_old_queued_and_stale_running_simulations_only(
     for sim_id in (live, dead):
         assert claim(sessions, sim_id) is not None
     expire_lease(sessions, dead)
+    due = take_due(sessions)
+    assert set(due) == {old_queued, dead}
+
+
+def take_due(sessions: sessionmaker[Session]) -> list[uuid.UUID]:
+    with sessions.begin() as session:
+        return store.take_due_for_republish(
+            session, lease_seconds=LEASE, max_backoff_seconds=8 * LEASE
+        )
+
+
+def age(sessions: sessionmaker[Session], sim_id: uuid.UUID, seconds: float) -> None:
+    """Move a simulation's clock `seconds` into the past (creation and any backoff)."""
+    with sessions.begin() as session:
+        simulation = session.get(Simulation, sim_id)
+        assert simulation is not None
+        simulation.created_at -= timedelta(seconds=seconds)
+        if simulation.next_publish_at is not None:
+            simulation.next_publish_at -= timedelta(seconds=seconds)
+
+
+def test_a_waiting_job_is_republished_with_a_doubling_backoff_up_to_the_cap(
+    sessions: sessionmaker[Session],
+) -> None:
+    sim_id = create(sessions)
+    waited = LEASE + 1
+    age(sessions, sim_id, waited)
+    assert take_due(sessions) == [sim_id]
+    assert take_due(sessions) == []  # just re-sent: not on the next pass
+    gaps = []
+    for _ in range(5):
+        gap = min(waited, 8 * LEASE)  # the backoff is as long as it has waited, up to the cap
+        age(sessions, sim_id, gap - 5)
+        assert take_due(sessions) == [], gap
+        age(sessions, sim_id, 10)
+        assert take_due(sessions) == [sim_id], gap
+        gaps.append(gap)
+        waited += gap + 5
+    assert gaps[1] > 2 * LEASE and gaps[2] > 4 * LEASE and gaps[3:] == [8 * LEASE] * 2
+
+
+def test_a_claim_clears_the_backoff_so_a_dead_worker_is_recovered_after_one_lease(
+    sessions: sessionmaker[Session],
+) -> None:
+    sim_id = create(sessions)
+    age(sessions, sim_id, 10 * LEASE)
+    assert take_due(sessions) == [sim_id]  # backoff now 8 leases
+    assert claim(sessions, sim_id) is not None
+    expire_lease(sessions, sim_id)
+    assert take_due(sessions) == [sim_id]
+
+
+def test_admit_caps_each_owner_across_stored_rows_and_within_the_batch(
+    sessions: sessionmaker[Session],
+) -> None:
+    for _ in range(2):
+        create(sessions, owner="alice")
+    submissions = [("alice", CONFIG), ("bob", CONFIG), ("alice", CONFIG), ("alice", CONFIG)]
+    with sessions.begin() as session:
+        outcomes = store.admit(session, submissions, max_active=3)
+    admitted = [row is not None for row in outcomes]
+    assert admitted == [True, True, False, False]
     with sessions() as session:
-        due = set(store.simulations_to_enqueue(session, LEASE))
-    assert due == {old_queued, dead}
+        assert store.count_active(session, "alice") == 3
+        assert store.count_active(session, "bob") == 1
+        assert store.count_active(session, "alice", up_to=2) == 2
+        stored = session.get(Simulation, outcomes[1].id)  # type: ignore[union-attr]
+        assert stored is not None and stored.owner == "bob" and stored.status == "queued"
+        assert stored.config == CONFIG and stored.rounds_total == CONFIG["rounds"]
