@@ -5,12 +5,13 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections.abc import Iterator
-from typing import Annotated
+from typing import Annotated, cast
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
+from app.admission import Admission
 from app.errors import Unauthorized, UnsupportedMediaType
 from models.db import session_scope
 from models.settings import Settings, get_settings
@@ -28,14 +29,20 @@ def get_read_session() -> Iterator[Session]:
         yield session
 
 
+# The dependencies that do no I/O are `async def`: FastAPI runs a plain `def` dependency on its
+# thread pool, a hop that costs more than the work itself.
+async def settings_dependency() -> Settings:
+    return get_settings()
+
+
 def owner_of(key: str) -> str:
     """A stable, non-reversible owner id for an API key: rows never hold the key itself."""
     return hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
-def get_owner(
+async def get_owner(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-    settings: Annotated[Settings, Depends(get_settings)],
+    settings: Annotated[Settings, Depends(settings_dependency)],
 ) -> str:
     keys = settings.api_key_list
     if not keys:
@@ -51,7 +58,7 @@ def get_owner(
     return owner_of(matched[0])
 
 
-def require_json(request: Request) -> None:
+async def require_json(request: Request) -> None:
     """A body must be sent as JSON: any other Content-Type is a 415 that says so."""
     content_type = request.headers.get("content-type")
     has_body = request.headers.get("content-length", "0") != "0" or (
@@ -68,8 +75,8 @@ def require_json(request: Request) -> None:
         )
 
 
-def get_publisher(request: Request):  # type: ignore[no-untyped-def]
-    return request.app.state.publish
+async def get_admission(request: Request) -> Admission:
+    return cast(Admission, request.app.state.admission)
 
 
 # scope="function": the transaction commits before the response is sent, so a client that
@@ -77,4 +84,5 @@ def get_publisher(request: Request):  # type: ignore[no-untyped-def]
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 ReadSessionDep = Annotated[Session, Depends(get_read_session, scope="function")]
 OwnerDep = Annotated[str, Depends(get_owner)]
-SettingsDep = Annotated[Settings, Depends(get_settings)]
+SettingsDep = Annotated[Settings, Depends(settings_dependency)]
+AdmissionDep = Annotated[Admission, Depends(get_admission)]

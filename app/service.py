@@ -6,7 +6,6 @@ import base64
 import csv
 import io
 import uuid
-from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -16,11 +15,8 @@ from sqlalchemy.orm import Session
 from app.errors import Conflict, NotFound, Unprocessable
 from app.schemas import FIELD_LIMITS, SimulationPublic, field_caps
 from models import FINISHED_STATUSES, Simulation, SimulationStatus, store
-from models.db import session_scope
 from models.settings import Settings
 from scarcity.config import SimulationConfig, resolve_config
-
-Publisher = Callable[[uuid.UUID], object]
 
 
 def check_limits(config: SimulationConfig, settings: Settings) -> None:
@@ -58,21 +54,11 @@ def check_limits(config: SimulationConfig, settings: Settings) -> None:
         )
 
 
-def create_simulation(
-    body: BaseModel, owner: str, settings: Settings, publish: Publisher
-) -> Simulation:
-    """Validate, commit the row, then publish: a job never names an uncommitted row."""
+def resolved_config(body: BaseModel, settings: Settings) -> SimulationConfig:
+    """The request's preset and overrides resolved to a full config, checked against the limits."""
     config = resolve_config(body.model_dump(exclude_none=True))
     check_limits(config, settings)
-    with session_scope() as session:
-        if store.count_active(session, owner) >= settings.max_active_per_owner:
-            raise Conflict(
-                f"too many active simulations: limit {settings.max_active_per_owner} queued or "
-                "running per owner (SCARCITY_MAX_ACTIVE_PER_OWNER)"
-            )
-        simulation = store.create_simulation(session, owner=owner, config=config.model_dump())
-    publish(simulation.id)  # bounded; if it fails the row stays queued for the reaper
-    return simulation
+    return config
 
 
 def get_simulation(session: Session, simulation_id: uuid.UUID, owner: str) -> Simulation:

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Response
 
 from app import service
-from app.deps import OwnerDep, ReadSessionDep, SessionDep, SettingsDep, get_publisher, require_json
+from app.deps import (
+    AdmissionDep,
+    OwnerDep,
+    ReadSessionDep,
+    SessionDep,
+    SettingsDep,
+    require_json,
+)
 from app.schemas import ErrorBody, SimulationCreate, SimulationPublic, SimulationsPublic
 from scarcity.config import PresetName
 
@@ -41,15 +48,16 @@ Status = Literal["queued", "running", "succeeded", "failed", "cancelled"]
         },
     },
 )
-def create_simulation(
+async def create_simulation(
     body: SimulationCreate,  # type: ignore[valid-type]
     owner: OwnerDep,
     settings: SettingsDep,
+    admission: AdmissionDep,
     response: Response,
-    publish: Annotated[service.Publisher, Depends(get_publisher)],
 ) -> SimulationPublic:
     """Queue a simulation: a preset plus overrides; answers 202 with its resource."""
-    simulation = service.create_simulation(body, owner, settings, publish)
+    config = service.resolved_config(body, settings)
+    simulation = await admission.submit(owner, config.model_dump())
     response.headers["Location"] = f"/simulations/{simulation.id}"
     return SimulationPublic.from_row(simulation)
 
