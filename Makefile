@@ -36,12 +36,13 @@ lint: install  ## ruff (lint + format) everywhere, mypy on every package
 	$(PY) -m mypy scarcity models worker app
 
 chromium:  ## Debian's chromium for the dashboard's browser test (installed when missing)
-	@scripts/ensure-chromium.sh
+	@scripts/ensure-debian-package.sh /usr/bin/chromium chromium
 
 test: install services chromium lint  ## the whole suite; non-zero on any failure or when no test ran
 	$(PY) -m pytest
 
-bench: install
+bench: install services  ## the benchmarks (bench/); the service one drives load with Debian's wrk
+	@scripts/ensure-debian-package.sh /usr/bin/wrk wrk
 	$(PY) -m bench
 
 clean:

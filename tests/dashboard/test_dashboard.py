@@ -21,7 +21,7 @@ from tests.service_processes import ROOT, Server
 pytestmark = pytest.mark.integration
 
 CHROMIUM = Path("/usr/bin/chromium")
-ENSURE_CHROMIUM = ROOT / "scripts" / "ensure-chromium.sh"
+ENSURE_PACKAGE = ROOT / "scripts" / "ensure-debian-package.sh"
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM_ARGS = [
     "--headless",
@@ -38,13 +38,13 @@ ROUND_CHARTS = ["loss", "recon", "drift", "other", "meta", "priors", "experts", 
 
 @pytest.fixture(scope="module")
 def chromium() -> Path:
-    """Debian's chromium, installed by scripts/ensure-chromium.sh when missing; failing loudly."""
+    """Debian's chromium, installed by scripts/ensure-debian-package.sh when missing; loudly."""
     done = subprocess.run(
-        ["bash", str(ENSURE_CHROMIUM)], capture_output=True, text=True, timeout=600
+        ["bash", str(ENSURE_PACKAGE), str(CHROMIUM), "chromium"], capture_output=True, text=True, timeout=600
     )
     if done.returncode != 0 or not CHROMIUM.exists():
         pytest.fail(
-            f"{ENSURE_CHROMIUM} could not provide {CHROMIUM} (exit {done.returncode}):\n"
+            f"{ENSURE_PACKAGE} could not provide {CHROMIUM} (exit {done.returncode}):\n"
             f"{done.stdout}\n{done.stderr}"
         )
     return CHROMIUM
