@@ -16,6 +16,7 @@ from fastapi.staticfiles import StaticFiles
 from app.admission import Admission
 from app.errors import install_error_handlers
 from app.limits import BodySizeLimit
+from app.openapi import drop_auth_when_open
 from app.routes import results, simulations, system
 from models.migrate import ensure_schema
 from models.settings import get_settings
@@ -70,6 +71,7 @@ def create_app() -> FastAPI:
         redoc_url=None,
     )
     install_error_handlers(app)
+    drop_auth_when_open(app, open_api=not settings.api_key_list)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     for module in (simulations, results, system):
         app.include_router(module.router)

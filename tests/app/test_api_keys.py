@@ -16,7 +16,10 @@ def test_keys_are_required_and_owners_are_isolated(keyed_server: Server) -> None
         httpx.get(f"{url}/simulations", headers={"Authorization": "Bearer nope"}).status_code == 401
     )
     assert httpx.get(f"{url}/healthz").status_code == 200
-    assert httpx.get(f"{url}/openapi.json").status_code == 200
+    schema = httpx.get(f"{url}/openapi.json").json()
+    assert schema["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+    create = schema["paths"]["/simulations"]["post"]
+    assert create["security"] == [{"HTTPBearer": []}] and "401" in create["responses"]
     a = {"Authorization": "Bearer key-a"}
     b = {"Authorization": "Bearer key-b"}
     sim = httpx.post(f"{url}/simulations", json={"preset": "stage1", "rounds": 1}, headers=a).json()

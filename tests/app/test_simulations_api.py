@@ -157,6 +157,11 @@ def test_presets_health_readiness_and_offline_docs(client: httpx.Client) -> None
     assert client.get("/static/vendor/swagger-ui/swagger-ui-bundle.js").status_code == 200
     schema = client.get("/openapi.json").json()
     assert {"/simulations", "/simulations/{simulation_id}/metrics"} <= set(schema["paths"])
+    # Open mode (no SCARCITY_API_KEYS): the document asks for no key anywhere.
+    assert "securitySchemes" not in schema.get("components", {})
+    operations = [op for ops in schema["paths"].values() for op in ops.values()]
+    asking = [o["operationId"] for o in operations if "security" in o or "401" in o["responses"]]
+    assert asking == []
     assert "Run" in client.get("/").text
 
 
