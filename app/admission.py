@@ -48,6 +48,8 @@ class Admission:
 
     async def submit(self, owner: str, config: dict[str, Any]) -> Simulation:
         """The committed, queued row; `Conflict` when the owner is at the cap of active runs."""
+        if self._writer is None or self._writer.done():
+            raise RuntimeError("admission is not running (the server is starting or stopping)")
         future: asyncio.Future[Simulation] = asyncio.get_running_loop().create_future()
         self._pending.append(((owner, config), future))
         self._wake.set()
