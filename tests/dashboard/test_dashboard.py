@@ -40,7 +40,10 @@ ROUND_CHARTS = ["loss", "recon", "drift", "other", "meta", "priors", "experts", 
 def chromium() -> Path:
     """Debian's chromium, installed by scripts/ensure-debian-package.sh when missing; loudly."""
     done = subprocess.run(
-        ["bash", str(ENSURE_PACKAGE), str(CHROMIUM), "chromium"], capture_output=True, text=True, timeout=600
+        ["bash", str(ENSURE_PACKAGE), str(CHROMIUM), "chromium"],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     if done.returncode != 0 or not CHROMIUM.exists():
         pytest.fail(
