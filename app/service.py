@@ -17,6 +17,7 @@ from app.schemas import FIELD_LIMITS, SimulationPublic, field_caps
 from models import FINISHED_STATUSES, Simulation, SimulationStatus, store
 from models.settings import Settings
 from scarcity.config import SimulationConfig, resolve_config
+from scarcity.core.data import client_sizes
 
 
 def check_limits(config: SimulationConfig, settings: Settings) -> None:
@@ -38,17 +39,20 @@ def check_limits(config: SimulationConfig, settings: Settings) -> None:
     ]
     if errors:
         raise Unprocessable(errors)
-    # Passes over the data per round: local training, plus the autoencoders' in stage 8.
+    # Passes over the data per round: local training, plus the autoencoders' in stage 8. With
+    # quantity skew the batched execution pads every client to the largest one.
     epochs = config.local_epochs + (config.ssl_epochs if config.structure_discovery else 0)
-    work = config.num_clients * config.rounds * config.samples_per_client * epochs
+    size = max(client_sizes(config))
+    work = config.num_clients * config.rounds * size * epochs
     if work > settings.max_work:
         raise Unprocessable(
             [
                 {
                     "field": "num_clients",
-                    "message": "work budget exceeded: num_clients × rounds × samples_per_client × "
-                    f"(local_epochs + ssl_epochs with structure_discovery) = {work:,} > limit "
-                    f"{settings.max_work:,} (SCARCITY_MAX_WORK)",
+                    "message": "work budget exceeded: num_clients × rounds × samples per client "
+                    "(the largest client's, with quantity_skew) × (local_epochs + ssl_epochs "
+                    f"with structure_discovery) = {work:,} > limit {settings.max_work:,} "
+                    "(SCARCITY_MAX_WORK)",
                 }
             ]
         )

@@ -7,7 +7,9 @@ per client (the training set once at N=10), at N=10/R=20, N=100/R=20 and N=1000/
 - *hand loop*: the minimal hand-written batched loop below (bmm over a [N, d, k] weight tensor,
   padded and masked client batches): the near-limit reference for what the engine can reach.
 Prints seconds, final test accuracy and the ratios. Targets (issue 5), at N=1000: batched ≤ 2×
-the hand loop, ≥ 20× faster than the reference, same accuracy (±0.5 pp).
+the hand loop, ≥ 20× faster than the reference, same accuracy (±0.5 pp). A last row repeats one
+size with unequal client sizes (`quantity_skew` 1: lognormal sizes, the largest up to 4× the
+mean), where the batched path pads and masks.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ import torch.nn.functional as F
 
 SIZES = ((10, 20), (100, 20), (1000, 5))
 QUICK_SIZES = ((10, 5), (100, 5), (300, 2))
+SKEWED_SIZE, QUICK_SKEWED_SIZE = (1000, 5), (300, 2)
+SKEW = 1.0
 
 
 def bench_config(num_clients: int, rounds: int, **overrides: Any) -> Any:
@@ -41,11 +45,13 @@ def bench_config(num_clients: int, rounds: int, **overrides: Any) -> Any:
     )
 
 
-def run_engine(num_clients: int, rounds: int, execution: str) -> tuple[float, float]:
+def run_engine(
+    num_clients: int, rounds: int, execution: str, quantity_skew: float = 0.0
+) -> tuple[float, float]:
     """Seconds of one in-process simulation (data set already cached) and its final accuracy."""
     from scarcity import run_simulation
 
-    config = bench_config(num_clients, rounds, execution=execution)
+    config = bench_config(num_clients, rounds, execution=execution, quantity_skew=quantity_skew)
     started = time.perf_counter()
     results = run_simulation(config)
     return time.perf_counter() - started, results[-1].metrics["test_accuracy"]
@@ -58,11 +64,13 @@ def best_of(
     return min(run(*args) for _ in range(repeats))
 
 
-def hand_loop(num_clients: int, rounds: int, seed: int = 0) -> tuple[float, float]:
+def hand_loop(
+    num_clients: int, rounds: int, quantity_skew: float = 0.0, seed: int = 0
+) -> tuple[float, float]:
     """FedAvg written by hand over stacked tensors; the same data, its own random draws."""
     from scarcity.core.data import make_federated_data
 
-    config = bench_config(num_clients, rounds)
+    config = bench_config(num_clients, rounds, quantity_skew=quantity_skew)
     data = make_federated_data(config)  # not timed, as in the engine (cached data set)
     started = time.perf_counter()
     gen = torch.Generator().manual_seed(seed)
@@ -111,12 +119,16 @@ def main(quick: bool = False) -> None:
         "expert heads (3 models per client; the hand loop trains 1). Best of 3 runs, the "
         "reference 1."
     )
-    for num_clients, rounds in QUICK_SIZES if quick else SIZES:
-        hand = best_of(3, hand_loop, num_clients, rounds)
-        batched = best_of(3, run_engine, num_clients, rounds, "batched")
-        reference = run_engine(num_clients, rounds, "reference")
+    sizes = [(n, r, 0.0) for n, r in (QUICK_SIZES if quick else SIZES)]
+    sizes.append((*(QUICK_SKEWED_SIZE if quick else SKEWED_SIZE), SKEW))
+    for num_clients, rounds, skew in sizes:
+        hand = best_of(3, hand_loop, num_clients, rounds, skew)
+        batched = best_of(3, run_engine, num_clients, rounds, "batched", skew)
+        reference = run_engine(num_clients, rounds, "reference", skew)
+        label = f" quantity_skew={skew:g}" if skew else ""
         print(
-            f"N={num_clients:>5} R={rounds:>2}: hand loop {hand[0]:.3f} s (acc {hand[1]:.4f}); "
+            f"N={num_clients:>5} R={rounds:>2}{label}: "
+            f"hand loop {hand[0]:.3f} s (acc {hand[1]:.4f}); "
             f"batched {batched[0]:.3f} s (acc {batched[1]:.4f}); "
             f"reference {reference[0]:.3f} s (acc {reference[1]:.4f})"
         )

@@ -24,6 +24,12 @@ DATASET_SHAPES: dict[str, tuple[int, int]] = {
     "iris": (4, 3),
 }
 
+# Bounds of a client's data size under quantity skew: at least 2 samples (a variance needs
+# two), at most this multiple of samples_per_client (the padded batched tensors, and so the
+# work, stay within a fixed factor of the unskewed run).
+MIN_CLIENT_SAMPLES = 2
+MAX_CLIENT_SIZE_FACTOR = 4
+
 
 class SimulationConfig(BaseModel):
     """Every knob of one SF-HFE simulation, fully resolved (no field is ever missing)."""
@@ -36,7 +42,22 @@ class SimulationConfig(BaseModel):
     seed: int = Field(0, ge=0, description="Seed of every random choice in the run.")
     input_dim: int = Field(10, ge=1, description="Features per sample.")
     output_dim: int = Field(1, ge=1, description="Targets (regression) or classes.")
-    samples_per_client: int = Field(50, ge=2, description="Training samples each client holds.")
+    samples_per_client: int = Field(
+        50, ge=2, description="Training samples each client holds (the mean with quantity_skew)."
+    )
+    quantity_skew: float = Field(
+        0.0,
+        ge=0,
+        le=3,
+        description=(
+            "Unequal client data sizes (quantity skew); 0 = every client holds exactly "
+            "samples_per_client. Else client i holds round(samples_per_client · w_i / mean(w)) "
+            "samples, w_i ~ LogNormal(0, quantity_skew²) drawn from the seed, clipped to "
+            f"[{MIN_CLIENT_SAMPLES}, {MAX_CLIENT_SIZE_FACTOR} · samples_per_client]. The mean "
+            "size stays about samples_per_client; the batched execution pads every client to "
+            "the largest."
+        ),
+    )
     local_epochs: int = Field(1, ge=1, description="Local passes over the data per round.")
     learning_rate: float = Field(0.01, gt=0, le=10, description="Local SGD learning rate.")
     batch_size: int = Field(0, ge=0, description="Local mini-batch size; 0 = full batch.")

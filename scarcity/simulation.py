@@ -271,7 +271,7 @@ class Simulation:
         """A simulation that continues exactly where the one that wrote `blob` stopped.
 
         Checkpoints written before `execution` existed came from the per-client reference and
-        continue on it.
+        continue on it; fields added later (`quantity_skew`) take their defaults.
         """
         state = checkpoint_format.loads(blob)
         if state.get("format") != CHECKPOINT_FORMAT:
@@ -281,6 +281,9 @@ class Simulation:
         if "execution" not in saved:
             saved = {**saved, "execution": "reference"}
             resolved = resolved.model_copy(update={"execution": "reference"})
+        # Any other field added since then behaves as its default did (e.g. quantity_skew 0).
+        defaults = SimulationConfig().model_dump(mode="json")
+        saved = {**{k: v for k, v in defaults.items() if k not in saved}, **saved}
         sim = cls(resolved)
         if saved != sim.config.model_dump(mode="json"):
             raise ValueError("checkpoint: it was written by a simulation with another config")

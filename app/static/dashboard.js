@@ -456,12 +456,13 @@ const LABELS = {
   num_clients: "Clients", rounds: "Rounds", seed: "Seed", input_dim: "Input dim", output_dim: "Output dim",
   samples_per_client: "Samples per client", local_epochs: "Local epochs", learning_rate: "Learning rate",
   batch_size: "Batch size", router_strategy: "Router strategy", dataset: "Data set", partition: "Partition",
-  dirichlet_alpha: "Dirichlet α", drift: "Drift", test_fraction: "Test fraction",
+  dirichlet_alpha: "Dirichlet α", quantity_skew: "Quantity skew σ", drift: "Drift",
+  test_fraction: "Test fraction",
 };
 const GROUPS = [
   ["Run", ["num_clients", "rounds", "seed"]],
   ["Model and training", ["input_dim", "output_dim", "samples_per_client", "learning_rate", "local_epochs", "batch_size", "router_strategy"]],
-  ["Data", ["dataset", "partition", "dirichlet_alpha", "drift", "test_fraction"]],
+  ["Data", ["dataset", "partition", "dirichlet_alpha", "quantity_skew", "drift", "test_fraction"]],
 ];
 const form = { presets: [], fields: new Map() };
 

@@ -5,13 +5,15 @@ c = De + d, so the summed squared error over a batch needs only its moments S = 
 s = Σ x and the count: Σ‖Ax + c‖² = ⟨AS, A⟩ + 2 cᵀAs + n‖c‖². Gradients follow in closed form.
 A full batch's moments are computed once per round and reused by every epoch and expert,
 which turns [n × d] products into [d × d] ones. The latent-replay term of the memory expert,
-mean ‖Ex + e − z‖² over the buffer, is quadratic too (moments of the buffer). The moment
+mean ‖Ex + e − z‖² over the buffer, is quadratic too (moments of the buffer). Zero-padded
+rows (clients of unequal size) add nothing to a moment; only the counts differ. The moment
 algebra runs in float64 so it rounds less than the float32 reference it stands in for.
 Adam: Kingma & Ba 2015, as `torch.optim.Adam` (β = 0.9, 0.999; ε = 1e-8).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -24,16 +26,21 @@ PARTS = ("enc_w", "enc_b", "dec_w", "dec_b")
 
 @dataclass(frozen=True)
 class Moments:
-    """Σ x xᵀ [B, d, d], Σ x [B, d] and the sample count of each row's batch (float64)."""
+    """Σ x xᵀ [B, d, d], Σ x [B, d] and the sample count of each row's batch (float64).
+
+    The count is one number when every batch is full, else [B] (zero-padded batches of
+    clients of unequal size: the padding adds nothing to the sums).
+    """
 
     outer: Tensor
     total: Tensor
-    count: float
+    count: float | Tensor
 
     @classmethod
-    def of(cls, x: Tensor) -> Moments:
+    def of(cls, x: Tensor, count: Tensor | None = None) -> Moments:
         x64 = x.double()
-        return cls(torch.bmm(x64.transpose(1, 2), x64), x64.sum(dim=1), float(x.shape[1]))
+        n = float(x.shape[1]) if count is None else count.double()
+        return cls(torch.bmm(x64.transpose(1, 2), x64), x64.sum(dim=1), n)
 
 
 @dataclass(frozen=True)
@@ -60,6 +67,10 @@ class ReplayMoments:
             count.double(),
         )
 
+    def take(self, rows: Tensor) -> ReplayMoments:
+        """The moments of the buffers `rows` only."""
+        return ReplayMoments(*(getattr(self, f.name)[rows] for f in dataclasses.fields(self)))
+
 
 def recon_loss_and_grads(
     params: dict[str, Tensor], m: Moments, with_grads: bool = True
@@ -80,18 +91,27 @@ def recon_loss_and_grads(
     a_outer = torch.bmm(grouped, m.outer).view(rows, d, d)
     a_total = torch.bmm(grouped, m.total.unsqueeze(2)).view(rows, d)
     total = m.total.repeat_interleave(group, 0) if group > 1 else m.total
-    scale = 1.0 / (m.count * d)
+    count = m.count
+    if isinstance(count, Tensor) and group > 1:
+        count = count.repeat_interleave(group)
+    scale = 1.0 / (count * d)
     sq = (
         torch.linalg.vecdot(a_outer.view(rows, -1), a.view(rows, -1))
         + 2 * torch.linalg.vecdot(c, a_total)
-        + m.count * torch.linalg.vecdot(c, c)
+        + count * torch.linalg.vecdot(c, c)
     )
     loss = sq * scale
     if not with_grads:
         return loss, {}
     # dL/dA = 2/(nd)·(A·S + c sᵀ), dL/dc = 2/(nd)·(A s + n c)
-    grad_a = torch.addcmul(a_outer, c.unsqueeze(2), total.unsqueeze(1)).mul_(2 * scale)
-    grad_c = torch.add(a_total, c, alpha=m.count).mul_(2 * scale)
+    grad_a = torch.addcmul(a_outer, c.unsqueeze(2), total.unsqueeze(1))
+    if isinstance(count, Tensor):  # one count per row
+        twice = (2.0 / (count * d)).unsqueeze(1)
+        grad_a.mul_(twice.unsqueeze(2))
+        grad_c = torch.addcmul(a_total, c, count.unsqueeze(1)).mul_(twice)
+    else:
+        grad_a.mul_(2 * scale)
+        grad_c = torch.add(a_total, c, alpha=count).mul_(2 * scale)
     dec_t = dec_w.transpose(1, 2)
     return loss, {
         "enc_w": torch.bmm(dec_t, grad_a),
@@ -127,11 +147,29 @@ def replay_loss_and_grads(
 
 
 def adam_step(
-    param: Tensor, grad: Tensor, exp_avg: Tensor, exp_avg_sq: Tensor, step: int, lr: Tensor
+    param: Tensor, grad: Tensor, exp_avg: Tensor, exp_avg_sq: Tensor, step: int | Tensor, lr: Tensor
 ) -> None:
-    """One Adam update in place; `lr` [B] is each row's rate, `step` counts from 1."""
+    """One Adam update in place; `lr` [B] is each row's rate, `step` counts from 1: one count
+    for every row, or [B] when rows have stepped unequally often (clients of unequal size)."""
+    shape = (-1, *([1] * (param.dim() - 1)))
+    root: float | Tensor
+    if isinstance(step, Tensor):
+        correction, per_row_root = _bias_corrections(step)
+        step_size = (lr / correction).view(shape)
+        root = per_row_root.view(shape)
+    else:
+        step_size = (lr / (1 - BETA1**step)).view(shape)
+        root = math.sqrt(1 - BETA2**step)
     exp_avg.lerp_(grad, 1 - BETA1)
     exp_avg_sq.mul_(BETA2).addcmul_(grad, grad, value=1 - BETA2)
-    step_size = (lr / (1 - BETA1**step)).view(-1, *([1] * (param.dim() - 1)))
-    denom = (exp_avg_sq.sqrt() / math.sqrt(1 - BETA2**step)).add_(EPS)
+    denom = (exp_avg_sq.sqrt() / root).add_(EPS)
     param.sub_(step_size * exp_avg / denom)
+
+
+def _bias_corrections(step: Tensor) -> tuple[Tensor, Tensor]:
+    """1 − β1ᵗ and √(1 − β2ᵗ) per row as float32, by the scalar formula of each distinct t."""
+    distinct, inverse = torch.unique(step, return_inverse=True)
+    values = distinct.tolist()
+    first = torch.tensor([1 - BETA1**t for t in values], dtype=torch.float64)
+    second = torch.tensor([math.sqrt(1 - BETA2**t) for t in values], dtype=torch.float64)
+    return first.float()[inverse], second.float()[inverse]

@@ -4,20 +4,28 @@ The reference consumes one shared `torch.Generator` client by client: the shared
 epoch permutations, then for each expert it trains supervised the memory expert's store
 permutation and its epoch permutations, then the same for self-supervised training. None of
 these draws depends on training results, so the batched pool takes them up front, in that
-order, and stacks them. Only mini-batch training and the memory expert draw at all.
+order, and stacks them. Only mini-batch training and the memory expert draw at all; each client
+draws permutations of its own size.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
+from scarcity.batched.padding import padded_randperm
+
 
 @dataclass(frozen=True)
 class RoundDraws:
-    """Stacked permutations of one round; None where nothing was drawn."""
+    """Stacked permutations of one round (n = the largest client); None where nothing was drawn.
+
+    A smaller client's permutation is its own draw followed by its padding positions; a client
+    that trains full-batch while others shuffle gets the identity (one batch holds all of it).
+    """
 
     shared: Tensor | None  # [N, epochs, n]
     supervised_store: Tensor | None  # [N, n]: memory expert's store draw (rows it trained)
@@ -29,41 +37,43 @@ class RoundDraws:
 def draw_round(
     generator: torch.Generator,
     *,
-    num_samples: int,
+    sizes: Sequence[int],
+    batch_size: int,
     trained: list[list[int]],
     num_experts: int,
     memory: int | None,
     shared_epochs: int,
     epochs: int,
     ssl_epochs: int,
-    minibatch: bool,
     structure_discovery: bool,
 ) -> RoundDraws:
-    """`trained[c]`: the experts client c trains supervised; `shared_epochs` 0 = no FedAvg."""
-    n, gen = num_samples, generator
-    perm = torch.randperm
+    """`sizes[c]`: client c's samples; `trained[c]`: the experts it trains supervised;
+    `shared_epochs` 0 = no FedAvg. A client shuffles when 0 < batch_size < its size."""
+    n = max(sizes)
+    shuffles = [0 < batch_size < size for size in sizes]
+    minibatch = any(shuffles)
     shared: list[Tensor] = []
     sup_store: list[Tensor] = []
     sup: list[Tensor] = []
     ssl_store: list[Tensor] = []
     ssl: list[Tensor] = []
     empty = torch.zeros(n, dtype=torch.long)
-    for experts in trained:
+    for size, shuffled, experts in zip(sizes, shuffles, trained, strict=True):
         if minibatch:
-            shared.extend(perm(n, generator=gen) for _ in range(shared_epochs))
+            shared.extend(_epoch_perms(shared_epochs, size, n, shuffled, generator))
         store = empty
         for e in experts:
             if e == memory:
-                store = perm(n, generator=gen)
+                store = padded_randperm(size, n, generator)
             if minibatch:
-                sup.extend(perm(n, generator=gen) for _ in range(epochs))
+                sup.extend(_epoch_perms(epochs, size, n, shuffled, generator))
         sup_store.append(store)
         if structure_discovery:
             for e in range(num_experts):
                 if e == memory:
-                    ssl_store.append(perm(n, generator=gen))
+                    ssl_store.append(padded_randperm(size, n, generator))
                 if minibatch:
-                    ssl.extend(perm(n, generator=gen) for _ in range(ssl_epochs))
+                    ssl.extend(_epoch_perms(ssl_epochs, size, n, shuffled, generator))
     clients = len(trained)
 
     def stacked(items: list[Tensor], *shape: int) -> Tensor | None:
@@ -76,3 +86,12 @@ def draw_round(
         ssl_store=stacked(ssl_store),
         ssl=stacked(ssl, num_experts, ssl_epochs),
     )
+
+
+def _epoch_perms(
+    epochs: int, size: int, n: int, shuffled: bool, generator: torch.Generator
+) -> list[Tensor]:
+    """One client's shuffle of each epoch; the identity (no draw) when it trains full-batch."""
+    if shuffled:
+        return [padded_randperm(size, n, generator) for _ in range(epochs)]
+    return [torch.arange(n)] * epochs

@@ -3,7 +3,8 @@
 Each client holds J heads (its shared model and/or expert heads) trained on its own data; the
 rows of the weight tensors are client-major ([N·J, out, in], [N·J, out], `nn.Linear`'s
 layout). Full-batch products use one [n, in] × [in, J·out] product per client; mini-batches
-gather each row's samples with one `index_select`. Gradients are written out instead of
+gather each row's samples with one `index_select`. Clients of unequal size are zero-padded and
+their padded samples weighted 0 (`padding`). Gradients are written out instead of
 taken by autograd: logistic and linear regression need one product each way.
 `fit_heads` mirrors `scarcity.core.training.fit` (same batches, losses and statistics).
 """
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from scarcity.batched.padding import at_least_one, batch_mask, masked_std_mean, real_rows
 from scarcity.core.training import Task
 
 
@@ -33,9 +35,13 @@ def per_sample_loss(task: Task, prediction: Tensor, target: Tensor) -> Tensor:
 
 
 def loss_and_grad(
-    task: Task, prediction: Tensor, target: Tensor, sample_dim: int
+    task: Task, prediction: Tensor, target: Tensor, sample_dim: int, weight: Tensor | None = None
 ) -> tuple[Tensor, Tensor]:
-    """Sample-mean loss (the sample axis reduced) and its gradient w.r.t. the prediction."""
+    """Sample-mean loss (the sample axis reduced) and its gradient w.r.t. the prediction.
+
+    `weight` (shaped like the per-sample loss, or broadcast to it) replaces the plain mean's
+    1/n: each row's mask divided by its own sample count, so padded samples weigh nothing.
+    """
     n = prediction.shape[sample_dim]
     if task == "classification":
         top = prediction.amax(dim=-1, keepdim=True)
@@ -43,13 +49,18 @@ def loss_and_grad(
         norm = exp.sum(dim=-1, keepdim=True)
         index = target.unsqueeze(-1)
         picked = prediction.gather(-1, index)
-        loss = (norm.log() + top - picked).squeeze(-1).mean(dim=sample_dim)
+        per_sample = (norm.log() + top - picked).squeeze(-1)
         grad = exp.div_(norm)
         grad.scatter_add_(-1, index, torch.full(index.shape, -1.0))
-        return loss, grad.div_(n)
+        if weight is None:
+            return per_sample.mean(dim=sample_dim), grad.div_(n)
+        return (per_sample * weight).sum(dim=sample_dim), grad.mul_(weight.unsqueeze(-1))
     diff = prediction - target
     out = prediction.shape[-1]
-    return (diff**2).mean(dim=-1).mean(dim=sample_dim), diff * (2.0 / (n * out))
+    if weight is None:
+        return (diff**2).mean(dim=-1).mean(dim=sample_dim), diff * (2.0 / (n * out))
+    loss = ((diff**2).mean(dim=-1) * weight).sum(dim=sample_dim)
+    return loss, diff * (weight.unsqueeze(-1) * (2.0 / out))
 
 
 @dataclass(frozen=True)
@@ -63,10 +74,16 @@ class HeadStats:
     mean_grad: Tensor
 
 
-def gather_rows(t: Tensor, idx: Tensor, group: int) -> Tensor:
-    """Samples `idx` [N·J, m] of each row's client data `t` [N, n, ...] → [N·J, m, ...]."""
+def gather_rows(t: Tensor, idx: Tensor, group: int, rows: Tensor | None = None) -> Tensor:
+    """Samples `idx` [R, m] of each row's client data `t` [N, n, ...] → [R, m, ...].
+
+    Row r belongs to client r // group; `rows` [R] names the rows (None = all N·J in order).
+    """
     clients, n = t.shape[:2]
-    owner = torch.arange(clients).repeat_interleave(group) * n
+    if rows is None:
+        owner = torch.arange(clients).repeat_interleave(group) * n
+    else:
+        owner = rows.div(group, rounding_mode="floor") * n
     flat = (idx + owner.unsqueeze(1)).view(-1)
     picked = t.reshape(clients * n, *t.shape[2:]).index_select(0, flat)
     return picked.view(len(idx), idx.shape[1], *t.shape[2:])
@@ -94,6 +111,7 @@ def fit_heads(
     perms: Tensor | None,
     on_epoch: Callable[[Tensor], Tensor | None] | None = None,
     details: bool = True,
+    sizes: Tensor | None = None,
 ) -> HeadStats:
     """SGD of every head on its client's data, in place.
 
@@ -102,6 +120,9 @@ def fit_heads(
     (None = full batch). `on_epoch(loss)` gets each epoch's sample-weighted loss [N·J]
     and may return new rates. With `details` off only `train_loss` is measured (the other
     statistics are zeros): they feed insights only, and skipping them saves two full passes.
+    `sizes` [N]: each client's sample count when they differ (`x`, `y` zero-padded to n and
+    `perms` holding each client's real rows first, see `padding`): padded samples weigh 0 and
+    the heads of a client out of rows sit a mini-batch out. None = n for everyone.
     """
     clients, n = x.shape[:2]
     rows, out = w.shape[:2]
@@ -109,16 +130,22 @@ def fit_heads(
     target = y.unsqueeze(2)  # broadcast over the J heads
     if task == "classification":
         target = target.expand(clients, n, group)
+    full_weight = row_sizes = real = None
+    if sizes is not None:
+        real = real_rows(sizes, n)
+        full_weight = (real / sizes.unsqueeze(1)).unsqueeze(2)  # [N, n, 1]: for all J heads
+        row_sizes = sizes.repeat_interleave(group)
     initial = torch.zeros(rows)
     if details:
-        initial = loss_and_grad(task, _full_forward(w, b, x, group), target, 1)[0].reshape(rows)
+        forward = _full_forward(w, b, x, group)
+        initial = loss_and_grad(task, forward, target, 1, full_weight)[0].reshape(rows)
     grad_sum = torch.zeros(rows)
-    steps = 0
+    steps: int | Tensor = 0
     epoch_losses = []
     for epoch in range(epochs):
         epoch_loss = torch.zeros(rows)
         if perms is None:
-            loss, grad = loss_and_grad(task, _full_forward(w, b, x, group), target, 1)
+            loss, grad = loss_and_grad(task, _full_forward(w, b, x, group), target, 1, full_weight)
             loss = loss.reshape(rows)
             grad = grad.view(clients, n, group * out)
             grad_w = torch.bmm(grad.transpose(1, 2), x).view(rows, out, -1)
@@ -127,7 +154,18 @@ def fit_heads(
             epoch_loss += loss
             steps += 1
         else:
-            for idx in perms[:, epoch].split(batch_size, dim=1):
+            for batch, idx in enumerate(perms[:, epoch].split(batch_size, dim=1)):
+                if row_sizes is not None:
+                    # Only heads whose client has samples left in this batch compute and step.
+                    alive = row_sizes > batch * batch_size
+                    live = alive.nonzero().squeeze(1)
+                    sums = grad_sum if details else None
+                    loss, count = _step_rows(
+                        task, w, b, x, y, idx[live], live, group, row_sizes[live], lr, numel, sums
+                    )
+                    epoch_loss.index_add_(0, live, loss * (count / row_sizes[live]))
+                    steps = steps + alive
+                    continue
                 xb, yb = gather_rows(x, idx, group), gather_rows(y, idx, group)
                 prediction = torch.baddbmm(b.unsqueeze(1), xb, w.transpose(1, 2))
                 loss, grad = loss_and_grad(task, prediction, yb, 1)
@@ -143,14 +181,49 @@ def fit_heads(
     std, mean = torch.zeros(rows), torch.zeros(rows)
     if details:
         losses = per_sample_loss(task, _full_forward(w, b, x, group), target)  # [N, n, J]
-        std, mean = torch.std_mean(losses, dim=1, correction=0)
+        if real is None:
+            std, mean = torch.std_mean(losses, dim=1, correction=0)
+        else:
+            std, mean = masked_std_mean(losses, real)
     return HeadStats(
         initial_loss=initial,
         train_loss=torch.stack(epoch_losses).double().mean(dim=0),
         final_loss=mean.reshape(rows),
         uncertainty=std.reshape(rows),
-        mean_grad=grad_sum / max(steps, 1),
+        mean_grad=grad_sum / at_least_one(steps),
     )
+
+
+def _step_rows(
+    task: Task,
+    w: Tensor,
+    b: Tensor,
+    x: Tensor,
+    y: Tensor,
+    idx: Tensor,
+    rows: Tensor,
+    group: int,
+    sizes: Tensor,
+    lr: Tensor,
+    numel: int,
+    grad_sum: Tensor | None,
+) -> tuple[Tensor, Tensor]:
+    """SGD step of the heads `rows` [R] on their samples `idx` [R, m] of zero-padded clients of
+    `sizes` [R] (each with at least one real sample here); returns their loss and sample count."""
+    xb, yb = gather_rows(x, idx, group, rows), gather_rows(y, idx, group, rows)
+    w_rows, b_rows = w[rows], b[rows]
+    prediction = torch.baddbmm(b_rows.unsqueeze(1), xb, w_rows.transpose(1, 2))
+    real = batch_mask(idx, sizes)
+    count = real.sum(dim=1)
+    loss, grad = loss_and_grad(task, prediction, yb, 1, real / count.unsqueeze(1))
+    grad_w = torch.bmm(grad.transpose(1, 2), xb)
+    row_sum = None if grad_sum is None else torch.zeros(len(rows))
+    _step(w_rows, b_rows, grad_w, grad.sum(dim=1), lr[rows], row_sum, numel)
+    w.index_copy_(0, rows, w_rows)
+    b.index_copy_(0, rows, b_rows)
+    if grad_sum is not None and row_sum is not None:
+        grad_sum.index_add_(0, rows, row_sum)
+    return loss, count
 
 
 def _step(

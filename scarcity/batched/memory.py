@@ -2,7 +2,8 @@
 
 Each client's buffer is a fixed [capacity, ·] block, right-aligned: the newest rows last,
 empty slots zero (so they add nothing to the buffer's moments). Appending k rows shifts the
-block left by k and drops the oldest, as `torch.cat([...])[-capacity:]` does per client.
+block left by k and drops the oldest, as `torch.cat([...])[-capacity:]` does per client (k may
+differ between clients).
 """
 
 from __future__ import annotations
@@ -24,12 +25,23 @@ class ReplayBuffers:
         self.z = torch.zeros(num_clients, capacity, latent_dim)
         self.size = torch.zeros(num_clients, dtype=torch.long)
 
-    def append(self, clients: Tensor, x: Tensor, z: Tensor) -> None:
-        """Add rows x [M, k, d] and their latents z [M, k, L] to the buffers of `clients`."""
+    def append(self, clients: Tensor, x: Tensor, z: Tensor, counts: Tensor | None = None) -> None:
+        """Add rows x [M, k, d] and their latents z [M, k, L] to the buffers of `clients`.
+
+        `counts` [M]: only each client's first `counts` rows are new (clients of unequal size
+        store fewer); None = all k.
+        """
         cap = self.capacity
-        self.x[clients] = torch.cat([self.x[clients], x], dim=1)[:, -cap:]
-        self.z[clients] = torch.cat([self.z[clients], z], dim=1)[:, -cap:]
-        self.size[clients] = (self.size[clients] + x.shape[1]).clamp(max=cap)
+        x_all = torch.cat([self.x[clients], x], dim=1)
+        z_all = torch.cat([self.z[clients], z], dim=1)
+        if counts is None:
+            self.x[clients], self.z[clients] = x_all[:, -cap:], z_all[:, -cap:]
+        else:  # the `cap` slots ending after each client's last new row
+            keep = (counts.unsqueeze(1) + torch.arange(cap)).unsqueeze(2)
+            self.x[clients] = x_all.gather(1, keep.expand(-1, -1, x.shape[2]))
+            self.z[clients] = z_all.gather(1, keep.expand(-1, -1, z.shape[2]))
+        added = x.shape[1] if counts is None else counts
+        self.size[clients] = (self.size[clients] + added).clamp(max=cap)
 
     def moments(self) -> ReplayMoments:
         return ReplayMoments.of(self.x, self.z, self.size)

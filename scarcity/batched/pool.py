@@ -7,6 +7,8 @@ router counts — and runs `Client.train_round` for all clients at once: heads b
 router as one choice per client (`router`), summaries as reductions over the client axis.
 Random draws are taken in the reference's order (`draws`), so for the same config both
 paths compute the same numbers up to float rounding. Row layout: [N, K, ...] for experts.
+Clients of unequal data size (`quantity_skew`) are zero-padded to the largest and their padded
+rows masked out (`padding`); with equal sizes `ragged_sizes` is None and no mask is built.
 """
 
 from __future__ import annotations
@@ -38,6 +40,14 @@ from scarcity.batched.insights import (
 )
 from scarcity.batched.linear import fit_heads, gather_rows
 from scarcity.batched.memory import ReplayBuffers
+from scarcity.batched.padding import (
+    at_least_one,
+    batch_mask,
+    masked_min_max,
+    masked_var_mean,
+    pad_clients,
+    real_rows,
+)
 from scarcity.batched.router import route
 from scarcity.config import SimulationConfig
 from scarcity.core.aggregate import pairwise_average
@@ -64,16 +74,25 @@ class ClientPool:
         self.names = EXTENDED_PORTFOLIO if cfg.extended_experts else BASE_PORTFOLIO
         self.memory = _index(self.names, "MemoryConsolidationExpert")
         self.meta = _index(self.names, "MetaAdaptationExpert")
-        sizes = {len(x) for x in data.client_x}
-        if len(sizes) != 1:  # the data layer gives every client `samples_per_client` samples
-            raise ValueError("the batched pool needs clients of equal data size")
-        self.base_x = torch.stack(data.client_x)
-        self.base_y = torch.stack(data.client_y)
-        self.num_clients, self.num_samples = self.base_x.shape[:2]
+        #: Every client's sample count [N].
+        self.sizes = torch.tensor(data.sizes)
+        #: The same when the counts differ (data padded, masks on), None when all are equal.
+        self.ragged_sizes = self.sizes if len(set(data.sizes)) > 1 else None
+        self.base_x = pad_clients(data.client_x)
+        self.base_y = pad_clients(data.client_y)
+        #: Rows per client in the data tensors: the largest client's sample count.
+        self.num_clients, self.max_samples = self.base_x.shape[:2]
+        #: [N, n, 1]: 1 on real rows, 0 on padding (None without padding).
+        self.real_rows = (
+            None
+            if self.ragged_sizes is None
+            else real_rows(self.ragged_sizes, self.max_samples).unsqueeze(2).float()
+        )
         n_clients, k = self.num_clients, len(self.names)
         self._init_weights(generator)
         self.adam = {f"{s}.{p}": torch.zeros_like(self.w[p]) for p in PARTS for s in ("m", "v")}
-        self.ssl_steps = 0
+        #: Adam steps each client's autoencoders took (a client out of rows skips a step).
+        self.ssl_steps = torch.zeros(n_clients, dtype=torch.long)
         self.buffers = ReplayBuffers(n_clients, cfg.memory_capacity, cfg.input_dim, cfg.latent_dim)
         self.previous_mean = torch.full((n_clients,), math.nan, dtype=torch.float64)
         self.adaptation = LearningRateAdaptation(
@@ -129,10 +148,12 @@ class ClientPool:
         offset = self.data.drift * (round_index - 1)
         if offset == 0:
             return self.base_x, self.base_y
+        # Padding stays zero, so that it adds nothing to sums and moments.
+        shift = offset if self.real_rows is None else offset * self.real_rows
         y = self.base_y
         if self.data.target_shift is not None:
-            y = y + offset * self.data.target_shift
-        return self.base_x + offset, y
+            y = y + shift * self.data.target_shift
+        return self.base_x + shift, y
 
     # -- the round ------------------------------------------------------------------------
     def train_round(self, round_index: int) -> PoolRound:
@@ -140,9 +161,7 @@ class ClientPool:
         cfg = self.config
         x, y = self.round_data(round_index)
         n_clients, k = self.num_clients, len(self.names)
-        n = self.num_samples
         self.adaptation.start_round()
-        minibatch = 0 < cfg.batch_size < n
         chosen: Tensor | None = None
         if cfg.expert_routing:
             chosen = route(
@@ -152,6 +171,7 @@ class ClientPool:
                 cfg.variance_threshold,
                 self.router_calls,
                 self.rng,
+                self.ragged_sizes,
             )
             self.router_calls += 1
             self.router_usage[torch.arange(n_clients), chosen] += 1
@@ -160,14 +180,14 @@ class ClientPool:
             trained = [list(range(k))] * n_clients
         draws = draw_round(
             self.generator,
-            num_samples=n,
+            sizes=self.sizes.tolist(),
+            batch_size=cfg.batch_size,
             trained=trained,
             num_experts=k,
             memory=self.memory,
             shared_epochs=cfg.local_epochs if cfg.federated_averaging else 0,
             epochs=cfg.local_epochs,
             ssl_epochs=cfg.ssl_epochs,
-            minibatch=minibatch,
             structure_discovery=cfg.structure_discovery,
         )
         shared, supervised = self._train_heads(x, y, chosen, draws)
@@ -254,6 +274,7 @@ class ClientPool:
             perms,
             on_epoch,
             details=self.details,
+            sizes=self.ragged_sizes,
         )
         w = w.view(n_clients, group, *w.shape[1:])
         b = b.view(n_clients, group, -1)
@@ -278,11 +299,13 @@ class ClientPool:
     ) -> tuple[dict[str, Tensor], Tensor | None]:
         """Self-supervised (Adam) training of every expert's autoencoder, all at once."""
         cfg = self.config
-        n_clients, k, n = self.num_clients, len(self.names), self.num_samples
+        n_clients, k, n = self.num_clients, len(self.names), self.max_samples
         count = n_clients * k
         params = {p: self.w[p].view(count, *self.w[p].shape[2:]) for p in PARTS}
         adam = {key: t.view(count, *t.shape[2:]) for key, t in self.adam.items()}
-        full = Moments.of(x)  # per client, shared by its k experts
+        ragged = self.ragged_sizes
+        row_sizes = None if ragged is None else ragged.repeat_interleave(k)
+        full = Moments.of(x, ragged)  # per client, shared by its k experts
         initial, _ = recon_loss_and_grads(params, full, with_grads=False)
         replay: ReplayMoments | None = None
         memory_rows = torch.arange(n_clients) * k + (self.memory or 0)
@@ -302,7 +325,7 @@ class ClientPool:
         lr = learning_rates()
         numel = sum(params[p][0].numel() for p in PARTS)
         grad_sum = torch.zeros(count)
-        steps = 0
+        steps: int | Tensor = 0
         epoch_losses = []
         perms = None if draws.ssl is None else draws.ssl.reshape(count, *draws.ssl.shape[2:])
         for epoch in range(cfg.ssl_epochs):
@@ -310,26 +333,37 @@ class ClientPool:
                 [None] if perms is None else list(perms[:, epoch].split(cfg.batch_size, dim=1))
             )
             epoch_loss = torch.zeros(count, dtype=torch.float64)
-            for idx in batches:
+            for batch, idx in enumerate(batches):
+                if idx is not None and row_sizes is not None:
+                    # Unequal sizes: only the experts of clients with samples left in this
+                    # batch compute and step (the others' Adam is not stepped).
+                    alive_rows = row_sizes > batch * cfg.batch_size
+                    rows = alive_rows.nonzero().squeeze(1)
+                    real = batch_mask(idx[rows], row_sizes[rows]).sum(dim=1)
+                    moments = Moments.of(gather_rows(x, idx[rows], k, rows), real)
+                    part = {p: t[rows] for p, t in params.items()}
+                    loss, grads = self._ssl_loss_and_grads(part, moments, replay, rows)
+                    epoch_loss.index_add_(0, rows, loss * (real / row_sizes[rows]))
+                    grad_sum.index_add_(0, rows, _mean_abs(grads, numel))
+                    steps = steps + alive_rows
+                    self.ssl_steps += alive_rows.view(n_clients, k)[:, 0]
+                    row_steps = self.ssl_steps.repeat_interleave(k)[rows]
+                    for p in PARTS:
+                        m, v = adam[f"m.{p}"][rows], adam[f"v.{p}"][rows]
+                        adam_step(part[p], grads[p], m, v, row_steps, lr[rows])
+                        params[p].index_copy_(0, rows, part[p])
+                        adam[f"m.{p}"].index_copy_(0, rows, m)
+                        adam[f"v.{p}"].index_copy_(0, rows, v)
+                    continue
                 moments = full if idx is None else Moments.of(gather_rows(x, idx, k))
-                loss, grads = recon_loss_and_grads(params, moments)
-                if replay is not None:
-                    r_loss, r_w, r_b = replay_loss_and_grads(
-                        params["enc_w"][memory_rows], params["enc_b"][memory_rows], replay
-                    )
-                    weight = MemoryConsolidationExpert.replay_weight
-                    loss[memory_rows] += weight * r_loss
-                    grads["enc_w"][memory_rows] += weight * r_w
-                    grads["enc_b"][memory_rows] += weight * r_b
-                grads32 = {p: g.float() for p, g in grads.items()}
-                grad_sum += sum(g.abs().flatten(1).sum(dim=1) for g in grads32.values()) / numel
+                loss, grads = self._ssl_loss_and_grads(params, moments, replay)
+                grad_sum += _mean_abs(grads, numel)
                 epoch_loss += loss * ((n if idx is None else idx.shape[1]) / n)
                 steps += 1
                 self.ssl_steps += 1  # one optimizer.step() of every expert's Adam
+                step = int(self.ssl_steps[0])  # every client has stepped as often
                 for p in PARTS:
-                    adam_step(
-                        params[p], grads32[p], adam[f"m.{p}"], adam[f"v.{p}"], self.ssl_steps, lr
-                    )
+                    adam_step(params[p], grads[p], adam[f"m.{p}"], adam[f"v.{p}"], step, lr)
             epoch_losses.append(epoch_loss.float())
             if meta_clients is not None:
                 self.adaptation.adapt("self_supervised", epoch_losses[-1][is_meta], meta_clients)
@@ -343,9 +377,34 @@ class ClientPool:
         ssl = {
             "initial_recon_loss": initial.float().double().view(n_clients, k),
             "recon_loss": final.float().double().view(n_clients, k),
-            "mean_grad": (grad_sum / max(steps, 1)).double().view(n_clients, k),
+            "mean_grad": (grad_sum / at_least_one(steps)).double().view(n_clients, k),
         }
         return ssl, None if replay_error is None else replay_error.float().double()
+
+    def _ssl_loss_and_grads(
+        self,
+        params: dict[str, Tensor],
+        moments: Moments,
+        replay: ReplayMoments | None,
+        rows: Tensor | None = None,
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """Reconstruction loss (float64) and float32 gradients of the autoencoders `rows` (None =
+        all N·K, in order), plus the memory expert's latent-replay term."""
+        loss, grads = recon_loss_and_grads(params, moments)
+        if replay is not None and self.memory is not None:
+            k = len(self.names)
+            row_ids = torch.arange(len(loss)) if rows is None else rows
+            mem = (row_ids % k).eq(self.memory).nonzero().squeeze(1)
+            if rows is not None:
+                replay = replay.take(rows[mem].div(k, rounding_mode="floor"))
+            r_loss, r_w, r_b = replay_loss_and_grads(
+                params["enc_w"][mem], params["enc_b"][mem], replay
+            )
+            weight = MemoryConsolidationExpert.replay_weight
+            loss[mem] += weight * r_loss
+            grads["enc_w"][mem] += weight * r_w
+            grads["enc_b"][mem] += weight * r_b
+        return loss, {p: g.float() for p, g in grads.items()}
 
     def _store(self, x: Tensor, perm: Tensor | None, clients: Tensor) -> None:
         """Memory expert's `_before_train`: store a random share of inputs with their latents."""
@@ -353,13 +412,15 @@ class ClientPool:
             return
         cfg = self.config
         share = MemoryConsolidationExpert.store_fraction
-        k = min(self.num_samples, max(1, round(cfg.memory_capacity * share)))
+        k = min(self.max_samples, max(1, round(cfg.memory_capacity * share)))
         assert self.memory is not None
         picked = gather_rows(x[clients], perm[clients, :k], 1)
         enc_w = self.w["enc_w"][clients, self.memory]
         enc_b = self.w["enc_b"][clients, self.memory]
         z = torch.baddbmm(enc_b.unsqueeze(1), picked, enc_w.transpose(1, 2))
-        self.buffers.append(clients, picked, z)
+        # A client smaller than k stores all of its rows (the rest of `picked` is padding).
+        counts = None if self.ragged_sizes is None else self.ragged_sizes[clients].clamp(max=k)
+        self.buffers.append(clients, picked, z, counts)
 
     def _summarize(self, offset: float) -> dict[str, Tensor]:
         """Every expert's `summarize` for every client (one observation per round)."""
@@ -388,19 +449,27 @@ class ClientPool:
         data, float64 [N]. Drift shifts every feature by one offset, so these are computed
         once from the round-1 data and shifted."""
         if self._base_statistics is None:
-            var, mean = torch.var_mean(self.base_x.flatten(1), dim=1, correction=0)
-            flat = self.base_x.flatten(1)
-            self._base_statistics = (
-                var.double(),
-                mean.double(),
-                flat.amin(dim=1).double(),
-                flat.amax(dim=1).double(),
-                self.base_x.mean(dim=(1, 2)).double(),
-            )
+            self._base_statistics = self._round_one_statistics()
         var, mean, low, high, current = self._base_statistics
         if offset == 0.0:
             return var, mean, low, high, current
         return var, mean + offset, low + offset, high + offset, current + offset
+
+    def _round_one_statistics(self) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        x = self.base_x
+        if self.ragged_sizes is None:
+            var, mean = torch.var_mean(x.flatten(1), dim=1, correction=0)
+            flat = x.flatten(1)
+            return (
+                var.double(),
+                mean.double(),
+                flat.amin(dim=1).double(),
+                flat.amax(dim=1).double(),
+                x.mean(dim=(1, 2)).double(),
+            )
+        var, mean = masked_var_mean(x, self.ragged_sizes)
+        low, high = masked_min_max(x, self.ragged_sizes)
+        return var, mean, low.double(), high.double(), mean
 
     def replay_error(self) -> Tensor:
         """Each client's latent replay error (0 with an empty buffer), float64 [N]."""
@@ -451,7 +520,8 @@ class ClientPool:
         return {"weight": self.w["shared_w"], "bias": self.w["shared_b"]}
 
     def sample_counts(self) -> Tensor:
-        return torch.full((self.num_clients,), float(self.num_samples))
+        """Every client's training samples, FedAvg's weights [N]."""
+        return self.sizes.float()
 
     def receive_meta_params(self, params: dict[str, float]) -> None:
         self.meta_params = dict(params)
@@ -492,7 +562,7 @@ class ClientPool:
         return {
             "weights": {key: t.clone() for key, t in self.w.items()},
             "adam": {key: t.clone() for key, t in self.adam.items()},
-            "ssl_steps": self.ssl_steps,
+            "ssl_steps": self.ssl_steps.clone(),
             "memory": self.buffers.state_dict(),
             "previous_mean": self.previous_mean.clone(),
             "lr": self.adaptation.state_dict(),
@@ -503,13 +573,21 @@ class ClientPool:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.w = {key: t.clone() for key, t in state["weights"].items()}
         self.adam = {key: t.clone() for key, t in state["adam"].items()}
-        self.ssl_steps = state["ssl_steps"]
+        steps = state["ssl_steps"]  # one int for all clients in checkpoints of before
+        self.ssl_steps = (
+            torch.full((self.num_clients,), steps) if isinstance(steps, int) else steps.clone()
+        )
         self.buffers.load_state_dict(state["memory"])
         self.previous_mean = state["previous_mean"].clone()
         self.adaptation.load_state_dict(state["lr"])
         self.router_calls = state["router"]["calls"]
         self.router_usage = state["router"]["usage"].clone()
         self.meta_params = dict(state["meta_params"])
+
+
+def _mean_abs(grads: dict[str, Tensor], numel: int) -> Tensor:
+    """Mean |gradient| of each row over all parts, as `fit` records it per step."""
+    return sum((g.abs().flatten(1).sum(dim=1) for g in grads.values()), torch.zeros(())) / numel
 
 
 def _index(names: tuple[str, ...], name: str) -> int | None:

@@ -13,10 +13,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from scarcity.batched.padding import masked_var_mean
 from scarcity.core.router import ROUTER_STRATEGIES
 
-# (data [N, n, d], expert names, threshold, calls so far, rng) → expert index per client [N]
-BatchedStrategy = Callable[[Tensor, Sequence[str], float, int, np.random.Generator], Tensor]
+# (data [N, n, d], expert names, threshold, calls so far, rng, client sizes or None) → expert
+# index per client [N]; with sizes the data is zero-padded after each client's rows.
+BatchedStrategy = Callable[
+    [Tensor, Sequence[str], float, int, np.random.Generator, Tensor | None], Tensor
+]
 BATCHED_STRATEGIES: dict[str, BatchedStrategy] = {}
 
 
@@ -30,10 +34,19 @@ def _register(name: str) -> Callable[[BatchedStrategy], BatchedStrategy]:
 
 @_register("variance")
 def route_by_variance(
-    x: Tensor, names: Sequence[str], threshold: float, calls: int, rng: np.random.Generator
+    x: Tensor,
+    names: Sequence[str],
+    threshold: float,
+    calls: int,
+    rng: np.random.Generator,
+    sizes: Tensor | None,
 ) -> Tensor:
     """High variance (> threshold) → StructureExpert, otherwise → DriftExpert."""
-    high = x.var(dim=(1, 2), correction=0).double() > threshold
+    if sizes is None:
+        variance = x.var(dim=(1, 2), correction=0).double()
+    else:
+        variance = masked_var_mean(x, sizes)[0]
+    high = variance > threshold
     on_high = names.index("StructureExpert") if "StructureExpert" in names else 0
     on_low = names.index("DriftExpert") if "DriftExpert" in names else min(1, len(names) - 1)
     return torch.where(high, on_high, on_low)
@@ -41,7 +54,12 @@ def route_by_variance(
 
 @_register("random")
 def route_randomly(
-    x: Tensor, names: Sequence[str], threshold: float, calls: int, rng: np.random.Generator
+    x: Tensor,
+    names: Sequence[str],
+    threshold: float,
+    calls: int,
+    rng: np.random.Generator,
+    sizes: Tensor | None,
 ) -> Tensor:
     """Uniformly random expert, one draw per client in client order (as the reference)."""
     return torch.tensor([int(rng.integers(len(names))) for _ in range(len(x))])
@@ -49,7 +67,12 @@ def route_randomly(
 
 @_register("round_robin")
 def route_round_robin(
-    x: Tensor, names: Sequence[str], threshold: float, calls: int, rng: np.random.Generator
+    x: Tensor,
+    names: Sequence[str],
+    threshold: float,
+    calls: int,
+    rng: np.random.Generator,
+    sizes: Tensor | None,
 ) -> Tensor:
     """Each expert in turn (every client has made the same number of calls)."""
     return torch.full((len(x),), calls % len(names))
@@ -62,10 +85,12 @@ def route(
     threshold: float,
     calls: int,
     rng: np.random.Generator,
+    sizes: Tensor | None = None,
 ) -> Tensor:
-    """The expert each client trains this round."""
+    """The expert each client trains this round; `sizes` [N] when `x` is padded (`padding`)."""
     if strategy in BATCHED_STRATEGIES:
-        return BATCHED_STRATEGIES[strategy](x, names, threshold, calls, rng).long()
+        return BATCHED_STRATEGIES[strategy](x, names, threshold, calls, rng, sizes).long()
     per_client = ROUTER_STRATEGIES[strategy]
     router = SimpleNamespace(threshold=threshold, calls=calls, rng=rng)
-    return torch.tensor([per_client(xi, list(names), router, rng) for xi in x])  # type: ignore[arg-type]
+    data = list(x) if sizes is None else [xi[:n] for xi, n in zip(x, sizes.tolist(), strict=True)]
+    return torch.tensor([per_client(xi, list(names), router, rng) for xi in data])  # type: ignore[arg-type]

@@ -3,20 +3,27 @@
 Synthetic (regression): a hidden low-rank structure shared by all clients,
 x = shift_c + scale_c · (z·M + 0.3·ε)/√1.09 with z ~ N(0, I_rank), per-client shift ~ N(0, 1)
 per feature and scale ~ U(0.5, 2) (non-IID), target y = x·W* + 0.1·ε from one hidden linear
-map W*. The held-out test set draws ⌈n·f/(1−f)⌉ samples from every client's distribution.
+map W*. The held-out test set draws ⌈n·f/(1−f)⌉ samples from every client's distribution
+(n = `samples_per_client`, whatever the client's own size).
 
 Labelled (`digits`, `breast_cancer`, `wine`, `iris`, bundled with scikit-learn, no download):
 stratified train/test split (`test_fraction`), features standardised with train statistics
 (constant features left at 0), then an `iid` partition (shuffle and split evenly) or a
 `dirichlet` one (each class split across clients with proportions ~ Dir(α), as in Hsu et al.
-2019). Each client then holds exactly `samples_per_client` samples: drawn without replacement
-from its part when the part is large enough, otherwise the whole part plus draws with
-replacement from it (an empty part draws from the whole training set). Choosing
+2019). Each client then holds exactly its size in samples: drawn without replacement from its
+part when the part is large enough, otherwise the whole part plus draws with replacement from
+it (an empty part draws from the whole training set). Choosing
 `samples_per_client ≈ len(train) / num_clients` uses the training data about once.
+
+Sizes (`client_sizes`): `samples_per_client` each, or with `quantity_skew` σ > 0 lognormal
+quantity skew as in LEAF / FedProx: round(samples_per_client · w_i / mean(w)) with
+w_i ~ LogNormal(0, σ²), clipped to [MIN_CLIENT_SAMPLES, MAX_CLIENT_SIZE_FACTOR ·
+samples_per_client], drawn from their own stream (seed, "data", "sizes") so they do not depend
+on the data set.
 
 Drift: in round r every client's features (and the test set's) are shifted by drift·(r − 1);
 synthetic targets follow the same hidden map, labels are unchanged (covariate shift).
-All randomness comes from a numpy Generator seeded from (seed, "data").
+All other randomness comes from a numpy Generator seeded from (seed, "data").
 """
 
 from __future__ import annotations
@@ -29,10 +36,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from scarcity.config import SimulationConfig
+from scarcity.config import MAX_CLIENT_SIZE_FACTOR, MIN_CLIENT_SAMPLES, SimulationConfig
 from scarcity.core.training import Task
 
 DATA_STREAM = 0xDA7A  # second seed word, so data draws never collide with training draws
+SIZE_STREAM = 0x512E  # third seed word: client sizes, apart from the data draws
 SYNTHETIC_RANK = 4
 SYNTHETIC_NOISE = 0.3
 
@@ -65,6 +73,22 @@ class FederatedData:
     def test_set(self, round_index: int = 1) -> tuple[Tensor, Tensor]:
         return self._shift(self.test_x, self.test_y, round_index)
 
+    @property
+    def sizes(self) -> tuple[int, ...]:
+        """Training samples of each client."""
+        return tuple(len(x) for x in self.client_x)
+
+
+def client_sizes(config: SimulationConfig) -> list[int]:
+    """How many training samples each client holds (see the module docstring)."""
+    n = config.samples_per_client
+    if config.quantity_skew == 0:
+        return [n] * config.num_clients
+    rng = np.random.default_rng([config.seed, DATA_STREAM, SIZE_STREAM])
+    weights = rng.lognormal(0.0, config.quantity_skew, size=config.num_clients)
+    sizes = np.rint(n * weights / weights.mean())
+    return np.clip(sizes, MIN_CLIENT_SAMPLES, MAX_CLIENT_SIZE_FACTOR * n).astype(int).tolist()
+
 
 def make_federated_data(config: SimulationConfig) -> FederatedData:
     """The data of one simulation, a pure function of `config`."""
@@ -86,10 +110,10 @@ def _synthetic(config: SimulationConfig, rng: np.random.Generator) -> FederatedD
     ys: list[np.ndarray] = []
     test_xs: list[np.ndarray] = []
     test_ys: list[np.ndarray] = []
-    for _ in range(config.num_clients):
+    for size in client_sizes(config):
         shift = rng.normal(size=d)
         scale = rng.uniform(0.5, 2.0)
-        for n, x_out, y_out in ((config.samples_per_client, xs, ys), (n_test, test_xs, test_ys)):
+        for n, x_out, y_out in ((size, xs, ys), (n_test, test_xs, test_ys)):
             z = rng.normal(size=(n, rank))
             noise = rng.normal(size=(n, d))
             x = shift + scale * (z @ mixing + SYNTHETIC_NOISE * noise) / math.sqrt(
@@ -175,7 +199,8 @@ def _labelled(config: SimulationConfig, rng: np.random.Generator) -> FederatedDa
         parts = dirichlet_partition(y_train, config.num_clients, config.dirichlet_alpha, rng)
     else:
         parts = iid_partition(len(train), config.num_clients, rng)
-    chosen = [fill_to_size(p, config.samples_per_client, len(train), rng) for p in parts]
+    sizes = client_sizes(config)
+    chosen = [fill_to_size(p, n, len(train), rng) for p, n in zip(parts, sizes, strict=True)]
     return FederatedData(
         task="classification",
         client_x=tuple(_f32(x_train[c]) for c in chosen),

@@ -39,6 +39,13 @@ def test_create_returns_202_location_and_the_resolved_config(client: httpx.Clien
         ({"partition": "dirichlet"}, "partition", "labelled"),
         ({"dataset": "iris", "input_dim": 7}, "input_dim", "4 features"),
         ({"num_clients": 50, "rounds": 20, "samples_per_client": 1000}, "num_clients", "200,000"),
+        # 100,000 with equal sizes; the largest skewed client (4 × 100) makes it 400,000.
+        (
+            {"preset": "stage2", "num_clients": 50, "rounds": 20, "samples_per_client": 100}
+            | {"quantity_skew": 2.0},
+            "num_clients",
+            "400,000 > limit 200,000",
+        ),
         ({"learning_rate": 0}, "learning_rate", "greater than"),
     ],
 )

@@ -1,7 +1,8 @@
 """The batched path (`execution="batched"`) against the per-client reference, and its math.
 
 For the same config both executions take the same random draws, so every metric, insight,
-meta-parameter, routing choice and gossip pair agrees up to float rounding.
+meta-parameter, routing choice and gossip pair agrees up to float rounding, with equal client
+data sizes and with unequal ones (`quantity_skew`: the batched path pads and masks).
 """
 
 import math
@@ -21,6 +22,8 @@ from scarcity.batched.autoencoder import (
     replay_loss_and_grads,
 )
 from scarcity.batched.linear import fit_heads, loss_and_grad
+from scarcity.batched.memory import ReplayBuffers
+from scarcity.batched.padding import masked_var_mean, pad_clients, padded_randperm
 from scarcity.batched.router import route
 from scarcity.core.aggregate import (
     fedavg,
@@ -72,6 +75,47 @@ CASES = {
 }
 
 
+# Unequal client sizes on top of every case above, plus corners of the padding: clients smaller
+# than a mini-batch (full batch while others shuffle) or than the memory expert's store, runs
+# of empty batches, drift of padded data, Reptile.
+SKEWED_CASES = {
+    **{f"{name}_skewed": {**case, "quantity_skew": 1.0} for name, case in CASES.items()},
+    "stage8_heavy_skew_minibatch": {
+        "preset": "stage8",
+        "quantity_skew": 2.0,
+        "batch_size": 10,
+        "num_clients": 8,
+        "local_epochs": 2,
+        "ssl_epochs": 4,
+        "memory_capacity": 30,
+        "drift": 0.1,
+    },
+    "stage6_skewed_minibatch_epochs": {
+        "preset": "stage6",
+        "quantity_skew": 1.0,
+        "batch_size": 12,
+        "local_epochs": 3,
+        "num_clients": 6,
+    },
+    "stage8_digits_dirichlet_skewed_minibatch": {
+        "preset": "stage8",
+        "dataset": "digits",
+        "partition": "dirichlet",
+        "quantity_skew": 1.0,
+        "batch_size": 16,
+        "num_clients": 6,
+        "rounds": 3,
+    },
+    "stage8_reptile_skewed_tiny": {
+        "preset": "stage8",
+        "quantity_skew": 1.0,
+        "samples_per_client": 2,
+        "batch_size": 3,
+        "meta_reptile": True,
+    },
+}
+
+
 def _leaves(value, path=""):
     if isinstance(value, dict):
         for key, item in value.items():
@@ -108,6 +152,22 @@ def test_batched_matches_the_reference(case):
     assert_same_results(reference, batched)
 
 
+@pytest.mark.parametrize("case", sorted(SKEWED_CASES))
+def test_batched_matches_the_reference_with_unequal_client_sizes(case):
+    config = resolve_config(SKEWED_CASES[case])
+    pool = Simulation(config).pool
+    assert pool is not None and pool.ragged_sizes is not None  # really padded
+    reference = run_simulation(config.model_copy(update={"execution": "reference"}))
+    batched = run_simulation(config)
+    assert_same_results(reference, batched)
+
+
+def test_equal_client_sizes_take_the_unpadded_path():
+    pool = Simulation(resolve_config(preset="stage8")).pool
+    assert pool is not None and pool.ragged_sizes is None and pool.real_rows is None
+    assert pool.sample_counts().tolist() == [50.0] * 5
+
+
 def test_batched_is_the_default_and_reference_keeps_client_objects():
     assert resolve_config().execution == "batched"
     assert Simulation(resolve_config()).pool is not None
@@ -128,9 +188,16 @@ def test_a_strategy_registered_only_per_client_is_called_per_client():
         del ROUTER_STRATEGIES["by_client_mean"]
 
 
+@pytest.mark.parametrize("quantity_skew", [0.0, 1.0])
 @pytest.mark.parametrize("execution", ["batched", "reference"])
-def test_checkpoint_restore_continues_exactly_in_either_execution(execution):
-    config = resolve_config(preset="stage8", batch_size=20, drift=0.1, execution=execution)
+def test_checkpoint_restore_continues_exactly_in_either_execution(execution, quantity_skew):
+    config = resolve_config(
+        preset="stage8",
+        batch_size=20,
+        drift=0.1,
+        execution=execution,
+        quantity_skew=quantity_skew,
+    )
     full = [r.to_dict() for r in run_simulation(config)]
     sim = Simulation(config)
     sim.run_round()
@@ -151,6 +218,31 @@ def test_a_checkpoint_from_before_execution_existed_continues_on_the_reference()
     restored = Simulation.restore(resolve_config(preset="stage6"), old_blob)
     assert restored.pool is None
     rest = [r.metrics for r in restored.rounds()]
+    assert rest == [r.metrics for r in run_simulation(config)[1:]]
+
+
+def test_a_checkpoint_from_before_quantity_skew_existed_continues():
+    config = resolve_config(preset="stage8", rounds=3)
+    sim = Simulation(config)
+    sim.run_round()
+    state = checkpoint_format.loads(sim.checkpoint())
+    del state["config"]["quantity_skew"]  # as the engine wrote it before
+    restored = Simulation.restore(config, checkpoint_format.dumps(state))
+    assert [r.metrics for r in restored.rounds()] == [r.metrics for r in run_simulation(config)[1:]]
+    state["config"]["seed"] = 1  # another config is still refused
+    with pytest.raises(ValueError, match="another config"):
+        Simulation.restore(config, checkpoint_format.dumps(state))
+
+
+def test_a_pool_checkpoint_with_one_adam_step_count_for_all_clients_still_loads():
+    config = resolve_config(preset="stage8", rounds=3)
+    sim = Simulation(config)
+    sim.run_round()
+    state = checkpoint_format.loads(sim.checkpoint())
+    steps = state["pool"]["ssl_steps"]
+    assert steps.tolist() == [10] * 5
+    state["pool"]["ssl_steps"] = 10  # as the engine wrote it before per-client counts
+    rest = [r.metrics for r in Simulation.restore(config, checkpoint_format.dumps(state)).rounds()]
     assert rest == [r.metrics for r in run_simulation(config)[1:]]
 
 
@@ -273,3 +365,96 @@ def test_gossip_sit_outs_rotate_in_the_batched_pool():
         sat_out += sorted(set(range(5)) - members)
     assert sorted(sat_out) == [0, 1, 2, 3, 4]
     assert np.array_equal(sim.gossip.sit_outs, np.ones(5))
+
+
+# -- padding and masks ----------------------------------------------------------------------
+
+
+def test_padded_randperm_is_the_reference_draw_then_the_padding():
+    ours = padded_randperm(3, 6, torch.Generator().manual_seed(4))
+    theirs = torch.randperm(3, generator=torch.Generator().manual_seed(4))
+    assert ours[:3].tolist() == theirs.tolist() and ours[3:].tolist() == [3, 4, 5]
+    assert padded_randperm(4, 4, torch.Generator()).shape == (4,)
+
+
+def test_pad_clients_zero_fills_and_stacks_equal_sizes_unchanged():
+    a, b = torch.ones(3, 2), torch.full((1, 2), 2.0)
+    padded = pad_clients([a, b])
+    assert padded.shape == (2, 3, 2) and padded[1, 1:].abs().sum() == 0
+    assert torch.equal(pad_clients([a, a]), torch.stack([a, a]))
+
+
+def test_masked_var_mean_ignores_padding():
+    rows = [torch.tensor([[1.0, 2.0], [3.0, 5.0]]), torch.tensor([[4.0, -1.0]])]
+    var, mean = masked_var_mean(pad_clients(rows), torch.tensor([2, 1]))
+    for i, x in enumerate(rows):
+        expected_var, expected_mean = torch.var_mean(x, correction=0)
+        assert var[i].item() == pytest.approx(expected_var.item())
+        assert mean[i].item() == pytest.approx(expected_mean.item())
+
+
+@pytest.mark.parametrize("task", ["classification", "regression"])
+def test_weighted_loss_and_grad_equal_the_unpadded_rows(task):
+    g = torch.Generator().manual_seed(5)
+    prediction = torch.randn(2, 4, 3, generator=g)
+    if task == "classification":
+        target = torch.randint(3, (2, 4), generator=g)
+    else:
+        target = torch.randn(2, 4, 3, generator=g)
+    sizes = torch.tensor([4, 2])
+    weight = (torch.arange(4) < sizes[:, None]) / sizes[:, None]
+    loss, grad = loss_and_grad(task, prediction, target, 1, weight)
+    for i, n in enumerate(sizes.tolist()):
+        alone, alone_grad = loss_and_grad(task, prediction[i : i + 1, :n], target[i : i + 1, :n], 1)
+        assert loss[i].item() == pytest.approx(alone.item(), rel=1e-6)
+        assert torch.allclose(grad[i, :n], alone_grad[0], atol=1e-7)
+        assert grad[i, n:].abs().sum() == 0
+
+
+def test_reconstruction_loss_from_padded_moments_matches_the_unpadded_rows():
+    g = torch.Generator().manual_seed(6)
+    rows = [torch.randn(5, 3, generator=g), torch.randn(2, 3, generator=g)]
+    params = _autoencoder(g)
+    loss, grads = recon_loss_and_grads(params, Moments.of(pad_clients(rows), torch.tensor([5, 2])))
+    for i, x in enumerate(rows):
+        one = {key: value[i : i + 1] for key, value in params.items()}
+        alone, alone_grads = recon_loss_and_grads(one, Moments.of(x.unsqueeze(0)))
+        assert loss[i].item() == pytest.approx(alone.item(), rel=1e-9)
+        for key, grad in alone_grads.items():
+            assert torch.allclose(grads[key][i], grad[0], atol=1e-9), key
+
+
+def test_replay_buffers_append_a_different_count_per_client():
+    buffers = ReplayBuffers(2, 3, 1, 1)
+    first = torch.tensor([[[1.0], [2.0]], [[5.0], [0.0]]])  # client 1 has one new row
+    buffers.append(torch.tensor([0, 1]), first, first, torch.tensor([2, 1]))
+    second = torch.tensor([[[3.0], [4.0]], [[6.0], [7.0]]])
+    buffers.append(torch.tensor([0, 1]), second, second, torch.tensor([2, 2]))
+    # per client: torch.cat([buffer, new rows])[-capacity:], empty slots zero on the left
+    assert buffers.x[:, :, 0].tolist() == [[2.0, 3.0, 4.0], [5.0, 6.0, 7.0]]
+    assert buffers.size.tolist() == [3, 3]
+    buffers = ReplayBuffers(1, 4, 1, 1)
+    buffers.append(torch.tensor([0]), first[1:], first[1:], torch.tensor([1]))
+    assert buffers.x[0, :, 0].tolist() == [0.0, 0.0, 0.0, 5.0] and buffers.size.item() == 1
+
+
+def test_adam_step_with_per_row_step_counts_matches_torch_adam_with_skipped_steps():
+    g = torch.Generator().manual_seed(7)
+    param = torch.randn(2, 3, generator=g)
+    grads = [torch.randn(2, 3, generator=g) for _ in range(3)]
+    stepping = [torch.tensor([0, 1]), torch.tensor([0]), torch.tensor([0, 1])]  # row 1 sits out
+    ours, m, v = param.clone(), torch.zeros(2, 3), torch.zeros(2, 3)
+    steps = torch.zeros(2, dtype=torch.long)
+    for grad, rows in zip(grads, stepping, strict=True):
+        steps[rows] += 1
+        p_rows, m_rows, v_rows = ours[rows], m[rows], v[rows]
+        adam_step(p_rows, grad[rows], m_rows, v_rows, steps[rows], torch.full((len(rows),), 0.1))
+        ours[rows], m[rows], v[rows] = p_rows, m_rows, v_rows
+    for row in range(2):
+        leaf = param[row].clone().requires_grad_()
+        optimizer = torch.optim.Adam([leaf], lr=0.1)
+        for grad, rows in zip(grads, stepping, strict=True):
+            if row in rows.tolist():
+                leaf.grad = grad[row].clone()
+                optimizer.step()
+        assert torch.allclose(ours[row], leaf.detach(), atol=1e-6)

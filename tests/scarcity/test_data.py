@@ -3,9 +3,12 @@
 import numpy as np
 import pytest
 import torch
+from pydantic import ValidationError
 
-from scarcity import resolve_config, run_simulation
+from scarcity import Simulation, resolve_config, run_simulation
+from scarcity.config import MAX_CLIENT_SIZE_FACTOR, MIN_CLIENT_SAMPLES
 from scarcity.core.data import (
+    client_sizes,
     dirichlet_partition,
     fill_to_size,
     make_federated_data,
@@ -67,6 +70,76 @@ def test_fill_to_size_samples_with_replacement_only_when_short():
     short = fill_to_size(np.array([3, 4]), 5, 100, rng)
     assert len(short) == 5 and set(short.tolist()) <= {3, 4}
     assert len(fill_to_size(np.array([], dtype=np.int64), 4, 10, rng)) == 4
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"preset": "stage8"},
+        {"preset": "stage2", "dataset": "digits", "partition": "dirichlet", "num_clients": 7},
+        {"preset": "stage2", "dataset": "wine", "samples_per_client": 12},
+    ],
+)
+def test_no_quantity_skew_gives_every_client_samples_per_client(overrides):
+    config = resolve_config(**overrides)
+    assert config.quantity_skew == 0.0
+    data = make_federated_data(config)
+    expected = [config.samples_per_client] * config.num_clients
+    assert client_sizes(config) == expected and list(data.sizes) == expected
+    assert [len(y) for y in data.client_y] == expected
+
+
+def test_quantity_skew_sizes_differ_are_deterministic_and_clipped():
+    config = resolve_config(preset="stage2", num_clients=200, quantity_skew=1.5)
+    sizes = client_sizes(config)
+    assert len(sizes) == 200 and len(set(sizes)) > 30
+    assert sizes == client_sizes(config)  # a pure function of the config
+    assert sizes != client_sizes(config.model_copy(update={"seed": 1}))
+    low, high = MIN_CLIENT_SAMPLES, MAX_CLIENT_SIZE_FACTOR * config.samples_per_client
+    assert min(sizes) == low and max(sizes) == high  # heavy skew reaches both clip bounds
+    assert all(isinstance(n, int) and low <= n <= high for n in sizes)
+    mild = client_sizes(config.model_copy(update={"quantity_skew": 0.3}))
+    assert abs(np.mean(mild) - config.samples_per_client) < 2  # the mean is kept
+    assert min(mild) > low and max(mild) < high
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"preset": "stage8", "drift": 0.5},
+        {"preset": "stage2", "dataset": "digits", "partition": "dirichlet"},
+        {"preset": "stage2", "dataset": "iris", "partition": "iid"},
+    ],
+)
+def test_quantity_skew_shapes_the_client_data(overrides):
+    config = resolve_config(**overrides, num_clients=8, quantity_skew=1.0)
+    data = make_federated_data(config)
+    sizes = client_sizes(config)
+    assert list(data.sizes) == sizes and len(set(sizes)) > 1
+    assert [len(y) for y in data.client_y] == sizes
+    assert all(x.shape[1] == config.input_dim for x in data.client_x)
+    x1, _ = data.client_data(3, 1)
+    assert len(data.client_data(3, 4)[0]) == len(x1) == sizes[3]
+    # the held-out set keeps its size: it does not depend on the client sizes
+    unskewed = make_federated_data(config.model_copy(update={"quantity_skew": 0.0}))
+    assert len(data.test_x) == len(unskewed.test_x)
+
+
+@pytest.mark.parametrize("value", [-0.1, 3.5])
+def test_quantity_skew_out_of_range_is_refused(value):
+    with pytest.raises(ValidationError, match="quantity_skew"):
+        resolve_config(quantity_skew=value)
+
+
+def test_fedavg_weights_clients_by_their_data_size():
+    config = resolve_config(preset="stage2", quantity_skew=1.0, rounds=1, execution="reference")
+    sim = Simulation(config)
+    sim.run_round()
+    weights = [c.get_model_weights() for c in sim.clients]
+    sizes = [c.num_samples for c in sim.clients]
+    assert sizes == client_sizes(config)
+    expected = sum(w["weight"] * n for w, n in zip(weights, sizes, strict=True)) / sum(sizes)
+    assert torch.allclose(sim.server.global_weights()["weight"], expected, atol=1e-6)
 
 
 def test_fedavg_on_digits_reaches_88_percent():
