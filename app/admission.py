@@ -17,11 +17,14 @@ import contextlib
 import logging
 import queue
 import threading
+import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import anyio
+from sqlalchemy.orm import Session
 
 from app.errors import Conflict
 from models import Simulation, store
@@ -33,6 +36,39 @@ PublishMany = Callable[[Sequence[uuid.UUID]], object]
 Submission = tuple[str, dict[str, Any]]  # (owner, resolved config)
 
 
+class ActiveCounts:
+    """Each owner's queued + running count for the cap, counted again only when it could refuse.
+
+    A count scans the owner's active rows, so with a long queue counting on every batch made
+    every submission slower. A count at most `max_age` seconds old, plus what this process
+    admitted since, is trusted to *admit*; a refusal always rests on a fresh count, so a run
+    that just finished frees its slot at once. What other API processes admit meanwhile is not
+    seen: with several processes the cap may be overshot by their admissions of the last
+    `max_age` seconds (it was soft across processes anyway: their batches count concurrently).
+    Used by one writer thread at a time.
+    """
+
+    def __init__(self, cap: int, max_age: float = 1.0) -> None:
+        self._cap, self._max_age = cap, max_age
+        self._known: dict[str, tuple[int, float]] = {}  # owner → (count, when counted)
+
+    def room(self, session: Session, owner: str, wanted: int) -> int:
+        """How many more active simulations `owner` may have now."""
+        now = time.monotonic()
+        known = self._known.get(owner)
+        if known is not None and now - known[1] < self._max_age and known[0] + wanted <= self._cap:
+            return self._cap - known[0]
+        if len(self._known) > 10_000:  # forget owners not seen lately
+            self._known = {o: k for o, k in self._known.items() if now - k[1] < self._max_age}
+        count = store.count_active(session, owner, up_to=self._cap)
+        self._known[owner] = (count, now)
+        return self._cap - count
+
+    def admitted(self, owner: str, n: int) -> None:
+        count, counted_at = self._known[owner]
+        self._known[owner] = (count + n, counted_at)
+
+
 class Admission:
     def __init__(
         self, publish_many: PublishMany, *, database_url: str, max_active_per_owner: int
@@ -40,6 +76,7 @@ class Admission:
         self._publish_many = publish_many
         self._database_url = database_url
         self._max_active = max_active_per_owner
+        self._active = ActiveCounts(max_active_per_owner)
         self._pending: list[tuple[Submission, asyncio.Future[Simulation]]] = []
         self._wake = asyncio.Event()
         self._outbox: queue.SimpleQueue[list[uuid.UUID] | None] = queue.SimpleQueue()
@@ -99,8 +136,13 @@ class Admission:
                 future.set_result(row)
 
     def _commit(self, submissions: list[Submission]) -> list[Simulation | None]:
+        wanted = Counter(owner for owner, _ in submissions)
         with session_scope(self._database_url) as session:
-            return store.admit(session, submissions, max_active=self._max_active)
+            room = {owner: self._active.room(session, owner, n) for owner, n in wanted.items()}
+            outcomes = store.admit(session, submissions, room=room)
+        for owner, n in Counter(row.owner for row in outcomes if row is not None).items():
+            self._active.admitted(owner, n)
+        return outcomes
 
     def _publish_loop(self) -> None:
         while True:

@@ -7,7 +7,7 @@ of that worker only lands `WHERE attempt = <its attempt> AND status = 'running'`
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
@@ -54,17 +54,15 @@ def create_simulation(session: Session, *, owner: str, config: dict[str, Any]) -
 
 
 def admit(
-    session: Session, submissions: Sequence[tuple[str, dict[str, Any]]], *, max_active: int
+    session: Session,
+    submissions: Sequence[tuple[str, dict[str, Any]]],
+    *,
+    room: Mapping[str, int],
 ) -> list[Simulation | None]:
-    """Insert, in order, each (owner, config) that fits its owner's cap of active simulations.
-
-    One count per owner and one multi-row INSERT for the whole batch; None marks a submission
-    refused for its owner's cap.
-    """
-    room = {
-        owner: max_active - count_active(session, owner, up_to=max_active)
-        for owner in {owner for owner, _ in submissions}
-    }
+    """Insert, in order, each (owner, config) while its owner has `room` left (how many more
+    active simulations the cap allows); None marks a submission refused for the cap. One
+    multi-row INSERT for the whole batch."""
+    room = dict(room)
     outcomes: list[Simulation | None] = []
     for owner, config in submissions:
         room[owner] -= 1

@@ -19,7 +19,7 @@ router = APIRouter(tags=["system"])
     response_model=list[PresetPublic],
     responses={401: {"model": ErrorBody, "description": "Missing or invalid API key."}},
 )
-def list_presets(_: OwnerDep) -> list[PresetPublic]:
+async def list_presets(_: OwnerDep) -> list[PresetPublic]:  # CPU only, off the thread pool
     """Every preset with its description and fully resolved default config."""
     return [
         PresetPublic(
@@ -32,7 +32,7 @@ def list_presets(_: OwnerDep) -> list[PresetPublic]:
 
 
 @router.get("/healthz", response_model=Health)
-def healthz() -> Health:
+async def healthz() -> Health:  # no I/O: `async` keeps it off the thread pool
     """The process is alive."""
     return Health(status="ok")
 

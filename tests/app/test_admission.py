@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy.orm import Session
 
 from app.admission import Admission
 from app.errors import Conflict
@@ -137,3 +138,41 @@ def test_over_http_concurrent_posts_each_get_their_own_row_or_a_409_at_the_cap(
                 client.post(f"/simulations/{response.json()['id']}/cancel")
     finally:
         server.stop()
+
+
+def test_a_recent_count_admits_without_counting_but_a_refusal_counts_afresh(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    counts: list[str] = []
+    count_active = store.count_active
+
+    def counted(session: Session, owner: str, *, up_to: int | None = None) -> int:
+        counts.append(owner)
+        return count_active(session, owner, up_to=up_to)
+
+    monkeypatch.setattr(store, "count_active", counted)
+    admission = Admission(Recorder(), database_url=database_url, max_active_per_owner=2)
+
+    async def scenario() -> list[object]:
+        admission.start()
+        try:
+            first = await admission.submit("alice", CONFIG)
+            await admission.submit("alice", CONFIG)  # room known from the first count
+            assert counts == ["alice"]
+            with session_scope(database_url) as session:  # one run finishes: a slot frees
+                row = session.get(Simulation, first.id)
+                assert row is not None
+                row.status = "succeeded"
+            third = await admission.submit("alice", CONFIG)  # the cache says full: count again
+            assert counts == ["alice", "alice"]
+            refused = await asyncio.gather(
+                admission.submit("alice", CONFIG), return_exceptions=True
+            )
+            return [third, *refused]
+        finally:
+            await admission.stop()
+
+    third, fourth = asyncio.run(scenario())
+    assert isinstance(third, Simulation)
+    assert isinstance(fourth, Conflict)
+    assert counts == ["alice"] * 3  # the refusal rested on a fresh count

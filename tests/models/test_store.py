@@ -341,20 +341,18 @@ def test_a_claim_clears_the_backoff_so_a_dead_worker_is_recovered_after_one_leas
     assert take_due(sessions) == [sim_id]
 
 
-def test_admit_caps_each_owner_across_stored_rows_and_within_the_batch(
+def test_admit_inserts_in_order_while_each_owner_has_room(
     sessions: sessionmaker[Session],
 ) -> None:
-    for _ in range(2):
-        create(sessions, owner="alice")
+    create(sessions, owner="alice")
     submissions = [("alice", CONFIG), ("bob", CONFIG), ("alice", CONFIG), ("alice", CONFIG)]
     with sessions.begin() as session:
-        outcomes = store.admit(session, submissions, max_active=3)
-    admitted = [row is not None for row in outcomes]
-    assert admitted == [True, True, False, False]
+        outcomes = store.admit(session, submissions, room={"alice": 1, "bob": 5})
+    assert [row is not None for row in outcomes] == [True, True, False, False]
     with sessions() as session:
-        assert store.count_active(session, "alice") == 3
+        assert store.count_active(session, "alice") == 2
         assert store.count_active(session, "bob") == 1
-        assert store.count_active(session, "alice", up_to=2) == 2
+        assert store.count_active(session, "alice", up_to=1) == 1
         stored = session.get(Simulation, outcomes[1].id)  # type: ignore[union-attr]
         assert stored is not None and stored.owner == "bob" and stored.status == "queued"
         assert stored.config == CONFIG and stored.rounds_total == CONFIG["rounds"]
