@@ -1,4 +1,9 @@
-"""Request body size cap: Starlette has none, so a small ASGI middleware answers 413."""
+"""Request body size cap: a small ASGI middleware answering 413 in the API's error shape.
+
+Starlette's `RequestBodyLimitMiddleware` (FastAPI's `max_body_size=`) answers a body declared
+too large with its own plain-text 413 before any handler runs, so it cannot give the JSON
+`{"type", "detail"}` every other error has, naming the setting.
+"""
 
 from __future__ import annotations
 
