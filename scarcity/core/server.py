@@ -8,6 +8,7 @@ meta-initialisation step of Reptile (Nichol et al. 2018), used when `meta_reptil
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -22,8 +23,14 @@ def _mean(values: Sequence[float]) -> float:
     return sum(values) / len(values) if values else 0.0
 
 
+# The seed keeps every insight in `memory`; at 10,000 clients that is 10,000 dicts a round, so
+# a long run would grow without bound. The most recent ones stay (every insight of a small run,
+# as the seed shows); all of them are in the round results, and `insights_received` counts them.
+INSIGHT_MEMORY = 10_000
+
+
 class Server:
-    """Holds the global model and every insight the clients sent."""
+    """Holds the global model and the clients' recent insights (`memory`)."""
 
     def __init__(
         self,
@@ -32,13 +39,14 @@ class Server:
         output_dim: int = 1,
         task: Task = "regression",
         generator: torch.Generator | None = None,
+        memory_size: int = INSIGHT_MEMORY,
     ) -> None:
         self.num_clients = num_clients
         self.task: Task = task
         self.logger = logging.getLogger(f"{__name__}.{type(self).__name__}")
         gen = generator if generator is not None else torch.Generator().manual_seed(0)
         self.global_model = make_linear(input_dim, output_dim, gen)
-        self.memory: list[dict[str, Any]] = []
+        self.memory: deque[dict[str, Any]] = deque(maxlen=memory_size)
         #: Insights received over the whole run, including rounds before a restore.
         self.insights_received = 0
 
@@ -100,7 +108,7 @@ class Server:
         self.insights_received += 1
 
     def run_insight_round(self, clients: Sequence[Any]) -> list[dict[str, Any]]:
-        """Collect one insight per client and keep every one of them in `memory`."""
+        """Collect one insight per client and keep them in `memory` (the most recent)."""
         insights = [client.generate_insight() for client in clients]
         for insight in insights:
             self.receive_insight(insight)

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from scarcity import PRESETS, Simulation, resolve_config
+from scarcity.core.server import INSIGHT_MEMORY
 
 
 @pytest.mark.parametrize("preset", sorted(PRESETS))
@@ -149,3 +150,15 @@ def test_stage8_drift_is_zero_with_drift_off(run_preset):
 def test_meta_reptile_option_runs_and_learns(run_preset):
     results = run_preset("stage5", meta_reptile=True, reptile_step_size=0.5)
     assert results[-1].metrics["test_loss"] < results[0].metrics["test_loss"]
+
+
+def test_the_server_keeps_the_most_recent_insights_and_counts_all():
+    config = resolve_config(preset="stage3", num_clients=4, rounds=3)
+    sim = Simulation(config)
+    assert sim.server.memory.maxlen == INSIGHT_MEMORY  # bounded by default
+    sim.server.memory = type(sim.server.memory)(maxlen=5)  # a small memory, as at 10,000 clients
+    results = list(sim.rounds())
+    assert sim.server.insights_received == 12
+    last = [i["client_id"] for r in results for i in r.insights][-5:]
+    assert [i["client_id"] for i in sim.server.memory] == last
+    assert [i["client_id"] for i in results[-1].insights] == [0, 1, 2, 3]  # results keep all
