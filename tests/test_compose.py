@@ -63,7 +63,9 @@ def test_commands_and_start_order(compose: dict[str, Any]) -> None:
     services = compose["services"]
     assert services["migrate"]["command"] == ["scarcity", "migrate"]
     assert services["migrate"]["restart"] == "no"
-    api_command = ["scarcity", "serve", "--host", "0.0.0.0", "--port", "8000"]
+    # Several API processes need the broker (the embedded worker lives in one process); the
+    # compose environment sets it (test above).
+    api_command = ["scarcity", "serve", "--host", "0.0.0.0", "--port", "8000", "--workers", "2"]
     assert services["api"]["command"] == api_command
     assert services["worker"]["command"] == ["scarcity", "worker"]
 
