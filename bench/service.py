@@ -156,15 +156,18 @@ def _stored_rounds(workdir: Path, rounds: int) -> None:
             from models import RoundMetrics
             from models.db import get_engine
 
-            started = time.perf_counter()
-            with get_engine(db_url).connect() as connection:
-                raw = connection.execute(
-                    select(RoundMetrics.round, RoundMetrics.metrics)
-                    .where(RoundMetrics.simulation_id == sim_id)
-                    .order_by(RoundMetrics.round)
-                ).all()
-            bare = time.perf_counter() - started
-            assert len(raw) == rounds, len(raw)
+            bare_timings = []
+            for _ in range(5):  # best of 5, as the GET below: one run may meet a WAL checkpoint
+                started = time.perf_counter()
+                with get_engine(db_url).connect() as connection:
+                    raw = connection.execute(
+                        select(RoundMetrics.round, RoundMetrics.metrics)
+                        .where(RoundMetrics.simulation_id == sim_id)
+                        .order_by(RoundMetrics.round)
+                    ).all()
+                bare_timings.append(time.perf_counter() - started)
+                assert len(raw) == rounds, len(raw)
+            bare = min(bare_timings)
             timings = []
             for _ in range(5):
                 started = time.perf_counter()
