@@ -65,11 +65,14 @@ class ActiveCounts:
         return self._cap - count
 
     def admitted(self, owner: str, n: int) -> None:
-        count, counted_at = self._known[owner]
-        self._known[owner] = (count + n, counted_at)
+        if owner in self._known:  # else forgotten meanwhile: the next batch counts afresh
+            count, counted_at = self._known[owner]
+            self._known[owner] = (count + n, counted_at)
 
 
 class Admission:
+    """The API process's one writer of new simulations (see the module docstring)."""
+
     def __init__(
         self, publish_many: PublishMany, *, database_url: str, max_active_per_owner: int
     ) -> None:
