@@ -18,6 +18,15 @@ from torch import Tensor
 
 from scarcity.batched.padding import padded_randperm
 
+# Draws are stored as int32 (positions within one client's rows): at 10,000 clients the SSL
+# shuffles alone hold clients × experts × epochs × rows entries, in int64 the largest tensors
+# of a round. Each is drawn as the reference draws it (int64 randperm) and narrowed at once.
+INDEX = torch.int32
+
+
+def _perm(size: int, n: int, generator: torch.Generator) -> Tensor:
+    return padded_randperm(size, n, generator).to(INDEX)
+
 
 @dataclass(frozen=True)
 class RoundDraws:
@@ -57,21 +66,21 @@ def draw_round(
     sup: list[Tensor] = []
     ssl_store: list[Tensor] = []
     ssl: list[Tensor] = []
-    empty = torch.zeros(n, dtype=torch.long)
+    empty = torch.zeros(n, dtype=INDEX)
     for size, shuffled, experts in zip(sizes, shuffles, trained, strict=True):
         if minibatch:
             shared.extend(_epoch_perms(shared_epochs, size, n, shuffled, generator))
         store = empty
         for e in experts:
             if e == memory:
-                store = padded_randperm(size, n, generator)
+                store = _perm(size, n, generator)
             if minibatch:
                 sup.extend(_epoch_perms(epochs, size, n, shuffled, generator))
         sup_store.append(store)
         if structure_discovery:
             for e in range(num_experts):
                 if e == memory:
-                    ssl_store.append(padded_randperm(size, n, generator))
+                    ssl_store.append(_perm(size, n, generator))
                 if minibatch:
                     ssl.extend(_epoch_perms(ssl_epochs, size, n, shuffled, generator))
     clients = len(trained)
@@ -93,5 +102,5 @@ def _epoch_perms(
 ) -> list[Tensor]:
     """One client's shuffle of each epoch; the identity (no draw) when it trains full-batch."""
     if shuffled:
-        return [padded_randperm(size, n, generator) for _ in range(epochs)]
-    return [torch.arange(n)] * epochs
+        return [_perm(size, n, generator) for _ in range(epochs)]
+    return [torch.arange(n, dtype=INDEX)] * epochs
