@@ -66,6 +66,44 @@ def test_downgrade_to_base_drops_every_table_and_upgrade_rebuilds_them(empty_url
     assert schema_diff(empty_url) == []
 
 
+def test_each_revision_steps_down_and_up_keeping_the_rows(empty_url: str) -> None:
+    """0002 alters `simulations`, which the per-round tables reference with ON DELETE CASCADE:
+    a SQLite table rebuild with foreign keys on would wipe their rows."""
+    migrate.upgrade_to_head(empty_url)
+    engine = make_engine(empty_url)
+    try:
+        with Session(engine) as session, session.begin():
+            config = {"preset": "stage1", "rounds": 1}
+            sim = store.create_simulation(session, owner="", config=config)
+            session.add(
+                RoundMetrics(
+                    simulation_id=sim.id,
+                    round=1,
+                    metrics={"loss": 1.0},
+                    expert_usage={},
+                    gossip_pairs=[],
+                    duration_seconds=0.1,
+                )
+            )
+    finally:
+        engine.dispose()
+    config = migrate.alembic_config(empty_url)
+    for step in ("-1", "+1"):
+        (command.downgrade if step == "-1" else command.upgrade)(config, step)
+        counts = [count_rows(empty_url, table) for table in ("simulations", "round_metrics")]
+        assert counts == [1, 1], step
+    assert migrate.is_at_head(empty_url) and schema_diff(empty_url) == []
+
+
+def count_rows(url: str, table: str) -> int:
+    engine = create_engine(url, poolclass=pool.NullPool)
+    try:
+        with engine.connect() as connection:
+            return int(connection.execute(text(f"SELECT count(*) FROM {table}")).scalar_one())
+    finally:
+        engine.dispose()
+
+
 def test_upgrade_twice_is_a_no_op(empty_url: str) -> None:
     migrate.upgrade_to_head(empty_url)
     migrate.upgrade_to_head(empty_url)
