@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from annotated_types import Le
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 
+from models.base import as_utc
 from models.settings import Settings, get_settings
 from scarcity.config import PRESETS, SimulationConfig
 
@@ -73,8 +74,7 @@ SimulationCreate = _make_simulation_create()
 
 
 def _utc(value: datetime | None) -> datetime | None:
-    # SQLite hands timestamps back naive; they were written in UTC.
-    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+    return None if value is None else as_utc(value)
 
 
 class Progress(BaseModel):

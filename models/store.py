@@ -9,14 +9,14 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, Select, and_, delete, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from models.base import Base, utcnow
+from models.base import Base, as_utc, utcnow
 from models.checkpoint import Checkpoint
 from models.client_insight import ClientInsight
 from models.meta_params import MetaParams
@@ -193,7 +193,7 @@ def take_due_for_republish(
         return []
 
     def next_publish(since: datetime) -> datetime:
-        waited = (now - _aware(since)).total_seconds()
+        waited = (now - as_utc(since)).total_seconds()
         return now + timedelta(seconds=min(max(waited, lease_seconds), max_backoff_seconds))
 
     session.execute(
@@ -209,11 +209,6 @@ def take_due_for_republish(
         ],
     )
     return [row.id for row in rows]
-
-
-def _aware(value: datetime) -> datetime:
-    # SQLite hands timestamps back naive; they were written in UTC.
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 # --- the worker's fenced writes ----------------------------------------------------------------
