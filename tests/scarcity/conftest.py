@@ -18,6 +18,16 @@ if str(REPO_ROOT) not in sys.path:
 
 from scarcity import RoundResult, resolve_config, run_simulation  # noqa: E402
 
+# The keys every client insight carries (seed, stage 3).
+INSIGHT_KEYS = {
+    "client_id",
+    "mean_grad",
+    "uncertainty",
+    "loss_improvement",
+    "selected_expert",
+    "experts",
+}
+
 
 @pytest.fixture(autouse=True, scope="package")
 def single_torch_thread():

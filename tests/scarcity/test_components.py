@@ -17,6 +17,7 @@ from scarcity import (
 )
 from scarcity.core.gossip import GossipScheduler
 from scarcity.core.router import ROUTER_STRATEGIES, register_strategy
+from tests.scarcity.conftest import INSIGHT_KEYS
 
 
 def test_seed_usage_constructs_with_defaults():
@@ -29,14 +30,7 @@ def test_seed_usage_constructs_with_defaults():
     assert client.client_id == 0 and server.num_clients == 5
     assert (meta.mean, meta.std) == (0.0, 1.0)
     insight = client.train_round() and client.generate_insight()
-    assert set(insight) >= {
-        "client_id",
-        "mean_grad",
-        "uncertainty",
-        "loss_improvement",
-        "selected_expert",
-        "experts",
-    }
+    assert set(insight) >= INSIGHT_KEYS
 
 
 def test_expert_train_reduces_loss():

@@ -8,6 +8,7 @@ import torch
 
 from scarcity import PRESETS, Simulation, resolve_config
 from scarcity.core.server import INSIGHT_MEMORY
+from tests.scarcity.conftest import INSIGHT_KEYS
 
 
 @pytest.mark.parametrize("preset", sorted(PRESETS))
@@ -42,14 +43,7 @@ def test_stage3_keeps_all_25_insights():
     assert sum(len(r.insights) for r in results) == 25
     assert len(sim.server.memory) == 25 and sim.server.insights_received == 25
     insight = results[0].insights[0]
-    assert set(insight) >= {
-        "client_id",
-        "mean_grad",
-        "uncertainty",
-        "loss_improvement",
-        "selected_expert",
-        "experts",
-    }
+    assert set(insight) >= INSIGHT_KEYS
     assert set(insight["experts"]) == {"StructureExpert", "DriftExpert"}
     assert "avg_uncertainty" in results[0].metrics
 
