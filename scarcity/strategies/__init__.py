@@ -1,0 +1,80 @@
+"""Federated strategies of the shared model: the registry of every `Strategy` by its config
+name (`SimulationConfig.strategy`), and `make_strategy` to build the configured one.
+
+Each module cites its paper and states its update rule; the math lives in
+`scarcity.strategies.functions`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from scarcity.strategies.base import ClientUpdates, FitInstructions, Strategy
+from scarcity.strategies.bulyan import Bulyan
+from scarcity.strategies.dp_fedavg import DPFedAvg
+from scarcity.strategies.fedavg import FedAvg
+from scarcity.strategies.fedavgm import FedAvgM
+from scarcity.strategies.fedmedian import FedMedian
+from scarcity.strategies.fedopt import FedAdagrad, FedAdam, FedYogi
+from scarcity.strategies.fedprox import FedProx
+from scarcity.strategies.fedtrimmedavg import FedTrimmedAvg
+from scarcity.strategies.krum import Krum, MultiKrum
+from scarcity.strategies.qfedavg import QFedAvg
+from scarcity.strategies.reptile import Reptile
+from scarcity.strategies.scaffold import Scaffold
+
+if TYPE_CHECKING:
+    from scarcity.config import SimulationConfig
+
+STRATEGIES: dict[str, type[Strategy]] = {
+    "fedavg": FedAvg,
+    "reptile": Reptile,
+    "fedavgm": FedAvgM,
+    "fedprox": FedProx,
+    "fedadagrad": FedAdagrad,
+    "fedadam": FedAdam,
+    "fedyogi": FedYogi,
+    "fedmedian": FedMedian,
+    "fedtrimmedavg": FedTrimmedAvg,
+    "krum": Krum,
+    "multikrum": MultiKrum,
+    "bulyan": Bulyan,
+    "qfedavg": QFedAvg,
+    "dp_fedavg": DPFedAvg,
+    "scaffold": Scaffold,
+}
+
+
+def make_strategy(config: SimulationConfig) -> Strategy:
+    """The strategy `config.strategy` names, reading its parameters from `config`."""
+    try:
+        cls = STRATEGIES[config.strategy]
+    except KeyError:
+        raise ValueError(
+            f"strategy: unknown {config.strategy!r}, expected one of {sorted(STRATEGIES)}"
+        ) from None
+    return cls(config)
+
+
+__all__ = [
+    "STRATEGIES",
+    "Bulyan",
+    "ClientUpdates",
+    "DPFedAvg",
+    "FedAdagrad",
+    "FedAdam",
+    "FedAvg",
+    "FedAvgM",
+    "FedMedian",
+    "FedProx",
+    "FedTrimmedAvg",
+    "FedYogi",
+    "FitInstructions",
+    "Krum",
+    "MultiKrum",
+    "QFedAvg",
+    "Reptile",
+    "Scaffold",
+    "Strategy",
+    "make_strategy",
+]

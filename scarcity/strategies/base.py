@@ -1,0 +1,108 @@
+"""What a federated strategy is: a client-side hook and a server-side aggregate.
+
+Each round the engine asks the strategy what the participating clients are told to do
+(`configure_fit` → `FitInstructions`: a proximal term, a gradient correction), lets the clients
+train the shared model, then hands the strategy every participant's model stacked along a
+leading client axis (`ClientUpdates`) and takes the new global model from `aggregate`.
+Strategies hold their own state (server momentum, optimiser moments, control variates, noise
+generator) and checkpoint it with `state_dict` / `load_state_dict`.
+
+A strategy module defines one `Strategy` subclass (or a small family of them), cites its paper in
+its docstring, declares the config fields it reads in `defaults` (filled in for a request that
+leaves them unset) and is listed in `scarcity.strategies.STRATEGIES`. The math lives in small pure
+functions over stacked tensors (`scarcity.strategies.functions`).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from torch import Tensor
+
+if TYPE_CHECKING:
+    from scarcity.config import SimulationConfig
+
+Weights = Mapping[str, Tensor]
+
+
+@dataclass(frozen=True)
+class ClientUpdates:
+    """What the P participating clients sent back in one round, stacked along axis 0."""
+
+    #: Each client's shared model after local training, e.g. `weight` [P, out, in], `bias` [P, out].
+    weights: dict[str, Tensor]
+    #: Training samples of each participant [P] (float32): FedAvg's weights.
+    sample_counts: Tensor
+    #: Each participant's loss of the broadcast global model on its own training data, before
+    #: training [P] (float64): q-FedAvg's F_k(w^t).
+    initial_loss: Tensor
+    #: The participants' client ids [P] (int64, ascending).
+    participants: Tensor
+    #: Clients in the whole population (N ≥ P).
+    num_clients: int
+    #: True for the per-client reference execution: weighted means are summed client by client,
+    #: as the seed's loop did; False contracts over the client axis. Equal up to float rounding;
+    #: the strategies built on FedAvg's mean honour it, so stored runs continue exactly.
+    sequential: bool = False
+
+
+@dataclass(frozen=True)
+class FitInstructions:
+    """What every participant adds to its local objective this round (the client-side hook).
+
+    The local loss becomes f_i(w) + μ/2·‖w − w_global‖² + ⟨correction_i, w⟩, so each SGD step
+    adds μ·(w − w_global) + correction_i to the data gradient (FedProx's proximal term,
+    SCAFFOLD's c − c_i). The reported training loss stays the data loss f_i.
+    """
+
+    proximal_mu: float = 0.0
+    #: Per-participant gradient correction, stacked like `ClientUpdates.weights` ([P, ...]).
+    correction: dict[str, Tensor] | None = None
+    #: Client-side clipping: each honest client clips its update w_i − w_global to this L2 norm
+    #: before sending it (DP-FedAvg with client-side clipping); None = no clipping.
+    clip_norm: float | None = None
+
+
+class Strategy(ABC):
+    """One federated optimisation method; one instance per simulation."""
+
+    #: The registry name (the config's `strategy` value).
+    name: ClassVar[str]
+    #: Short citation of the paper whose update rule this is.
+    paper: ClassVar[str]
+    #: One line for users (the strategies listing).
+    summary: ClassVar[str]
+    #: Config fields this strategy reads, with the value a request that leaves them unset gets.
+    defaults: ClassVar[Mapping[str, Any]] = {}
+    #: Whether `aggregate` reads `ClientUpdates.initial_loss` (else the batched execution may
+    #: skip measuring it and pass zeros).
+    uses_initial_loss: ClassVar[bool] = False
+
+    def __init__(self, config: SimulationConfig) -> None:
+        self.config = config
+
+    def configure_fit(
+        self, round_index: int, global_weights: Weights, participants: Tensor
+    ) -> FitInstructions:
+        """What the participants (client ids [P]) are told to do in round `round_index`."""
+        return FitInstructions()
+
+    @abstractmethod
+    def aggregate(
+        self, round_index: int, global_weights: Weights, updates: ClientUpdates
+    ) -> dict[str, Tensor]:
+        """The new global model from the current one and the participants' models."""
+
+    def round_metrics(self) -> dict[str, float]:
+        """Figures of the last aggregate worth reporting with the round (e.g. DP noise)."""
+        return {}
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything `aggregate` / `configure_fit` carry from round to round."""
+        return {}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:  # noqa: B027 (stateless: no-op)
+        """Continue exactly from `state_dict()`'s value."""

@@ -1,0 +1,72 @@
+"""Krum and Multi-Krum: Blanchard, El Mhamdi, Guerraoui & Stainer (2017), "Machine Learning
+with Adversaries: Byzantine Tolerant Gradient Descent", NeurIPS.
+
+Update rule (Flower's `Krum` / `aggregate_krum`): with f = `num_malicious_clients`, each of
+the P participants' models gets the score s_i = Σ ‖w_i − w_j‖² over its max(1, P − f − 2)
+nearest other models. Krum returns the model of lowest score. Multi-Krum keeps the m lowest-
+score models (m = `num_clients_to_keep`, unset: P − f; at most P) and returns their
+sample-weighted mean, as Flower does (Blanchard et al. average them unweighted; equal sample
+counts give the same). Ties go to the lower client index. f unset (None, the engine did not
+resolve it) counts as 0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from torch import Tensor
+
+from scarcity.strategies.base import ClientUpdates, Strategy, Weights
+from scarcity.strategies.functions import (
+    flatten,
+    krum_select,
+    multi_krum_select,
+    option,
+    rows,
+    weighted_mean,
+)
+
+_PAPER = (
+    "Blanchard et al. 2017, Machine Learning with Adversaries: Byzantine Tolerant Gradient "
+    "Descent (NeurIPS)"
+)
+
+
+def num_malicious(strategy: Strategy) -> int:
+    """f: the configured count, 0 while unset."""
+    value = option(strategy, "num_malicious_clients")
+    return 0 if value is None else int(value)
+
+
+class Krum(Strategy):
+    name: ClassVar[str] = "krum"
+    paper: ClassVar[str] = _PAPER
+    summary: ClassVar[str] = "The one client model closest to its P − f − 2 nearest neighbours."
+    defaults: ClassVar[Mapping[str, Any]] = {"num_malicious_clients": None}
+
+    def aggregate(
+        self, round_index: int, global_weights: Weights, updates: ClientUpdates
+    ) -> dict[str, Tensor]:
+        best = krum_select(flatten(updates.weights), num_malicious(self))
+        return {key: value[best].clone() for key, value in updates.weights.items()}
+
+
+class MultiKrum(Strategy):
+    name: ClassVar[str] = "multikrum"
+    paper: ClassVar[str] = _PAPER
+    summary: ClassVar[str] = "Sample-weighted mean of the m client models of lowest Krum score."
+    defaults: ClassVar[Mapping[str, Any]] = {
+        "num_malicious_clients": None,
+        "num_clients_to_keep": None,
+    }
+
+    def aggregate(
+        self, round_index: int, global_weights: Weights, updates: ClientUpdates
+    ) -> dict[str, Tensor]:
+        f = num_malicious(self)
+        size = int(updates.sample_counts.shape[0])
+        keep = option(self, "num_clients_to_keep")
+        keep = max(1, size - f) if keep is None else int(keep)
+        chosen = multi_krum_select(flatten(updates.weights), f, keep)
+        return weighted_mean(rows(updates.weights, chosen), updates.sample_counts[chosen])
