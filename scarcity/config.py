@@ -13,8 +13,28 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-PresetName = Literal["stage1", "stage2", "stage3", "stage4", "stage5", "stage6", "stage7", "stage8"]
+PresetName = Literal[
+    "stage1", "stage2", "stage3", "stage4", "stage5", "stage6", "stage7", "stage8", "baseline"
+]
 DatasetName = Literal["synthetic", "digits", "breast_cancer", "wine", "iris"]
+StrategyName = Literal[
+    "fedavg",
+    "reptile",
+    "fedavgm",
+    "fedprox",
+    "fedadagrad",
+    "fedadam",
+    "fedyogi",
+    "fedmedian",
+    "fedtrimmedavg",
+    "krum",
+    "multikrum",
+    "bulyan",
+    "qfedavg",
+    "dp_fedavg",
+    "scaffold",
+]
+AttackName = Literal["sign_flip", "gaussian", "label_flip"]
 
 # Feature count and class count of the labelled data sets scikit-learn ships.
 DATASET_SHAPES: dict[str, tuple[int, int]] = {
@@ -71,6 +91,13 @@ class SimulationConfig(BaseModel):
     drift: float = Field(0.0, ge=0, le=100, description="Per-round shift of client data; 0 = none.")
     test_fraction: float = Field(0.2, gt=0, lt=1, description="Held-out share of the data set.")
 
+    expert_ensemble: bool = Field(
+        True,
+        description=(
+            "Clients hold the expert portfolio (stages 1–8); false = the shared model alone, "
+            "as in any FL library (the baseline preset)."
+        ),
+    )
     # Feature toggles: stage N switches on every toggle of stages <= N.
     federated_averaging: bool = Field(False, description="Stage 2: FedAvg of a shared model.")
     insight_exchange: bool = Field(False, description="Stage 3: structured insights to server.")
@@ -86,6 +113,66 @@ class SimulationConfig(BaseModel):
         False, description="Reptile server step θ ← θ + ε·mean(θ_i − θ) instead of FedAvg."
     )
     reptile_step_size: float = Field(1.0, gt=0, le=1, description="Reptile ε.")
+
+    # Federated strategy of the shared model (federated_averaging on): the server's aggregate
+    # and what clients are told to do. Parameters left unset (null) take the chosen strategy's
+    # default (`scarcity.strategies`); those of other strategies stay null.
+    strategy: StrategyName = Field(
+        "fedavg", description="Server aggregate of the shared model (GET /strategies lists them)."
+    )
+    server_learning_rate: float | None = Field(
+        None, gt=0, le=10, description="Server step η (FedAvgM, FedAdagrad/Adam/Yogi, SCAFFOLD)."
+    )
+    server_momentum: float | None = Field(
+        None, ge=0, lt=1, description="FedAvgM server momentum β."
+    )
+    beta_1: float | None = Field(None, ge=0, lt=1, description="FedAdam/FedYogi first moment.")
+    beta_2: float | None = Field(None, ge=0, lt=1, description="FedAdam/FedYogi second moment.")
+    tau: float | None = Field(None, gt=0, le=1, description="FedAdagrad/Adam/Yogi adaptivity τ.")
+    proximal_mu: float | None = Field(None, ge=0, le=100, description="FedProx proximal μ.")
+    trim_beta: float | None = Field(
+        None, ge=0, lt=0.5, description="FedTrimmedAvg: share cut from each end per coordinate."
+    )
+    num_malicious_clients: int | None = Field(
+        None, ge=0, description="Krum/Multi-Krum/Bulyan: Byzantine participants tolerated (f)."
+    )
+    num_clients_to_keep: int | None = Field(
+        None, ge=1, description="Multi-Krum: models averaged (m); m = 1 is Krum."
+    )
+    q_param: float | None = Field(None, ge=0, le=100, description="q-FedAvg fairness q.")
+    qffl_learning_rate: float | None = Field(
+        None, gt=0, le=10, description="q-FedAvg step η (L = 1/η)."
+    )
+    dp_clipping_norm: float | None = Field(
+        None, gt=0, description="DP-FedAvg: L2 bound C of each client update."
+    )
+    dp_noise_multiplier: float | None = Field(
+        None, ge=0, le=100, description="DP-FedAvg: Gaussian noise std = z·C / participants."
+    )
+    dp_clipping: Literal["server", "client"] | None = Field(
+        None, description="DP-FedAvg: who clips the updates (client: attackers do not clip)."
+    )
+
+    # Client sampling (Flower's names): each round a deterministic draw of the participants.
+    clients_per_round: int | None = Field(
+        None, ge=1, description="Clients drawn each round; null = fraction_fit of them."
+    )
+    fraction_fit: float = Field(1.0, gt=0, le=1, description="Share of clients drawn per round.")
+    min_fit_clients: int = Field(1, ge=1, description="At least this many drawn per round.")
+
+    # Byzantine clients, fixed per run, so robust aggregators can be seen working.
+    malicious_fraction: float = Field(
+        0.0, ge=0, lt=1, description="Share of clients that attack (round(fraction·N), seeded)."
+    )
+    attack: AttackName = Field(
+        "sign_flip",
+        description=(
+            "sign_flip: send w_g − s·Δ; gaussian: send w_g + N(0, s²); label_flip: train on "
+            "flipped labels (s = attack_scale)."
+        ),
+    )
+    attack_scale: float = Field(1.0, gt=0, le=1000, description="Strength s of the attack.")
+
     latent_dim: int = Field(4, ge=1, description="Autoencoder latent size (stage 8).")
     ssl_epochs: int = Field(
         10, ge=1, le=1000, description="Self-supervised autoencoder passes per round (stage 8)."
@@ -129,11 +216,90 @@ class SimulationConfig(BaseModel):
             )
         if self.meta_reptile and not self.federated_averaging:
             raise ValueError("meta_reptile: needs federated_averaging (the shared model)")
+        if not self.expert_ensemble:
+            if not self.federated_averaging:
+                raise ValueError(
+                    "expert_ensemble: without experts a client trains only the shared model, "
+                    "which needs federated_averaging"
+                )
+            for toggle in EXPERT_TOGGLES:
+                if getattr(self, toggle):
+                    raise ValueError(f"{toggle}: needs the experts (expert_ensemble true)")
+        self._resolve_strategy()
+        if self.malicious_fraction > 0 and self.attack != "label_flip":
+            if not self.federated_averaging:
+                raise ValueError(
+                    f"attack: {self.attack} tampers with the models sent to the server and "
+                    "needs federated_averaging (label_flip does not)"
+                )
         return self
+
+    def _resolve_strategy(self) -> None:
+        """`meta_reptile` is the `reptile` strategy; unset strategy parameters take the
+        strategy's defaults; the combination must be one the strategy can run."""
+        from scarcity.strategies import STRATEGIES  # the strategies read this module's config
+
+        # A frozen model: fields are filled in during validation only, as pydantic allows.
+        fill = object.__setattr__
+        if self.meta_reptile and self.strategy not in ("fedavg", "reptile"):
+            raise ValueError(
+                f"meta_reptile: is the reptile strategy; it cannot go with strategy "
+                f"{self.strategy} (drop meta_reptile or set strategy=reptile)"
+            )
+        if self.meta_reptile:
+            fill(self, "strategy", "reptile")
+        elif self.strategy == "reptile":
+            fill(self, "meta_reptile", True)
+        if self.strategy != "fedavg" and not self.federated_averaging:
+            raise ValueError(
+                f"strategy: {self.strategy} aggregates the shared model and needs "
+                "federated_averaging (stage2 or later)"
+            )
+        participants = participants_per_round(self)
+        for name, default in STRATEGIES[self.strategy].defaults.items():
+            if getattr(self, name) is None:
+                if name == "num_malicious_clients":  # the attackers expected among participants
+                    default = round(self.malicious_fraction * participants)
+                if name == "num_clients_to_keep" and default is None:
+                    f = self.num_malicious_clients or 0
+                    default = max(1, participants - f)
+                fill(self, name, default)
+        f = self.num_malicious_clients or 0
+        least = {"krum": 2 * f + 3, "multikrum": 2 * f + 3, "bulyan": 4 * f + 3}.get(self.strategy)
+        if least is not None and participants < least:
+            raise ValueError(
+                f"num_malicious_clients: {self.strategy} tolerating f={f} needs at least "
+                f"{least} participants per round, got {participants}"
+            )
+        keep = self.num_clients_to_keep
+        if self.strategy == "multikrum" and keep is not None and keep > participants:
+            raise ValueError(
+                f"num_clients_to_keep: {keep} is more than the {participants} participants"
+            )
 
     @property
     def stage(self) -> int:
         return int(self.preset.removeprefix("stage"))
+
+
+#: The SF-HFE mechanisms that work on the experts (off in the baseline preset).
+EXPERT_TOGGLES = (
+    "insight_exchange",
+    "expert_routing",
+    "meta_learning",
+    "gossip",
+    "extended_experts",
+    "structure_discovery",
+)
+
+
+def participants_per_round(config: SimulationConfig) -> int:
+    """Clients drawn each round: `clients_per_round`, else max(⌊N·fraction_fit⌋,
+    min_fit_clients) as Flower counts them, at most N."""
+    n = config.num_clients
+    if config.clients_per_round is not None:
+        return min(config.clients_per_round, n)
+    return min(n, max(int(n * config.fraction_fit), config.min_fit_clients))
 
 
 @dataclass(frozen=True)
@@ -174,6 +340,11 @@ def _build_presets() -> dict[str, Preset]:
         if feature is not None:
             switched_on[feature] = True
         presets[name] = Preset(name, description, dict(switched_on))
+    presets["baseline"] = Preset(
+        "baseline",
+        "FL baseline: the chosen strategy on the shared Linear model alone, no expert ensemble.",
+        {"federated_averaging": True, "expert_ensemble": False},
+    )
     return presets
 
 

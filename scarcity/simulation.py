@@ -1,28 +1,33 @@
 """Running a simulation: one round at a time, immutable results, exact checkpoints.
 
-A round (`Simulation.run_round`):
-1. FedAvg on: the server broadcasts the global model;
-2. every client trains locally on this round's data (`Client.train_round`);
-3. FedAvg on: the server averages the client models (or takes a Reptile step with
-   `meta_reptile`) and evaluates the global model on the held-out test set;
-4. every client's insight is aggregated (data statistics, drift, uncertainty, reconstruction,
-   replay); with `insight_exchange` the server keeps them in `memory`;
-5. `meta_learning`: the meta-learner updates and broadcasts its meta-parameters (+ structural
+A round (`Simulation.run_round`) is one sequence of steps, whichever execution holds the clients:
+1. this round's participants are drawn (`clients_per_round` / `fraction_fit`; all by default);
+2. FedAvg on: the strategy says what the participants add to their local objective
+   (`Strategy.configure_fit`) and the server broadcasts the global model to them;
+3. every participant trains locally on this round's data (`ClientPopulation.fit`); the others
+   keep their state untouched;
+4. FedAvg on: honest clients clip their update (client-side DP), attackers tamper with theirs
+   (`malicious_fraction`), the strategy aggregates the participants' models into the new
+   global model (`Strategy.aggregate`), which is evaluated on the held-out test set;
+5. every participant's insight is aggregated (data statistics, drift, uncertainty,
+   reconstruction, replay); with `insight_exchange` the server keeps them in `memory`;
+6. `meta_learning`: the meta-learner updates and broadcasts its meta-parameters (+ structural
    priors with `structure_discovery`);
-6. `gossip`: random disjoint pairs average one expert each.
+7. `gossip`: random disjoint pairs of clients average one expert each.
 
 All randomness of a run comes from one `torch.Generator` and one `numpy.random.Generator`
-seeded from `config.seed` (the data from a separate numpy stream), never from global RNG state,
-so runs in one process do not disturb each other.
+seeded from `config.seed` (the data, the attackers and DP noise from separate streams), never
+from global RNG state, so runs in one process do not disturb each other.
 
-Two executions compute the same round (`config.execution`): `batched` (default) holds all
-clients as tensors with a leading client axis (`scarcity.batched.ClientPool`) and trains them
-in a few tensor ops; `reference` runs one `Client` object per client (`scarcity.core`), the
-readable definition. They take the same random draws in the same order and agree on every
-metric up to float rounding (tests/scarcity/test_batched.py). Float results also depend on torch's
-intra-op thread count (`torch.set_num_threads`); the CLI and the service's workers use 1 by
-default, which is also the fastest for these tiny tensors. `checkpoint()` captures every model,
-optimiser, buffer, meta-learner, gossip and RNG state; `Simulation.restore` continues exactly.
+Two executions hold the clients (`config.execution`, see `scarcity.population`): `batched`
+(default) holds all clients as tensors with a leading client axis (`scarcity.batched.ClientPool`)
+and trains them in a few tensor ops; `reference` runs one `Client` object per client
+(`scarcity.core.population`), the readable definition. They take the same random draws in the
+same order and agree on every metric up to float rounding (tests/scarcity/test_batched.py).
+Float results also depend on torch's intra-op thread count (`torch.set_num_threads`); the CLI
+and the service's workers use 1 by default, which is also the fastest for these tiny tensors.
+`checkpoint()` captures every model, optimiser, buffer, strategy, meta-learner, gossip and RNG
+state; `Simulation.restore` continues exactly.
 """
 
 from __future__ import annotations
@@ -31,7 +36,6 @@ import json
 import logging
 import math
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -39,14 +43,19 @@ import numpy as np
 import torch
 
 from scarcity import checkpoint as checkpoint_format
+from scarcity.attacks import Adversary, flip_labels
 from scarcity.batched import ClientPool
 from scarcity.config import SimulationConfig, resolve_config
-from scarcity.core.client import Client
 from scarcity.core.data import FederatedData, make_federated_data
-from scarcity.core.gossip import GossipScheduler, gossip_round
+from scarcity.core.gossip import GossipScheduler
 from scarcity.core.meta_learner import MetaLearner
+from scarcity.core.population import ReferencePopulation
 from scarcity.core.server import Server
+from scarcity.population import ClientPopulation, FitResult
 from scarcity.results import GossipPair, RoundResult
+from scarcity.sampling import draw_participants
+from scarcity.strategies import ClientUpdates, FitInstructions, make_strategy
+from scarcity.strategies.functions import clip_to_norm, deltas, flatten, unflatten
 
 logger = logging.getLogger(__name__)
 
@@ -68,15 +77,23 @@ class Simulation:
         cfg = self.config
         self.generator = torch.Generator().manual_seed(cfg.seed)
         self.rng = np.random.default_rng([cfg.seed, SIM_STREAM])
-        self.data: FederatedData = make_federated_data(cfg)
-        #: The batched client state (`execution="batched"`), else None.
-        self.pool: ClientPool | None = None
-        #: One object per client (`execution="reference"`), else empty.
-        self.clients: list[Client] = []
+        self.adversary = Adversary(cfg)
+        data = make_federated_data(cfg)
+        if cfg.attack == "label_flip" and self.adversary.active:
+            data = flip_labels(data, self.adversary.attackers, cfg.output_dim)
+        self.data: FederatedData = data
+        self.strategy = make_strategy(cfg)
+        self.population: ClientPopulation
         if cfg.execution == "batched":
-            self.pool = ClientPool(cfg, self.data, self.generator, self.rng)
+            self.population = ClientPool(
+                cfg,
+                self.data,
+                self.generator,
+                self.rng,
+                measure_initial_loss=self.strategy.uses_initial_loss,
+            )
         else:
-            self.clients = self._make_clients()
+            self.population = ReferencePopulation(cfg, self.data, self.generator, self.rng)
         self.server = Server(
             cfg.num_clients, cfg.input_dim, cfg.output_dim, self.data.task, generator=self.generator
         )
@@ -84,20 +101,16 @@ class Simulation:
         self.gossip = GossipScheduler(cfg.num_clients)
         self.rounds_completed = 0
 
-    def _make_clients(self) -> list[Client]:
-        cfg = self.config
-        return [
-            Client(
-                i,
-                cfg,
-                self.data.client_x[i],
-                self.data.client_y[i],
-                self.data.task,
-                generator=self.generator,
-                rng=self.rng,
-            )
-            for i in range(cfg.num_clients)
-        ]
+    @property
+    def pool(self) -> ClientPool | None:
+        """The batched client state (`execution="batched"`), else None."""
+        return self.population if isinstance(self.population, ClientPool) else None
+
+    @property
+    def clients(self) -> list[Any]:
+        """One `Client` per client (`execution="reference"`), else empty."""
+        population = self.population
+        return population.clients if isinstance(population, ReferencePopulation) else []
 
     # -- running --------------------------------------------------------------------------
     def rounds(self) -> Iterator[RoundResult]:
@@ -112,44 +125,31 @@ class Simulation:
             raise SimulationError(f"all {cfg.rounds} rounds are done")
         k = self.rounds_completed + 1
         started = time.perf_counter()
-        pool = self.pool
-        if cfg.federated_averaging:
-            if pool is not None:
-                pool.set_model_weights(self.server.global_weights())
-            else:
-                self.server.broadcast_model(self.clients)
-        if pool is not None:
-            pool.train_round(k)
-            metrics: dict[str, float] = {"loss": pool.mean_loss()}
-        else:
-            for client in self.clients:
-                client.set_data(*self.data.client_data(client.client_id, k))
-                client.train_round()
-            metrics = {"loss": _mean([c.last_round.loss for c in self.clients])}
-        if cfg.federated_averaging:
-            if pool is not None:
-                if cfg.meta_reptile:
-                    self.server.reptile_update_stacked(pool.model_weights(), cfg.reptile_step_size)
-                else:
-                    self.server.aggregate_stacked(pool.model_weights(), pool.sample_counts())
-            else:
-                weights = [c.get_model_weights() for c in self.clients]
-                if cfg.meta_reptile:
-                    self.server.reptile_update(weights, cfg.reptile_step_size)
-                else:
-                    self.server.aggregate_models(weights, [c.num_samples for c in self.clients])
+        population = self.population
+        participants = draw_participants(cfg, self.rng)
+        global_weights = self.server.global_weights() if cfg.federated_averaging else None
+        instructions = FitInstructions()
+        if global_weights is not None:
+            instructions = self.strategy.configure_fit(k, global_weights, participants)
+            population.broadcast(global_weights, participants)
+        fit = population.fit(k, instructions, global_weights, participants)
+        metrics: dict[str, float] = {"loss": fit.mean_loss}
+        if global_weights is not None:
+            updates = self._received_updates(fit, global_weights, instructions)
+            self.server.set_global_weights(self.strategy.aggregate(k, global_weights, updates))
             metrics.update(self.server.evaluate(*self.data.test_set(k)))
+            metrics.update(self.strategy.round_metrics())
+        if len(participants) < cfg.num_clients:
+            metrics["clients_sampled"] = float(len(participants))
+        if self.adversary.active:
+            metrics["attackers_sampled"] = float(self.adversary.mask(participants).sum())
 
-        if pool is not None:  # per-client dicts only when a consumer needs them
-            needed = cfg.insight_exchange or cfg.meta_learning
-            insights = pool.insights() if needed else []
-            stats = pool.statistics()
-        else:
-            insights = [c.generate_insight() for c in self.clients]
-            stats = self.server.aggregate_insights(insights)
-        metrics.update({key: stats[key] for key in ("data_mean", "data_std", "drift")})
-        for key in ("replay_error", "recon_loss"):
-            if key in stats:
+        # Per-client dicts only when a consumer needs them.
+        needed = cfg.insight_exchange or cfg.meta_learning
+        insights = population.insights() if needed else []
+        stats = population.statistics()
+        for key in ("data_mean", "data_std", "drift", "replay_error", "recon_loss"):
+            if key in stats:  # none without experts (the baseline preset)
                 metrics[key] = stats[key]
         if cfg.insight_exchange:
             for insight in insights:
@@ -163,37 +163,25 @@ class Simulation:
             if cfg.structure_discovery:
                 self.meta_learner.compute_structural_priors(insights)
             meta_params = self.meta_learner.broadcast_params()
-            if pool is not None:
-                pool.receive_meta_params(meta_params)
-            for client in self.clients:
-                client.receive_meta_params(meta_params)
+            population.receive_meta_params(meta_params)
 
         pairs: list[GossipPair] = []
         if cfg.gossip:
-            synced = (
-                pool.gossip(self.gossip, self.rng)
-                if pool is not None
-                else gossip_round(self.clients, self.gossip, self.rng)
-            )
+            synced = population.gossip(self.gossip, self.rng)
             pairs = [GossipPair(a, b, name) for a, b, name in synced]
 
-        usage: dict[str, int] = {}
-        if cfg.expert_routing:
-            if pool is not None:
-                usage = pool.expert_usage()
-            else:
-                counts = Counter(c.last_round.selected_expert for c in self.clients)
-                usage = {name: counts[name] for name in self.clients[0].expert_names}
-
-        if pool is not None:  # the insights are built from the pool's tensors: check those
-            _check_finite(k, metrics, meta_params)
-            pool.check_finite(lambda path: _raise_diverged(k, path))
-        else:
-            _check_finite(k, metrics, meta_params, insights)
+        usage = population.expert_usage() if cfg.expert_routing else {}
+        _check_finite(k, metrics, meta_params)
+        population.check_finite(lambda path: _raise_diverged(k, path))
         self.rounds_completed = k
         lines = self._log_lines(k, metrics, meta_params, pairs)
-        for line in lines:  # round summary and meta-parameters at INFO, per-client detail DEBUG
-            level = logging.INFO if line.startswith(("Round ", "Meta-")) else logging.DEBUG
+        lines[1:1] = self._participation_lines(k, participants)
+        for line in lines:  # round summary, meta-parameters, attackers at INFO, the rest DEBUG
+            level = (
+                logging.INFO
+                if line.startswith(("Round ", "Meta-", "Byzantine "))
+                else logging.DEBUG
+            )
             logger.log(level, line)
         return RoundResult(
             round=k,
@@ -206,6 +194,51 @@ class Simulation:
             duration_seconds=time.perf_counter() - started,
         )
 
+    def _received_updates(
+        self,
+        fit: FitResult,
+        global_weights: Mapping[str, torch.Tensor],
+        instructions: FitInstructions,
+    ) -> ClientUpdates:
+        """The participants' models as the server receives them: honest clients clipped when
+        the strategy asks them to (client-side DP), attackers' rows tampered with."""
+        assert fit.weights is not None
+        weights = fit.weights
+        attackers = self.adversary.mask(fit.participants)
+        if instructions.clip_norm is not None:
+            rows = flatten(deltas(weights, global_weights))
+            clipped = torch.where(
+                attackers.unsqueeze(1), rows, clip_to_norm(rows, instructions.clip_norm)
+            )
+            restored = unflatten(clipped, global_weights)
+            weights = {key: global_weights[key] + restored[key] for key in weights}
+        if self.adversary.active:
+            weights = self.adversary.tamper(weights, global_weights, attackers)
+        return ClientUpdates(
+            weights=weights,
+            sample_counts=fit.sample_counts,
+            initial_loss=fit.initial_loss,
+            participants=fit.participants,
+            num_clients=self.config.num_clients,
+            sequential=self.population.sequential,
+        )
+
+    def _participation_lines(self, k: int, participants: torch.Tensor) -> list[str]:
+        """Who took part (when sampled) and, in round 1, who the attackers are."""
+        cfg = self.config
+        lines = []
+        if k == 1 and self.adversary.active:
+            ids = self.adversary.attackers.tolist()
+            shown = ", ".join(map(str, ids[:MAX_DETAIL_CLIENTS])) + (
+                f" … ({len(ids)} in all)" if len(ids) > MAX_DETAIL_CLIENTS else ""
+            )
+            lines.append(
+                f"Byzantine attackers ({cfg.attack}, scale {cfg.attack_scale:g}): clients {shown}"
+            )
+        if len(participants) < cfg.num_clients and len(participants) <= MAX_DETAIL_CLIENTS:
+            lines.append("Participants: " + ", ".join(map(str, participants.tolist())))
+        return lines
+
     def _log_lines(
         self, k: int, metrics: dict[str, float], meta: dict[str, float], pairs: list[GossipPair]
     ) -> list[str]:
@@ -217,14 +250,15 @@ class Simulation:
         if self.config.num_clients <= MAX_DETAIL_CLIENTS:
             lines += [
                 f"Client {client_id}: loss={loss:.4f}, expert={expert}"
-                for client_id, loss, expert in self._client_lines()
+                for client_id, loss, expert in self.population.client_lines()
             ]
             lines += [
                 f"Gossip: Client {p.client_a} <-> Client {p.client_b} ({p.expert})" for p in pairs
             ]
         else:
             lines.append(
-                f"{self.config.num_clients} clients trained, {len(pairs)} gossip pairs "
+                f"{metrics.get('clients_sampled', self.config.num_clients):.0f} clients trained, "
+                f"{len(pairs)} gossip pairs "
                 "(per-client lines omitted)"
             )
         if meta:
@@ -236,13 +270,6 @@ class Simulation:
                 )
             )
         return lines
-
-    def _client_lines(self) -> list[tuple[int, float, str]]:
-        if self.pool is not None:
-            return self.pool.client_lines()
-        return [
-            (c.client_id, c.last_round.loss, c.last_round.selected_expert) for c in self.clients
-        ]
 
     # -- checkpoints ----------------------------------------------------------------------
     def checkpoint(self) -> bytes:
@@ -258,9 +285,12 @@ class Simulation:
             "rounds_completed": self.rounds_completed,
             "torch_rng": self.generator.get_state(),
             "numpy_rng": json.dumps(self.rng.bit_generator.state),
-            "clients": [c.state_dict() for c in self.clients],
-            "pool": self.pool.state_dict() if self.pool is not None else None,
+            "clients": [],
+            "pool": None,
+            self.population.checkpoint_key: self.population.state_dict(),
             "server": self.server.state_dict(),
+            "strategy": self.strategy.state_dict(),
+            "adversary": self.adversary.state_dict(),
             "meta_learner": self.meta_learner.state_dict(),
             "gossip": self.gossip.state_dict(),
         }
@@ -271,7 +301,9 @@ class Simulation:
         """A simulation that continues exactly where the one that wrote `blob` stopped.
 
         Checkpoints written before `execution` existed came from the per-client reference and
-        continue on it; fields added later (`quantity_skew`) take their defaults.
+        continue on it; fields added later (`quantity_skew`, `strategy`, …) take their defaults
+        (`meta_reptile` becomes the `reptile` strategy), and a checkpoint from before
+        strategies had state continues with a fresh one (FedAvg and Reptile hold none).
         """
         state = checkpoint_format.loads(blob)
         if state.get("format") != CHECKPOINT_FORMAT:
@@ -282,19 +314,19 @@ class Simulation:
             saved = {**saved, "execution": "reference"}
             resolved = resolved.model_copy(update={"execution": "reference"})
         # Any other field added since then behaves as its default did (e.g. quantity_skew 0).
-        defaults = SimulationConfig().model_dump(mode="json")
-        saved = {**{k: v for k, v in defaults.items() if k not in saved}, **saved}
+        saved = SimulationConfig.model_validate(saved).model_dump(mode="json")
         sim = cls(resolved)
         if saved != sim.config.model_dump(mode="json"):
             raise ValueError("checkpoint: it was written by a simulation with another config")
         sim.rounds_completed = state["rounds_completed"]
         sim.generator.set_state(state["torch_rng"])
         sim.rng.bit_generator.state = json.loads(state["numpy_rng"])
-        for client, client_state in zip(sim.clients, state["clients"], strict=True):
-            client.load_state_dict(client_state)
-        if sim.pool is not None:
-            sim.pool.load_state_dict(state["pool"])
+        sim.population.load_state_dict(state[sim.population.checkpoint_key])
         sim.server.load_state_dict(state["server"])
+        if "strategy" in state:
+            sim.strategy.load_state_dict(state["strategy"])
+        if "adversary" in state:
+            sim.adversary.load_state_dict(state["adversary"])
         sim.meta_learner.load_state_dict(state["meta_learner"])
         sim.gossip.load_state_dict(state["gossip"])
         return sim
@@ -317,10 +349,6 @@ def run_simulation(
         if on_round is not None and on_round(result) is False:
             break
     return results
-
-
-def _mean(values: list[float]) -> float:
-    return sum(values) / len(values) if values else 0.0
 
 
 def _raise_diverged(k: int, path: str, value: Any = "not finite") -> None:

@@ -78,6 +78,22 @@ class LearningRateAdaptation:
             "lr_adjustments": self.round_adjustments.double(),
         }
 
+    def take(self, clients: Tensor) -> LearningRateAdaptation:
+        """The state of `clients` alone (copies)."""
+        part = LearningRateAdaptation(0, self.base_lr, self.decrease, self.increase, self.threshold)
+        part.load_state_dict(_select(self.state_dict(), clients))
+        return part
+
+    def put(self, clients: Tensor, part: LearningRateAdaptation) -> None:
+        """Write back what `take(clients)` returned (after it changed)."""
+        self.scale[clients] = part.scale
+        for key, loss in part.last_loss.items():
+            self.last_loss[key][clients] = loss
+        self.total_adjustments[clients] = part.total_adjustments
+        self.round_adjustments[clients] = part.round_adjustments
+        self.count[clients], self.mean[clients] = part.count, part.mean
+        self.m2[clients] = part.m2
+
     def state_dict(self) -> dict[str, Any]:
         return {
             "scale": self.scale.clone(),
@@ -91,3 +107,12 @@ class LearningRateAdaptation:
         self.last_loss = {key: t.clone() for key, t in state["last_loss"].items()}
         self.total_adjustments, self.round_adjustments = (t.clone() for t in state["adjustments"])
         self.count, self.mean, self.m2 = (t.clone() for t in state["stats"])
+
+
+def _select(state: Any, clients: Tensor) -> Any:
+    """Every tensor of a nested state with only the rows `clients`."""
+    if isinstance(state, Tensor):
+        return state[clients]
+    if isinstance(state, dict):
+        return {key: _select(value, clients) for key, value in state.items()}
+    return [_select(value, clients) for value in state]

@@ -71,17 +71,23 @@ def check_finite(r: PoolRound, fail: Callable[[str], None]) -> None:
             fail(path)
 
 
-def build_insights(r: PoolRound, names: Sequence[str], memory: int | None) -> list[dict[str, Any]]:
+def build_insights(
+    r: PoolRound, names: Sequence[str], memory: int | None, client_ids: Sequence[int] | None = None
+) -> list[dict[str, Any]]:
     """Every client's `Client.generate_insight()`, from the tensors in one pass.
+
+    `client_ids`: the id of each row of `r` (the round's participants); None = 0, 1, ….
 
     The cyclic garbage collector is paused meanwhile: these dicts hold no cycles, and its
     full scans (over every insight the server keeps) would otherwise double the time.
     """
     with _gc_paused():
-        return _build(r, names, memory)
+        return _build(r, names, memory, client_ids)
 
 
-def _build(r: PoolRound, names: Sequence[str], memory: int | None) -> list[dict[str, Any]]:
+def _build(
+    r: PoolRound, names: Sequence[str], memory: int | None, client_ids: Sequence[int] | None
+) -> list[dict[str, Any]]:
     selected = r.selected_names(names)
     chosen = r.selected.tolist() if r.selected is not None else None
     sup = {key: value.tolist() for key, value in r.supervised.items()}
@@ -117,7 +123,7 @@ def _build(r: PoolRound, names: Sequence[str], memory: int | None) -> list[dict[
             }
         result.append(
             {
-                "client_id": c,
+                "client_id": c if client_ids is None else client_ids[c],
                 "loss": loss,
                 "mean_grad": grad,
                 "uncertainty": uncertainty,

@@ -64,6 +64,32 @@ def loss_and_grad(
 
 
 @dataclass(frozen=True)
+class HeadRegularizer:
+    """A strategy's extra term on some heads: each step adds μ_r·(w − anchor) + correction_r.
+
+    The batched form of `scarcity.core.training.LocalObjective` (FedProx, SCAFFOLD). `mu` [R]
+    is 0 on rows without a proximal term; `anchor_*` broadcast over rows ([1, out, in]);
+    `correction_*` [R, ...] (zeros on rows without one) or None.
+    """
+
+    mu: Tensor
+    anchor_w: Tensor
+    anchor_b: Tensor
+    correction_w: Tensor | None = None
+    correction_b: Tensor | None = None
+
+    def grads(self, w: Tensor, b: Tensor, rows: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """The term's gradient for the heads `rows` (None = all), whose weights are `w`, `b`."""
+        mu = self.mu if rows is None else self.mu[rows]
+        grad_w = mu[:, None, None] * (w - self.anchor_w)
+        grad_b = mu[:, None] * (b - self.anchor_b)
+        if self.correction_w is not None and self.correction_b is not None:
+            grad_w = grad_w + (self.correction_w if rows is None else self.correction_w[rows])
+            grad_b = grad_b + (self.correction_b if rows is None else self.correction_b[rows])
+        return grad_w, grad_b
+
+
+@dataclass(frozen=True)
 class HeadStats:
     """Per-row statistics of one training call, as `Expert.train` / `Client.local_train`."""
 
@@ -112,6 +138,7 @@ def fit_heads(
     on_epoch: Callable[[Tensor], Tensor | None] | None = None,
     details: bool = True,
     sizes: Tensor | None = None,
+    regularizer: HeadRegularizer | None = None,
 ) -> HeadStats:
     """SGD of every head on its client's data, in place.
 
@@ -123,6 +150,7 @@ def fit_heads(
     `sizes` [N]: each client's sample count when they differ (`x`, `y` zero-padded to n and
     `perms` holding each client's real rows first, see `padding`): padded samples weigh 0 and
     the heads of a client out of rows sit a mini-batch out. None = n for everyone.
+    `regularizer` adds a strategy's term to the gradients (the losses stay the data loss).
     """
     clients, n = x.shape[:2]
     rows, out = w.shape[:2]
@@ -150,6 +178,9 @@ def fit_heads(
             grad = grad.view(clients, n, group * out)
             grad_w = torch.bmm(grad.transpose(1, 2), x).view(rows, out, -1)
             grad_b = grad.sum(dim=1).view(rows, out)
+            if regularizer is not None:
+                extra_w, extra_b = regularizer.grads(w, b)
+                grad_w, grad_b = grad_w + extra_w, grad_b + extra_b
             _step(w, b, grad_w, grad_b, lr, grad_sum if details else None, numel)
             epoch_loss += loss
             steps += 1
@@ -161,7 +192,19 @@ def fit_heads(
                     live = alive.nonzero().squeeze(1)
                     sums = grad_sum if details else None
                     loss, count = _step_rows(
-                        task, w, b, x, y, idx[live], live, group, row_sizes[live], lr, numel, sums
+                        task,
+                        w,
+                        b,
+                        x,
+                        y,
+                        idx[live],
+                        live,
+                        group,
+                        row_sizes[live],
+                        lr,
+                        numel,
+                        sums,
+                        regularizer,
                     )
                     epoch_loss.index_add_(0, live, loss * (count / row_sizes[live]))
                     steps = steps + alive
@@ -169,8 +212,11 @@ def fit_heads(
                 xb, yb = gather_rows(x, idx, group), gather_rows(y, idx, group)
                 prediction = torch.baddbmm(b.unsqueeze(1), xb, w.transpose(1, 2))
                 loss, grad = loss_and_grad(task, prediction, yb, 1)
-                grad_w = torch.bmm(grad.transpose(1, 2), xb)
-                _step(w, b, grad_w, grad.sum(dim=1), lr, grad_sum if details else None, numel)
+                grad_w, grad_b = torch.bmm(grad.transpose(1, 2), xb), grad.sum(dim=1)
+                if regularizer is not None:
+                    extra_w, extra_b = regularizer.grads(w, b)
+                    grad_w, grad_b = grad_w + extra_w, grad_b + extra_b
+                _step(w, b, grad_w, grad_b, lr, grad_sum if details else None, numel)
                 epoch_loss += loss * (idx.shape[1] / n)
                 steps += 1
         epoch_losses.append(epoch_loss)
@@ -207,6 +253,7 @@ def _step_rows(
     lr: Tensor,
     numel: int,
     grad_sum: Tensor | None,
+    regularizer: HeadRegularizer | None = None,
 ) -> tuple[Tensor, Tensor]:
     """SGD step of the heads `rows` [R] on their samples `idx` [R, m] of zero-padded clients of
     `sizes` [R] (each with at least one real sample here); returns their loss and sample count."""
@@ -216,9 +263,12 @@ def _step_rows(
     real = batch_mask(idx, sizes)
     count = real.sum(dim=1)
     loss, grad = loss_and_grad(task, prediction, yb, 1, real / count.unsqueeze(1))
-    grad_w = torch.bmm(grad.transpose(1, 2), xb)
+    grad_w, grad_b = torch.bmm(grad.transpose(1, 2), xb), grad.sum(dim=1)
+    if regularizer is not None:
+        extra_w, extra_b = regularizer.grads(w_rows, b_rows, rows)
+        grad_w, grad_b = grad_w + extra_w, grad_b + extra_b
     row_sum = None if grad_sum is None else torch.zeros(len(rows))
-    _step(w_rows, b_rows, grad_w, grad.sum(dim=1), lr[rows], row_sum, numel)
+    _step(w_rows, b_rows, grad_w, grad_b, lr[rows], row_sum, numel)
     w.index_copy_(0, rows, w_rows)
     b.index_copy_(0, rows, b_rows)
     if grad_sum is not None and row_sum is not None:

@@ -61,6 +61,16 @@ class ReplayBuffers:
             "memory_utilization": size / self.capacity,
         }
 
+    def take(self, clients: Tensor) -> ReplayBuffers:
+        """The buffers of `clients` alone (copies)."""
+        part = ReplayBuffers(0, self.capacity, self.x.shape[2], self.z.shape[2])
+        part.x, part.z, part.size = self.x[clients], self.z[clients], self.size[clients]
+        return part
+
+    def put(self, clients: Tensor, part: ReplayBuffers) -> None:
+        """Write back what `take(clients)` returned (after it changed)."""
+        self.x[clients], self.z[clients], self.size[clients] = part.x, part.z, part.size
+
     def state_dict(self) -> dict[str, Any]:
         return {"x": self.x.clone(), "z": self.z.clone(), "size": self.size.clone()}
 

@@ -13,8 +13,9 @@ rows masked out (`padding`); with equal sizes `ragged_sizes` is None and no mask
 
 from __future__ import annotations
 
+import copy
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -38,7 +39,7 @@ from scarcity.batched.insights import (
     check_finite,
     statistics,
 )
-from scarcity.batched.linear import fit_heads, gather_rows
+from scarcity.batched.linear import HeadRegularizer, fit_heads, gather_rows
 from scarcity.batched.memory import ReplayBuffers
 from scarcity.batched.padding import (
     at_least_one,
@@ -54,12 +55,19 @@ from scarcity.core.aggregate import pairwise_average
 from scarcity.core.data import FederatedData
 from scarcity.core.experts import BASE_PORTFOLIO, EXTENDED_PORTFOLIO, MemoryConsolidationExpert
 from scarcity.core.gossip import GossipScheduler
+from scarcity.core.training import LocalObjective
+from scarcity.population import FitResult
+from scarcity.strategies.base import FitInstructions
 
 WEIGHTS = ("head_w", "head_b", "enc_w", "enc_b", "dec_w", "dec_b")
 
 
 class ClientPool:
-    """The state of all N clients and their batched round."""
+    """The state of all N clients and their batched round (a `ClientPopulation`)."""
+
+    sequential = False
+    #: Where `Simulation.checkpoint` keeps this population's state.
+    checkpoint_key = "pool"
 
     def __init__(
         self,
@@ -67,11 +75,15 @@ class ClientPool:
         data: FederatedData,
         generator: torch.Generator,
         rng: np.random.Generator,
+        *,
+        measure_initial_loss: bool = False,
     ) -> None:
         cfg = self.config = config
         self.task = data.task
         self.generator, self.rng = generator, rng
-        self.names = EXTENDED_PORTFOLIO if cfg.extended_experts else BASE_PORTFOLIO
+        self.names: tuple[str, ...] = ()
+        if cfg.expert_ensemble:
+            self.names = EXTENDED_PORTFOLIO if cfg.extended_experts else BASE_PORTFOLIO
         self.memory = _index(self.names, "MemoryConsolidationExpert")
         self.meta = _index(self.names, "MetaAdaptationExpert")
         #: Every client's sample count [N].
@@ -102,15 +114,17 @@ class ClientPool:
             cfg.lr_increase_factor,
             cfg.lr_improvement_threshold,
         )
-        self.router_calls = 0
         self.router_usage = torch.zeros(n_clients, k, dtype=torch.long)
         self.meta_params: dict[str, float] = {}
         self.data = data
         self.last: PoolRound | None = None
         self._base_statistics: tuple[Tensor, ...] | None = None
         #: Whether per-client details (initial/final loss, uncertainty, mean |gradient|) are
-        #: observable: they reach results only through insights (insight exchange, meta-learning).
-        self.details = cfg.insight_exchange or cfg.meta_learning
+        #: observable: they reach results only through insights (insight exchange, meta-learning)
+        #: and a strategy that reads the initial loss (q-FedAvg).
+        self.details = cfg.insight_exchange or cfg.meta_learning or measure_initial_loss
+        #: The last round's participants when they were a sample (None = every client).
+        self.active: Tensor | None = None
 
     def _init_weights(self, generator: torch.Generator) -> None:
         """The reference's initial weights: per client, each expert's head, encoder and
@@ -138,6 +152,10 @@ class ClientPool:
                 )
                 offset += math.prod(shape)
         self.w = {name: torch.stack(parts, dim=1).contiguous() for name, parts in pieces.items()}
+        if not self.names:  # the baseline: no experts, empty expert tensors keep shapes uniform
+            self.w = {
+                name: torch.zeros(self.num_clients, 0, *shape) for name, shape, _ in expert_parts
+            }
         for name, shape, fan_in in shared_parts:
             self.w[name] = _uniform(draw, offset, self.num_clients, shape, fan_in).contiguous()
             offset += math.prod(shape)
@@ -156,8 +174,11 @@ class ClientPool:
         return self.base_x + shift, y
 
     # -- the round ------------------------------------------------------------------------
-    def train_round(self, round_index: int) -> PoolRound:
-        """`Client.train_round` for every client; the result is kept for insights."""
+    def train_round(self, round_index: int, objective: LocalObjective | None = None) -> PoolRound:
+        """`Client.train_round` for every client; the result is kept for insights.
+
+        `objective`: the strategy's terms for the shared models, corrections stacked [N, ...].
+        """
         cfg = self.config
         x, y = self.round_data(round_index)
         n_clients, k = self.num_clients, len(self.names)
@@ -169,11 +190,10 @@ class ClientPool:
                 x,
                 self.names,
                 cfg.variance_threshold,
-                self.router_calls,
+                self._router_calls(),
                 self.rng,
                 self.ragged_sizes,
             )
-            self.router_calls += 1
             self.router_usage[torch.arange(n_clients), chosen] += 1
             trained = chosen.unsqueeze(1).tolist()
         else:
@@ -190,7 +210,7 @@ class ClientPool:
             ssl_epochs=cfg.ssl_epochs,
             structure_discovery=cfg.structure_discovery,
         )
-        shared, supervised = self._train_heads(x, y, chosen, draws)
+        shared, supervised = self._train_heads(x, y, chosen, draws, objective)
         ssl, replay = (
             self._train_autoencoders(x, draws) if cfg.structure_discovery else (None, None)
         )
@@ -213,8 +233,18 @@ class ClientPool:
         )
         return self.last
 
+    def _router_calls(self) -> int | Tensor:
+        """Each client's routing calls so far (one count while every client trained alike)."""
+        calls = self.router_usage.sum(dim=1)
+        return int(calls[0]) if bool((calls == calls[0]).all()) else calls
+
     def _train_heads(
-        self, x: Tensor, y: Tensor, chosen: Tensor | None, draws: RoundDraws
+        self,
+        x: Tensor,
+        y: Tensor,
+        chosen: Tensor | None,
+        draws: RoundDraws,
+        objective: LocalObjective | None = None,
     ) -> tuple[dict[str, Tensor] | None, dict[str, Tensor]]:
         """The shared model (FedAvg on) and the expert heads (all, or each client's routed
         one) trained in one batched call: J heads per client, shared first."""
@@ -240,11 +270,11 @@ class ClientPool:
         w = head_w.reshape(n_clients * group, *head_w.shape[2:]).clone()
         b = head_b.reshape(n_clients * group, -1).clone()
         perms = None
-        if draws.supervised is not None:
-            sup = draws.supervised
-            if fa:
-                assert draws.shared is not None
-                sup = torch.cat([draws.shared.unsqueeze(1), sup], dim=1)
+        if draws.supervised is not None or draws.shared is not None:
+            parts = [] if draws.shared is None else [draws.shared.unsqueeze(1)]
+            if draws.supervised is not None:  # none without experts (the baseline)
+                parts.append(draws.supervised)
+            sup = torch.cat(parts, dim=1)
             perms = sup.reshape(n_clients * group, *sup.shape[2:])
         row_expert = experts.reshape(-1)
         is_meta = row_expert == (self.meta if self.meta is not None else -2)
@@ -275,6 +305,7 @@ class ClientPool:
             on_epoch,
             details=self.details,
             sizes=self.ragged_sizes,
+            regularizer=_head_regularizer(objective, n_clients, group) if fa else None,
         )
         w = w.view(n_clients, group, *w.shape[1:])
         b = b.view(n_clients, group, -1)
@@ -361,7 +392,9 @@ class ClientPool:
                 epoch_loss += loss * ((n if idx is None else idx.shape[1]) / n)
                 steps += 1
                 self.ssl_steps += 1  # one optimizer.step() of every expert's Adam
-                step = int(self.ssl_steps[0])  # every client has stepped as often
+                # Every client has stepped as often, unless client sampling left some behind.
+                uniform = bool((self.ssl_steps == self.ssl_steps[0]).all())
+                step = int(self.ssl_steps[0]) if uniform else self.ssl_steps.repeat_interleave(k)
                 for p in PARTS:
                     adam_step(params[p], grads[p], adam[f"m.{p}"], adam[f"v.{p}"], step, lr)
             epoch_losses.append(epoch_loss.float())
@@ -424,6 +457,8 @@ class ClientPool:
 
     def _summarize(self, offset: float) -> dict[str, Tensor]:
         """Every expert's `summarize` for every client (one observation per round)."""
+        if not self.names:
+            return {}
         var, mean, low, high, current = self._data_statistics(offset)
         drift = torch.where(self.previous_mean.isnan(), 0.0, (current - self.previous_mean).abs())
         self.previous_mean = current
@@ -478,6 +513,98 @@ class ClientPool:
             self.w["enc_w"][:, self.memory], self.w["enc_b"][:, self.memory]
         )
 
+    # -- the population interface ----------------------------------------------------------
+    def broadcast(self, weights: Mapping[str, Tensor], participants: Tensor) -> None:
+        """The participants' shared models start the round from the global `weights`."""
+        if len(participants) == self.num_clients:
+            self.set_model_weights(dict(weights))
+        else:
+            self.w["shared_w"][participants] = weights["weight"]
+            self.w["shared_b"][participants] = weights["bias"]
+
+    def fit(
+        self,
+        round_index: int,
+        instructions: FitInstructions,
+        global_weights: Mapping[str, Tensor] | None,
+        participants: Tensor,
+    ) -> FitResult:
+        """One batched local round of the participants; the others stay untouched."""
+        objective = None
+        if instructions.proximal_mu != 0 or instructions.correction is not None:
+            objective = LocalObjective(
+                instructions.proximal_mu,
+                None if global_weights is None else dict(global_weights),
+                instructions.correction,
+            )
+        if len(participants) == self.num_clients:
+            self.active = None
+            self.train_round(round_index, objective)
+            last = self.last
+        else:
+            self.active = participants
+            part = self._take(participants)
+            part.train_round(round_index, objective)
+            self._put(participants, part)
+            self.last = last = part.last
+        assert last is not None
+        weights = None
+        if global_weights is not None:
+            weights = {
+                "weight": self.w["shared_w"][participants],
+                "bias": self.w["shared_b"][participants],
+            }
+        return FitResult(
+            participants=participants,
+            mean_loss=float(last.loss.mean()),
+            weights=weights,
+            sample_counts=self.sizes[participants].float(),
+            initial_loss=last.initial_loss,
+        )
+
+    def _take(self, clients: Tensor) -> ClientPool:
+        """A pool of `clients` alone: copies of their state, sharing config and generators."""
+        part = copy.copy(self)
+        sizes = self.sizes[clients]
+        n = int(sizes.max())
+        part.sizes = sizes
+        part.ragged_sizes = sizes if bool((sizes != sizes[0]).any()) else None
+        part.base_x, part.base_y = self.base_x[clients, :n], self.base_y[clients, :n]
+        part.num_clients, part.max_samples = len(clients), n
+        part.real_rows = (
+            None
+            if part.ragged_sizes is None
+            else real_rows(part.ragged_sizes, n).unsqueeze(2).float()
+        )
+        part.w = {key: t[clients] for key, t in self.w.items()}
+        part.adam = {key: t[clients] for key, t in self.adam.items()}
+        part.ssl_steps = self.ssl_steps[clients]
+        part.buffers = self.buffers.take(clients)
+        part.previous_mean = self.previous_mean[clients]
+        part.adaptation = self.adaptation.take(clients)
+        part.router_usage = self.router_usage[clients]
+        part._base_statistics = None
+        part.last = None
+        return part
+
+    def _put(self, clients: Tensor, part: ClientPool) -> None:
+        """Write back the state `_take(clients)` handed out, after its round."""
+        for key, t in part.w.items():
+            self.w[key][clients] = t
+        for key, t in part.adam.items():
+            self.adam[key][clients] = t
+        self.ssl_steps[clients] = part.ssl_steps
+        self.buffers.put(clients, part.buffers)
+        self.previous_mean[clients] = part.previous_mean
+        self.adaptation.put(clients, part.adaptation)
+        self.router_usage[clients] = part.router_usage
+
+    def _client_ids(self) -> list[int]:
+        assert self.last is not None
+        if self.active is None:
+            return list(range(self.num_clients))
+        return self.active.tolist()
+
     # -- results --------------------------------------------------------------------------
     def mean_loss(self) -> float:
         assert self.last is not None
@@ -487,7 +614,7 @@ class ClientPool:
         """(client id, loss, selected expert) of every client, for the round log."""
         assert self.last is not None
         selected = self.last.selected_names(self.names)
-        return list(zip(range(self.num_clients), self.last.loss.tolist(), selected, strict=True))
+        return list(zip(self._client_ids(), self.last.loss.tolist(), selected, strict=True))
 
     def expert_usage(self) -> dict[str, int]:
         assert self.last is not None and self.last.selected is not None
@@ -497,6 +624,8 @@ class ClientPool:
     def statistics(self) -> dict[str, float]:
         """`Server.aggregate_insights` of the last round, from the tensors."""
         assert self.last is not None
+        if not self.names:  # the baseline: no expert summaries to aggregate
+            return {}
         return statistics(self.last, self.memory is not None)
 
     def check_finite(self, fail: Callable[[str], None]) -> None:
@@ -507,7 +636,8 @@ class ClientPool:
     def insights(self) -> list[dict[str, Any]]:
         """Every client's `Client.generate_insight()` of the last round."""
         assert self.last is not None
-        return build_insights(self.last, self.names, self.memory)
+        ids = None if self.active is None else self.active.tolist()
+        return build_insights(self.last, self.names, self.memory, ids)
 
     # -- shared model, meta-parameters, gossip --------------------------------------------
     def set_model_weights(self, weights: dict[str, Tensor]) -> None:
@@ -541,8 +671,9 @@ class ClientPool:
     def gossip(
         self, scheduler: GossipScheduler, rng: np.random.Generator
     ) -> list[tuple[int, int, str]]:
-        """`gossip_round`: disjoint pairs each average one random expert (same draws)."""
-        pairs = scheduler.pairs(rng)
+        """`gossip_round`: disjoint pairs of the last round's participants each average one
+        random expert (same draws)."""
+        pairs = scheduler.pairs(rng, None if self.active is None else self.active.tolist())
         if not pairs:
             return []
         chosen = [int(rng.integers(len(self.names))) for _ in pairs]
@@ -566,7 +697,11 @@ class ClientPool:
             "memory": self.buffers.state_dict(),
             "previous_mean": self.previous_mean.clone(),
             "lr": self.adaptation.state_dict(),
-            "router": {"calls": self.router_calls, "usage": self.router_usage.clone()},
+            # "calls" stays for the checkpoint layout; the counts are the usage's row sums.
+            "router": {
+                "calls": int(self.router_usage.sum(dim=1).max()) if self.num_clients else 0,
+                "usage": self.router_usage.clone(),
+            },
             "meta_params": dict(self.meta_params),
         }
 
@@ -580,7 +715,6 @@ class ClientPool:
         self.buffers.load_state_dict(state["memory"])
         self.previous_mean = state["previous_mean"].clone()
         self.adaptation.load_state_dict(state["lr"])
-        self.router_calls = state["router"]["calls"]
         self.router_usage = state["router"]["usage"].clone()
         self.meta_params = dict(state["meta_params"])
 
@@ -601,3 +735,25 @@ def _uniform(
     bound = 1.0 / math.sqrt(fan_in)
     piece = draw[:, offset : offset + math.prod(shape)].reshape(clients, *shape)
     return piece * (2 * bound) - bound
+
+
+def _head_regularizer(
+    objective: LocalObjective | None, clients: int, group: int
+) -> HeadRegularizer | None:
+    """The strategy's term on the shared model's rows (the first of each client's `group`)."""
+    if objective is None:
+        return None
+    rows = clients * group
+    shared = torch.arange(clients) * group
+    mu = torch.zeros(rows)
+    mu[shared] = objective.proximal_mu
+    anchor = objective.anchor or {}
+    anchor_w = anchor["weight"].unsqueeze(0) if anchor else torch.zeros(())
+    anchor_b = anchor["bias"].unsqueeze(0) if anchor else torch.zeros(())
+    correction_w = correction_b = None
+    if objective.correction is not None:
+        cw, cb = objective.correction["weight"], objective.correction["bias"]
+        correction_w = torch.zeros(rows, *cw.shape[1:])
+        correction_b = torch.zeros(rows, *cb.shape[1:])
+        correction_w[shared], correction_b[shared] = cw, cb
+    return HeadRegularizer(mu, anchor_w, anchor_b, correction_w, correction_b)

@@ -17,9 +17,11 @@ from scarcity.batched.padding import masked_var_mean
 from scarcity.core.router import ROUTER_STRATEGIES
 
 # (data [N, n, d], expert names, threshold, calls so far, rng, client sizes or None) → expert
-# index per client [N]; with sizes the data is zero-padded after each client's rows.
+# index per client [N]; with sizes the data is zero-padded after each client's rows. Calls is
+# one count for all, or one per client [N] when client sampling left them unequal.
+Calls = int | Tensor
 BatchedStrategy = Callable[
-    [Tensor, Sequence[str], float, int, np.random.Generator, Tensor | None], Tensor
+    [Tensor, Sequence[str], float, Calls, np.random.Generator, Tensor | None], Tensor
 ]
 BATCHED_STRATEGIES: dict[str, BatchedStrategy] = {}
 
@@ -37,7 +39,7 @@ def route_by_variance(
     x: Tensor,
     names: Sequence[str],
     threshold: float,
-    calls: int,
+    calls: Calls,
     rng: np.random.Generator,
     sizes: Tensor | None,
 ) -> Tensor:
@@ -57,7 +59,7 @@ def route_randomly(
     x: Tensor,
     names: Sequence[str],
     threshold: float,
-    calls: int,
+    calls: Calls,
     rng: np.random.Generator,
     sizes: Tensor | None,
 ) -> Tensor:
@@ -70,11 +72,13 @@ def route_round_robin(
     x: Tensor,
     names: Sequence[str],
     threshold: float,
-    calls: int,
+    calls: Calls,
     rng: np.random.Generator,
     sizes: Tensor | None,
 ) -> Tensor:
-    """Each expert in turn (every client has made the same number of calls)."""
+    """Each expert in turn (by each client's own count of calls)."""
+    if isinstance(calls, Tensor):
+        return calls % len(names)
     return torch.full((len(x),), calls % len(names))
 
 
@@ -83,7 +87,7 @@ def route(
     x: Tensor,
     names: Sequence[str],
     threshold: float,
-    calls: int,
+    calls: Calls,
     rng: np.random.Generator,
     sizes: Tensor | None = None,
 ) -> Tensor:
@@ -91,6 +95,11 @@ def route(
     if strategy in BATCHED_STRATEGIES:
         return BATCHED_STRATEGIES[strategy](x, names, threshold, calls, rng, sizes).long()
     per_client = ROUTER_STRATEGIES[strategy]
-    router = SimpleNamespace(threshold=threshold, calls=calls, rng=rng)
+    counts = calls.tolist() if isinstance(calls, Tensor) else [calls] * len(x)
     data = list(x) if sizes is None else [xi[:n] for xi, n in zip(x, sizes.tolist(), strict=True)]
-    return torch.tensor([per_client(xi, list(names), router, rng) for xi in data])  # type: ignore[arg-type]
+    return torch.tensor(
+        [
+            per_client(xi, list(names), SimpleNamespace(threshold=threshold, calls=c, rng=rng), rng)  # type: ignore[arg-type]
+            for xi, c in zip(data, counts, strict=True)
+        ]
+    )

@@ -30,7 +30,7 @@ from scarcity.core.experts import (
     MetaAdaptationExpert,
 )
 from scarcity.core.router import Router
-from scarcity.core.training import Task, make_linear, train_supervised
+from scarcity.core.training import LocalObjective, Task, make_linear, train_supervised
 
 
 @dataclass
@@ -49,6 +49,8 @@ class ClientRound:
 
 def build_experts(config: SimulationConfig, task: Task, generator: torch.Generator) -> list[Expert]:
     """The portfolio a client holds: 2 experts, or 4 with `extended_experts`."""
+    if not config.expert_ensemble:
+        return []
     names = EXTENDED_PORTFOLIO if config.extended_experts else BASE_PORTFOLIO
     common: dict[str, Any] = dict(
         input_dim=config.input_dim,
@@ -126,9 +128,11 @@ class Client:
         self.x, self.y = x, y
 
     # -- training --------------------------------------------------------------------------
-    def local_train(self) -> dict[str, float]:
-        """Train the shared model on the private data (FedAvg's client update)."""
+    def local_train(self, objective: LocalObjective | None = None) -> dict[str, float]:
+        """Train the shared model on the private data (FedAvg's client update); `objective`
+        adds the strategy's terms (FedProx, SCAFFOLD) to the loss."""
         cfg = self.config
+        regularizer = objective.regularizer(self.model) if objective is not None else None
         return train_supervised(
             self.model,
             self.optimizer,
@@ -138,6 +142,7 @@ class Client:
             cfg.local_epochs,
             cfg.batch_size,
             self.generator,
+            regularizer=regularizer,
         )
 
     def train_experts(self) -> tuple[str, dict[str, dict[str, float]]]:
@@ -164,12 +169,15 @@ class Client:
         self.logger.debug("Client %d completed structure discovery", self.client_id)
         return results
 
-    def train_round(self) -> ClientRound:
-        """One full local round (see the module docstring); the result is kept for insights."""
+    def train_round(self, objective: LocalObjective | None = None) -> ClientRound:
+        """One full local round (see the module docstring); the result is kept for insights.
+
+        `objective`: the strategy's terms for the shared model this round (None = plain loss).
+        """
         cfg = self.config
         for expert in self.experts:
             expert.start_round()
-        shared = self.local_train() if cfg.federated_averaging else None
+        shared = self.local_train(objective) if cfg.federated_averaging else None
         selected, metrics = self.train_experts()
         if cfg.structure_discovery:
             for name, ssl in self.structure_discovery().items():

@@ -2,6 +2,7 @@
 
 Each round the clients are shuffled and paired; with an odd count one client sits out, chosen
 at random among those that have sat out least, so every client is paired within two rounds.
+With client sampling only the round's participants gossip (the others are offline).
 Each pair averages the full weights of one randomly chosen expert (`pairwise_average`), with no
 server involved (randomized gossip, Boyd et al. 2006).
 """
@@ -30,11 +31,19 @@ class GossipScheduler:
         self.num_clients = num_clients
         self.sit_outs = np.zeros(num_clients, dtype=np.int64)
 
-    def pairs(self, rng: np.random.Generator) -> list[tuple[int, int]]:
-        """This round's disjoint pairs of client indices."""
-        order = rng.permutation(self.num_clients)
-        if self.num_clients % 2 == 1:
-            candidates = np.flatnonzero(self.sit_outs == self.sit_outs.min())
+    def pairs(
+        self, rng: np.random.Generator, among: Sequence[int] | None = None
+    ) -> list[tuple[int, int]]:
+        """This round's disjoint pairs of client indices (of `among`, None = every client)."""
+        if among is None or len(among) == self.num_clients:
+            order = rng.permutation(self.num_clients)
+            present = np.arange(self.num_clients)
+        else:
+            present = np.asarray(among, dtype=np.int64)
+            order = present[rng.permutation(len(present))]
+        if len(order) % 2 == 1:
+            sat = self.sit_outs[present]
+            candidates = present[sat == sat.min()]
             sitter = int(rng.choice(candidates))
             self.sit_outs[sitter] += 1
             order = order[order != sitter]
@@ -48,11 +57,15 @@ class GossipScheduler:
 
 
 def gossip_round(
-    clients: Sequence[_Syncable], scheduler: GossipScheduler, rng: np.random.Generator
+    clients: Sequence[_Syncable],
+    scheduler: GossipScheduler,
+    rng: np.random.Generator,
+    among: Sequence[int] | None = None,
 ) -> list[tuple[int, int, str]]:
-    """Pair the clients and sync one random expert per pair; returns (a, b, expert name)."""
+    """Pair the clients (`among`, None = all) and sync one random expert per pair; returns
+    (a, b, expert name)."""
     synced = []
-    for a, b in scheduler.pairs(rng):
+    for a, b in scheduler.pairs(rng, among):
         expert_idx = int(rng.integers(len(clients[a].expert_names)))
         clients[a].sync_with(clients[b], expert_idx)
         synced.append(

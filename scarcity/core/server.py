@@ -60,6 +60,10 @@ class Server:
         for client in clients:
             client.set_model_weights(weights)
 
+    def set_global_weights(self, weights: Mapping[str, Tensor]) -> None:
+        """The global model becomes `weights` (a strategy's aggregate)."""
+        self.global_model.load_state_dict(dict(weights))
+
     def aggregate_models(
         self, client_weights: Sequence[Mapping[str, Tensor]], sample_counts: Sequence[int]
     ) -> dict[str, Tensor]:
@@ -116,34 +120,7 @@ class Server:
 
     def aggregate_insights(self, insights: Sequence[Mapping[str, Any]]) -> dict[str, float]:
         """Cross-client averages of the insights' statistics (stage 1's aggregation)."""
-
-        def summary(expert: str, key: str) -> list[float]:
-            return [
-                float(i["experts"][expert]["summary"][key])
-                for i in insights
-                if expert in i["experts"]
-            ]
-
-        def metric(key: str) -> list[float]:
-            return [
-                float(m["metrics"][key])
-                for i in insights
-                for m in i["experts"].values()
-                if key in m["metrics"]
-            ]
-
-        result = {
-            "data_mean": _mean(summary("StructureExpert", "mean")),
-            "data_std": _mean(summary("StructureExpert", "std")),
-            "drift": _mean(summary("DriftExpert", "drift")),
-            "avg_uncertainty": _mean([float(i["uncertainty"]) for i in insights]),
-        }
-        if any("MemoryConsolidationExpert" in i["experts"] for i in insights):
-            result["replay_error"] = _mean(summary("MemoryConsolidationExpert", "avg_replay_error"))
-        recon = metric("recon_loss")
-        if recon:
-            result["recon_loss"] = _mean(recon)
-        return result
+        return insight_statistics(insights)
 
     def state_dict(self) -> dict[str, Any]:
         """Global model and insight count; the insights themselves live in the round results."""
@@ -152,3 +129,33 @@ class Server:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.global_model.load_state_dict(state["global_model"])
         self.insights_received = state["insights_received"]
+
+
+def insight_statistics(insights: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+    """Cross-client averages of the insights' statistics (stage 1's aggregation)."""
+
+    def summary(expert: str, key: str) -> list[float]:
+        return [
+            float(i["experts"][expert]["summary"][key]) for i in insights if expert in i["experts"]
+        ]
+
+    def metric(key: str) -> list[float]:
+        return [
+            float(m["metrics"][key])
+            for i in insights
+            for m in i["experts"].values()
+            if key in m["metrics"]
+        ]
+
+    result = {
+        "data_mean": _mean(summary("StructureExpert", "mean")),
+        "data_std": _mean(summary("StructureExpert", "std")),
+        "drift": _mean(summary("DriftExpert", "drift")),
+        "avg_uncertainty": _mean([float(i["uncertainty"]) for i in insights]),
+    }
+    if any("MemoryConsolidationExpert" in i["experts"] for i in insights):
+        result["replay_error"] = _mean(summary("MemoryConsolidationExpert", "avg_replay_error"))
+    recon = metric("recon_loss")
+    if recon:
+        result["recon_loss"] = _mean(recon)
+    return result

@@ -63,11 +63,14 @@ def fit(
     batch_size: int,
     generator: torch.Generator,
     on_epoch: Callable[[float], None] | None = None,
+    regularizer: Callable[[], Tensor] | None = None,
 ) -> FitStats:
     """Mini-batch training: `epochs` shuffled passes; `batch_size` 0 (or ≥ n) = full batch.
 
     `batch_loss(idx)` returns the mean loss of the samples `idx` (`None` = all samples).
     `on_epoch(loss)` runs after each epoch with that epoch's sample-weighted mean loss.
+    `regularizer()` is added to every step's objective (a strategy's proximal or correction
+    term); the recorded losses stay the data loss.
     """
     params = [p for p in parameters if p.requires_grad]
     numel = sum(p.numel() for p in params)
@@ -84,7 +87,8 @@ def fit(
         for idx in batches:
             optimizer.zero_grad(set_to_none=True)
             loss = batch_loss(idx)
-            loss.backward()
+            objective = loss if regularizer is None else loss + regularizer()
+            objective.backward()
             with torch.no_grad():
                 grad_sum += sum(
                     (p.grad.abs().sum() for p in params if p.grad is not None),
@@ -117,6 +121,7 @@ def train_supervised(
     *,
     before_fit: Callable[[], None] | None = None,
     on_epoch: Callable[[float], None] | None = None,
+    regularizer: Callable[[], Tensor] | None = None,
 ) -> dict[str, float]:
     """Supervised local training of one model: loss before and after, uncertainty, mean |grad|.
 
@@ -135,6 +140,7 @@ def train_supervised(
         batch_size,
         generator,
         on_epoch=on_epoch,
+        regularizer=regularizer,
     )
     with torch.no_grad():
         losses = per_sample_loss(task, model(x), y)
@@ -145,3 +151,35 @@ def train_supervised(
         "uncertainty": float(losses.std(correction=0)),
         "mean_grad": stats.mean_grad,
     }
+
+
+@dataclass(frozen=True)
+class LocalObjective:
+    """A strategy's additions to one client's local loss of the shared model.
+
+    f(w) + μ/2·‖w − anchor‖² + ⟨correction, w⟩: FedProx's proximal term around the broadcast
+    model, SCAFFOLD's control-variate correction. Each SGD step then adds
+    μ·(w − anchor) + correction to the data gradient.
+    """
+
+    proximal_mu: float = 0.0
+    anchor: dict[str, Tensor] | None = None
+    correction: dict[str, Tensor] | None = None
+
+    def regularizer(self, model: nn.Module) -> Callable[[], Tensor] | None:
+        """The extra term as a function of `model`'s parameters, or None when there is none."""
+        if self.proximal_mu == 0 and self.correction is None:
+            return None
+        params = dict(model.named_parameters())
+        mu, anchor, correction = self.proximal_mu, self.anchor, self.correction
+
+        def term() -> Tensor:
+            total = torch.zeros(())
+            for name, p in params.items():
+                if mu != 0 and anchor is not None:
+                    total = total + (mu / 2) * ((p - anchor[name]) ** 2).sum()
+                if correction is not None:
+                    total = total + (correction[name] * p).sum()
+            return total
+
+        return term

@@ -17,8 +17,10 @@ def test_every_preset_runs_with_the_seed_defaults(run_preset, preset):
     assert [r.round for r in results] == [1, 2, 3, 4, 5]
     config = resolve_config(preset=preset)
     assert (config.num_clients, config.input_dim, config.samples_per_client) == (5, 10, 50)
+    # The baseline has no experts: no data summaries, just the shared model's figures.
+    expected = {"loss", "data_mean", "data_std", "drift"} if config.expert_ensemble else {"loss"}
     for result in results:
-        assert {"loss", "data_mean", "data_std", "drift"} <= set(result.metrics)
+        assert expected <= set(result.metrics)
         assert all(type(v) is float and math.isfinite(v) for v in result.metrics.values())
         assert result.logs[0].startswith(f"Round {result.round}/5: loss=")
 
@@ -30,6 +32,13 @@ def test_stage2_fedavg_loss_falls_by_a_quarter(run_preset):
     assert last <= 0.75 * first
     assert results[-1].metrics["test_loss"] < results[0].metrics["test_loss"]
     assert "test_accuracy" not in results[0].metrics  # regression: no accuracy
+
+
+def test_the_baseline_trains_the_shared_model_alone(run_preset):
+    results = run_preset("baseline")
+    first, last = results[0].metrics, results[-1].metrics
+    assert set(last) == {"loss", "test_loss"} and last["loss"] < 0.75 * first["loss"]
+    assert results[-1].expert_usage == {} and results[-1].insights == ()
 
 
 def test_stage1_has_no_shared_model(run_preset):

@@ -1,0 +1,149 @@
+"""The per-client reference execution of a population: one `Client` object per client.
+
+Readable and slow: each participant trains in turn, exactly as the seed's loop over clients.
+`scarcity.batched.ClientPool` computes the same round for all clients at once.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from scarcity.config import SimulationConfig
+from scarcity.core.client import Client
+from scarcity.core.data import FederatedData
+from scarcity.core.gossip import GossipScheduler, gossip_round
+from scarcity.core.server import insight_statistics
+from scarcity.core.training import LocalObjective
+from scarcity.population import FitResult
+from scarcity.strategies.base import FitInstructions
+
+
+class ReferencePopulation:
+    """Every client as its own `Client`; the round's participants train one after another."""
+
+    sequential = True
+    #: Where `Simulation.checkpoint` keeps this population's state (the seed's layout).
+    checkpoint_key = "clients"
+
+    def __init__(
+        self,
+        config: SimulationConfig,
+        data: FederatedData,
+        generator: torch.Generator,
+        rng: np.random.Generator,
+    ) -> None:
+        self.data = data
+        self.clients = [
+            Client(
+                i,
+                config,
+                data.client_x[i],
+                data.client_y[i],
+                data.task,
+                generator=generator,
+                rng=rng,
+            )
+            for i in range(config.num_clients)
+        ]
+        self.active: list[Client] = self.clients
+        self._insights: list[dict[str, Any]] | None = None
+
+    def broadcast(self, weights: Mapping[str, Tensor], participants: Tensor) -> None:
+        shared = dict(weights)
+        for i in participants.tolist():
+            self.clients[i].set_model_weights(shared)
+
+    def fit(
+        self,
+        round_index: int,
+        instructions: FitInstructions,
+        global_weights: Mapping[str, Tensor] | None,
+        participants: Tensor,
+    ) -> FitResult:
+        self.active = [self.clients[i] for i in participants.tolist()]
+        self._insights = None
+        for row, client in enumerate(self.active):
+            client.set_data(*self.data.client_data(client.client_id, round_index))
+            client.train_round(_objective(instructions, global_weights, row))
+        losses = [c.last_round.loss for c in self.active]
+        weights = None
+        if global_weights is not None:
+            models = [c.get_model_weights() for c in self.active]
+            weights = {key: torch.stack([m[key] for m in models]) for key in global_weights}
+        return FitResult(
+            participants=participants,
+            mean_loss=sum(losses) / len(losses) if losses else 0.0,
+            weights=weights,
+            sample_counts=torch.tensor([float(c.num_samples) for c in self.active]),
+            initial_loss=torch.tensor(
+                [c.last_round.initial_loss for c in self.active], dtype=torch.float64
+            ),
+        )
+
+    def insights(self) -> list[dict[str, Any]]:
+        if self._insights is None:  # built once a round: statistics and checks read them too
+            self._insights = [c.generate_insight() for c in self.active]
+        return self._insights
+
+    def statistics(self) -> dict[str, float]:
+        if not self.clients[0].experts:  # the baseline: no expert summaries to aggregate
+            return {}
+        return insight_statistics(self.insights())
+
+    def receive_meta_params(self, params: dict[str, float]) -> None:
+        for client in self.clients:
+            client.receive_meta_params(params)
+
+    def gossip(
+        self, scheduler: GossipScheduler, rng: np.random.Generator
+    ) -> list[tuple[int, int, str]]:
+        among = [c.client_id for c in self.active]
+        return gossip_round(self.clients, scheduler, rng, among)
+
+    def expert_usage(self) -> dict[str, int]:
+        counts = Counter(c.last_round.selected_expert for c in self.active)
+        return {name: counts[name] for name in self.clients[0].expert_names}
+
+    def client_lines(self) -> list[tuple[int, float, str]]:
+        return [(c.client_id, c.last_round.loss, c.last_round.selected_expert) for c in self.active]
+
+    def check_finite(self, fail: Callable[[str], None]) -> None:
+        def walk(value: Any, path: str) -> None:
+            if isinstance(value, float) and not math.isfinite(value):
+                fail(path)
+            if isinstance(value, Mapping):
+                for key, item in value.items():
+                    walk(item, f"{path}.{key}" if path else str(key))
+            elif isinstance(value, list | tuple):
+                for item in value:
+                    walk(item, path)
+
+        walk(self.insights(), "")
+
+    def state_dict(self) -> list[dict[str, Any]]:
+        return [c.state_dict() for c in self.clients]
+
+    def load_state_dict(self, state: list[dict[str, Any]]) -> None:
+        for client, client_state in zip(self.clients, state, strict=True):
+            client.load_state_dict(client_state)
+
+
+def _objective(
+    instructions: FitInstructions, global_weights: Mapping[str, Tensor] | None, row: int
+) -> LocalObjective | None:
+    """Participant `row`'s share of the round's instructions."""
+    if instructions.proximal_mu == 0 and instructions.correction is None:
+        return None
+    correction = instructions.correction
+    return LocalObjective(
+        proximal_mu=instructions.proximal_mu,
+        anchor=None if global_weights is None else dict(global_weights),
+        correction=None if correction is None else {k: v[row] for k, v in correction.items()},
+    )

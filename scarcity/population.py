@@ -1,0 +1,93 @@
+"""The client population a round runs on: one interface, two executions.
+
+`Simulation.run_round` talks to the clients only through `ClientPopulation`: broadcast the
+global model to this round's participants, let them fit it (with the strategy's
+`FitInstructions`), read back their models stacked along a leading client axis (`FitResult`),
+then insights, statistics, meta-parameters, gossip and expert usage. `ReferencePopulation`
+(`scarcity.core.population`) holds one `Client` object per client, the readable definition;
+`ClientPool` (`scarcity.batched`) holds every client as tensors with a leading client axis.
+Both take the same random draws in the same order, so they agree up to float rounding.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+from torch import Tensor
+
+from scarcity.core.gossip import GossipScheduler
+from scarcity.strategies.base import FitInstructions
+
+
+@dataclass(frozen=True)
+class FitResult:
+    """What the participants' local round produced."""
+
+    #: The participants' client ids [P] (int64, ascending).
+    participants: Tensor
+    #: Mean training loss over the participants (the round's `loss` metric).
+    mean_loss: float
+    #: Each participant's shared model after training, stacked [P, ...]; None without FedAvg.
+    weights: dict[str, Tensor] | None
+    #: Each participant's training samples [P] (float32).
+    sample_counts: Tensor
+    #: Each participant's loss of the broadcast model before training [P] (float64; zeros
+    #: when nothing asked for it).
+    initial_loss: Tensor
+
+
+class ClientPopulation(Protocol):
+    """Every client of a simulation, whichever execution holds them."""
+
+    #: Whether weighted means over clients are summed client by client (the reference).
+    sequential: bool
+    #: Where `Simulation.checkpoint` keeps this population's state.
+    checkpoint_key: str
+
+    def broadcast(self, weights: Mapping[str, Tensor], participants: Tensor) -> None:
+        """The participants' shared models start the round from `weights`."""
+
+    def fit(
+        self,
+        round_index: int,
+        instructions: FitInstructions,
+        global_weights: Mapping[str, Tensor] | None,
+        participants: Tensor,
+    ) -> FitResult:
+        """One local round of every participant (the others keep their state untouched)."""
+        ...
+
+    def insights(self) -> list[dict[str, Any]]:
+        """Each participant's insight of the last round."""
+        ...
+
+    def statistics(self) -> dict[str, float]:
+        """Cross-participant means of the last round's insights (`Server.aggregate_insights`)."""
+        ...
+
+    def receive_meta_params(self, params: dict[str, float]) -> None: ...
+
+    def gossip(
+        self, scheduler: GossipScheduler, rng: np.random.Generator
+    ) -> list[tuple[int, int, str]]:
+        """Disjoint pairs of the last round's participants each average one random expert:
+        (a, b, expert name)."""
+        ...
+
+    def expert_usage(self) -> dict[str, int]:
+        """How many participants trained each expert in the last round (routing on)."""
+        ...
+
+    def client_lines(self) -> list[tuple[int, float, str]]:
+        """(client id, loss, selected expert) of every participant, for the round log."""
+        ...
+
+    def check_finite(self, fail: Callable[[str], None]) -> None:
+        """Call `fail(path)` for the first quantity of the last round that is NaN or inf."""
+
+    def state_dict(self) -> Any: ...
+
+    def load_state_dict(self, state: Any) -> None: ...
