@@ -12,13 +12,13 @@ taken by autograd: logistic and linear regression need one product each way.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor
 
 from scarcity.batched.padding import at_least_one, batch_mask, masked_std_mean, real_rows
-from scarcity.core.training import Task
+from scarcity.core.training import LocalObjective, Task
 
 
 def per_sample_loss(task: Task, prediction: Tensor, target: Tensor) -> Tensor:
@@ -65,27 +65,28 @@ def loss_and_grad(
 
 @dataclass(frozen=True)
 class HeadRegularizer:
-    """A strategy's extra term on some heads: each step adds μ_r·(w − anchor) + correction_r.
+    """A strategy's `LocalObjective` on some of the stacked heads, differentiated by autograd.
 
-    The batched form of `scarcity.core.training.LocalObjective` (FedProx, SCAFFOLD). `mu` [R]
-    is 0 on rows without a proximal term; `anchor_*` broadcast over rows ([1, out, in]);
-    `correction_*` [R, ...] (zeros on rows without one) or None.
+    `mu` [R] is μ per row (0 on rows without a proximal term); `correction` [R, ...] per key
+    (zeros on rows without one) or None; the anchor broadcasts over rows.
     """
 
+    objective: LocalObjective
     mu: Tensor
-    anchor_w: Tensor
-    anchor_b: Tensor
-    correction_w: Tensor | None = None
-    correction_b: Tensor | None = None
+    correction: dict[str, Tensor] | None = None
 
     def grads(self, w: Tensor, b: Tensor, rows: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """The term's gradient for the heads `rows` (None = all), whose weights are `w`, `b`."""
         mu = self.mu if rows is None else self.mu[rows]
-        grad_w = mu[:, None, None] * (w - self.anchor_w)
-        grad_b = mu[:, None] * (b - self.anchor_b)
-        if self.correction_w is not None and self.correction_b is not None:
-            grad_w = grad_w + (self.correction_w if rows is None else self.correction_w[rows])
-            grad_b = grad_b + (self.correction_b if rows is None else self.correction_b[rows])
+        correction = self.correction
+        if correction is not None and rows is not None:
+            correction = {key: t[rows] for key, t in correction.items()}
+        objective = replace(self.objective, correction=correction)
+        params = {"weight": w.detach().requires_grad_(), "bias": b.detach().requires_grad_()}
+        with torch.enable_grad():
+            grad_w, grad_b = torch.autograd.grad(
+                objective.term(params, mu), (params["weight"], params["bias"])
+            )
         return grad_w, grad_b
 
 

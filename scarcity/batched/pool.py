@@ -741,19 +741,19 @@ def _head_regularizer(
     objective: LocalObjective | None, clients: int, group: int
 ) -> HeadRegularizer | None:
     """The strategy's term on the shared model's rows (the first of each client's `group`)."""
-    if objective is None:
+    if objective is None or not objective.active:
         return None
     rows = clients * group
     shared = torch.arange(clients) * group
     mu = torch.zeros(rows)
     mu[shared] = objective.proximal_mu
-    anchor = objective.anchor or {}
-    anchor_w = anchor["weight"].unsqueeze(0) if anchor else torch.zeros(())
-    anchor_b = anchor["bias"].unsqueeze(0) if anchor else torch.zeros(())
-    correction_w = correction_b = None
+    anchor = None
+    if objective.anchor is not None:
+        anchor = {key: t.unsqueeze(0) for key, t in objective.anchor.items()}
+    correction = None
     if objective.correction is not None:
-        cw, cb = objective.correction["weight"], objective.correction["bias"]
-        correction_w = torch.zeros(rows, *cw.shape[1:])
-        correction_b = torch.zeros(rows, *cb.shape[1:])
-        correction_w[shared], correction_b[shared] = cw, cb
-    return HeadRegularizer(mu, anchor_w, anchor_b, correction_w, correction_b)
+        correction = {}
+        for key, t in objective.correction.items():
+            correction[key] = torch.zeros(rows, *t.shape[1:])
+            correction[key][shared] = t
+    return HeadRegularizer(LocalObjective(objective.proximal_mu, anchor), mu, correction)

@@ -8,7 +8,7 @@ over samples.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -155,31 +155,43 @@ def train_supervised(
 
 @dataclass(frozen=True)
 class LocalObjective:
-    """A strategy's additions to one client's local loss of the shared model.
+    """A strategy's additions to a client's local loss of the shared model, written once.
 
     f(w) + μ/2·‖w − anchor‖² + ⟨correction, w⟩: FedProx's proximal term around the broadcast
-    model, SCAFFOLD's control-variate correction. Each SGD step then adds
-    μ·(w − anchor) + correction to the data gradient.
+    model, SCAFFOLD's control-variate correction. Both executions differentiate `term` with
+    autograd (the reference through the module, the batched pool over stacked heads), so each
+    SGD step adds μ·(w − anchor) + correction to the data gradient.
     """
 
     proximal_mu: float = 0.0
     anchor: dict[str, Tensor] | None = None
     correction: dict[str, Tensor] | None = None
 
+    @property
+    def active(self) -> bool:
+        return self.proximal_mu != 0 or self.correction is not None
+
+    def term(self, params: Mapping[str, Tensor], mu: Tensor | float | None = None) -> Tensor:
+        """The extra loss of `params`: one model, or heads stacked [R, ...] (summed over rows,
+        so each row's gradient is its own). `mu` [R] overrides μ per row; the anchor
+        broadcasts over rows and `correction` is shaped like `params`."""
+        mu = self.proximal_mu if mu is None else mu
+        total = torch.zeros(())
+        for name, p in params.items():
+            if self.anchor is not None:
+                m = (
+                    mu.reshape(mu.shape + (1,) * (p.dim() - mu.dim()))
+                    if isinstance(mu, Tensor)
+                    else mu
+                )
+                total = total + (m / 2 * (p - self.anchor[name]) ** 2).sum()
+            if self.correction is not None:
+                total = total + (self.correction[name] * p).sum()
+        return total
+
     def regularizer(self, model: nn.Module) -> Callable[[], Tensor] | None:
-        """The extra term as a function of `model`'s parameters, or None when there is none."""
-        if self.proximal_mu == 0 and self.correction is None:
+        """`term` of `model`'s parameters as `fit` adds it, or None when there is none."""
+        if not self.active:
             return None
         params = dict(model.named_parameters())
-        mu, anchor, correction = self.proximal_mu, self.anchor, self.correction
-
-        def term() -> Tensor:
-            total = torch.zeros(())
-            for name, p in params.items():
-                if mu != 0 and anchor is not None:
-                    total = total + (mu / 2) * ((p - anchor[name]) ** 2).sum()
-                if correction is not None:
-                    total = total + (correction[name] * p).sum()
-            return total
-
-        return term
+        return lambda: self.term(params)

@@ -246,3 +246,39 @@ def test_robust_aggregators_withstand_sign_flip_attackers_on_digits():
         clean, attacked = table[strategy]
         assert attacked >= fedavg_attacked + 0.10, strategy
         assert clean >= fedavg_clean - 0.05, strategy
+
+
+def test_the_client_term_is_written_once_and_its_gradient_is_the_papers():
+    """FedProx + SCAFFOLD's term: the gradient is μ·(w − w_global) + (c − c_i), per head row."""
+    from scarcity.batched.linear import HeadRegularizer
+    from scarcity.core.training import LocalObjective
+
+    gen = torch.Generator().manual_seed(3)
+    w, b = torch.randn(4, 2, 3, generator=gen), torch.randn(4, 2, generator=gen)
+    anchor = {"weight": torch.randn(2, 3, generator=gen), "bias": torch.randn(2, generator=gen)}
+    correction = {
+        "weight": torch.randn(4, 2, 3, generator=gen),
+        "bias": torch.randn(4, 2, generator=gen),
+    }
+    mu = torch.tensor([0.5, 0.0, 2.0, 0.5])
+    regularizer = HeadRegularizer(
+        LocalObjective(0.0, {k: v.unsqueeze(0) for k, v in anchor.items()}), mu, correction
+    )
+    grad_w, grad_b = regularizer.grads(w, b)
+    expected_w = mu[:, None, None] * (w - anchor["weight"]) + correction["weight"]
+    expected_b = mu[:, None] * (b - anchor["bias"]) + correction["bias"]
+    assert torch.allclose(grad_w, expected_w, atol=1e-6)
+    assert torch.allclose(grad_b, expected_b, atol=1e-6)
+    rows = torch.tensor([2, 0])
+    grad_w_rows, _ = regularizer.grads(w[rows], b[rows], rows)
+    assert torch.allclose(grad_w_rows, expected_w[rows], atol=1e-6)
+    # The reference differentiates the same term through a module's parameters.
+    model = torch.nn.Linear(3, 2)
+    with torch.no_grad():
+        model.weight.copy_(w[2]), model.bias.copy_(b[2])
+    one = LocalObjective(2.0, anchor, {k: v[2] for k, v in correction.items()})
+    term = one.regularizer(model)
+    assert term is not None
+    term().backward()
+    assert torch.allclose(model.weight.grad, expected_w[2], atol=1e-6)
+    assert LocalObjective().regularizer(model) is None  # plain FedAvg adds nothing
