@@ -182,6 +182,15 @@ class PresetPublic(BaseModel):
     config: dict[str, Any]
 
 
+class StrategyPublic(BaseModel):
+    name: str = Field(description="The value of the config field `strategy`.")
+    summary: str
+    paper: str = Field(description="The paper whose update rule this is.")
+    parameters: dict[str, Any] = Field(
+        description="Config fields the strategy reads, with the default a request gets."
+    )
+
+
 class ErrorBody(BaseModel):
     type: str
     detail: Any

@@ -16,7 +16,7 @@ from app.errors import Conflict, NotFound, Unprocessable
 from app.schemas import FIELD_LIMITS, SimulationPublic, field_caps
 from models import FINISHED_STATUSES, Simulation, SimulationStatus, store
 from models.settings import Settings
-from scarcity.config import SimulationConfig, resolve_config
+from scarcity.config import SimulationConfig, participants_per_round, resolve_config
 from scarcity.core.data import client_sizes
 
 
@@ -39,17 +39,19 @@ def check_limits(config: SimulationConfig, settings: Settings) -> None:
     ]
     if errors:
         raise Unprocessable(errors)
-    # Passes over the data per round: local training, plus the autoencoders' in stage 8. With
-    # quantity skew the batched execution pads every client to the largest one.
+    # Passes over the data per round: local training, plus the autoencoders' in stage 8, by
+    # the clients drawn each round (all of them without sampling). With quantity skew the
+    # batched execution pads every client to the largest one.
     epochs = config.local_epochs + (config.ssl_epochs if config.structure_discovery else 0)
     size = max(client_sizes(config))
-    work = config.num_clients * config.rounds * size * epochs
+    work = participants_per_round(config) * config.rounds * size * epochs
     if work > settings.max_work:
         raise Unprocessable(
             [
                 {
                     "field": "num_clients",
-                    "message": "work budget exceeded: num_clients × rounds × samples per client "
+                    "message": "work budget exceeded: clients per round (num_clients, or "
+                    "clients_per_round / fraction_fit) × rounds × samples per client "
                     "(the largest client's, with quantity_skew) × (local_epochs + ssl_epochs "
                     f"with structure_discovery) = {work:,} > limit {settings.max_work:,} "
                     "(SCARCITY_MAX_WORK)",

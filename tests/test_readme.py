@@ -18,3 +18,12 @@ def test_every_setting_is_documented_in_the_readme() -> None:
 def test_ci_runs_the_readme_test_command() -> None:
     assert "make test" in (ROOT / "README.md").read_text()
     assert "make test" in (ROOT / ".ci/run").read_text()
+
+
+def test_every_strategy_and_preset_is_documented_in_the_readme() -> None:
+    from scarcity.config import PRESETS
+    from scarcity.strategies import STRATEGIES
+
+    readme = (ROOT / "README.md").read_text()
+    missing = [n for n in [*STRATEGIES, *PRESETS] if f"`{n}`" not in readme]
+    assert missing == []

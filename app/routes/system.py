@@ -7,9 +7,10 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from app.deps import OwnerDep
-from app.schemas import ErrorBody, Health, PresetPublic
+from app.schemas import ErrorBody, Health, PresetPublic, StrategyPublic
 from models.db import get_engine
 from scarcity.config import PRESETS, resolve_config
+from scarcity.strategies import STRATEGIES
 
 router = APIRouter(tags=["system"])
 
@@ -28,6 +29,21 @@ async def list_presets(_: OwnerDep) -> list[PresetPublic]:  # CPU only, off the 
             config=resolve_config({"preset": p.name}).model_dump(),
         )
         for p in PRESETS.values()
+    ]
+
+
+@router.get(
+    "/strategies",
+    response_model=list[StrategyPublic],
+    responses={401: {"model": ErrorBody, "description": "Missing or invalid API key."}},
+)
+async def list_strategies(_: OwnerDep) -> list[StrategyPublic]:  # CPU only, off the thread pool
+    """Every federated strategy (`strategy` in a config) with its parameters and paper."""
+    return [
+        StrategyPublic(
+            name=name, summary=cls.summary, paper=cls.paper, parameters=dict(cls.defaults)
+        )
+        for name, cls in STRATEGIES.items()
     ]
 
 

@@ -463,6 +463,8 @@ const GROUPS = [
   ["Run", ["num_clients", "rounds", "seed"]],
   ["Model and training", ["input_dim", "output_dim", "samples_per_client", "learning_rate", "local_epochs", "batch_size", "router_strategy"]],
   ["Data", ["dataset", "partition", "dirichlet_alpha", "quantity_skew", "drift", "test_fraction"]],
+  ["Strategy (shared model)", ["strategy", "server_learning_rate", "server_momentum", "beta_1", "beta_2", "tau", "proximal_mu", "trim_beta", "num_malicious_clients", "num_clients_to_keep", "q_param", "qffl_learning_rate", "dp_clipping_norm", "dp_noise_multiplier", "dp_clipping"]],
+  ["Participation and attackers", ["clients_per_round", "fraction_fit", "min_fit_clients", "malicious_fraction", "attack", "attack_scale"]],
 ];
 const form = { presets: [], fields: new Map() };
 

@@ -154,8 +154,9 @@ def test_events_stream_one_event_per_round_and_an_end(client: httpx.Client) -> N
 
 def test_presets_health_readiness_and_offline_docs(client: httpx.Client) -> None:
     presets = client.get("/presets").json()
-    assert [p["name"] for p in presets] == [f"stage{i}" for i in range(1, 9)]
+    assert [p["name"] for p in presets] == [f"stage{i}" for i in range(1, 9)] + ["baseline"]
     assert presets[7]["config"]["structure_discovery"] is True
+    assert presets[8]["config"]["expert_ensemble"] is False
     assert client.get("/healthz").json()["status"] == "ok"
     ready = client.get("/readyz").json()
     assert ready["checks"] == {"database": "ok", "queue": "ok"}
@@ -170,6 +171,43 @@ def test_presets_health_readiness_and_offline_docs(client: httpx.Client) -> None
     asking = [o["operationId"] for o in operations if "security" in o or "401" in o["responses"]]
     assert asking == []
     assert "Run" in client.get("/").text
+
+
+def test_strategies_list_every_strategy_with_its_parameters_and_paper(
+    client: httpx.Client,
+) -> None:
+    strategies = {s["name"]: s for s in client.get("/strategies").json()}
+    assert {"fedavg", "reptile", "fedprox", "fedadam", "krum", "scaffold", "dp_fedavg"} <= set(
+        strategies
+    )
+    assert len(strategies) == 15
+    assert strategies["fedprox"]["parameters"] == {"proximal_mu": 0.01}
+    assert "Li" in strategies["fedprox"]["paper"] and "2020" in strategies["fedprox"]["paper"]
+    assert all(s["summary"] and s["paper"] for s in strategies.values())
+
+
+def test_a_strategy_run_with_sampling_and_attackers_over_http(client: httpx.Client) -> None:
+    body = {
+        "preset": "baseline",
+        "dataset": "digits",
+        "partition": "dirichlet",
+        "num_clients": 10,
+        "clients_per_round": 7,
+        "rounds": 3,
+        "strategy": "fedtrimmedavg",
+        "malicious_fraction": 0.2,
+    }
+    created = client.post("/simulations", json=body)
+    assert created.status_code == 202, created.text
+    config = created.json()["config"]
+    assert config["trim_beta"] == 0.2 and config["proximal_mu"] is None  # its defaults only
+    simulation_id = created.json()["id"]
+    wait_for_status(client, simulation_id, {"succeeded"})
+    rounds = client.get(f"/simulations/{simulation_id}/metrics").json()["rounds"]
+    assert [r["metrics"]["clients_sampled"] for r in rounds] == [7.0, 7.0, 7.0]
+    assert all("attackers_sampled" in r["metrics"] for r in rounds)
+    bad = client.post("/simulations", json={**body, "num_clients": 4, "strategy": "bulyan"})
+    assert bad.status_code == 422 and "num_malicious_clients" in fields_named(bad)
 
 
 def test_events_resume_after_last_event_id(client: httpx.Client) -> None:
