@@ -463,10 +463,23 @@ const GROUPS = [
   ["Run", ["num_clients", "rounds", "seed"]],
   ["Model and training", ["input_dim", "output_dim", "samples_per_client", "learning_rate", "local_epochs", "batch_size", "router_strategy"]],
   ["Data", ["dataset", "partition", "dirichlet_alpha", "quantity_skew", "drift", "test_fraction"]],
-  ["Strategy (shared model)", ["strategy", "server_learning_rate", "server_momentum", "beta_1", "beta_2", "tau", "proximal_mu", "trim_beta", "num_malicious_clients", "num_clients_to_keep", "q_param", "qffl_learning_rate", "dp_clipping_norm", "dp_noise_multiplier", "dp_clipping"]],
+  ["Strategy (shared model)", ["strategy", "reptile_step_size", "server_learning_rate", "server_momentum", "beta_1", "beta_2", "tau", "proximal_mu", "trim_beta", "num_malicious_clients", "num_clients_to_keep", "q_param", "qffl_learning_rate", "dp_clipping_norm", "dp_noise_multiplier", "dp_clipping"]],
   ["Participation and attackers", ["clients_per_round", "fraction_fit", "min_fit_clients", "malicious_fraction", "attack", "attack_scale"]],
 ];
-const form = { presets: [], fields: new Map() };
+const form = { presets: [], strategies: [], fields: new Map() };
+
+// Only the chosen strategy's parameters are shown (GET /strategies says which it reads).
+function showStrategyParameters() {
+  const strategy = form.fields.get("strategy");
+  if (!strategy) return;
+  const all = new Set(form.strategies.flatMap((s) => Object.keys(s.parameters)));
+  const chosen = form.strategies.find((s) => s.name === strategy.input.value);
+  const wanted = new Set(chosen ? Object.keys(chosen.parameters) : []);
+  for (const name of all) {
+    const f = form.fields.get(name);
+    if (f) f.wrap.hidden = !wanted.has(name);
+  }
+}
 
 function resolveSchema(prop) {
   const variants = prop.anyOf || prop.oneOf || [prop];
@@ -582,6 +595,7 @@ function applyPreset() {
     markChanged(name);
     clearFieldError(name);
   }
+  showStrategyParameters();
   $("#form-error").textContent = "";
 }
 
@@ -651,8 +665,11 @@ async function submit(event) {
 
 async function initForm() {
   try {
-    const [presets, openapi] = await Promise.all([apiJSON("/presets"), apiJSON("/openapi.json")]);
+    const [presets, openapi, strategies] = await Promise.all([
+      apiJSON("/presets"), apiJSON("/openapi.json"), apiJSON("/strategies"),
+    ]);
     form.presets = presets;
+    form.strategies = strategies;
     const schema = openapi.components.schemas.SimulationCreate;
     const select = $("#f-preset");
     const names = (resolveSchema(schema.properties.preset).enum || presets.map((p) => p.name));
@@ -663,6 +680,8 @@ async function initForm() {
     select.value = names.includes("stage8") ? "stage8" : names[names.length - 1];
     buildForm(schema);
     applyPreset();
+    const strategy = form.fields.get("strategy");
+    if (strategy) strategy.input.addEventListener("change", showStrategyParameters);
     const filter = $("#filter-preset");
     for (const n of names) filter.add(new Option(n, n));
   } catch (err) {

@@ -151,7 +151,7 @@ def test_dashboard_submit_watch_history_and_docs(browser: Browser, server: Serve
     page = _new_page(browser, log, 1400, 1000)
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.goto(f"{server.url}/")
-    expect(page.locator("#f-preset option")).to_have_count(8)
+    expect(page.locator("#f-preset option")).to_have_count(9)
     page.select_option("#f-preset", "stage8")
     expect(page.locator("#preset-description")).not_to_be_empty()
     # The form is generated from the OpenAPI schema: every seed control and feature toggle.
@@ -214,6 +214,31 @@ def test_dashboard_submit_watch_history_and_docs(browser: Browser, server: Serve
     phone.evaluate("document.querySelector('#watch').scrollIntoView()")
     phone.screenshot(path=str(ARTIFACTS / "dashboard-390-watch.png"))
 
+    # --- a strategy run: the baseline preset with FedProx; only its parameters are shown ---------
+    page.select_option("#f-preset", "baseline")
+    page.select_option("#f-strategy", "fedprox")
+    expect(page.locator("#f-proximal_mu")).to_be_visible()
+    expect(page.locator("#f-trim_beta")).to_be_hidden()
+    page.select_option("#f-strategy", "fedtrimmedavg")
+    expect(page.locator("#f-trim_beta")).to_be_visible()
+    expect(page.locator("#f-proximal_mu")).to_be_hidden()
+    page.select_option("#f-strategy", "fedprox")
+    page.fill("#f-proximal_mu", "0.1")
+    page.fill("#f-rounds", "3")
+    page.get_by_role("button", name="Run", exact=True).click()
+    expect(page.locator("#sim-status")).to_have_text("succeeded", timeout=45_000)
+    expect(page.locator('#charts [data-chart="loss"]')).to_have_attribute("data-points", "3")
+    config = page.evaluate(
+        "async () => (await (await fetch('/simulations?limit=1')).json()).data[0].config"
+    )
+    assert (config["strategy"], config["proximal_mu"], config["expert_ensemble"]) == (
+        "fedprox",
+        0.1,
+        False,
+    )
+    page.locator('[data-field="strategy"]').scroll_into_view_if_needed()
+    page.screenshot(path=str(ARTIFACTS / "dashboard-strategy.png"))
+
     # --- Swagger UI, served from the app's own files -------------------------------------------
     docs = _new_page(browser, log, 1400, 1000)
     docs.on("pageerror", lambda exc: errors.append(str(exc)))
@@ -247,7 +272,7 @@ def test_dashboard_asks_for_an_api_key_once_per_session(browser: Browser, tmp_pa
         page.fill("#key-input", "key-two")
         page.get_by_role("button", name="Use key").click()
         expect(dialog).to_be_hidden()
-        expect(page.locator("#f-preset option")).to_have_count(8)
+        expect(page.locator("#f-preset option")).to_have_count(9)
 
         # The key rides along on every call, the fetch-streamed events included.
         page.select_option("#f-preset", "stage2")
@@ -262,7 +287,7 @@ def test_dashboard_asks_for_an_api_key_once_per_session(browser: Browser, tmp_pa
         # Kept for the browser session: a reload asks no more.
         assert page.evaluate("sessionStorage.getItem('scarcity.apiKey')") == "key-two"
         page.reload()
-        expect(page.locator("#f-preset option")).to_have_count(8)
+        expect(page.locator("#f-preset option")).to_have_count(9)
         expect(page.locator("#history-rows tr")).to_have_count(1)
         expect(dialog).to_be_hidden()
         assert not log.foreign, f"requests left 127.0.0.1: {sorted(set(log.foreign))}"
