@@ -28,7 +28,6 @@ leading participant axis [P, ...]; a model (the global one) maps the same keys t
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -41,9 +40,6 @@ if TYPE_CHECKING:
     from scarcity.strategies.base import Strategy
 
 Weights = Mapping[str, Tensor]
-
-# Elements of one chunk of the [rows, P, D] difference tensor of `pairwise_squared_distances`.
-_DISTANCE_CHUNK = 1 << 22
 
 
 def option(strategy: Strategy, name: str) -> Any:
@@ -159,27 +155,37 @@ def trimmed_mean(stacked: Weights, beta: float) -> dict[str, Tensor]:
 
 
 def pairwise_squared_distances(flat: Tensor) -> Tensor:
-    """‖x_i − x_j‖² of the rows of `flat` [P, D] as [P, P] (float64, exactly symmetric)."""
-    x = flat.double()
-    size, dim = x.shape
-    out = torch.empty(size, size, dtype=torch.float64)
-    chunk = max(1, _DISTANCE_CHUNK // max(1, size * dim))
-    for start in range(0, size, chunk):
-        diff = x[start : start + chunk, None, :] - x[None, :, :]
-        out[start : start + chunk] = diff.square().sum(dim=-1)
-    return out
+    """‖x_i − x_j‖² of the rows of `flat` [P, D] as [P, P] (float64, exactly symmetric).
+
+    As ‖y_i‖² + ‖y_j‖² − 2·y_i·y_j of the rows centred on their mean (distances do not move):
+    one matrix product instead of P² differences (1,000 clients: tens of milliseconds, not
+    seconds); centring keeps the cancellation small when the models lie close together.
+    """
+    y = flat.double()
+    y = y - y.mean(dim=0)
+    norms = y.square().sum(dim=1)
+    out = (norms[:, None] + norms[None, :] - 2.0 * (y @ y.T)).clamp_(min=0.0)
+    out = (out + out.T) / 2
+    return out.fill_diagonal_(0.0)
 
 
 def krum_scores_from_distances(distances: Tensor, num_malicious: int) -> Tensor:
     """Krum score of each of n models: the sum of its squared distances to its
-    max(1, n − f − 2) nearest other models (at most the n − 1 others)."""
+    max(1, n − f − 2) nearest other models (at most the n − 1 others).
+
+    The farthest f + 1 or so of each row are zeroed (a top-k instead of sorting every row)
+    and the row summed (its diagonal is 0). Summing what is kept, rather than subtracting the
+    farthest from the total, keeps ties exact: two mutual nearest neighbours get one score, so
+    the first index wins in either execution."""
     size = distances.shape[0]
     nearest = min(max(1, size - num_malicious - 2), size - 1)
     if nearest == 0:
         return torch.zeros(size, dtype=distances.dtype)
-    others = distances.clone()
-    others.fill_diagonal_(math.inf)
-    return others.sort(dim=1).values[:, :nearest].sum(dim=1)
+    farthest = size - 1 - nearest
+    if farthest == 0:
+        return distances.sum(dim=1)
+    dropped = distances.topk(farthest, dim=1).indices
+    return distances.scatter(1, dropped, 0.0).sum(dim=1)
 
 
 def krum_scores(flat: Tensor, num_malicious: int) -> Tensor:

@@ -727,3 +727,18 @@ def test_checkpoint_continues_exactly(name):
             assert not same_round(fresh_fits[0].correction, fits[3].correction)
         else:
             assert not same_round(fresh[-1], straight[-1]), name
+
+
+def test_krum_scores_of_mutual_nearest_neighbours_tie_exactly():
+    """With one neighbour counted, a and b (each other's nearest) share one distance, so
+    their scores are equal to the bit and the lower index wins in either execution (a score
+    taken as the total less the farthest would differ in the last bits here)."""
+    from scarcity.strategies.functions import krum_scores
+
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(50):
+        flat = torch.randn(3, 5, generator=gen)
+        flat[2] = flat[1] + 1e-3 * torch.randn(5, generator=gen)
+        scores = krum_scores(flat, 1)  # 3 models, f = 1: the nearest one counts
+        assert scores[1].item() == scores[2].item()
+        assert scores[0].item() > scores[1].item()

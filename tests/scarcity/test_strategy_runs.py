@@ -51,7 +51,7 @@ def _both(config):
 
 @pytest.mark.parametrize("strategy", sorted(STRATEGIES))
 def test_batched_matches_the_reference_on_digits_with_sampling_and_skew(strategy):
-    extra = {"clients_per_round": 6, "quantity_skew": 0.7}
+    extra: dict[str, float] = {"clients_per_round": 6, "quantity_skew": 0.7}
     if strategy == "bulyan":  # needs 4f + 3 participants
         extra["clients_per_round"] = 7
     reference, batched = _both(_config(DIGITS, strategy, **extra))
