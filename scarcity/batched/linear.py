@@ -65,7 +65,7 @@ def loss_and_grad(
 
 @dataclass(frozen=True)
 class HeadRegularizer:
-    """A strategy's `LocalObjective` on some of the stacked heads, differentiated by autograd.
+    """A strategy's `LocalObjective` on some of the stacked heads (its closed-form gradient).
 
     `mu` [R] is μ per row (0 on rows without a proximal term); `correction` [R, ...] per key
     (zeros on rows without one) or None; the anchor broadcasts over rows.
@@ -82,12 +82,8 @@ class HeadRegularizer:
         if correction is not None and rows is not None:
             correction = {key: t[rows] for key, t in correction.items()}
         objective = replace(self.objective, correction=correction)
-        params = {"weight": w.detach().requires_grad_(), "bias": b.detach().requires_grad_()}
-        with torch.enable_grad():
-            grad_w, grad_b = torch.autograd.grad(
-                objective.term(params, mu), (params["weight"], params["bias"])
-            )
-        return grad_w, grad_b
+        grads = objective.gradient({"weight": w, "bias": b}, mu)
+        return grads["weight"], grads["bias"]
 
 
 @dataclass(frozen=True)

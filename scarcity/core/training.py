@@ -155,12 +155,13 @@ def train_supervised(
 
 @dataclass(frozen=True)
 class LocalObjective:
-    """A strategy's additions to a client's local loss of the shared model, written once.
+    """A strategy's additions to a client's local loss of the shared model, in one place.
 
     f(w) + μ/2·‖w − anchor‖² + ⟨correction, w⟩: FedProx's proximal term around the broadcast
-    model, SCAFFOLD's control-variate correction. Both executions differentiate `term` with
-    autograd (the reference through the module, the batched pool over stacked heads), so each
-    SGD step adds μ·(w − anchor) + correction to the data gradient.
+    model, SCAFFOLD's control-variate correction. The reference differentiates `term` with
+    autograd through the module; the batched pool adds `gradient`, the same derivative in
+    closed form, μ·(w − anchor) + correction (autograd over 1,000 stacked heads cost 5.6 ms a
+    step against 0.5 ms). Every batched-vs-reference test checks the two against each other.
     """
 
     proximal_mu: float = 0.0
@@ -179,15 +180,27 @@ class LocalObjective:
         total = torch.zeros(())
         for name, p in params.items():
             if self.anchor is not None:
-                m = (
-                    mu.reshape(mu.shape + (1,) * (p.dim() - mu.dim()))
-                    if isinstance(mu, Tensor)
-                    else mu
-                )
+                m = _per_row(mu, p)
                 total = total + (m / 2 * (p - self.anchor[name]) ** 2).sum()
             if self.correction is not None:
                 total = total + (self.correction[name] * p).sum()
         return total
+
+    def gradient(
+        self, params: Mapping[str, Tensor], mu: Tensor | float | None = None
+    ) -> dict[str, Tensor]:
+        """d `term` / d params, shaped like `params` (same arguments as `term`)."""
+        mu = self.proximal_mu if mu is None else mu
+        grads = {}
+        for name, p in params.items():
+            grad = torch.zeros_like(p)
+            if self.anchor is not None:
+                m = _per_row(mu, p)
+                grad = grad + m * (p - self.anchor[name])
+            if self.correction is not None:
+                grad = grad + self.correction[name]
+            grads[name] = grad
+        return grads
 
     def regularizer(self, model: nn.Module) -> Callable[[], Tensor] | None:
         """`term` of `model`'s parameters as `fit` adds it, or None when there is none."""
@@ -195,3 +208,10 @@ class LocalObjective:
             return None
         params = dict(model.named_parameters())
         return lambda: self.term(params)
+
+
+def _per_row(mu: Tensor | float, p: Tensor) -> Tensor | float:
+    """μ broadcast over `p`: one value, or one per leading row ([R] against [R, ...])."""
+    if isinstance(mu, Tensor):
+        return mu.reshape(mu.shape + (1,) * (p.dim() - mu.dim()))
+    return mu

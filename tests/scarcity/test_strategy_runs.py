@@ -248,8 +248,9 @@ def test_robust_aggregators_withstand_sign_flip_attackers_on_digits():
         assert clean >= fedavg_clean - 0.05, strategy
 
 
-def test_the_client_term_is_written_once_and_its_gradient_is_the_papers():
-    """FedProx + SCAFFOLD's term: the gradient is μ·(w − w_global) + (c − c_i), per head row."""
+def test_the_client_terms_closed_form_gradient_is_autograd_of_the_term_and_the_papers():
+    """FedProx + SCAFFOLD's term: the gradient is μ·(w − w_global) + (c − c_i), per head row;
+    the batched pool's closed form equals autograd of the term the reference differentiates."""
     from scarcity.batched.linear import HeadRegularizer
     from scarcity.core.training import LocalObjective
 
@@ -265,6 +266,12 @@ def test_the_client_term_is_written_once_and_its_gradient_is_the_papers():
         LocalObjective(0.0, {k: v.unsqueeze(0) for k, v in anchor.items()}), mu, correction
     )
     grad_w, grad_b = regularizer.grads(w, b)
+    stacked = {"weight": w.clone().requires_grad_(), "bias": b.clone().requires_grad_()}
+    anchored = LocalObjective(0.0, {k: v.unsqueeze(0) for k, v in anchor.items()}, correction)
+    auto_w, auto_b = torch.autograd.grad(
+        anchored.term(stacked, mu), (stacked["weight"], stacked["bias"])
+    )
+    assert torch.allclose(grad_w, auto_w, atol=1e-6) and torch.allclose(grad_b, auto_b, atol=1e-6)
     expected_w = mu[:, None, None] * (w - anchor["weight"]) + correction["weight"]
     expected_b = mu[:, None] * (b - anchor["bias"]) + correction["bias"]
     assert torch.allclose(grad_w, expected_w, atol=1e-6)
