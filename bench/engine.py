@@ -27,11 +27,11 @@ SKEWED_SIZE, QUICK_SKEWED_SIZE = (1000, 5), (300, 2)
 SKEW = 1.0
 
 
-def bench_config(num_clients: int, rounds: int, **overrides: Any) -> Any:
+def bench_config(num_clients: int, rounds: int, preset: str = "stage2", **overrides: Any) -> Any:
     from scarcity import resolve_config
 
     return resolve_config(
-        preset="stage2",
+        preset=preset,
         dataset="digits",
         partition="dirichlet",
         dirichlet_alpha=0.5,

@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ROUNDS = 3
@@ -31,14 +32,13 @@ QUICK_RUNS = [(100, "reference", 1), (100, "batched", 1), (1_000, "batched", 1)]
 _MEASURE = """
 import json, resource, sys, time
 import torch
-torch.set_num_threads(int(sys.argv[3]))
+torch.set_num_threads(int(sys.argv[2]))
 from scarcity import Simulation, resolve_config
-clients, execution, rounds = int(sys.argv[1]), sys.argv[2], int(sys.argv[4])
-config = resolve_config(preset="stage8", num_clients=clients, rounds=rounds, execution=execution)
+config = resolve_config(json.loads(sys.argv[1]))
 started = time.perf_counter()
 sim = Simulation(config)
 built = time.perf_counter() - started
-durations = [sim.run_round().duration_seconds for _ in range(rounds)]
+durations = [sim.run_round().duration_seconds for _ in range(config.rounds)]
 peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 try:  # Linux keeps ru_maxrss across fork+exec (the parent's peak); VmHWM is this process's own
     status = open("/proc/self/status").read().split("VmHWM:")[1]
@@ -53,17 +53,24 @@ print(json.dumps({
 """
 
 
-def measure(clients: int, execution: str, threads: int, rounds: int = ROUNDS) -> dict[str, float]:
-    """One size in a fresh interpreter (so peak RSS is its own)."""
+def measure_config(request: dict[str, Any], threads: int = 1) -> dict[str, float]:
+    """Build and run one request in a fresh interpreter (so peak RSS is its own): seconds to
+    build, mean seconds per round, peak RSS in MiB."""
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": str(threads)}
     proc = subprocess.run(
-        [sys.executable, "-c", _MEASURE, str(clients), execution, str(threads), str(rounds)],
+        [sys.executable, "-c", _MEASURE, json.dumps(request), str(threads)],
         env=env,
         capture_output=True,
         text=True,
         check=True,
     )
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def measure(clients: int, execution: str, threads: int, rounds: int = ROUNDS) -> dict[str, float]:
+    """One stage8 size in a fresh interpreter."""
+    request = {"preset": "stage8", "num_clients": clients, "rounds": rounds}
+    return measure_config({**request, "execution": execution}, threads)
 
 
 def main(quick: bool = False) -> None:
