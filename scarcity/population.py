@@ -19,6 +19,7 @@ import numpy as np
 from torch import Tensor
 
 from scarcity.core.gossip import GossipScheduler
+from scarcity.results import Insight
 from scarcity.strategies.base import FitInstructions
 
 
@@ -60,7 +61,7 @@ class ClientPopulation(Protocol):
         """One local round of every participant (the others keep their state untouched)."""
         ...
 
-    def insights(self) -> list[dict[str, Any]]:
+    def insights(self) -> list[Insight]:
         """Each participant's insight of the last round."""
         ...
 

@@ -3,9 +3,9 @@ stores."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 
 @dataclass(frozen=True)
@@ -21,6 +21,77 @@ class GossipPair:
 
 
 @dataclass(frozen=True)
+class ExpertReport(Mapping[str, Any]):
+    """One expert's part of a client insight: what its training measured this round
+    (`metrics`, empty when the router did not pick it) and its summary of the data.
+
+    Read-only mapping access (`report["summary"]["mean"]`) is the seed's dict form.
+    """
+
+    metrics: Mapping[str, float]
+    summary: Mapping[str, float]
+
+    def __getitem__(self, key: str) -> Mapping[str, float]:
+        if key == "metrics":
+            return self.metrics
+        if key == "summary":
+            return self.summary
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(("metrics", "summary"))
+
+    def __len__(self) -> int:
+        return 2
+
+    def to_dict(self) -> dict[str, dict[str, float]]:
+        return {"metrics": dict(self.metrics), "summary": dict(self.summary)}
+
+
+@dataclass(frozen=True)
+class Insight(Mapping[str, Any]):
+    """One client's structured insight of a round: learning metadata, no weights (stage 3).
+
+    Both executions build this one type; `to_dict()` is its JSON form (what the API stores
+    and serves), and read-only mapping access (`insight["loss"]`) is the seed's dict form.
+    """
+
+    client_id: int
+    loss: float
+    mean_grad: float
+    uncertainty: float
+    loss_improvement: float
+    selected_expert: str
+    experts: Mapping[str, ExpertReport]
+
+    KEYS: ClassVar[tuple[str, ...]] = (
+        "client_id",
+        "loss",
+        "mean_grad",
+        "uncertainty",
+        "loss_improvement",
+        "selected_expert",
+        "experts",
+    )
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in self.KEYS:
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.KEYS)
+
+    def __len__(self) -> int:
+        return len(self.KEYS)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {key: getattr(self, key) for key in self.KEYS[:-1]}
+        out["experts"] = {name: report.to_dict() for name, report in self.experts.items()}
+        return out
+
+
+@dataclass(frozen=True)
 class RoundResult:
     """Everything one finished round produced. Rounds are numbered from 1.
 
@@ -30,7 +101,7 @@ class RoundResult:
 
     round: int
     metrics: Mapping[str, float]
-    insights: tuple[Mapping[str, Any], ...] = ()
+    insights: tuple[Insight, ...] = ()
     meta_params: Mapping[str, float] = field(default_factory=dict)
     expert_usage: Mapping[str, int] = field(default_factory=dict)
     gossip_pairs: tuple[GossipPair, ...] = ()
@@ -43,7 +114,7 @@ class RoundResult:
             "round": self.round,
             "metrics": dict(self.metrics),
             "meta_params": dict(self.meta_params),
-            "insights": [dict(i) for i in self.insights],
+            "insights": [i.to_dict() for i in self.insights],
             "expert_usage": dict(self.expert_usage),
             "gossip_pairs": [p.to_dict() for p in self.gossip_pairs],
             "logs": list(self.logs),

@@ -11,10 +11,11 @@ import gc
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import Tensor
+
+from scarcity.results import ExpertReport, Insight
 
 SUPERVISED_KEYS = ("initial_loss", "train_loss", "final_loss", "uncertainty", "mean_grad")
 
@@ -73,7 +74,7 @@ def check_finite(r: PoolRound, fail: Callable[[str], None]) -> None:
 
 def build_insights(
     r: PoolRound, names: Sequence[str], memory: int | None, client_ids: Sequence[int] | None = None
-) -> list[dict[str, Any]]:
+) -> list[Insight]:
     """Every client's `Client.generate_insight()`, from the tensors in one pass.
 
     `client_ids`: the id of each row of `r` (the round's participants); None = 0, 1, ….
@@ -87,7 +88,7 @@ def build_insights(
 
 def _build(
     r: PoolRound, names: Sequence[str], memory: int | None, client_ids: Sequence[int] | None
-) -> list[dict[str, Any]]:
+) -> list[Insight]:
     selected = r.selected_names(names)
     chosen = r.selected.tolist() if r.selected is not None else None
     sup = {key: value.tolist() for key, value in r.supervised.items()}
@@ -103,9 +104,9 @@ def _build(
         r.uncertainty.tolist(),
         (r.initial_loss - r.final_loss).tolist(),
     ]
-    result = []
+    result: list[Insight] = []
     for c, (loss, grad, uncertainty, improvement) in enumerate(zip(*columns, strict=True)):
-        experts: dict[str, Any] = {}
+        experts: dict[str, ExpertReport] = {}
         for e, name in enumerate(names):
             metrics: dict[str, float] = {}
             j = e if chosen is None else (0 if chosen[c] == e else -1)
@@ -117,20 +118,19 @@ def _build(
                 metrics["mean_grad"] = ssl["mean_grad"][c][e]
                 if e == memory and replay is not None:
                     metrics["replay_error"] = replay[c]
-            experts[name] = {
-                "metrics": metrics,
-                "summary": {key: values[c] for key, values in summary_columns[e]},
-            }
+            experts[name] = ExpertReport(
+                metrics, {key: values[c] for key, values in summary_columns[e]}
+            )
         result.append(
-            {
-                "client_id": c if client_ids is None else client_ids[c],
-                "loss": loss,
-                "mean_grad": grad,
-                "uncertainty": uncertainty,
-                "loss_improvement": improvement,
-                "selected_expert": selected[c],
-                "experts": experts,
-            }
+            Insight(
+                client_id=c if client_ids is None else client_ids[c],
+                loss=loss,
+                mean_grad=grad,
+                uncertainty=uncertainty,
+                loss_improvement=improvement,
+                selected_expert=selected[c],
+                experts=experts,
+            )
         )
     return result
 

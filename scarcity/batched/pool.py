@@ -57,6 +57,7 @@ from scarcity.core.experts import BASE_PORTFOLIO, EXTENDED_PORTFOLIO, MemoryCons
 from scarcity.core.gossip import GossipScheduler
 from scarcity.core.training import LocalObjective
 from scarcity.population import FitResult
+from scarcity.results import Insight
 from scarcity.strategies.base import FitInstructions
 
 WEIGHTS = ("head_w", "head_b", "enc_w", "enc_b", "dec_w", "dec_b")
@@ -633,7 +634,7 @@ class ClientPool:
         assert self.last is not None
         check_finite(self.last, fail)
 
-    def insights(self) -> list[dict[str, Any]]:
+    def insights(self) -> list[Insight]:
         """Every client's `Client.generate_insight()` of the last round."""
         assert self.last is not None
         ids = None if self.active is None else self.active.tolist()

@@ -31,6 +31,7 @@ from scarcity.core.experts import (
 )
 from scarcity.core.router import Router
 from scarcity.core.training import LocalObjective, Task, make_linear, train_supervised
+from scarcity.results import ExpertReport, Insight
 
 
 @dataclass
@@ -197,21 +198,21 @@ class Client:
         )
         return self.last_round
 
-    def generate_insight(self) -> dict[str, Any]:
-        """The structured, JSON-able insight of the last round: learning metadata, no weights."""
+    def generate_insight(self) -> Insight:
+        """The structured insight of the last round: learning metadata, no weights."""
         r = self.last_round
-        return {
-            "client_id": self.client_id,
-            "loss": r.loss,
-            "mean_grad": r.mean_grad,
-            "uncertainty": r.uncertainty,
-            "loss_improvement": r.initial_loss - r.final_loss,
-            "selected_expert": r.selected_expert,
-            "experts": {
-                name: {"metrics": dict(r.expert_metrics.get(name, {})), "summary": dict(summary)}
+        return Insight(
+            client_id=self.client_id,
+            loss=r.loss,
+            mean_grad=r.mean_grad,
+            uncertainty=r.uncertainty,
+            loss_improvement=r.initial_loss - r.final_loss,
+            selected_expert=r.selected_expert,
+            experts={
+                name: ExpertReport(dict(r.expert_metrics.get(name, {})), dict(summary))
                 for name, summary in r.summaries.items()
             },
-        }
+        )
 
     def receive_meta_params(self, params: dict[str, float]) -> None:
         """Store the meta-learner's broadcast (mean, std, lr, updates, priors)."""

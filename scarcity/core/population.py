@@ -22,6 +22,7 @@ from scarcity.core.gossip import GossipScheduler, gossip_round
 from scarcity.core.server import insight_statistics
 from scarcity.core.training import LocalObjective
 from scarcity.population import FitResult
+from scarcity.results import Insight
 from scarcity.strategies.base import FitInstructions
 
 
@@ -53,7 +54,7 @@ class ReferencePopulation:
             for i in range(config.num_clients)
         ]
         self.active: list[Client] = self.clients
-        self._insights: list[dict[str, Any]] | None = None
+        self._insights: list[Insight] | None = None
 
     def broadcast(self, weights: Mapping[str, Tensor], participants: Tensor) -> None:
         shared = dict(weights)
@@ -87,7 +88,7 @@ class ReferencePopulation:
             ),
         )
 
-    def insights(self) -> list[dict[str, Any]]:
+    def insights(self) -> list[Insight]:
         if self._insights is None:  # built once a round: statistics and checks read them too
             self._insights = [c.generate_insight() for c in self.active]
         return self._insights

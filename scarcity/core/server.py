@@ -17,6 +17,7 @@ from torch import Tensor
 
 from scarcity.core.aggregate import fedavg, fedavg_stacked, reptile_step, reptile_step_stacked
 from scarcity.core.training import Task, make_linear, mean_loss
+from scarcity.results import Insight
 
 
 def _mean(values: Sequence[float]) -> float:
@@ -46,7 +47,7 @@ class Server:
         self.logger = logging.getLogger(f"{__name__}.{type(self).__name__}")
         gen = generator if generator is not None else torch.Generator().manual_seed(0)
         self.global_model = make_linear(input_dim, output_dim, gen)
-        self.memory: deque[dict[str, Any]] = deque(maxlen=memory_size)
+        self.memory: deque[Mapping[str, Any]] = deque(maxlen=memory_size)
         #: Insights received over the whole run, including rounds before a restore.
         self.insights_received = 0
 
@@ -107,11 +108,11 @@ class Server:
         return result
 
     # -- insights -------------------------------------------------------------------------
-    def receive_insight(self, insight: dict[str, Any]) -> None:
+    def receive_insight(self, insight: Mapping[str, Any]) -> None:
         self.memory.append(insight)
         self.insights_received += 1
 
-    def run_insight_round(self, clients: Sequence[Any]) -> list[dict[str, Any]]:
+    def run_insight_round(self, clients: Sequence[Any]) -> list[Insight]:
         """Collect one insight per client and keep them in `memory` (the most recent)."""
         insights = [client.generate_insight() for client in clients]
         for insight in insights:

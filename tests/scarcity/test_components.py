@@ -1,5 +1,8 @@
 """The seed's building blocks on their own: experts, router, gossip, meta-learner."""
 
+import dataclasses
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -14,9 +17,12 @@ from scarcity import (
     Router,
     Server,
     StructureExpert,
+    resolve_config,
+    run_simulation,
 )
 from scarcity.core.gossip import GossipScheduler
 from scarcity.core.router import ROUTER_STRATEGIES, register_strategy
+from scarcity.results import ExpertReport, Insight
 from tests.scarcity.conftest import INSIGHT_KEYS
 
 
@@ -163,3 +169,22 @@ def test_meta_learner_aggregates_uncertainty():
     assert summary["avg_uncertainty"] == pytest.approx(3.0)
     assert summary["high_uncertainty_clients"] == [2]
     assert summary["low_uncertainty_clients"] == [0, 1]
+
+
+@pytest.mark.parametrize("execution", ["batched", "reference"])
+def test_both_executions_report_one_typed_insight(execution):
+    config = resolve_config(preset="stage8", num_clients=3, rounds=1, execution=execution)
+    insight = run_simulation(config)[0].insights[0]
+    assert type(insight) is Insight and isinstance(insight.experts["DriftExpert"], ExpertReport)
+    # The seed's dict form: read-only mapping access, and one JSON shape.
+    assert insight["client_id"] == insight.client_id == 0
+    assert (
+        insight["experts"]["StructureExpert"]["summary"]["mean"]
+        == (insight.experts["StructureExpert"].summary["mean"])
+    )
+    assert json.loads(json.dumps(insight.to_dict())) == insight.to_dict()
+    assert set(insight.to_dict()) == set(insight) == set(Insight.KEYS)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        insight.loss = 0.0  # type: ignore[misc]
+    with pytest.raises(KeyError):
+        insight["weights"]  # no raw weights in an insight

@@ -21,7 +21,7 @@ GOLDEN = json.loads((Path(__file__).parent / "fixtures" / "before_strategies.jso
 
 def _digest(insights) -> str:
     return hashlib.sha256(
-        json.dumps([dict(i) for i in insights], sort_keys=True).encode()
+        json.dumps([i.to_dict() for i in insights], sort_keys=True).encode()
     ).hexdigest()
 
 
