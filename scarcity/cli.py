@@ -38,7 +38,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="scarcity", description=__doc__)
     sub = parser.add_subparsers(dest="command")
     run = sub.add_parser("run", help="run one simulation in-process")
-    run.add_argument("--preset", default=None, help="stage1 … stage8 (default stage8)")
+    run.add_argument("--preset", default=None, help="stage1 … stage8 or baseline (default stage8)")
+    run.add_argument(
+        "--strategy",
+        default=None,
+        help="federated strategy of the shared model (fedavg, fedprox, fedadam, krum, …; "
+        "from stage2 or the baseline preset)",
+    )
     run.add_argument("--clients", type=int, default=None, help="number of clients")
     run.add_argument("--rounds", type=int, default=None, help="number of global rounds")
     run.add_argument("--seed", type=int, default=None, help="random seed")
@@ -75,6 +81,7 @@ def request_from_args(args: argparse.Namespace) -> dict[str, Any]:
     request: dict[str, Any] = {}
     for option, field in (
         ("preset", "preset"),
+        ("strategy", "strategy"),
         ("clients", "num_clients"),
         ("rounds", "rounds"),
         ("seed", "seed"),

@@ -56,6 +56,21 @@ def test_bad_config_exits_2_naming_the_field(run_python):
     assert "num_clients" in proc.stderr
 
 
+def test_a_strategy_run_from_the_command_line(run_python, tmp_path):
+    out = tmp_path / "run.json"
+    proc = run_python(
+        "-m", "scarcity", "run", "--preset", "baseline", "--strategy", "fedprox",
+        "--set", "dataset=digits", "--set", "clients_per_round=3", "--rounds", "2",
+        "--no-progress", "--json", str(out),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    saved = json.loads(out.read_text())
+    assert saved["config"]["strategy"] == "fedprox" and saved["config"]["proximal_mu"] == 0.01
+    assert [r["metrics"]["clients_sampled"] for r in saved["rounds"]] == [3.0, 3.0]
+    bad = run_python("-m", "scarcity", "run", "--preset", "stage1", "--strategy", "fedadam")
+    assert bad.returncode == 2 and "strategy" in bad.stderr
+
+
 def test_seed_entry_script_runs(run_python):
     # As the seed runs it: a plain script path, the package not otherwise on sys.path.
     proc = run_python(
