@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 from models.base import as_utc
 from models.settings import Settings, get_settings
 from scarcity.config import PRESETS, SimulationConfig
+from scarcity.strategies import STRATEGIES
 
 # The database stores rounds, client ids and row ids as INTEGER: a bigger query value is a 422,
 # never an overflow in the driver.
@@ -46,6 +47,8 @@ def _make_simulation_create() -> type[BaseModel]:
             continue
         metadata = list(info.metadata) + ([Le(caps[name])] if name in caps else [])
         annotation = Annotated[(info.annotation, *metadata)] if metadata else info.annotation
+        if name == "strategy":  # the engine checks the name against its registry; list them
+            annotation = Literal[tuple(STRATEGIES)]
         # Built at run time from the engine's fields, so mypy cannot follow the types here.
         fields[name] = (annotation | None, Field(None, description=info.description))  # type: ignore[operator]
     return create_model(  # type: ignore[call-overload]

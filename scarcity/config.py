@@ -11,29 +11,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
 
 PresetName = Literal[
     "stage1", "stage2", "stage3", "stage4", "stage5", "stage6", "stage7", "stage8", "baseline"
 ]
 DatasetName = Literal["synthetic", "digits", "breast_cancer", "wine", "iris"]
-StrategyName = Literal[
-    "fedavg",
-    "reptile",
-    "fedavgm",
-    "fedprox",
-    "fedadagrad",
-    "fedadam",
-    "fedyogi",
-    "fedmedian",
-    "fedtrimmedavg",
-    "krum",
-    "multikrum",
-    "bulyan",
-    "qfedavg",
-    "dp_fedavg",
-    "scaffold",
-]
 AttackName = Literal["sign_flip", "gaussian", "label_flip"]
 
 # Feature count and class count of the labelled data sets scikit-learn ships.
@@ -117,8 +100,10 @@ class SimulationConfig(BaseModel):
     # Federated strategy of the shared model (federated_averaging on): the server's aggregate
     # and what clients are told to do. Parameters left unset (null) take the chosen strategy's
     # default (`scarcity.strategies`); those of other strategies stay null.
-    strategy: StrategyName = Field(
-        "fedavg", description="Server aggregate of the shared model (GET /strategies lists them)."
+    strategy: str = Field(
+        "fedavg",
+        description="Server aggregate of the shared model (GET /strategies lists them).",
+        json_schema_extra=lambda schema: _list_strategies(schema),
     )
     server_learning_rate: float | None = Field(
         None, gt=0, le=10, description="Server step η (FedAvgM, FedAdagrad/Adam/Yogi, SCAFFOLD)."
@@ -239,6 +224,10 @@ class SimulationConfig(BaseModel):
         strategy's defaults; the combination must be one the strategy can run."""
         from scarcity.strategies import STRATEGIES  # the strategies read this module's config
 
+        if self.strategy not in STRATEGIES:
+            raise ValueError(
+                f"strategy: unknown {self.strategy!r}, expected one of {', '.join(STRATEGIES)}"
+            )
         # A frozen model: fields are filled in during validation only, as pydantic allows.
         fill = object.__setattr__
         if self.meta_reptile and self.strategy not in ("fedavg", "reptile"):
@@ -280,6 +269,20 @@ class SimulationConfig(BaseModel):
     @property
     def stage(self) -> int:
         return int(self.preset.removeprefix("stage"))
+
+
+def strategy_names() -> list[str]:
+    """The registered strategies (`scarcity.strategies.STRATEGIES`), read when needed: the
+    registry is the one list, and it imports this module's config type for its own use."""
+    from scarcity.strategies import STRATEGIES
+
+    return list(STRATEGIES)
+
+
+def _list_strategies(schema: dict[str, JsonValue]) -> None:
+    """The `strategy` field's JSON schema names the registry's strategies (the form's choices)."""
+    names: list[JsonValue] = [*strategy_names()]
+    schema["enum"] = names
 
 
 #: The SF-HFE mechanisms that work on the experts (off in the baseline preset).

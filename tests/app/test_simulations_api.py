@@ -184,6 +184,11 @@ def test_strategies_list_every_strategy_with_its_parameters_and_paper(
     assert strategies["fedprox"]["parameters"] == {"proximal_mu": 0.01}
     assert "Li" in strategies["fedprox"]["paper"] and "2020" in strategies["fedprox"]["paper"]
     assert all(s["summary"] and s["paper"] for s in strategies.values())
+    schema = client.get("/openapi.json").json()["components"]["schemas"]["SimulationCreate"]
+    choices = schema["properties"]["strategy"]["anyOf"][0]["enum"]
+    assert choices == list(strategies)  # the form's choices are the registry's
+    unknown = client.post("/simulations", json={"preset": "stage2", "strategy": "fedbogus"})
+    assert unknown.status_code == 422 and "strategy" in fields_named(unknown)
 
 
 def test_a_strategy_run_with_sampling_and_attackers_over_http(client: httpx.Client) -> None:
