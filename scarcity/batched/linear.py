@@ -177,7 +177,7 @@ def fit_heads(
             grad_b = grad.sum(dim=1).view(rows, out)
             if regularizer is not None:
                 extra_w, extra_b = regularizer.grads(w, b)
-                grad_w, grad_b = grad_w + extra_w, grad_b + extra_b
+                grad_w, grad_b = grad_w.add_(extra_w), grad_b.add_(extra_b)
             _step(w, b, grad_w, grad_b, lr, grad_sum if details else None, numel)
             epoch_loss += loss
             steps += 1
@@ -212,7 +212,7 @@ def fit_heads(
                 grad_w, grad_b = torch.bmm(grad.transpose(1, 2), xb), grad.sum(dim=1)
                 if regularizer is not None:
                     extra_w, extra_b = regularizer.grads(w, b)
-                    grad_w, grad_b = grad_w + extra_w, grad_b + extra_b
+                    grad_w, grad_b = grad_w.add_(extra_w), grad_b.add_(extra_b)
                 _step(w, b, grad_w, grad_b, lr, grad_sum if details else None, numel)
                 epoch_loss += loss * (idx.shape[1] / n)
                 steps += 1
@@ -263,7 +263,7 @@ def _step_rows(
     grad_w, grad_b = torch.bmm(grad.transpose(1, 2), xb), grad.sum(dim=1)
     if regularizer is not None:
         extra_w, extra_b = regularizer.grads(w_rows, b_rows, rows)
-        grad_w, grad_b = grad_w + extra_w, grad_b + extra_b
+        grad_w, grad_b = grad_w.add_(extra_w), grad_b.add_(extra_b)
     row_sum = None if grad_sum is None else torch.zeros(len(rows))
     _step(w_rows, b_rows, grad_w, grad_b, lr[rows], row_sum, numel)
     w.index_copy_(0, rows, w_rows)

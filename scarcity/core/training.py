@@ -189,16 +189,19 @@ class LocalObjective:
     def gradient(
         self, params: Mapping[str, Tensor], mu: Tensor | float | None = None
     ) -> dict[str, Tensor]:
-        """d `term` / d params, shaped like `params` (same arguments as `term`)."""
+        """d `term` / d params, shaped like `params` (same arguments as `term`); fresh tensors
+        the caller may change in place."""
         mu = self.proximal_mu if mu is None else mu
         grads = {}
         for name, p in params.items():
-            grad = torch.zeros_like(p)
             if self.anchor is not None:
-                m = _per_row(mu, p)
-                grad = grad + m * (p - self.anchor[name])
-            if self.correction is not None:
-                grad = grad + self.correction[name]
+                grad = (p - self.anchor[name]).mul_(_per_row(mu, p))
+                if self.correction is not None:
+                    grad.add_(self.correction[name])
+            elif self.correction is not None:
+                grad = self.correction[name].clone()
+            else:
+                grad = torch.zeros_like(p)
             grads[name] = grad
         return grads
 
