@@ -26,7 +26,7 @@ DIGITS = {
     "learning_rate": 0.1,
     "rounds": 3,
 }
-SYNTHETIC = {"preset": "stage2", "num_clients": 7, "rounds": 3}
+SYNTHETIC = {"preset": "stage2", "num_clients": 8, "rounds": 3}
 # Parameters that make each strategy do something visible on these small runs.
 PARAMETERS = {
     "fedprox": {"proximal_mu": 0.5},
@@ -49,20 +49,18 @@ def _both(config):
     return reference, batched
 
 
+@pytest.mark.parametrize("data", ["digits", "synthetic"])
+@pytest.mark.parametrize("sampled", [False, True], ids=["everyone", "sampled_skewed"])
 @pytest.mark.parametrize("strategy", sorted(STRATEGIES))
-def test_batched_matches_the_reference_on_digits_with_sampling_and_skew(strategy):
-    extra: dict[str, float] = {"clients_per_round": 6, "quantity_skew": 0.7}
-    if strategy == "bulyan":  # needs 4f + 3 participants
-        extra["clients_per_round"] = 7
-    reference, batched = _both(_config(DIGITS, strategy, **extra))
+def test_batched_matches_the_reference(strategy, sampled, data):
+    base = DIGITS if data == "digits" else SYNTHETIC
+    extra: dict[str, float] = {}
+    if sampled:  # Bulyan needs 4f + 3 participants
+        extra = {"clients_per_round": 7 if strategy == "bulyan" else 6, "quantity_skew": 0.7}
+    reference, batched = _both(_config(base, strategy, **extra))
     assert_same_results(reference, batched)
-    assert reference[-1].metrics["clients_sampled"] == extra["clients_per_round"]
-
-
-@pytest.mark.parametrize("strategy", sorted(STRATEGIES))
-def test_batched_matches_the_reference_on_synthetic_data(strategy):
-    reference, batched = _both(_config(SYNTHETIC, strategy))
-    assert_same_results(reference, batched)
+    if sampled:
+        assert reference[-1].metrics["clients_sampled"] == extra["clients_per_round"]
 
 
 @pytest.mark.parametrize("strategy", ["fedavg", "fedprox", "scaffold"])
