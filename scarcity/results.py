@@ -3,6 +3,7 @@ stores."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -120,3 +121,23 @@ class RoundResult:
             "logs": list(self.logs),
             "duration_seconds": self.duration_seconds,
         }
+
+
+def non_finite(value: Any, path: str = "") -> tuple[str, float] | None:
+    """The path and value of the first float in a nested payload that is NaN or inf (which
+    JSON cannot carry), or None."""
+    if isinstance(value, float):
+        return None if math.isfinite(value) else (path, value)
+    if isinstance(value, Mapping):
+        items: Iterator[tuple[str, Any]] = (
+            (f"{path}.{key}" if path else str(key), item) for key, item in value.items()
+        )
+    elif isinstance(value, list | tuple):
+        items = ((path, item) for item in value)
+    else:
+        return None
+    for item_path, item in items:
+        found = non_finite(item, item_path)
+        if found is not None:
+            return found
+    return None

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
@@ -52,7 +51,7 @@ from scarcity.core.meta_learner import MetaLearner
 from scarcity.core.population import ReferencePopulation
 from scarcity.core.server import Server
 from scarcity.population import ClientPopulation, FitResult
-from scarcity.results import GossipPair, RoundResult
+from scarcity.results import GossipPair, RoundResult, non_finite
 from scarcity.sampling import draw_participants
 from scarcity.strategies import ClientUpdates, FitInstructions, make_strategy
 from scarcity.strategies.functions import clip_to_norm, deltas, flatten, unflatten
@@ -357,16 +356,7 @@ def _raise_diverged(k: int, path: str, value: Any = "not finite") -> None:
 
 def _check_finite(k: int, *payloads: Any) -> None:
     """Refuse to report NaN/inf (they are not JSON): training diverged."""
-
-    def walk(value: Any, path: str) -> None:
-        if isinstance(value, float) and not math.isfinite(value):
-            _raise_diverged(k, path, value)
-        if isinstance(value, Mapping):
-            for key, item in value.items():
-                walk(item, f"{path}.{key}" if path else str(key))
-        elif isinstance(value, list | tuple):
-            for item in value:
-                walk(item, path)
-
     for payload in payloads:
-        walk(payload, "")
+        found = non_finite(payload)
+        if found is not None:
+            _raise_diverged(k, *found)

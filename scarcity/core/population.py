@@ -6,7 +6,6 @@ Readable and slow: each participant trains in turn, exactly as the seed's loop o
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -22,7 +21,7 @@ from scarcity.core.gossip import GossipScheduler, gossip_round
 from scarcity.core.server import insight_statistics
 from scarcity.core.training import LocalObjective
 from scarcity.population import FitResult
-from scarcity.results import Insight
+from scarcity.results import Insight, non_finite
 from scarcity.strategies.base import FitInstructions
 
 
@@ -116,17 +115,9 @@ class ReferencePopulation:
         return [(c.client_id, c.last_round.loss, c.last_round.selected_expert) for c in self.active]
 
     def check_finite(self, fail: Callable[[str], None]) -> None:
-        def walk(value: Any, path: str) -> None:
-            if isinstance(value, float) and not math.isfinite(value):
-                fail(path)
-            if isinstance(value, Mapping):
-                for key, item in value.items():
-                    walk(item, f"{path}.{key}" if path else str(key))
-            elif isinstance(value, list | tuple):
-                for item in value:
-                    walk(item, path)
-
-        walk(self.insights(), "")
+        found = non_finite(list(self.insights()))
+        if found is not None:
+            fail(found[0])
 
     def state_dict(self) -> list[dict[str, Any]]:
         return [c.state_dict() for c in self.clients]

@@ -188,3 +188,22 @@ def test_both_executions_report_one_typed_insight(execution):
         insight.loss = 0.0  # type: ignore[misc]
     with pytest.raises(KeyError):
         insight["weights"]  # no raw weights in an insight
+
+
+def test_non_finite_names_the_first_nan_or_inf_in_a_nested_payload():
+    from scarcity.results import non_finite
+
+    assert non_finite({"a": 1.0, "b": [2.0, {"c": 3.0}]}) is None
+    path, value = non_finite({"a": 1.0, "b": [2.0, {"c": float("inf")}], "d": float("nan")})
+    assert (path, value) == ("b.c", float("inf"))
+
+
+@pytest.mark.parametrize("execution", ["batched", "reference"])
+def test_a_diverging_run_stops_with_the_quantity_that_broke(execution):
+    from scarcity import SimulationError
+
+    config = resolve_config(
+        preset="stage3", learning_rate=10, local_epochs=20, rounds=20, execution=execution
+    )
+    with pytest.raises(SimulationError, match="diverged"):
+        run_simulation(config)
