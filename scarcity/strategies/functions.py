@@ -125,13 +125,14 @@ def reptile(
 
 
 def _median(values: Tensor) -> Tensor:
-    # torch.median returns the lower middle value; an even count takes the mean of both
-    # middle values, as numpy.median.
-    size = values.shape[0]
-    ordered = values.sort(dim=0).values
-    if size % 2:
-        return ordered[size // 2]
-    return (ordered[size // 2 - 1] + ordered[size // 2]) / 2
+    # torch.median returns the lower middle value (a selection, no full sort); an even count
+    # takes the mean of both middle values, as numpy.median: the upper one is the lower
+    # middle value of the negated values.
+    lower = values.median(dim=0).values
+    if values.shape[0] % 2:
+        return lower
+    upper = -(-values).median(dim=0).values
+    return (lower + upper) / 2
 
 
 def coordinate_median(stacked: Weights) -> dict[str, Tensor]:
