@@ -28,6 +28,7 @@ leading participant axis [P, ...]; a model (the global one) maps the same keys t
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -211,15 +212,57 @@ def multi_krum_select(flat: Tensor, num_malicious: int, num_to_keep: int) -> Ten
 
 def bulyan_select(flat: Tensor, num_malicious: int) -> Tensor:
     """Bulyan's selection: θ = P − 2f models, each the Krum choice among the models not yet
-    selected (Krum scores recomputed over the remaining ones), in selection order."""
+    selected (Krum scores recomputed over the remaining ones), in selection order.
+
+    While n ≥ f + 4 models remain, a Krum score is (sum of the distances to the other
+    remaining models) − (sum of the f + 1 largest of them); both sums are kept up to date as
+    models leave (each row's distances sorted once, a pointer at its (f+1)-th largest
+    remaining one), so a pick costs O(P), not O(P²): 1,000 clients in a fraction of a
+    second instead of seconds. From n = f + 3 on a score is one distance (the nearest), taken
+    directly so that mutual nearest neighbours tie exactly and the first index wins.
+    """
     size = flat.shape[0]
+    f = num_malicious
     distances = pairwise_squared_distances(flat)
-    remaining = list(range(size))
+    alive = torch.ones(size, dtype=torch.bool)
     selected: list[int] = []
-    for _ in range(size - 2 * num_malicious):
-        index = torch.tensor(remaining)
-        scores = krum_scores_from_distances(distances[index][:, index], num_malicious)
-        selected.append(remaining.pop(int(torch.argmin(scores))))
+    picks = size - 2 * f
+    # Phase 1 state: each row's columns by decreasing distance, and where each column sits.
+    order = distances.argsort(dim=1, descending=True, stable=True)
+    position = torch.empty_like(order)
+    position.scatter_(1, order, torch.arange(size).expand(size, size))
+    boundary = torch.full((size,), f, dtype=torch.long)  # position of the (f+1)-th largest
+    total = distances.sum(dim=1)
+    top = distances.gather(1, order[:, : f + 1]).sum(dim=1) if size > f else total
+    rows = torch.arange(size)
+    while len(selected) < picks:
+        n = int(alive.sum())
+        if n == 1:  # no neighbour left to count: the last one
+            scores = torch.where(alive, 0.0, math.inf)
+        elif n >= f + 4:
+            scores = torch.where(alive, total - top, math.inf)
+        else:  # one neighbour counts: the nearest remaining one
+            near = distances.masked_fill(~alive.unsqueeze(0), math.inf)
+            near.fill_diagonal_(math.inf)
+            scores = torch.where(alive, near.amin(dim=1), math.inf)
+        chosen = int(torch.argmin(scores))
+        selected.append(chosen)
+        alive[chosen] = False
+        if n - 1 < f + 4:
+            continue  # the next picks take the direct rule
+        # Remove `chosen` from every remaining row's sums.
+        total -= distances[:, chosen]
+        hit = rows[alive & (position[:, chosen] <= boundary)]
+        # In those rows the (f+1)-th largest moves to the next remaining other model.
+        q = boundary[hit] + 1
+        while True:
+            column = order[hit, q]
+            passed = ~alive[column] | (column == hit)
+            if not bool(passed.any()):
+                break
+            q = q + passed.long()
+        boundary[hit] = q
+        top[hit] += distances[hit, order[hit, q]] - distances[hit, chosen]
     return torch.tensor(selected, dtype=torch.long)
 
 

@@ -743,3 +743,31 @@ def test_krum_scores_of_mutual_nearest_neighbours_tie_exactly():
         scores = krum_scores(flat, 1)  # 3 models, f = 1: the nearest one counts
         assert scores[1].item() == scores[2].item()
         assert scores[0].item() > scores[1].item()
+
+
+def _bulyan_select_directly(flat: torch.Tensor, f: int) -> list[int]:
+    """Bulyan's selection as its definition reads: Krum over the remaining models, again."""
+    from scarcity.strategies.functions import (
+        krum_scores_from_distances,
+        pairwise_squared_distances,
+    )
+
+    distances = pairwise_squared_distances(flat)
+    remaining = list(range(flat.shape[0]))
+    selected = []
+    for _ in range(flat.shape[0] - 2 * f):
+        index = torch.tensor(remaining)
+        scores = krum_scores_from_distances(distances[index][:, index], f)
+        selected.append(remaining.pop(int(torch.argmin(scores))))
+    return selected
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_bulyans_incremental_selection_is_repeated_krum(seed):
+    from scarcity.strategies.functions import bulyan_select
+
+    gen = torch.Generator().manual_seed(seed)
+    for size, f in ((7, 1), (11, 2), (23, 5), (60, 3), (60, 14)):
+        flat = torch.randn(size, 9, generator=gen)
+        flat[: size // 3] += 4.0  # a cluster apart, so that selections are not all central
+        assert bulyan_select(flat, f).tolist() == _bulyan_select_directly(flat, f), (size, f)
