@@ -751,10 +751,11 @@ def _head_regularizer(
     anchor = None
     if objective.anchor is not None:
         anchor = {key: t.unsqueeze(0) for key, t in objective.anchor.items()}
-    correction = None
-    if objective.correction is not None:
-        correction = {}
-        for key, t in objective.correction.items():
-            correction[key] = torch.zeros(rows, *t.shape[1:])
-            correction[key][shared] = t
+    correction = objective.correction
+    if correction is not None and group > 1:  # zeros on the expert heads' rows
+        spread = {}
+        for key, t in correction.items():
+            spread[key] = torch.zeros(rows, *t.shape[1:])
+            spread[key][shared] = t
+        correction = spread
     return HeadRegularizer(LocalObjective(objective.proximal_mu, anchor), mu, correction)
