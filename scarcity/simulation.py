@@ -203,16 +203,8 @@ class Simulation:
         the strategy asks them to (client-side DP), attackers' rows tampered with."""
         assert fit.weights is not None
         weights = fit.weights
-        attackers = self.adversary.mask(fit.participants)
-        if instructions.clip_norm is not None:
-            rows = flatten(deltas(weights, global_weights))
-            clipped = torch.where(
-                attackers.unsqueeze(1), rows, clip_to_norm(rows, instructions.clip_norm)
-            )
-            restored = unflatten(clipped, global_weights)
-            weights = {key: global_weights[key] + restored[key] for key in weights}
-        if self.adversary.active:
-            weights = self.adversary.tamper(weights, global_weights, attackers)
+        if instructions.clip_norm is not None or self.adversary.active:
+            weights = self._client_side(fit, global_weights, instructions.clip_norm)
         return ClientUpdates(
             weights=weights,
             sample_counts=fit.sample_counts,
@@ -221,6 +213,25 @@ class Simulation:
             num_clients=self.config.num_clients,
             sequential=self.population.sequential,
         )
+
+    def _client_side(
+        self,
+        fit: FitResult,
+        global_weights: Mapping[str, torch.Tensor],
+        clip_norm: float | None,
+    ) -> dict[str, torch.Tensor]:
+        """Honest clients' clipping (client-side DP), then the attackers' tampering."""
+        assert fit.weights is not None
+        weights = fit.weights
+        attackers = self.adversary.mask(fit.participants)
+        if clip_norm is not None:
+            rows = flatten(deltas(weights, global_weights))
+            clipped = torch.where(attackers.unsqueeze(1), rows, clip_to_norm(rows, clip_norm))
+            restored = unflatten(clipped, global_weights)
+            weights = {key: global_weights[key] + restored[key] for key in weights}
+        if self.adversary.active:
+            weights = self.adversary.tamper(weights, global_weights, attackers)
+        return weights
 
     def _participation_lines(self, k: int, participants: torch.Tensor) -> list[str]:
         """Who took part (when sampled) and, in round 1, who the attackers are."""

@@ -549,17 +549,19 @@ class ClientPool:
             self._put(participants, part)
             self.last = last = part.last
         assert last is not None
+        everyone = self.active is None  # then the stacked tensors themselves, no copies
         weights = None
         if global_weights is not None:
+            shared_w, shared_b = self.w["shared_w"], self.w["shared_b"]
             weights = {
-                "weight": self.w["shared_w"][participants],
-                "bias": self.w["shared_b"][participants],
+                "weight": shared_w if everyone else shared_w[participants],
+                "bias": shared_b if everyone else shared_b[participants],
             }
         return FitResult(
             participants=participants,
             mean_loss=float(last.loss.mean()),
             weights=weights,
-            sample_counts=self.sizes[participants].float(),
+            sample_counts=(self.sizes if everyone else self.sizes[participants]).float(),
             initial_loss=last.initial_loss,
         )
 
