@@ -7,7 +7,7 @@ requests, and an idle service writes each request alone: nothing waits for a tim
 A request is answered once its row is committed: the job is durable from then on. Its message
 is published afterwards by one publisher thread, many to a broker connection. A message lost
 between the two (the process died, the broker was down) is the reaper's case: it publishes
-queued rows again (RELIABILITY.md: Redis is only a doorbell).
+queued rows again (docs/reliability.md: Redis is only a doorbell).
 """
 
 from __future__ import annotations

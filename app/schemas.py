@@ -1,4 +1,7 @@
-"""Request and response bodies of the public API, kept apart from the ORM (names: DESIGN.md)."""
+"""Request and response bodies of the public API, kept apart from the ORM.
+
+Their names are the public contract: add, never rename (docs/design.md).
+"""
 
 from __future__ import annotations
 

@@ -31,7 +31,7 @@ class Settings(BaseSettings):
         description="Apply migrations at start-up; unset = yes for SQLite, no for PostgreSQL.",
     )
 
-    # Reliability (RELIABILITY.md): the database is the record, the queue a doorbell.
+    # Reliability (docs/reliability.md): the database is the record, the queue a doorbell.
     worker_lease_seconds: float = Field(
         60.0, gt=0, description="A running simulation with an older heartbeat is taken over."
     )

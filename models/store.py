@@ -1,6 +1,6 @@
 """Queries on the simulation tables. Callers own the transaction (`session_scope`); these flush.
 
-The worker's writes are fenced (RELIABILITY.md): a claim bumps `attempt`, and every later write
+The worker's writes are fenced (docs/reliability.md): a claim bumps `attempt`, and every later write
 of that worker only lands `WHERE attempt = <its attempt> AND status = 'running'`.
 """
 

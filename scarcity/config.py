@@ -1,7 +1,7 @@
 """Simulation configuration: one validated, immutable `SimulationConfig` and the stage presets.
 
 A request is a preset name plus overrides; `resolve_config` fills every other field from the
-preset, then validates the whole. Field names are part of the public HTTP contract (DESIGN.md):
+preset, then validates the whole. Field names are part of the public HTTP contract (docs/design.md):
 add fields, never rename them.
 """
 

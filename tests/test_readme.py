@@ -27,3 +27,15 @@ def test_every_strategy_and_preset_is_documented_in_the_readme() -> None:
     readme = (ROOT / "README.md").read_text()
     missing = [n for n in [*STRATEGIES, *PRESETS] if f"`{n}`" not in readme]
     assert missing == []
+
+
+def test_docs_the_code_points_at_are_in_the_repo() -> None:
+    import re
+
+    named = set()
+    for path in [*ROOT.glob("*/**/*.py"), ROOT / "README.md"]:
+        if ".venv" in path.parts:
+            continue
+        named |= set(re.findall(r"\b(docs/[\w.-]+\.md)\b", path.read_text()))
+        assert not re.search(r"\b(DESIGN|RELIABILITY|STYLE)\.md\b", path.read_text()), path
+    assert named and all((ROOT / name).is_file() for name in named), named

@@ -1,6 +1,6 @@
 """Celery application for the distributed mode, with the reliability policy in one place.
 
-Redis is only a doorbell (RELIABILITY.md): the task argument is a simulation id, status and
+Redis is only a doorbell (docs/reliability.md): the task argument is a simulation id, status and
 results live in our database, and a lost message is re-published by the reaper.
 """
 

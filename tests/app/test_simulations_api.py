@@ -1,4 +1,4 @@
-"""The public HTTP contract of DESIGN.md, against a real server process."""
+"""The public HTTP contract (docs/design.md), against a real server process."""
 
 from __future__ import annotations
 
