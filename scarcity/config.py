@@ -244,27 +244,9 @@ class SimulationConfig(BaseModel):
                 f"strategy: {self.strategy} aggregates the shared model and needs "
                 "federated_averaging (stage2 or later)"
             )
-        participants = participants_per_round(self)
-        for name, default in STRATEGIES[self.strategy].defaults.items():
-            if getattr(self, name) is None:
-                if name == "num_malicious_clients":  # the attackers expected among participants
-                    default = round(self.malicious_fraction * participants)
-                if name == "num_clients_to_keep" and default is None:
-                    f = self.num_malicious_clients or 0
-                    default = max(1, participants - f)
-                fill(self, name, default)
-        f = self.num_malicious_clients or 0
-        least = {"krum": 2 * f + 3, "multikrum": 2 * f + 3, "bulyan": 4 * f + 3}.get(self.strategy)
-        if least is not None and participants < least:
-            raise ValueError(
-                f"num_malicious_clients: {self.strategy} tolerating f={f} needs at least "
-                f"{least} participants per round, got {participants}"
-            )
-        keep = self.num_clients_to_keep
-        if self.strategy == "multikrum" and keep is not None and keep > participants:
-            raise ValueError(
-                f"num_clients_to_keep: {keep} is more than the {participants} participants"
-            )
+        resolved = STRATEGIES[self.strategy].resolve(self, participants_per_round(self))
+        for name, value in resolved.items():
+            fill(self, name, value)
 
     @property
     def stage(self) -> int:

@@ -54,7 +54,7 @@ from scarcity.population import ClientPopulation, FitResult
 from scarcity.results import GossipPair, RoundResult, non_finite
 from scarcity.sampling import draw_participants
 from scarcity.strategies import ClientUpdates, FitInstructions, make_strategy
-from scarcity.strategies.functions import clip_to_norm, deltas, flatten, unflatten
+from scarcity.strategies.functions import clip_updates
 
 logger = logging.getLogger(__name__)
 
@@ -133,15 +133,16 @@ class Simulation:
             population.broadcast(global_weights, participants)
         fit = population.fit(k, instructions, global_weights, participants)
         metrics: dict[str, float] = {"loss": fit.mean_loss}
+        attackers = self.adversary.mask(participants) if self.adversary.active else None
         if global_weights is not None:
-            updates = self._received_updates(fit, global_weights, instructions)
+            updates = self._received_updates(fit, global_weights, instructions, attackers)
             self.server.set_global_weights(self.strategy.aggregate(k, global_weights, updates))
             metrics.update(self.server.evaluate(*self.data.test_set(k)))
             metrics.update(self.strategy.round_metrics())
         if len(participants) < cfg.num_clients:
             metrics["clients_sampled"] = float(len(participants))
-        if self.adversary.active:
-            metrics["attackers_sampled"] = float(self.adversary.mask(participants).sum())
+        if attackers is not None:
+            metrics["attackers_sampled"] = float(attackers.sum())
 
         # Per-client dicts only when a consumer needs them.
         needed = cfg.insight_exchange or cfg.meta_learning
@@ -198,13 +199,18 @@ class Simulation:
         fit: FitResult,
         global_weights: Mapping[str, torch.Tensor],
         instructions: FitInstructions,
+        attackers: torch.Tensor | None,
     ) -> ClientUpdates:
         """The participants' models as the server receives them: honest clients clipped when
-        the strategy asks them to (client-side DP), attackers' rows tampered with."""
+        the strategy asks them to (client-side DP), attackers' rows [P] tampered with."""
         assert fit.weights is not None
         weights = fit.weights
-        if instructions.clip_norm is not None or self.adversary.active:
-            weights = self._client_side(fit, global_weights, instructions.clip_norm)
+        if instructions.clip_norm is not None:
+            weights = clip_updates(
+                weights, global_weights, instructions.clip_norm, unclipped=attackers
+            )
+        if attackers is not None:
+            weights = self.adversary.tamper(weights, global_weights, attackers)
         return ClientUpdates(
             weights=weights,
             sample_counts=fit.sample_counts,
@@ -213,25 +219,6 @@ class Simulation:
             num_clients=self.config.num_clients,
             sequential=self.population.sequential,
         )
-
-    def _client_side(
-        self,
-        fit: FitResult,
-        global_weights: Mapping[str, torch.Tensor],
-        clip_norm: float | None,
-    ) -> dict[str, torch.Tensor]:
-        """Honest clients' clipping (client-side DP), then the attackers' tampering."""
-        assert fit.weights is not None
-        weights = fit.weights
-        attackers = self.adversary.mask(fit.participants)
-        if clip_norm is not None:
-            rows = flatten(deltas(weights, global_weights))
-            clipped = torch.where(attackers.unsqueeze(1), rows, clip_to_norm(rows, clip_norm))
-            restored = unflatten(clipped, global_weights)
-            weights = {key: global_weights[key] + restored[key] for key in weights}
-        if self.adversary.active:
-            weights = self.adversary.tamper(weights, global_weights, attackers)
-        return weights
 
     def _participation_lines(self, k: int, participants: torch.Tensor) -> list[str]:
         """Who took part (when sampled) and, in round 1, who the attackers are."""

@@ -561,7 +561,7 @@ class ClientPool:
             participants=participants,
             mean_loss=float(last.loss.mean()),
             weights=weights,
-            sample_counts=(self.sizes if everyone else self.sizes[participants]).float(),
+            sample_counts=self.sample_counts()[participants],
             initial_loss=last.initial_loss,
         )
 
@@ -609,10 +609,6 @@ class ClientPool:
         return self.active.tolist()
 
     # -- results --------------------------------------------------------------------------
-    def mean_loss(self) -> float:
-        assert self.last is not None
-        return float(self.last.loss.mean())
-
     def client_lines(self) -> list[tuple[int, float, str]]:
         """(client id, loss, selected expert) of every client, for the round log."""
         assert self.last is not None
@@ -647,10 +643,6 @@ class ClientPool:
         """Every client starts from the global model."""
         self.w["shared_w"][:] = weights["weight"]
         self.w["shared_b"][:] = weights["bias"]
-
-    def model_weights(self) -> dict[str, Tensor]:
-        """The client models stacked: `weight` [N, out, in], `bias` [N, out]."""
-        return {"weight": self.w["shared_w"], "bias": self.w["shared_b"]}
 
     def sample_counts(self) -> Tensor:
         """Every client's training samples, FedAvg's weights [N]."""

@@ -5,7 +5,7 @@
 learning-rate heuristic on the average loss. These meta-parameters are broadcast to the
 clients, which store them. Every preset (stage5+) uses this EMA form. True Reptile
 meta-initialisation (Nichol et al. 2018, θ ← θ + ε·mean_i(θ_i − θ)) is the `meta_reptile`
-option, applied by the server to the shared model in place of FedAvg (`Server.reptile_update`).
+option (the `reptile` strategy), applied by the server to the shared model in place of FedAvg.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """The coordinating server (seed stages 1–3): FedAvg, broadcast, evaluation, insight memory.
 
 `aggregate_models` is Federated Averaging (McMahan et al. 2017): the global model becomes the
-sample-count-weighted mean of the client models. `reptile_update` is the alternative
-meta-initialisation step of Reptile (Nichol et al. 2018), used when `meta_reptile` is on.
+sample-count-weighted mean of the client models (the seed's API). A simulation aggregates with
+its strategy (`scarcity.strategies`) and sets the result with `set_global_weights`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from scarcity.core.aggregate import fedavg, fedavg_stacked, reptile_step, reptile_step_stacked
+from scarcity.core.aggregate import fedavg
 from scarcity.core.training import Task, make_linear, mean_loss
 from scarcity.results import Insight
 
@@ -73,30 +73,6 @@ class Server:
         self.global_model.load_state_dict(averaged)
         self.logger.debug("FedAvg over %d clients", len(client_weights))
         return averaged
-
-    def reptile_update(
-        self, client_weights: Sequence[Mapping[str, Tensor]], step_size: float
-    ) -> dict[str, Tensor]:
-        """Reptile: θ ← θ + ε·mean_i(θ_i − θ)."""
-        updated = reptile_step(self.global_weights(), client_weights, step_size)
-        self.global_model.load_state_dict(updated)
-        return updated
-
-    def aggregate_stacked(
-        self, client_weights: Mapping[str, Tensor], sample_counts: Tensor
-    ) -> dict[str, Tensor]:
-        """FedAvg of client models stacked along a leading client axis (the batched path)."""
-        averaged = fedavg_stacked(client_weights, sample_counts)
-        self.global_model.load_state_dict(averaged)
-        return averaged
-
-    def reptile_update_stacked(
-        self, client_weights: Mapping[str, Tensor], step_size: float
-    ) -> dict[str, Tensor]:
-        """Reptile with the client models stacked along a leading client axis."""
-        updated = reptile_step_stacked(self.global_weights(), client_weights, step_size)
-        self.global_model.load_state_dict(updated)
-        return updated
 
     def evaluate(self, x: Tensor, y: Tensor) -> dict[str, float]:
         """Global model on held-out data: `test_loss`, plus `test_accuracy` for classification."""

@@ -84,6 +84,15 @@ class Strategy(ABC):
     def __init__(self, config: SimulationConfig) -> None:
         self.config = config
 
+    @classmethod
+    def resolve(cls, config: SimulationConfig, participants: int) -> dict[str, Any]:
+        """The values of this strategy's unset (None) config fields, for a run drawing
+        `participants` clients a round; raises ValueError starting with the field's name when
+        the config is one the strategy cannot run. The default: `defaults`."""
+        return {
+            name: value for name, value in cls.defaults.items() if getattr(config, name) is None
+        }
+
     def configure_fit(
         self, round_index: int, global_weights: Weights, participants: Tensor
     ) -> FitInstructions:

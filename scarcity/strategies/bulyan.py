@@ -13,13 +13,16 @@ go to the earlier model. Fewer than 4f + 3 participants raise ValueError, as in 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from torch import Tensor
 
 from scarcity.strategies.base import ClientUpdates, Strategy, Weights
 from scarcity.strategies.functions import bulyan
-from scarcity.strategies.krum import num_malicious
+from scarcity.strategies.krum import num_malicious, require_participants, tolerated
+
+if TYPE_CHECKING:
+    from scarcity.config import SimulationConfig
 
 
 class Bulyan(Strategy):
@@ -30,6 +33,13 @@ class Bulyan(Strategy):
     )
     summary: ClassVar[str] = "Repeated Krum selection, then a trimmed mean around the median."
     defaults: ClassVar[Mapping[str, Any]] = {"num_malicious_clients": None}
+
+    @classmethod
+    def resolve(cls, config: SimulationConfig, participants: int) -> dict[str, Any]:
+        values = super().resolve(config, participants)
+        f = tolerated(config, participants, values)
+        require_participants(cls.name, f, participants, 4 * f + 3)
+        return values
 
     def aggregate(
         self, round_index: int, global_weights: Weights, updates: ClientUpdates

@@ -22,14 +22,7 @@ import torch
 from torch import Tensor
 
 from scarcity.strategies.base import ClientUpdates, FitInstructions, Strategy, Weights
-from scarcity.strategies.functions import (
-    clip_to_norm,
-    deltas,
-    flatten,
-    option,
-    unflatten,
-    weighted_mean,
-)
+from scarcity.strategies.functions import clip_updates, option, weighted_mean
 
 if TYPE_CHECKING:
     from scarcity.config import SimulationConfig
@@ -82,10 +75,7 @@ class DPFedAvg(Strategy):
         multiplier = float(option(self, "dp_noise_multiplier"))
         models: Mapping[str, Tensor] = updates.weights
         if not self.client_side():
-            clipped = unflatten(
-                clip_to_norm(flatten(deltas(models, global_weights)), clip), global_weights
-            )
-            models = {key: global_weights[key] + value for key, value in clipped.items()}
+            models = clip_updates(models, global_weights, clip)
         averaged = weighted_mean(models, updates.sample_counts, updates.sequential)
         std = multiplier * clip / int(updates.sample_counts.shape[0])
         self._metrics = {"dp_noise_multiplier": multiplier, "dp_noise_std": std}

@@ -19,8 +19,8 @@ leading participant axis [P, ...]; a model (the global one) maps the same keys t
   2018, "The Hidden Vulnerability of Distributed Learning in Byzantium").
 - `qffl_aggregate`: q-FedAvg (Li, Sanjabi, Beirami & Smith 2020, "Fair Resource Allocation in
   Federated Learning").
-- `clip_to_norm`: per-update L2 clipping (McMahan, Ramage, Talwar & Zhang 2018, "Learning
-  Differentially Private Recurrent Language Models").
+- `clip_to_norm`, `clip_updates`: per-update L2 clipping (McMahan, Ramage, Talwar & Zhang
+  2018, "Learning Differentially Private Recurrent Language Models").
 - `local_steps`, `scaffold_client_controls`: SCAFFOLD's option-II control variates
   (Karimireddy, Kale, Mohri, Reddi, Stich & Suresh 2020, "SCAFFOLD: Stochastic Controlled
   Averaging for Federated Learning").
@@ -321,6 +321,22 @@ def clip_to_norm(flat_updates: Tensor, clipping_norm: float) -> Tensor:
     """Each row Δ of [P, D] scaled by min(1, C/‖Δ‖₂) (a zero row stays zero)."""
     norms = torch.linalg.vector_norm(flat_updates, dim=1, keepdim=True)
     return flat_updates * torch.clamp(clipping_norm / norms, max=1.0)
+
+
+def clip_updates(
+    stacked: Weights,
+    global_weights: Weights,
+    clipping_norm: float,
+    unclipped: Tensor | None = None,
+) -> dict[str, Tensor]:
+    """The models w_g + Δ_i·min(1, C/‖Δ_i‖₂), Δ_i = w_i − w_g over all parameters; rows where
+    `unclipped` [P] is True are left as sent (attackers do not clip client-side)."""
+    rows = flatten(deltas(stacked, global_weights))
+    clipped = clip_to_norm(rows, clipping_norm)
+    if unclipped is not None:
+        clipped = torch.where(unclipped.unsqueeze(1), rows, clipped)
+    restored = unflatten(clipped, global_weights)
+    return {key: global_weights[key] + restored[key] for key in stacked}
 
 
 # -- SCAFFOLD -----------------------------------------------------------------------------

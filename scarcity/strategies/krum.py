@@ -13,7 +13,7 @@ resolve it) counts as 0.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from torch import Tensor
 
@@ -27,10 +27,31 @@ from scarcity.strategies.functions import (
     weighted_mean,
 )
 
+if TYPE_CHECKING:
+    from scarcity.config import SimulationConfig
+
 _PAPER = (
     "Blanchard et al. 2017, Machine Learning with Adversaries: Byzantine Tolerant Gradient "
     "Descent (NeurIPS)"
 )
+
+
+def tolerated(config: SimulationConfig, participants: int, values: dict[str, Any]) -> int:
+    """f: the configured count, else the attackers expected among the participants,
+    round(malicious_fraction · P), which goes into `values` (the resolved fields)."""
+    if config.num_malicious_clients is not None:
+        return int(config.num_malicious_clients)
+    values["num_malicious_clients"] = round(config.malicious_fraction * participants)
+    return int(values["num_malicious_clients"])
+
+
+def require_participants(name: str, f: int, participants: int, least: int) -> None:
+    """A rule tolerating f attackers needs `least` participants a round."""
+    if participants < least:
+        raise ValueError(
+            f"num_malicious_clients: {name} tolerating f={f} needs at least {least} "
+            f"participants per round, got {participants}"
+        )
 
 
 def num_malicious(strategy: Strategy) -> int:
@@ -44,6 +65,13 @@ class Krum(Strategy):
     paper: ClassVar[str] = _PAPER
     summary: ClassVar[str] = "The one client model closest to its P − f − 2 nearest neighbours."
     defaults: ClassVar[Mapping[str, Any]] = {"num_malicious_clients": None}
+
+    @classmethod
+    def resolve(cls, config: SimulationConfig, participants: int) -> dict[str, Any]:
+        values = super().resolve(config, participants)
+        f = tolerated(config, participants, values)
+        require_participants(cls.name, f, participants, 2 * f + 3)
+        return values
 
     def aggregate(
         self, round_index: int, global_weights: Weights, updates: ClientUpdates
@@ -60,6 +88,20 @@ class MultiKrum(Strategy):
         "num_malicious_clients": None,
         "num_clients_to_keep": None,
     }
+
+    @classmethod
+    def resolve(cls, config: SimulationConfig, participants: int) -> dict[str, Any]:
+        values = super().resolve(config, participants)
+        f = tolerated(config, participants, values)
+        require_participants(cls.name, f, participants, 2 * f + 3)
+        keep = config.num_clients_to_keep
+        if keep is None:
+            values["num_clients_to_keep"] = max(1, participants - f)
+        elif keep > participants:
+            raise ValueError(
+                f"num_clients_to_keep: {keep} is more than the {participants} participants"
+            )
+        return values
 
     def aggregate(
         self, round_index: int, global_weights: Weights, updates: ClientUpdates
