@@ -16,16 +16,21 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
 PresetName = Literal[
     "stage1", "stage2", "stage3", "stage4", "stage5", "stage6", "stage7", "stage8", "baseline"
 ]
-DatasetName = Literal["synthetic", "digits", "breast_cancer", "wine", "iris"]
+DatasetName = Literal["synthetic", "digits", "breast_cancer", "wine", "iris", "diabetes"]
 AttackName = Literal["sign_flip", "gaussian", "label_flip"]
 
-# Feature count and class count of the labelled data sets scikit-learn ships.
+# Feature count and class count (1 target for regression) of the data sets scikit-learn ships.
 DATASET_SHAPES: dict[str, tuple[int, int]] = {
     "digits": (64, 10),
     "breast_cancer": (30, 2),
     "wine": (13, 3),
     "iris": (4, 3),
+    "diabetes": (10, 1),
 }
+#: Feature scaling where it is not `standard`: digits are pixel intensities (0–16).
+DEFAULT_SCALING = {"digits": "minmax"}
+#: The bundled data sets with a real-valued target (the others are labelled).
+REGRESSION_DATASETS = frozenset({"synthetic", "diabetes"})
 
 # Bounds of a client's data size under quantity skew: at least 2 samples (a variance needs
 # two), at most this multiple of samples_per_client (the padded batched tensors, and so the
@@ -69,8 +74,64 @@ class SimulationConfig(BaseModel):
         0.5, ge=0, description="`variance` routing: data variance above it → StructureExpert."
     )
     dataset: DatasetName = "synthetic"
-    partition: Literal["iid", "dirichlet"] = "iid"
-    dirichlet_alpha: float = Field(0.5, gt=0, le=1000, description="Dirichlet label skew.")
+    # How a real data set is split among the clients (GET /partitions lists the rules and
+    # the parameters each reads): disjoint shares at natural sizes, Flower Datasets' names.
+    partition: str = Field(
+        "iid",
+        description="Split of a real data set among the clients (GET /partitions lists them).",
+        json_schema_extra=lambda schema: _list_partitions(schema),
+    )
+    dirichlet_alpha: float = Field(
+        0.5, gt=0, le=1000, description="dirichlet / inner_dirichlet: concentration α."
+    )
+    # At least 1: a client holds some data (Flower Datasets allows empty partitions).
+    min_partition_size: int = Field(
+        MIN_CLIENT_SAMPLES,
+        ge=1,
+        description=(
+            "dirichlet: redraw (at most 10 times more) until every client holds at least this "
+            "many rows; linear/square/exponential: rows every client gets before the skewed "
+            "split (Flower's default is 10)."
+        ),
+    )
+    self_balancing: bool = Field(
+        False, description="dirichlet: a client above the average size gets no later class."
+    )
+    num_classes_per_partition: int = Field(
+        2, ge=1, description="pathological: classes each client holds (NIID-Bench's #C=k)."
+    )
+    class_assignment_mode: Literal["random", "deterministic", "first-deterministic"] = Field(
+        "random", description="pathological: how each client's classes are picked."
+    )
+    num_shards_per_partition: int = Field(
+        2, ge=1, description="shard: label-sorted shards each client holds (FedAvg's 2)."
+    )
+    resample_to_size: bool = Field(
+        False,
+        description=(
+            "Real data sets: resize every client of an iid or dirichlet split to "
+            "samples_per_client rows (drawn again with replacement when short, an empty share "
+            "from the whole training set), the data of simulations stored before natural "
+            "sizes. False: each client holds its own rows once."
+        ),
+    )
+    feature_scaling: Literal["standard", "minmax"] | None = Field(
+        None,
+        description=(
+            "Real data sets, with the training rows' statistics: standard (zero mean, unit "
+            "variance) or minmax (to [0, 1], as image pipelines scale pixels); null = minmax "
+            "for digits, standard for the others."
+        ),
+    )
+    feature_noise: float = Field(
+        0.0,
+        ge=0,
+        le=100,
+        description=(
+            "Feature skew (NIID-Bench's noise): client i's features get fixed Gaussian noise "
+            "of std feature_noise · i / (N − 1); 0 = none."
+        ),
+    )
     drift: float = Field(0.0, ge=0, le=100, description="Per-round shift of client data; 0 = none.")
     test_fraction: float = Field(0.2, gt=0, lt=1, description="Held-out share of the data set.")
 
@@ -194,11 +255,7 @@ class SimulationConfig(BaseModel):
                     f"output_dim: data set {self.dataset} has {classes} classes, "
                     f"got {self.output_dim}"
                 )
-        elif self.partition == "dirichlet":
-            raise ValueError(
-                "partition: dirichlet splits by label and needs a labelled data set "
-                "(digits, breast_cancer, wine, iris), not synthetic"
-            )
+        self._check_partition()
         if self.meta_reptile and not self.federated_averaging:
             raise ValueError("meta_reptile: needs federated_averaging (the shared model)")
         if not self.expert_ensemble:
@@ -218,6 +275,51 @@ class SimulationConfig(BaseModel):
                     "needs federated_averaging (label_flip does not)"
                 )
         return self
+
+    def _check_partition(self) -> None:
+        """The partition must suit the data set and be one that can be made."""
+        from scarcity.partitions import PARTITIONERS  # they read this module's config
+
+        partitioner = PARTITIONERS.get(self.partition)
+        if partitioner is None:
+            raise ValueError(
+                f"partition: unknown {self.partition!r}, expected one of {', '.join(PARTITIONERS)}"
+            )
+        if self.dataset == "synthetic":
+            if self.feature_scaling is not None:
+                raise ValueError("feature_scaling: applies to a real data set, not synthetic")
+            if self.partition != "iid":
+                raise ValueError(
+                    f"partition: {self.partition} splits a real data set; synthetic clients "
+                    "draw their own data (use quantity_skew for unequal sizes)"
+                )
+            return
+        if self.feature_scaling is None:
+            # A frozen model: filled in during validation only, as pydantic allows.
+            object.__setattr__(
+                self, "feature_scaling", DEFAULT_SCALING.get(self.dataset, "standard")
+            )
+        if partitioner.by_label and self.dataset in REGRESSION_DATASETS:
+            raise ValueError(
+                f"partition: {self.partition} splits by label and {self.dataset} is a "
+                "regression data set (iid, linear, square or exponential split it)"
+            )
+        if self.resample_to_size:
+            if self.partition not in ("iid", "dirichlet"):
+                raise ValueError(
+                    "resample_to_size: resizes an iid or dirichlet split only (the data of "
+                    f"earlier simulations), not {self.partition}"
+                )
+            return
+        if self.quantity_skew > 0 and "quantity_skew" not in partitioner.parameters:
+            raise ValueError(
+                f"quantity_skew: the clients of a real data set hold their natural share under "
+                f"{self.partition}; use partition inner_dirichlet (requested sizes), linear, "
+                "square or exponential, or resample_to_size"
+            )
+        from scarcity.core.data import natural_split  # loads the data set (cached)
+
+        natural_split(self)  # raises PartitionError ("field: why") when it cannot be made
 
     def _resolve_strategy(self) -> None:
         """`meta_reptile` is the `reptile` strategy; unset strategy parameters take the
@@ -264,6 +366,14 @@ def strategy_names() -> list[str]:
 def _list_strategies(schema: dict[str, JsonValue]) -> None:
     """The `strategy` field's JSON schema names the registry's strategies (the form's choices)."""
     names: list[JsonValue] = [*strategy_names()]
+    schema["enum"] = names
+
+
+def _list_partitions(schema: dict[str, JsonValue]) -> None:
+    """The `partition` field's JSON schema names the registry's partitioners."""
+    from scarcity.partitions import PARTITIONERS
+
+    names: list[JsonValue] = [*PARTITIONERS]
     schema["enum"] = names
 
 
@@ -334,6 +444,19 @@ def _build_presets() -> dict[str, Preset]:
 
 
 PRESETS: dict[str, Preset] = _build_presets()
+
+
+def stored_config(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """A config stored by an earlier version, with each field added since then set to what
+    that version did where the new default would change its results: a real data set stored
+    before natural sizes was resampled (`resample_to_size`) and standardised
+    (`feature_scaling`). The database migration writes the
+    same into stored rows; checkpoints keep the config they were written with."""
+    upgraded = dict(fields)
+    if upgraded.get("dataset", "synthetic") != "synthetic":
+        upgraded.setdefault("resample_to_size", True)
+        upgraded.setdefault("feature_scaling", "standard")
+    return upgraded
 
 
 def resolve_config(

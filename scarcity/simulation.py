@@ -44,7 +44,7 @@ import torch
 from scarcity import checkpoint as checkpoint_format
 from scarcity.attacks import Adversary, flip_labels
 from scarcity.batched import ClientPool
-from scarcity.config import SimulationConfig, resolve_config
+from scarcity.config import SimulationConfig, resolve_config, stored_config
 from scarcity.core.data import FederatedData, make_federated_data
 from scarcity.core.gossip import GossipScheduler
 from scarcity.core.meta_learner import MetaLearner
@@ -306,7 +306,7 @@ class Simulation:
         if state.get("format") != CHECKPOINT_FORMAT:
             raise ValueError(f"checkpoint: unsupported format {state.get('format')!r}")
         resolved = config if isinstance(config, SimulationConfig) else resolve_config(config)
-        saved = state["config"]
+        saved = stored_config(state["config"])
         if "execution" not in saved:
             saved = {**saved, "execution": "reference"}
             resolved = resolved.model_copy(update={"execution": "reference"})

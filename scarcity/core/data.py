@@ -3,23 +3,24 @@
 Synthetic (regression): a hidden low-rank structure shared by all clients,
 x = shift_c + scale_c · (z·M + 0.3·ε)/√1.09 with z ~ N(0, I_rank), per-client shift ~ N(0, 1)
 per feature and scale ~ U(0.5, 2) (non-IID), target y = x·W* + 0.1·ε from one hidden linear
-map W*. The held-out test set draws ⌈n·f/(1−f)⌉ samples from every client's distribution
-(n = `samples_per_client`, whatever the client's own size).
+map W*. Each client holds its requested size (`scarcity.partitions.sizes`). The held-out test
+set draws ⌈n·f/(1−f)⌉ samples from every client's distribution (n = `samples_per_client`).
 
-Labelled (`digits`, `breast_cancer`, `wine`, `iris`, bundled with scikit-learn, no download):
-stratified train/test split (`test_fraction`), features standardised with train statistics
-(constant features left at 0), then an `iid` partition (shuffle and split evenly) or a
-`dirichlet` one (each class split across clients with proportions ~ Dir(α), as in Hsu et al.
-2019). Each client then holds exactly its size in samples: drawn without replacement from its
-part when the part is large enough, otherwise the whole part plus draws with replacement from
-it (an empty part draws from the whole training set). Choosing
-`samples_per_client ≈ len(train) / num_clients` uses the training data about once.
+Real data sets (`digits`, `breast_cancer`, `wine`, `iris` labelled, `diabetes` regression,
+bundled with scikit-learn, no download): a train/test split (`test_fraction`, stratified by
+class when labelled), features scaled with train statistics (`feature_scaling`: standardised,
+or min-max to [0, 1] for digits' pixels; a constant feature is left at 0) and a regression
+target standardised, then the training rows split among the clients by `partition`
+(`scarcity.partitions`): disjoint shares at natural sizes, each row held once by one client.
 
-Sizes (`client_sizes`): `samples_per_client` each, or with `quantity_skew` σ > 0 lognormal
-quantity skew as in LEAF / FedProx: round(samples_per_client · w_i / mean(w)) with
-w_i ~ LogNormal(0, σ²), clipped to [MIN_CLIENT_SAMPLES, MAX_CLIENT_SIZE_FACTOR ·
-samples_per_client], drawn from their own stream (seed, "data", "sizes") so they do not depend
-on the data set.
+`resample_to_size` keeps the data of simulations stored before natural sizes: an `iid` split
+(shuffle, near-equal parts) or a `dirichlet` one (each class permuted, then cut with Dir(α)
+proportions), then every client resized to exactly its requested size, drawn without
+replacement from its part when the part is large enough, otherwise the whole part plus draws
+with replacement from it (an empty part draws from the whole training set).
+
+Feature skew (`feature_noise` σ, NIID-Bench's noise): client i's training features get Gaussian
+noise of std σ·i/(N − 1), drawn once from their own stream (seed, "data", "noise").
 
 Drift: in round r every client's features (and the test set's) are shifted by drift·(r − 1);
 synthetic targets follow the same hidden map, labels are unchanged (covariate shift).
@@ -28,6 +29,7 @@ All other randomness comes from a numpy Generator seeded from (seed, "data").
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from functools import cache
@@ -36,11 +38,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from scarcity.config import MAX_CLIENT_SIZE_FACTOR, MIN_CLIENT_SAMPLES, SimulationConfig
+from scarcity.config import REGRESSION_DATASETS, SimulationConfig
 from scarcity.core.training import Task
+from scarcity.partitions import PARTITIONERS
+from scarcity.partitions.sizes import DATA_STREAM, requested_sizes
 
-DATA_STREAM = 0xDA7A  # second seed word, so data draws never collide with training draws
-SIZE_STREAM = 0x512E  # third seed word: client sizes, apart from the data draws
+NOISE_STREAM = 0x9015  # third seed word: feature noise, apart from the data draws
 SYNTHETIC_RANK = 4
 SYNTHETIC_NOISE = 0.3
 
@@ -55,7 +58,8 @@ class FederatedData:
     test_x: Tensor
     test_y: Tensor
     drift: float = 0.0
-    #: How a unit feature shift moves a regression target (ones · W*); None = labels.
+    #: How a unit feature shift moves a synthetic target (ones · W*); None = it does not
+    #: (labels, and a real data set's targets: covariate shift).
     target_shift: Tensor | None = None
 
     def _shift(self, x: Tensor, y: Tensor, round_index: int) -> tuple[Tensor, Tensor]:
@@ -80,22 +84,35 @@ class FederatedData:
 
 
 def client_sizes(config: SimulationConfig) -> list[int]:
-    """How many training samples each client holds (see the module docstring)."""
-    n = config.samples_per_client
-    if config.quantity_skew == 0:
-        return [n] * config.num_clients
-    rng = np.random.default_rng([config.seed, DATA_STREAM, SIZE_STREAM])
-    weights = rng.lognormal(0.0, config.quantity_skew, size=config.num_clients)
-    sizes = np.rint(n * weights / weights.mean())
-    return np.clip(sizes, MIN_CLIENT_SAMPLES, MAX_CLIENT_SIZE_FACTOR * n).astype(int).tolist()
+    """How many training samples each client holds."""
+    if config.dataset == "synthetic" or config.resample_to_size:
+        return requested_sizes(config)
+    return [len(part) for part in natural_split(config).parts]
 
 
 def make_federated_data(config: SimulationConfig) -> FederatedData:
     """The data of one simulation, a pure function of `config`."""
     rng = np.random.default_rng([config.seed, DATA_STREAM])
     if config.dataset == "synthetic":
-        return _synthetic(config, rng)
-    return _labelled(config, rng)
+        data = _synthetic(config, rng)
+    elif config.resample_to_size:
+        data = _resampled(config, rng)
+    else:
+        data = _natural(config)
+    return with_feature_noise(data, config)
+
+
+def with_feature_noise(data: FederatedData, config: SimulationConfig) -> FederatedData:
+    """Client i's features plus fixed N(0, (σ·i/(N−1))²) noise (NIID-Bench's feature skew)."""
+    n = len(data.client_x)
+    if config.feature_noise == 0 or n == 1:
+        return data
+    rng = np.random.default_rng([config.seed, DATA_STREAM, NOISE_STREAM])
+    noisy = tuple(
+        x + _f32(rng.normal(0.0, config.feature_noise * i / (n - 1), size=tuple(x.shape)))
+        for i, x in enumerate(data.client_x)
+    )
+    return dataclasses.replace(data, client_x=noisy)
 
 
 def _synthetic(config: SimulationConfig, rng: np.random.Generator) -> FederatedData:
@@ -110,7 +127,7 @@ def _synthetic(config: SimulationConfig, rng: np.random.Generator) -> FederatedD
     ys: list[np.ndarray] = []
     test_xs: list[np.ndarray] = []
     test_ys: list[np.ndarray] = []
-    for size in client_sizes(config):
+    for size in requested_sizes(config):
         shift = rng.normal(size=d)
         scale = rng.uniform(0.5, 2.0)
         for n, x_out, y_out in ((size, xs, ys), (n_test, test_xs, test_ys)):
@@ -134,7 +151,8 @@ def _synthetic(config: SimulationConfig, rng: np.random.Generator) -> FederatedD
 
 @cache
 def load_dataset(name: str) -> tuple[np.ndarray, np.ndarray]:
-    """Features and integer labels of a data set bundled with scikit-learn."""
+    """Features and targets (integer labels, or floats for regression) of a data set bundled
+    with scikit-learn."""
     from sklearn import datasets
 
     loaders = {
@@ -142,9 +160,11 @@ def load_dataset(name: str) -> tuple[np.ndarray, np.ndarray]:
         "breast_cancer": datasets.load_breast_cancer,
         "wine": datasets.load_wine,
         "iris": datasets.load_iris,
+        "diabetes": datasets.load_diabetes,
     }
     bunch = loaders[name]()
-    return np.asarray(bunch.data, dtype=np.float64), np.asarray(bunch.target, dtype=np.int64)
+    target_type = np.float64 if name in REGRESSION_DATASETS else np.int64
+    return np.asarray(bunch.data, dtype=np.float64), np.asarray(bunch.target, dtype=target_type)
 
 
 def stratified_split(
@@ -160,15 +180,130 @@ def stratified_split(
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
 
 
+def holdout_split(
+    num_rows: int, test_fraction: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Train and test indices of a regression data set: a random `test_fraction` held out."""
+    order = rng.permutation(num_rows)
+    n_test = min(num_rows - 1, max(1, round(num_rows * test_fraction)))
+    return np.sort(order[n_test:]), np.sort(order[:n_test])
+
+
+@dataclass(frozen=True)
+class RealSplit:
+    """A real data set's standardised train and test arrays (rows in data-set order)."""
+
+    task: Task
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+
+
+def load_split(config: SimulationConfig, rng: np.random.Generator) -> RealSplit:
+    """The train/test split of `config.dataset`, standardised with the train statistics."""
+    features, targets = load_dataset(config.dataset)
+    regression = config.dataset in REGRESSION_DATASETS
+    if regression:
+        train, test = holdout_split(len(targets), config.test_fraction, rng)
+    else:
+        train, test = stratified_split(targets, config.test_fraction, rng)
+    scale = _min_max if config.feature_scaling == "minmax" else _standardise
+    x = scale(features, train)
+    y = _standardise(targets[:, None], train) if regression else targets
+    return RealSplit(
+        "regression" if regression else "classification", x[train], y[train], x[test], y[test]
+    )
+
+
+def _standardise(values: np.ndarray, train: np.ndarray) -> np.ndarray:
+    mean = values[train].mean(axis=0)
+    std = values[train].std(axis=0)
+    std[std == 0] = 1.0
+    return (values - mean) / std
+
+
+def _min_max(values: np.ndarray, train: np.ndarray) -> np.ndarray:
+    low = values[train].min(axis=0)
+    span = values[train].max(axis=0) - low
+    span[span == 0] = 1.0
+    return (values - low) / span
+
+
+@dataclass(frozen=True)
+class NaturalSplit:
+    """A real data set's split and each client's training rows (indices into x_train)."""
+
+    data: RealSplit
+    parts: tuple[np.ndarray, ...]
+
+
+_NATURAL_SPLITS: dict[tuple[object, ...], NaturalSplit] = {}
+
+
+def natural_split(config: SimulationConfig) -> NaturalSplit:
+    """The clients' disjoint shares of a real data set under `config.partition` (cached: the
+    config's validation makes it once, the data and the API's sizes read it again).
+
+    Raises `scarcity.partitions.PartitionError` naming the field when it cannot be made.
+    """
+    partitioner = PARTITIONERS[config.partition]
+    key = (
+        config.dataset,
+        config.feature_scaling,
+        config.test_fraction,
+        config.seed,
+        config.partition,
+        config.num_clients,
+        *(getattr(config, name) for name in partitioner.parameters),
+    )
+    cached = _NATURAL_SPLITS.get(key)
+    if cached is None:
+        rng = np.random.default_rng([config.seed, DATA_STREAM])
+        data = load_split(config, rng)
+        labels = data.y_train if data.task == "classification" else np.zeros(len(data.y_train))
+        parts = tuple(np.sort(p) for p in partitioner.split(labels, config, rng))
+        cached = NaturalSplit(data, parts)
+        if len(_NATURAL_SPLITS) >= 64:  # a handful of configs per process is the common case
+            _NATURAL_SPLITS.clear()
+        _NATURAL_SPLITS[key] = cached
+    return cached
+
+
+def _natural(config: SimulationConfig) -> FederatedData:
+    split = natural_split(config)
+    data = split.data
+    return _federated(config, data, split.parts)
+
+
+def _federated(
+    config: SimulationConfig, data: RealSplit, chosen: tuple[np.ndarray, ...] | list[np.ndarray]
+) -> FederatedData:
+    def targets(y: np.ndarray) -> Tensor:
+        if data.task == "regression":
+            return _f32(y)
+        return torch.from_numpy(np.ascontiguousarray(y))
+
+    return FederatedData(
+        task=data.task,
+        client_x=tuple(_f32(data.x_train[c]) for c in chosen),
+        client_y=tuple(targets(data.y_train[c]) for c in chosen),
+        test_x=_f32(data.x_test),
+        test_y=targets(data.y_test),
+        drift=config.drift,
+    )
+
+
 def iid_partition(n: int, num_clients: int, rng: np.random.Generator) -> list[np.ndarray]:
-    """Shuffle and split `range(n)` into `num_clients` near-equal parts."""
+    """Shuffle and split `range(n)` into `num_clients` near-equal parts (resample_to_size)."""
     return list(np.array_split(rng.permutation(n), num_clients))
 
 
 def dirichlet_partition(
     labels: np.ndarray, num_clients: int, alpha: float, rng: np.random.Generator
 ) -> list[np.ndarray]:
-    """Split each class across clients with proportions drawn from Dir(α·1)."""
+    """Split each class, permuted, across clients with proportions drawn from Dir(α·1)
+    (resample_to_size; the natural `dirichlet` partition is Flower's rule)."""
     parts: list[list[np.ndarray]] = [[] for _ in range(num_clients)]
     for cls in np.unique(labels):
         idx = rng.permutation(np.flatnonzero(labels == cls))
@@ -187,28 +322,16 @@ def fill_to_size(part: np.ndarray, size: int, pool: int, rng: np.random.Generato
     return np.concatenate([part, rng.choice(source, size=size - len(part), replace=True)])
 
 
-def _labelled(config: SimulationConfig, rng: np.random.Generator) -> FederatedData:
-    features, labels = load_dataset(config.dataset)
-    train, test = stratified_split(labels, config.test_fraction, rng)
-    mean = features[train].mean(axis=0)
-    std = features[train].std(axis=0)
-    std[std == 0] = 1.0
-    scaled = (features - mean) / std
-    x_train, y_train = scaled[train], labels[train]
+def _resampled(config: SimulationConfig, rng: np.random.Generator) -> FederatedData:
+    data = load_split(config, rng)
+    n_train = len(data.y_train)
     if config.partition == "dirichlet":
-        parts = dirichlet_partition(y_train, config.num_clients, config.dirichlet_alpha, rng)
+        parts = dirichlet_partition(data.y_train, config.num_clients, config.dirichlet_alpha, rng)
     else:
-        parts = iid_partition(len(train), config.num_clients, rng)
-    sizes = client_sizes(config)
-    chosen = [fill_to_size(p, n, len(train), rng) for p, n in zip(parts, sizes, strict=True)]
-    return FederatedData(
-        task="classification",
-        client_x=tuple(_f32(x_train[c]) for c in chosen),
-        client_y=tuple(torch.from_numpy(y_train[c].copy()) for c in chosen),
-        test_x=_f32(scaled[test]),
-        test_y=torch.from_numpy(labels[test].copy()),
-        drift=config.drift,
-    )
+        parts = iid_partition(n_train, config.num_clients, rng)
+    sizes = requested_sizes(config)
+    chosen = [fill_to_size(p, n, n_train, rng) for p, n in zip(parts, sizes, strict=True)]
+    return _federated(config, data, chosen)
 
 
 def _f32(a: np.ndarray) -> Tensor:

@@ -75,11 +75,23 @@ CASES = {
 }
 
 
+#: A real data set as simulations stored before natural sizes had it.
+RESAMPLED = {"resample_to_size": True, "feature_scaling": "standard"}
+
+
 # Unequal client sizes on top of every case above, plus corners of the padding: clients smaller
 # than a mini-batch (full batch while others shuffle) or than the memory expert's store, runs
-# of empty batches, drift of padded data, Reptile.
+# of empty batches, drift of padded data, Reptile. A real data set's natural shares are
+# unequal already; skewed, it is resampled to lognormal sizes (the data of earlier runs).
+def _skewed(case):
+    resampled = (
+        {"resample_to_size": True} if case.get("dataset", "synthetic") != "synthetic" else {}
+    )
+    return {**case, **resampled, "quantity_skew": 1.0}
+
+
 SKEWED_CASES = {
-    **{f"{name}_skewed": {**case, "quantity_skew": 1.0} for name, case in CASES.items()},
+    **{f"{name}_skewed": _skewed(case) for name, case in CASES.items()},
     "stage8_heavy_skew_minibatch": {
         "preset": "stage8",
         "quantity_skew": 2.0,
@@ -101,6 +113,7 @@ SKEWED_CASES = {
         "preset": "stage8",
         "dataset": "digits",
         "partition": "dirichlet",
+        **RESAMPLED,
         "quantity_skew": 1.0,
         "batch_size": 16,
         "num_clients": 6,

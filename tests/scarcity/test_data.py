@@ -1,5 +1,7 @@
 """Client data: synthetic non-IID generator, bundled data sets, partitions, drift, FedAvg."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -11,6 +13,7 @@ from scarcity.core.data import (
     client_sizes,
     dirichlet_partition,
     fill_to_size,
+    load_dataset,
     make_federated_data,
     stratified_split,
 )
@@ -35,15 +38,31 @@ def test_drift_shifts_every_client_each_round():
     assert still.client_data(2, 4)[0] is still.client_data(2, 1)[0]
 
 
-@pytest.mark.parametrize("name", ["digits", "breast_cancer", "wine", "iris"])
-def test_bundled_data_sets_load_standardised(name):
-    config = resolve_config(preset="stage2", dataset=name, num_clients=3, samples_per_client=20)
+@pytest.mark.parametrize("name", ["digits", "breast_cancer", "wine", "iris", "diabetes"])
+def test_bundled_data_sets_load_scaled_and_split_once(name):
+    config = resolve_config(preset="stage2", dataset=name, num_clients=3)
     data = make_federated_data(config)
-    assert data.task == "classification"
-    assert all(x.shape == (20, config.input_dim) for x in data.client_x)
-    assert int(data.test_y.max()) < config.output_dim
+    rows = len(load_dataset(name)[1])
+    assert sum(data.sizes) + len(data.test_y) == rows  # every row once, train or test
+    assert all(x.shape[1] == config.input_dim for x in data.client_x)
+    train = torch.cat(data.client_x)
+    if name == "digits":  # pixel intensities to [0, 1]
+        assert config.feature_scaling == "minmax"
+        assert float(train.min()) == 0.0 and float(train.max()) == 1.0
+    else:
+        assert config.feature_scaling == "standard"
+        assert torch.allclose(train.mean(0), torch.zeros(config.input_dim), atol=1e-5)
     results = run_simulation(config.model_copy(update={"rounds": 2}))
-    assert 0.0 <= results[-1].metrics["test_accuracy"] <= 1.0
+    if name == "diabetes":
+        assert data.task == "regression" and data.client_y[0].shape[1] == 1
+        assert "test_accuracy" not in results[-1].metrics
+        # the target is standardised with the training rows' statistics
+        assert abs(float(torch.cat(data.client_y).mean())) < 1e-5
+        assert math.isfinite(results[-1].metrics["test_loss"])
+    else:
+        assert data.task == "classification"
+        assert int(data.test_y.max()) < config.output_dim
+        assert 0.0 <= results[-1].metrics["test_accuracy"] <= 1.0
 
 
 def test_stratified_split_keeps_class_proportions():
@@ -76,8 +95,14 @@ def test_fill_to_size_samples_with_replacement_only_when_short():
     "overrides",
     [
         {"preset": "stage8"},
-        {"preset": "stage2", "dataset": "digits", "partition": "dirichlet", "num_clients": 7},
-        {"preset": "stage2", "dataset": "wine", "samples_per_client": 12},
+        {
+            "preset": "stage2",
+            "dataset": "digits",
+            "partition": "dirichlet",
+            "num_clients": 7,
+            "resample_to_size": True,
+        },
+        {"preset": "stage2", "dataset": "wine", "samples_per_client": 12, "resample_to_size": True},
     ],
 )
 def test_no_quantity_skew_gives_every_client_samples_per_client(overrides):
@@ -107,8 +132,13 @@ def test_quantity_skew_sizes_differ_are_deterministic_and_clipped():
     "overrides",
     [
         {"preset": "stage8", "drift": 0.5},
-        {"preset": "stage2", "dataset": "digits", "partition": "dirichlet"},
-        {"preset": "stage2", "dataset": "iris", "partition": "iid"},
+        {
+            "preset": "stage2",
+            "dataset": "digits",
+            "partition": "dirichlet",
+            "resample_to_size": True,
+        },
+        {"preset": "stage2", "dataset": "iris", "partition": "iid", "resample_to_size": True},
     ],
 )
 def test_quantity_skew_shapes_the_client_data(overrides):

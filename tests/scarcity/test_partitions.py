@@ -1,0 +1,250 @@
+"""Partitions of a real data set: disjoint shares at natural sizes, Flower Datasets' rules.
+
+Each rule is checked on digits at N = 10 and N = 100 (disjoint, the documented union, its own
+property, a pure function of the seed), on small literal label arrays against a count made by
+hand, and for the 422 it gives when a split cannot be made.
+"""
+
+import numpy as np
+import pytest
+from pydantic import ValidationError
+
+from scarcity import resolve_config, run_simulation
+from scarcity.core.data import make_federated_data, natural_split
+from scarcity.partitions import PARTITIONERS
+from scarcity.partitions.base import PartitionError
+from scarcity.partitions.dirichlet import draw
+from scarcity.partitions.pathological import assign_classes
+from scarcity.partitions.size_skew import sizes_from_units
+
+# What each rule needs to split digits' 1,438 training rows among 100 clients.
+SETTINGS = {
+    "inner_dirichlet": {"samples_per_client": 10},
+    "pathological": {"num_classes_per_partition": 2},
+}
+
+
+def _split(partition, num_clients, seed=0, **extra):
+    config = resolve_config(
+        preset="stage2",
+        dataset="digits",
+        partition=partition,
+        num_clients=num_clients,
+        seed=seed,
+        **SETTINGS.get(partition, {}),
+        **extra,
+    )
+    return config, natural_split(config)
+
+
+@pytest.mark.parametrize("num_clients", [10, 100])
+@pytest.mark.parametrize("partition", sorted(PARTITIONERS))
+def test_every_partition_is_disjoint_covers_what_it_says_and_is_seeded(partition, num_clients):
+    config, split = _split(partition, num_clients)
+    parts = split.parts
+    train_rows = len(split.data.y_train)
+    assert len(parts) == num_clients
+    everything = np.concatenate(parts)
+    assert len(everything) == len(set(everything.tolist()))  # no row twice, to one or two
+    assert everything.min() >= 0 and everything.max() < train_rows
+    if partition == "shard":  # the label-sorted tail that fills no shard is left out
+        shards = num_clients * config.num_shards_per_partition
+        assert train_rows - shards < len(everything) <= train_rows
+        assert len({len(p) for p in parts}) == 1
+    elif partition == "inner_dirichlet":  # the requested sizes
+        assert [len(p) for p in parts] == [config.samples_per_client] * num_clients
+    elif partition == "pathological" and num_clients >= 10:
+        pass  # random classes: checked below
+    else:
+        assert len(everything) == train_rows
+    labels = split.data.y_train
+    if partition == "pathological":
+        assert all(len(np.unique(labels[p])) == 2 for p in parts)
+    if partition == "dirichlet":
+        assert min(len(p) for p in parts) >= config.min_partition_size
+    if partition in ("linear", "square", "exponential"):
+        sizes = [len(p) for p in parts]
+        assert sizes == sorted(sizes) and sizes[0] >= config.min_partition_size
+    # the same seed, the same split (a fresh computation, not the cache); another seed, another
+    again = PARTITIONERS[partition].split(
+        labels, config, _fresh_rng_after_split(config, len(labels))
+    )
+    assert [np.sort(p).tolist() for p in again] == [p.tolist() for p in parts]
+    _, other = _split(partition, num_clients, seed=1)
+    assert any(not np.array_equal(a, b) for a, b in zip(parts, other.parts, strict=True))
+    # the clients' data is exactly their rows
+    data = make_federated_data(config)
+    assert list(data.sizes) == [len(p) for p in parts]
+    for p, y in zip(parts, data.client_y, strict=True):
+        assert (
+            np.bincount(y.numpy(), minlength=10).tolist()
+            == np.bincount(labels[p], minlength=10).tolist()
+        )
+
+
+def _fresh_rng_after_split(config, n_labels):
+    """The data generator as the partition found it: after the stratified train/test split."""
+    from scarcity.core.data import load_split
+    from scarcity.partitions.sizes import DATA_STREAM
+
+    rng = np.random.default_rng([config.seed, DATA_STREAM])
+    assert len(load_split(config, rng).y_train) == n_labels
+    return rng
+
+
+def test_pathological_random_classes_cover_the_data_when_every_class_is_given():
+    config, split = _split("pathological", 100)
+    held = np.unique(np.concatenate([split.data.y_train[p] for p in split.parts]))
+    covered = sum(len(p) for p in split.parts)
+    assert len(held) == 10 and covered == len(split.data.y_train)
+
+
+def test_dirichlet_on_literal_labels_cuts_each_class_at_the_drawn_proportions():
+    labels = np.array([0] * 6 + [1] * 4)
+    rng = np.random.default_rng(3)
+    parts = draw(labels, 3, 0.7, False, rng)
+    check = np.random.default_rng(3)
+    expected: list[list[int]] = [[], [], []]
+    for rows in (np.arange(6), np.arange(6, 10)):
+        p = check.dirichlet([0.7, 0.7, 0.7])
+        cuts = [int(np.cumsum(p)[0] * len(rows)), int(np.cumsum(p)[1] * len(rows))]
+        for client, chunk in enumerate((rows[: cuts[0]], rows[cuts[0] : cuts[1]], rows[cuts[1] :])):
+            expected[client] += chunk.tolist()
+    assert parts == expected
+
+
+def test_dirichlet_self_balancing_stops_feeding_a_client_above_the_average():
+    labels = np.repeat(np.arange(5), 20)  # 100 rows, average 25 over 4 clients
+    parts = draw(labels, 4, 0.05, True, np.random.default_rng(0))
+    sizes = [len(p) for p in parts]
+    plain = [len(p) for p in draw(labels, 4, 0.05, False, np.random.default_rng(0))]
+    # a client over 25 rows takes at most the rest of the class that pushed it over
+    assert max(sizes) <= 25 + 20 and max(sizes) < max(plain)
+
+
+def test_dirichlet_min_partition_size_is_met_or_refused_by_name():
+    config, split = _split("dirichlet", 20, min_partition_size=30, dirichlet_alpha=5.0)
+    assert min(len(p) for p in split.parts) >= 30
+    with pytest.raises(ValidationError, match="min_partition_size"):
+        _split("dirichlet", 100, min_partition_size=14, dirichlet_alpha=0.1)
+
+
+def test_pathological_class_assignment_modes():
+    rng = np.random.default_rng(0)
+    assert assign_classes(4, 5, 2, "deterministic", rng) == [[0, 1], [1, 2], [2, 3], [3, 4]]
+    first = assign_classes(7, 5, 3, "first-deterministic", rng)
+    assert [c[0] for c in first] == [0, 1, 2, 3, 4, 0, 1]
+    assert all(len(set(c)) == 3 for c in first)
+    assert all(len(set(c)) == 2 for c in assign_classes(50, 5, 2, "random", rng))
+
+
+def test_pathological_splits_each_class_evenly_among_its_holders():
+    labels = np.array([0, 0, 0, 0, 1, 1, 1, 2, 2, 2, 2, 2])
+    config = resolve_config(
+        preset="stage2",
+        dataset="iris",
+        partition="pathological",
+        num_clients=3,
+        class_assignment_mode="deterministic",
+    )
+    parts = PARTITIONERS["pathological"].split(labels, config, np.random.default_rng(0))
+    # clients hold classes {0, 1}, {1, 2}, {2, 0}: class 0's rows 0-1 | 2-3, class 1's 4-5 | 6 …
+    assert [sorted(p.tolist()) for p in parts] == [
+        [0, 1, 4, 5],
+        [6, 7, 8, 9],
+        [2, 3, 10, 11],
+    ]
+
+
+def test_shard_sorts_by_label_and_deals_equal_shards():
+    labels = np.array([2, 0, 1, 0, 2, 1, 0, 1, 2, 9])  # 10 rows, 2 clients × 2 shards of 2
+    config = resolve_config(preset="stage2", dataset="iris", partition="shard", num_clients=2)
+    parts = PARTITIONERS["shard"].split(labels, config, np.random.default_rng(1))
+    shards = [[1, 3], [6, 2], [5, 7], [0, 4]]  # the stable label order, cut in twos
+    picked = np.random.default_rng(1).permutation(4).reshape(2, 2)
+    expected = [sorted(shards[a] + shards[b]) for a, b in picked]
+    assert [sorted(p.tolist()) for p in parts] == expected  # row 8 (and 9) fill no shard
+
+
+def test_size_skewed_sizes_follow_flowers_rule():
+    assert sizes_from_units(np.array([1.0, 2, 3, 4]), 100, 0).tolist() == [10, 20, 30, 40]
+    # square: ⌊100·i²/30⌋ = 3, 13, 30, 53, the rounding remainder to the last client
+    assert sizes_from_units(np.array([1.0, 4, 9, 16]), 100, 0).tolist() == [3, 13, 30, 54]
+    # a floor of 5 each first, then the 80 rows left ∝ i
+    assert sizes_from_units(np.array([1.0, 2, 3, 4]), 100, 5).tolist() == [13, 21, 29, 37]
+    with pytest.raises(PartitionError, match="num_clients"):
+        sizes_from_units(np.exp(np.arange(1.0, 11)), 100, 0)  # e¹/Σeⁱ · 100 < 1 row
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"dataset": "iris", "num_clients": 500}, "num_clients"),
+        (
+            {"dataset": "iris", "partition": "pathological", "num_classes_per_partition": 4},
+            "num_classes_per_partition",
+        ),
+        (
+            {
+                "dataset": "wine",
+                "partition": "shard",
+                "num_clients": 50,
+                "num_shards_per_partition": 3,
+            },
+            "num_shards_per_partition",
+        ),
+        (
+            {"dataset": "digits", "partition": "inner_dirichlet", "num_clients": 40},
+            "samples_per_client",
+        ),
+        ({"partition": "dirichlet"}, "partition"),  # synthetic data is not split
+        ({"dataset": "diabetes", "partition": "dirichlet"}, "partition"),  # no labels
+        ({"dataset": "digits", "quantity_skew": 1.0}, "quantity_skew"),
+        ({"dataset": "digits", "partition": "shard", "resample_to_size": True}, "resample_to_size"),
+        ({"dataset": "digits", "partition": "voronoi"}, "partition"),
+        ({"feature_scaling": "minmax"}, "feature_scaling"),
+    ],
+)
+def test_a_split_that_cannot_be_made_is_refused_naming_the_field(overrides, field):
+    with pytest.raises(ValidationError) as caught:
+        resolve_config(preset="stage2", **overrides)
+    message = str(caught.value)
+    assert f"{field}:" in message, message
+
+
+def test_feature_noise_grows_with_the_client_index_and_leaves_the_test_set():
+    base = resolve_config(preset="stage2", dataset="wine", num_clients=5)
+    noisy_config = base.model_copy(update={"feature_noise": 0.8})
+    clean, noisy = make_federated_data(base), make_federated_data(noisy_config)
+    spread = [float((n - c).std()) for c, n in zip(clean.client_x, noisy.client_x, strict=True)]
+    assert spread[0] == 0.0  # client 0: std 0
+    assert all(abs(s - 0.8 * i / 4) < 0.08 for i, s in enumerate(spread))  # std σ·i/(N − 1)
+    assert bool((noisy.test_x == clean.test_x).all())
+    again = make_federated_data(noisy_config)
+    assert all(bool((a == b).all()) for a, b in zip(again.client_x, noisy.client_x, strict=True))
+
+
+def test_fedavg_on_digits_dirichlet_matches_the_reference_figure_and_alpha_matters():
+    """FedAvg, Linear, N = 10, 20 rounds, E = 1, batch 16, lr 0.1, natural sizes: a reference
+    implementation reaches 0.911 test accuracy at α = 0.5, seed 0; the mean over seeds 0–2
+    must be within 3 pp, and strong label skew (α = 0.1) must cost clearly against α = 1."""
+
+    def accuracy(alpha, seed):
+        config = resolve_config(
+            preset="baseline",
+            dataset="digits",
+            partition="dirichlet",
+            dirichlet_alpha=alpha,
+            num_clients=10,
+            rounds=20,
+            local_epochs=1,
+            batch_size=16,
+            learning_rate=0.1,
+            seed=seed,
+        )
+        return run_simulation(config)[-1].metrics["test_accuracy"]
+
+    mean = {a: float(np.mean([accuracy(a, s) for s in (0, 1, 2)])) for a in (0.1, 0.5, 1.0)}
+    print(f"FedAvg digits test accuracy, mean of seeds 0-2: {mean}")
+    assert abs(mean[0.5] - 0.911) <= 0.03
+    assert mean[1.0] - mean[0.1] >= 0.03
