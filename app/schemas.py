@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 from models.base import as_utc
 from models.settings import Settings, get_settings
 from scarcity.config import PRESETS, SimulationConfig
+from scarcity.partitions import PARTITIONERS
 from scarcity.strategies import STRATEGIES
 
 # The database stores rounds, client ids and row ids as INTEGER: a bigger query value is a 422,
@@ -50,8 +51,11 @@ def _make_simulation_create() -> type[BaseModel]:
             continue
         metadata = list(info.metadata) + ([Le(caps[name])] if name in caps else [])
         annotation = Annotated[(info.annotation, *metadata)] if metadata else info.annotation
-        if name == "strategy":  # the engine checks the name against its registry; list them
+        # The engine checks these names against its registries; the schema lists them.
+        if name == "strategy":
             annotation = Literal[tuple(STRATEGIES)]
+        if name == "partition":
+            annotation = Literal[tuple(PARTITIONERS)]
         # Built at run time from the engine's fields, so mypy cannot follow the types here.
         fields[name] = (annotation | None, Field(None, description=info.description))  # type: ignore[operator]
     return create_model(  # type: ignore[call-overload]
@@ -154,6 +158,21 @@ class InsightsPublic(BaseModel):
     insights: list[InsightPublic]
 
 
+class ClientDataPublic(BaseModel):
+    """What one client holds: label_counts (classification) or target_mean / target_std."""
+
+    client_id: int
+    train_samples: int
+    label_counts: list[int] | None
+    target_mean: list[float] | None
+    target_std: list[float] | None
+
+
+class ClientsPublic(BaseModel):
+    simulation_id: uuid.UUID
+    clients: list[ClientDataPublic]
+
+
 class MetaParamsRow(BaseModel):
     """One round's meta-parameters; structural priors (`prior_*`) appear from stage 8."""
 
@@ -195,6 +214,16 @@ class StrategyPublic(BaseModel):
     parameters: dict[str, Any] = Field(
         description="Config fields the strategy reads, with the default a request gets."
     )
+
+
+class PartitionPublic(BaseModel):
+    name: str = Field(description="The value of the config field `partition`.")
+    summary: str
+    mirrors: str = Field(description="The benchmark split (and paper) this one mirrors.")
+    parameters: dict[str, Any] = Field(
+        description="Config fields the partition reads, with their defaults."
+    )
+    by_label: bool = Field(description="Splits by label (needs a labelled data set).")
 
 
 class ErrorBody(BaseModel):

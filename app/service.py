@@ -17,7 +17,7 @@ from app.schemas import FIELD_LIMITS, SimulationPublic, field_caps
 from models import FINISHED_STATUSES, Simulation, SimulationStatus, store
 from models.settings import Settings
 from scarcity.config import SimulationConfig, participants_per_round, resolve_config
-from scarcity.core.data import client_sizes
+from scarcity.core.data import client_sizes, describe_clients
 
 
 def check_limits(config: SimulationConfig, settings: Settings) -> None:
@@ -158,4 +158,36 @@ def metrics_csv(rows: list[dict[str, Any]]) -> str:
     writer.writerow(["round", *names])
     for row in rows:
         writer.writerow([row["round"], *(row["metrics"].get(n, "") for n in names)])
+    return out.getvalue()
+
+
+def client_data(session: Session, simulation_id: uuid.UUID, owner: str) -> list[dict[str, Any]]:
+    """Each client's data: the stored rows, written from the run's config on the first read
+    (a pure function of it, so a queued run shows the data it will train on)."""
+    simulation = get_simulation(session, simulation_id, owner)
+    rows = store.client_data(session, simulation_id)
+    if not rows:
+        config = SimulationConfig.model_validate(simulation.config)
+        store.save_client_data(
+            session, simulation_id, [c.to_dict() for c in describe_clients(config)]
+        )
+        rows = store.client_data(session, simulation_id)
+    return [row.to_dict() for row in rows]
+
+
+def client_data_csv(clients: list[dict[str, Any]]) -> str:
+    """One line per client: its rows, then one column per class (or per target's mean, std)."""
+    first = clients[0] if clients else {}
+    labels = len(first.get("label_counts") or [])
+    targets = len(first.get("target_mean") or [])
+    header = ["client_id", "train_samples", *(f"label_{k}" for k in range(labels))]
+    header += [f"target_{j}_{stat}" for j in range(targets) for stat in ("mean", "std")]
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(header)
+    for c in clients:
+        moments = [
+            value for j in range(targets) for value in (c["target_mean"][j], c["target_std"][j])
+        ]
+        writer.writerow([c["client_id"], c["train_samples"], *(c["label_counts"] or []), *moments])
     return out.getvalue()

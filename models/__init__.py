@@ -2,6 +2,7 @@
 
 from models.base import Base
 from models.checkpoint import Checkpoint
+from models.client_data import ClientData
 from models.client_insight import ClientInsight
 from models.meta_params import MetaParams
 from models.round_metrics import RoundMetrics
@@ -11,6 +12,7 @@ from models.simulation_log import SimulationLog
 __all__ = [
     "Base",
     "Checkpoint",
+    "ClientData",
     "ClientInsight",
     "FINISHED_STATUSES",
     "MetaParams",

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from models.base import Base, as_utc, utcnow
 from models.checkpoint import Checkpoint
+from models.client_data import ClientData
 from models.client_insight import ClientInsight
 from models.meta_params import MetaParams
 from models.round_metrics import RoundMetrics
@@ -483,3 +484,24 @@ def logs(session: Session, simulation_id: uuid.UUID, after_id: int = 0) -> list[
             .order_by(SimulationLog.id)
         )
     )
+
+
+# --- the clients' data -----------------------------------------------------------------------
+
+
+def client_data(session: Session, simulation_id: uuid.UUID) -> list[ClientData]:
+    query = select(ClientData).where(ClientData.simulation_id == simulation_id)
+    return list(session.scalars(query.order_by(ClientData.client_id)))
+
+
+def save_client_data(
+    session: Session, simulation_id: uuid.UUID, rows: Sequence[dict[str, Any]]
+) -> None:
+    """Write the clients' data once: a concurrent first writer's rows stand. In chunks, as
+    SQLite caps the parameters of one statement."""
+    for start in range(0, len(rows), 2000):
+        chunk = [{"simulation_id": simulation_id, **row} for row in rows[start : start + 2000]]
+        statement = _insert(session)(ClientData).values(chunk)
+        session.execute(
+            statement.on_conflict_do_nothing(index_elements=["simulation_id", "client_id"])
+        )

@@ -7,9 +7,10 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from app.deps import OwnerDep
-from app.schemas import ErrorBody, Health, PresetPublic, StrategyPublic
+from app.schemas import ErrorBody, Health, PartitionPublic, PresetPublic, StrategyPublic
 from models.db import get_engine
-from scarcity.config import PRESETS, resolve_config
+from scarcity.config import PRESETS, SimulationConfig, resolve_config
+from scarcity.partitions import PARTITIONERS
 from scarcity.strategies import STRATEGIES
 
 router = APIRouter(tags=["system"])
@@ -44,6 +45,27 @@ async def list_strategies(_: OwnerDep) -> list[StrategyPublic]:  # CPU only, off
             name=name, summary=cls.summary, paper=cls.paper, parameters=dict(cls.defaults)
         )
         for name, cls in STRATEGIES.items()
+    ]
+
+
+@router.get(
+    "/partitions",
+    response_model=list[PartitionPublic],
+    responses={401: {"model": ErrorBody, "description": "Missing or invalid API key."}},
+)
+async def list_partitions(_: OwnerDep) -> list[PartitionPublic]:  # CPU only
+    """Every split of a real data set (`partition` in a config), its parameters and the
+    benchmark it mirrors."""
+    fields = SimulationConfig.model_fields
+    return [
+        PartitionPublic(
+            name=name,
+            summary=p.summary,
+            mirrors=p.mirrors,
+            parameters={f: fields[f].default for f in p.parameters},
+            by_label=p.by_label,
+        )
+        for name, p in PARTITIONERS.items()
     ]
 
 

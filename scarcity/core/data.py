@@ -336,3 +336,50 @@ def _resampled(config: SimulationConfig, rng: np.random.Generator) -> FederatedD
 
 def _f32(a: np.ndarray) -> Tensor:
     return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
+
+
+@dataclass(frozen=True)
+class ClientDataSummary:
+    """What one client holds: its training rows and their labels (or target moments)."""
+
+    client_id: int
+    train_samples: int
+    #: Rows per class (classification), else None.
+    label_counts: tuple[int, ...] | None
+    #: Mean and standard deviation of each regression target, else None.
+    target_mean: tuple[float, ...] | None
+    target_std: tuple[float, ...] | None
+
+    def to_dict(self) -> dict[str, object]:
+        return dataclasses.asdict(self) | {
+            key: None if value is None else list(value)
+            for key, value in (
+                ("label_counts", self.label_counts),
+                ("target_mean", self.target_mean),
+                ("target_std", self.target_std),
+            )
+        }
+
+
+def describe_clients(config: SimulationConfig) -> list[ClientDataSummary]:
+    """Every client's data in round 1, as the simulation of `config` holds it."""
+    data = make_federated_data(config)
+    summaries = []
+    for client_id, y in enumerate(data.client_y):
+        if data.task == "classification":
+            counts = torch.bincount(y, minlength=config.output_dim)
+            summaries.append(
+                ClientDataSummary(client_id, len(y), tuple(counts.tolist()), None, None)
+            )
+        else:
+            std = y.double().std(dim=0, correction=0)
+            summaries.append(
+                ClientDataSummary(
+                    client_id,
+                    len(y),
+                    None,
+                    tuple(y.double().mean(dim=0).tolist()),
+                    tuple(std.tolist()),
+                )
+            )
+    return summaries

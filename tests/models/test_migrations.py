@@ -250,3 +250,62 @@ def test_ensure_schema_refuses_a_revision_from_a_newer_version(sqlite_url: str) 
     assert not migrate.is_at_head(sqlite_url)
     with pytest.raises(RuntimeError, match="does not know"):
         migrate.ensure_schema(sqlite_url, auto_migrate=True)
+
+
+def test_stored_configs_on_real_data_keep_their_resampled_standardised_data(
+    empty_url: str,
+) -> None:
+    """Revision 0003: a simulation stored on a real data set before natural sizes gets
+    `resample_to_size` and `feature_scaling` written into its config, so the worker resolves
+    it to the data it had (the same as `scarcity.config.stored_config`); synthetic runs and
+    runs already explicit stay as they are; downgrading takes the two fields out again."""
+    import json
+    import uuid
+
+    from scarcity.config import resolve_config, stored_config
+
+    golden = json.loads(
+        (Path(__file__).parents[1] / "scarcity" / "fixtures" / "before_strategies.json").read_text()
+    )["cases"]
+    config = migrate.alembic_config(empty_url)
+    command.upgrade(config, "0002")
+    stored = {
+        "digits": golden["stage2_digits_batched"]["config"],
+        "wine": golden["stage8_wine_reference"]["config"],
+        "synthetic": golden["stage8_skew_batched"]["config"],
+        "explicit": {**golden["stage2_digits_batched"]["config"], "resample_to_size": False},
+    }
+    ids = {name: uuid.uuid4() for name in stored}
+    engine = create_engine(empty_url, poolclass=pool.NullPool)
+    try:
+        with Session(engine) as session, session.begin():
+            for name, fields in stored.items():
+                session.add(
+                    Simulation(
+                        id=ids[name],
+                        owner="",
+                        preset=fields["preset"],
+                        status="succeeded",
+                        config=fields,
+                        rounds_total=fields["rounds"],
+                        rounds_completed=0,
+                    )
+                )
+        command.upgrade(config, "head")
+        with Session(engine) as session:
+            migrated = {name: session.get(Simulation, ids[name]).config for name in stored}
+        for name in ("digits", "wine"):
+            assert migrated[name] == {
+                **stored[name],
+                "resample_to_size": True,
+                "feature_scaling": "standard",
+            }
+            assert resolve_config(migrated[name]) == resolve_config(stored_config(stored[name]))
+            assert resolve_config(migrated[name]).resample_to_size
+        assert migrated["synthetic"] == stored["synthetic"]
+        assert migrated["explicit"] == {**stored["explicit"], "feature_scaling": "standard"}
+        command.downgrade(config, "0002")
+        with Session(engine) as session:
+            assert session.get(Simulation, ids["digits"]).config == stored["digits"]
+    finally:
+        engine.dispose()

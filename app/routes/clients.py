@@ -1,0 +1,39 @@
+"""The clients' data of a simulation: rows held and labels (or targets), JSON or CSV."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from fastapi import APIRouter, Query, Request, Response
+
+from app import service
+from app.deps import OwnerDep, SessionDep
+from app.routes.simulations import ERRORS
+from app.schemas import ClientsPublic
+
+router = APIRouter(prefix="/simulations/{simulation_id}", tags=["results"])
+
+CSV_RESPONSE: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/csv": {"schema": {"type": "string"}}}, "description": "Clients."}
+}
+
+
+@router.get("/clients", response_model=ClientsPublic, responses={**CSV_RESPONSE, **ERRORS})
+def get_clients(
+    simulation_id: uuid.UUID,
+    request: Request,
+    session: SessionDep,
+    owner: OwnerDep,
+    format: str | None = Query(None, pattern="^(json|csv)$", description="Or `Accept: text/csv`."),
+) -> Any:
+    """Each client's training rows and label histogram (regression: each target's mean and
+    std), from the partition the run trains on; `Accept: text/csv` or `format=csv` for one
+    row per client."""
+    clients = service.client_data(session, simulation_id, owner)
+    wants_csv = format == "csv" or (
+        format is None and "text/csv" in request.headers.get("accept", "")
+    )
+    if wants_csv:
+        return Response(service.client_data_csv(clients), media_type="text/csv")
+    return {"simulation_id": simulation_id, "clients": clients}

@@ -1,0 +1,32 @@
+"""The `client_data` table: what each client of a simulation holds, written once."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import Integer, Uuid
+from sqlalchemy.orm import Mapped, mapped_column
+
+from models.base import Base, JSONType, simulation_fk
+
+
+class ClientData(Base):
+    __tablename__ = "client_data"
+
+    simulation_id: Mapped[uuid.UUID] = mapped_column(Uuid, simulation_fk(), primary_key=True)
+    client_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    train_samples: Mapped[int] = mapped_column(Integer)
+    # Rows per class (classification) or each target's mean and std (regression); JSON lists.
+    label_counts: Mapped[list[int] | None] = mapped_column(JSONType)
+    target_mean: Mapped[list[float] | None] = mapped_column(JSONType)
+    target_std: Mapped[list[float] | None] = mapped_column(JSONType)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "client_id": self.client_id,
+            "train_samples": self.train_samples,
+            "label_counts": self.label_counts,
+            "target_mean": self.target_mean,
+            "target_std": self.target_std,
+        }
