@@ -52,7 +52,7 @@ def check_limits(config: SimulationConfig, settings: Settings) -> None:
                     "field": "num_clients",
                     "message": "work budget exceeded: clients per round (num_clients, or "
                     "clients_per_round / fraction_fit) × rounds × samples per client "
-                    "(the largest client's, with quantity_skew) × (local_epochs + ssl_epochs "
+                    "(the largest client's rows) × (local_epochs + ssl_epochs "
                     f"with structure_discovery) = {work:,} > limit {settings.max_work:,} "
                     "(SCARCITY_MAX_WORK)",
                 }

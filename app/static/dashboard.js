@@ -17,6 +17,8 @@ const el = (tag, attrs = {}, ...children) => {
   return node;
 };
 const FINISHED = new Set(["succeeded", "failed", "cancelled"]);
+// Tableau 10: one distinct colour per class of the labelled data sets (digits has 10).
+const CLASS_PALETTE = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac"];
 const PALETTE = ["#2563eb", "#dc2626", "#16a34a", "#d97706", "#7c3aed", "#0891b2", "#db2777", "#4b5563"];
 const fmt = (v) => {
   if (v === null || v === undefined || Number.isNaN(v)) return "–";
@@ -195,6 +197,71 @@ class ChartBox {
   }
 
   destroy() { this.observer.disconnect(); if (this.plot) this.plot.destroy(); this.root.remove(); }
+}
+
+// The clients' data (GET /simulations/{id}/clients): one stacked bar per client, one colour per
+// label (rows held); for regression, each client's rows. Bars are drawn tallest first: each
+// label's series is the running total up to it, so the shorter ones paint over the taller.
+class ClientsChart {
+  constructor(parent) {
+    this.root = el("figure", { class: "chart-box", "data-chart": "clients", "data-clients": "0", "data-labels": "0" },
+      el("figcaption", { text: "Clients' data (rows per label)" }));
+    this.plotEl = el("div", { class: "plot" });
+    this.root.append(this.plotEl);
+    this.root.hidden = true;
+    parent.append(this.root);
+    this.plot = null;
+  }
+
+  update(clients) {
+    if (this.plot) this.plot.destroy();
+    const xs = clients.map((c) => c.client_id);
+    const labels = clients.length && clients[0].label_counts ? clients[0].label_counts.length : 0;
+    const stacks = [];
+    if (labels) {
+      for (let k = labels - 1; k >= 0; k--) {
+        stacks.push([`label ${k}`, clients.map((c) => c.label_counts.slice(0, k + 1).reduce((a, b) => a + b, 0))]);
+      }
+    } else {
+      stacks.push(["rows", clients.map((c) => c.train_samples)]);
+    }
+    const width = Math.max(200, Math.floor(this.plotEl.clientWidth || 300));
+    const bars = uPlot.paths.bars({ size: [0.9, 40] });
+    this.plot = new uPlot({
+      width, height: 200,
+      legend: { live: false },
+      cursor: { drag: { x: false, y: false } },
+      scales: {
+        x: { time: false, range: (u, min, max) => [min - 0.5, max + 0.5] },
+        y: { range: (u, min, max) => [0, max > 0 ? max * 1.05 : 1] },
+      },
+      axes: [
+        { label: "client", size: 30, labelSize: 18, labelGap: 0, values: (u, v) => v.map((x) => (Number.isInteger(x) ? x : "")) },
+        { label: "rows", size: 48, values: (u, v) => v.map(fmt) },
+      ],
+      series: [
+        { label: "client" },
+        ...stacks.map(([name], i) => {
+          const colour = CLASS_PALETTE[(stacks.length - 1 - i) % CLASS_PALETTE.length];
+          return { label: name, stroke: colour, fill: colour, width: 0, paths: bars, points: { show: false } };
+        }),
+      ],
+    }, [xs, ...stacks.map(([, v]) => v)], this.plotEl);
+    this.root.hidden = clients.length === 0;
+    this.root.dataset.clients = String(clients.length);
+    this.root.dataset.labels = String(labels);
+  }
+
+  destroy() { if (this.plot) this.plot.destroy(); this.root.remove(); }
+}
+
+async function loadClients(id, token) {
+  try {
+    const { clients } = await apiJSON(`/simulations/${id}/clients`);
+    if (token !== watchState.token) return;
+    if (!watchState.clientsChart) watchState.clientsChart = new ClientsChart($("#clients-chart"));
+    watchState.clientsChart.update(clients);
+  } catch { /* the chart stays hidden */ }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -428,6 +495,8 @@ async function watch(id) {
   if (token !== watchState.token) return;
   showSimulation(sim);
   ensureCharts();
+  if (watchState.clientsChart) { watchState.clientsChart.destroy(); watchState.clientsChart = null; }
+  loadClients(id, token);
   // The stream replays every stored round, then follows live ones until the end event.
   for (let attempt = 0; token === watchState.token; attempt++) {
     try {
@@ -457,16 +526,42 @@ const LABELS = {
   samples_per_client: "Samples per client", local_epochs: "Local epochs", learning_rate: "Learning rate",
   batch_size: "Batch size", router_strategy: "Router strategy", dataset: "Data set", partition: "Partition",
   dirichlet_alpha: "Dirichlet α", quantity_skew: "Quantity skew σ", drift: "Drift",
-  test_fraction: "Test fraction",
+  test_fraction: "Test fraction", min_partition_size: "Min rows per client",
+  num_classes_per_partition: "Classes per client", num_shards_per_partition: "Shards per client",
+  feature_noise: "Feature noise σ",
 };
 const GROUPS = [
   ["Run", ["num_clients", "rounds", "seed"]],
-  ["Model and training", ["input_dim", "output_dim", "samples_per_client", "learning_rate", "local_epochs", "batch_size", "router_strategy"]],
-  ["Data", ["dataset", "partition", "dirichlet_alpha", "quantity_skew", "drift", "test_fraction"]],
+  ["Model and training", ["input_dim", "output_dim", "learning_rate", "local_epochs", "batch_size", "router_strategy"]],
+  ["Data", ["dataset", "partition", "dirichlet_alpha", "min_partition_size", "self_balancing", "num_classes_per_partition", "class_assignment_mode", "num_shards_per_partition", "samples_per_client", "quantity_skew", "resample_to_size", "feature_scaling", "feature_noise", "drift", "test_fraction"]],
   ["Strategy (shared model)", ["strategy", "reptile_step_size", "server_learning_rate", "server_momentum", "beta_1", "beta_2", "tau", "proximal_mu", "trim_beta", "num_malicious_clients", "num_clients_to_keep", "q_param", "qffl_learning_rate", "dp_clipping_norm", "dp_noise_multiplier", "dp_clipping"]],
   ["Participation and attackers", ["clients_per_round", "fraction_fit", "min_fit_clients", "malicious_fraction", "attack", "attack_scale"]],
 ];
-const form = { presets: [], strategies: [], fields: new Map() };
+const form = { presets: [], strategies: [], partitions: [], fields: new Map() };
+
+// Only the chosen partition's parameters are shown (GET /partitions says which it reads);
+// samples_per_client and quantity_skew also size synthetic clients and resampled ones.
+function showPartitionParameters() {
+  const partition = form.fields.get("partition");
+  if (!partition) return;
+  const all = new Set(form.partitions.flatMap((p) => Object.keys(p.parameters)));
+  const chosen = form.partitions.find((p) => p.name === partition.input.value);
+  const wanted = new Set(chosen ? Object.keys(chosen.parameters) : []);
+  const dataset = form.fields.get("dataset");
+  const resample = form.fields.has("resample_to_size") && fieldValue("resample_to_size") === true;
+  const sized = !dataset || dataset.input.value === "synthetic" || resample;
+  if (sized) for (const name of ["samples_per_client", "quantity_skew"]) wanted.add(name);
+  for (const name of all) {
+    const f = form.fields.get(name);
+    if (f) f.wrap.hidden = !wanted.has(name);
+  }
+  // Synthetic clients draw their own data: no split, no scaling of a real data set.
+  const real = dataset && dataset.input.value !== "synthetic";
+  for (const name of ["partition", "resample_to_size", "feature_scaling"]) {
+    const f = form.fields.get(name);
+    if (f) f.wrap.hidden = !real;
+  }
+}
 
 // Only the chosen strategy's parameters are shown (GET /strategies says which it reads).
 function showStrategyParameters() {
@@ -596,6 +691,7 @@ function applyPreset() {
     clearFieldError(name);
   }
   showStrategyParameters();
+  showPartitionParameters();
   $("#form-error").textContent = "";
 }
 
@@ -665,11 +761,12 @@ async function submit(event) {
 
 async function initForm() {
   try {
-    const [presets, openapi, strategies] = await Promise.all([
-      apiJSON("/presets"), apiJSON("/openapi.json"), apiJSON("/strategies"),
+    const [presets, openapi, strategies, partitions] = await Promise.all([
+      apiJSON("/presets"), apiJSON("/openapi.json"), apiJSON("/strategies"), apiJSON("/partitions"),
     ]);
     form.presets = presets;
     form.strategies = strategies;
+    form.partitions = partitions;
     const schema = openapi.components.schemas.SimulationCreate;
     const select = $("#f-preset");
     const names = (resolveSchema(schema.properties.preset).enum || presets.map((p) => p.name));
@@ -682,6 +779,11 @@ async function initForm() {
     applyPreset();
     const strategy = form.fields.get("strategy");
     if (strategy) strategy.input.addEventListener("change", showStrategyParameters);
+    for (const name of ["partition", "dataset", "resample_to_size"]) {
+      const f = form.fields.get(name);
+      if (f) f.input.addEventListener("change", showPartitionParameters);
+    }
+    showPartitionParameters();
     const filter = $("#filter-preset");
     for (const n of names) filter.add(new Option(n, n));
   } catch (err) {

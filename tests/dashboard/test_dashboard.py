@@ -222,12 +222,29 @@ def test_dashboard_submit_watch_history_and_docs(browser: Browser, server: Serve
     page.select_option("#f-strategy", "fedtrimmedavg")
     expect(page.locator("#f-trim_beta")).to_be_visible()
     expect(page.locator("#f-proximal_mu")).to_be_hidden()
+    # only the chosen partition's parameters are shown (GET /partitions)
+    page.select_option("#f-dataset", "digits")
+    page.select_option("#f-partition", "pathological")
+    expect(page.locator("#f-num_classes_per_partition")).to_be_visible()
+    expect(page.locator("#f-dirichlet_alpha")).to_be_hidden()
+    expect(page.locator("#f-samples_per_client")).to_be_hidden()  # natural sizes
+    page.select_option("#f-partition", "dirichlet")
+    expect(page.locator("#f-dirichlet_alpha")).to_be_visible()
+    expect(page.locator("#f-num_classes_per_partition")).to_be_hidden()
+    page.select_option("#f-partition", "iid")
+    page.select_option("#f-dataset", "synthetic")
+    expect(page.locator("#f-samples_per_client")).to_be_visible()
+    expect(page.locator("#f-partition")).to_be_hidden()  # synthetic data is not split
     page.select_option("#f-strategy", "fedprox")
     page.fill("#f-proximal_mu", "0.1")
     page.fill("#f-rounds", "3")
     page.get_by_role("button", name="Run", exact=True).click()
     expect(page.locator("#sim-status")).to_have_text("succeeded", timeout=45_000)
     expect(page.locator('#charts [data-chart="loss"]')).to_have_attribute("data-points", "3")
+    # the clients' data chart: one bar per client (synthetic data: rows, no labels)
+    clients_chart = page.locator('#clients-chart [data-chart="clients"]')
+    expect(clients_chart).to_have_attribute("data-clients", "5")
+    expect(clients_chart).to_have_attribute("data-labels", "0")
     config = page.evaluate(
         "async () => (await (await fetch('/simulations?limit=1')).json()).data[0].config"
     )
@@ -238,6 +255,20 @@ def test_dashboard_submit_watch_history_and_docs(browser: Browser, server: Serve
     )
     page.locator('[data-field="strategy"]').scroll_into_view_if_needed()
     page.screenshot(path=str(ARTIFACTS / "dashboard-strategy.png"))
+
+    # --- a labelled split: the clients × labels chart, one colour per class -------------------
+    sim_id = page.evaluate(
+        """async () => (await (await fetch('/simulations', {method: 'POST',
+            headers: {'Content-Type': 'application/json'},
+            body: JSON.stringify({preset: 'baseline', dataset: 'digits',
+                partition: 'pathological', num_clients: 6, rounds: 1})})).json()).id"""
+    )
+    page.evaluate(f"watch('{sim_id}')")
+    expect(page.locator("#sim-status")).to_have_text("succeeded", timeout=45_000)
+    expect(clients_chart).to_have_attribute("data-clients", "6")
+    expect(clients_chart).to_have_attribute("data-labels", "10")
+    clients_chart.scroll_into_view_if_needed()
+    clients_chart.screenshot(path=str(ARTIFACTS / "dashboard-clients.png"))
 
     # --- Swagger UI, served from the app's own files -------------------------------------------
     docs = _new_page(browser, log, 1400, 1000)
