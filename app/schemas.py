@@ -163,6 +163,7 @@ class ClientDataPublic(BaseModel):
 
     client_id: int
     train_samples: int
+    test_samples: int = Field(description="Its own held-out rows (client_test_fraction).")
     label_counts: list[int] | None
     target_mean: list[float] | None
     target_std: list[float] | None

@@ -180,7 +180,7 @@ def client_data_csv(clients: list[dict[str, Any]]) -> str:
     first = clients[0] if clients else {}
     labels = len(first.get("label_counts") or [])
     targets = len(first.get("target_mean") or [])
-    header = ["client_id", "train_samples", *(f"label_{k}" for k in range(labels))]
+    header = ["client_id", "train_samples", "test_samples", *(f"label_{k}" for k in range(labels))]
     header += [f"target_{j}_{stat}" for j in range(targets) for stat in ("mean", "std")]
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
@@ -189,5 +189,13 @@ def client_data_csv(clients: list[dict[str, Any]]) -> str:
         moments = [
             value for j in range(targets) for value in (c["target_mean"][j], c["target_std"][j])
         ]
-        writer.writerow([c["client_id"], c["train_samples"], *(c["label_counts"] or []), *moments])
+        writer.writerow(
+            [
+                c["client_id"],
+                c["train_samples"],
+                c["test_samples"],
+                *(c["label_counts"] or []),
+                *moments,
+            ]
+        )
     return out.getvalue()

@@ -17,6 +17,7 @@ class ClientData(Base):
     simulation_id: Mapped[uuid.UUID] = mapped_column(Uuid, simulation_fk(), primary_key=True)
     client_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     train_samples: Mapped[int] = mapped_column(Integer)
+    test_samples: Mapped[int] = mapped_column(Integer)  # its own held-out rows
     # Rows per class (classification) or each target's mean and std (regression); JSON lists.
     label_counts: Mapped[list[int] | None] = mapped_column(JSONType)
     target_mean: Mapped[list[float] | None] = mapped_column(JSONType)
@@ -26,6 +27,7 @@ class ClientData(Base):
         return {
             "client_id": self.client_id,
             "train_samples": self.train_samples,
+            "test_samples": self.test_samples,
             "label_counts": self.label_counts,
             "target_mean": self.target_mean,
             "target_std": self.target_std,

@@ -38,6 +38,10 @@ REGRESSION_DATASETS = frozenset({"synthetic", "diabetes"})
 MIN_CLIENT_SAMPLES = 2
 MAX_CLIENT_SIZE_FACTOR = 4
 
+#: The engine's numerical revision (`engine_version`): bumped by a change that moves results
+#: by float rounding, so that stored runs, which keep theirs, resume bit for bit.
+ENGINE_VERSION = 2
+
 
 class SimulationConfig(BaseModel):
     """Every knob of one SF-HFE simulation, fully resolved (no field is ever missing)."""
@@ -134,6 +138,15 @@ class SimulationConfig(BaseModel):
     )
     drift: float = Field(0.0, ge=0, le=100, description="Per-round shift of client data; 0 = none.")
     test_fraction: float = Field(0.2, gt=0, lt=1, description="Held-out share of the data set.")
+    client_test_fraction: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description=(
+            "Share of each client's rows it holds out for personalised evaluation: the global "
+            "model's accuracy (or loss) on every client's own rows, mean and worst 10 %; 0 = none."
+        ),
+    )
 
     expert_ensemble: bool = Field(
         True,
@@ -231,6 +244,17 @@ class SimulationConfig(BaseModel):
     lr_increase_factor: float = Field(1.05, ge=1, le=10, description="MetaAdaptation on drop.")
     lr_improvement_threshold: float = Field(0.1, ge=0, description="Drop that raises the LR.")
 
+    engine_version: int = Field(
+        ENGINE_VERSION,
+        ge=1,
+        le=ENGINE_VERSION,
+        description=(
+            "Numerical revision of the engine a run was made with; a stored run keeps its own, "
+            "so it resumes to the same numbers. 2: the memory expert's first replay step of a "
+            "round is exact in the batched execution (1: within float rounding)."
+        ),
+    )
+
     # How the engine computes (not what): both give the same metrics up to float rounding.
     execution: Literal["batched", "reference"] = Field(
         "batched",
@@ -256,6 +280,11 @@ class SimulationConfig(BaseModel):
                     f"got {self.output_dim}"
                 )
         self._check_partition()
+        if self.client_test_fraction > 0 and not self.federated_averaging:
+            raise ValueError(
+                "client_test_fraction: evaluates the shared model on each client's rows and "
+                "needs federated_averaging (stage2 or later)"
+            )
         if self.meta_reptile and not self.federated_averaging:
             raise ValueError("meta_reptile: needs federated_averaging (the shared model)")
         if not self.expert_ensemble:
@@ -288,6 +317,11 @@ class SimulationConfig(BaseModel):
         if self.dataset == "synthetic":
             if self.feature_scaling is not None:
                 raise ValueError("feature_scaling: applies to a real data set, not synthetic")
+            if partitioner.by_label:
+                raise ValueError(
+                    f"partition: {self.partition} splits by label and needs a labelled data set "
+                    "(digits, breast_cancer, wine, iris), not synthetic"
+                )
             if self.partition != "iid":
                 raise ValueError(
                     f"partition: {self.partition} splits a real data set; synthetic clients "
@@ -450,9 +484,10 @@ def stored_config(fields: Mapping[str, Any]) -> dict[str, Any]:
     """A config stored by an earlier version, with each field added since then set to what
     that version did where the new default would change its results: a real data set stored
     before natural sizes was resampled (`resample_to_size`) and standardised
-    (`feature_scaling`). The database migration writes the
-    same into stored rows; checkpoints keep the config they were written with."""
+    (`feature_scaling`), and any stored run keeps `engine_version` 1. The database migration
+    writes the same into stored rows; checkpoints keep the config they were written with."""
     upgraded = dict(fields)
+    upgraded.setdefault("engine_version", 1)
     if upgraded.get("dataset", "synthetic") != "synthetic":
         upgraded.setdefault("resample_to_size", True)
         upgraded.setdefault("feature_scaling", "standard")

@@ -64,6 +64,9 @@ class Insight(Mapping[str, Any]):
     loss_improvement: float
     selected_expert: str
     experts: Mapping[str, ExpertReport]
+    #: The global model's score on this client's own held-out rows (`personal_accuracy` or
+    #: `personal_loss`), with `client_test_fraction`; empty = none, and absent from the dict.
+    personal: Mapping[str, float] = field(default_factory=dict)
 
     KEYS: ClassVar[tuple[str, ...]] = (
         "client_id",
@@ -76,19 +79,22 @@ class Insight(Mapping[str, Any]):
     )
 
     def __getitem__(self, key: str) -> Any:
+        if key in self.personal:
+            return self.personal[key]
         if key not in self.KEYS:
             raise KeyError(key)
         return getattr(self, key)
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self.KEYS)
+        return iter((*self.KEYS, *self.personal))
 
     def __len__(self) -> int:
-        return len(self.KEYS)
+        return len(self.KEYS) + len(self.personal)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {key: getattr(self, key) for key in self.KEYS[:-1]}
         out["experts"] = {name: report.to_dict() for name, report in self.experts.items()}
+        out.update(self.personal)
         return out
 
 

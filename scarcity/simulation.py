@@ -32,8 +32,10 @@ state; `Simulation.restore` continues exactly.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
+import math
 import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
@@ -51,7 +53,7 @@ from scarcity.core.meta_learner import MetaLearner
 from scarcity.core.population import ReferencePopulation
 from scarcity.core.server import Server
 from scarcity.population import ClientPopulation, FitResult
-from scarcity.results import GossipPair, RoundResult, non_finite
+from scarcity.results import GossipPair, Insight, RoundResult, non_finite
 from scarcity.sampling import draw_participants
 from scarcity.strategies import ClientUpdates, FitInstructions, make_strategy
 from scarcity.strategies.functions import clip_updates
@@ -134,10 +136,14 @@ class Simulation:
         fit = population.fit(k, instructions, global_weights, participants)
         metrics: dict[str, float] = {"loss": fit.mean_loss}
         attackers = self.adversary.mask(participants) if self.adversary.active else None
+        personal = None
         if global_weights is not None:
             updates = self._received_updates(fit, global_weights, instructions, attackers)
             self.server.set_global_weights(self.strategy.aggregate(k, global_weights, updates))
             metrics.update(self.server.evaluate(*self.data.test_set(k)))
+            personal = self._personal_scores(k)
+            if personal is not None:
+                metrics.update(personal_metrics(self.data.task, personal))
             metrics.update(self.strategy.round_metrics())
         if len(participants) < cfg.num_clients:
             metrics["clients_sampled"] = float(len(participants))
@@ -147,6 +153,8 @@ class Simulation:
         # Per-client dicts only when a consumer needs them.
         needed = cfg.insight_exchange or cfg.meta_learning
         insights = population.insights() if needed else []
+        if insights and personal is not None:
+            insights = with_personal_scores(insights, self.data.task, personal)
         stats = population.statistics()
         for key in ("data_mean", "data_std", "drift", "replay_error", "recon_loss"):
             if key in stats:  # none without experts (the baseline preset)
@@ -193,6 +201,14 @@ class Simulation:
             logs=tuple(lines),
             duration_seconds=time.perf_counter() - started,
         )
+
+    def _personal_scores(self, k: int) -> torch.Tensor | None:
+        """The global model on every client's own held-out rows, per client (None without
+        `client_test_fraction`)."""
+        if not self.data.client_test_y:
+            return None
+        x, y, owner = self.data.pooled_client_tests(k)
+        return self.server.evaluate_clients(x, y, owner, self.config.num_clients)
 
     def _received_updates(
         self,
@@ -346,6 +362,31 @@ def run_simulation(
         if on_round is not None and on_round(result) is False:
             break
     return results
+
+
+def personal_metrics(task: str, scores: torch.Tensor) -> dict[str, float]:
+    """Mean over the clients of the global model's score on their own rows, and the mean of
+    the worst 10 % of clients (at least one): accuracy (lowest) or loss (highest), as LEAF
+    reports the spread of per-client accuracy."""
+    scores = scores[~scores.isnan()]
+    worst = max(1, math.ceil(len(scores) / 10))
+    name = "personal_accuracy" if task == "classification" else "personal_loss"
+    ordered = scores.sort(descending=task != "classification").values
+    return {
+        f"{name}_mean": float(scores.mean()),
+        f"{name}_worst10": float(ordered[:worst].mean()),
+    }
+
+
+def with_personal_scores(insights: list[Insight], task: str, scores: torch.Tensor) -> list[Insight]:
+    """Each client's insight with its own score of the global model."""
+    key = "personal_accuracy" if task == "classification" else "personal_loss"
+    return [
+        dataclasses.replace(i, personal={key: float(scores[i.client_id])})
+        if not math.isnan(float(scores[i.client_id]))
+        else i
+        for i in insights
+    ]
 
 
 def _raise_diverged(k: int, path: str, value: Any = "not finite") -> None:

@@ -52,10 +52,13 @@ class ReplayMoments:
     zz: Tensor  # Σ ‖mz‖² [B]
     x: Tensor  # Σ mx [B, d]
     z: Tensor  # Σ mz [B, L]
-    count: Tensor  # rows in use [B]
+    count: Tensor  # rows in the sums [B]
+    divisor: Tensor  # rows the mean is over (rows in use) [B]
 
     @classmethod
-    def of(cls, mx: Tensor, mz: Tensor, count: Tensor) -> ReplayMoments:
+    def of(
+        cls, mx: Tensor, mz: Tensor, count: Tensor, divisor: Tensor | None = None
+    ) -> ReplayMoments:
         mx64, mz64 = mx.double(), mz.double()
         t = mx64.transpose(1, 2)
         return cls(
@@ -65,6 +68,7 @@ class ReplayMoments:
             mx64.sum(dim=1),
             mz64.sum(dim=1),
             count.double(),
+            (count if divisor is None else divisor).double(),
         )
 
     def take(self, rows: Tensor) -> ReplayMoments:
@@ -138,7 +142,7 @@ def replay_loss_and_grads(
         - 2 * (b * r.z).sum(dim=1)
         + r.zz
     )
-    inv = 1.0 / r.count.clamp(min=1)
+    inv = 1.0 / r.divisor.clamp(min=1)
     grad_w = (
         2 * inv[:, None, None] * (w_xx + b.unsqueeze(2) * r.x.unsqueeze(1) - r.xz.transpose(1, 2))
     )

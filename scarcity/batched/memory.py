@@ -43,8 +43,19 @@ class ReplayBuffers:
         added = x.shape[1] if counts is None else counts
         self.size[clients] = (self.size[clients] + added).clamp(max=cap)
 
-    def moments(self) -> ReplayMoments:
-        return ReplayMoments.of(self.x, self.z, self.size)
+    def moments(self, leave_out_newest: Tensor | None = None) -> ReplayMoments:
+        """The buffers' moments; `leave_out_newest` [N]: rows just stored, left out of the sums
+        (not of the mean's count). Their latents came from the encoder as it is, so before it
+        takes a step their residual is exactly zero, as the per-client reference computes it:
+        float64 moments would leave rounding noise there, which Adam turns into a full step on
+        weights whose true gradient is zero (features that are 0 in the batch)."""
+        if leave_out_newest is None:
+            return ReplayMoments.of(self.x, self.z, self.size)
+        slots = torch.arange(self.capacity)
+        keep = (slots < self.capacity - leave_out_newest.unsqueeze(1)).unsqueeze(2)
+        return ReplayMoments.of(
+            self.x * keep, self.z * keep, self.size - leave_out_newest, divisor=self.size
+        )
 
     def replay_error(self, enc_w: Tensor, enc_b: Tensor) -> Tensor:
         """Mean squared distance between current and stored latents (0 when empty), [N]."""

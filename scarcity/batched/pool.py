@@ -340,10 +340,16 @@ class ClientPool:
         full = Moments.of(x, ragged)  # per client, shared by its k experts
         initial, _ = recon_loss_and_grads(params, full, with_grads=False)
         replay: ReplayMoments | None = None
+        # Before the first step the rows just stored add nothing to the replay term.
+        first_replay: ReplayMoments | None = None
         memory_rows = torch.arange(n_clients) * k + (self.memory or 0)
         if self.memory is not None:
-            self._store(x, draws.ssl_store, torch.arange(n_clients))
+            stored = self._store(x, draws.ssl_store, torch.arange(n_clients))
             replay = self.buffers.moments()
+            if stored is not None and cfg.engine_version >= 2:
+                first_replay = self.buffers.moments(stored)
+            else:
+                first_replay = replay
         experts = torch.arange(k).repeat(n_clients)
         is_meta = experts == (self.meta if self.meta is not None else -1)
         meta_clients = torch.arange(n_clients) if self.meta is not None else None
@@ -374,7 +380,8 @@ class ClientPool:
                     real = batch_mask(idx[rows], row_sizes[rows]).sum(dim=1)
                     moments = Moments.of(gather_rows(x, idx[rows], k, rows), real)
                     part = {p: t[rows] for p, t in params.items()}
-                    loss, grads = self._ssl_loss_and_grads(part, moments, replay, rows)
+                    current = first_replay if epoch == batch == 0 else replay
+                    loss, grads = self._ssl_loss_and_grads(part, moments, current, rows)
                     epoch_loss.index_add_(0, rows, loss * (real / row_sizes[rows]))
                     grad_sum.index_add_(0, rows, _mean_abs(grads, numel))
                     steps = steps + alive_rows
@@ -388,7 +395,8 @@ class ClientPool:
                         adam[f"v.{p}"].index_copy_(0, rows, v)
                     continue
                 moments = full if idx is None else Moments.of(gather_rows(x, idx, k))
-                loss, grads = self._ssl_loss_and_grads(params, moments, replay)
+                current = first_replay if epoch == batch == 0 else replay
+                loss, grads = self._ssl_loss_and_grads(params, moments, current)
                 grad_sum += _mean_abs(grads, numel)
                 epoch_loss += loss * ((n if idx is None else idx.shape[1]) / n)
                 steps += 1
@@ -440,10 +448,11 @@ class ClientPool:
             grads["enc_b"][mem] += weight * r_b
         return loss, {p: g.float() for p, g in grads.items()}
 
-    def _store(self, x: Tensor, perm: Tensor | None, clients: Tensor) -> None:
-        """Memory expert's `_before_train`: store a random share of inputs with their latents."""
+    def _store(self, x: Tensor, perm: Tensor | None, clients: Tensor) -> Tensor | None:
+        """Memory expert's `_before_train`: store a random share of inputs with their latents.
+        Returns how many rows each of `clients` stored (None: none stored)."""
         if perm is None or len(clients) == 0:
-            return
+            return None
         cfg = self.config
         share = MemoryConsolidationExpert.store_fraction
         k = min(self.max_samples, max(1, round(cfg.memory_capacity * share)))
@@ -455,6 +464,7 @@ class ClientPool:
         # A client smaller than k stores all of its rows (the rest of `picked` is padding).
         counts = None if self.ragged_sizes is None else self.ragged_sizes[clients].clamp(max=k)
         self.buffers.append(clients, picked, z, counts)
+        return torch.full((len(clients),), k) if counts is None else counts
 
     def _summarize(self, offset: float) -> dict[str, Tensor]:
         """Every expert's `summarize` for every client (one observation per round)."""

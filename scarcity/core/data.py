@@ -19,6 +19,10 @@ proportions), then every client resized to exactly its requested size, drawn wit
 replacement from its part when the part is large enough, otherwise the whole part plus draws
 with replacement from it (an empty part draws from the whole training set).
 
+Personalised evaluation (`client_test_fraction` f > 0): each client's rows are split once into
+its training rows and round(n·f) held-out rows of its own (at least one row left to train on),
+drawn from their own stream (seed, "data", "client test").
+
 Feature skew (`feature_noise` σ, NIID-Bench's noise): client i's training features get Gaussian
 noise of std σ·i/(N − 1), drawn once from their own stream (seed, "data", "noise").
 
@@ -30,6 +34,7 @@ All other randomness comes from a numpy Generator seeded from (seed, "data").
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from dataclasses import dataclass
 from functools import cache
@@ -44,6 +49,7 @@ from scarcity.partitions import PARTITIONERS
 from scarcity.partitions.sizes import DATA_STREAM, requested_sizes
 
 NOISE_STREAM = 0x9015  # third seed word: feature noise, apart from the data draws
+CLIENT_TEST_STREAM = 0x7E57  # third seed word: each client's held-out rows
 SYNTHETIC_RANK = 4
 SYNTHETIC_NOISE = 0.3
 
@@ -61,6 +67,9 @@ class FederatedData:
     #: How a unit feature shift moves a synthetic target (ones · W*); None = it does not
     #: (labels, and a real data set's targets: covariate shift).
     target_shift: Tensor | None = None
+    #: Each client's own held-out rows (`client_test_fraction`); empty tuples = none.
+    client_test_x: tuple[Tensor, ...] = ()
+    client_test_y: tuple[Tensor, ...] = ()
 
     def _shift(self, x: Tensor, y: Tensor, round_index: int) -> tuple[Tensor, Tensor]:
         offset = self.drift * (round_index - 1)
@@ -77,6 +86,25 @@ class FederatedData:
     def test_set(self, round_index: int = 1) -> tuple[Tensor, Tensor]:
         return self._shift(self.test_x, self.test_y, round_index)
 
+    def client_test_sets(self, round_index: int = 1) -> list[tuple[Tensor, Tensor]]:
+        """Every client's own held-out rows in round `round_index` (empty without a split)."""
+        return [
+            self._shift(x, y, round_index)
+            for x, y in zip(self.client_test_x, self.client_test_y, strict=True)
+        ]
+
+    @functools.cached_property
+    def _pooled_client_tests(self) -> tuple[Tensor, Tensor, Tensor]:
+        owner = torch.cat(
+            [torch.full((len(y),), i, dtype=torch.long) for i, y in enumerate(self.client_test_y)]
+        )
+        return torch.cat(self.client_test_x), torch.cat(self.client_test_y), owner
+
+    def pooled_client_tests(self, round_index: int = 1) -> tuple[Tensor, Tensor, Tensor]:
+        """Every client's held-out rows in one batch, and the client each row belongs to."""
+        x, y, owner = self._pooled_client_tests
+        return (*self._shift(x, y, round_index), owner)
+
     @property
     def sizes(self) -> tuple[int, ...]:
         """Training samples of each client."""
@@ -84,10 +112,17 @@ class FederatedData:
 
 
 def client_sizes(config: SimulationConfig) -> list[int]:
-    """How many training samples each client holds."""
+    """How many training samples each client holds (its own held-out rows excluded)."""
     if config.dataset == "synthetic" or config.resample_to_size:
-        return requested_sizes(config)
-    return [len(part) for part in natural_split(config).parts]
+        sizes = requested_sizes(config)
+    else:
+        sizes = [len(part) for part in natural_split(config).parts]
+    return [n - local_test_size(n, config.client_test_fraction) for n in sizes]
+
+
+def local_test_size(rows: int, fraction: float) -> int:
+    """A client's held-out rows: round(rows · fraction), keeping at least one to train on."""
+    return min(rows - 1, round(rows * fraction)) if fraction > 0 else 0
 
 
 def make_federated_data(config: SimulationConfig) -> FederatedData:
@@ -99,7 +134,31 @@ def make_federated_data(config: SimulationConfig) -> FederatedData:
         data = _resampled(config, rng)
     else:
         data = _natural(config)
-    return with_feature_noise(data, config)
+    return with_client_test_split(with_feature_noise(data, config), config)
+
+
+def with_client_test_split(data: FederatedData, config: SimulationConfig) -> FederatedData:
+    """Each client's rows split into its training rows and its own held-out rows (a random
+    `client_test_fraction` of them, from their own stream), for personalised evaluation."""
+    if config.client_test_fraction == 0:
+        return data
+    rng = np.random.default_rng([config.seed, DATA_STREAM, CLIENT_TEST_STREAM])
+    train_x, train_y, test_x, test_y = [], [], [], []
+    for x, y in zip(data.client_x, data.client_y, strict=True):
+        order = torch.from_numpy(rng.permutation(len(x)))
+        held = order[: local_test_size(len(x), config.client_test_fraction)]
+        kept = order[len(held) :].sort().values  # training rows keep their order
+        train_x.append(x[kept])
+        train_y.append(y[kept])
+        test_x.append(x[held])
+        test_y.append(y[held])
+    return dataclasses.replace(
+        data,
+        client_x=tuple(train_x),
+        client_y=tuple(train_y),
+        client_test_x=tuple(test_x),
+        client_test_y=tuple(test_y),
+    )
 
 
 def with_feature_noise(data: FederatedData, config: SimulationConfig) -> FederatedData:
@@ -344,6 +403,8 @@ class ClientDataSummary:
 
     client_id: int
     train_samples: int
+    #: The client's own held-out rows (`client_test_fraction`).
+    test_samples: int
     #: Rows per class (classification), else None.
     label_counts: tuple[int, ...] | None
     #: Mean and standard deviation of each regression target, else None.
@@ -364,12 +425,13 @@ class ClientDataSummary:
 def describe_clients(config: SimulationConfig) -> list[ClientDataSummary]:
     """Every client's data in round 1, as the simulation of `config` holds it."""
     data = make_federated_data(config)
+    held_out = [len(y) for y in data.client_test_y] or [0] * len(data.client_y)
     summaries = []
-    for client_id, y in enumerate(data.client_y):
+    for client_id, (y, tests) in enumerate(zip(data.client_y, held_out, strict=True)):
         if data.task == "classification":
             counts = torch.bincount(y, minlength=config.output_dim)
             summaries.append(
-                ClientDataSummary(client_id, len(y), tuple(counts.tolist()), None, None)
+                ClientDataSummary(client_id, len(y), tests, tuple(counts.tolist()), None, None)
             )
         else:
             std = y.double().std(dim=0, correction=0)
@@ -377,6 +439,7 @@ def describe_clients(config: SimulationConfig) -> list[ClientDataSummary]:
                 ClientDataSummary(
                     client_id,
                     len(y),
+                    tests,
                     None,
                     tuple(y.double().mean(dim=0).tolist()),
                     tuple(std.tolist()),

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from scarcity.core.aggregate import fedavg
-from scarcity.core.training import Task, make_linear, mean_loss
+from scarcity.core.training import Task, make_linear, mean_loss, per_sample_loss
 from scarcity.results import Insight
 
 
@@ -82,6 +82,19 @@ class Server:
             if self.task == "classification":
                 result["test_accuracy"] = float((prediction.argmax(dim=1) == y).float().mean())
         return result
+
+    def evaluate_clients(self, x: Tensor, y: Tensor, owner: Tensor, num_clients: int) -> Tensor:
+        """Global model on every client's own held-out rows (`owner` of each row): accuracy per
+        client for classification, mean loss per client for regression; NaN for a client
+        with no held-out row. [num_clients], float64."""
+        with torch.no_grad():
+            prediction = self.global_model(x)
+            if self.task == "classification":
+                score = (prediction.argmax(dim=1) == y).double()
+            else:
+                score = per_sample_loss(self.task, prediction, y).double()
+        sums = torch.zeros(num_clients, dtype=torch.float64).index_add_(0, owner, score)
+        return sums / torch.bincount(owner, minlength=num_clients).double()
 
     # -- insights -------------------------------------------------------------------------
     def receive_insight(self, insight: Mapping[str, Any]) -> None:

@@ -40,7 +40,7 @@ def test_the_clients_label_histograms_are_the_partitions_json_and_csv(
     assert [c["label_counts"] for c in clients] == expected
     assert [c["train_samples"] for c in clients] == [len(p) for p in split.parts]
     assert all(sum(1 for n in c["label_counts"] if n) == 2 for c in clients)  # k = 2
-    assert all(c["target_mean"] is None for c in clients)
+    assert all(c["target_mean"] is None and c["test_samples"] == 0 for c in clients)
     table = client.get(f"/simulations/{simulation_id}/clients", headers={"Accept": "text/csv"})
     assert table.headers["content-type"].startswith("text/csv")
     rows = list(csv.DictReader(io.StringIO(table.text)))
@@ -49,13 +49,19 @@ def test_the_clients_label_histograms_are_the_partitions_json_and_csv(
 
 
 def test_a_regression_data_sets_clients_report_target_moments(client: httpx.Client) -> None:
-    created = client.post(
-        "/simulations",
-        json={"preset": "baseline", "dataset": "diabetes", "num_clients": 3, "rounds": 1},
-    )
+    body = {
+        "preset": "baseline",
+        "dataset": "diabetes",
+        "num_clients": 3,
+        "rounds": 1,
+        "client_test_fraction": 0.25,
+    }
+    created = client.post("/simulations", json=body)
     assert created.status_code == 202, created.text
     clients = client.get(f"/simulations/{created.json()['id']}/clients").json()["clients"]
-    assert sum(c["train_samples"] for c in clients) == 354  # 442 rows, 20 % held out
+    # 442 rows, 20 % held out globally; each client keeps a quarter of its 118 rows
+    assert [c["test_samples"] for c in clients] == [30, 30, 30]
+    assert sum(c["train_samples"] + c["test_samples"] for c in clients) == 354
     assert all(c["label_counts"] is None and len(c["target_std"]) == 1 for c in clients)
     missing = client.get("/simulations/00000000-0000-0000-0000-000000000000/clients")
     assert missing.status_code == 404

@@ -256,9 +256,10 @@ def test_stored_configs_on_real_data_keep_their_resampled_standardised_data(
     empty_url: str,
 ) -> None:
     """Revision 0003: a simulation stored on a real data set before natural sizes gets
-    `resample_to_size` and `feature_scaling` written into its config, so the worker resolves
-    it to the data it had (the same as `scarcity.config.stored_config`); synthetic runs and
-    runs already explicit stay as they are; downgrading takes the two fields out again."""
+    `resample_to_size` and `feature_scaling` written into its config, and every stored run
+    `engine_version` 1, so the worker resolves it to the data and the arithmetic it had (the
+    same as `scarcity.config.stored_config`); fields already explicit stay as they are;
+    downgrading takes them out again."""
     import json
     import uuid
 
@@ -299,11 +300,19 @@ def test_stored_configs_on_real_data_keep_their_resampled_standardised_data(
                 **stored[name],
                 "resample_to_size": True,
                 "feature_scaling": "standard",
+                "engine_version": 1,
             }
             assert resolve_config(migrated[name]) == resolve_config(stored_config(stored[name]))
             assert resolve_config(migrated[name]).resample_to_size
-        assert migrated["synthetic"] == stored["synthetic"]
-        assert migrated["explicit"] == {**stored["explicit"], "feature_scaling": "standard"}
+        assert migrated["synthetic"] == {**stored["synthetic"], "engine_version": 1}
+        assert resolve_config(migrated["synthetic"]) == resolve_config(
+            stored_config(stored["synthetic"])
+        )
+        assert migrated["explicit"] == {
+            **stored["explicit"],
+            "feature_scaling": "standard",
+            "engine_version": 1,
+        }
         command.downgrade(config, "0002")
         with Session(engine) as session:
             assert session.get(Simulation, ids["digits"]).config == stored["digits"]

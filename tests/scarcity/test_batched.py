@@ -471,3 +471,28 @@ def test_adam_step_with_per_row_step_counts_matches_torch_adam_with_skipped_step
                 leaf.grad = grad[row].clone()
                 optimizer.step()
         assert torch.allclose(ours[row], leaf.detach(), atol=1e-6)
+
+
+def test_the_first_replay_step_is_exact_where_features_are_zero_in_a_batch():
+    """Digits scaled to [0, 1] have pixels that are exactly 0 in a whole mini-batch: their
+    weights' true gradient is 0, and Adam turns any rounding noise there into a full step. The
+    rows the memory expert has just stored have a residual of exactly 0 before the encoder
+    moves (as the reference computes it); engine_version 1 left float64 noise there and the
+    executions drifted apart (3e-4 in replay_error after one round)."""
+    config = resolve_config(
+        preset="stage8",
+        dataset="digits",
+        partition="dirichlet",
+        dirichlet_alpha=0.3,
+        num_clients=8,
+        rounds=2,
+        batch_size=16,
+        learning_rate=0.1,
+        ssl_epochs=1,
+    )
+    assert config.feature_scaling == "minmax" and config.engine_version == 2
+    reference = run_simulation(config.model_copy(update={"execution": "reference"}))
+    assert_same_results(reference, run_simulation(config))
+    earlier = run_simulation(config.model_copy(update={"engine_version": 1}))
+    with pytest.raises(AssertionError, match="replay_error"):
+        assert_same_results(reference, earlier)
