@@ -528,12 +528,12 @@ const LABELS = {
   dirichlet_alpha: "Dirichlet α", quantity_skew: "Quantity skew σ", drift: "Drift",
   test_fraction: "Test fraction", min_partition_size: "Min rows per client",
   num_classes_per_partition: "Classes per client", num_shards_per_partition: "Shards per client",
-  feature_noise: "Feature noise σ",
+  feature_noise: "Feature noise σ", client_test_fraction: "Client test fraction",
 };
 const GROUPS = [
   ["Run", ["num_clients", "rounds", "seed"]],
   ["Model and training", ["input_dim", "output_dim", "learning_rate", "local_epochs", "batch_size", "router_strategy"]],
-  ["Data", ["dataset", "partition", "dirichlet_alpha", "min_partition_size", "self_balancing", "num_classes_per_partition", "class_assignment_mode", "num_shards_per_partition", "samples_per_client", "quantity_skew", "resample_to_size", "feature_scaling", "feature_noise", "drift", "test_fraction"]],
+  ["Data", ["dataset", "partition", "dirichlet_alpha", "min_partition_size", "self_balancing", "num_classes_per_partition", "class_assignment_mode", "num_shards_per_partition", "samples_per_client", "quantity_skew", "resample_to_size", "feature_scaling", "feature_noise", "drift", "test_fraction", "client_test_fraction"]],
   ["Strategy (shared model)", ["strategy", "reptile_step_size", "server_learning_rate", "server_momentum", "beta_1", "beta_2", "tau", "proximal_mu", "trim_beta", "num_malicious_clients", "num_clients_to_keep", "q_param", "qffl_learning_rate", "dp_clipping_norm", "dp_noise_multiplier", "dp_clipping"]],
   ["Participation and attackers", ["clients_per_round", "fraction_fit", "min_fit_clients", "malicious_fraction", "attack", "attack_scale"]],
 ];
