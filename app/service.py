@@ -161,13 +161,25 @@ def metrics_csv(rows: list[dict[str, Any]]) -> str:
     return out.getvalue()
 
 
+#: Synthetic rows the API makes itself to describe a run the worker has not started yet;
+#: beyond, the worker writes the description when it builds the data anyway.
+MAX_DESCRIBED_ROWS = 1_000_000
+
+
 def client_data(session: Session, simulation_id: uuid.UUID, owner: str) -> list[dict[str, Any]]:
-    """Each client's data: the stored rows, written from the run's config on the first read
-    (a pure function of it, so a queued run shows the data it will train on)."""
+    """Each client's data: the rows the worker wrote when the run started, or, before then,
+    made from the run's config and stored (a pure function of it, so a queued run shows the
+    data it will train on)."""
     simulation = get_simulation(session, simulation_id, owner)
     rows = store.client_data(session, simulation_id)
     if not rows:
         config = SimulationConfig.model_validate(simulation.config)
+        synthetic_rows = config.num_clients * config.samples_per_client
+        if config.dataset == "synthetic" and synthetic_rows > MAX_DESCRIBED_ROWS:
+            raise Conflict(
+                f"simulation {simulation_id}: its {synthetic_rows:,} synthetic rows are "
+                "described when a worker starts it; ask again once it is running"
+            )
         store.save_client_data(
             session, simulation_id, [c.to_dict() for c in describe_clients(config)]
         )

@@ -80,6 +80,8 @@ class Simulation:
         self.rng = np.random.default_rng([cfg.seed, SIM_STREAM])
         self.adversary = Adversary(cfg)
         data = make_federated_data(cfg)
+        #: The clients' data as the partition gave it (before any attacker flips labels).
+        self.client_data: FederatedData = data
         if cfg.attack == "label_flip" and self.adversary.active:
             data = flip_labels(data, self.adversary.attackers, cfg.output_dim)
         self.data: FederatedData = data

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query, Request, Response
 from app import service
 from app.deps import OwnerDep, SessionDep
 from app.routes.simulations import ERRORS
-from app.schemas import ClientsPublic
+from app.schemas import ClientsPublic, ErrorBody
 
 router = APIRouter(prefix="/simulations/{simulation_id}", tags=["results"])
 
@@ -19,7 +19,15 @@ CSV_RESPONSE: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.get("/clients", response_model=ClientsPublic, responses={**CSV_RESPONSE, **ERRORS})
+@router.get(
+    "/clients",
+    response_model=ClientsPublic,
+    responses={
+        **CSV_RESPONSE,
+        **ERRORS,
+        409: {"model": ErrorBody, "description": "A large run not started yet."},
+    },
+)
 def get_clients(
     simulation_id: uuid.UUID,
     request: Request,

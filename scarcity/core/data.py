@@ -422,9 +422,12 @@ class ClientDataSummary:
         }
 
 
-def describe_clients(config: SimulationConfig) -> list[ClientDataSummary]:
-    """Every client's data in round 1, as the simulation of `config` holds it."""
-    data = make_federated_data(config)
+def describe_clients(
+    config: SimulationConfig, data: FederatedData | None = None
+) -> list[ClientDataSummary]:
+    """Every client's data in round 1, as the simulation of `config` holds it (`data`: that
+    simulation's data when at hand, else made from the config)."""
+    data = make_federated_data(config) if data is None else data
     held_out = [len(y) for y in data.client_test_y] or [0] * len(data.client_y)
     summaries = []
     for client_id, (y, tests) in enumerate(zip(data.client_y, held_out, strict=True)):

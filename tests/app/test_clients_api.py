@@ -7,6 +7,7 @@ import io
 
 import httpx
 import numpy as np
+import pytest
 
 from scarcity import resolve_config
 from scarcity.core.data import natural_split
@@ -108,3 +109,38 @@ def test_partitions_list_every_rule_and_bad_splits_are_422_naming_the_field(
         response = client.post("/simulations", json={"preset": "baseline", **body})
         assert response.status_code == 422, (body, response.text)
         assert [d["field"] for d in response.json()["detail"]] == [field], response.text
+
+
+def test_a_large_synthetic_run_is_described_by_its_worker_not_by_the_api(sqlite_url: str) -> None:
+    """The API makes a queued run's description itself only while that is cheap: a million
+    synthetic rows and more are written by the worker that builds them anyway (409 until
+    then); a stored description is served as stored."""
+    from sqlalchemy.orm import sessionmaker
+
+    from app import service
+    from app.errors import Conflict
+    from models import store
+    from models.db import make_engine
+    from models.migrate import upgrade_to_head
+
+    upgrade_to_head(sqlite_url)
+    engine = make_engine(sqlite_url)
+    sessions = sessionmaker(engine, expire_on_commit=False)
+    big = resolve_config(preset="baseline", num_clients=20_000, samples_per_client=100)
+    try:
+        with sessions.begin() as session:
+            row = store.create_simulation(session, owner="", config=big.model_dump(mode="json"))
+        with sessions.begin() as session, pytest.raises(Conflict, match="2,000,000"):
+            service.client_data(session, row.id, "")
+        written = [
+            {"client_id": i, "train_samples": 100, "test_samples": 0, "label_counts": None,
+             "target_mean": [0.5], "target_std": [1.0]}
+            for i in range(3)
+        ]  # fmt: skip
+        with sessions.begin() as session:
+            store.save_client_data(session, row.id, written)
+            store.save_client_data(session, row.id, [{**written[0], "train_samples": 7}])
+        with sessions.begin() as session:
+            assert service.client_data(session, row.id, "") == written  # the first write stands
+    finally:
+        engine.dispose()
