@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from models.settings import get_settings
@@ -53,8 +54,8 @@ def worker(args: argparse.Namespace) -> int:
         "--without-gossip",
         "--without-mingle",
     ]
-    if args.hostname:
-        argv.append(f"--hostname={args.hostname}")
+    # Unique by default (Celery's own default, celery@host, repeats for every worker of a host).
+    argv.append(f"--hostname={args.hostname or f'scarcity-{os.getpid()}@%h'}")
     celery_app.worker_main(argv)
     return 0
 

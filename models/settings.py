@@ -41,6 +41,12 @@ class Settings(BaseSettings):
     simulation_time_limit_seconds: float = Field(
         3600.0, gt=0, description="Wall-clock limit of one simulation; then it fails."
     )
+    db_retry_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="How long a worker retries a failing database write before it releases "
+        "the simulation (it stays running and is resumed; no attempt is charged).",
+    )
     publish_timeout_seconds: float = Field(
         2.0, gt=0, description="Bound on enqueueing a job; past it the reaper publishes later."
     )

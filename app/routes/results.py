@@ -120,8 +120,12 @@ def get_logs(
 def _poll(simulation_id: uuid.UUID, owner: str, after_round: int) -> tuple[Any, list[Any]]:
     with session_scope(read_only=True) as session:
         simulation = service.get_simulation(session, simulation_id, owner)
-        rows = service.metrics_rows(
-            session, simulation_id, from_round=after_round + 1, to_round=None, names=None
+        rows = service.metrics_rows(  # a Last-Event-ID of MAX_INT must not overflow INTEGER
+            session,
+            simulation_id,
+            from_round=min(after_round + 1, MAX_INT),
+            to_round=None,
+            names=None,
         )
         return service.to_public(session, [simulation])[0], rows
 
