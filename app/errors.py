@@ -29,6 +29,10 @@ class APIError(Exception):
         self.headers = headers
 
 
+class BadRequest(APIError):
+    status_code, type = 400, "http_error"
+
+
 class NotFound(APIError):
     status_code, type = 404, "not_found"
 
@@ -157,7 +161,10 @@ def install_error_handlers(app: FastAPI) -> None:
         if not is_transient(exc):
             logger.error("database error", exc_info=exc)
             return JSONResponse(_body("internal_error", "internal server error"), 500)
+        from worker.metrics import DB_ERRORS
+
         reason = type(getattr(exc, "orig", None) or exc).__name__
+        DB_ERRORS.labels(step="api").inc()
         logger.warning("database unavailable (%s)", reason)
         return JSONResponse(
             _body(

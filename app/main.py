@@ -16,7 +16,9 @@ from fastapi.staticfiles import StaticFiles
 from app.admission import Admission
 from app.errors import install_error_handlers
 from app.limits import BodySizeLimit
+from app.metrics import RequestMetrics
 from app.openapi import drop_auth_when_open
+from app.request_id import RequestId
 from app.routes import results, simulations, system
 from models.migrate import ensure_schema
 from models.settings import get_settings
@@ -73,6 +75,8 @@ def create_app() -> FastAPI:
     install_error_handlers(app)
     drop_auth_when_open(app, open_api=not settings.api_key_list)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestId)
+    app.add_middleware(RequestMetrics)
     for module in (simulations, results, system):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

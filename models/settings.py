@@ -7,6 +7,7 @@ README lists each with its default. The engine (`scarcity/`) never reads these.
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -69,7 +70,16 @@ class Settings(BaseSettings):
     torch_threads: int = Field(
         1, ge=1, description="Torch threads per running simulation (small ops: 1 is fastest)."
     )
+    worker_metrics_port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description="`scarcity worker` serves Prometheus metrics here (pool process i: port+i).",
+    )
     log_dir: str = Field("logs", description="Directory of scarcity.log.")
+    log_format: Literal["text", "json"] = Field(
+        "text", description="`json`: one JSON object a line, with simulation_id and attempt."
+    )
 
     @property
     def api_key_list(self) -> list[str]:

@@ -122,6 +122,14 @@ def count_active(session: Session, owner: str, *, up_to: int | None = None) -> i
     return session.scalar(select(func.count()).select_from(active.subquery())) or 0
 
 
+def count_by_status(session: Session) -> dict[str, int]:
+    """How many simulations there are in each status (all owners: for the operator's metrics)."""
+    rows = session.execute(
+        select(Simulation.status, func.count()).group_by(Simulation.status)
+    ).all()
+    return {str(status): int(n) for status, n in rows}
+
+
 def request_cancel(session: Session, simulation: Simulation) -> None:
     """Queued → cancelled at once; running → flagged, the worker stops after its current round."""
     now = utcnow()

@@ -126,7 +126,7 @@ def run_command(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from scarcity.config import resolve_config
-    from scarcity.logging_setup import configure_logging
+    from scarcity.logging_setup import LogFileError, configure_logging, default_log_file
     from scarcity.simulation import Simulation, SimulationError
 
     try:
@@ -142,7 +142,13 @@ def run_command(args: argparse.Namespace) -> int:
         def emit(self, record: logging.LogRecord) -> None:
             tqdm.write(self.format(record), file=sys.stderr)
 
-    configure_logging(args.log_level.upper(), console=TqdmHandler())
+    try:
+        configure_logging(
+            args.log_level.upper(), log_file=default_log_file(), console=TqdmHandler()
+        )
+    except LogFileError as error:
+        print(f"scarcity: {error}", file=sys.stderr)
+        return EXIT_USAGE
     torch.set_num_threads(max(1, args.torch_threads))
     simulation = Simulation(config)
     rows = []

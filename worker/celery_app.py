@@ -93,6 +93,16 @@ def _fresh_connections_after_fork(**_: Any) -> None:
     from worker.tasks import configure_torch
 
     configure_torch()
+    port = get_settings().worker_metrics_port
+    if port:  # each pool process has its own counters: process i serves them on port + i
+        from billiard.process import current_process
+        from prometheus_client import start_http_server
+
+        index = getattr(current_process(), "index", 0) or 0
+        try:
+            start_http_server(port + index, addr=get_settings().host)
+        except OSError as exc:
+            logger.warning("worker metrics: cannot listen on port %d (%s)", port + index, exc)
 
 
 _reaper_stop = threading.Event()

@@ -28,6 +28,7 @@ from models import SimulationStatus, store
 from models.db import is_transient, session_scope
 from models.settings import get_settings
 from scarcity import Simulation, SimulationConfig
+from scarcity.logging_setup import bind_log_context, log_context
 
 logger = logging.getLogger("worker.tasks")
 
@@ -294,7 +295,17 @@ def execute(
     or not finished here (lease lost, released at a shutdown or after database errors).
 
     `should_stop` is asked after each stored round: True releases the run there, and
-    `republish` (when given) sends its job again so another worker resumes it at once."""
+    `republish` (when given) sends its job again so another worker resumes it at once. Every
+    log line meanwhile carries `simulation_id` and `attempt` (keys of their own in JSON logs)."""
+    with log_context(simulation_id=str(simulation_id)):
+        return _execute(simulation_id, should_stop, republish)
+
+
+def _execute(
+    simulation_id: uuid.UUID,
+    should_stop: Callable[[], bool],
+    republish: Callable[[uuid.UUID], object] | None,
+) -> str | None:
     from worker import metrics
 
     settings = get_settings()
@@ -306,6 +317,7 @@ def execute(
     if claim is None:
         logger.info("simulation %s: not claimable (finished, cancelled or held)", simulation_id)
         return None
+    bind_log_context(attempt=claim.attempt)
     metrics.CLAIMS.labels(kind="resume" if claim.rounds_completed else "start").inc()
     job = _Job(claim)
     try:

@@ -17,6 +17,7 @@ from app.deps import OwnerDep, ReadSessionDep
 from app.routes.simulations import ERRORS
 from app.schemas import (
     MAX_INT,
+    ErrorBody,
     InsightPublic,
     InsightsPublic,
     LogLine,
@@ -25,7 +26,7 @@ from app.schemas import (
     MetaParamsRow,
     MetricsPublic,
 )
-from models import FINISHED_STATUSES, store
+from models import FINISHED_STATUSES
 from models.db import session_scope
 
 router = APIRouter(prefix="/simulations/{simulation_id}", tags=["results"])
@@ -36,7 +37,15 @@ CSV_RESPONSE: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.get("/metrics", response_model=MetricsPublic, responses={**CSV_RESPONSE, **ERRORS})
+@router.get(
+    "/metrics",
+    response_model=MetricsPublic,
+    responses={
+        **CSV_RESPONSE,
+        **ERRORS,
+        406: {"model": ErrorBody, "description": "`Accept` allows neither JSON nor CSV."},
+    },
+)
 def get_metrics(
     simulation_id: uuid.UUID,
     request: Request,
@@ -47,16 +56,15 @@ def get_metrics(
     names: str | None = Query(None, max_length=2000, description="Comma list of metric names."),
     format: str | None = Query(None, pattern="^(json|csv)$", description="Or `Accept: text/csv`."),
 ) -> Any:
-    """Metrics of every finished round; `Accept: text/csv` or `format=csv` for one row per round."""
+    """Metrics of every finished round; `Accept: text/csv` (q-values honoured) or `format=csv`
+    for one row per round; `format` wins over `Accept`."""
     service.get_simulation(session, simulation_id, owner)
     wanted = [n.strip() for n in names.split(",") if n.strip()] if names else None
     rows = service.metrics_rows(
         session, simulation_id, from_round=from_round, to_round=to_round, names=wanted
     )
-    wants_csv = format == "csv" or (
-        format is None and "text/csv" in request.headers.get("accept", "")
-    )
-    if wants_csv:
+    media = f"text/{format}" if format == "csv" else "application/json" if format else None
+    if (media or service.negotiate(request.headers.get("accept"))) == "text/csv":
         return Response(service.metrics_csv(rows), media_type="text/csv")
     return {"simulation_id": simulation_id, "rounds": rows}
 
@@ -73,7 +81,7 @@ def get_insights(
 ) -> InsightsPublic:
     """Per-client insights, by round and/or client."""
     service.get_simulation(session, simulation_id, owner)
-    rows = store.insights(
+    rows = service.insights(
         session, simulation_id, round=round, client_id=client_id, limit=limit, offset=offset
     )
     return InsightsPublic(
@@ -94,7 +102,9 @@ def get_meta_params(
 ) -> MetaParamsPublic:
     """The meta-learner's parameters after each round (mean, std, lr, updates, priors)."""
     service.get_simulation(session, simulation_id, owner)
-    rows = store.meta_params(session, simulation_id, from_round, to_round)
+    rows = service.meta_params_rows(
+        session, simulation_id, from_round=from_round, to_round=to_round
+    )
     return MetaParamsPublic(
         simulation_id=simulation_id,
         rounds=[MetaParamsRow(round=r.round, **r.params) for r in rows],
@@ -110,7 +120,7 @@ def get_logs(
 ) -> LogsPublic:
     """Log lines in the order they were written: lifecycle (round 0) and per-round lines."""
     service.get_simulation(session, simulation_id, owner)
-    rows = store.logs(session, simulation_id, after_id)
+    rows = service.log_lines(session, simulation_id, after_id)
     return LogsPublic(
         simulation_id=simulation_id,
         lines=[LogLine(id=r.id, round=r.round, level=r.level, message=r.message) for r in rows],
