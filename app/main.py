@@ -15,6 +15,7 @@ from fastapi.staticfiles import StaticFiles
 
 from app.admission import Admission
 from app.errors import install_error_handlers
+from app.events import EventHub
 from app.limits import BodySizeLimit
 from app.metrics import RequestMetrics
 from app.openapi import drop_auth_when_open
@@ -56,6 +57,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         admission.start()
         stack.push_async_callback(admission.stop)
         app.state.admission = admission
+        app.state.events = EventHub()
         # Everything loaded so far (torch, numpy, the app) lives as long as the process: keep
         # it out of the cyclic GC, whose full passes over it stalled requests by ~0.1 s.
         gc.freeze()

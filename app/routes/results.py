@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
-import json
 import uuid
-from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from sse_starlette.sse import EventSourceResponse
+from fastapi.responses import StreamingResponse
 
 from app import service
 from app.deps import OwnerDep, ReadSessionDep
+from app.events import EventHub, events
 from app.routes.simulations import ERRORS
 from app.schemas import (
     MAX_INT,
@@ -26,11 +24,9 @@ from app.schemas import (
     MetaParamsRow,
     MetricsPublic,
 )
-from models import FINISHED_STATUSES
 from models.db import session_scope
 
 router = APIRouter(prefix="/simulations/{simulation_id}", tags=["results"])
-EVENT_POLL_SECONDS = 0.5
 
 CSV_RESPONSE: dict[int | str, dict[str, Any]] = {
     200: {"content": {"text/csv": {"schema": {"type": "string"}}}, "description": "Metrics."}
@@ -127,17 +123,9 @@ def get_logs(
     )
 
 
-def _poll(simulation_id: uuid.UUID, owner: str, after_round: int) -> tuple[Any, list[Any]]:
+def _exists(simulation_id: uuid.UUID, owner: str) -> None:
     with session_scope(read_only=True) as session:
-        simulation = service.get_simulation(session, simulation_id, owner)
-        rows = service.metrics_rows(  # a Last-Event-ID of MAX_INT must not overflow INTEGER
-            session,
-            simulation_id,
-            from_round=min(after_round + 1, MAX_INT),
-            to_round=None,
-            names=None,
-        )
-        return service.to_public(session, [simulation])[0], rows
+        service.get_simulation(session, simulation_id, owner)
 
 
 @router.get(
@@ -149,25 +137,21 @@ def _poll(simulation_id: uuid.UUID, owner: str, after_round: int) -> tuple[Any, 
 )
 async def stream_events(
     simulation_id: uuid.UUID,
+    request: Request,
     owner: OwnerDep,
     last_event_id: Annotated[
         int, Header(ge=0, le=MAX_INT, description="Resume after this round (set by browsers).")
     ] = 0,
-) -> EventSourceResponse:
-    """Server-sent events: `round` per finished round (with metrics), then one `end`."""
-    await run_in_threadpool(_poll, simulation_id, owner, 0)  # 404 before the stream opens
+) -> StreamingResponse:
+    """Server-sent events: `round` per finished round (with metrics), then one `end`.
 
-    async def events() -> AsyncIterator[dict[str, str]]:
-        sent = last_event_id  # a reconnecting client gets only the rounds it missed
-        while True:
-            simulation, rows = await run_in_threadpool(_poll, simulation_id, owner, sent)
-            for row in rows:
-                sent = row["round"]
-                payload = {**row, "rounds_total": simulation.progress.rounds_total}
-                yield {"event": "round", "id": str(sent), "data": json.dumps(payload)}
-            if simulation.status in FINISHED_STATUSES:
-                yield {"event": "end", "data": simulation.model_dump_json()}
-                return
-            await asyncio.sleep(EVENT_POLL_SECONDS)
-
-    return EventSourceResponse(events(), ping=15)
+    Every subscriber of a simulation in this process shares one database poller
+    (`app/events.py`)."""
+    hub: EventHub = request.app.state.events
+    if hub.feed(simulation_id, owner) is None:  # a live feed of this owner's run proves it
+        await run_in_threadpool(_exists, simulation_id, owner)  # 404 before the stream opens
+    return StreamingResponse(
+        events(hub, simulation_id, owner, last_event_id),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )

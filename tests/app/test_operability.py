@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -138,6 +139,46 @@ def test_metrics_parse_and_move_as_runs_are_submitted_and_finish(client: httpx.C
     assert after[posts] == before.get(posts, 0) + 1
     assert after[("scarcity_round_duration_seconds_count", ())] >= 4
     assert ("scarcity_queue_depth", ()) in after
+
+
+async def _follow(client: httpx.AsyncClient, sim_id: str) -> list[str]:
+    """The event names of one subscriber's stream, to its end."""
+    names = []
+    async with client.stream("GET", f"/simulations/{sim_id}/events", timeout=120) as response:
+        assert response.status_code == 200
+        async for line in response.aiter_lines():
+            if line.startswith("event:"):
+                names.append(line.split(":", 1)[1].strip())
+                if names[-1] == "end":
+                    break
+    return names
+
+
+def test_event_subscribers_of_one_run_share_one_database_poller(
+    client: httpx.Client, server: Server
+) -> None:
+    """20 streams on one run: the polls are those of one subscriber (one every 0.5 s), not 20×."""
+    import asyncio
+
+    polls = ("scarcity_event_reads_total", (("kind", "poll"),))
+    catch_ups = ("scarcity_event_reads_total", (("kind", "catch_up"),))
+    before = samples(client)
+    job = {"preset": "stage8", "rounds": 20}
+    sim_id = client.post("/simulations", json=job).json()["id"]
+
+    async def subscribe_all() -> list[list[str]]:
+        async with httpx.AsyncClient(base_url=server.url) as http:
+            return await asyncio.gather(*(_follow(http, sim_id) for _ in range(20)))
+
+    start = time.monotonic()
+    streams = asyncio.run(subscribe_all())
+    elapsed = time.monotonic() - start
+    assert all(names == ["round"] * 20 + ["end"] for names in streams), streams
+    after = samples(client)
+    made = after[polls] - before.get(polls, 0)
+    assert 1 <= made <= elapsed / 0.5 + 2, (made, elapsed)
+    assert after.get(catch_ups, 0) - before.get(catch_ups, 0) <= 20
+    assert after[("scarcity_event_subscribers", ())] == 0
 
 
 def test_every_response_carries_a_request_id(client: httpx.Client) -> None:
