@@ -340,14 +340,16 @@ def release(session: Session, claim: Claim) -> bool:
     return cast(CursorResult[Any], result).rowcount == 1
 
 
-def refund(session: Session, claim: Claim) -> None:
+def refund(session: Session, claim: Claim) -> bool:
     """The claim was taken over while its worker lived on (frozen, or cut off from the
-    database): that takeover charged an attempt for a worker that did not die; give it back."""
-    session.execute(
+    database): that takeover charged an attempt for a worker that did not die; give it back.
+    False when no later claim exists (the run was cancelled or ended otherwise)."""
+    result = session.execute(
         update(Simulation)
         .where(Simulation.id == claim.simulation_id, Simulation.attempt > claim.attempt)
         .values(releases=Simulation.releases + 1)
     )
+    return cast(CursorResult[Any], result).rowcount == 1
 
 
 def _insert(session: Session) -> Any:

@@ -175,7 +175,8 @@ class _Job:
 
     def refund(self) -> None:
         def work(session: Session) -> None:
-            store.refund(session, self.claim)
+            if not store.refund(session, self.claim):
+                return  # fenced off without a takeover (cancelled, ended): nothing to give back
             store.add_log(
                 session,
                 self.id,

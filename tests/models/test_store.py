@@ -229,7 +229,8 @@ def test_released_and_refunded_claims_are_not_charged_and_the_logs_say_so(
     assert taker is not None and taker.attempt == frozen.attempt + 1
     with sessions.begin() as session:  # ...then it wakes, finds itself fenced, and refunds
         assert not store.release(session, frozen)
-        store.refund(session, frozen)
+        assert store.refund(session, frozen)
+        assert not store.refund(session, taker)  # nobody took over from the taker: no refund
     row = load(sessions, sim_id)  # claims 1-4 released, 5 frozen and refunded, 6 holds it
     assert (row.status, row.attempt, row.releases) == (SimulationStatus.running, 6, 5)
     lines = lifecycle_lines(sessions, sim_id)
