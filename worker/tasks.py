@@ -64,11 +64,11 @@ def with_database(
     *,
     bound: float,
     simulation_id: uuid.UUID | None = None,
-    max_delay: float = RETRY_MAX_DELAY_SECONDS,
+    stop: threading.Event | None = None,
 ) -> T:
     """Run `work` in its own transaction; on a transient database error (docs/reliability.md)
-    roll back and run it again after 0.1, 0.2, 0.4 … s (at most `max_delay`), for up to `bound`
-    seconds. Other errors, and `work`'s own exceptions, go to the caller at once."""
+    roll back and run it again after 0.1, 0.2, 0.4 … 2 s, for up to `bound` seconds (or until
+    `stop` is set). Other errors, and `work`'s own exceptions, go to the caller at once."""
     from worker import metrics
 
     start, delay, tries = time.monotonic(), RETRY_FIRST_DELAY_SECONDS, 0
@@ -95,8 +95,11 @@ def with_database(
                 tries + 1,
                 delay,
             )
-            time.sleep(delay)
-            delay = min(delay * 2, max_delay)
+            if stop is not None and stop.wait(delay):
+                raise DatabaseUnavailable(f"{what}: stopped while retrying") from exc
+            if stop is None:
+                time.sleep(delay)
+            delay = min(delay * 2, RETRY_MAX_DELAY_SECONDS)
 
 
 def public_error(exc: BaseException) -> str:
@@ -155,6 +158,11 @@ class _Job:
         self.id = claim.simulation_id
         self.last_round = claim.rounds_completed
         self.bound = settings.db_retry_seconds
+        # After a give-up: the background release, and whether it landed.
+        self.why = ""
+        self.settled = False
+        self._stop_release = threading.Event()
+        self._releaser: threading.Thread | None = None
 
     def db(self, what: str, work: Callable[[Session], T]) -> T:
         return with_database(what, work, bound=self.bound, simulation_id=self.id)
@@ -192,25 +200,49 @@ class _Job:
 
     def give_up(self, exc: DatabaseUnavailable) -> None:
         """The database stayed away past the bound: stop, and release once it is back (in the
-        background, so the worker can take other jobs meanwhile)."""
+        background, so the worker can take other jobs meanwhile). Until that release lands,
+        a claim of the same simulation in this process writes it first (`settle_before_claim`),
+        so the worker never charges itself for its own give-up."""
         from worker import metrics
 
         metrics.GIVE_UPS.inc()
         logger.error("simulation %s: giving up (%s); releasing it", self.id, exc)
+        self.why = f"gave up, {exc}"
+        self.release_in_background()
+
+    def release_in_background(self) -> None:
+        self._stop_release = threading.Event()
 
         def release_later() -> None:
             try:
                 with_database(
                     "release",
-                    lambda session: self._release_in(session, f"gave up, {exc}"),
+                    lambda session: self._release_in(session, self.why),
                     bound=RELEASE_PATIENCE_SECONDS,
                     simulation_id=self.id,
-                    max_delay=10.0,
+                    stop=self._stop_release,
                 )
+                self.settled = True
+            except DatabaseUnavailable:
+                pass  # stopped: the claim that stopped it writes the release
             except Exception:
                 logger.exception("simulation %s: release after a give-up failed", self.id)
+            finally:
+                with _UNSETTLED_LOCK:
+                    if _UNSETTLED.get(self.id) is self:
+                        del _UNSETTLED[self.id]
 
-        threading.Thread(target=release_later, daemon=True, name="release").start()
+        with _UNSETTLED_LOCK:
+            _UNSETTLED[self.id] = self
+        self._releaser = threading.Thread(target=release_later, daemon=True, name="release")
+        self._releaser.start()
+
+    def settle_before_claim(self) -> bool:
+        """Stop the background release; True when it had not landed (the claim writes it)."""
+        self._stop_release.set()
+        if self._releaser is not None:
+            self._releaser.join()
+        return not self.settled
 
     def _release_in(self, session: Session, why: str) -> bool:
         if store.release(session, self.claim):
@@ -263,10 +295,21 @@ def _observe_round(duration_seconds: float) -> None:
     metrics.ROUND_DURATION.observe(duration_seconds)
 
 
+# Jobs of this process that gave up and whose release has not landed yet, by simulation.
+_UNSETTLED: dict[uuid.UUID, _Job] = {}
+_UNSETTLED_LOCK = threading.Lock()
+
+
 def _claim(simulation_id: uuid.UUID) -> store.Claim | None:
     settings = get_settings()
+    with _UNSETTLED_LOCK:
+        pending = _UNSETTLED.pop(simulation_id, None)
+    if pending is not None and not pending.settle_before_claim():
+        pending = None
 
     def work(session: Session) -> store.Claim | None:
+        if pending is not None:  # our own give-up first: released, not charged
+            pending._release_in(session, pending.why)
         claim = store.claim(
             session,
             simulation_id,
@@ -282,9 +325,14 @@ def _claim(simulation_id: uuid.UUID) -> store.Claim | None:
             )
         return claim
 
-    return with_database(
-        "claim", work, bound=settings.db_retry_seconds, simulation_id=simulation_id
-    )
+    try:
+        return with_database(
+            "claim", work, bound=settings.db_retry_seconds, simulation_id=simulation_id
+        )
+    except DatabaseUnavailable:
+        if pending is not None:  # still not written: back to the background
+            pending.release_in_background()
+        raise
 
 
 def execute(

@@ -280,3 +280,36 @@ def test_postgres_restarts_and_a_20_s_outage_never_fail_or_charge_a_run(
     finally:
         worker.stop()
         server.stop()
+
+
+def test_an_outage_past_the_retry_bound_releases_the_run_which_then_resumes(
+    own_postgres: tuple[PostgresServer, str], own_redis: str, tmp_path: Path, expected: list[dict]
+) -> None:
+    """SCARCITY_DB_RETRY_SECONDS=2 and 8 s without the database: the worker gives up, releases
+    the run once the database is back (not charged, SCARCITY_MAX_ATTEMPTS=1) and it resumes."""
+    postgres, url = own_postgres
+    env = {
+        "SCARCITY_DATABASE_URL": url,
+        "SCARCITY_BROKER_URL": own_redis,
+        "SCARCITY_WORKER_LEASE_SECONDS": "2",
+        "SCARCITY_MAX_ATTEMPTS": "1",
+        "SCARCITY_DB_RETRY_SECONDS": "2",
+    }
+    server = Server(env, tmp_path / "api.log")
+    worker = Worker(env, tmp_path / "worker.log")
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as api:
+            sim_id = api.post("/simulations", json=JOB).json()["id"]
+            until("round 3", 60, reached, api, sim_id, 3)
+            postgres.stop()
+            time.sleep(8)
+            postgres.start()
+            final = assert_identical_success(api, sim_id, expected)
+            assert final["status"] == "succeeded"
+            lines = lifecycle(api, sim_id)
+            assert any("released after round" in x and "gave up" in x for x in lines), lines
+            assert sum("claimed by" in line for line in lines) == 2, lines
+            assert not any(" lost" in line for line in lines), lines
+    finally:
+        worker.stop()
+        server.stop()
