@@ -270,6 +270,11 @@ def test_postgres_restarts_and_a_20_s_outage_never_fail_or_charge_a_run(
                     assert response.status_code == 503, response.text
                     assert int(response.headers["Retry-After"]) > 0
                     assert "database" in response.json()["detail"]
+                    assert response.headers.get("connection", "").lower() != "close"  # keep-alive
+                ready = api.get("/readyz")
+                assert ready.status_code == 503
+                assert ready.json()["checks"]["database"].startswith("error")
+                assert ready.json()["checks"]["queue"] == "ok"
                 time.sleep(max(0.0, 20 - (time.monotonic() - down_at)))
             finally:
                 postgres.start()
