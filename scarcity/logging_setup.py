@@ -100,6 +100,8 @@ def configure_logging(
     if log_file is not None:
         path = Path(log_file)
         try:
+            if path.parent.exists() and not path.parent.is_dir():
+                raise NotADirectoryError(f"{path.parent} is not a directory")
             path.parent.mkdir(parents=True, exist_ok=True)
             handlers.append(logging.FileHandler(path, encoding="utf-8"))
         except OSError as exc:
