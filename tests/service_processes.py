@@ -90,8 +90,10 @@ class Server(ServiceProcess):
 
 
 class Worker(ServiceProcess):
-    def __init__(self, env: Mapping[str, str], log_path: Path, name: str = "w1") -> None:
-        super().__init__([*SCARCITY, "worker", "--hostname", f"{name}@%h"], env, log_path)
+    def __init__(self, env: Mapping[str, str], log_path: Path, name: str | None = "w1") -> None:
+        """`name` None: the command's own default node name."""
+        hostname = ["--hostname", f"{name}@%h"] if name else []
+        super().__init__([*SCARCITY, "worker", *hostname], env, log_path)
 
 
 class RedisServer(ServiceProcess):

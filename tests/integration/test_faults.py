@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration.test_durability import expected_metrics, stored_metrics
 from tests.service_processes import (
@@ -30,6 +31,7 @@ from tests.service_processes import (
     RedisServer,
     Server,
     Worker,
+    free_port,
     wait_for_status,
 )
 
@@ -129,7 +131,9 @@ def test_terminated_connections_inside_round_writes_are_retried_not_failures(
     stack: dict[str, Any], expected: list[dict]
 ) -> None:
     api, url = stack["api"], stack["url"]
-    worker = Worker(stack["env"], stack["tmp"] / "worker.log")
+    metrics_port = free_port()
+    env = {**stack["env"], "SCARCITY_WORKER_METRICS_PORT": str(metrics_port)}
+    worker = Worker(env, stack["tmp"] / "worker.log", name=None)  # the default node name
     try:
         sim_id = api.post("/simulations", json=JOB).json()["id"]
         until("the first round", 60, reached, api, sim_id, 1)
@@ -148,6 +152,20 @@ def test_terminated_connections_inside_round_writes_are_retried_not_failures(
         events = api.get(f"/simulations/{sim_id}/events", headers={"Last-Event-ID": str(2**31 - 1)})
         assert events.status_code == 200, events.text
         assert "event: end" in events.text and "event: round" not in events.text
+        # The worker's own metrics: its pool process serves them on the configured port.
+        scraped = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics").text
+        values = {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(scraped)
+            for s in family.samples
+        }
+        assert values[("scarcity_rounds_written_total", ())] == JOB["rounds"]
+        assert values[("scarcity_db_errors_total", (("step", "round write"),))] >= 5
+        assert values[("scarcity_claims_total", (("kind", "start"),))] == 1
+        # Unique node names by default, and task events on for Celery's own tooling.
+        output = worker.output()
+        assert re.search(r"scarcity-\d+@\S+ ready", output) and "task events: ON" in output
+        assert "DuplicateNodenameWarning" not in output
     finally:
         worker.stop()
 
