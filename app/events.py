@@ -28,7 +28,7 @@ from models import FINISHED_STATUSES
 from models.db import session_scope
 
 POLL_SECONDS = 0.5
-BUFFERED_ROUNDS = 256
+BUFFERED_ROUNDS = 32  # bounded memory: a round of 10,000 clients is ~200 KB of events
 READS = Counter(
     "scarcity_event_reads",
     "Database reads for live events: a feed's polls, and catch-ups of subscribers behind it.",
@@ -78,7 +78,7 @@ class Feed:
         self.simulation: SimulationPublic | None = None
         self.last_round = 0
         # (round, its encoded event): serialized once here, sent as is to every subscriber
-        self.buffer: deque[tuple[int, bytes]] = deque(maxlen=BUFFERED_ROUNDS)
+        self.buffer: deque[tuple[int, bytes]] = deque()
         self.end_event = b""
         self._chunks: dict[int, bytes] = {}  # this version's bytes after a round, shared
         self.error: BaseException | None = None
@@ -100,6 +100,9 @@ class Feed:
                 if rows:
                     self.buffer.extend((row["round"], round_event(row, simulation)) for row in rows)
                     self.last_round = rows[-1]["round"]
+                    # the last poll's rounds always stay: subscribers that kept up need them
+                    while len(self.buffer) > max(BUFFERED_ROUNDS, len(rows)):
+                        self.buffer.popleft()
                 if self.finished:
                     self.end_event = encode("end", simulation.model_dump_json())
                 self._chunks = {}
