@@ -10,14 +10,14 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 RUN useradd --create-home --uid 10001 --user-group scarcity
 
 WORKDIR /src
-# Dependencies first, in their own layer: rebuilt only when pyproject.toml changes.
-# The extra index gives CPU-only torch (its `+cpu` build of the pinned version wins over
-# PyPI's CUDA one); it lives only here, so a local `pip install .` keeps the platform default.
-COPY pyproject.toml ./
-RUN mkdir scarcity && touch scarcity/__init__.py README.md \
-    && pip install --extra-index-url https://download.pytorch.org/whl/cpu . \
-    && pip uninstall -y scarcity \
-    && rm -rf /src/*
+# Dependencies first, in their own layer: rebuilt only when the lock changes. Every package is
+# pinned with its hashes in requirements.lock (runtime only: no test tools in the image); torch
+# is pinned by version and comes from PyTorch's CPU index (its `+cpu` build of 2.13.0), which
+# lives only here, so a local `pip install` keeps the platform default.
+COPY requirements.lock ./
+RUN pip install --require-hashes -r requirements.lock \
+    && pip install --no-deps --extra-index-url https://download.pytorch.org/whl/cpu 'torch==2.13.0' \
+    && rm requirements.lock
 
 # Then the project itself (installed into site-packages; /src is removed afterwards).
 COPY . .

@@ -3,18 +3,44 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
-# Re-install only when the dependency list changes.
-STAMP := .venv/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
+TORCH := torch==2.13.0
+# Installs come from the lock files (pinned, with hashes): requirements.lock for serving,
+# requirements-test.lock (a superset, same versions) for the tests. Re-install only when a lock
+# or pyproject.toml changes. torch is pinned here and in pyproject.toml but not in the locks:
+# its CPU build lives on PyTorch's own index, not PyPI (README, "Installing").
+LOCK_HASH = $(shell cat $(1) pyproject.toml | sha1sum | cut -c1-12)
+RUN_STAMP := .venv/.installed-run-$(call LOCK_HASH,requirements.lock)
+TEST_STAMP := .venv/.installed-test-$(call LOCK_HASH,requirements-test.lock)
 
-.PHONY: install run test services chromium lint bench worker migrate clean
+.PHONY: install install-test lock run test services chromium lint bench worker migrate clean
 
-install: $(STAMP)
+install: $(RUN_STAMP)  ## what serving needs, nothing more
 
-$(STAMP): pyproject.toml
+install-test: $(TEST_STAMP)  ## plus the test tools (pytest, schemathesis, playwright, ruff, mypy)
+
+define install_from
 	@test -x $(PY) || python3 -m venv .venv
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
-	@rm -f .venv/.installed-*; touch $@
+	$(PY) -m pip install -q --require-hashes -r $(1)
+	$(PY) -m pip install -q --no-deps '$(TORCH)'
+	$(PY) -m pip install -q --no-deps -e .
+endef
+
+$(RUN_STAMP): requirements.lock pyproject.toml
+	$(call install_from,requirements.lock)
+	@rm -f .venv/.installed-run-*; touch $@
+
+$(TEST_STAMP): requirements-test.lock pyproject.toml
+	$(call install_from,requirements-test.lock)
+	@rm -f .venv/.installed-test-*; touch $@
+
+lock:  ## re-resolve both lock files from pyproject.toml (pip-tools), e.g. after a dependency change
+	@test -x $(PY) || python3 -m venv .venv
+	$(PY) -m pip install -q pip-tools
+	$(PY) -m piptools compile -q --generate-hashes --strip-extras --unsafe-package torch \
+		--no-emit-index-url --no-emit-find-links -o requirements.lock pyproject.toml
+	$(PY) -m piptools compile -q --generate-hashes --strip-extras --unsafe-package torch \
+		--no-emit-index-url --no-emit-find-links --extra test -c requirements.lock \
+		-o requirements-test.lock pyproject.toml
 
 run: install  ## API + dashboard + embedded worker on SQLite (./scarcity.db), no Redis/PostgreSQL
 	.venv/bin/scarcity serve --host $(HOST) --port $(PORT)
@@ -30,7 +56,7 @@ services:  ## start PostgreSQL and Redis when they are down (the tests need both
 	@redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 || redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no
 	@for i in $$(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 && exit 0; sleep 1; done; echo "PostgreSQL or Redis did not come up" >&2; exit 1
 
-lint: install  ## ruff (lint + format) everywhere, mypy on every package
+lint: install-test  ## ruff (lint + format) everywhere, mypy on every package
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
 	$(PY) -m mypy scarcity models worker app
@@ -38,10 +64,10 @@ lint: install  ## ruff (lint + format) everywhere, mypy on every package
 chromium:  ## Debian's chromium for the dashboard's browser test (installed when missing)
 	@scripts/ensure-debian-package.sh /usr/bin/chromium chromium
 
-test: install services chromium lint  ## the whole suite; non-zero on any failure or when no test ran
+test: install-test services chromium lint  ## the whole suite; non-zero on any failure or when no test ran
 	$(PY) -m pytest
 
-bench: install services  ## the benchmarks (bench/); the service one drives load with Debian's wrk
+bench: install-test services  ## the benchmarks (bench/); the service one drives load with Debian's wrk
 	@scripts/ensure-debian-package.sh /usr/bin/wrk wrk
 	$(PY) -m bench
 

@@ -7,17 +7,51 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from models.settings import get_settings
 
 
+class StartupError(Exception):
+    """A setting the service cannot start with; the message names the setting and the path."""
+
+
 def _setup_logging() -> None:
     from pathlib import Path
 
-    from scarcity.logging_setup import configure_logging
+    from scarcity.logging_setup import LogFileError, configure_logging
 
-    configure_logging(log_file=Path(get_settings().log_dir) / "scarcity.log")
+    settings = get_settings()
+    try:
+        configure_logging(
+            log_file=Path(settings.log_dir) / "scarcity.log",
+            json_format=settings.log_format == "json",
+        )
+    except LogFileError as exc:
+        raise StartupError(str(exc)) from exc
+
+
+def _check_sqlite_path() -> None:
+    """An embedded database the process cannot create or write, said in one line up front
+    (SQLite's own error names no path and surfaces as a traceback from the app's start-up)."""
+    from pathlib import Path
+
+    from sqlalchemy import make_url
+
+    url = make_url(get_settings().database_url)
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return
+    path = Path(url.database).resolve()
+    problem = None
+    if not path.parent.is_dir():
+        problem = f"directory {path.parent} does not exist"
+    elif path.is_dir():
+        problem = f"{path} is a directory"
+    elif not os.access(path if path.exists() else path.parent, os.W_OK):
+        problem = f"{path if path.exists() else path.parent} is not writable"
+    if problem:
+        raise StartupError(f"SCARCITY_DATABASE_URL={url}: cannot use {path}: {problem}")
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -31,6 +65,7 @@ def serve(args: argparse.Namespace) -> int:
         )
         return 2
     _setup_logging()
+    _check_sqlite_path()
     uvicorn.run(
         "app.main:app", host=args.host, port=args.port, workers=args.workers, log_config=None
     )
@@ -53,8 +88,8 @@ def worker(args: argparse.Namespace) -> int:
         "--without-gossip",
         "--without-mingle",
     ]
-    if args.hostname:
-        argv.append(f"--hostname={args.hostname}")
+    # Unique by default (Celery's own default, celery@host, repeats for every worker of a host).
+    argv.append(f"--hostname={args.hostname or f'scarcity-{os.getpid()}@%h'}")
     celery_app.worker_main(argv)
     return 0
 
@@ -62,6 +97,7 @@ def worker(args: argparse.Namespace) -> int:
 def migrate(_: argparse.Namespace) -> int:
     from models.migrate import current_revision, upgrade_to_head
 
+    _check_sqlite_path()
     upgrade_to_head()
     print(f"database at revision {current_revision()}")
     return 0
@@ -91,7 +127,11 @@ def main(argv: list[str] | None = None) -> int:
     p = commands.add_parser("migrate", help="apply database migrations (alembic upgrade head)")
     p.set_defaults(func=migrate)
     args = parser.parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except StartupError as exc:
+        print(f"scarcity {args.command}: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import secrets
 from collections.abc import Iterator
 from typing import Annotated, cast
@@ -12,7 +13,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from app.admission import Admission
-from app.errors import Unauthorized, UnsupportedMediaType
+from app.errors import BadRequest, Unauthorized, Unprocessable, UnsupportedMediaType
 from models.db import session_scope
 from models.settings import Settings, get_settings
 
@@ -73,6 +74,39 @@ async def require_json(request: Request) -> None:
         raise UnsupportedMediaType(
             f"Content-Type must be application/json, got {content_type or 'none'!r}"
         )
+
+
+_BOMS = (b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff")
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    seen: dict[str, object] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise Unprocessable(
+                [{"field": key, "message": f"duplicate key {key!r}: send each field once"}]
+            )
+        seen[key] = value
+    return seen
+
+
+async def require_utf8_json_object_keys_once(request: Request) -> None:
+    """The body is UTF-8 JSON without a byte-order mark (Python's JSON decoder would also take
+    UTF-16 and UTF-32, with or without a BOM) and names each key once (the decoder keeps the
+    last of repeated keys silently). 400 / 422 naming the key; malformed JSON is FastAPI's."""
+    body = await request.body()  # cached: FastAPI parses the same bytes
+    if not body:
+        return
+    try:
+        if body.startswith(_BOMS) or b"\x00" in body:
+            raise UnicodeDecodeError("utf-8", body, 0, 1, "BOM or NUL byte")
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadRequest("request body is not valid UTF-8 JSON (no byte-order mark)") from exc
+    try:
+        json.loads(text, object_pairs_hook=_no_duplicate_keys)
+    except ValueError:
+        return  # malformed: FastAPI's own 422 says where
 
 
 async def get_admission(request: Request) -> Admission:

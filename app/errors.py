@@ -10,8 +10,11 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match, Mount
+
+from models.db import is_transient
 
 logger = logging.getLogger("app.errors")
 
@@ -24,6 +27,10 @@ class APIError(Exception):
         super().__init__(str(detail))
         self.detail = detail
         self.headers = headers
+
+
+class BadRequest(APIError):
+    status_code, type = 400, "http_error"
 
 
 class NotFound(APIError):
@@ -48,6 +55,14 @@ class PayloadTooLarge(APIError):
 
 class UnsupportedMediaType(APIError):
     status_code, type = 415, "unsupported_media_type"
+
+
+class NotAcceptable(APIError):
+    status_code, type = 406, "not_acceptable"
+
+
+# While the database is unreachable: when to ask again (seconds).
+RETRY_AFTER_SECONDS = 5
 
 
 def _body_error(error: Mapping[str, Any]) -> dict[str, object] | None:
@@ -138,6 +153,27 @@ def install_error_handlers(app: FastAPI) -> None:
             headers["Allow"] = ", ".join(allowed_methods(request))
             detail = f"method {request.method} not allowed; allowed: {headers['Allow']}"
         return JSONResponse(_body("http_error", detail), exc.status_code, headers=headers or None)
+
+    # A handler for this class (not for Exception) answers inside the app: the connection stays
+    # open, unlike Starlette's last-resort 500.
+    @app.exception_handler(SQLAlchemyError)
+    async def _database(_: Request, exc: SQLAlchemyError) -> JSONResponse:
+        if not is_transient(exc):
+            logger.error("database error", exc_info=exc)
+            return JSONResponse(_body("internal_error", "internal server error"), 500)
+        from worker.metrics import DB_ERRORS
+
+        reason = type(getattr(exc, "orig", None) or exc).__name__
+        DB_ERRORS.labels(step="api").inc()
+        logger.warning("database unavailable (%s)", reason)
+        return JSONResponse(
+            _body(
+                "service_unavailable",
+                f"the database is unavailable ({reason}); try again in {RETRY_AFTER_SECONDS} s",
+            ),
+            503,
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

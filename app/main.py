@@ -15,8 +15,11 @@ from fastapi.staticfiles import StaticFiles
 
 from app.admission import Admission
 from app.errors import install_error_handlers
+from app.events import EventHub
 from app.limits import BodySizeLimit
+from app.metrics import RequestMetrics
 from app.openapi import drop_auth_when_open
+from app.request_id import RequestId
 from app.routes import clients, results, simulations, system
 from models.migrate import ensure_schema
 from models.settings import get_settings
@@ -54,6 +57,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         admission.start()
         stack.push_async_callback(admission.stop)
         app.state.admission = admission
+        app.state.events = EventHub()
         # Everything loaded so far (torch, numpy, the app) lives as long as the process: keep
         # it out of the cyclic GC, whose full passes over it stalled requests by ~0.1 s.
         gc.freeze()
@@ -73,6 +77,8 @@ def create_app() -> FastAPI:
     install_error_handlers(app)
     drop_auth_when_open(app, open_api=not settings.api_key_list)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestId)
+    app.add_middleware(RequestMetrics)
     for module in (simulations, results, clients, system):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

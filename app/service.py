@@ -12,9 +12,17 @@ from typing import Any
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
-from app.errors import Conflict, NotFound, Unprocessable
+from app.errors import Conflict, NotAcceptable, NotFound, Unprocessable
 from app.schemas import FIELD_LIMITS, SimulationPublic, field_caps
-from models import FINISHED_STATUSES, Simulation, SimulationStatus, store
+from models import (
+    FINISHED_STATUSES,
+    ClientInsight,
+    MetaParams,
+    Simulation,
+    SimulationLog,
+    SimulationStatus,
+    store,
+)
 from models.settings import Settings
 from scarcity.config import SimulationConfig, participants_per_round, resolve_config
 from scarcity.core.data import client_sizes, describe_clients
@@ -130,6 +138,18 @@ def delete_simulation(session: Session, simulation_id: uuid.UUID, owner: str) ->
     store.delete_simulation(session, simulation)
 
 
+def check_round_range(from_round: int | None, to_round: int | None) -> None:
+    if from_round is not None and to_round is not None and from_round > to_round:
+        raise Unprocessable(
+            [
+                {
+                    "field": "from_round",
+                    "message": f"from_round ({from_round}) is after to_round ({to_round})",
+                }
+            ]
+        )
+
+
 def metrics_rows(
     session: Session,
     simulation_id: uuid.UUID,
@@ -138,6 +158,7 @@ def metrics_rows(
     to_round: int | None,
     names: list[str] | None,
 ) -> list[dict[str, Any]]:
+    check_round_range(from_round, to_round)
     rows = store.round_metrics(session, simulation_id, from_round, to_round)
     return [
         {
@@ -148,6 +169,81 @@ def metrics_rows(
         }
         for row in rows
     ]
+
+
+def meta_params_rows(
+    session: Session, simulation_id: uuid.UUID, *, from_round: int | None, to_round: int | None
+) -> list[MetaParams]:
+    check_round_range(from_round, to_round)
+    return store.meta_params(session, simulation_id, from_round, to_round)
+
+
+def insights(
+    session: Session,
+    simulation_id: uuid.UUID,
+    *,
+    round: int | None,
+    client_id: int | None,
+    limit: int,
+    offset: int,
+) -> list[ClientInsight]:
+    return store.insights(
+        session, simulation_id, round=round, client_id=client_id, limit=limit, offset=offset
+    )
+
+
+def log_lines(session: Session, simulation_id: uuid.UUID, after_id: int) -> list[SimulationLog]:
+    return store.logs(session, simulation_id, after_id)
+
+
+METRICS_MEDIA_TYPES = ("application/json", "text/csv")
+
+
+def negotiate(accept: str | None, offered: tuple[str, ...] = METRICS_MEDIA_TYPES) -> str:
+    """The offered media type the `Accept` header prefers (RFC 9110 §12.5.1): the highest q,
+    the most specific match deciding each type's q, ties going to the first offered; q=0 means
+    "not this". No header = the first offered; nothing acceptable = 406."""
+    if not accept or not accept.strip():
+        return offered[0]
+    ranges: list[tuple[str, str, float]] = []
+    for item in accept.split(","):
+        media, *params = (part.strip() for part in item.split(";"))
+        if not media:
+            continue
+        q = 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    q = min(max(float(value), 0.0), 1.0)
+                except ValueError:
+                    q = 0.0
+        kind, _, sub = media.lower().partition("/")
+        ranges.append((kind, sub or "*", q))
+
+    def quality(media_type: str) -> float:
+        kind, _, sub = media_type.partition("/")
+        best, specificity = 0.0, -1
+        for r_kind, r_sub, q in ranges:
+            if (r_kind, r_sub) == (kind, sub):
+                rank = 2
+            elif r_kind == kind and r_sub == "*":
+                rank = 1
+            elif (r_kind, r_sub) == ("*", "*"):
+                rank = 0
+            else:
+                continue
+            if rank > specificity:
+                best, specificity = q, rank
+        return best
+
+    scored = [(quality(media), -i, media) for i, media in enumerate(offered)]
+    q, _, media = max(scored)
+    if q <= 0:
+        raise NotAcceptable(
+            f"no acceptable representation; this resource offers {', '.join(offered)}"
+        )
+    return media
 
 
 def metrics_csv(rows: list[dict[str, Any]]) -> str:

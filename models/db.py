@@ -9,11 +9,14 @@ which a resumed simulation recomputes identically (runs are deterministic).
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from models.settings import get_settings
@@ -21,6 +24,12 @@ from models.settings import get_settings
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 READ_ONLY = "scarcity_read_only"  # execution option of sessions that never write
 POSTGRES_LOCK_TIMEOUT_MS = 10_000
+# A session left idle inside a transaction (its process frozen or stalled mid-transaction) is
+# ended by the server after this long, releasing its locks: a worker taking over a frozen one's
+# simulation then waits at most this long on them (docs/reliability.md).
+POSTGRES_IDLE_IN_TRANSACTION_TIMEOUT_MS = 5_000
+# SQLSTATEs of a transaction the server ended that is worth trying again.
+_TRANSIENT_SQLSTATES = {"25P03", "40001", "40P01", "57P01", "57P02", "57P03", "08000", "08003"}
 
 
 def _configure_sqlite(engine: Engine) -> None:
@@ -49,8 +58,27 @@ def make_engine(url: str) -> Engine:
     return create_engine(
         url,
         pool_pre_ping=True,
-        connect_args={"options": f"-c lock_timeout={POSTGRES_LOCK_TIMEOUT_MS}"},
+        connect_args={
+            "options": f"-c lock_timeout={POSTGRES_LOCK_TIMEOUT_MS} "
+            f"-c idle_in_transaction_session_timeout={POSTGRES_IDLE_IN_TRANSACTION_TIMEOUT_MS}",
+            # pg_stat_activity shows which process holds a connection (engines are made after
+            # a fork: the pid is the connecting process's own).
+            "application_name": f"scarcity {socket.gethostname()}:{os.getpid()}"[:63],
+        },
     )
+
+
+def is_transient(exc: BaseException) -> bool:
+    """A database error that says nothing about the statement: the connection dropped, the
+    server restarts or is unreachable, a lock or a transaction timed out, SQLite was busy. The
+    same work may succeed when tried again; anything else is a real error."""
+    if isinstance(exc, OperationalError | InterfaceError):
+        return True
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        return getattr(exc.orig, "sqlstate", None) in _TRANSIENT_SQLSTATES
+    return False
 
 
 _engines: dict[str, Engine] = {}

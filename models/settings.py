@@ -7,6 +7,7 @@ README lists each with its default. The engine (`scarcity/`) never reads these.
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -41,6 +42,12 @@ class Settings(BaseSettings):
     simulation_time_limit_seconds: float = Field(
         3600.0, gt=0, description="Wall-clock limit of one simulation; then it fails."
     )
+    db_retry_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="How long a worker retries a failing database write before it releases "
+        "the simulation (it stays running and is resumed; no attempt is charged).",
+    )
     publish_timeout_seconds: float = Field(
         2.0, gt=0, description="Bound on enqueueing a job; past it the reaper publishes later."
     )
@@ -63,7 +70,16 @@ class Settings(BaseSettings):
     torch_threads: int = Field(
         1, ge=1, description="Torch threads per running simulation (small ops: 1 is fastest)."
     )
+    worker_metrics_port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description="`scarcity worker` serves Prometheus metrics here (pool process i: port+i).",
+    )
     log_dir: str = Field("logs", description="Directory of scarcity.log.")
+    log_format: Literal["text", "json"] = Field(
+        "text", description="`json`: one JSON object a line, with simulation_id and attempt."
+    )
 
     @property
     def api_key_list(self) -> list[str]:

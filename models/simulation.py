@@ -47,6 +47,11 @@ class Simulation(Base):
     error: Mapped[str | None] = mapped_column(Text)
     # Fencing token: bumped by every claim; a worker's writes only land while it still matches.
     attempt: Mapped[int] = mapped_column(Integer, default=0)
+    # Claims that ended without their worker dying (released at a shutdown or after database
+    # errors, or taken over while the worker was cut off): `attempt - releases` workers were
+    # lost, and that is what SCARCITY_MAX_ATTEMPTS bounds.
+    releases: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # The lease, renewed while a worker runs it; NULL on a running row: released, claim at once.
     heartbeat_at: Mapped[datetime | None] = mapped_column(Timestamp)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     # Set by the reaper when it re-publishes a waiting job: not again before this time, so a job

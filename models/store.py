@@ -123,6 +123,14 @@ def count_active(session: Session, owner: str, *, up_to: int | None = None) -> i
     return session.scalar(select(func.count()).select_from(active.subquery())) or 0
 
 
+def count_by_status(session: Session) -> dict[str, int]:
+    """How many simulations there are in each status (all owners: for the operator's metrics)."""
+    rows = session.execute(
+        select(Simulation.status, func.count()).group_by(Simulation.status)
+    ).all()
+    return {str(status): int(n) for status, n in rows}
+
+
 def request_cancel(session: Session, simulation: Simulation) -> None:
     """Queued → cancelled at once; running → flagged, the worker stops after its current round."""
     now = utcnow()
@@ -164,6 +172,11 @@ def waiting_simulations(session: Session) -> list[uuid.UUID]:
     )
 
 
+def _lapsed(stale: datetime) -> Any:
+    """A running simulation's lease is over: no heartbeat since `stale`, or released (NULL)."""
+    return or_(Simulation.heartbeat_at.is_(None), Simulation.heartbeat_at < stale)
+
+
 def take_due_for_republish(
     session: Session, *, lease_seconds: float, max_backoff_seconds: float
 ) -> list[uuid.UUID]:
@@ -181,10 +194,7 @@ def take_due_for_republish(
                 # Fresh queued rows were just published by the API; only older ones may have
                 # lost their message.
                 and_(Simulation.status == SimulationStatus.queued, queued_since < stale),
-                and_(
-                    Simulation.status == SimulationStatus.running,
-                    Simulation.heartbeat_at < stale,
-                ),
+                and_(Simulation.status == SimulationStatus.running, _lapsed(stale)),
             ),
             or_(Simulation.next_publish_at.is_(None), Simulation.next_publish_at <= now),
         )
@@ -203,7 +213,9 @@ def take_due_for_republish(
             {
                 "id": row.id,
                 "next_publish_at": next_publish(
-                    row.created_at if row.status == SimulationStatus.queued else row.heartbeat_at
+                    row.created_at
+                    if row.status == SimulationStatus.queued
+                    else row.heartbeat_at or now  # released: no lease to wait for
                 ),
             }
             for row in rows
@@ -224,43 +236,62 @@ class Claim:
     checkpoint: bytes | None
 
 
+def _fenced(claim: Claim) -> Any:
+    """The fence of every write after a claim: it lands only while this claim still holds."""
+    return and_(
+        Simulation.id == claim.simulation_id,
+        Simulation.attempt == claim.attempt,
+        Simulation.status == SimulationStatus.running,
+        Simulation.heartbeat_at.is_not(None),  # NULL: released, the claim holds nothing
+    )
+
+
 def claim(
     session: Session, simulation_id: uuid.UUID, *, lease_seconds: float, max_attempts: int
 ) -> Claim | None:
     """Take the simulation if it is queued or its lease expired; None if someone else holds it.
 
-    A simulation whose workers died `max_attempts` times is failed instead of run again.
+    A simulation whose workers died `max_attempts` times (claims not given back by a release
+    or a refund: `attempt - releases`) is failed instead of run again; taking over an expired
+    lease and giving up are both lines in the run's logs.
     """
     now = utcnow()
     stale = now - timedelta(seconds=lease_seconds)
+    expired = and_(Simulation.status == SimulationStatus.running, _lapsed(stale))
     claimable = and_(
         Simulation.id == simulation_id,
         Simulation.cancel_requested.is_(False),
-        or_(
-            Simulation.status == SimulationStatus.queued,
-            and_(Simulation.status == SimulationStatus.running, Simulation.heartbeat_at < stale),
-        ),
+        or_(Simulation.status == SimulationStatus.queued, expired),
     )
     # A cancel flagged on a run whose worker died can only be honoured here.
     session.execute(
         update(Simulation)
-        .where(
-            Simulation.id == simulation_id,
-            Simulation.cancel_requested.is_(True),
-            Simulation.status == SimulationStatus.running,
-            Simulation.heartbeat_at < stale,
-        )
+        .where(Simulation.id == simulation_id, Simulation.cancel_requested.is_(True), expired)
         .values(status=SimulationStatus.cancelled, finished_at=now)
     )
-    session.execute(
+    lost = Simulation.attempt - Simulation.releases
+    given_up = session.execute(
         update(Simulation)
-        .where(claimable, Simulation.attempt >= max_attempts)
+        .where(claimable, lost >= max_attempts)
         .values(
             status=SimulationStatus.failed,
             finished_at=now,
             error=f"gave up after {max_attempts} attempts: the worker running it kept dying",
         )
-    )
+        .returning(Simulation.attempt, Simulation.releases)
+    ).one_or_none()
+    if given_up is not None:
+        add_log(
+            session,
+            simulation_id,
+            f"gave up: {given_up.attempt - given_up.releases} workers were lost running it "
+            f"(SCARCITY_MAX_ATTEMPTS={max_attempts}); failed",
+            level="ERROR",
+        )
+        return None
+    previous = session.execute(
+        select(Simulation.status, Simulation.heartbeat_at).where(claimable)
+    ).one_or_none()
     row = session.execute(
         update(Simulation)
         .where(claimable)
@@ -271,16 +302,55 @@ def claim(
             next_publish_at=None,  # a later lapse of this lease is due for re-publishing at once
             started_at=func.coalesce(Simulation.started_at, now),
         )
-        .returning(Simulation.attempt, Simulation.rounds_completed, Simulation.config)
+        .returning(
+            Simulation.attempt, Simulation.rounds_completed, Simulation.config, Simulation.releases
+        )
     ).one_or_none()
     if row is None:
         return None
+    if (
+        previous is not None
+        and previous.status == SimulationStatus.running
+        and previous.heartbeat_at
+    ):
+        add_log(
+            session,
+            simulation_id,
+            f"attempt {row.attempt - 1} lost: its worker stopped renewing the lease "
+            f"({row.attempt - row.releases - 1} of {max_attempts} lost workers so far)",
+            level="WARNING",
+        )
     checkpoint = session.scalar(
         select(Checkpoint.state).where(
             Checkpoint.simulation_id == simulation_id, Checkpoint.round == row.rounds_completed
         )
     )
     return Claim(simulation_id, row.attempt, row.rounds_completed, row.config, checkpoint)
+
+
+def release(session: Session, claim: Claim) -> bool:
+    """Give the run back without charging an attempt: it stays `running` with its last stored
+    round and no lease (`heartbeat_at` NULL), so the next claim takes it at once and the fence
+    keeps this claim from writing again. False when the claim no longer held (someone took
+    over meanwhile: then `refund` is what applies)."""
+    result = session.execute(
+        update(Simulation)
+        .where(_fenced(claim))
+        .values(heartbeat_at=None, next_publish_at=None, releases=Simulation.releases + 1)
+    )
+    return cast(CursorResult[Any], result).rowcount == 1
+
+
+def refund(session: Session, claim: Claim) -> bool:
+    """The claim was taken over while its worker lived on (frozen, or cut off from the
+    database): that takeover charged an attempt for a worker that did not die; give it back.
+    False when no later claim exists (the run was cancelled or ended otherwise)."""
+    result = session.execute(
+        update(Simulation)
+        .where(Simulation.id == claim.simulation_id, Simulation.attempt > claim.attempt)
+        .values(releases=Simulation.releases + 1)
+    )
+    return cast(CursorResult[Any], result).rowcount == 1
 
 
 def _insert(session: Session) -> Any:
@@ -359,11 +429,7 @@ def save_round(
         )
     row = session.execute(
         update(Simulation)
-        .where(
-            Simulation.id == sim_id,
-            Simulation.attempt == claim.attempt,
-            Simulation.status == SimulationStatus.running,
-        )
+        .where(_fenced(claim))
         .values(rounds_completed=number, heartbeat_at=utcnow())
         .returning(Simulation.cancel_requested)
     ).one_or_none()
@@ -372,15 +438,7 @@ def save_round(
 
 def heartbeat(session: Session, claim: Claim) -> bool:
     """Renew the lease; False when it was lost."""
-    result = session.execute(
-        update(Simulation)
-        .where(
-            Simulation.id == claim.simulation_id,
-            Simulation.attempt == claim.attempt,
-            Simulation.status == SimulationStatus.running,
-        )
-        .values(heartbeat_at=utcnow())
-    )
+    result = session.execute(update(Simulation).where(_fenced(claim)).values(heartbeat_at=utcnow()))
     return cast(CursorResult[Any], result).rowcount == 1
 
 
@@ -391,11 +449,7 @@ def finish(
     assert status in FINISHED_STATUSES
     result = session.execute(
         update(Simulation)
-        .where(
-            Simulation.id == claim.simulation_id,
-            Simulation.attempt == claim.attempt,
-            Simulation.status == SimulationStatus.running,
-        )
+        .where(_fenced(claim))
         .values(status=status, error=error, finished_at=utcnow())
     )
     if cast(CursorResult[Any], result).rowcount == 1:

@@ -127,7 +127,7 @@ def run_command(args: argparse.Namespace) -> int:
 
     from scarcity.config import resolve_config
     from scarcity.core.data import describe_clients
-    from scarcity.logging_setup import configure_logging
+    from scarcity.logging_setup import LogFileError, configure_logging, default_log_file
     from scarcity.simulation import Simulation, SimulationError
 
     try:
@@ -143,7 +143,13 @@ def run_command(args: argparse.Namespace) -> int:
         def emit(self, record: logging.LogRecord) -> None:
             tqdm.write(self.format(record), file=sys.stderr)
 
-    configure_logging(args.log_level.upper(), console=TqdmHandler())
+    try:
+        configure_logging(
+            args.log_level.upper(), log_file=default_log_file(), console=TqdmHandler()
+        )
+    except LogFileError as error:
+        print(f"scarcity: {error}", file=sys.stderr)
+        return EXIT_USAGE
     torch.set_num_threads(max(1, args.torch_threads))
     simulation = Simulation(config)
     rows = []

@@ -90,8 +90,10 @@ class Server(ServiceProcess):
 
 
 class Worker(ServiceProcess):
-    def __init__(self, env: Mapping[str, str], log_path: Path, name: str = "w1") -> None:
-        super().__init__([*SCARCITY, "worker", "--hostname", f"{name}@%h"], env, log_path)
+    def __init__(self, env: Mapping[str, str], log_path: Path, name: str | None = "w1") -> None:
+        """`name` None: the command's own default node name."""
+        hostname = ["--hostname", f"{name}@%h"] if name else []
+        super().__init__([*SCARCITY, "worker", *hostname], env, log_path)
 
 
 class RedisServer(ServiceProcess):
@@ -136,3 +138,60 @@ def wait_for_status(
             return body
         time.sleep(0.2)
     raise AssertionError(f"simulation {simulation_id} still {body['status']} after {timeout}s")
+
+
+class PostgresServer:
+    """A PostgreSQL instance of the test's own (own data directory and port), so a test may
+    stop, restart or pause it without touching the shared server."""
+
+    def __init__(self, log_path: Path) -> None:
+        import glob
+        import shutil
+        import tempfile
+
+        bins = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
+        self._bin = Path(bins[-1]) if bins else Path(os.path.dirname(shutil.which("initdb") or ""))
+        # Not under pytest's tmp dir: that is private to root, and PostgreSQL refuses to run as
+        # root, so the server runs as the `postgres` user when the tests run as root.
+        self._root = Path(tempfile.mkdtemp(prefix="scarcity-pg-"))
+        self.data = self._root / "data"
+        self.port = free_port()
+        self.log_path = log_path
+        self._as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        if self._as_user:
+            shutil.chown(self._root, "postgres")
+        self._pg("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync")
+        self.start()
+
+    def _pg(self, tool: str, *args: str) -> None:
+        subprocess.run(
+            [*self._as_user, str(self._bin / tool), *args],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+
+    @property
+    def admin_url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self._root} -c listen_addresses=127.0.0.1 -c fsync=off"
+        self._pg("pg_ctl", "-D", str(self.data), "-l", str(self._root / "pg.log"), "-o", options,
+                 "-w", "start")  # fmt: skip
+
+    def stop(self) -> None:
+        self._pg("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
+
+    def running(self) -> bool:
+        return (self.data / "postmaster.pid").exists()
+
+    def destroy(self) -> None:
+        import shutil
+
+        if self.running():
+            with contextlib.suppress(subprocess.CalledProcessError):
+                self._pg("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
+        with contextlib.suppress(OSError):
+            self.log_path.write_text((self._root / "pg.log").read_text(errors="replace"))
+        shutil.rmtree(self._root, ignore_errors=True)

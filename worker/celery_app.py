@@ -7,13 +7,19 @@ results live in our database, and a lost message is re-published by the reaper.
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import threading
 import uuid
 from collections.abc import Sequence
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_process_init, worker_ready, worker_shutdown
+from celery.signals import (
+    worker_process_init,
+    worker_ready,
+    worker_shutdown,
+    worker_shutting_down,
+)
 
 from models.db import dispose_engines
 from models.settings import get_settings
@@ -35,6 +41,9 @@ def make_celery() -> Celery:
         broker_connection_retry_on_startup=True,
         worker_soft_shutdown_timeout=10,
         worker_hijack_root_logger=False,
+        # Standard Celery tooling (`celery events`, Flower, `inspect`) sees the tasks.
+        worker_send_task_events=True,
+        task_send_sent_event=True,
         task_default_queue="simulations",
         # A publish must never hang the API: bounded sockets and a small retry policy.
         broker_transport_options={
@@ -57,11 +66,25 @@ def make_celery() -> Celery:
 celery_app = make_celery()
 
 
+# Set in the main process when a warm shutdown (SIGTERM) begins; created before the pool forks,
+# so the pool's children see it: their running simulation stops at its next round boundary.
+_shutting_down = multiprocessing.Event()
+
+
 @celery_app.task(name=TASK_NAME, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
 def run_simulation_task(simulation_id: str) -> str | None:
     from worker.tasks import execute  # imports torch; keep the API's publish path light
 
-    return execute(uuid.UUID(simulation_id))
+    return execute(
+        uuid.UUID(simulation_id),
+        should_stop=_shutting_down.is_set,
+        republish=lambda sim_id: publish_many([sim_id]),
+    )
+
+
+@worker_shutting_down.connect
+def _stop_at_round_boundary(**_: Any) -> None:
+    _shutting_down.set()
 
 
 @worker_process_init.connect
@@ -70,6 +93,16 @@ def _fresh_connections_after_fork(**_: Any) -> None:
     from worker.tasks import configure_torch
 
     configure_torch()
+    port = get_settings().worker_metrics_port
+    if port:  # each pool process has its own counters: process i serves them on port + i
+        from billiard.process import current_process
+        from prometheus_client import start_http_server
+
+        index = getattr(current_process(), "index", 0) or 0
+        try:
+            start_http_server(port + index, addr=get_settings().host)
+        except OSError as exc:
+            logger.warning("worker metrics: cannot listen on port %d (%s)", port + index, exc)
 
 
 _reaper_stop = threading.Event()

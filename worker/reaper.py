@@ -45,7 +45,9 @@ def run_reaper(
     while True:
         try:
             reap_once(publish_many)
-        except Exception:  # the database may be restarting; try again next tick
-            logger.warning("reaper pass failed", exc_info=True)
+        except Exception as exc:  # the database may be restarting; try again next tick
+            logger.warning(
+                "reaper pass failed (%s)", type(getattr(exc, "orig", None) or exc).__name__
+            )
         if stop.wait(interval):
             return

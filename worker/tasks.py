@@ -2,26 +2,48 @@
 
 Claim the row (fencing token `attempt`), resume from the stored checkpoint, write each round
 with its checkpoint in one transaction, stop on cancel, lease loss or time limit, finish the row.
+
+Database errors are not engine failures (docs/reliability.md): every database step is retried
+with a bounded backoff (`SCARCITY_DB_RETRY_SECONDS`); past the bound the worker releases the run,
+which stays `running` with its last stored round and is resumed by the next claim. Only the
+engine (or a stored config it cannot read) fails a run, and its error never carries SQL.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import threading
 import time
 import uuid
 from collections.abc import Callable
+from typing import TypeVar
 
 from pydantic import ValidationError
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 
 from models import SimulationStatus, store
-from models.db import session_scope
+from models.db import is_transient, session_scope
 from models.settings import get_settings
 from scarcity import Simulation, SimulationConfig
+from scarcity.logging_setup import bind_log_context, log_context
 
 logger = logging.getLogger("worker.tasks")
-WORKER_NAME = f"{socket.gethostname()}:{threading.get_native_id()}"
+
+
+def worker_name() -> str:
+    """host:pid of the process running the job (taken at run time: Celery forks its pool)."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+T = TypeVar("T")
+
+RETRY_FIRST_DELAY_SECONDS = 0.1
+RETRY_MAX_DELAY_SECONDS = 2.0
+# After a give-up the release itself waits for the database, in the background, this long.
+RELEASE_PATIENCE_SECONDS = 3600.0
 
 
 class LeaseLost(Exception):
@@ -30,6 +52,62 @@ class LeaseLost(Exception):
 
 class Interrupted(Exception):
     """The process is shutting down; the row stays running and is resumed from its checkpoint."""
+
+
+class DatabaseUnavailable(Exception):
+    """A database step kept failing with transient errors for longer than its bound."""
+
+
+def with_database(
+    what: str,
+    work: Callable[[Session], T],
+    *,
+    bound: float,
+    simulation_id: uuid.UUID | None = None,
+    stop: threading.Event | None = None,
+) -> T:
+    """Run `work` in its own transaction; on a transient database error (docs/reliability.md)
+    roll back and run it again after 0.1, 0.2, 0.4 … 2 s, for up to `bound` seconds (or until
+    `stop` is set). Other errors, and `work`'s own exceptions, go to the caller at once."""
+    from worker import metrics
+
+    start, delay, tries = time.monotonic(), RETRY_FIRST_DELAY_SECONDS, 0
+    while True:
+        try:
+            with session_scope() as session:
+                return work(session)
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            tries += 1
+            metrics.DB_ERRORS.labels(step=what).inc()
+            elapsed = time.monotonic() - start
+            reason = type(getattr(exc, "orig", None) or exc).__name__
+            if elapsed + delay > bound:
+                raise DatabaseUnavailable(
+                    f"{what}: database unavailable for {elapsed:.0f} s ({tries} tries, {reason})"
+                ) from exc
+            logger.warning(
+                "simulation %s: %s hit a database error (%s); try %d again in %.1f s",
+                simulation_id,
+                what,
+                reason,
+                tries + 1,
+                delay,
+            )
+            if stop is not None and stop.wait(delay):
+                raise DatabaseUnavailable(f"{what}: stopped while retrying") from exc
+            if stop is None:
+                time.sleep(delay)
+            delay = min(delay * 2, RETRY_MAX_DELAY_SECONDS)
+
+
+def public_error(exc: BaseException) -> str:
+    """What a user sees of an exception: the engine's message, but never SQL or parameters."""
+    if isinstance(exc, SQLAlchemyError):
+        reason = type(getattr(exc, "orig", None) or exc).__name__
+        return f"database error ({reason}); the worker's log has the details"
+    return f"{type(exc).__name__}: {exc}"
 
 
 class _Heartbeat:
@@ -50,14 +128,17 @@ class _Heartbeat:
         self._thread.join()
 
     def _run(self) -> None:
+        from worker import metrics
+
         while not self._stop.wait(self._interval):
             try:
                 with session_scope() as session:
                     if not store.heartbeat(session, self._claim):
                         self.lost = True
                         return
-            except Exception:  # a blip must not kill the run; the next round retries
-                logger.warning("heartbeat failed", exc_info=True)
+            except Exception as exc:  # a blip must not kill the run; the next beat retries
+                metrics.DB_ERRORS.labels(step="heartbeat").inc()
+                logger.warning("heartbeat failed (%s)", type(exc).__name__)
 
 
 def configure_torch() -> None:
@@ -68,12 +149,167 @@ def configure_torch() -> None:
     torch.set_num_threads(get_settings().torch_threads)
 
 
-def execute(
-    simulation_id: uuid.UUID, should_stop: Callable[[], bool] = lambda: False
-) -> str | None:
-    """Run (or resume) one simulation to its end. Returns the final status, None if not claimed."""
+class _Job:
+    """One claim's run: the engine round by round, every database step through the retries."""
+
+    def __init__(self, claim: store.Claim) -> None:
+        settings = get_settings()
+        self.claim = claim
+        self.id = claim.simulation_id
+        self.last_round = claim.rounds_completed
+        self.bound = settings.db_retry_seconds
+        # After a give-up: the background release, and whether it landed.
+        self.why = ""
+        self.settled = False
+        self._stop_release = threading.Event()
+        self._releaser: threading.Thread | None = None
+
+    def db(self, what: str, work: Callable[[Session], T]) -> T:
+        return with_database(what, work, bound=self.bound, simulation_id=self.id)
+
+    def save_round(self, result: dict[str, object], checkpoint: bytes | None) -> bool:
+        def work(session: Session) -> bool:
+            cancel = store.save_round(session, self.claim, result, checkpoint)
+            if cancel is None:
+                raise LeaseLost  # session_scope rolls the round back
+            return cancel
+
+        return self.db("round write", work)
+
+    def release(self, why: str) -> bool:
+        """Hand the run back uncharged (it stays running, lease lapsed); when someone took over
+        meanwhile, give back the attempt that takeover charged. Whether the release landed."""
+        return self.db("release", lambda session: self._release_in(session, why))
+
+    def refund(self) -> None:
+        def work(session: Session) -> None:
+            if not store.refund(session, self.claim):
+                return  # fenced off without a takeover (cancelled, ended): nothing to give back
+            store.add_log(
+                session,
+                self.id,
+                f"attempt {self.claim.attempt} was taken over while its worker lived on "
+                "(frozen or cut off from the database): not charged",
+                level="WARNING",
+            )
+
+        try:
+            self.db("refund", work)
+        except (DatabaseUnavailable, SQLAlchemyError):
+            logger.warning("simulation %s: could not record the refund", self.id, exc_info=True)
+
+    def give_up(self, exc: DatabaseUnavailable) -> None:
+        """The database stayed away past the bound: stop, and release once it is back (in the
+        background, so the worker can take other jobs meanwhile). Until that release lands,
+        a claim of the same simulation in this process writes it first (`settle_before_claim`),
+        so the worker never charges itself for its own give-up."""
+        from worker import metrics
+
+        metrics.GIVE_UPS.inc()
+        logger.error("simulation %s: giving up (%s); releasing it", self.id, exc)
+        self.why = f"gave up, {exc}"
+        self.release_in_background()
+
+    def release_in_background(self) -> None:
+        self._stop_release = threading.Event()
+
+        def release_later() -> None:
+            try:
+                with_database(
+                    "release",
+                    lambda session: self._release_in(session, self.why),
+                    bound=RELEASE_PATIENCE_SECONDS,
+                    simulation_id=self.id,
+                    stop=self._stop_release,
+                )
+                self.settled = True
+            except DatabaseUnavailable:
+                pass  # stopped: the claim that stopped it writes the release
+            except Exception:
+                logger.exception("simulation %s: release after a give-up failed", self.id)
+            finally:
+                with _UNSETTLED_LOCK:
+                    if _UNSETTLED.get(self.id) is self:
+                        del _UNSETTLED[self.id]
+
+        with _UNSETTLED_LOCK:
+            _UNSETTLED[self.id] = self
+        self._releaser = threading.Thread(target=release_later, daemon=True, name="release")
+        self._releaser.start()
+
+    def settle_before_claim(self) -> bool:
+        """Stop the background release; True when it had not landed (the claim writes it)."""
+        self._stop_release.set()
+        if self._releaser is not None:
+            self._releaser.join()
+        return not self.settled
+
+    def _release_in(self, session: Session, why: str) -> bool:
+        if store.release(session, self.claim):
+            store.add_log(
+                session,
+                self.id,
+                f"attempt {self.claim.attempt} released after round {self.last_round}: {why}; "
+                "not charged, the next claim resumes it",
+                level="WARNING",
+            )
+            return True
+        store.refund(session, self.claim)
+        return False
+
+    def run(
+        self, *, time_limit: float, heartbeat_interval: float, should_stop: Callable[[], bool]
+    ) -> tuple[SimulationStatus, str | None]:
+        try:
+            config = SimulationConfig.model_validate(self.claim.config)
+        except ValidationError as exc:
+            return SimulationStatus.failed, f"stored config is not valid for this engine: {exc}"
+        if self.claim.checkpoint is not None:
+            simulation = Simulation.restore(config, self.claim.checkpoint)
+        else:
+            simulation = Simulation(config)
+        deadline = time.monotonic() + time_limit
+        with _Heartbeat(self.claim, heartbeat_interval) as beat:
+            for result in simulation.rounds():
+                if beat.lost:
+                    raise LeaseLost
+                cancel = self.save_round(result.to_dict(), simulation.checkpoint())
+                self.last_round = result.round
+                _observe_round(result.duration_seconds)
+                if cancel:
+                    return SimulationStatus.cancelled, None
+                if should_stop() and result.round < config.rounds:
+                    raise Interrupted
+                if time.monotonic() > deadline and result.round < config.rounds:
+                    return (
+                        SimulationStatus.failed,
+                        f"time limit of {time_limit:g} s reached after round {result.round}",
+                    )
+        return SimulationStatus.succeeded, None
+
+
+def _observe_round(duration_seconds: float) -> None:
+    from worker import metrics
+
+    metrics.ROUNDS_WRITTEN.inc()
+    metrics.ROUND_DURATION.observe(duration_seconds)
+
+
+# Jobs of this process that gave up and whose release has not landed yet, by simulation.
+_UNSETTLED: dict[uuid.UUID, _Job] = {}
+_UNSETTLED_LOCK = threading.Lock()
+
+
+def _claim(simulation_id: uuid.UUID) -> store.Claim | None:
     settings = get_settings()
-    with session_scope() as session:
+    with _UNSETTLED_LOCK:
+        pending = _UNSETTLED.pop(simulation_id, None)
+    if pending is not None and not pending.settle_before_claim():
+        pending = None
+
+    def work(session: Session) -> store.Claim | None:
+        if pending is not None:  # our own give-up first: released, not charged
+            pending._release_in(session, pending.why)
         claim = store.claim(
             session,
             simulation_id,
@@ -84,71 +320,102 @@ def execute(
             store.add_log(
                 session,
                 simulation_id,
-                f"claimed by {WORKER_NAME} (attempt {claim.attempt}), "
+                f"claimed by {worker_name()} (attempt {claim.attempt}), "
                 f"resuming after round {claim.rounds_completed}",
             )
+        return claim
+
+    try:
+        return with_database(
+            "claim", work, bound=settings.db_retry_seconds, simulation_id=simulation_id
+        )
+    except DatabaseUnavailable:
+        if pending is not None:  # still not written: back to the background
+            pending.release_in_background()
+        raise
+
+
+def execute(
+    simulation_id: uuid.UUID,
+    should_stop: Callable[[], bool] = lambda: False,
+    republish: Callable[[uuid.UUID], object] | None = None,
+) -> str | None:
+    """Run (or resume) one simulation to its end. Returns the final status, None if not claimed
+    or not finished here (lease lost, released at a shutdown or after database errors).
+
+    `should_stop` is asked after each stored round: True releases the run there, and
+    `republish` (when given) sends its job again so another worker resumes it at once. Every
+    log line meanwhile carries `simulation_id` and `attempt` (keys of their own in JSON logs)."""
+    with log_context(simulation_id=str(simulation_id)):
+        return _execute(simulation_id, should_stop, republish)
+
+
+def _execute(
+    simulation_id: uuid.UUID,
+    should_stop: Callable[[], bool],
+    republish: Callable[[uuid.UUID], object] | None,
+) -> str | None:
+    from worker import metrics
+
+    settings = get_settings()
+    try:
+        claim = _claim(simulation_id)
+    except DatabaseUnavailable as exc:
+        logger.error("simulation %s: not claimed (%s); the reaper re-sends it", simulation_id, exc)
+        return None
     if claim is None:
         logger.info("simulation %s: not claimable (finished, cancelled or held)", simulation_id)
         return None
+    bind_log_context(attempt=claim.attempt)
+    metrics.CLAIMS.labels(kind="resume" if claim.rounds_completed else "start").inc()
+    job = _Job(claim)
     try:
-        status, error = _run(
-            claim,
+        status, error = job.run(
             time_limit=settings.simulation_time_limit_seconds,
             heartbeat_interval=settings.worker_lease_seconds / 3,
             should_stop=should_stop,
         )
     except LeaseLost:
         logger.warning("simulation %s: lease lost, another worker continues it", simulation_id)
+        job.refund()
         return None
     except Interrupted:
-        logger.info("simulation %s: interrupted by shutdown, resumes later", simulation_id)
+        logger.info(
+            "simulation %s: stopped at shutdown after round %d", simulation_id, job.last_round
+        )
+        try:
+            job.release(f"{worker_name()} is shutting down")
+        except DatabaseUnavailable as exc:
+            job.give_up(exc)
+            return None
+        if republish is not None:
+            republish(simulation_id)
+        return None
+    except DatabaseUnavailable as exc:
+        job.give_up(exc)
         return None
     except Exception as exc:  # the engine failed: record it, never leave the row running
         logger.exception("simulation %s failed", simulation_id)
-        status, error = SimulationStatus.failed, f"{type(exc).__name__}: {exc}"
-    with session_scope() as session:
+        status, error = SimulationStatus.failed, public_error(exc)
+
+    def finish(session: Session) -> bool:
         if not store.finish(session, claim, status, error):
-            return None
+            return False
         store.add_log(
             session,
             simulation_id,
             f"finished: {status}" + (f" ({error})" if error else ""),
             level="ERROR" if status == SimulationStatus.failed else "INFO",
         )
-    return status
+        return True
 
-
-def _run(
-    claim: store.Claim,
-    *,
-    time_limit: float,
-    heartbeat_interval: float,
-    should_stop: Callable[[], bool],
-) -> tuple[SimulationStatus, str | None]:
     try:
-        config = SimulationConfig.model_validate(claim.config)
-    except ValidationError as exc:
-        return SimulationStatus.failed, f"stored config is not valid for this engine: {exc}"
-    if claim.checkpoint is not None:
-        simulation = Simulation.restore(config, claim.checkpoint)
-    else:
-        simulation = Simulation(config)
-    deadline = time.monotonic() + time_limit
-    with _Heartbeat(claim, heartbeat_interval) as beat:
-        for result in simulation.rounds():
-            if beat.lost:
-                raise LeaseLost
-            with session_scope() as session:
-                cancel = store.save_round(session, claim, result.to_dict(), simulation.checkpoint())
-                if cancel is None:
-                    raise LeaseLost  # session_scope rolls the round back
-            if cancel:
-                return SimulationStatus.cancelled, None
-            if should_stop() and result.round < config.rounds:
-                raise Interrupted
-            if time.monotonic() > deadline and result.round < config.rounds:
-                return (
-                    SimulationStatus.failed,
-                    f"time limit of {time_limit:g} s reached after round {result.round}",
-                )
-    return SimulationStatus.succeeded, None
+        finished = job.db("finish", finish)
+    except DatabaseUnavailable as exc:
+        job.give_up(exc)
+        return None
+    if not finished:
+        job.refund()
+        return None
+    metrics.FINISHED.labels(status=str(status)).inc()
+    return status

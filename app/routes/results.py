@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
-import json
 import uuid
-from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from sse_starlette.sse import EventSourceResponse
+from fastapi.responses import StreamingResponse
 
 from app import service
 from app.deps import OwnerDep, ReadSessionDep
+from app.events import EventHub, events
 from app.routes.simulations import ERRORS
 from app.schemas import (
     MAX_INT,
+    ErrorBody,
     InsightPublic,
     InsightsPublic,
     LogLine,
@@ -25,18 +24,24 @@ from app.schemas import (
     MetaParamsRow,
     MetricsPublic,
 )
-from models import FINISHED_STATUSES, store
 from models.db import session_scope
 
 router = APIRouter(prefix="/simulations/{simulation_id}", tags=["results"])
-EVENT_POLL_SECONDS = 0.5
 
 CSV_RESPONSE: dict[int | str, dict[str, Any]] = {
     200: {"content": {"text/csv": {"schema": {"type": "string"}}}, "description": "Metrics."}
 }
 
 
-@router.get("/metrics", response_model=MetricsPublic, responses={**CSV_RESPONSE, **ERRORS})
+@router.get(
+    "/metrics",
+    response_model=MetricsPublic,
+    responses={
+        **CSV_RESPONSE,
+        **ERRORS,
+        406: {"model": ErrorBody, "description": "`Accept` allows neither JSON nor CSV."},
+    },
+)
 def get_metrics(
     simulation_id: uuid.UUID,
     request: Request,
@@ -47,16 +52,15 @@ def get_metrics(
     names: str | None = Query(None, max_length=2000, description="Comma list of metric names."),
     format: str | None = Query(None, pattern="^(json|csv)$", description="Or `Accept: text/csv`."),
 ) -> Any:
-    """Metrics of every finished round; `Accept: text/csv` or `format=csv` for one row per round."""
+    """Metrics of every finished round; `Accept: text/csv` (q-values honoured) or `format=csv`
+    for one row per round; `format` wins over `Accept`."""
     service.get_simulation(session, simulation_id, owner)
     wanted = [n.strip() for n in names.split(",") if n.strip()] if names else None
     rows = service.metrics_rows(
         session, simulation_id, from_round=from_round, to_round=to_round, names=wanted
     )
-    wants_csv = format == "csv" or (
-        format is None and "text/csv" in request.headers.get("accept", "")
-    )
-    if wants_csv:
+    media = f"text/{format}" if format == "csv" else "application/json" if format else None
+    if (media or service.negotiate(request.headers.get("accept"))) == "text/csv":
         return Response(service.metrics_csv(rows), media_type="text/csv")
     return {"simulation_id": simulation_id, "rounds": rows}
 
@@ -73,7 +77,7 @@ def get_insights(
 ) -> InsightsPublic:
     """Per-client insights, by round and/or client."""
     service.get_simulation(session, simulation_id, owner)
-    rows = store.insights(
+    rows = service.insights(
         session, simulation_id, round=round, client_id=client_id, limit=limit, offset=offset
     )
     return InsightsPublic(
@@ -94,7 +98,9 @@ def get_meta_params(
 ) -> MetaParamsPublic:
     """The meta-learner's parameters after each round (mean, std, lr, updates, priors)."""
     service.get_simulation(session, simulation_id, owner)
-    rows = store.meta_params(session, simulation_id, from_round, to_round)
+    rows = service.meta_params_rows(
+        session, simulation_id, from_round=from_round, to_round=to_round
+    )
     return MetaParamsPublic(
         simulation_id=simulation_id,
         rounds=[MetaParamsRow(round=r.round, **r.params) for r in rows],
@@ -110,20 +116,16 @@ def get_logs(
 ) -> LogsPublic:
     """Log lines in the order they were written: lifecycle (round 0) and per-round lines."""
     service.get_simulation(session, simulation_id, owner)
-    rows = store.logs(session, simulation_id, after_id)
+    rows = service.log_lines(session, simulation_id, after_id)
     return LogsPublic(
         simulation_id=simulation_id,
         lines=[LogLine(id=r.id, round=r.round, level=r.level, message=r.message) for r in rows],
     )
 
 
-def _poll(simulation_id: uuid.UUID, owner: str, after_round: int) -> tuple[Any, list[Any]]:
+def _exists(simulation_id: uuid.UUID, owner: str) -> None:
     with session_scope(read_only=True) as session:
-        simulation = service.get_simulation(session, simulation_id, owner)
-        rows = service.metrics_rows(
-            session, simulation_id, from_round=after_round + 1, to_round=None, names=None
-        )
-        return service.to_public(session, [simulation])[0], rows
+        service.get_simulation(session, simulation_id, owner)
 
 
 @router.get(
@@ -135,25 +137,21 @@ def _poll(simulation_id: uuid.UUID, owner: str, after_round: int) -> tuple[Any, 
 )
 async def stream_events(
     simulation_id: uuid.UUID,
+    request: Request,
     owner: OwnerDep,
     last_event_id: Annotated[
         int, Header(ge=0, le=MAX_INT, description="Resume after this round (set by browsers).")
     ] = 0,
-) -> EventSourceResponse:
-    """Server-sent events: `round` per finished round (with metrics), then one `end`."""
-    await run_in_threadpool(_poll, simulation_id, owner, 0)  # 404 before the stream opens
+) -> StreamingResponse:
+    """Server-sent events: `round` per finished round (with metrics), then one `end`.
 
-    async def events() -> AsyncIterator[dict[str, str]]:
-        sent = last_event_id  # a reconnecting client gets only the rounds it missed
-        while True:
-            simulation, rows = await run_in_threadpool(_poll, simulation_id, owner, sent)
-            for row in rows:
-                sent = row["round"]
-                payload = {**row, "rounds_total": simulation.progress.rounds_total}
-                yield {"event": "round", "id": str(sent), "data": json.dumps(payload)}
-            if simulation.status in FINISHED_STATUSES:
-                yield {"event": "end", "data": simulation.model_dump_json()}
-                return
-            await asyncio.sleep(EVENT_POLL_SECONDS)
-
-    return EventSourceResponse(events(), ping=15)
+    Every subscriber of a simulation in this process shares one database poller
+    (`app/events.py`)."""
+    hub: EventHub = request.app.state.events
+    if hub.feed(simulation_id, owner) is None:  # a live feed of this owner's run proves it
+        await run_in_threadpool(_exists, simulation_id, owner)  # 404 before the stream opens
+    return StreamingResponse(
+        events(hub, simulation_id, owner, last_event_id),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )

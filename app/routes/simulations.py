@@ -15,6 +15,7 @@ from app.deps import (
     SessionDep,
     SettingsDep,
     require_json,
+    require_utf8_json_object_keys_once,
 )
 from app.schemas import ErrorBody, SimulationCreate, SimulationPublic, SimulationsPublic
 from scarcity.config import PresetName
@@ -33,16 +34,17 @@ Status = Literal["queued", "running", "succeeded", "failed", "cancelled"]
     "",
     status_code=202,
     response_model=SimulationPublic,
-    dependencies=[Depends(require_json)],
+    dependencies=[Depends(require_json), Depends(require_utf8_json_object_keys_once)],
     responses={
-        400: {"model": ErrorBody, "description": "Body unreadable (not UTF-8)."},
+        400: {"model": ErrorBody, "description": "Body unreadable (not UTF-8, or a BOM)."},
         401: ERRORS[401],
         409: {"model": ErrorBody, "description": "Too many active simulations."},
         413: {"model": ErrorBody, "description": "Request body too large."},
         415: {"model": ErrorBody, "description": "Body not sent as application/json."},
         422: {
             "model": ErrorBody,
-            "description": "Invalid input, a limit or the work budget exceeded, or settings "
+            "description": "Invalid input, a key sent twice, a limit or the work budget "
+            "exceeded, or settings "
             "that do not go together (e.g. `input_dim` of a real data set); the message names "
             "the field and the limit.",
         },

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
@@ -89,3 +90,12 @@ def readyz(request: Request) -> JSONResponse:
     ok = all(v == "ok" for v in checks.values())
     body = Health(status="ok" if ok else "unavailable", checks=checks)
     return JSONResponse(body.model_dump(), status_code=200 if ok else 503)
+
+
+@router.get("/metrics", response_class=Response, include_in_schema=False)  # for Prometheus
+async def metrics() -> Response:
+    """Prometheus metrics: requests, simulations by status, queue depth, rounds, retries."""
+    from app.metrics import render
+
+    body, content_type = await run_in_threadpool(render)  # reads the database
+    return Response(body, media_type=content_type)

@@ -255,7 +255,7 @@ def test_ensure_schema_refuses_a_revision_from_a_newer_version(sqlite_url: str) 
 def test_stored_configs_on_real_data_keep_their_resampled_standardised_data(
     empty_url: str,
 ) -> None:
-    """Revision 0003: a simulation stored on a real data set before natural sizes gets
+    """Revision 0004: a simulation stored on a real data set before natural sizes gets
     `resample_to_size` and `feature_scaling` written into its config, and every stored run
     `engine_version` 1, so the worker resolves it to the data and the arithmetic it had (the
     same as `scarcity.config.stored_config`); fields already explicit stay as they are;

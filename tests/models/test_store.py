@@ -205,6 +205,47 @@ def test_a_simulation_whose_workers_keep_dying_fails_after_max_attempts(
     assert failed.attempt == 2
 
 
+def lifecycle_lines(sessions: sessionmaker[Session], simulation_id: uuid.UUID) -> list[str]:
+    with sessions() as session:
+        return [line.message for line in store.logs(session, simulation_id) if line.round == 0]
+
+
+def test_released_and_refunded_claims_are_not_charged_and_the_logs_say_so(
+    sessions: sessionmaker[Session],
+) -> None:
+    """Only workers that really disappeared count towards max_attempts: a release (shutdown,
+    database give-up) and a refund (taken over while alive) give their attempt back."""
+    sim_id = create(sessions)
+    for _ in range(4):  # four graceful releases: never failed, each resumable at once
+        held = claim(sessions, sim_id, max_attempts=2)
+        assert held is not None and save(sessions, held, held.attempt) is False
+        with sessions.begin() as session:
+            assert store.release(session, held)
+            assert not store.release(session, held)  # once per claim
+    frozen = claim(sessions, sim_id, max_attempts=2)
+    assert frozen is not None and frozen.rounds_completed == 4
+    expire_lease(sessions, sim_id)  # the frozen worker's lease lapses; it is taken over...
+    taker = claim(sessions, sim_id, max_attempts=2)
+    assert taker is not None and taker.attempt == frozen.attempt + 1
+    with sessions.begin() as session:  # ...then it wakes, finds itself fenced, and refunds
+        assert not store.release(session, frozen)
+        assert store.refund(session, frozen)
+        assert not store.refund(session, taker)  # nobody took over from the taker: no refund
+    row = load(sessions, sim_id)  # claims 1-4 released, 5 frozen and refunded, 6 holds it
+    assert (row.status, row.attempt, row.releases) == (SimulationStatus.running, 6, 5)
+    lines = lifecycle_lines(sessions, sim_id)
+    assert [x for x in lines if " lost" in x] == [
+        "attempt 5 lost: its worker stopped renewing the lease (1 of 2 lost workers so far)"
+    ]
+
+    expire_lease(sessions, sim_id)  # two real deaths (6 − 5 = 1 lost so far, then 2): failed
+    assert claim(sessions, sim_id, max_attempts=2) is not None
+    expire_lease(sessions, sim_id)
+    assert claim(sessions, sim_id, max_attempts=2) is None
+    assert load(sessions, sim_id).status == SimulationStatus.failed
+    assert "gave up: 2 workers were lost" in lifecycle_lines(sessions, sim_id)[-1]
+
+
 def test_list_is_newest_first_and_the_after_cursor_pages_through_ties(
     sessions: sessionmaker[Session],
 ) -> None:

@@ -7,8 +7,8 @@ natural sizes (and digits to min-max scaling), so their stored configs get
 `resample_to_size: true` and `feature_scaling: "standard"` written in, and every stored run
 gets `engine_version: 1`: all keep giving the same results.
 
-Revision ID: 0003
-Revises: 0002
+Revision ID: 0004
+Revises: 0003_op
 Create Date: 2026-12-01 10:00:00.000000+00:00
 """
 
@@ -20,8 +20,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects.postgresql import JSONB
 
-revision: str = "0003"
-down_revision: str | Sequence[str] | None = "0002"
+revision: str = "0004"
+down_revision: str | Sequence[str] | None = "0003_op"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

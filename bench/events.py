@@ -1,0 +1,82 @@
+"""Events fan-out benchmark: 100 live-event subscribers of one embedded run.
+
+The run (stage8, 50 clients, 40 rounds) alone, then again with 100 `GET /events` streams open
+on it, while a client samples `GET /simulations/{id}`; prints both run times (started_at →
+finished_at), the slowdown and the GET p50/p99 meanwhile. Target (issue 13): the subscribers
+cost at most 10 % of the run time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+
+import httpx
+
+from tests.service_processes import Server
+
+JOB = {"preset": "stage8", "num_clients": 50, "rounds": 40, "seed": 1}
+
+
+def _run_seconds(body: dict) -> float:
+    started = datetime.fromisoformat(body["started_at"])
+    return (datetime.fromisoformat(body["finished_at"]) - started).total_seconds()
+
+
+async def _follow(client: httpx.AsyncClient, sim_id: str) -> int:
+    rounds = 0
+    async with client.stream("GET", f"/simulations/{sim_id}/events", timeout=600) as response:
+        async for line in response.aiter_lines():
+            if line.startswith("event: round"):
+                rounds += 1
+            elif line.startswith("event: end"):
+                break
+    return rounds
+
+
+async def _one_run(url: str, job: dict, subscribers: int) -> tuple[float, list[float]]:
+    unlimited = httpx.Limits(max_connections=None, max_keepalive_connections=None)
+    async with (
+        httpx.AsyncClient(base_url=url, timeout=600) as client,
+        httpx.AsyncClient(base_url=url, timeout=600, limits=unlimited) as watchers,
+    ):
+        sim_id = (await client.post("/simulations", json=job)).json()["id"]
+        streams = [asyncio.create_task(_follow(watchers, sim_id)) for _ in range(subscribers)]
+        latencies: list[float] = []
+        while True:
+            start = time.perf_counter()
+            body = (await client.get(f"/simulations/{sim_id}")).json()
+            latencies.append(time.perf_counter() - start)
+            if body["status"] in ("succeeded", "failed", "cancelled"):
+                break
+            await asyncio.sleep(0.05)
+        counts = await asyncio.gather(*streams)
+        assert body["status"] == "succeeded", body
+        assert all(n == job["rounds"] for n in counts), counts
+        return _run_seconds(body), latencies
+
+
+def main(quick: bool = False) -> None:
+    job = {**JOB, "rounds": 10} if quick else JOB
+    subscribers = 20 if quick else 100
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {"SCARCITY_DATABASE_URL": f"sqlite:///{tmp}/bench.db"}
+        server = Server(env, Path(tmp) / "api.log")
+        try:
+            asyncio.run(_one_run(server.url, {**job, "rounds": 2}, 0))  # warm-up
+            alone, _ = asyncio.run(_one_run(server.url, job, 0))
+            watched, latencies = asyncio.run(_one_run(server.url, job, subscribers))
+        finally:
+            server.stop()
+    ordered = sorted(latencies)
+    p99 = ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
+    print(
+        f"run alone {alone:.2f} s; with {subscribers} event subscribers {watched:.2f} s "
+        f"({(watched / alone - 1) * 100:+.0f} %, target ≤ +10 %); "
+        f"GET /simulations/{{id}} meanwhile p50 {statistics.median(ordered) * 1e3:.1f} ms, "
+        f"p99 {p99 * 1e3:.1f} ms ({len(ordered)} samples)"
+    )
