@@ -28,6 +28,7 @@ from models import SimulationStatus, store
 from models.db import is_transient, session_scope
 from models.settings import get_settings
 from scarcity import Simulation, SimulationConfig
+from scarcity.core.data import describe_clients
 from scarcity.logging_setup import bind_log_context, log_context
 
 logger = logging.getLogger("worker.tasks")
@@ -176,6 +177,12 @@ class _Job:
 
         return self.db("round write", work)
 
+    def save_client_data(self, simulation: Simulation) -> None:
+        """What each client holds, from the data the run has just built: written once (the API
+        writes it itself for a small run asked about before it starts)."""
+        rows = [c.to_dict() for c in describe_clients(simulation.config, simulation.client_data)]
+        self.db("clients write", lambda session: store.save_client_data(session, self.id, rows))
+
     def release(self, why: str) -> bool:
         """Hand the run back uncharged (it stays running, lease lapsed); when someone took over
         meanwhile, give back the attempt that takeover charged. Whether the release landed."""
@@ -268,6 +275,7 @@ class _Job:
             simulation = Simulation.restore(config, self.claim.checkpoint)
         else:
             simulation = Simulation(config)
+            self.save_client_data(simulation)
         deadline = time.monotonic() + time_limit
         with _Heartbeat(self.claim, heartbeat_interval) as beat:
             for result in simulation.rounds():

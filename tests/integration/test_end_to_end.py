@@ -8,6 +8,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from scarcity import resolve_config
+from scarcity.core.data import describe_clients
 from tests.service_processes import Server, Worker, wait_for_status
 
 pytestmark = pytest.mark.integration
@@ -43,6 +45,9 @@ def run_jobs_and_check(url: str) -> None:
             assert {(i["round"], i["client_id"]) for i in insights} == {
                 (r, c) for r in range(1, rounds + 1) for c in range(clients)
             }
+            # what each client holds: written by the worker as the run started
+            described = client.get(f"/simulations/{sim_id}/clients").json()["clients"]
+            assert described == [c.to_dict() for c in describe_clients(resolve_config(job))]
             meta = client.get(f"/simulations/{sim_id}/meta-params").json()["rounds"]
             assert [m["round"] for m in meta] == list(range(1, rounds + 1))
             assert all({"mean", "std", "lr", "updates"} <= m.keys() for m in meta)
