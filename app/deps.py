@@ -5,14 +5,14 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections.abc import Iterator
-from typing import Annotated, cast
+from typing import Annotated, Any, cast
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from app.admission import Admission
-from app.errors import Unauthorized, UnsupportedMediaType
+from app.errors import Unauthorized, Unprocessable, UnsupportedMediaType
 from models.db import session_scope
 from models.settings import Settings, get_settings
 
@@ -72,6 +72,41 @@ async def require_json(request: Request) -> None:
     ):
         raise UnsupportedMediaType(
             f"Content-Type must be application/json, got {content_type or 'none'!r}"
+        )
+
+
+_query_names: dict[int, frozenset[str]] = {}
+
+
+def _declared_query(dependant: Any) -> set[str]:
+    """Query parameter names of a route's dependant and all its sub-dependencies."""
+    names = {param.alias for param in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _declared_query(sub)
+    return names
+
+
+async def reject_unknown_query(request: Request) -> None:
+    """A query parameter the route does not declare is a 422 naming it, not silently ignored
+    (`GET /simulations?dataset=digits` would otherwise list every run)."""
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    if dependant is None:
+        return
+    known = _query_names.get(id(route))
+    if known is None:
+        known = _query_names[id(route)] = frozenset(_declared_query(dependant))
+    unknown = sorted(set(request.query_params) - known)
+    if unknown:
+        takes = ", ".join(sorted(known)) or "none"
+        raise Unprocessable(
+            [
+                {
+                    "field": name,
+                    "message": f"unknown query parameter (this endpoint takes: {takes})",
+                }
+                for name in unknown
+            ]
         )
 
 

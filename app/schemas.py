@@ -10,7 +10,14 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from annotated_types import Le
-from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    create_model,
+    field_validator,
+)
 
 from models.base import as_utc
 from models.settings import Settings, get_settings
@@ -41,6 +48,27 @@ def field_caps(settings: Settings | None = None) -> dict[str, int]:
     return {name: getattr(s, limit) for name, limit in FIELD_LIMITS.items()} | {"seed": MAX_INT}
 
 
+# What a researcher calls a run: free text the engine never reads (README, "Runs you can find").
+TAG_KEY_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
+MAX_TAGS = 50
+TagKey = Annotated[str, StringConstraints(pattern=TAG_KEY_PATTERN)]
+TagValue = Annotated[str, StringConstraints(max_length=500)]
+RunName = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+RunNotes = Annotated[str, StringConstraints(max_length=10_000)]
+RUN_FIELDS: dict[str, Any] = {
+    "name": (RunName | None, Field(None, description="A name for the run (not unique).")),
+    "tags": (
+        dict[TagKey, TagValue] | None,
+        Field(
+            None,
+            max_length=MAX_TAGS,
+            description=f"Labels, key → value (at most {MAX_TAGS}; keys: letters, digits, _.:-).",
+        ),
+    ),
+    "notes": (RunNotes | None, Field(None, description="Free-form notes.")),
+}
+
+
 def _make_simulation_create() -> type[BaseModel]:
     """`SimulationCreate`: a preset plus optional overrides of any `SimulationConfig` field."""
     caps = field_caps()
@@ -63,6 +91,7 @@ def _make_simulation_create() -> type[BaseModel]:
             json_schema_extra={
                 "example": {
                     "preset": "stage8",
+                    "name": "stage8 first look",
                     "num_clients": min(5, caps["num_clients"]),
                     "rounds": min(5, caps["rounds"]),
                 }
@@ -73,6 +102,7 @@ def _make_simulation_create() -> type[BaseModel]:
             Field("stage8", description="Preset whose defaults fill every field not given."),
         ),
         **fields,
+        **RUN_FIELDS,
     )
 
 
@@ -88,10 +118,25 @@ class Progress(BaseModel):
     rounds_total: int
 
 
+class SimulationUpdate(BaseModel):
+    """`PATCH /simulations/{id}`: fields left out stay as they are; `name` or `notes` null
+    clears it; `tags` is merged key by key (RFC 7396): a string sets a tag, null removes it."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    name: RunName | None = Field(None, description="New name; null clears it.")
+    tags: dict[TagKey, TagValue | None] | None = Field(
+        None, max_length=MAX_TAGS, description="Tags to set (string) or remove (null)."
+    )
+    notes: RunNotes | None = Field(None, description="New notes; null clears them.")
+
+
 class SimulationPublic(BaseModel):
     id: uuid.UUID
     status: Literal["queued", "running", "succeeded", "failed", "cancelled"]
     preset: str
+    name: str | None = None
+    tags: dict[str, str] = {}
+    notes: str | None = None
     config: dict[str, Any]
     progress: Progress
     created_at: datetime
@@ -110,6 +155,9 @@ class SimulationPublic(BaseModel):
             id=row.id,
             status=row.status,
             preset=row.preset,
+            name=row.name,
+            tags=row.tags or {},
+            notes=row.notes,
             config=row.config,
             progress=Progress(rounds_completed=row.rounds_completed, rounds_total=row.rounds_total),
             created_at=row.created_at,

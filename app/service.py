@@ -12,8 +12,16 @@ from typing import Any
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
+from app import search
 from app.errors import Conflict, NotFound, Unprocessable
-from app.schemas import FIELD_LIMITS, SimulationPublic, field_caps
+from app.schemas import (
+    FIELD_LIMITS,
+    MAX_TAGS,
+    RUN_FIELDS,
+    SimulationPublic,
+    SimulationUpdate,
+    field_caps,
+)
 from models import FINISHED_STATUSES, Simulation, SimulationStatus, store
 from models.settings import Settings
 from scarcity.config import SimulationConfig, participants_per_round, resolve_config
@@ -62,9 +70,14 @@ def check_limits(config: SimulationConfig, settings: Settings) -> None:
 
 def resolved_config(body: BaseModel, settings: Settings) -> SimulationConfig:
     """The request's preset and overrides resolved to a full config, checked against the limits."""
-    config = resolve_config(body.model_dump(exclude_none=True))
+    config = resolve_config(body.model_dump(exclude_none=True, exclude=set(RUN_FIELDS)))
     check_limits(config, settings)
     return config
+
+
+def run_attrs(body: BaseModel) -> dict[str, Any]:
+    """The request's name, tags and notes: the run's own columns, not engine settings."""
+    return {name: value for name in RUN_FIELDS if (value := getattr(body, name)) is not None}
 
 
 def get_simulation(session: Session, simulation_id: uuid.UUID, owner: str) -> Simulation:
@@ -80,8 +93,12 @@ def to_public(session: Session, rows: list[Simulation]) -> list[SimulationPublic
     return [SimulationPublic.from_row(row, finals.get(row.id)) for row in rows]
 
 
+def _encode(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode()).decode()
+
+
 def encode_cursor(row: Simulation) -> str:
-    return base64.urlsafe_b64encode(f"{row.created_at.isoformat()}|{row.id}".encode()).decode()
+    return _encode(f"{row.created_at.isoformat()}|{row.id}")
 
 
 def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
@@ -94,25 +111,80 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
         ) from exc
 
 
+def decode_offset_cursor(cursor: str) -> int:
+    """Pages of an `order_by` list: the cursor is the count of rows already shown."""
+    try:
+        text = base64.urlsafe_b64decode(cursor.encode()).decode()
+        if text.startswith("@") and text[1:].isdigit():
+            return int(text[1:])
+    except ValueError:
+        pass
+    raise Unprocessable(
+        [{"field": "cursor", "message": "not a cursor from a previous page of this order_by"}]
+    )
+
+
 def list_simulations(
     session: Session,
     owner: str,
     *,
     status: str | None,
     preset: str | None,
+    filter: str | None = None,
+    order_by: str | None = None,
     limit: int,
     cursor: str | None,
 ) -> tuple[list[Simulation], str | None]:
+    """A page of the owner's runs matching `filter`, sorted by `order_by` (app/search.py)."""
+    conditions, order = search.parse_filter(filter), search.parse_order(order_by)
+    offset = decode_offset_cursor(cursor) if cursor and order else 0
     rows = store.list_simulations(
         session,
         owner=owner,
         status=status,
         preset=preset,
+        conditions=conditions,
+        order=order,
         limit=limit + 1,
-        after=decode_cursor(cursor) if cursor else None,
+        after=decode_cursor(cursor) if cursor and not order else None,
+        offset=offset,
     )
-    next_cursor = encode_cursor(rows[limit - 1]) if len(rows) > limit else None
+    next_cursor = None
+    if len(rows) > limit:
+        next_cursor = _encode(f"@{offset + limit}") if order else encode_cursor(rows[limit - 1])
     return rows[:limit], next_cursor
+
+
+def update_simulation(
+    session: Session, simulation_id: uuid.UUID, owner: str, body: SimulationUpdate
+) -> Simulation:
+    """Name, notes (null clears) and tags (merged: null removes a key) of any run, running too."""
+    simulation = get_simulation(session, simulation_id, owner)
+    sent = body.model_fields_set
+    changes: dict[str, Any] = {
+        name: getattr(body, name) for name in ("name", "notes") if name in sent
+    }
+    if "tags" in sent:
+        tags = dict(simulation.tags or {})
+        for key, value in (body.tags or {}).items():
+            if value is None:
+                tags.pop(key, None)
+            else:
+                tags[key] = value
+        if body.tags is None:  # `"tags": null` removes them all, as RFC 7396 reads it
+            tags = {}
+        if len(tags) > MAX_TAGS:
+            raise Unprocessable(
+                [
+                    {
+                        "field": "tags",
+                        "message": f"at most {MAX_TAGS} tags, this would make {len(tags)}",
+                    }
+                ]
+            )
+        changes["tags"] = tags
+    store.update_simulation(session, simulation, changes)
+    return simulation
 
 
 def cancel_simulation(session: Session, simulation_id: uuid.UUID, owner: str) -> Simulation:

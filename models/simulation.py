@@ -52,6 +52,11 @@ class Simulation(Base):
     # Set by the reaper when it re-publishes a waiting job: not again before this time, so a job
     # waiting behind a long queue is re-sent with a growing backoff, not on every pass.
     next_publish_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    # What a researcher calls the run (revision 0003): free text, never read by the engine.
+    # Runs stored before it have null name and notes and null tags (served as {}).
+    name: Mapped[str | None] = mapped_column(String(200))
+    tags: Mapped[dict[str, str] | None] = mapped_column(JSONType)
+    notes: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (
         Index("ix_simulations_owner_created_at", "owner", "created_at"),

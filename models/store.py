@@ -16,6 +16,7 @@ from sqlalchemy import CursorResult, Select, and_, delete, func, insert, or_, se
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from models import search
 from models.base import Base, as_utc, utcnow
 from models.checkpoint import Checkpoint
 from models.client_insight import ClientInsight
@@ -30,8 +31,12 @@ ACTIVE_STATUSES = (SimulationStatus.queued, SimulationStatus.running)
 # --- simulations -----------------------------------------------------------------------------
 
 
-def new_simulation(*, owner: str, config: dict[str, Any]) -> Simulation:
-    """A queued simulation row, not yet added to any session."""
+def new_simulation(
+    *, owner: str, config: dict[str, Any], attrs: Mapping[str, Any] | None = None
+) -> Simulation:
+    """A queued simulation row, not yet added to any session; `attrs` sets more columns
+    (`name`, `tags`, `notes`)."""
+    attrs = attrs or {}
     return Simulation(
         id=uuid.uuid4(),
         owner=owner,
@@ -43,11 +48,20 @@ def new_simulation(*, owner: str, config: dict[str, Any]) -> Simulation:
         created_at=utcnow(),
         attempt=0,
         cancel_requested=False,
+        name=attrs.get("name"),
+        tags=dict(attrs.get("tags") or {}),
+        notes=attrs.get("notes"),
     )
 
 
-def create_simulation(session: Session, *, owner: str, config: dict[str, Any]) -> Simulation:
-    simulation = new_simulation(owner=owner, config=config)
+def create_simulation(
+    session: Session,
+    *,
+    owner: str,
+    config: dict[str, Any],
+    attrs: Mapping[str, Any] | None = None,
+) -> Simulation:
+    simulation = new_simulation(owner=owner, config=config, attrs=attrs)
     session.add(simulation)
     session.flush()
     return simulation
@@ -55,18 +69,19 @@ def create_simulation(session: Session, *, owner: str, config: dict[str, Any]) -
 
 def admit(
     session: Session,
-    submissions: Sequence[tuple[str, dict[str, Any]]],
+    submissions: Sequence[tuple[str, dict[str, Any], Mapping[str, Any]]],
     *,
     room: Mapping[str, int],
 ) -> list[Simulation | None]:
-    """Insert, in order, each (owner, config) while its owner has `room` left (how many more
-    active simulations the cap allows); None marks a submission refused for the cap. One
+    """Insert, in order, each (owner, config, attrs) while its owner has `room` left (how many
+    more active simulations the cap allows); None marks a submission refused for the cap. One
     multi-row INSERT for the whole batch."""
     room = dict(room)
     outcomes: list[Simulation | None] = []
-    for owner, config in submissions:
+    for owner, config, attrs in submissions:
         room[owner] -= 1
-        outcomes.append(new_simulation(owner=owner, config=config) if room[owner] >= 0 else None)
+        fits = room[owner] >= 0
+        outcomes.append(new_simulation(owner=owner, config=config, attrs=attrs) if fits else None)
     admitted = [row for row in outcomes if row is not None]
     if admitted:
         columns = [column.key for column in Simulation.__table__.columns]
@@ -90,15 +105,25 @@ def list_simulations(
     owner: str,
     status: str | None = None,
     preset: str | None = None,
+    conditions: Sequence[search.Condition] = (),
+    order: Sequence[search.SortKey] = (),
     limit: int,
     after: tuple[datetime, uuid.UUID] | None = None,
+    offset: int = 0,
 ) -> list[Simulation]:
-    """Newest first; `after` is the (created_at, id) of the last row of the previous page."""
+    """Newest first, or by `order` then newest first; `conditions` AND-ed (models/search.py).
+
+    Pages: `after` is the (created_at, id) of the last row of the previous page (newest-first
+    order), `offset` the rows already shown (any other order).
+    """
     query = select(Simulation).where(Simulation.owner == owner)
     if status:
         query = query.where(Simulation.status == status)
     if preset:
         query = query.where(Simulation.preset == preset)
+    query = search.apply(query, conditions, order)
+    if offset:
+        query = query.offset(offset)
     if after is not None:
         created_at, last_id = after
         query = query.where(
@@ -120,6 +145,14 @@ def count_active(session: Session, owner: str, *, up_to: int | None = None) -> i
     if up_to is not None:
         active = active.limit(up_to)
     return session.scalar(select(func.count()).select_from(active.subquery())) or 0
+
+
+def update_simulation(session: Session, simulation: Simulation, changes: Mapping[str, Any]) -> None:
+    """Set the run's own columns (`name`, `tags`, `notes`); nothing the worker reads."""
+    for column, value in changes.items():
+        assert column in ("name", "tags", "notes"), column
+        setattr(simulation, column, value)
+    session.flush()
 
 
 def request_cancel(session: Session, simulation: Simulation) -> None:

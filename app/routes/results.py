@@ -8,12 +8,12 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from sse_starlette.sse import EventSourceResponse
 
 from app import service
-from app.deps import OwnerDep, ReadSessionDep
+from app.deps import OwnerDep, ReadSessionDep, reject_unknown_query
 from app.routes.simulations import ERRORS
 from app.schemas import (
     MAX_INT,
@@ -28,7 +28,11 @@ from app.schemas import (
 from models import FINISHED_STATUSES, store
 from models.db import session_scope
 
-router = APIRouter(prefix="/simulations/{simulation_id}", tags=["results"])
+router = APIRouter(
+    prefix="/simulations/{simulation_id}",
+    tags=["results"],
+    dependencies=[Depends(reject_unknown_query)],
+)
 EVENT_POLL_SECONDS = 0.5
 
 CSV_RESPONSE: dict[int | str, dict[str, Any]] = {

@@ -14,12 +14,21 @@ from app.deps import (
     ReadSessionDep,
     SessionDep,
     SettingsDep,
+    reject_unknown_query,
     require_json,
 )
-from app.schemas import ErrorBody, SimulationCreate, SimulationPublic, SimulationsPublic
+from app.schemas import (
+    ErrorBody,
+    SimulationCreate,
+    SimulationPublic,
+    SimulationsPublic,
+    SimulationUpdate,
+)
 from scarcity.config import PresetName
 
-router = APIRouter(prefix="/simulations", tags=["simulations"])
+router = APIRouter(
+    prefix="/simulations", tags=["simulations"], dependencies=[Depends(reject_unknown_query)]
+)
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorBody, "description": "Missing or invalid API key."},
@@ -57,7 +66,7 @@ async def create_simulation(
 ) -> SimulationPublic:
     """Queue a simulation: a preset plus overrides; answers 202 with its resource."""
     config = service.resolved_config(body, settings)
-    simulation = await admission.submit(owner, config.model_dump())
+    simulation = await admission.submit(owner, config.model_dump(), service.run_attrs(body))
     response.headers["Location"] = f"/simulations/{simulation.id}"
     return SimulationPublic.from_row(simulation)
 
@@ -69,15 +78,30 @@ def list_simulations(
     settings: SettingsDep,
     status: Status | None = None,
     preset: PresetName | None = None,
+    filter: str | None = Query(
+        None,
+        max_length=2000,
+        description="Comparisons joined by `and` over `config.<field>`, `metrics.<name>` (final "
+        "round), `tags.<key>`, `name`, `status`, `preset`, e.g. `config.dataset = 'digits' and "
+        "metrics.test_accuracy >= 0.9` (README: the filter language).",
+    ),
+    order_by: str | None = Query(
+        None,
+        max_length=500,
+        description="Sort keys, each optionally `asc`/`desc` (default asc), e.g. "
+        "`metrics.loss asc, config.seed`; ties and the default: newest first.",
+    ),
     limit: int = Query(20, ge=1, description="Page size (capped by SCARCITY_MAX_PAGE_SIZE)."),
     cursor: str | None = Query(None, max_length=200, description="`next_cursor` of the last page."),
 ) -> SimulationsPublic:
-    """Your simulations, newest first, optionally filtered by status and preset."""
+    """Your simulations, newest first (or by `order_by`), filtered by `filter`, status, preset."""
     rows, next_cursor = service.list_simulations(
         session,
         owner,
         status=status,
         preset=preset,
+        filter=filter,
+        order_by=order_by,
         limit=min(limit, settings.max_page_size),
         cursor=cursor,
     )
@@ -90,6 +114,24 @@ def get_simulation(
 ) -> SimulationPublic:
     """One simulation: status, resolved config, progress, timestamps, error."""
     return service.to_public(session, [service.get_simulation(session, simulation_id, owner)])[0]
+
+
+@router.patch(
+    "/{simulation_id}",
+    response_model=SimulationPublic,
+    dependencies=[Depends(require_json)],
+    responses={
+        **ERRORS,
+        413: {"model": ErrorBody, "description": "Request body too large."},
+        415: {"model": ErrorBody, "description": "Body not sent as application/json."},
+    },
+)
+def update_simulation(
+    simulation_id: uuid.UUID, body: SimulationUpdate, session: SessionDep, owner: OwnerDep
+) -> SimulationPublic:
+    """Rename, tag or annotate a run (any status); fields left out stay as they are."""
+    updated = service.update_simulation(session, simulation_id, owner, body)
+    return service.to_public(session, [updated])[0]
 
 
 @router.post(

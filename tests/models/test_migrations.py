@@ -250,3 +250,38 @@ def test_ensure_schema_refuses_a_revision_from_a_newer_version(sqlite_url: str) 
     assert not migrate.is_at_head(sqlite_url)
     with pytest.raises(RuntimeError, match="does not know"):
         migrate.ensure_schema(sqlite_url, auto_migrate=True)
+
+
+def test_runs_stored_before_0003_get_no_name_tags_or_notes(empty_url: str) -> None:
+    """Revision 0003 adds the run's name, tags and notes; a stored run keeps everything else."""
+    config = migrate.alembic_config(empty_url)
+    command.upgrade(config, "0002")
+    engine = create_engine(empty_url, poolclass=pool.NullPool)
+    try:
+        with engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO simulations (id, owner, preset, status, config, rounds_total, "
+                    "rounds_completed, created_at, attempt, cancel_requested) VALUES "
+                    "(:id, '', 'stage1', 'queued', :config, 2, 0, :now, 0, false)"
+                ),
+                {
+                    "id": "6f7c3b1e-0000-4000-8000-000000000001",
+                    "config": '{"preset": "stage1", "rounds": 2}',
+                    "now": "2026-11-30 12:00:00+00:00",
+                },
+            )
+    finally:
+        engine.dispose()
+    migrate.upgrade_to_head(empty_url)
+    engine = make_engine(empty_url)
+    try:
+        with Session(engine) as session:
+            (row,) = session.scalars(select(Simulation)).all()
+            assert (row.name, row.tags, row.notes) == (None, None, None)
+            assert row.config == {"preset": "stage1", "rounds": 2} and row.status == "queued"
+            from app.schemas import SimulationPublic
+
+            assert SimulationPublic.from_row(row).tags == {}
+    finally:
+        engine.dispose()

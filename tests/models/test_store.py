@@ -345,7 +345,13 @@ def test_admit_inserts_in_order_while_each_owner_has_room(
     sessions: sessionmaker[Session],
 ) -> None:
     create(sessions, owner="alice")
-    submissions = [("alice", CONFIG), ("bob", CONFIG), ("alice", CONFIG), ("alice", CONFIG)]
+    named = {"name": "bob's run", "tags": {"team": "fl"}, "notes": "first try"}
+    submissions = [
+        ("alice", CONFIG, {}),
+        ("bob", CONFIG, named),
+        ("alice", CONFIG, {}),
+        ("alice", CONFIG, {}),
+    ]
     with sessions.begin() as session:
         outcomes = store.admit(session, submissions, room={"alice": 1, "bob": 5})
     assert [row is not None for row in outcomes] == [True, True, False, False]
@@ -356,3 +362,8 @@ def test_admit_inserts_in_order_while_each_owner_has_room(
         stored = session.get(Simulation, outcomes[1].id)  # type: ignore[union-attr]
         assert stored is not None and stored.owner == "bob" and stored.status == "queued"
         assert stored.config == CONFIG and stored.rounds_total == CONFIG["rounds"]
+        assert (stored.name, stored.tags, stored.notes) == (
+            "bob's run",
+            {"team": "fl"},
+            "first try",
+        )
