@@ -173,6 +173,32 @@ class SimulationsPublic(BaseModel):
     next_cursor: str | None = Field(None, description="Pass as `cursor` for the next page.")
 
 
+class CompareRun(BaseModel):
+    id: uuid.UUID
+    name: str | None
+    tags: dict[str, str]
+    status: Literal["queued", "running", "succeeded", "failed", "cancelled"]
+    preset: str
+    differing: dict[str, Any] = Field(
+        description="This run's value of each config field in `differing_fields`."
+    )
+    label: str = Field(
+        description="A legend text: the name if set, then the differing fields (`lr=0.1`)."
+    )
+
+
+class ComparePublic(BaseModel):
+    differing_fields: list[str] = Field(
+        description="Config fields whose values are not the same in every run, in config order."
+    )
+    runs: list[CompareRun] = Field(description="In the order of `ids`.")
+    rounds: list[int] = Field(description="Every round any of the runs has stored, ascending.")
+    metrics: dict[str, list[list[float | None]]] = Field(
+        description="Metric name → one series per run (order of `runs`), each aligned with "
+        "`rounds`: null where that run has no such round or metric."
+    )
+
+
 class GossipPairPublic(BaseModel):
     client_a: int
     client_b: int

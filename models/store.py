@@ -99,6 +99,17 @@ def get_simulation(session: Session, simulation_id: uuid.UUID, owner: str) -> Si
     )
 
 
+def get_simulations(
+    session: Session, simulation_ids: Sequence[uuid.UUID], owner: str
+) -> list[Simulation]:
+    """Those of `simulation_ids` that `owner` may see, in no particular order."""
+    return list(
+        session.scalars(
+            select(Simulation).where(Simulation.id.in_(simulation_ids), Simulation.owner == owner)
+        )
+    )
+
+
 def list_simulations(
     session: Session,
     *,
@@ -466,6 +477,18 @@ def round_metrics(
     session: Session, simulation_id: uuid.UUID, from_round: int | None, to_round: int | None
 ) -> list[RoundMetrics]:
     return list(session.scalars(_rounds_query(RoundMetrics, simulation_id, from_round, to_round)))
+
+
+def metrics_of(
+    session: Session, simulation_ids: Sequence[uuid.UUID]
+) -> list[tuple[uuid.UUID, int, dict[str, float]]]:
+    """(simulation, round, metrics) of every stored round of several runs, in one query."""
+    rows = session.execute(
+        select(RoundMetrics.simulation_id, RoundMetrics.round, RoundMetrics.metrics)
+        .where(RoundMetrics.simulation_id.in_(simulation_ids))
+        .order_by(RoundMetrics.round)
+    )
+    return [(row.simulation_id, row.round, row.metrics) for row in rows]
 
 
 def final_metrics(

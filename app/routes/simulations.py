@@ -122,6 +122,7 @@ def get_simulation(
     dependencies=[Depends(require_json)],
     responses={
         **ERRORS,
+        400: {"model": ErrorBody, "description": "Body unreadable (not UTF-8)."},
         413: {"model": ErrorBody, "description": "Request body too large."},
         415: {"model": ErrorBody, "description": "Body not sent as application/json."},
     },

@@ -1,6 +1,6 @@
 // Scarcity dashboard: built on the public HTTP API only (anything shown here a script can fetch).
-// Submit (form generated from GET /presets + the OpenAPI SimulationCreate schema), watch (events
-// streamed with fetch so an API key can ride along), history, compare, export. Charts: uPlot.
+// Submit (form generated from GET /presets + the OpenAPI SimulationCreate schema; clone a run into it), watch (events
+// streamed with fetch so an API key can ride along), history, compare (GET /compare), export. Charts: uPlot.
 "use strict";
 
 const $ = (sel, root = document) => root.querySelector(sel);
@@ -228,7 +228,7 @@ function showSimulation(sim) {
   watchState.total = sim.progress.rounds_total;
   setProgress(Math.max(sim.progress.rounds_completed, watchState.rounds.size), sim.progress.rounds_total);
   const c = sim.config || {};
-  const bits = [sim.preset, `${c.num_clients} clients`, `${c.rounds} rounds`, `seed ${c.seed}`,
+  const bits = [sim.name, sim.preset, `${c.num_clients} clients`, `${c.rounds} rounds`, `seed ${c.seed}`,
     c.dataset, c.partition === "dirichlet" ? `dirichlet α=${c.dirichlet_alpha}` : c.partition,
     `created ${new Date(sim.created_at).toLocaleString()}`];
   if (sim.finished_at && sim.started_at) {
@@ -457,10 +457,10 @@ const LABELS = {
   samples_per_client: "Samples per client", local_epochs: "Local epochs", learning_rate: "Learning rate",
   batch_size: "Batch size", router_strategy: "Router strategy", dataset: "Data set", partition: "Partition",
   dirichlet_alpha: "Dirichlet α", quantity_skew: "Quantity skew σ", drift: "Drift",
-  test_fraction: "Test fraction",
+  test_fraction: "Test fraction", name: "Name", tags: "Tags", notes: "Notes",
 };
 const GROUPS = [
-  ["Run", ["num_clients", "rounds", "seed"]],
+  ["Run", ["name", "tags", "notes", "num_clients", "rounds", "seed"]],
   ["Model and training", ["input_dim", "output_dim", "samples_per_client", "learning_rate", "local_epochs", "batch_size", "router_strategy"]],
   ["Data", ["dataset", "partition", "dirichlet_alpha", "quantity_skew", "drift", "test_fraction"]],
   ["Strategy (shared model)", ["strategy", "reptile_step_size", "server_learning_rate", "server_momentum", "beta_1", "beta_2", "tau", "proximal_mu", "trim_beta", "num_malicious_clients", "num_clients_to_keep", "q_param", "qffl_learning_rate", "dp_clipping_norm", "dp_noise_multiplier", "dp_clipping"]],
@@ -507,6 +507,9 @@ function buildField(name, prop) {
   if (s.type === "boolean") {
     kind = "boolean";
     input = el("input", { type: "checkbox", id, name });
+  } else if (s.type === "object") {  // tags: key → value, typed as "key=value, key2=value2"
+    kind = "tags";
+    input = el("input", { type: "text", id, name, placeholder: "study=lr, team=fl" });
   } else if (s.enum) {
     kind = "enum";
     input = el("select", { id, name }, ...s.enum.map((v) => new Option(v, v)));
@@ -567,9 +570,22 @@ function presetConfig() {
   return p ? p.config : {};
 }
 
+function parseTags(text) {
+  const tags = {};
+  for (const part of text.split(",").map((p) => p.trim()).filter(Boolean)) {
+    const at = part.indexOf("=");
+    if (at <= 0) return { bad: `"${part}" is not key=value` };
+    tags[part.slice(0, at).trim()] = part.slice(at + 1).trim();
+  }
+  return Object.keys(tags).length ? tags : null;
+}
+
+const tagsText = (tags) => Object.entries(tags || {}).map(([k, v]) => `${k}=${v}`).join(", ");
+
 function fieldValue(name) {
   const f = form.fields.get(name);
   if (f.kind === "boolean") return f.input.checked;
+  if (f.kind === "tags") return parseTags(f.input.value);
   if (f.kind === "integer" || f.kind === "number") {
     if (f.input.validity && f.input.validity.badInput) return { bad: "not a number" };
     return f.input.value.trim() === "" ? null : Number(f.input.value);
@@ -597,6 +613,28 @@ function applyPreset() {
   }
   showStrategyParameters();
   $("#form-error").textContent = "";
+  $("#form-note").textContent = "";
+}
+
+// Clone: the form takes a stored run's preset and every config value (its name gets "copy").
+function cloneIntoForm(sim) {
+  const select = $("#f-preset");
+  if ([...select.options].some((o) => o.value === sim.preset)) select.value = sim.preset;
+  applyPreset();
+  const config = sim.config || {};
+  for (const [name, f] of form.fields) {
+    let v = config[name];
+    if (name === "name") v = sim.name ? `${sim.name} copy` : "";
+    else if (name === "tags") v = tagsText(sim.tags);
+    else if (name === "notes") v = "";
+    if (v === undefined) continue;
+    if (f.kind === "boolean") f.input.checked = Boolean(v);
+    else f.input.value = v === null ? "" : String(v);
+    markChanged(name);
+  }
+  showStrategyParameters();
+  $("#form-note").textContent = `Cloned from ${sim.name || shortId(sim.id)}: change what you want and press Run.`;
+  $("#run-form").scrollIntoView({ behavior: "smooth" });
 }
 
 function clearFieldError(name) {
@@ -718,7 +756,7 @@ function historyRow(sim) {
     type: "checkbox", "aria-label": `compare ${shortId(sim.id)}`, checked: historyState.selected.has(sim.id),
     onchange: (e) => {
       if (e.target.checked) {
-        if (historyState.selected.size >= 4) { e.target.checked = false; alert("Compare at most 4 simulations."); return; }
+        if (historyState.selected.size >= COMPARE_MAX) { e.target.checked = false; alert(`Compare at most ${COMPARE_MAX} simulations.`); return; }
         historyState.selected.add(sim.id);
       } else historyState.selected.delete(sim.id);
       updateCompareControls();
@@ -728,6 +766,7 @@ function historyRow(sim) {
   finalMetrics(sim).then((m) => { metricsCell.textContent = metricsSummary(m); }).catch(() => { metricsCell.textContent = "?"; });
   const actions = el("td", { class: "actions" },
     el("button", { type: "button", text: "Open", onclick: () => { watch(sim.id); $("#watch").scrollIntoView({ behavior: "smooth" }); } }),
+    el("button", { type: "button", text: "Clone", title: "Fill the form with this run's settings", onclick: () => cloneIntoForm(sim) }),
     el("button", { type: "button", text: "CSV", onclick: () => downloadCSV(sim.id) }),
     el("button", { type: "button", text: "JSON", onclick: () => downloadJSON(sim.id) }),
     active ? el("button", { type: "button", text: "Cancel", onclick: () => cancelSimulation(sim.id) }) : null,
@@ -737,7 +776,11 @@ function historyRow(sim) {
   return el("tr", { "data-id": sim.id, class: sim.id === watchState.id ? "current" : "" },
     el("td", { "data-label": "Compare" }, check),
     el("td", { "data-label": "Created", title: sim.id, text: created.toLocaleString([], { dateStyle: "short", timeStyle: "medium" }) }),
+    el("td", { "data-label": "Run", class: "run" },
+      el("span", { class: "run-name", text: sim.name || shortId(sim.id), title: sim.notes || sim.id }),
+      ...Object.entries(sim.tags || {}).map(([k, v]) => el("span", { class: "tag", text: `${k}=${v}` }))),
     el("td", { "data-label": "Preset", text: sim.preset }),
+    el("td", { "data-label": "Differs", class: "differs", text: "" }),
     el("td", { "data-label": "Status" }, el("span", { class: "status", "data-status": sim.status, text: sim.status })),
     el("td", { "data-label": "Rounds", text: `${sim.progress.rounds_completed}/${sim.progress.rounds_total}` }),
     metricsCell,
@@ -763,6 +806,7 @@ async function loadHistory({ append = false } = {}) {
   const body = $("#history-rows");
   const rows = page.data.map(historyRow);
   if (append) body.append(...rows); else body.replaceChildren(...rows);
+  showDiffers();
   $("#history-empty").hidden = historyState.rows.length > 0;
   $("#history-empty").textContent = "No simulations yet.";
   $("#history-more").hidden = !historyState.cursor;
@@ -771,6 +815,30 @@ async function loadHistory({ append = false } = {}) {
 }
 
 function refreshHistory() { return loadHistory({ append: false }); }
+
+// The config fields whose values are not the same in every listed run: what tells rows apart.
+const DIFFERS_SHOWN = 3;
+const shown = (v) => (typeof v === "number" ? fmt(v) : v === null || v === undefined ? "null" : String(v));
+
+function differingFields(configs) {
+  if (configs.length < 2) return [];
+  const names = [...new Set(configs.flatMap((c) => Object.keys(c)))];
+  return names.filter((n) => configs.some((c) => JSON.stringify(c[n]) !== JSON.stringify(configs[0][n])));
+}
+
+function showDiffers() {
+  const fields = differingFields(historyState.rows.map((s) => s.config || {}));
+  const byId = new Map(historyState.rows.map((s) => [s.id, s]));
+  for (const row of document.querySelectorAll("#history-rows tr")) {
+    const sim = byId.get(row.dataset.id);
+    const cell = $("td.differs", row);
+    if (!sim || !cell) continue;
+    const parts = fields.slice(0, DIFFERS_SHOWN).map((f) => `${f}=${shown(sim.config[f])}`);
+    if (fields.length > DIFFERS_SHOWN) parts.push("…");
+    cell.textContent = parts.join(" ");
+    cell.title = fields.map((f) => `${f}=${shown(sim.config[f])}`).join("\n");
+  }
+}
 
 async function cancelSimulation(id) {
   const response = await api(`/simulations/${id}/cancel`, { method: "POST" });
@@ -800,16 +868,18 @@ async function deleteSimulation(id) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Compare: 2–4 simulations, one metric, one chart (rounds aligned; gaps where a run is shorter).
+// Compare: 2–8 simulations through GET /compare, one metric, one chart; the legend names each run
+// by what sets it apart (its name, then the config fields that differ), aligned by round.
 let compareChart = null;
-const compareCache = new Map();
+let compareBody = null;
+const COMPARE_MAX = 8;
 const COMMON_METRICS = ["loss", "test_loss", "test_accuracy", "recon_loss", "replay_error", "drift", "avg_uncertainty"];
 
 function updateCompareControls() {
   const n = historyState.selected.size;
-  $("#compare-button").disabled = n < 2 || n > 4;
+  $("#compare-button").disabled = n < 2 || n > COMPARE_MAX;
   $("#compare-clear").disabled = n === 0;
-  $("#compare-hint").textContent = n < 2 ? "Tick 2–4 simulations above to put their curves on one chart."
+  $("#compare-hint").textContent = n < 2 ? `Tick 2–${COMPARE_MAX} simulations above to put their curves on one chart.`
     : `${n} selected.`;
 }
 
@@ -817,34 +887,28 @@ async function compare() {
   const ids = [...historyState.selected];
   const metric = $("#compare-metric").value;
   try {
-    const results = await Promise.all(ids.map(async (id) => {
-      const [sim, metrics] = await Promise.all([apiJSON(`/simulations/${id}`), apiJSON(`/simulations/${id}/metrics`)]);
-      compareCache.set(id, { sim, metrics });
-      return { sim, metrics };
-    }));
-    const names = new Set(results.flatMap((r) => r.metrics.rounds.flatMap((x) => Object.keys(x.metrics))));
+    compareBody = await apiJSON(`/compare?ids=${ids.join(",")}`);
+    const names = Object.keys(compareBody.metrics);
     const select = $("#compare-metric");
-    const options = [...new Set([...COMMON_METRICS.filter((m) => names.has(m)), ...[...names].sort()])];
+    const options = [...new Set([...COMMON_METRICS.filter((m) => names.includes(m)), ...names.sort()])];
     select.replaceChildren(...options.map((m) => new Option(m, m)));
     select.value = options.includes(metric) ? metric : options[0] || "loss";
-    drawCompare(results, select.value);
+    const fields = compareBody.differing_fields;
+    $("#compare-hint").textContent = fields.length ? `Differing: ${fields.join(", ")}.` : "Same settings in every run.";
+    drawCompare(compareBody, select.value);
   } catch (err) {
     $("#compare-hint").textContent = `Could not compare: ${err.message || err}`;
   }
 }
 
-function drawCompare(results, metric) {
+function drawCompare(body, metric) {
   const box = $("#compare-chart");
   box.hidden = false;
   if (!compareChart) compareChart = new ChartBox(box, { key: "compare", title: "" });
-  const xs = [...new Set(results.flatMap((r) => r.metrics.rounds.map((x) => x.round)))].sort((a, b) => a - b);
-  const series = results.map(({ sim, metrics }) => {
-    const byRound = new Map(metrics.rounds.map((x) => [x.round, x.metrics[metric]]));
-    const seed = sim.config && sim.config.seed !== undefined ? ` seed ${sim.config.seed}` : "";
-    return [`${shortId(sim.id)} ${sim.preset}${seed}`, xs.map((x) => (typeof byRound.get(x) === "number" ? byRound.get(x) : null))];
-  });
+  const values = body.metrics[metric] || body.runs.map(() => body.rounds.map(() => null));
+  const series = body.runs.map((run, i) => [run.label, values[i]]);
   $("figcaption", compareChart.root).textContent = `${metric} by round`;
-  compareChart.update(xs, series);
+  compareChart.update(body.rounds, series);
   compareChart.root.hidden = false;
 }
 
@@ -864,8 +928,7 @@ function init() {
     updateCompareControls();
   });
   $("#compare-metric").addEventListener("change", () => {
-    const results = [...historyState.selected].map((id) => compareCache.get(id)).filter(Boolean);
-    if (results.length >= 2) drawCompare(results, $("#compare-metric").value);
+    if (compareBody) drawCompare(compareBody, $("#compare-metric").value);
   });
   $("#compare-metric").replaceChildren(...COMMON_METRICS.map((m) => new Option(m, m)));
   $("#watch-cancel").addEventListener("click", () => watchState.id && cancelSimulation(watchState.id));

@@ -137,6 +137,17 @@ def test_filters_and_orders_find_exactly_the_expected_runs(
         assert [letter[s["id"]] for s in rest["data"]] == ["C", "D"]
         assert rest["next_cursor"] is None
 
+        compared = client.get("/compare", params={"ids": f"{runs['B']},{runs['A']}"})
+        assert compared.status_code == 200, compared.text
+        body = compared.json()
+        assert body["differing_fields"] == ["seed", "learning_rate"]
+        assert [r["label"] for r in body["runs"]] == [
+            "beta · seed=2, learning_rate=0.1",
+            "alpha · seed=1, learning_rate=0.01",
+        ]
+        assert body["rounds"] == [1, 2]
+        assert body["metrics"]["loss"] == [[10.3, 0.3], [10.5, 0.5]]
+
         listed = {s["id"]: s for s in client.get("/simulations").json()["data"]}
         assert listed[runs["A"]]["name"] == "alpha"
         assert listed[runs["A"]]["tags"] == {"team": "fl", "sweep": "s1"}
