@@ -98,6 +98,11 @@ class Admission:
         self._wake.set()
         return await future
 
+    def publish(self, simulation_ids: Sequence[uuid.UUID]) -> None:
+        """Publish rows committed elsewhere (a sweep's first runs) from the publisher thread."""
+        if simulation_ids:
+            self._outbox.put(list(simulation_ids))
+
     def start(self) -> None:
         self._publisher.start()
         self._writer = asyncio.get_running_loop().create_task(self._write_loop())

@@ -17,7 +17,7 @@ from app.admission import Admission
 from app.errors import install_error_handlers
 from app.limits import BodySizeLimit
 from app.openapi import drop_auth_when_open
-from app.routes import compare, results, simulations, system
+from app.routes import compare, results, simulations, sweeps, system
 from models.migrate import ensure_schema
 from models.settings import get_settings
 
@@ -73,7 +73,7 @@ def create_app() -> FastAPI:
     install_error_handlers(app)
     drop_auth_when_open(app, open_api=not settings.api_key_list)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
-    for module in (simulations, results, compare, system):
+    for module in (simulations, results, compare, sweeps, system):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 

@@ -132,7 +132,7 @@ class SimulationUpdate(BaseModel):
 
 class SimulationPublic(BaseModel):
     id: uuid.UUID
-    status: Literal["queued", "running", "succeeded", "failed", "cancelled"]
+    status: Literal["pending", "queued", "running", "succeeded", "failed", "cancelled"]
     preset: str
     name: str | None = None
     tags: dict[str, str] = {}
@@ -177,7 +177,7 @@ class CompareRun(BaseModel):
     id: uuid.UUID
     name: str | None
     tags: dict[str, str]
-    status: Literal["queued", "running", "succeeded", "failed", "cancelled"]
+    status: Literal["pending", "queued", "running", "succeeded", "failed", "cancelled"]
     preset: str
     differing: dict[str, Any] = Field(
         description="This run's value of each config field in `differing_fields`."
@@ -279,3 +279,123 @@ class ErrorBody(BaseModel):
 class Health(BaseModel):
     status: str
     checks: dict[str, str] = {}
+
+
+# --- sweeps ---------------------------------------------------------------------------------
+
+SpaceValue = str | int | float | bool | None
+
+
+class SpaceValues(BaseModel):
+    """Grid values (method grid), or the choices random search draws from."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+    values: list[SpaceValue] = Field(min_length=1, max_length=100)
+
+
+class SpaceRange(BaseModel):
+    """A range random search draws from: uniform, or log-uniform (min > 0)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+    distribution: Literal["uniform", "log_uniform"]
+    min: float
+    max: float
+
+
+class SweepCreate(BaseModel):
+    """`POST /sweeps`: a base request, the fields to vary (`space`), and the seeds each
+    configuration runs with."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        json_schema_extra={
+            "example": {
+                "name": "lr × alpha",
+                "base": {"preset": "stage2", "dataset": "digits", "partition": "dirichlet"},
+                "space": {
+                    "learning_rate": {"values": [0.01, 0.1]},
+                    "dirichlet_alpha": {"values": [0.1, 1.0]},
+                },
+                "seeds": [0, 1, 2],
+                "method": "grid",
+                "max_concurrent": 4,
+            }
+        },
+    )
+    name: RunName | None = Field(
+        None, description="A name for the sweep; its runs' names start so."
+    )
+    base: SimulationCreate = Field(  # type: ignore[valid-type]
+        description="What every run shares: a `POST /simulations` body without `name` or `seed`."
+    )
+    space: dict[str, SpaceValues | SpaceRange] = Field(
+        default_factory=dict,
+        max_length=20,
+        description="Config field → `{values: [...]}` or `{distribution: uniform | log_uniform, "
+        "min, max}` (random search only).",
+    )
+    seeds: list[Annotated[int, Field(ge=0, le=MAX_INT)]] = Field(
+        default_factory=lambda: [0],
+        min_length=1,
+        max_length=100,
+        description="Every configuration runs once per seed.",
+    )
+    method: Literal["grid", "random"] = Field(
+        "grid", description="grid: every combination of the values; random: `run_cap` runs drawn."
+    )
+    run_cap: int | None = Field(
+        None, ge=1, le=MAX_INT, description="At most this many runs (random search needs it)."
+    )
+    max_concurrent: int = Field(4, ge=1, le=1000, description="At most this many runs at once.")
+    random_seed: int = Field(0, ge=0, le=MAX_INT, description="Seed of random search's draws.")
+
+
+class SweepProgress(BaseModel):
+    total: int
+    pending: int = Field(description="Waiting for a slot of `max_concurrent`.")
+    queued: int
+    running: int
+    succeeded: int
+    failed: int
+    cancelled: int
+
+
+class SweepPublic(BaseModel):
+    id: uuid.UUID
+    name: str | None
+    status: Literal["running", "finished", "cancelled"] = Field(
+        description="running until every run has ended; cancelled once cancel was asked."
+    )
+    method: Literal["grid", "random"]
+    varied: list[str] = Field(description="The config fields the space varies.")
+    max_concurrent: int
+    progress: SweepProgress
+    created_at: datetime
+    request: dict[str, Any] = Field(description="The sweep's request as sent.")
+
+    _utc_times = field_validator("created_at")(_utc)
+
+
+class SweepsPublic(BaseModel):
+    data: list[SweepPublic]
+    next_cursor: str | None = Field(None, description="Pass as `cursor` for the next page.")
+
+
+class MetricSummary(BaseModel):
+    mean: float
+    std: float | None = Field(description="Sample standard deviation (n − 1); null for one run.")
+    count: int = Field(description="Runs whose final metrics have this metric.")
+
+
+class SweepResultRow(BaseModel):
+    params: dict[str, Any] = Field(description="The configuration's value of each varied field.")
+    runs: int = Field(description="Runs of this configuration in the sweep (one per seed).")
+    succeeded: int = Field(description="Of them, succeeded: only their final metrics count.")
+    metrics: dict[str, MetricSummary]
+
+
+class SweepResultsPublic(BaseModel):
+    sweep_id: uuid.UUID
+    varied: list[str]
+    rows: list[SweepResultRow] = Field(description="One per configuration, in the sweep's order.")

@@ -107,7 +107,7 @@ def _config_kinds() -> dict[str, tuple[Kind, tuple[Any, ...] | None]]:
 
 
 CONFIG_KINDS = _config_kinds()
-STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
+STATUSES = ("pending", "queued", "running", "succeeded", "failed", "cancelled")
 
 
 class _Invalid(Exception):

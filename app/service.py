@@ -99,8 +99,13 @@ def _encode(text: str) -> str:
     return base64.urlsafe_b64encode(text.encode()).decode()
 
 
+def encode_position(created_at: datetime, row_id: uuid.UUID) -> str:
+    """A newest-first page's cursor: the (created_at, id) of its last row."""
+    return _encode(f"{created_at.isoformat()}|{row_id}")
+
+
 def encode_cursor(row: Simulation) -> str:
-    return _encode(f"{row.created_at.isoformat()}|{row.id}")
+    return encode_position(row.created_at, row.id)
 
 
 def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
@@ -258,7 +263,8 @@ def parse_ids(text: str, *, field: str = "ids") -> list[uuid.UUID]:
     return ids
 
 
-def _shown(value: Any) -> str:
+def shown(value: Any) -> str:
+    """A config value as a label shows it: `0.1`, `true`, `null`, `digits`."""
     if isinstance(value, float):
         return f"{value:g}"
     return (
@@ -268,10 +274,11 @@ def _shown(value: Any) -> str:
 
 def run_label(name: str | None, differing: dict[str, Any], simulation_id: uuid.UUID) -> str:
     """What a legend calls a run among others: its name, then what sets it apart."""
-    shown = [f"{field}={_shown(value)}" for field, value in list(differing.items())[:LABEL_FIELDS]]
+    items = list(differing.items())[:LABEL_FIELDS]
+    texts = [f"{field}={shown(value)}" for field, value in items]
     if len(differing) > LABEL_FIELDS:
-        shown.append("…")
-    parts = [part for part in (name, ", ".join(shown)) if part]
+        texts.append("…")
+    parts = [part for part in (name, ", ".join(texts)) if part]
     return " · ".join(parts) or str(simulation_id)[:8]
 
 

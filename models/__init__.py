@@ -7,6 +7,7 @@ from models.meta_params import MetaParams
 from models.round_metrics import RoundMetrics
 from models.simulation import FINISHED_STATUSES, Simulation, SimulationStatus
 from models.simulation_log import SimulationLog
+from models.sweep import Sweep
 
 __all__ = [
     "Base",
@@ -18,4 +19,5 @@ __all__ = [
     "Simulation",
     "SimulationLog",
     "SimulationStatus",
+    "Sweep",
 ]

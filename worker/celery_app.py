@@ -61,7 +61,7 @@ celery_app = make_celery()
 def run_simulation_task(simulation_id: str) -> str | None:
     from worker.tasks import execute  # imports torch; keep the API's publish path light
 
-    return execute(uuid.UUID(simulation_id))
+    return execute(uuid.UUID(simulation_id), publish=publish_many)
 
 
 @worker_process_init.connect

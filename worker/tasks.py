@@ -11,7 +11,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from pydantic import ValidationError
 
@@ -68,10 +68,19 @@ def configure_torch() -> None:
     torch.set_num_threads(get_settings().torch_threads)
 
 
+Publish = Callable[[Sequence[uuid.UUID]], object]
+
+
 def execute(
-    simulation_id: uuid.UUID, should_stop: Callable[[], bool] = lambda: False
+    simulation_id: uuid.UUID,
+    should_stop: Callable[[], bool] = lambda: False,
+    publish: Publish | None = None,
 ) -> str | None:
-    """Run (or resume) one simulation to its end. Returns the final status, None if not claimed."""
+    """Run (or resume) one simulation to its end. Returns the final status, None if not claimed.
+
+    A run of a sweep frees a slot when it ends: in the same transaction the sweep's next pending
+    runs are queued, and then handed to `publish` (else the reaper publishes them).
+    """
     settings = get_settings()
     with session_scope() as session:
         claim = store.claim(
@@ -106,6 +115,7 @@ def execute(
     except Exception as exc:  # the engine failed: record it, never leave the row running
         logger.exception("simulation %s failed", simulation_id)
         status, error = SimulationStatus.failed, f"{type(exc).__name__}: {exc}"
+    released: list[uuid.UUID] = []
     with session_scope() as session:
         if not store.finish(session, claim, status, error):
             return None
@@ -115,6 +125,15 @@ def execute(
             f"finished: {status}" + (f" ({error})" if error else ""),
             level="ERROR" if status == SimulationStatus.failed else "INFO",
         )
+        if claim.sweep_id is not None:
+            released = store.release_pending(
+                session,
+                claim.sweep_id,
+                max_active_per_owner=settings.max_active_per_owner,
+                lease_seconds=settings.worker_lease_seconds,
+            )
+    if released and publish is not None:
+        publish(released)
     return status
 
 

@@ -35,7 +35,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorBody, "description": "No such simulation (or not yours)."},
     422: {"model": ErrorBody, "description": "Invalid input; the message names the field."},
 }
-Status = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+Status = Literal["pending", "queued", "running", "succeeded", "failed", "cancelled"]
 
 
 @router.post(

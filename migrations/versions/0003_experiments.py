@@ -1,7 +1,10 @@
-"""Runs you can find: a name, tags (key → value) and notes on each simulation.
+"""Experiments: a name, tags (key → value) and notes on each simulation, and sweeps.
 
-All three are nullable: stored simulations keep every value they had and get none of these
-(their tags read as `{}`); nothing the worker reads or writes changes, so they resume as before.
+`sweeps` holds one row per sweep; `simulations.sweep_id` says which sweep a run belongs to
+(indexed with its status: a sweep's progress). Every new column is nullable: stored
+simulations keep every value they had and get none of these (their tags read as `{}`, they
+belong to no sweep); nothing the worker reads or writes of them changes, so they resume as
+before.
 
 Revision ID: 0003_exp
 Revises: 0002
@@ -30,10 +33,31 @@ def upgrade() -> None:
         batch.add_column(sa.Column("name", sa.String(length=200), nullable=True))
         batch.add_column(sa.Column("tags", JSON_TYPE, nullable=True))
         batch.add_column(sa.Column("notes", sa.Text(), nullable=True))
+        batch.add_column(sa.Column("sweep_id", sa.Uuid(), nullable=True))
+    op.create_index("ix_simulations_sweep_id_status", "simulations", ["sweep_id", "status"])
+    op.create_table(
+        "sweeps",
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.Column("owner", sa.String(length=64), nullable=False),
+        sa.Column("name", sa.String(length=200), nullable=True),
+        sa.Column("request", JSON_TYPE, nullable=False),
+        sa.Column("varied", JSON_TYPE, nullable=False),
+        sa.Column("method", sa.String(length=16), nullable=False),
+        sa.Column("total", sa.Integer(), nullable=False),
+        sa.Column("max_concurrent", sa.Integer(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("cancel_requested", sa.Boolean(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_sweeps")),
+    )
+    op.create_index("ix_sweeps_owner_created_at", "sweeps", ["owner", "created_at"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_sweeps_owner_created_at", table_name="sweeps")
+    op.drop_table("sweeps")
+    op.drop_index("ix_simulations_sweep_id_status", table_name="simulations")
     with op.batch_alter_table("simulations") as batch:
+        batch.drop_column("sweep_id")
         batch.drop_column("notes")
         batch.drop_column("tags")
         batch.drop_column("name")
