@@ -183,7 +183,7 @@ def create_sweep(
             sweep_id=sweep_id,
             owner=owner,
             name=body.name,
-            request=body.model_dump(mode="json"),
+            request=body.model_dump(mode="json", exclude_unset=True),
             varied=list(body.space),
             method=body.method,
             max_concurrent=body.max_concurrent,
