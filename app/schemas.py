@@ -22,6 +22,7 @@ from pydantic import (
 from models.base import as_utc
 from models.settings import Settings, get_settings
 from scarcity.config import PRESETS, SimulationConfig
+from scarcity.results import METRIC_NAMES
 from scarcity.strategies import STRATEGIES
 
 # The database stores rounds, client ids and row ids as INTEGER: a bigger query value is a 422,
@@ -302,6 +303,21 @@ class SpaceRange(BaseModel):
     max: float
 
 
+class EarlyStop(BaseModel):
+    """The median stopping rule: after round r ≥ `grace_rounds`, a run whose best `metric` so
+    far is worse than the median of at least `min_runs` other runs' running means over their
+    first r rounds stops (status cancelled, the reason in its log)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    rule: Literal["median"] = "median"
+    metric: Literal[tuple(METRIC_NAMES)] = Field(  # type: ignore[valid-type]
+        description="A metric name (scarcity.results.METRIC_NAMES)."
+    )
+    mode: Literal["min", "max"] = Field("min", description="min: lower is better.")
+    grace_rounds: int = Field(1, ge=1, le=MAX_INT, description="No stop before this round.")
+    min_runs: int = Field(3, ge=1, le=1000, description="Other runs needed for a median.")
+
+
 class SweepCreate(BaseModel):
     """`POST /sweeps`: a base request, the fields to vary (`space`), and the seeds each
     configuration runs with."""
@@ -349,6 +365,7 @@ class SweepCreate(BaseModel):
     )
     max_concurrent: int = Field(4, ge=1, le=1000, description="At most this many runs at once.")
     random_seed: int = Field(0, ge=0, le=MAX_INT, description="Seed of random search's draws.")
+    early_stop: EarlyStop | None = Field(None, description="Stop runs that fall behind.")
 
 
 class SweepProgress(BaseModel):

@@ -162,6 +162,14 @@ def plan_runs(
     return runs
 
 
+def stored_request(body: SweepCreate) -> dict[str, Any]:
+    """The request as sent, with the early-stopping rule in full (the worker reads it)."""
+    request = body.model_dump(mode="json", exclude_unset=True)
+    if body.early_stop is not None:
+        request["early_stop"] = body.early_stop.model_dump(mode="json")
+    return request
+
+
 def create_sweep(
     body: SweepCreate, owner: str, settings: Settings
 ) -> tuple[SweepPublic, list[uuid.UUID]]:
@@ -183,7 +191,7 @@ def create_sweep(
             sweep_id=sweep_id,
             owner=owner,
             name=body.name,
-            request=body.model_dump(mode="json", exclude_unset=True),
+            request=stored_request(body),
             varied=list(body.space),
             method=body.method,
             max_concurrent=body.max_concurrent,

@@ -341,6 +341,31 @@ def release_pending(
     return ids
 
 
+def sweep_early_stop(session: Session, sweep_id: uuid.UUID) -> dict[str, Any] | None:
+    """The sweep's early-stopping rule (`request.early_stop`), if it has one."""
+    request = session.scalar(select(Sweep.request).where(Sweep.id == sweep_id))
+    rule = (request or {}).get("early_stop")
+    return dict(rule) if rule else None
+
+
+def sweep_metric_series(
+    session: Session, sweep_id: uuid.UUID, metric: str, *, up_to: int
+) -> dict[uuid.UUID, list[float]]:
+    """Each run of the sweep → its `metric` in rounds 1..`up_to`, in order (rounds without it
+    left out)."""
+    runs = select(Simulation.id).where(Simulation.sweep_id == sweep_id)
+    rows = session.execute(
+        select(RoundMetrics.simulation_id, RoundMetrics.metrics)
+        .where(RoundMetrics.simulation_id.in_(runs), RoundMetrics.round <= up_to)
+        .order_by(RoundMetrics.simulation_id, RoundMetrics.round)
+    )
+    series: dict[uuid.UUID, list[float]] = {}
+    for simulation_id, metrics in rows:
+        if metric in metrics:
+            series.setdefault(simulation_id, []).append(metrics[metric])
+    return series
+
+
 def sweeps_with_pending(session: Session) -> list[uuid.UUID]:
     """Sweeps with runs still waiting for a slot (the reaper tops them up)."""
     return list(

@@ -19,6 +19,7 @@ from models import SimulationStatus, store
 from models.db import session_scope
 from models.settings import get_settings
 from scarcity import Simulation, SimulationConfig
+from worker.early_stop import median_stop
 
 logger = logging.getLogger("worker.tasks")
 WORKER_NAME = f"{socket.gethostname()}:{threading.get_native_id()}"
@@ -137,6 +138,20 @@ def execute(
     return status
 
 
+def _stops_early(claim: store.Claim, rule: dict[str, object], number: int) -> bool:
+    """The sweep's median rule after round `number`; a stop is logged with its reason."""
+    assert claim.sweep_id is not None
+    with session_scope() as session:
+        series = store.sweep_metric_series(
+            session, claim.sweep_id, str(rule["metric"]), up_to=number
+        )
+        own = series.pop(claim.simulation_id, [])
+        reason = median_stop(own, list(series.values()), rule) if len(own) == number else None
+        if reason is not None:
+            store.add_log(session, claim.simulation_id, reason)
+    return reason is not None
+
+
 def _run(
     claim: store.Claim,
     *,
@@ -152,6 +167,10 @@ def _run(
         simulation = Simulation.restore(config, claim.checkpoint)
     else:
         simulation = Simulation(config)
+    rule = None
+    if claim.sweep_id is not None:
+        with session_scope(read_only=True) as session:
+            rule = store.sweep_early_stop(session, claim.sweep_id)
     deadline = time.monotonic() + time_limit
     with _Heartbeat(claim, heartbeat_interval) as beat:
         for result in simulation.rounds():
@@ -162,6 +181,12 @@ def _run(
                 if cancel is None:
                     raise LeaseLost  # session_scope rolls the round back
             if cancel:
+                return SimulationStatus.cancelled, None
+            if (
+                rule is not None
+                and result.round < config.rounds
+                and _stops_early(claim, rule, result.round)
+            ):
                 return SimulationStatus.cancelled, None
             if should_stop() and result.round < config.rounds:
                 raise Interrupted

@@ -198,3 +198,30 @@ def test_bad_sweeps_are_422_naming_the_field_and_create_nothing(client: httpx.Cl
         ("DELETE", ""),
     ]:
         assert client.request(method, f"/sweeps/{missing}{path}").status_code == 404
+
+
+def test_the_median_rule_stops_a_run_that_falls_behind(client: httpx.Client) -> None:
+    request = {
+        "base": BASE | {"rounds": 4},
+        "space": {"learning_rate": {"values": [0.05, 0.06, 0.07, 0.0001]}},
+        "max_concurrent": 1,  # in order: the slow last run meets three finished ones
+        "early_stop": {"metric": "test_loss", "grace_rounds": 1, "min_runs": 3},
+    }
+    sweep = client.post("/sweeps", json=request)
+    assert sweep.status_code == 202, sweep.text
+    assert sweep.json()["request"]["early_stop"]["mode"] == "min"  # stored in full
+    final = wait_for_sweep(client, sweep.json()["id"])
+    runs = sorted(runs_of(client, final["id"]), key=lambda r: r["created_at"])
+    assert [r["status"] for r in runs] == ["succeeded"] * 3 + ["cancelled"], runs
+    slow = runs[-1]
+    assert slow["progress"]["rounds_completed"] < 4
+    lines = client.get(f"/simulations/{slow['id']}/logs").json()["lines"]
+    assert any("stopped early by the median rule" in line["message"] for line in lines)
+    rows = client.get(f"/sweeps/{final['id']}/results").json()["rows"]
+    assert [row["succeeded"] for row in rows] == [1, 1, 1, 0]
+
+    request.pop("early_stop")  # the same sweep without the rule runs every run to the end
+    again = wait_for_sweep(client, client.post("/sweeps", json=request).json()["id"])
+    assert again["progress"]["succeeded"] == 4
+    bad = client.post("/sweeps", json=request | {"early_stop": {"metric": "accuracy"}})
+    assert bad.status_code == 422 and "early_stop.metric" in bad.text
