@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -361,6 +362,53 @@ def test_dashboard_names_runs_compares_by_what_differs_and_clones(
     for field in ("learning_rate", "num_clients", "rounds", "samples_per_client"):
         assert newest["config"][field] == large["config"][field], field
     assert newest["tags"] == {"study": "lr", "copy": "yes"}
+    assert not log.foreign, f"requests left 127.0.0.1: {sorted(set(log.foreign))}"
+    assert not errors, f"JavaScript errors: {errors}"
+    page.context.close()
+
+
+def test_dashboard_lists_sweeps_and_sorts_their_results(browser: Browser, server: Server) -> None:
+    import httpx
+
+    request = {
+        "name": "dash sweep",
+        "base": {"preset": "stage2", "num_clients": 2, "rounds": 2, "samples_per_client": 8},
+        "space": {"learning_rate": {"values": [0.05, 0.001, 0.2]}},
+        "seeds": [0, 1],
+    }
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        sweep = client.post("/sweeps", json=request).json()
+        deadline = time.monotonic() + 90
+        while client.get(f"/sweeps/{sweep['id']}").json()["status"] == "running":
+            assert time.monotonic() < deadline, "sweep did not finish"
+            time.sleep(0.3)
+        rows = client.get(f"/sweeps/{sweep['id']}/results").json()["rows"]
+    means = {row["params"]["learning_rate"]: row["metrics"]["test_loss"]["mean"] for row in rows}
+    ascending = [str(lr) for lr in sorted(means, key=means.__getitem__)]
+    log = RequestLog()
+    errors: list[str] = []
+    page = _new_page(browser, log, 1400, 1000)
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(f"{server.url}/")
+    row = page.locator(f'#sweep-rows tr[data-id="{sweep["id"]}"]')
+    expect(row).to_contain_text("dash sweep")
+    expect(row.locator("td.progress")).to_have_text("6/6 succeeded")
+    expect(row.locator(".status")).to_have_text("finished")
+    row.get_by_role("button", name="Results").click()
+    table = page.locator("#sweep-results tbody tr")
+    expect(table).to_have_count(3)
+    first_column = page.locator("#sweep-results tbody tr td:first-child")
+    expect(first_column).to_have_text(["0.05", "0.001", "0.2"])  # the sweep's order
+    page.locator('#sweep-results th[data-key="metric:test_loss"] button').click()
+    expect(first_column).to_have_text(ascending)
+    expect(page.locator('#sweep-results th[data-key="metric:test_loss"]')).to_have_attribute(
+        "aria-sort", "ascending"
+    )
+    page.locator('#sweep-results th[data-key="metric:test_loss"] button').click()
+    expect(first_column).to_have_text(ascending[::-1])
+    expect(page.locator("#sweep-results tbody tr").first.locator("td").nth(3)).to_contain_text("±")
+    page.locator("#sweeps").scroll_into_view_if_needed()
+    page.screenshot(path=str(ARTIFACTS / "dashboard-sweep.png"))
     assert not log.foreign, f"requests left 127.0.0.1: {sorted(set(log.foreign))}"
     assert not errors, f"JavaScript errors: {errors}"
     page.context.close()
