@@ -3,6 +3,7 @@
 from models.base import Base
 from models.checkpoint import Checkpoint
 from models.client_insight import ClientInsight
+from models.idempotency import IdempotencyKey
 from models.meta_params import MetaParams
 from models.round_metrics import RoundMetrics
 from models.simulation import FINISHED_STATUSES, Simulation, SimulationStatus
@@ -13,6 +14,7 @@ __all__ = [
     "Base",
     "Checkpoint",
     "ClientInsight",
+    "IdempotencyKey",
     "FINISHED_STATUSES",
     "MetaParams",
     "RoundMetrics",

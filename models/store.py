@@ -20,6 +20,7 @@ from models import search
 from models.base import Base, as_utc, utcnow
 from models.checkpoint import Checkpoint
 from models.client_insight import ClientInsight
+from models.idempotency import IdempotencyKey
 from models.meta_params import MetaParams
 from models.round_metrics import RoundMetrics
 from models.simulation import FINISHED_STATUSES, Simulation, SimulationStatus
@@ -254,6 +255,69 @@ def take_due_for_republish(
         ],
     )
     return [row.id for row in rows]
+
+
+# --- idempotency keys (models/idempotency.py) ----------------------------------------------------
+
+
+def reserve_key(
+    session: Session,
+    *,
+    owner: str,
+    key: str,
+    endpoint: str,
+    request_hash: str,
+    stale_after: float = 60.0,
+) -> IdempotencyKey | None:
+    """Claim `key` for a request about to run (None), or the row already there: its stored
+    answer, or no answer yet when that request is still running. A reservation without an
+    answer older than `stale_after` seconds is taken over (its request died unanswered)."""
+    session.execute(
+        delete(IdempotencyKey).where(
+            IdempotencyKey.owner == owner,
+            IdempotencyKey.key == key,
+            IdempotencyKey.status_code.is_(None),
+            IdempotencyKey.created_at < utcnow() - timedelta(seconds=stale_after),
+        )
+    )
+    statement = (
+        _insert(session)(IdempotencyKey)
+        .values(
+            owner=owner, key=key, endpoint=endpoint, request_hash=request_hash, created_at=utcnow()
+        )
+        .on_conflict_do_nothing(index_elements=["owner", "key"])
+        .returning(IdempotencyKey.key)
+    )
+    if session.execute(statement).first() is not None:  # inserted: the key is ours
+        return None
+    return session.get(IdempotencyKey, (owner, key))
+
+
+def complete_key(
+    session: Session,
+    *,
+    owner: str,
+    key: str,
+    status_code: int,
+    response: dict[str, Any],
+    location: str | None,
+) -> None:
+    session.execute(
+        update(IdempotencyKey)
+        .where(IdempotencyKey.owner == owner, IdempotencyKey.key == key)
+        .values(status_code=status_code, response=response, location=location)
+    )
+
+
+def release_key(session: Session, *, owner: str, key: str) -> None:
+    """Forget a reservation whose request failed: a retry with the key runs afresh."""
+    session.execute(
+        delete(IdempotencyKey).where(
+            IdempotencyKey.owner == owner,
+            IdempotencyKey.key == key,
+            IdempotencyKey.status_code.is_(None),
+        )
+    )
 
 
 # --- sweeps (models/sweep.py) -------------------------------------------------------------------

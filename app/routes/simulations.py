@@ -6,8 +6,9 @@ import uuid
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Response
+from fastapi.concurrency import run_in_threadpool
 
-from app import service
+from app import idempotency, service
 from app.deps import (
     AdmissionDep,
     OwnerDep,
@@ -35,6 +36,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorBody, "description": "No such simulation (or not yours)."},
     422: {"model": ErrorBody, "description": "Invalid input; the message names the field."},
 }
+ENDPOINT = "POST /simulations"
 Status = Literal["pending", "queued", "running", "succeeded", "failed", "cancelled"]
 
 
@@ -46,12 +48,17 @@ Status = Literal["pending", "queued", "running", "succeeded", "failed", "cancell
     responses={
         400: {"model": ErrorBody, "description": "Body unreadable (not UTF-8)."},
         401: ERRORS[401],
-        409: {"model": ErrorBody, "description": "Too many active simulations."},
+        409: {
+            "model": ErrorBody,
+            "description": "Too many active simulations, or the first request with this "
+            "Idempotency-Key is still running.",
+        },
         413: {"model": ErrorBody, "description": "Request body too large."},
         415: {"model": ErrorBody, "description": "Body not sent as application/json."},
         422: {
             "model": ErrorBody,
-            "description": "Invalid input, a limit or the work budget exceeded, or settings "
+            "description": "Invalid input, an Idempotency-Key used for another request, a "
+            "limit or the work budget exceeded, or settings "
             "that do not go together (e.g. `input_dim` of a real data set); the message names "
             "the field and the limit.",
         },
@@ -63,12 +70,29 @@ async def create_simulation(
     settings: SettingsDep,
     admission: AdmissionDep,
     response: Response,
-) -> SimulationPublic:
+    idempotency_key: idempotency.KeyHeader = None,
+) -> Any:
     """Queue a simulation: a preset plus overrides; answers 202 with its resource."""
     config = service.resolved_config(body, settings)
-    simulation = await admission.submit(owner, config.model_dump(), service.run_attrs(body))
-    response.headers["Location"] = f"/simulations/{simulation.id}"
-    return SimulationPublic.from_row(simulation)
+    key = idempotency_key
+    if key is not None:
+        digest = idempotency.request_hash(body)
+        replay = await run_in_threadpool(idempotency.begin, owner, key, ENDPOINT, digest)
+        if replay is not None:
+            return replay
+    try:
+        simulation = await admission.submit(owner, config.model_dump(), service.run_attrs(body))
+    except BaseException:
+        if key is not None:
+            await run_in_threadpool(idempotency.abandon, owner, key)
+        raise
+    location = f"/simulations/{simulation.id}"
+    public = SimulationPublic.from_row(simulation)
+    if key is not None:
+        answer = public.model_dump(mode="json")
+        await run_in_threadpool(idempotency.finish, owner, key, 202, answer, location)
+    response.headers["Location"] = location
+    return public
 
 
 @router.get("", response_model=SimulationsPublic, responses={401: ERRORS[401], 422: ERRORS[422]})

@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
-from app import sweeps
+from app import idempotency, sweeps
 from app.deps import (
     AdmissionDep,
     OwnerDep,
@@ -28,6 +28,7 @@ from app.schemas import (
 
 router = APIRouter(prefix="/sweeps", tags=["sweeps"], dependencies=[Depends(reject_unknown_query)])
 
+ENDPOINT = "POST /sweeps"
 ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorBody, "description": "Missing or invalid API key."},
     404: {"model": ErrorBody, "description": "No such sweep (or not yours)."},
@@ -49,12 +50,17 @@ CSV_RESPONSE: dict[int | str, dict[str, Any]] = {
     responses={
         400: {"model": ErrorBody, "description": "Body unreadable (not UTF-8)."},
         401: ERRORS[401],
-        409: {"model": ErrorBody, "description": "Too many active simulations."},
+        409: {
+            "model": ErrorBody,
+            "description": "Too many active simulations, or the first request with this "
+            "Idempotency-Key is still running.",
+        },
         413: {"model": ErrorBody, "description": "Request body too large."},
         415: {"model": ErrorBody, "description": "Body not sent as application/json."},
         422: {
             "model": ErrorBody,
-            "description": "Invalid input, a run of the sweep that `POST /simulations` would "
+            "description": "Invalid input, an Idempotency-Key used for another request, a run "
+            "of the sweep that `POST /simulations` would "
             "refuse (the message names the run and its field: `space.x`, `seeds`, `base.x`), "
             "or more runs than SCARCITY_MAX_SWEEP_RUNS.",
         },
@@ -66,12 +72,28 @@ async def create_sweep(
     settings: SettingsDep,
     admission: AdmissionDep,
     response: Response,
-) -> SweepPublic:
+    idempotency_key: idempotency.KeyHeader = None,
+) -> Any:
     """Queue a sweep: every configuration of `space` once per seed, as ordinary simulations run
     by the same workers, at most `max_concurrent` at once; answers 202 with its resource."""
-    public, released = await run_in_threadpool(sweeps.create_sweep, body, owner, settings)
+    key = idempotency_key
+    if key is not None:
+        digest = idempotency.request_hash(body)
+        replay = await run_in_threadpool(idempotency.begin, owner, key, ENDPOINT, digest)
+        if replay is not None:
+            return replay
+    try:
+        public, released = await run_in_threadpool(sweeps.create_sweep, body, owner, settings)
+    except BaseException:
+        if key is not None:
+            await run_in_threadpool(idempotency.abandon, owner, key)
+        raise
     admission.publish(released)
-    response.headers["Location"] = f"/sweeps/{public.id}"
+    location = f"/sweeps/{public.id}"
+    if key is not None:
+        answer = public.model_dump(mode="json")
+        await run_in_threadpool(idempotency.finish, owner, key, 202, answer, location)
+    response.headers["Location"] = location
     return public
 
 

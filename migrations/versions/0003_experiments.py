@@ -1,5 +1,6 @@
 """Experiments: a name, tags (key → value) and notes on each simulation, and sweeps.
 
+`idempotency_keys` keeps the first answer to a POST sent with an `Idempotency-Key`.
 `sweeps` holds one row per sweep; `simulations.sweep_id` says which sweep a run belongs to
 (indexed with its status: a sweep's progress). Every new column is nullable: stored
 simulations keep every value they had and get none of these (their tags read as `{}`, they
@@ -50,9 +51,22 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_sweeps")),
     )
     op.create_index("ix_sweeps_owner_created_at", "sweeps", ["owner", "created_at"])
+    op.create_table(
+        "idempotency_keys",
+        sa.Column("owner", sa.String(length=64), nullable=False),
+        sa.Column("key", sa.String(length=200), nullable=False),
+        sa.Column("endpoint", sa.String(length=64), nullable=False),
+        sa.Column("request_hash", sa.String(length=64), nullable=False),
+        sa.Column("status_code", sa.Integer(), nullable=True),
+        sa.Column("response", JSON_TYPE, nullable=True),
+        sa.Column("location", sa.Text(), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("owner", "key", name=op.f("pk_idempotency_keys")),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("idempotency_keys")
     op.drop_index("ix_sweeps_owner_created_at", table_name="sweeps")
     op.drop_table("sweeps")
     op.drop_index("ix_simulations_sweep_id_status", table_name="simulations")

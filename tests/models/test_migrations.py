@@ -153,8 +153,9 @@ def test_postgres_gets_native_jsonb_uuid_and_timestamptz(postgres_url: str) -> N
     assert types["config"] == "jsonb"
     assert types["id"] == "uuid"
     assert types["created_at"] == "timestamp with time zone"
-    # every per-round table references simulations; simulations and sweeps reference nothing
-    assert cascades == len(TABLES) - 2
+    # every per-round table references simulations; simulations, sweeps and idempotency_keys
+    # reference nothing
+    assert cascades == len(TABLES) - 3
 
 
 def test_per_round_rows_are_deleted_with_their_simulation(database_url: str) -> None:

@@ -461,3 +461,29 @@ def test_cancelling_a_sweep_cancels_waiting_runs_and_flags_running_ones(
     with sessions() as session:
         for table in (Simulation, RoundMetrics, SimulationLog):
             assert session.scalar(select(func.count()).select_from(table)) == 0, table
+
+
+def test_an_idempotency_key_is_reserved_once_answered_and_freed_on_failure(
+    sessions: sessionmaker[Session],
+) -> None:
+    args = {"owner": "alice", "key": "k1", "endpoint": "POST /simulations", "request_hash": "h"}
+    with sessions.begin() as session:
+        assert store.reserve_key(session, **args) is None  # ours
+    with sessions.begin() as session:
+        running = store.reserve_key(session, **args)
+        assert running is not None and running.status_code is None  # still in progress
+        assert store.reserve_key(session, **(args | {"owner": "bob"})) is None  # per owner
+    with sessions.begin() as session:
+        store.complete_key(
+            session, owner="alice", key="k1", status_code=202, response={"id": 1}, location="/x"
+        )
+    with sessions.begin() as session:
+        done = store.reserve_key(session, **args)
+        assert done is not None and (done.status_code, done.response) == (202, {"id": 1})
+        store.release_key(session, owner="alice", key="k1")  # answered: kept
+        assert store.reserve_key(session, **args) is not None
+    with sessions.begin() as session:
+        store.release_key(session, owner="bob", key="k1")  # unanswered: freed
+        assert store.reserve_key(session, **(args | {"owner": "bob"})) is None
+    with sessions.begin() as session:  # an unanswered reservation past stale_after is taken over
+        assert store.reserve_key(session, **(args | {"owner": "bob"}), stale_after=0) is None
