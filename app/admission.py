@@ -20,7 +20,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import anyio
@@ -33,7 +33,8 @@ from models.db import session_scope
 logger = logging.getLogger("app.admission")
 
 PublishMany = Callable[[Sequence[uuid.UUID]], object]
-Submission = tuple[str, dict[str, Any]]  # (owner, resolved config)
+# (owner, resolved config, the run's other columns: name, tags, notes)
+Submission = tuple[str, dict[str, Any], Mapping[str, Any]]
 
 
 class ActiveCounts:
@@ -86,14 +87,21 @@ class Admission:
         self._publisher = threading.Thread(target=self._publish_loop, daemon=True, name="publisher")
         self._writer: asyncio.Task[None] | None = None
 
-    async def submit(self, owner: str, config: dict[str, Any]) -> Simulation:
+    async def submit(
+        self, owner: str, config: dict[str, Any], attrs: Mapping[str, Any] | None = None
+    ) -> Simulation:
         """The committed, queued row; `Conflict` when the owner is at the cap of active runs."""
         if self._writer is None or self._writer.done():
             raise RuntimeError("admission is not running (the server is starting or stopping)")
         future: asyncio.Future[Simulation] = asyncio.get_running_loop().create_future()
-        self._pending.append(((owner, config), future))
+        self._pending.append(((owner, config, attrs or {}), future))
         self._wake.set()
         return await future
+
+    def publish(self, simulation_ids: Sequence[uuid.UUID]) -> None:
+        """Publish rows committed elsewhere (a sweep's first runs) from the publisher thread."""
+        if simulation_ids:
+            self._outbox.put(list(simulation_ids))
 
     def start(self) -> None:
         self._publisher.start()
@@ -139,7 +147,7 @@ class Admission:
                 future.set_result(row)
 
     def _commit(self, submissions: list[Submission]) -> list[Simulation | None]:
-        wanted = Counter(owner for owner, _ in submissions)
+        wanted = Counter(owner for owner, _, _ in submissions)
         with session_scope(self._database_url) as session:
             room = {owner: self._active.room(session, owner, n) for owner, n in wanted.items()}
             outcomes = store.admit(session, submissions, room=room)

@@ -6,7 +6,7 @@ import hashlib
 import json
 import secrets
 from collections.abc import Iterator
-from typing import Annotated, cast
+from typing import Annotated, Any, cast
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -107,6 +107,41 @@ async def require_utf8_json_object_keys_once(request: Request) -> None:
         json.loads(text, object_pairs_hook=_no_duplicate_keys)
     except ValueError:
         return  # malformed: FastAPI's own 422 says where
+
+
+_query_names: dict[int, frozenset[str]] = {}
+
+
+def _declared_query(dependant: Any) -> set[str]:
+    """Query parameter names of a route's dependant and all its sub-dependencies."""
+    names = {param.alias for param in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _declared_query(sub)
+    return names
+
+
+async def reject_unknown_query(request: Request) -> None:
+    """A query parameter the route does not declare is a 422 naming it, not silently ignored
+    (`GET /simulations?dataset=digits` would otherwise list every run)."""
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    if dependant is None:
+        return
+    known = _query_names.get(id(route))
+    if known is None:
+        known = _query_names[id(route)] = frozenset(_declared_query(dependant))
+    unknown = sorted(set(request.query_params) - known)
+    if unknown:
+        takes = ", ".join(sorted(known)) or "none"
+        raise Unprocessable(
+            [
+                {
+                    "field": name,
+                    "message": f"unknown query parameter (this endpoint takes: {takes})",
+                }
+                for name in unknown
+            ]
+        )
 
 
 async def get_admission(request: Request) -> Admission:

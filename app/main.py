@@ -20,7 +20,7 @@ from app.limits import BodySizeLimit
 from app.metrics import RequestMetrics
 from app.openapi import drop_auth_when_open
 from app.request_id import RequestId
-from app.routes import clients, results, simulations, system
+from app.routes import clients, compare, results, simulations, sweeps, system
 from models.migrate import ensure_schema
 from models.settings import get_settings
 
@@ -79,7 +79,7 @@ def create_app() -> FastAPI:
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestId)
     app.add_middleware(RequestMetrics)
-    for module in (simulations, results, clients, system):
+    for module in (simulations, results, clients, compare, sweeps, system):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 

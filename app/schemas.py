@@ -10,12 +10,20 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from annotated_types import Le
-from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    create_model,
+    field_validator,
+)
 
 from models.base import as_utc
 from models.settings import Settings, get_settings
 from scarcity.config import PRESETS, SimulationConfig
 from scarcity.partitions import PARTITIONERS
+from scarcity.results import METRIC_NAMES
 from scarcity.strategies import STRATEGIES
 
 # The database stores rounds, client ids and row ids as INTEGER: a bigger query value is a 422,
@@ -40,6 +48,27 @@ def field_caps(settings: Settings | None = None) -> dict[str, int]:
     """Single-field limits from the settings, written into the schema so clients see them."""
     s = settings or get_settings()
     return {name: getattr(s, limit) for name, limit in FIELD_LIMITS.items()} | {"seed": MAX_INT}
+
+
+# What a researcher calls a run: free text the engine never reads (README, "Runs you can find").
+TAG_KEY_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
+MAX_TAGS = 50
+TagKey = Annotated[str, StringConstraints(pattern=TAG_KEY_PATTERN)]
+TagValue = Annotated[str, StringConstraints(max_length=500)]
+RunName = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+RunNotes = Annotated[str, StringConstraints(max_length=10_000)]
+RUN_FIELDS: dict[str, Any] = {
+    "name": (RunName | None, Field(None, description="A name for the run (not unique).")),
+    "tags": (
+        dict[TagKey, TagValue] | None,
+        Field(
+            None,
+            max_length=MAX_TAGS,
+            description=f"Labels, key → value (at most {MAX_TAGS}; keys: letters, digits, _.:-).",
+        ),
+    ),
+    "notes": (RunNotes | None, Field(None, description="Free-form notes.")),
+}
 
 
 def _make_simulation_create() -> type[BaseModel]:
@@ -67,6 +96,7 @@ def _make_simulation_create() -> type[BaseModel]:
             json_schema_extra={
                 "example": {
                     "preset": "stage8",
+                    "name": "stage8 first look",
                     "num_clients": min(5, caps["num_clients"]),
                     "rounds": min(5, caps["rounds"]),
                 }
@@ -77,6 +107,7 @@ def _make_simulation_create() -> type[BaseModel]:
             Field("stage8", description="Preset whose defaults fill every field not given."),
         ),
         **fields,
+        **RUN_FIELDS,
     )
 
 
@@ -92,10 +123,25 @@ class Progress(BaseModel):
     rounds_total: int
 
 
+class SimulationUpdate(BaseModel):
+    """`PATCH /simulations/{id}`: fields left out stay as they are; `name` or `notes` null
+    clears it; `tags` is merged key by key (RFC 7396): a string sets a tag, null removes it."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    name: RunName | None = Field(None, description="New name; null clears it.")
+    tags: dict[TagKey, TagValue | None] | None = Field(
+        None, max_length=MAX_TAGS, description="Tags to set (string) or remove (null)."
+    )
+    notes: RunNotes | None = Field(None, description="New notes; null clears them.")
+
+
 class SimulationPublic(BaseModel):
     id: uuid.UUID
-    status: Literal["queued", "running", "succeeded", "failed", "cancelled"]
+    status: Literal["pending", "queued", "running", "succeeded", "failed", "cancelled"]
     preset: str
+    name: str | None = None
+    tags: dict[str, str] = {}
+    notes: str | None = None
     config: dict[str, Any]
     progress: Progress
     created_at: datetime
@@ -114,6 +160,9 @@ class SimulationPublic(BaseModel):
             id=row.id,
             status=row.status,
             preset=row.preset,
+            name=row.name,
+            tags=row.tags or {},
+            notes=row.notes,
             config=row.config,
             progress=Progress(rounds_completed=row.rounds_completed, rounds_total=row.rounds_total),
             created_at=row.created_at,
@@ -127,6 +176,32 @@ class SimulationPublic(BaseModel):
 class SimulationsPublic(BaseModel):
     data: list[SimulationPublic]
     next_cursor: str | None = Field(None, description="Pass as `cursor` for the next page.")
+
+
+class CompareRun(BaseModel):
+    id: uuid.UUID
+    name: str | None
+    tags: dict[str, str]
+    status: Literal["pending", "queued", "running", "succeeded", "failed", "cancelled"]
+    preset: str
+    differing: dict[str, Any] = Field(
+        description="This run's value of each config field in `differing_fields`."
+    )
+    label: str = Field(
+        description="A legend text: the name if set, then the differing fields (`lr=0.1`)."
+    )
+
+
+class ComparePublic(BaseModel):
+    differing_fields: list[str] = Field(
+        description="Config fields whose values are not the same in every run, in config order."
+    )
+    runs: list[CompareRun] = Field(description="In the order of `ids`.")
+    rounds: list[int] = Field(description="Every round any of the runs has stored, ascending.")
+    metrics: dict[str, list[list[float | None]]] = Field(
+        description="Metric name → one series per run (order of `runs`), each aligned with "
+        "`rounds`: null where that run has no such round or metric."
+    )
 
 
 class GossipPairPublic(BaseModel):
@@ -235,3 +310,139 @@ class ErrorBody(BaseModel):
 class Health(BaseModel):
     status: str
     checks: dict[str, str] = {}
+
+
+# --- sweeps ---------------------------------------------------------------------------------
+
+SpaceValue = str | int | float | bool | None
+
+
+class SpaceValues(BaseModel):
+    """Grid values (method grid), or the choices random search draws from."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+    values: list[SpaceValue] = Field(min_length=1, max_length=100)
+
+
+class SpaceRange(BaseModel):
+    """A range random search draws from: uniform, or log-uniform (min > 0)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+    distribution: Literal["uniform", "log_uniform"]
+    min: float
+    max: float
+
+
+class EarlyStop(BaseModel):
+    """The median stopping rule: after round r ≥ `grace_rounds`, a run whose best `metric` so
+    far is worse than the median of at least `min_runs` other runs' running means over their
+    first r rounds stops (status cancelled, the reason in its log)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    rule: Literal["median"] = "median"
+    metric: Literal[tuple(METRIC_NAMES)] = Field(  # type: ignore[valid-type]
+        description="A metric name (scarcity.results.METRIC_NAMES)."
+    )
+    mode: Literal["min", "max"] = Field("min", description="min: lower is better.")
+    grace_rounds: int = Field(1, ge=1, le=MAX_INT, description="No stop before this round.")
+    min_runs: int = Field(3, ge=1, le=1000, description="Other runs needed for a median.")
+
+
+class SweepCreate(BaseModel):
+    """`POST /sweeps`: a base request, the fields to vary (`space`), and the seeds each
+    configuration runs with."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        json_schema_extra={
+            "example": {
+                "name": "lr × alpha",
+                "base": {"preset": "stage2", "dataset": "digits", "partition": "dirichlet"},
+                "space": {
+                    "learning_rate": {"values": [0.01, 0.1]},
+                    "dirichlet_alpha": {"values": [0.1, 1.0]},
+                },
+                "seeds": [0, 1, 2],
+                "method": "grid",
+                "max_concurrent": 4,
+            }
+        },
+    )
+    name: RunName | None = Field(
+        None, description="A name for the sweep; its runs' names start so."
+    )
+    base: SimulationCreate = Field(  # type: ignore[valid-type]
+        description="What every run shares: a `POST /simulations` body without `name` or `seed`."
+    )
+    space: dict[str, SpaceValues | SpaceRange] = Field(
+        default_factory=dict,
+        max_length=20,
+        description="Config field → `{values: [...]}` or `{distribution: uniform | log_uniform, "
+        "min, max}` (random search only).",
+    )
+    seeds: list[Annotated[int, Field(ge=0, le=MAX_INT)]] = Field(
+        default_factory=lambda: [0],
+        min_length=1,
+        max_length=100,
+        description="Every configuration runs once per seed.",
+    )
+    method: Literal["grid", "random"] = Field(
+        "grid", description="grid: every combination of the values; random: `run_cap` runs drawn."
+    )
+    run_cap: int | None = Field(
+        None, ge=1, le=MAX_INT, description="At most this many runs (random search needs it)."
+    )
+    max_concurrent: int = Field(4, ge=1, le=1000, description="At most this many runs at once.")
+    random_seed: int = Field(0, ge=0, le=MAX_INT, description="Seed of random search's draws.")
+    early_stop: EarlyStop | None = Field(None, description="Stop runs that fall behind.")
+
+
+class SweepProgress(BaseModel):
+    total: int
+    pending: int = Field(description="Waiting for a slot of `max_concurrent`.")
+    queued: int
+    running: int
+    succeeded: int
+    failed: int
+    cancelled: int
+
+
+class SweepPublic(BaseModel):
+    id: uuid.UUID
+    name: str | None
+    status: Literal["running", "finished", "cancelled"] = Field(
+        description="running until every run has ended; cancelled once cancel was asked."
+    )
+    method: Literal["grid", "random"]
+    varied: list[str] = Field(description="The config fields the space varies.")
+    max_concurrent: int
+    progress: SweepProgress
+    created_at: datetime
+    request: dict[str, Any] = Field(description="The sweep's request as sent.")
+
+    _utc_times = field_validator("created_at")(_utc)
+
+
+class SweepsPublic(BaseModel):
+    data: list[SweepPublic]
+    next_cursor: str | None = Field(None, description="Pass as `cursor` for the next page.")
+
+
+class MetricSummary(BaseModel):
+    mean: float
+    std: float | None = Field(description="Sample standard deviation (n − 1); null for one run.")
+    count: int = Field(description="Runs whose final metrics have this metric.")
+
+
+class SweepResultRow(BaseModel):
+    params: dict[str, Any] = Field(description="The configuration's value of each varied field.")
+    runs: int = Field(description="Runs of this configuration in the sweep (one per seed).")
+    succeeded: int = Field(description="Of them, succeeded: only their final metrics count.")
+    metrics: dict[str, MetricSummary]
+
+
+class SweepResultsPublic(BaseModel):
+    sweep_id: uuid.UUID
+    varied: list[str]
+    rows: list[SweepResultRow] = Field(description="One per configuration, in the sweep's order.")

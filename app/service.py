@@ -12,8 +12,18 @@ from typing import Any
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
+from app import search
 from app.errors import Conflict, NotAcceptable, NotFound, Unprocessable
-from app.schemas import FIELD_LIMITS, SimulationPublic, field_caps
+from app.schemas import (
+    FIELD_LIMITS,
+    MAX_TAGS,
+    RUN_FIELDS,
+    ComparePublic,
+    CompareRun,
+    SimulationPublic,
+    SimulationUpdate,
+    field_caps,
+)
 from models import (
     FINISHED_STATUSES,
     ClientInsight,
@@ -70,9 +80,14 @@ def check_limits(config: SimulationConfig, settings: Settings) -> None:
 
 def resolved_config(body: BaseModel, settings: Settings) -> SimulationConfig:
     """The request's preset and overrides resolved to a full config, checked against the limits."""
-    config = resolve_config(body.model_dump(exclude_none=True))
+    config = resolve_config(body.model_dump(exclude_none=True, exclude=set(RUN_FIELDS)))
     check_limits(config, settings)
     return config
+
+
+def run_attrs(body: BaseModel) -> dict[str, Any]:
+    """The request's name, tags and notes: the run's own columns, not engine settings."""
+    return {name: value for name in RUN_FIELDS if (value := getattr(body, name)) is not None}
 
 
 def get_simulation(session: Session, simulation_id: uuid.UUID, owner: str) -> Simulation:
@@ -88,8 +103,17 @@ def to_public(session: Session, rows: list[Simulation]) -> list[SimulationPublic
     return [SimulationPublic.from_row(row, finals.get(row.id)) for row in rows]
 
 
+def _encode(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode()).decode()
+
+
+def encode_position(created_at: datetime, row_id: uuid.UUID) -> str:
+    """A newest-first page's cursor: the (created_at, id) of its last row."""
+    return _encode(f"{created_at.isoformat()}|{row_id}")
+
+
 def encode_cursor(row: Simulation) -> str:
-    return base64.urlsafe_b64encode(f"{row.created_at.isoformat()}|{row.id}".encode()).decode()
+    return encode_position(row.created_at, row.id)
 
 
 def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
@@ -102,25 +126,80 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
         ) from exc
 
 
+def decode_offset_cursor(cursor: str) -> int:
+    """Pages of an `order_by` list: the cursor is the count of rows already shown."""
+    try:
+        text = base64.urlsafe_b64decode(cursor.encode()).decode()
+        if text.startswith("@") and text[1:].isdigit():
+            return int(text[1:])
+    except ValueError:
+        pass
+    raise Unprocessable(
+        [{"field": "cursor", "message": "not a cursor from a previous page of this order_by"}]
+    )
+
+
 def list_simulations(
     session: Session,
     owner: str,
     *,
     status: str | None,
     preset: str | None,
+    filter: str | None = None,
+    order_by: str | None = None,
     limit: int,
     cursor: str | None,
 ) -> tuple[list[Simulation], str | None]:
+    """A page of the owner's runs matching `filter`, sorted by `order_by` (app/search.py)."""
+    conditions, order = search.parse_filter(filter), search.parse_order(order_by)
+    offset = decode_offset_cursor(cursor) if cursor and order else 0
     rows = store.list_simulations(
         session,
         owner=owner,
         status=status,
         preset=preset,
+        conditions=conditions,
+        order=order,
         limit=limit + 1,
-        after=decode_cursor(cursor) if cursor else None,
+        after=decode_cursor(cursor) if cursor and not order else None,
+        offset=offset,
     )
-    next_cursor = encode_cursor(rows[limit - 1]) if len(rows) > limit else None
+    next_cursor = None
+    if len(rows) > limit:
+        next_cursor = _encode(f"@{offset + limit}") if order else encode_cursor(rows[limit - 1])
     return rows[:limit], next_cursor
+
+
+def update_simulation(
+    session: Session, simulation_id: uuid.UUID, owner: str, body: SimulationUpdate
+) -> Simulation:
+    """Name, notes (null clears) and tags (merged: null removes a key) of any run, running too."""
+    simulation = get_simulation(session, simulation_id, owner)
+    sent = body.model_fields_set
+    changes: dict[str, Any] = {
+        name: getattr(body, name) for name in ("name", "notes") if name in sent
+    }
+    if "tags" in sent:
+        tags = dict(simulation.tags or {})
+        for key, value in (body.tags or {}).items():
+            if value is None:
+                tags.pop(key, None)
+            else:
+                tags[key] = value
+        if body.tags is None:  # `"tags": null` removes them all, as RFC 7396 reads it
+            tags = {}
+        if len(tags) > MAX_TAGS:
+            raise Unprocessable(
+                [
+                    {
+                        "field": "tags",
+                        "message": f"at most {MAX_TAGS} tags, this would make {len(tags)}",
+                    }
+                ]
+            )
+        changes["tags"] = tags
+    store.update_simulation(session, simulation, changes)
+    return simulation
 
 
 def cancel_simulation(session: Session, simulation_id: uuid.UUID, owner: str) -> Simulation:
@@ -307,3 +386,93 @@ def client_data_csv(clients: list[dict[str, Any]]) -> str:
             ]
         )
     return out.getvalue()
+
+
+COMPARE_MIN, COMPARE_MAX = 2, 20
+LABEL_FIELDS = 3  # differing fields shown in a label; the rest are in `differing`
+
+
+def parse_ids(text: str, *, field: str = "ids") -> list[uuid.UUID]:
+    """A comma-separated list of 2–20 distinct simulation ids; 422 naming `field` otherwise."""
+    parts = [part.strip() for part in text.split(",") if part.strip()]
+    ids: list[uuid.UUID] = []
+    for part in parts:
+        try:
+            ids.append(uuid.UUID(part))
+        except ValueError:
+            raise Unprocessable(
+                [{"field": field, "message": f"{part[:40]!r} is not a simulation id"}]
+            ) from None
+    if not COMPARE_MIN <= len(ids) <= COMPARE_MAX:
+        message = f"give {COMPARE_MIN} to {COMPARE_MAX} simulation ids, got {len(ids)}"
+        raise Unprocessable([{"field": field, "message": message}])
+    if len(set(ids)) < len(ids):
+        raise Unprocessable([{"field": field, "message": "an id is given twice"}])
+    return ids
+
+
+def shown(value: Any) -> str:
+    """A config value as a label shows it: `0.1`, `true`, `null`, `digits`."""
+    if isinstance(value, float):
+        return f"{value:g}"
+    return (
+        "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+    )
+
+
+def run_label(name: str | None, differing: dict[str, Any], simulation_id: uuid.UUID) -> str:
+    """What a legend calls a run among others: its name, then what sets it apart."""
+    items = list(differing.items())[:LABEL_FIELDS]
+    texts = [f"{field}={shown(value)}" for field, value in items]
+    if len(differing) > LABEL_FIELDS:
+        texts.append("…")
+    parts = [part for part in (name, ", ".join(texts)) if part]
+    return " · ".join(parts) or str(simulation_id)[:8]
+
+
+def differing_fields(configs: list[dict[str, Any]]) -> list[str]:
+    """Config fields (in `SimulationConfig` order, then any others) not equal in every config."""
+    names = list(SimulationConfig.model_fields)
+    names += sorted({key for config in configs for key in config} - set(names))
+    return [n for n in names if any(c.get(n) != configs[0].get(n) for c in configs[1:])]
+
+
+def compare_simulations(session: Session, owner: str, ids_text: str) -> ComparePublic:
+    """What sets 2–20 runs apart, and their metric series aligned by round."""
+    ids = parse_ids(ids_text)
+    found = {row.id: row for row in store.get_simulations(session, ids, owner)}
+    missing = [str(i) for i in ids if i not in found]
+    if missing:
+        raise NotFound(f"simulation {', '.join(missing)} not found")
+    rows = [found[i] for i in ids]
+    fields = differing_fields([row.config for row in rows])
+    runs = []
+    for row in rows:
+        differing = {field: row.config.get(field) for field in fields}
+        runs.append(
+            CompareRun(
+                id=row.id,
+                name=row.name,
+                tags=row.tags or {},
+                status=row.status,  # type: ignore[arg-type]
+                preset=row.preset,
+                differing=differing,
+                label=run_label(row.name, differing, row.id),
+            )
+        )
+    stored = store.metrics_of(session, ids)
+    rounds = sorted({number for _, number, _ in stored})
+    position = {number: k for k, number in enumerate(rounds)}
+    column = {simulation_id: k for k, simulation_id in enumerate(ids)}
+    series: dict[str, list[list[float | None]]] = {}
+    for simulation_id, number, metrics in stored:
+        for name, value in metrics.items():
+            if name not in series:
+                series[name] = [[None] * len(rounds) for _ in ids]
+            series[name][column[simulation_id]][position[number]] = value
+    return ComparePublic(
+        differing_fields=fields,
+        runs=runs,
+        rounds=rounds,
+        metrics=dict(sorted(series.items())),
+    )

@@ -64,6 +64,9 @@ class Settings(BaseSettings):
         description="Cap on num_clients × rounds × samples_per_client × epochs per round.",
     )
     max_active_per_owner: int = Field(100, ge=1, description="Queued + running per owner.")
+    max_sweep_runs: int = Field(
+        1_000, ge=1, description="Runs of one sweep (configurations × seeds, after run_cap)."
+    )
     max_body_bytes: int = Field(65_536, ge=1_024, description="Request body size cap.")
     max_page_size: int = Field(100, ge=1)
 

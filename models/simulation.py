@@ -14,6 +14,7 @@ from models.base import Base, JSONType, Timestamp, utcnow
 
 
 class SimulationStatus(enum.StrEnum):
+    pending = "pending"  # a sweep's run waiting for a slot of its max_concurrent (models/sweep.py)
     queued = "queued"
     running = "running"
     succeeded = "succeeded"
@@ -57,9 +58,17 @@ class Simulation(Base):
     # Set by the reaper when it re-publishes a waiting job: not again before this time, so a job
     # waiting behind a long queue is re-sent with a growing backoff, not on every pass.
     next_publish_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    # What a researcher calls the run (revision 0003): free text, never read by the engine.
+    # Runs stored before it have null name and notes and null tags (served as {}).
+    name: Mapped[str | None] = mapped_column(String(200))
+    tags: Mapped[dict[str, str] | None] = mapped_column(JSONType)
+    notes: Mapped[str | None] = mapped_column(Text)
+    # The sweep this run belongs to, if any (its rows go with it: models/store.delete_sweep).
+    sweep_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
 
     __table_args__ = (
         Index("ix_simulations_owner_created_at", "owner", "created_at"),
         Index("ix_simulations_status_heartbeat_at", "status", "heartbeat_at"),
         Index("ix_simulations_owner_status", "owner", "status"),  # the cap on active runs
+        Index("ix_simulations_sweep_id_status", "sweep_id", "status"),  # a sweep's progress
     )

@@ -16,14 +16,17 @@ from sqlalchemy import CursorResult, Select, and_, delete, func, insert, or_, se
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from models import search
 from models.base import Base, as_utc, utcnow
 from models.checkpoint import Checkpoint
 from models.client_data import ClientData
 from models.client_insight import ClientInsight
+from models.idempotency import IdempotencyKey
 from models.meta_params import MetaParams
 from models.round_metrics import RoundMetrics
 from models.simulation import FINISHED_STATUSES, Simulation, SimulationStatus
 from models.simulation_log import SimulationLog
+from models.sweep import Sweep
 
 ACTIVE_STATUSES = (SimulationStatus.queued, SimulationStatus.running)
 
@@ -31,8 +34,12 @@ ACTIVE_STATUSES = (SimulationStatus.queued, SimulationStatus.running)
 # --- simulations -----------------------------------------------------------------------------
 
 
-def new_simulation(*, owner: str, config: dict[str, Any]) -> Simulation:
-    """A queued simulation row, not yet added to any session."""
+def new_simulation(
+    *, owner: str, config: dict[str, Any], attrs: Mapping[str, Any] | None = None
+) -> Simulation:
+    """A queued simulation row, not yet added to any session; `attrs` sets more columns
+    (`name`, `tags`, `notes`)."""
+    attrs = attrs or {}
     return Simulation(
         id=uuid.uuid4(),
         owner=owner,
@@ -44,11 +51,20 @@ def new_simulation(*, owner: str, config: dict[str, Any]) -> Simulation:
         created_at=utcnow(),
         attempt=0,
         cancel_requested=False,
+        name=attrs.get("name"),
+        tags=dict(attrs.get("tags") or {}),
+        notes=attrs.get("notes"),
     )
 
 
-def create_simulation(session: Session, *, owner: str, config: dict[str, Any]) -> Simulation:
-    simulation = new_simulation(owner=owner, config=config)
+def create_simulation(
+    session: Session,
+    *,
+    owner: str,
+    config: dict[str, Any],
+    attrs: Mapping[str, Any] | None = None,
+) -> Simulation:
+    simulation = new_simulation(owner=owner, config=config, attrs=attrs)
     session.add(simulation)
     session.flush()
     return simulation
@@ -56,18 +72,19 @@ def create_simulation(session: Session, *, owner: str, config: dict[str, Any]) -
 
 def admit(
     session: Session,
-    submissions: Sequence[tuple[str, dict[str, Any]]],
+    submissions: Sequence[tuple[str, dict[str, Any], Mapping[str, Any]]],
     *,
     room: Mapping[str, int],
 ) -> list[Simulation | None]:
-    """Insert, in order, each (owner, config) while its owner has `room` left (how many more
-    active simulations the cap allows); None marks a submission refused for the cap. One
+    """Insert, in order, each (owner, config, attrs) while its owner has `room` left (how many
+    more active simulations the cap allows); None marks a submission refused for the cap. One
     multi-row INSERT for the whole batch."""
     room = dict(room)
     outcomes: list[Simulation | None] = []
-    for owner, config in submissions:
+    for owner, config, attrs in submissions:
         room[owner] -= 1
-        outcomes.append(new_simulation(owner=owner, config=config) if room[owner] >= 0 else None)
+        fits = room[owner] >= 0
+        outcomes.append(new_simulation(owner=owner, config=config, attrs=attrs) if fits else None)
     admitted = [row for row in outcomes if row is not None]
     if admitted:
         columns = [column.key for column in Simulation.__table__.columns]
@@ -85,21 +102,42 @@ def get_simulation(session: Session, simulation_id: uuid.UUID, owner: str) -> Si
     )
 
 
+def get_simulations(
+    session: Session, simulation_ids: Sequence[uuid.UUID], owner: str
+) -> list[Simulation]:
+    """Those of `simulation_ids` that `owner` may see, in no particular order."""
+    return list(
+        session.scalars(
+            select(Simulation).where(Simulation.id.in_(simulation_ids), Simulation.owner == owner)
+        )
+    )
+
+
 def list_simulations(
     session: Session,
     *,
     owner: str,
     status: str | None = None,
     preset: str | None = None,
+    conditions: Sequence[search.Condition] = (),
+    order: Sequence[search.SortKey] = (),
     limit: int,
     after: tuple[datetime, uuid.UUID] | None = None,
+    offset: int = 0,
 ) -> list[Simulation]:
-    """Newest first; `after` is the (created_at, id) of the last row of the previous page."""
+    """Newest first, or by `order` then newest first; `conditions` AND-ed (models/search.py).
+
+    Pages: `after` is the (created_at, id) of the last row of the previous page (newest-first
+    order), `offset` the rows already shown (any other order).
+    """
     query = select(Simulation).where(Simulation.owner == owner)
     if status:
         query = query.where(Simulation.status == status)
     if preset:
         query = query.where(Simulation.preset == preset)
+    query = search.apply(query, conditions, order)
+    if offset:
+        query = query.offset(offset)
     if after is not None:
         created_at, last_id = after
         query = query.where(
@@ -131,10 +169,18 @@ def count_by_status(session: Session) -> dict[str, int]:
     return {str(status): int(n) for status, n in rows}
 
 
+def update_simulation(session: Session, simulation: Simulation, changes: Mapping[str, Any]) -> None:
+    """Set the run's own columns (`name`, `tags`, `notes`); nothing the worker reads."""
+    for column, value in changes.items():
+        assert column in ("name", "tags", "notes"), column
+        setattr(simulation, column, value)
+    session.flush()
+
+
 def request_cancel(session: Session, simulation: Simulation) -> None:
     """Queued → cancelled at once; running → flagged, the worker stops after its current round."""
     now = utcnow()
-    if simulation.status == SimulationStatus.queued:
+    if simulation.status in (SimulationStatus.queued, SimulationStatus.pending):
         simulation.status = SimulationStatus.cancelled
         simulation.finished_at = now
     simulation.cancel_requested = True
@@ -224,6 +270,269 @@ def take_due_for_republish(
     return [row.id for row in rows]
 
 
+# --- idempotency keys (models/idempotency.py) ----------------------------------------------------
+
+
+def reserve_key(
+    session: Session,
+    *,
+    owner: str,
+    key: str,
+    endpoint: str,
+    request_hash: str,
+    stale_after: float = 60.0,
+) -> IdempotencyKey | None:
+    """Claim `key` for a request about to run (None), or the row already there: its stored
+    answer, or no answer yet when that request is still running. A reservation without an
+    answer older than `stale_after` seconds is taken over (its request died unanswered)."""
+    session.execute(
+        delete(IdempotencyKey).where(
+            IdempotencyKey.owner == owner,
+            IdempotencyKey.key == key,
+            IdempotencyKey.status_code.is_(None),
+            IdempotencyKey.created_at < utcnow() - timedelta(seconds=stale_after),
+        )
+    )
+    statement = (
+        _insert(session)(IdempotencyKey)
+        .values(
+            owner=owner, key=key, endpoint=endpoint, request_hash=request_hash, created_at=utcnow()
+        )
+        .on_conflict_do_nothing(index_elements=["owner", "key"])
+        .returning(IdempotencyKey.key)
+    )
+    if session.execute(statement).first() is not None:  # inserted: the key is ours
+        return None
+    return session.get(IdempotencyKey, (owner, key))
+
+
+def complete_key(
+    session: Session,
+    *,
+    owner: str,
+    key: str,
+    status_code: int,
+    response: dict[str, Any],
+    location: str | None,
+) -> None:
+    session.execute(
+        update(IdempotencyKey)
+        .where(IdempotencyKey.owner == owner, IdempotencyKey.key == key)
+        .values(status_code=status_code, response=response, location=location)
+    )
+
+
+def release_key(session: Session, *, owner: str, key: str) -> None:
+    """Forget a reservation whose request failed: a retry with the key runs afresh."""
+    session.execute(
+        delete(IdempotencyKey).where(
+            IdempotencyKey.owner == owner,
+            IdempotencyKey.key == key,
+            IdempotencyKey.status_code.is_(None),
+        )
+    )
+
+
+# --- sweeps (models/sweep.py) -------------------------------------------------------------------
+
+
+def create_sweep(
+    session: Session,
+    *,
+    sweep_id: uuid.UUID,
+    owner: str,
+    name: str | None,
+    request: dict[str, Any],
+    varied: list[str],
+    method: str,
+    max_concurrent: int,
+    runs: Sequence[tuple[dict[str, Any], Mapping[str, Any]]],
+) -> Sweep:
+    """The sweep and all its runs (config, attrs), every one `pending`, in one multi-row INSERT;
+    `release_pending` then queues the first ones. Their created_at keep the plan's order."""
+    sweep = Sweep(
+        id=sweep_id,
+        owner=owner,
+        name=name,
+        request=request,
+        varied=varied,
+        method=method,
+        total=len(runs),
+        max_concurrent=max_concurrent,
+        created_at=utcnow(),
+        cancel_requested=False,
+    )
+    session.add(sweep)
+    session.flush()
+    columns = [column.key for column in Simulation.__table__.columns]
+    rows = []
+    for index, (config, attrs) in enumerate(runs):
+        row = new_simulation(owner=owner, config=config, attrs=attrs)
+        row.sweep_id, row.status = sweep.id, SimulationStatus.pending
+        row.created_at = sweep.created_at + timedelta(microseconds=index)
+        rows.append({key: getattr(row, key) for key in columns})
+    if rows:
+        session.execute(insert(Simulation), rows)
+    return sweep
+
+
+def release_pending(
+    session: Session, sweep_id: uuid.UUID, *, max_active_per_owner: int, lease_seconds: float
+) -> list[uuid.UUID]:
+    """Queue the sweep's next pending runs, in plan order, while it has fewer than
+    `max_concurrent` active and its owner is under the cap; the ids to publish.
+
+    The sweep row is locked (FOR UPDATE on PostgreSQL; SQLite writers are serialized), so two
+    runs finishing at once do not both fill the same slot.
+    """
+    sweep = session.scalar(select(Sweep).where(Sweep.id == sweep_id).with_for_update())
+    if sweep is None or sweep.cancel_requested:
+        return []
+    active = session.scalar(
+        select(func.count()).where(
+            Simulation.sweep_id == sweep_id, Simulation.status.in_(ACTIVE_STATUSES)
+        )
+    )
+    owner_room = max_active_per_owner - count_active(
+        session, sweep.owner, up_to=max_active_per_owner
+    )
+    room = min(sweep.max_concurrent - (active or 0), owner_room)
+    if room <= 0:
+        return []
+    ids = list(
+        session.scalars(
+            select(Simulation.id)
+            .where(Simulation.sweep_id == sweep_id, Simulation.status == SimulationStatus.pending)
+            .order_by(Simulation.created_at, Simulation.id)
+            .limit(room)
+        )
+    )
+    if ids:
+        # Published by the caller now; the reaper re-sends after a lease if that got lost.
+        later = utcnow() + timedelta(seconds=lease_seconds)
+        session.execute(
+            update(Simulation)
+            .where(Simulation.id.in_(ids), Simulation.status == SimulationStatus.pending)
+            .values(status=SimulationStatus.queued, next_publish_at=later)
+        )
+    return ids
+
+
+def sweep_early_stop(session: Session, sweep_id: uuid.UUID) -> dict[str, Any] | None:
+    """The sweep's early-stopping rule (`request.early_stop`), if it has one."""
+    request = session.scalar(select(Sweep.request).where(Sweep.id == sweep_id))
+    rule = (request or {}).get("early_stop")
+    return dict(rule) if rule else None
+
+
+def sweep_metric_series(
+    session: Session, sweep_id: uuid.UUID, metric: str, *, up_to: int
+) -> dict[uuid.UUID, list[float]]:
+    """Each run of the sweep → its `metric` in rounds 1..`up_to`, in order (rounds without it
+    left out)."""
+    runs = select(Simulation.id).where(Simulation.sweep_id == sweep_id)
+    rows = session.execute(
+        select(RoundMetrics.simulation_id, RoundMetrics.metrics)
+        .where(RoundMetrics.simulation_id.in_(runs), RoundMetrics.round <= up_to)
+        .order_by(RoundMetrics.simulation_id, RoundMetrics.round)
+    )
+    series: dict[uuid.UUID, list[float]] = {}
+    for simulation_id, metrics in rows:
+        if metric in metrics:
+            series.setdefault(simulation_id, []).append(metrics[metric])
+    return series
+
+
+def sweeps_with_pending(session: Session) -> list[uuid.UUID]:
+    """Sweeps with runs still waiting for a slot (the reaper tops them up)."""
+    return list(
+        session.scalars(
+            select(Simulation.sweep_id)
+            .where(Simulation.status == SimulationStatus.pending)
+            .distinct()
+        )
+    )
+
+
+def get_sweep(session: Session, sweep_id: uuid.UUID, owner: str) -> Sweep | None:
+    return session.scalar(select(Sweep).where(Sweep.id == sweep_id, Sweep.owner == owner))
+
+
+def list_sweeps(
+    session: Session, *, owner: str, limit: int, after: tuple[datetime, uuid.UUID] | None = None
+) -> list[Sweep]:
+    """Newest first; `after` is the (created_at, id) of the previous page's last row."""
+    query = select(Sweep).where(Sweep.owner == owner)
+    if after is not None:
+        created_at, last_id = after
+        query = query.where(
+            or_(
+                Sweep.created_at < created_at,
+                and_(Sweep.created_at == created_at, Sweep.id < last_id),
+            )
+        )
+    return list(
+        session.scalars(query.order_by(Sweep.created_at.desc(), Sweep.id.desc()).limit(limit))
+    )
+
+
+def sweep_status_counts(
+    session: Session, sweep_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, dict[str, int]]:
+    """How many runs of each sweep are in each status, in one query."""
+    counts: dict[uuid.UUID, dict[str, int]] = {sweep_id: {} for sweep_id in sweep_ids}
+    rows = session.execute(
+        select(Simulation.sweep_id, Simulation.status, func.count())
+        .where(Simulation.sweep_id.in_(sweep_ids))
+        .group_by(Simulation.sweep_id, Simulation.status)
+    )
+    for sweep_id, status, count in rows:
+        if sweep_id is not None:
+            counts[sweep_id][status] = count
+    return counts
+
+
+def sweep_runs(session: Session, sweep_id: uuid.UUID) -> list[Simulation]:
+    """The sweep's runs in plan order."""
+    return list(
+        session.scalars(
+            select(Simulation)
+            .where(Simulation.sweep_id == sweep_id)
+            .order_by(Simulation.created_at, Simulation.id)
+        )
+    )
+
+
+def cancel_sweep(session: Session, sweep: Sweep) -> None:
+    """No more runs start; pending and queued ones are cancelled at once, running ones flagged
+    (their worker stops after the current round)."""
+    now = utcnow()
+    sweep.cancel_requested = True
+    of_sweep = Simulation.sweep_id == sweep.id
+    waiting = Simulation.status.in_((SimulationStatus.pending, SimulationStatus.queued))
+    session.execute(
+        update(Simulation)
+        .where(of_sweep, waiting)
+        .values(status=SimulationStatus.cancelled, finished_at=now, cancel_requested=True)
+    )
+    session.execute(
+        update(Simulation)
+        .where(of_sweep, Simulation.status == SimulationStatus.running)
+        .values(cancel_requested=True)
+    )
+    session.flush()
+
+
+def delete_sweep(session: Session, sweep: Sweep) -> None:
+    """The sweep, its runs and every row of theirs."""
+    runs = select(Simulation.id).where(Simulation.sweep_id == sweep.id)
+    for table in (RoundMetrics, ClientInsight, MetaParams, SimulationLog, Checkpoint):
+        session.execute(delete(table).where(table.simulation_id.in_(runs)))
+    session.execute(delete(Simulation).where(Simulation.sweep_id == sweep.id))
+    session.delete(sweep)
+    session.flush()
+
+
 # --- the worker's fenced writes ----------------------------------------------------------------
 
 
@@ -234,6 +543,7 @@ class Claim:
     rounds_completed: int
     config: dict[str, Any]
     checkpoint: bytes | None
+    sweep_id: uuid.UUID | None = None
 
 
 def _fenced(claim: Claim) -> Any:
@@ -303,7 +613,11 @@ def claim(
             started_at=func.coalesce(Simulation.started_at, now),
         )
         .returning(
-            Simulation.attempt, Simulation.rounds_completed, Simulation.config, Simulation.releases
+            Simulation.attempt,
+            Simulation.rounds_completed,
+            Simulation.config,
+            Simulation.releases,
+            Simulation.sweep_id,
         )
     ).one_or_none()
     if row is None:
@@ -325,7 +639,9 @@ def claim(
             Checkpoint.simulation_id == simulation_id, Checkpoint.round == row.rounds_completed
         )
     )
-    return Claim(simulation_id, row.attempt, row.rounds_completed, row.config, checkpoint)
+    return Claim(
+        simulation_id, row.attempt, row.rounds_completed, row.config, checkpoint, row.sweep_id
+    )
 
 
 def release(session: Session, claim: Claim) -> bool:
@@ -488,6 +804,18 @@ def round_metrics(
     session: Session, simulation_id: uuid.UUID, from_round: int | None, to_round: int | None
 ) -> list[RoundMetrics]:
     return list(session.scalars(_rounds_query(RoundMetrics, simulation_id, from_round, to_round)))
+
+
+def metrics_of(
+    session: Session, simulation_ids: Sequence[uuid.UUID]
+) -> list[tuple[uuid.UUID, int, dict[str, float]]]:
+    """(simulation, round, metrics) of every stored round of several runs, in one query."""
+    rows = session.execute(
+        select(RoundMetrics.simulation_id, RoundMetrics.round, RoundMetrics.metrics)
+        .where(RoundMetrics.simulation_id.in_(simulation_ids))
+        .order_by(RoundMetrics.round)
+    )
+    return [(row.simulation_id, row.round, row.metrics) for row in rows]
 
 
 def final_metrics(

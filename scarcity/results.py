@@ -98,6 +98,32 @@ class Insight(Mapping[str, Any]):
         return out
 
 
+#: Every name a round's `metrics` can hold, with what it measures. A run reports the subset its
+#: config switches on (e.g. `test_accuracy` only with a labelled data set and the shared model).
+#: Names are part of the public contract (docs/design.md): add, never rename.
+METRIC_NAMES: Mapping[str, str] = {
+    "loss": "mean local training loss of the round's clients",
+    "test_loss": "shared model's loss on the held-out test set (federated_averaging)",
+    "test_accuracy": "shared model's accuracy on the held-out test set (labelled data sets)",
+    "clients_sampled": "clients drawn this round (only when fewer than all)",
+    "attackers_sampled": "Byzantine clients among them (malicious_fraction > 0)",
+    "data_mean": "mean of the clients' data",
+    "data_std": "standard deviation of the clients' data",
+    "drift": "how far the clients' data moved this round",
+    "replay_error": "MemoryExpert's replay error (extended_experts)",
+    "recon_loss": "autoencoders' reconstruction loss (structure_discovery)",
+    "avg_uncertainty": "mean uncertainty of the clients' insights (insight_exchange)",
+    "dp_noise_multiplier": "DP-FedAvg's noise multiplier z of the round",
+    "dp_noise_std": "DP-FedAvg's Gaussian noise std of the round",
+    "personal_accuracy_mean": "shared model's mean accuracy on the clients' own held-out rows "
+    "(client_test_fraction, labelled data sets)",
+    "personal_accuracy_worst10": "its mean over the worst 10 % of clients",
+    "personal_loss_mean": "shared model's mean loss on the clients' own held-out rows "
+    "(client_test_fraction, regression)",
+    "personal_loss_worst10": "its mean over the worst 10 % of clients",
+}
+
+
 @dataclass(frozen=True)
 class RoundResult:
     """Everything one finished round produced. Rounds are numbered from 1.

@@ -39,3 +39,14 @@ def test_docs_the_code_points_at_are_in_the_repo() -> None:
         named |= set(re.findall(r"\b(docs/[\w.-]+\.md)\b", path.read_text()))
         assert not re.search(r"\b(DESIGN|RELIABILITY|STYLE)\.md\b", path.read_text()), path
     assert named and all((ROOT / name).is_file() for name in named), named
+
+
+def test_every_metric_name_of_the_filter_language_is_in_the_readme() -> None:
+    from scarcity.results import METRIC_NAMES
+
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Finding runs") :]
+    missing = [name for name in METRIC_NAMES if f"`{name}`" not in section]
+    assert missing == []
+    for operator in ("`=`", "`!=`", "`<=`", "`like`", "`in (v, …)`", "`not in (v, …)`"):
+        assert operator in section, operator

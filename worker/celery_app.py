@@ -76,9 +76,7 @@ def run_simulation_task(simulation_id: str) -> str | None:
     from worker.tasks import execute  # imports torch; keep the API's publish path light
 
     return execute(
-        uuid.UUID(simulation_id),
-        should_stop=_shutting_down.is_set,
-        republish=lambda sim_id: publish_many([sim_id]),
+        uuid.UUID(simulation_id), should_stop=_shutting_down.is_set, publish=publish_many
     )
 
 

@@ -79,6 +79,7 @@ class EmbeddedWorker:
             with self._lock:
                 self._pending.discard(simulation_id)
             try:
-                execute(simulation_id, should_stop=self._stop.is_set)  # resumes at next start
+                # A run stopped at shutdown resumes at the next start.
+                execute(simulation_id, should_stop=self._stop.is_set, publish=self.publish_many)
             except Exception:
                 logger.exception("embedded worker: simulation %s crashed", simulation_id)

@@ -31,10 +31,25 @@ def reap_once(publish_many: Callable[[Sequence[uuid.UUID]], object]) -> list[uui
             lease_seconds=settings.worker_lease_seconds,
             max_backoff_seconds=max(MAX_REPUBLISH_BACKOFF_SECONDS, settings.worker_lease_seconds),
         )
+    # Sweeps whose runs could not all start (the owner's cap was full, a run was cancelled
+    # while queued): start what fits now.
+    for sweep_id in _sweeps_with_pending():
+        with session_scope() as session:
+            ids += store.release_pending(
+                session,
+                sweep_id,
+                max_active_per_owner=settings.max_active_per_owner,
+                lease_seconds=settings.worker_lease_seconds,
+            )
     if ids:
         publish_many(ids)
         logger.info("reaper re-published %d simulation(s)", len(ids))
     return ids
+
+
+def _sweeps_with_pending() -> list[uuid.UUID]:
+    with session_scope(read_only=True) as session:
+        return store.sweeps_with_pending(session)
 
 
 def run_reaper(

@@ -17,7 +17,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 from pydantic import ValidationError
@@ -30,6 +30,7 @@ from models.settings import get_settings
 from scarcity import Simulation, SimulationConfig
 from scarcity.core.data import describe_clients
 from scarcity.logging_setup import bind_log_context, log_context
+from worker.early_stop import median_stop
 
 logger = logging.getLogger("worker.tasks")
 
@@ -183,6 +184,21 @@ class _Job:
         rows = [c.to_dict() for c in describe_clients(simulation.config, simulation.client_data)]
         self.db("clients write", lambda session: store.save_client_data(session, self.id, rows))
 
+    def stops_early(self, rule: dict[str, object], number: int) -> bool:
+        """The sweep's median rule after round `number`; a stop is logged with its reason."""
+        sweep_id = self.claim.sweep_id
+        assert sweep_id is not None
+
+        def work(session: Session) -> bool:
+            series = store.sweep_metric_series(session, sweep_id, str(rule["metric"]), up_to=number)
+            own = series.pop(self.id, [])
+            reason = median_stop(own, list(series.values()), rule) if len(own) == number else None
+            if reason is not None:
+                store.add_log(session, self.id, reason)
+            return reason is not None
+
+        return self.db("early stop", work)
+
     def release(self, why: str) -> bool:
         """Hand the run back uncharged (it stays running, lease lapsed); when someone took over
         meanwhile, give back the attempt that takeover charged. Whether the release landed."""
@@ -276,6 +292,10 @@ class _Job:
         else:
             simulation = Simulation(config)
             self.save_client_data(simulation)
+        rule = None
+        sweep_id = self.claim.sweep_id
+        if sweep_id is not None:
+            rule = self.db("early-stop rule", lambda s: store.sweep_early_stop(s, sweep_id))
         deadline = time.monotonic() + time_limit
         with _Heartbeat(self.claim, heartbeat_interval) as beat:
             for result in simulation.rounds():
@@ -285,6 +305,12 @@ class _Job:
                 self.last_round = result.round
                 _observe_round(result.duration_seconds)
                 if cancel:
+                    return SimulationStatus.cancelled, None
+                if (
+                    rule is not None
+                    and result.round < config.rounds
+                    and self.stops_early(rule, result.round)
+                ):
                     return SimulationStatus.cancelled, None
                 if should_stop() and result.round < config.rounds:
                     raise Interrupted
@@ -343,25 +369,31 @@ def _claim(simulation_id: uuid.UUID) -> store.Claim | None:
         raise
 
 
+#: Sends jobs to the queue (Celery's publish_many, or the embedded worker's own).
+Publish = Callable[[Sequence[uuid.UUID]], object]
+
+
 def execute(
     simulation_id: uuid.UUID,
     should_stop: Callable[[], bool] = lambda: False,
-    republish: Callable[[uuid.UUID], object] | None = None,
+    publish: Publish | None = None,
 ) -> str | None:
     """Run (or resume) one simulation to its end. Returns the final status, None if not claimed
     or not finished here (lease lost, released at a shutdown or after database errors).
 
     `should_stop` is asked after each stored round: True releases the run there, and
-    `republish` (when given) sends its job again so another worker resumes it at once. Every
-    log line meanwhile carries `simulation_id` and `attempt` (keys of their own in JSON logs)."""
+    `publish` (when given) sends its job again so another worker resumes it at once. A run of a
+    sweep frees a slot when it ends: in the same transaction the sweep's next pending runs are
+    queued, and then handed to `publish` (else the reaper publishes them). Every log line
+    meanwhile carries `simulation_id` and `attempt` (keys of their own in JSON logs)."""
     with log_context(simulation_id=str(simulation_id)):
-        return _execute(simulation_id, should_stop, republish)
+        return _execute(simulation_id, should_stop, publish)
 
 
 def _execute(
     simulation_id: uuid.UUID,
     should_stop: Callable[[], bool],
-    republish: Callable[[uuid.UUID], object] | None,
+    publish: Publish | None,
 ) -> str | None:
     from worker import metrics
 
@@ -396,8 +428,8 @@ def _execute(
         except DatabaseUnavailable as exc:
             job.give_up(exc)
             return None
-        if republish is not None:
-            republish(simulation_id)
+        if publish is not None:
+            publish([simulation_id])
         return None
     except DatabaseUnavailable as exc:
         job.give_up(exc)
@@ -405,6 +437,7 @@ def _execute(
     except Exception as exc:  # the engine failed: record it, never leave the row running
         logger.exception("simulation %s failed", simulation_id)
         status, error = SimulationStatus.failed, public_error(exc)
+    released: list[uuid.UUID] = []
 
     def finish(session: Session) -> bool:
         if not store.finish(session, claim, status, error):
@@ -415,6 +448,13 @@ def _execute(
             f"finished: {status}" + (f" ({error})" if error else ""),
             level="ERROR" if status == SimulationStatus.failed else "INFO",
         )
+        if claim.sweep_id is not None:  # a slot is free: the sweep's next pending runs
+            released[:] = store.release_pending(
+                session,
+                claim.sweep_id,
+                max_active_per_owner=settings.max_active_per_owner,
+                lease_seconds=settings.worker_lease_seconds,
+            )
         return True
 
     try:
@@ -426,4 +466,6 @@ def _execute(
         job.refund()
         return None
     metrics.FINISHED.labels(status=str(status)).inc()
+    if released and publish is not None:
+        publish(released)
     return status

@@ -5,14 +5,18 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 
 from app import service
-from app.deps import OwnerDep, SessionDep
+from app.deps import OwnerDep, SessionDep, reject_unknown_query
 from app.routes.simulations import ERRORS
 from app.schemas import ClientsPublic, ErrorBody
 
-router = APIRouter(prefix="/simulations/{simulation_id}", tags=["results"])
+router = APIRouter(
+    prefix="/simulations/{simulation_id}",
+    tags=["results"],
+    dependencies=[Depends(reject_unknown_query)],
+)
 
 CSV_RESPONSE: dict[int | str, dict[str, Any]] = {
     200: {"content": {"text/csv": {"schema": {"type": "string"}}}, "description": "Clients."}

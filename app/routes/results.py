@@ -5,12 +5,12 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
 from app import service
-from app.deps import OwnerDep, ReadSessionDep
+from app.deps import OwnerDep, ReadSessionDep, reject_unknown_query
 from app.events import EventHub, events
 from app.routes.simulations import ERRORS
 from app.schemas import (
@@ -26,7 +26,11 @@ from app.schemas import (
 )
 from models.db import session_scope
 
-router = APIRouter(prefix="/simulations/{simulation_id}", tags=["results"])
+router = APIRouter(
+    prefix="/simulations/{simulation_id}",
+    tags=["results"],
+    dependencies=[Depends(reject_unknown_query)],
+)
 
 CSV_RESPONSE: dict[int | str, dict[str, Any]] = {
     200: {"content": {"text/csv": {"schema": {"type": "string"}}}, "description": "Metrics."}

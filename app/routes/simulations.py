@@ -6,28 +6,39 @@ import uuid
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Response
+from fastapi.concurrency import run_in_threadpool
 
-from app import service
+from app import idempotency, service
 from app.deps import (
     AdmissionDep,
     OwnerDep,
     ReadSessionDep,
     SessionDep,
     SettingsDep,
+    reject_unknown_query,
     require_json,
     require_utf8_json_object_keys_once,
 )
-from app.schemas import ErrorBody, SimulationCreate, SimulationPublic, SimulationsPublic
+from app.schemas import (
+    ErrorBody,
+    SimulationCreate,
+    SimulationPublic,
+    SimulationsPublic,
+    SimulationUpdate,
+)
 from scarcity.config import PresetName
 
-router = APIRouter(prefix="/simulations", tags=["simulations"])
+router = APIRouter(
+    prefix="/simulations", tags=["simulations"], dependencies=[Depends(reject_unknown_query)]
+)
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorBody, "description": "Missing or invalid API key."},
     404: {"model": ErrorBody, "description": "No such simulation (or not yours)."},
     422: {"model": ErrorBody, "description": "Invalid input; the message names the field."},
 }
-Status = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+ENDPOINT = "POST /simulations"
+Status = Literal["pending", "queued", "running", "succeeded", "failed", "cancelled"]
 
 
 @router.post(
@@ -38,13 +49,17 @@ Status = Literal["queued", "running", "succeeded", "failed", "cancelled"]
     responses={
         400: {"model": ErrorBody, "description": "Body unreadable (not UTF-8, or a BOM)."},
         401: ERRORS[401],
-        409: {"model": ErrorBody, "description": "Too many active simulations."},
+        409: {
+            "model": ErrorBody,
+            "description": "Too many active simulations, or the first request with this "
+            "Idempotency-Key is still running.",
+        },
         413: {"model": ErrorBody, "description": "Request body too large."},
         415: {"model": ErrorBody, "description": "Body not sent as application/json."},
         422: {
             "model": ErrorBody,
-            "description": "Invalid input, a key sent twice, a limit or the work budget "
-            "exceeded, or settings "
+            "description": "Invalid input, a key sent twice, an Idempotency-Key used for "
+            "another request, a limit or the work budget exceeded, or settings "
             "that do not go together (e.g. `input_dim` of a real data set); the message names "
             "the field and the limit.",
         },
@@ -56,12 +71,29 @@ async def create_simulation(
     settings: SettingsDep,
     admission: AdmissionDep,
     response: Response,
-) -> SimulationPublic:
+    idempotency_key: idempotency.KeyHeader = None,
+) -> Any:
     """Queue a simulation: a preset plus overrides; answers 202 with its resource."""
     config = service.resolved_config(body, settings)
-    simulation = await admission.submit(owner, config.model_dump())
-    response.headers["Location"] = f"/simulations/{simulation.id}"
-    return SimulationPublic.from_row(simulation)
+    key = idempotency_key
+    if key is not None:
+        digest = idempotency.request_hash(body)
+        replay = await run_in_threadpool(idempotency.begin, owner, key, ENDPOINT, digest)
+        if replay is not None:
+            return replay
+    try:
+        simulation = await admission.submit(owner, config.model_dump(), service.run_attrs(body))
+    except BaseException:
+        if key is not None:
+            await run_in_threadpool(idempotency.abandon, owner, key)
+        raise
+    location = f"/simulations/{simulation.id}"
+    public = SimulationPublic.from_row(simulation)
+    if key is not None:
+        answer = public.model_dump(mode="json")
+        await run_in_threadpool(idempotency.finish, owner, key, 202, answer, location)
+    response.headers["Location"] = location
+    return public
 
 
 @router.get("", response_model=SimulationsPublic, responses={401: ERRORS[401], 422: ERRORS[422]})
@@ -71,15 +103,30 @@ def list_simulations(
     settings: SettingsDep,
     status: Status | None = None,
     preset: PresetName | None = None,
+    filter: str | None = Query(
+        None,
+        max_length=2000,
+        description="Comparisons joined by `and` over `config.<field>`, `metrics.<name>` (final "
+        "round), `tags.<key>`, `name`, `status`, `preset`, e.g. `config.dataset = 'digits' and "
+        "metrics.test_accuracy >= 0.9` (README: the filter language).",
+    ),
+    order_by: str | None = Query(
+        None,
+        max_length=500,
+        description="Sort keys, each optionally `asc`/`desc` (default asc), e.g. "
+        "`metrics.loss asc, config.seed`; ties and the default: newest first.",
+    ),
     limit: int = Query(20, ge=1, description="Page size (capped by SCARCITY_MAX_PAGE_SIZE)."),
     cursor: str | None = Query(None, max_length=200, description="`next_cursor` of the last page."),
 ) -> SimulationsPublic:
-    """Your simulations, newest first, optionally filtered by status and preset."""
+    """Your simulations, newest first (or by `order_by`), filtered by `filter`, status, preset."""
     rows, next_cursor = service.list_simulations(
         session,
         owner,
         status=status,
         preset=preset,
+        filter=filter,
+        order_by=order_by,
         limit=min(limit, settings.max_page_size),
         cursor=cursor,
     )
@@ -92,6 +139,25 @@ def get_simulation(
 ) -> SimulationPublic:
     """One simulation: status, resolved config, progress, timestamps, error."""
     return service.to_public(session, [service.get_simulation(session, simulation_id, owner)])[0]
+
+
+@router.patch(
+    "/{simulation_id}",
+    response_model=SimulationPublic,
+    dependencies=[Depends(require_json)],
+    responses={
+        **ERRORS,
+        400: {"model": ErrorBody, "description": "Body unreadable (not UTF-8)."},
+        413: {"model": ErrorBody, "description": "Request body too large."},
+        415: {"model": ErrorBody, "description": "Body not sent as application/json."},
+    },
+)
+def update_simulation(
+    simulation_id: uuid.UUID, body: SimulationUpdate, session: SessionDep, owner: OwnerDep
+) -> SimulationPublic:
+    """Rename, tag or annotate a run (any status); fields left out stay as they are."""
+    updated = service.update_simulation(session, simulation_id, owner, body)
+    return service.to_public(session, [updated])[0]
 
 
 @router.post(

@@ -1,6 +1,6 @@
 // Scarcity dashboard: built on the public HTTP API only (anything shown here a script can fetch).
-// Submit (form generated from GET /presets + the OpenAPI SimulationCreate schema), watch (events
-// streamed with fetch so an API key can ride along), history, compare, export. Charts: uPlot.
+// Submit (form generated from GET /presets + the OpenAPI SimulationCreate schema; clone a run into it), watch (events
+// streamed with fetch so an API key can ride along), history, compare (GET /compare), export. Charts: uPlot.
 "use strict";
 
 const $ = (sel, root = document) => root.querySelector(sel);
@@ -295,7 +295,7 @@ function showSimulation(sim) {
   watchState.total = sim.progress.rounds_total;
   setProgress(Math.max(sim.progress.rounds_completed, watchState.rounds.size), sim.progress.rounds_total);
   const c = sim.config || {};
-  const bits = [sim.preset, `${c.num_clients} clients`, `${c.rounds} rounds`, `seed ${c.seed}`,
+  const bits = [sim.name, sim.preset, `${c.num_clients} clients`, `${c.rounds} rounds`, `seed ${c.seed}`,
     c.dataset, c.partition === "dirichlet" ? `dirichlet α=${c.dirichlet_alpha}` : c.partition,
     `created ${new Date(sim.created_at).toLocaleString()}`];
   if (sim.finished_at && sim.started_at) {
@@ -529,9 +529,10 @@ const LABELS = {
   test_fraction: "Test fraction", min_partition_size: "Min rows per client",
   num_classes_per_partition: "Classes per client", num_shards_per_partition: "Shards per client",
   feature_noise: "Feature noise σ", client_test_fraction: "Client test fraction",
+  name: "Name", tags: "Tags", notes: "Notes",
 };
 const GROUPS = [
-  ["Run", ["num_clients", "rounds", "seed"]],
+  ["Run", ["name", "tags", "notes", "num_clients", "rounds", "seed"]],
   ["Model and training", ["input_dim", "output_dim", "learning_rate", "local_epochs", "batch_size", "router_strategy"]],
   ["Data", ["dataset", "partition", "dirichlet_alpha", "min_partition_size", "self_balancing", "num_classes_per_partition", "class_assignment_mode", "num_shards_per_partition", "samples_per_client", "quantity_skew", "resample_to_size", "feature_scaling", "feature_noise", "drift", "test_fraction", "client_test_fraction"]],
   ["Strategy (shared model)", ["strategy", "reptile_step_size", "server_learning_rate", "server_momentum", "beta_1", "beta_2", "tau", "proximal_mu", "trim_beta", "num_malicious_clients", "num_clients_to_keep", "q_param", "qffl_learning_rate", "dp_clipping_norm", "dp_noise_multiplier", "dp_clipping"]],
@@ -602,6 +603,9 @@ function buildField(name, prop) {
   if (s.type === "boolean") {
     kind = "boolean";
     input = el("input", { type: "checkbox", id, name });
+  } else if (s.type === "object") {  // tags: key → value, typed as "key=value, key2=value2"
+    kind = "tags";
+    input = el("input", { type: "text", id, name, placeholder: "study=lr, team=fl" });
   } else if (s.enum) {
     kind = "enum";
     input = el("select", { id, name }, ...s.enum.map((v) => new Option(v, v)));
@@ -662,9 +666,22 @@ function presetConfig() {
   return p ? p.config : {};
 }
 
+function parseTags(text) {
+  const tags = {};
+  for (const part of text.split(",").map((p) => p.trim()).filter(Boolean)) {
+    const at = part.indexOf("=");
+    if (at <= 0) return { bad: `"${part}" is not key=value` };
+    tags[part.slice(0, at).trim()] = part.slice(at + 1).trim();
+  }
+  return Object.keys(tags).length ? tags : null;
+}
+
+const tagsText = (tags) => Object.entries(tags || {}).map(([k, v]) => `${k}=${v}`).join(", ");
+
 function fieldValue(name) {
   const f = form.fields.get(name);
   if (f.kind === "boolean") return f.input.checked;
+  if (f.kind === "tags") return parseTags(f.input.value);
   if (f.kind === "integer" || f.kind === "number") {
     if (f.input.validity && f.input.validity.badInput) return { bad: "not a number" };
     return f.input.value.trim() === "" ? null : Number(f.input.value);
@@ -693,6 +710,28 @@ function applyPreset() {
   showStrategyParameters();
   showPartitionParameters();
   $("#form-error").textContent = "";
+  $("#form-note").textContent = "";
+}
+
+// Clone: the form takes a stored run's preset and every config value (its name gets "copy").
+function cloneIntoForm(sim) {
+  const select = $("#f-preset");
+  if ([...select.options].some((o) => o.value === sim.preset)) select.value = sim.preset;
+  applyPreset();
+  const config = sim.config || {};
+  for (const [name, f] of form.fields) {
+    let v = config[name];
+    if (name === "name") v = sim.name ? `${sim.name} copy` : "";
+    else if (name === "tags") v = tagsText(sim.tags);
+    else if (name === "notes") v = "";
+    if (v === undefined) continue;
+    if (f.kind === "boolean") f.input.checked = Boolean(v);
+    else f.input.value = v === null ? "" : String(v);
+    markChanged(name);
+  }
+  showStrategyParameters();
+  $("#form-note").textContent = `Cloned from ${sim.name || shortId(sim.id)}: change what you want and press Run.`;
+  $("#run-form").scrollIntoView({ behavior: "smooth" });
 }
 
 function clearFieldError(name) {
@@ -820,7 +859,7 @@ function historyRow(sim) {
     type: "checkbox", "aria-label": `compare ${shortId(sim.id)}`, checked: historyState.selected.has(sim.id),
     onchange: (e) => {
       if (e.target.checked) {
-        if (historyState.selected.size >= 4) { e.target.checked = false; alert("Compare at most 4 simulations."); return; }
+        if (historyState.selected.size >= COMPARE_MAX) { e.target.checked = false; alert(`Compare at most ${COMPARE_MAX} simulations.`); return; }
         historyState.selected.add(sim.id);
       } else historyState.selected.delete(sim.id);
       updateCompareControls();
@@ -830,6 +869,7 @@ function historyRow(sim) {
   finalMetrics(sim).then((m) => { metricsCell.textContent = metricsSummary(m); }).catch(() => { metricsCell.textContent = "?"; });
   const actions = el("td", { class: "actions" },
     el("button", { type: "button", text: "Open", onclick: () => { watch(sim.id); $("#watch").scrollIntoView({ behavior: "smooth" }); } }),
+    el("button", { type: "button", text: "Clone", title: "Fill the form with this run's settings", onclick: () => cloneIntoForm(sim) }),
     el("button", { type: "button", text: "CSV", onclick: () => downloadCSV(sim.id) }),
     el("button", { type: "button", text: "JSON", onclick: () => downloadJSON(sim.id) }),
     active ? el("button", { type: "button", text: "Cancel", onclick: () => cancelSimulation(sim.id) }) : null,
@@ -839,7 +879,11 @@ function historyRow(sim) {
   return el("tr", { "data-id": sim.id, class: sim.id === watchState.id ? "current" : "" },
     el("td", { "data-label": "Compare" }, check),
     el("td", { "data-label": "Created", title: sim.id, text: created.toLocaleString([], { dateStyle: "short", timeStyle: "medium" }) }),
+    el("td", { "data-label": "Run", class: "run" },
+      el("span", { class: "run-name", text: sim.name || shortId(sim.id), title: sim.notes || sim.id }),
+      ...Object.entries(sim.tags || {}).map(([k, v]) => el("span", { class: "tag", text: `${k}=${v}` }))),
     el("td", { "data-label": "Preset", text: sim.preset }),
+    el("td", { "data-label": "Differs", class: "differs", text: "" }),
     el("td", { "data-label": "Status" }, el("span", { class: "status", "data-status": sim.status, text: sim.status })),
     el("td", { "data-label": "Rounds", text: `${sim.progress.rounds_completed}/${sim.progress.rounds_total}` }),
     metricsCell,
@@ -865,6 +909,7 @@ async function loadHistory({ append = false } = {}) {
   const body = $("#history-rows");
   const rows = page.data.map(historyRow);
   if (append) body.append(...rows); else body.replaceChildren(...rows);
+  showDiffers();
   $("#history-empty").hidden = historyState.rows.length > 0;
   $("#history-empty").textContent = "No simulations yet.";
   $("#history-more").hidden = !historyState.cursor;
@@ -873,6 +918,30 @@ async function loadHistory({ append = false } = {}) {
 }
 
 function refreshHistory() { return loadHistory({ append: false }); }
+
+// The config fields whose values are not the same in every listed run: what tells rows apart.
+const DIFFERS_SHOWN = 3;
+const shown = (v) => (typeof v === "number" ? fmt(v) : v === null || v === undefined ? "null" : String(v));
+
+function differingFields(configs) {
+  if (configs.length < 2) return [];
+  const names = [...new Set(configs.flatMap((c) => Object.keys(c)))];
+  return names.filter((n) => configs.some((c) => JSON.stringify(c[n]) !== JSON.stringify(configs[0][n])));
+}
+
+function showDiffers() {
+  const fields = differingFields(historyState.rows.map((s) => s.config || {}));
+  const byId = new Map(historyState.rows.map((s) => [s.id, s]));
+  for (const row of document.querySelectorAll("#history-rows tr")) {
+    const sim = byId.get(row.dataset.id);
+    const cell = $("td.differs", row);
+    if (!sim || !cell) continue;
+    const parts = fields.slice(0, DIFFERS_SHOWN).map((f) => `${f}=${shown(sim.config[f])}`);
+    if (fields.length > DIFFERS_SHOWN) parts.push("…");
+    cell.textContent = parts.join(" ");
+    cell.title = fields.map((f) => `${f}=${shown(sim.config[f])}`).join("\n");
+  }
+}
 
 async function cancelSimulation(id) {
   const response = await api(`/simulations/${id}/cancel`, { method: "POST" });
@@ -902,16 +971,18 @@ async function deleteSimulation(id) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Compare: 2–4 simulations, one metric, one chart (rounds aligned; gaps where a run is shorter).
+// Compare: 2–8 simulations through GET /compare, one metric, one chart; the legend names each run
+// by what sets it apart (its name, then the config fields that differ), aligned by round.
 let compareChart = null;
-const compareCache = new Map();
+let compareBody = null;
+const COMPARE_MAX = 8;
 const COMMON_METRICS = ["loss", "test_loss", "test_accuracy", "recon_loss", "replay_error", "drift", "avg_uncertainty"];
 
 function updateCompareControls() {
   const n = historyState.selected.size;
-  $("#compare-button").disabled = n < 2 || n > 4;
+  $("#compare-button").disabled = n < 2 || n > COMPARE_MAX;
   $("#compare-clear").disabled = n === 0;
-  $("#compare-hint").textContent = n < 2 ? "Tick 2–4 simulations above to put their curves on one chart."
+  $("#compare-hint").textContent = n < 2 ? `Tick 2–${COMPARE_MAX} simulations above to put their curves on one chart.`
     : `${n} selected.`;
 }
 
@@ -919,35 +990,156 @@ async function compare() {
   const ids = [...historyState.selected];
   const metric = $("#compare-metric").value;
   try {
-    const results = await Promise.all(ids.map(async (id) => {
-      const [sim, metrics] = await Promise.all([apiJSON(`/simulations/${id}`), apiJSON(`/simulations/${id}/metrics`)]);
-      compareCache.set(id, { sim, metrics });
-      return { sim, metrics };
-    }));
-    const names = new Set(results.flatMap((r) => r.metrics.rounds.flatMap((x) => Object.keys(x.metrics))));
+    compareBody = await apiJSON(`/compare?ids=${ids.join(",")}`);
+    const names = Object.keys(compareBody.metrics);
     const select = $("#compare-metric");
-    const options = [...new Set([...COMMON_METRICS.filter((m) => names.has(m)), ...[...names].sort()])];
+    const options = [...new Set([...COMMON_METRICS.filter((m) => names.includes(m)), ...names.sort()])];
     select.replaceChildren(...options.map((m) => new Option(m, m)));
     select.value = options.includes(metric) ? metric : options[0] || "loss";
-    drawCompare(results, select.value);
+    const fields = compareBody.differing_fields;
+    $("#compare-hint").textContent = fields.length ? `Differing: ${fields.join(", ")}.` : "Same settings in every run.";
+    drawCompare(compareBody, select.value);
   } catch (err) {
     $("#compare-hint").textContent = `Could not compare: ${err.message || err}`;
   }
 }
 
-function drawCompare(results, metric) {
+function drawCompare(body, metric) {
   const box = $("#compare-chart");
   box.hidden = false;
   if (!compareChart) compareChart = new ChartBox(box, { key: "compare", title: "" });
-  const xs = [...new Set(results.flatMap((r) => r.metrics.rounds.map((x) => x.round)))].sort((a, b) => a - b);
-  const series = results.map(({ sim, metrics }) => {
-    const byRound = new Map(metrics.rounds.map((x) => [x.round, x.metrics[metric]]));
-    const seed = sim.config && sim.config.seed !== undefined ? ` seed ${sim.config.seed}` : "";
-    return [`${shortId(sim.id)} ${sim.preset}${seed}`, xs.map((x) => (typeof byRound.get(x) === "number" ? byRound.get(x) : null))];
-  });
+  const values = body.metrics[metric] || body.runs.map(() => body.rounds.map(() => null));
+  const series = body.runs.map((run, i) => [run.label, values[i]]);
   $("figcaption", compareChart.root).textContent = `${metric} by round`;
-  compareChart.update(xs, series);
+  compareChart.update(body.rounds, series);
   compareChart.root.hidden = false;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sweeps: the list with progress by status, and one sweep's results table, sortable by column.
+const sweepState = { results: null, id: null, sort: { key: null, desc: false }, timer: null };
+
+function sweepProgressText(p) {
+  const parts = [`${p.succeeded}/${p.total} succeeded`];
+  for (const s of ["running", "queued", "pending", "failed", "cancelled"]) if (p[s]) parts.push(`${p[s]} ${s}`);
+  return parts.join(", ");
+}
+
+function sweepRow(sweep) {
+  const actions = el("td", { class: "actions" },
+    el("button", { type: "button", text: "Results", onclick: () => showSweepResults(sweep.id) }),
+    el("button", { type: "button", text: "CSV", onclick: () => downloadSweepCSV(sweep.id) }),
+    sweep.status === "running" ? el("button", { type: "button", text: "Cancel", onclick: () => sweepAction(sweep.id, "cancel") }) : null,
+    el("button", { type: "button", class: "danger", text: "Delete", onclick: () => sweepAction(sweep.id, "delete") }),
+  );
+  return el("tr", { "data-id": sweep.id, class: sweep.id === sweepState.id ? "current" : "" },
+    el("td", { "data-label": "Created", text: new Date(sweep.created_at).toLocaleString([], { dateStyle: "short", timeStyle: "medium" }) }),
+    el("td", { "data-label": "Sweep", class: "run" }, el("span", { class: "run-name", text: sweep.name || shortId(sweep.id), title: sweep.id })),
+    el("td", { "data-label": "Method", text: sweep.method }),
+    el("td", { "data-label": "Varies", text: sweep.varied.join(", ") || "seeds only" }),
+    el("td", { "data-label": "Status" }, el("span", { class: "status", "data-status": sweep.status, text: sweep.status })),
+    el("td", { "data-label": "Progress", class: "progress", text: sweepProgressText(sweep.progress) }),
+    actions,
+  );
+}
+
+async function loadSweeps() {
+  let page;
+  try {
+    page = await apiJSON("/sweeps?limit=20");
+  } catch (err) {
+    $("#sweeps-empty").hidden = false;
+    $("#sweeps-empty").textContent = `Could not load the sweeps: ${err.message || err}`;
+    return;
+  }
+  $("#sweep-rows").replaceChildren(...page.data.map(sweepRow));
+  $("#sweeps-empty").hidden = page.data.length > 0;
+  $("#sweeps-empty").textContent = "No sweeps yet.";
+  clearTimeout(sweepState.timer);
+  if (page.data.some((s) => s.status === "running")) {
+    sweepState.timer = setTimeout(() => { loadSweeps(); if (sweepState.id) showSweepResults(sweepState.id); }, 3000);
+  }
+}
+
+async function sweepAction(id, action) {
+  if (action === "delete" && !confirm(`Delete sweep ${shortId(id)} with all its simulations?`)) return;
+  const response = action === "delete" ? await api(`/sweeps/${id}`, { method: "DELETE" })
+    : await api(`/sweeps/${id}/cancel`, { method: "POST" });
+  if (!response.ok) alert(await errorText(response));
+  if (action === "delete" && id === sweepState.id) { sweepState.id = null; $("#sweep-results-box").hidden = true; }
+  loadSweeps();
+  refreshHistory();
+}
+
+async function downloadSweepCSV(id) {
+  const response = await api(`/sweeps/${id}/results?format=csv`);
+  if (!response.ok) return alert(await errorText(response));
+  download(`scarcity-sweep-${shortId(id)}-results.csv`, await response.text(), "text/csv");
+}
+
+async function showSweepResults(id) {
+  try {
+    sweepState.results = await apiJSON(`/sweeps/${id}/results`);
+  } catch (err) {
+    alert(`Could not load the results: ${err.message || err}`);
+    return;
+  }
+  if (sweepState.id !== id) sweepState.sort = { key: null, desc: false };
+  sweepState.id = id;
+  for (const row of document.querySelectorAll("#sweep-rows tr")) row.classList.toggle("current", row.dataset.id === id);
+  drawSweepResults();
+}
+
+function sweepColumns(body) {
+  const metrics = [...new Set(body.rows.flatMap((r) => Object.keys(r.metrics)))];
+  const ordered = [...COMMON_METRICS.filter((m) => metrics.includes(m)), ...metrics.filter((m) => !COMMON_METRICS.includes(m)).sort()];
+  return [
+    ...body.varied.map((f) => ({ key: `param:${f}`, label: f, value: (r) => r.params[f], text: (r) => shown(r.params[f]) })),
+    { key: "runs", label: "runs", value: (r) => r.runs, text: (r) => String(r.runs) },
+    { key: "succeeded", label: "succeeded", value: (r) => r.succeeded, text: (r) => String(r.succeeded) },
+    ...ordered.map((m) => ({
+      key: `metric:${m}`, label: m, numeric: true,
+      value: (r) => (r.metrics[m] ? r.metrics[m].mean : null),
+      text: (r) => (r.metrics[m] ? `${fmt(r.metrics[m].mean)} ± ${r.metrics[m].std === null ? "–" : fmt(r.metrics[m].std)}` : "–"),
+    })),
+  ];
+}
+
+function compareValues(a, b) {
+  if (a === b) return 0;
+  if (a === null || a === undefined) return 1;  // missing last, either way
+  if (b === null || b === undefined) return -1;
+  return typeof a === "number" && typeof b === "number" ? a - b : String(a).localeCompare(String(b));
+}
+
+function drawSweepResults() {
+  const body = sweepState.results;
+  const columns = sweepColumns(body);
+  const { key, desc } = sweepState.sort;
+  const column = columns.find((c) => c.key === key);
+  const rows = [...body.rows];
+  if (column) {
+    rows.sort((a, b) => {
+      const va = column.value(a), vb = column.value(b);
+      if (va === null || va === undefined || vb === null || vb === undefined) return compareValues(va, vb);
+      return desc ? compareValues(vb, va) : compareValues(va, vb);
+    });
+  }
+  const head = el("tr", {}, ...columns.map((c) => el("th", {
+    scope: "col", "data-key": c.key, "aria-sort": c.key === key ? (desc ? "descending" : "ascending") : "none",
+  }, el("button", {
+    type: "button", text: c.label + (c.key === key ? (desc ? " ▼" : " ▲") : ""),
+    onclick: () => {
+      sweepState.sort = { key: c.key, desc: sweepState.sort.key === c.key ? !sweepState.sort.desc : false };
+      drawSweepResults();
+    },
+  }))));
+  $("#sweep-results thead").replaceChildren(head);
+  $("#sweep-results tbody").replaceChildren(...rows.map((r) => el("tr", {},
+    ...columns.map((c) => el("td", { class: c.numeric ? "num" : "", "data-label": c.label, text: c.text(r) })))));
+  const sweep = document.querySelector(`#sweep-rows tr[data-id="${CSS.escape(body.sweep_id)}"] .run-name`);
+  $("#sweep-results-title").textContent = `Results of ${sweep ? sweep.textContent : shortId(body.sweep_id)}`;
+  $("#sweep-results-box").hidden = false;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -966,8 +1158,7 @@ function init() {
     updateCompareControls();
   });
   $("#compare-metric").addEventListener("change", () => {
-    const results = [...historyState.selected].map((id) => compareCache.get(id)).filter(Boolean);
-    if (results.length >= 2) drawCompare(results, $("#compare-metric").value);
+    if (compareBody) drawCompare(compareBody, $("#compare-metric").value);
   });
   $("#compare-metric").replaceChildren(...COMMON_METRICS.map((m) => new Option(m, m)));
   $("#watch-cancel").addEventListener("click", () => watchState.id && cancelSimulation(watchState.id));
@@ -975,10 +1166,12 @@ function init() {
   $("#watch-json").addEventListener("click", () => watchState.id && downloadJSON(watchState.id));
   $("#key-button").hidden = !apiKey();
   $("#key-button").addEventListener("click", async () => {
-    if (await askForKey("")) { initForm(); refreshHistory(); }
+    if (await askForKey("")) { initForm(); refreshHistory(); loadSweeps(); }
   });
+  $("#sweeps-refresh").addEventListener("click", loadSweeps);
   initForm();
   refreshHistory();
+  loadSweeps();
   const fromHash = location.hash.match(/^#sim=([0-9a-f-]{36})$/i);
   if (fromHash) watch(fromHash[1]);
 }

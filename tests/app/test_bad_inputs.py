@@ -225,7 +225,7 @@ def test_wrong_method_is_405_listing_every_allowed_method(client: httpx.Client) 
     assert response.status_code == 405
     assert response.headers["allow"] == "GET, POST"
     missing = "00000000-0000-4000-8000-000000000000"
-    response = client.patch(f"/simulations/{missing}")
+    response = client.put(f"/simulations/{missing}")
     assert response.status_code == 405
-    assert response.headers["allow"] == "DELETE, GET"
-    assert "PATCH" in response.json()["detail"]
+    assert response.headers["allow"] == "DELETE, GET, PATCH"  # PATCH: rename, tag, annotate
+    assert "PUT" in response.json()["detail"]

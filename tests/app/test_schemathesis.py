@@ -8,6 +8,8 @@ simulations fuzzing creates finish in seconds:
   limit at its next round end (a round here takes at most ~4 s): with the two fuzzing owners, a
   `GET /simulations/{id}/events` stream on a real id ends within about 6 × 12 s, inside the
   120 s request timeout of schemathesis.toml, so fuzzing that endpoint cannot hang;
+- a sweep makes at most 4 runs (pending ones wait for the same cap), so the queue they add
+  drains in seconds too;
 - random ids get a 404 before any stream opens.
 """
 
@@ -36,6 +38,7 @@ FUZZ_LIMITS = {
     "SCARCITY_MAX_DIM": "16",
     "SCARCITY_MAX_WORK": "500",
     "SCARCITY_MAX_ACTIVE_PER_OWNER": "3",
+    "SCARCITY_MAX_SWEEP_RUNS": "4",
     "SCARCITY_SIMULATION_TIME_LIMIT_SECONDS": "8",
     "SCARCITY_MAX_BODY_BYTES": "4096",
     "SCARCITY_MAX_PAGE_SIZE": "5",

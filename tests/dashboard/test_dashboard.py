@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -325,3 +326,120 @@ def test_dashboard_asks_for_an_api_key_once_per_session(browser: Browser, tmp_pa
         page.context.close()
     finally:
         server.stop()
+
+
+def test_dashboard_names_runs_compares_by_what_differs_and_clones(
+    browser: Browser, server: Server
+) -> None:
+    """History shows names, tags and the differing field; the compare legend names each run by
+    it (not `813a4cae stage2 seed 0`); Clone fills the form with a run's settings."""
+    import httpx
+
+    from tests.service_processes import wait_for_status
+
+    base = {"preset": "stage2", "num_clients": 2, "rounds": 2, "samples_per_client": 8}
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        small = client.post(
+            "/simulations", json=base | {"name": "lr small", "tags": {"study": "lr"}}
+        ).json()
+        large = client.post("/simulations", json=base | {"learning_rate": 0.1}).json()
+        for sim in (small, large):
+            wait_for_status(client, sim["id"], {"succeeded"})
+    ARTIFACTS.mkdir(exist_ok=True)
+    log = RequestLog()
+    errors: list[str] = []
+    page = _new_page(browser, log, 1400, 1000)
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(f"{server.url}/")
+    expect(page.locator("#filter-preset option")).to_have_count(10)
+    page.select_option("#filter-preset", "stage2")  # only these two runs are stage2
+    small_row = page.locator(f'#history-rows tr[data-id="{small["id"]}"]')
+    large_row = page.locator(f'#history-rows tr[data-id="{large["id"]}"]')
+    expect(small_row.locator("td.run")).to_contain_text("lr small")
+    expect(small_row.locator("td.run .tag")).to_have_text("study=lr")
+    expect(large_row.locator("td.run")).to_contain_text(large["id"][:8])
+    expect(small_row.locator("td.differs")).to_have_text("learning_rate=0.01")
+    expect(large_row.locator("td.differs")).to_have_text("learning_rate=0.1")
+
+    small_row.locator("input[type=checkbox]").check()
+    large_row.locator("input[type=checkbox]").check()
+    page.click("#compare-button")
+    legend = page.locator("#compare-chart .u-legend")
+    expect(legend).to_contain_text("lr small · learning_rate=0.01")
+    expect(legend).to_contain_text("learning_rate=0.1")
+    assert "seed" not in legend.inner_text()
+    expect(page.locator("#compare-hint")).to_have_text("Differing: learning_rate.")
+    expect(page.locator('#compare-chart [data-chart="compare"]')).to_have_attribute(
+        "data-points", "2"
+    )
+    page.locator("#compare").scroll_into_view_if_needed()
+    page.screenshot(path=str(ARTIFACTS / "dashboard-compare.png"))
+
+    small_row.get_by_role("button", name="Clone").click()
+    expect(page.locator("#form-note")).to_contain_text("Cloned from lr small")
+    expect(page.locator("#f-name")).to_have_value("lr small copy")
+    expect(page.locator("#f-tags")).to_have_value("study=lr")
+    large_row.get_by_role("button", name="Clone").click()
+    expect(page.locator("#f-preset")).to_have_value("stage2")
+    expect(page.locator("#f-learning_rate")).to_have_value("0.1")
+    expect(page.locator("#f-num_clients")).to_have_value("2")
+    page.fill("#f-tags", "study=lr, copy=yes")
+    page.get_by_role("button", name="Run", exact=True).click()
+    expect(page.locator("#sim-status")).to_have_text("succeeded", timeout=45_000)
+    newest = page.evaluate(
+        "async () => (await (await fetch('/simulations?limit=1')).json()).data[0]"
+    )
+    assert newest["id"] not in (small["id"], large["id"])
+    for field in ("learning_rate", "num_clients", "rounds", "samples_per_client"):
+        assert newest["config"][field] == large["config"][field], field
+    assert newest["tags"] == {"study": "lr", "copy": "yes"}
+    assert not log.foreign, f"requests left 127.0.0.1: {sorted(set(log.foreign))}"
+    assert not errors, f"JavaScript errors: {errors}"
+    page.context.close()
+
+
+def test_dashboard_lists_sweeps_and_sorts_their_results(browser: Browser, server: Server) -> None:
+    import httpx
+
+    request = {
+        "name": "dash sweep",
+        "base": {"preset": "stage2", "num_clients": 2, "rounds": 2, "samples_per_client": 8},
+        "space": {"learning_rate": {"values": [0.05, 0.001, 0.2]}},
+        "seeds": [0, 1],
+    }
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        sweep = client.post("/sweeps", json=request).json()
+        deadline = time.monotonic() + 90
+        while client.get(f"/sweeps/{sweep['id']}").json()["status"] == "running":
+            assert time.monotonic() < deadline, "sweep did not finish"
+            time.sleep(0.3)
+        rows = client.get(f"/sweeps/{sweep['id']}/results").json()["rows"]
+    means = {row["params"]["learning_rate"]: row["metrics"]["test_loss"]["mean"] for row in rows}
+    ascending = [str(lr) for lr in sorted(means, key=means.__getitem__)]
+    log = RequestLog()
+    errors: list[str] = []
+    page = _new_page(browser, log, 1400, 1000)
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(f"{server.url}/")
+    row = page.locator(f'#sweep-rows tr[data-id="{sweep["id"]}"]')
+    expect(row).to_contain_text("dash sweep")
+    expect(row.locator("td.progress")).to_have_text("6/6 succeeded")
+    expect(row.locator(".status")).to_have_text("finished")
+    row.get_by_role("button", name="Results").click()
+    table = page.locator("#sweep-results tbody tr")
+    expect(table).to_have_count(3)
+    first_column = page.locator("#sweep-results tbody tr td:first-child")
+    expect(first_column).to_have_text(["0.05", "0.001", "0.2"])  # the sweep's order
+    page.locator('#sweep-results th[data-key="metric:test_loss"] button').click()
+    expect(first_column).to_have_text(ascending)
+    expect(page.locator('#sweep-results th[data-key="metric:test_loss"]')).to_have_attribute(
+        "aria-sort", "ascending"
+    )
+    page.locator('#sweep-results th[data-key="metric:test_loss"] button').click()
+    expect(first_column).to_have_text(ascending[::-1])
+    expect(page.locator("#sweep-results tbody tr").first.locator("td").nth(3)).to_contain_text("±")
+    page.locator("#sweeps").scroll_into_view_if_needed()
+    page.screenshot(path=str(ARTIFACTS / "dashboard-sweep.png"))
+    assert not log.foreign, f"requests left 127.0.0.1: {sorted(set(log.foreign))}"
+    assert not errors, f"JavaScript errors: {errors}"
+    page.context.close()

@@ -10,7 +10,9 @@ import redis
 
 from tests.service_processes import ROOT, SCARCITY
 
-TEST_REDIS_URL = "redis://127.0.0.1:6379/15"
+# Override to give a concurrent test run on the same Redis a database of its own (the fixture
+# empties it; two runs sharing one would take and drop each other's jobs).
+TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
 
 @pytest.fixture

@@ -153,7 +153,9 @@ def test_postgres_gets_native_jsonb_uuid_and_timestamptz(postgres_url: str) -> N
     assert types["config"] == "jsonb"
     assert types["id"] == "uuid"
     assert types["created_at"] == "timestamp with time zone"
-    assert cascades == len(TABLES) - 1  # every per-round table references simulations
+    # every per-round table references simulations; simulations, sweeps and idempotency_keys
+    # reference nothing
+    assert cascades == len(TABLES) - 3
 
 
 def test_per_round_rows_are_deleted_with_their_simulation(database_url: str) -> None:
@@ -276,25 +278,39 @@ def test_stored_configs_on_real_data_keep_their_resampled_standardised_data(
         "synthetic": golden["stage8_skew_batched"]["config"],
         "explicit": {**golden["stage2_digits_batched"]["config"], "resample_to_size": False},
     }
-    ids = {name: uuid.uuid4() for name in stored}
+    ids = {name: str(uuid.uuid4()) for name in stored}
     engine = create_engine(empty_url, poolclass=pool.NullPool)
+
+    def stored_configs() -> dict[str, dict[str, object]]:
+        # In SQL: the ORM's table is the head revision's, not this one's.
+        with engine.connect() as connection:
+            rows = connection.execute(text("SELECT id, config FROM simulations")).all()
+        by_id = {str(row.id): row.config for row in rows}
+        return {
+            name: json.loads(c) if isinstance(c, str) else c
+            for name, c in ((name, by_id[ids[name]]) for name in stored)
+        }
+
     try:
-        with Session(engine) as session, session.begin():
+        with engine.begin() as connection:
             for name, fields in stored.items():
-                session.add(
-                    Simulation(
-                        id=ids[name],
-                        owner="",
-                        preset=fields["preset"],
-                        status="succeeded",
-                        config=fields,
-                        rounds_total=fields["rounds"],
-                        rounds_completed=0,
-                    )
+                connection.execute(
+                    text(
+                        "INSERT INTO simulations (id, owner, preset, status, config, "
+                        "rounds_total, rounds_completed, created_at, attempt, cancel_requested) "
+                        "VALUES (:id, '', :preset, 'succeeded', :config, :rounds, 0, :now, 0, "
+                        "false)"
+                    ),
+                    {
+                        "id": ids[name],
+                        "preset": fields["preset"],
+                        "config": json.dumps(fields),
+                        "rounds": fields["rounds"],
+                        "now": "2026-11-30 12:00:00+00:00",
+                    },
                 )
         command.upgrade(config, "head")
-        with Session(engine) as session:
-            migrated = {name: session.get(Simulation, ids[name]).config for name in stored}
+        migrated = stored_configs()
         for name in ("digits", "wine"):
             assert migrated[name] == {
                 **stored[name],
@@ -314,7 +330,43 @@ def test_stored_configs_on_real_data_keep_their_resampled_standardised_data(
             "engine_version": 1,
         }
         command.downgrade(config, "0002")
+        assert stored_configs()["digits"] == stored["digits"]
+    finally:
+        engine.dispose()
+
+
+def test_runs_stored_before_0005_get_no_name_tags_or_notes(empty_url: str) -> None:
+    """Revision 0005 adds the run's name, tags and notes; a stored run keeps everything else
+    (0004 writes `engine_version` 1 into every stored config)."""
+    config = migrate.alembic_config(empty_url)
+    command.upgrade(config, "0002")
+    engine = create_engine(empty_url, poolclass=pool.NullPool)
+    try:
+        with engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO simulations (id, owner, preset, status, config, rounds_total, "
+                    "rounds_completed, created_at, attempt, cancel_requested) VALUES "
+                    "(:id, '', 'stage1', 'queued', :config, 2, 0, :now, 0, false)"
+                ),
+                {
+                    "id": "6f7c3b1e-0000-4000-8000-000000000001",
+                    "config": '{"preset": "stage1", "rounds": 2}',
+                    "now": "2026-11-30 12:00:00+00:00",
+                },
+            )
+    finally:
+        engine.dispose()
+    migrate.upgrade_to_head(empty_url)
+    engine = make_engine(empty_url)
+    try:
         with Session(engine) as session:
-            assert session.get(Simulation, ids["digits"]).config == stored["digits"]
+            (row,) = session.scalars(select(Simulation)).all()
+            assert (row.name, row.tags, row.notes) == (None, None, None)
+            assert row.config == {"preset": "stage1", "rounds": 2, "engine_version": 1}
+            assert row.status == "queued"
+            from app.schemas import SimulationPublic
+
+            assert SimulationPublic.from_row(row).tags == {}
     finally:
         engine.dispose()

@@ -386,7 +386,13 @@ def test_admit_inserts_in_order_while_each_owner_has_room(
     sessions: sessionmaker[Session],
 ) -> None:
     create(sessions, owner="alice")
-    submissions = [("alice", CONFIG), ("bob", CONFIG), ("alice", CONFIG), ("alice", CONFIG)]
+    named = {"name": "bob's run", "tags": {"team": "fl"}, "notes": "first try"}
+    submissions = [
+        ("alice", CONFIG, {}),
+        ("bob", CONFIG, named),
+        ("alice", CONFIG, {}),
+        ("alice", CONFIG, {}),
+    ]
     with sessions.begin() as session:
         outcomes = store.admit(session, submissions, room={"alice": 1, "bob": 5})
     assert [row is not None for row in outcomes] == [True, True, False, False]
@@ -397,3 +403,128 @@ def test_admit_inserts_in_order_while_each_owner_has_room(
         stored = session.get(Simulation, outcomes[1].id)  # type: ignore[union-attr]
         assert stored is not None and stored.owner == "bob" and stored.status == "queued"
         assert stored.config == CONFIG and stored.rounds_total == CONFIG["rounds"]
+        assert (stored.name, stored.tags, stored.notes) == (
+            "bob's run",
+            {"team": "fl"},
+            "first try",
+        )
+
+
+# --- sweeps -----------------------------------------------------------------------------------
+
+
+def make_sweep(
+    sessions: sessionmaker[Session], runs: int, max_concurrent: int, owner: str = "alice"
+) -> uuid.UUID:
+    with sessions.begin() as session:
+        sweep = store.create_sweep(
+            session,
+            sweep_id=uuid.uuid4(),
+            owner=owner,
+            name="s",
+            request={},
+            varied=["seed"],
+            method="grid",
+            max_concurrent=max_concurrent,
+            runs=[(CONFIG | {"seed": seed}, {"name": f"seed {seed}"}) for seed in range(runs)],
+        )
+        return sweep.id
+
+
+def release(sessions: sessionmaker[Session], sweep_id: uuid.UUID, cap: int) -> list[uuid.UUID]:
+    with sessions.begin() as session:
+        return store.release_pending(
+            session, sweep_id, max_active_per_owner=cap, lease_seconds=LEASE
+        )
+
+
+def seeds_of(sessions: sessionmaker[Session], ids: list[uuid.UUID]) -> list[int]:
+    with sessions() as session:
+        rows = session.scalars(select(Simulation).where(Simulation.id.in_(ids))).all()
+        return sorted(row.config["seed"] for row in rows)
+
+
+def test_a_sweep_releases_runs_in_order_within_max_concurrent_and_the_owner_cap(
+    sessions: sessionmaker[Session],
+) -> None:
+    sweep_id = make_sweep(sessions, runs=5, max_concurrent=2)
+    create(sessions, owner="alice")  # one active run of the owner outside the sweep
+    assert seeds_of(sessions, release(sessions, sweep_id, cap=2)) == [0]  # the cap: 1 room
+    with sessions.begin() as session:  # as if it had not been released, to test both bounds
+        session.execute(
+            update(Simulation).where(Simulation.sweep_id == sweep_id).values(status="pending")
+        )
+    first = release(sessions, sweep_id, cap=3)
+    assert seeds_of(sessions, first) == [0, 1]  # max_concurrent 2, in plan order
+    assert release(sessions, sweep_id, cap=100) == []  # both slots taken
+    with sessions.begin() as session:  # run seed 0 ends
+        session.execute(
+            update(Simulation).where(Simulation.id == first[0]).values(status="succeeded")
+        )
+    nxt = release(sessions, sweep_id, cap=100)
+    assert seeds_of(sessions, nxt) == [2]
+    with sessions() as session:
+        counts = store.sweep_status_counts(session, [sweep_id])[sweep_id]
+        assert counts == {"succeeded": 1, "queued": 2, "pending": 2}
+        assert store.sweeps_with_pending(session) == [sweep_id]
+        # a pending run is neither claimable nor due for publishing
+        pending = session.scalars(
+            select(Simulation.id).where(Simulation.status == SimulationStatus.pending)
+        ).all()
+    assert claim(sessions, pending[0]) is None
+    with sessions.begin() as session:
+        assert not set(pending) & set(
+            store.take_due_for_republish(session, lease_seconds=0, max_backoff_seconds=1)
+        )
+
+
+def test_cancelling_a_sweep_cancels_waiting_runs_and_flags_running_ones(
+    sessions: sessionmaker[Session],
+) -> None:
+    sweep_id = make_sweep(sessions, runs=4, max_concurrent=2)
+    started = release(sessions, sweep_id, cap=100)
+    running = claim(sessions, started[0])
+    assert running is not None and running.sweep_id == sweep_id
+    with sessions.begin() as session:
+        sweep = store.get_sweep(session, sweep_id, "alice")
+        assert sweep is not None and store.get_sweep(session, sweep_id, "bob") is None
+        store.cancel_sweep(session, sweep)
+    assert release(sessions, sweep_id, cap=100) == []  # nothing starts any more
+    with sessions() as session:
+        counts = store.sweep_status_counts(session, [sweep_id])[sweep_id]
+        assert counts == {"running": 1, "cancelled": 3}
+    assert save(sessions, running, 1) is True  # the worker sees the cancel after its round
+    with sessions.begin() as session:
+        assert store.finish(session, running, SimulationStatus.cancelled)
+        sweep = store.get_sweep(session, sweep_id, "alice")
+        assert sweep is not None
+        store.delete_sweep(session, sweep)
+    with sessions() as session:
+        for table in (Simulation, RoundMetrics, SimulationLog):
+            assert session.scalar(select(func.count()).select_from(table)) == 0, table
+
+
+def test_an_idempotency_key_is_reserved_once_answered_and_freed_on_failure(
+    sessions: sessionmaker[Session],
+) -> None:
+    args = {"owner": "alice", "key": "k1", "endpoint": "POST /simulations", "request_hash": "h"}
+    with sessions.begin() as session:
+        assert store.reserve_key(session, **args) is None  # ours
+    with sessions.begin() as session:
+        running = store.reserve_key(session, **args)
+        assert running is not None and running.status_code is None  # still in progress
+        assert store.reserve_key(session, **(args | {"owner": "bob"})) is None  # per owner
+    with sessions.begin() as session:
+        store.complete_key(
+            session, owner="alice", key="k1", status_code=202, response={"id": 1}, location="/x"
+        )
+    with sessions.begin() as session:
+        done = store.reserve_key(session, **args)
+        assert done is not None and (done.status_code, done.response) == (202, {"id": 1})
+        store.release_key(session, owner="alice", key="k1")  # answered: kept
+        assert store.reserve_key(session, **args) is not None
+    with sessions.begin() as session:
+        store.release_key(session, owner="bob", key="k1")  # unanswered: freed
+        assert store.reserve_key(session, **(args | {"owner": "bob"})) is None
+    with sessions.begin() as session:  # an unanswered reservation past stale_after is taken over
+        assert store.reserve_key(session, **(args | {"owner": "bob"}), stale_after=0) is None
