@@ -44,6 +44,7 @@ import numpy as np
 import torch
 
 from scarcity import checkpoint as checkpoint_format
+from scarcity import messages
 from scarcity.attacks import Adversary, flip_labels
 from scarcity.batched import ClientPool
 from scarcity.config import SimulationConfig, resolve_config, stored_config
@@ -52,6 +53,7 @@ from scarcity.core.gossip import GossipScheduler
 from scarcity.core.meta_learner import MetaLearner
 from scarcity.core.population import ReferencePopulation
 from scarcity.core.server import Server
+from scarcity.messages import MAX_DETAIL_CLIENTS
 from scarcity.population import ClientPopulation, FitResult
 from scarcity.results import GossipPair, Insight, RoundResult, non_finite
 from scarcity.sampling import draw_participants
@@ -63,7 +65,6 @@ logger = logging.getLogger(__name__)
 CHECKPOINT_FORMAT = 1
 SIM_STREAM = 0x51A  # second seed word of the simulation's numpy stream
 #: Per-client and per-pair log lines are written only up to this many clients.
-MAX_DETAIL_CLIENTS = 10
 
 
 class SimulationError(RuntimeError):
@@ -193,6 +194,9 @@ class Simulation:
                 else logging.DEBUG
             )
             logger.log(level, line)
+        for name, line in self._seed_messages(participants, insights, meta_params, pairs):
+            logging.getLogger(name).info(line)
+            lines.append(line)
         return RoundResult(
             round=k,
             metrics=metrics,
@@ -253,6 +257,40 @@ class Simulation:
         if len(participants) < cfg.num_clients and len(participants) <= MAX_DETAIL_CLIENTS:
             lines.append("Participants: " + ", ".join(map(str, participants.tolist())))
         return lines
+
+    def _seed_messages(
+        self,
+        participants: torch.Tensor,
+        insights: list[Insight],
+        meta: dict[str, float],
+        pairs: list[GossipPair],
+    ) -> list[tuple[str, str]]:
+        """The seed's messages of this round, (logger, line), the same for both executions:
+        the server's once, each participant's only in a small run (`scarcity.messages`)."""
+        cfg = self.config
+        out: list[tuple[str, str]] = []
+        if cfg.structure_discovery and meta:
+            out.append((messages.META_LEARNER, messages.PRIORS_UPDATED))
+        if cfg.num_clients > MAX_DETAIL_CLIENTS:
+            return out
+        ids = participants.tolist()
+        if cfg.structure_discovery:
+            out += [(messages.CLIENT, messages.completed_structure_discovery(c)) for c in ids]
+        if cfg.extended_experts:
+            reported = insights or self.population.insights()
+            by_client = {i.client_id: i.experts for i in reported}
+            for c in ids:
+                memory = by_client[c]["MemoryConsolidationExpert"].summary
+                out.append((messages.MEMORY_EXPERT, messages.replayed(memory["avg_replay_error"])))
+                adaptation = by_client[c]["MetaAdaptationExpert"].summary
+                line = messages.adjusted(
+                    int(adaptation["lr_adjustments"]), adaptation["current_lr"]
+                )
+                out.append((messages.ADAPTATION_EXPERT, line))
+        if meta:
+            out += [(messages.CLIENT, messages.received_meta_params(c, meta)) for c in ids]
+        out += [(messages.CLIENT, messages.synced(p.client_a, p.expert, p.client_b)) for p in pairs]
+        return out
 
     def _log_lines(
         self, k: int, metrics: dict[str, float], meta: dict[str, float], pairs: list[GossipPair]

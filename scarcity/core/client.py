@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from scarcity import messages
 from scarcity.config import SimulationConfig
 from scarcity.core.aggregate import pairwise_average
 from scarcity.core.experts import (
@@ -167,7 +168,7 @@ class Client:
             e.name: e.train_self_supervised(self.x, cfg.ssl_epochs, cfg.batch_size, self.generator)
             for e in self.experts
         }
-        self.logger.debug("Client %d completed structure discovery", self.client_id)
+        self.logger.debug(messages.completed_structure_discovery(self.client_id))
         return results
 
     def train_round(self, objective: LocalObjective | None = None) -> ClientRound:
@@ -217,7 +218,8 @@ class Client:
     def receive_meta_params(self, params: dict[str, float]) -> None:
         """Store the meta-learner's broadcast (mean, std, lr, updates, priors)."""
         self.meta_params = dict(params)
-        self.logger.debug("Client %d: Received meta-parameters - %s", self.client_id, params)
+        if {"mean", "std", "lr", "updates"} <= params.keys():
+            self.logger.debug(messages.received_meta_params(self.client_id, params))
 
     # -- weights ---------------------------------------------------------------------------
     def get_model_weights(self) -> dict[str, Tensor]:
@@ -240,10 +242,7 @@ class Client:
         self.set_expert_weights(expert_idx, averaged)
         peer.set_expert_weights(expert_idx, averaged)
         self.logger.debug(
-            "Client %d: Synced %s with Client %d (P2P gossip)",
-            self.client_id,
-            self.experts[expert_idx].name,
-            peer.client_id,
+            messages.synced(self.client_id, self.experts[expert_idx].name, peer.client_id)
         )
 
     # -- checkpoint ------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from scarcity import messages
 from scarcity.core.training import Task, fit, make_linear, rows, train_supervised
 
 
@@ -235,9 +236,7 @@ class MemoryConsolidationExpert(Expert):
             z = self.encoder(x[idx])
         self.memory_x = torch.cat([self.memory_x, x[idx]])[-self.memory_capacity :]
         self.memory_z = torch.cat([self.memory_z, z])[-self.memory_capacity :]
-        self.logger.debug(
-            "MemoryExpert: Replayed embeddings - avg replay error: %.4f", self.replay_error()
-        )
+        self.logger.debug(messages.replayed(self.replay_error()))
 
     def _ssl_loss(self, xb: Tensor) -> Tensor:
         replay = ((self.encoder(self.memory_x) - self.memory_z) ** 2).sum(1).mean()
@@ -327,11 +326,7 @@ class MetaAdaptationExpert(Expert):
     _on_epoch = adapt
 
     def summarize(self, x: Tensor) -> dict[str, float]:
-        self.logger.debug(
-            "MetaAdaptation: Adjusted learning rate %d times - final_lr=%.6f",
-            self.round_adjustments,
-            self.current_lr,
-        )
+        self.logger.debug(messages.adjusted(self.round_adjustments, self.current_lr))
         return {
             "current_lr": self.current_lr,
             "avg_lr": self.lr_mean,

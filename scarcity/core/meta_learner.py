@@ -14,6 +14,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from scarcity import messages
 from scarcity.core.aggregate import ema
 
 
@@ -108,7 +109,7 @@ class MetaLearner:
                 _expert_values(insights, "MetaAdaptationExpert", "lr_adjustments")
             ),
         }
-        self.logger.debug("Server updated structural priors: %s", self.priors)
+        self.logger.debug("%s: %s", messages.PRIORS_UPDATED, self.priors)
         return dict(self.priors)
 
     def broadcast_params(self) -> dict[str, float]:

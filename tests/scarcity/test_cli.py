@@ -118,3 +118,50 @@ def test_round_lines_go_to_the_scarcity_logger(caplog):
         result = Simulation(resolve_config(preset="stage5", rounds=1)).run_round()
     messages = [r.getMessage() for r in caplog.records if r.name.startswith("scarcity")]
     assert result.logs[0] in messages
+
+
+LOG_LINE = r"^\d{{4}}-\d\d-\d\d \d\d:\d\d:\d\d - {logger} - INFO - {message}$"
+NUMBER = r"-?\d+\.\d{{{places}}}"
+# The seed's messages, each under the logger of the component it speaks for.
+SEED_MESSAGES = {
+    "received meta-parameters": (
+        "scarcity.core.client.Client",
+        rf"Client \d: Received meta-parameters - mean={NUMBER.format(places=4)}, "
+        rf"std={NUMBER.format(places=4)}, lr={NUMBER.format(places=4)}, updates=\d+",
+    ),
+    "gossip": (
+        "scarcity.core.client.Client",
+        r"Client \d: Synced \w+Expert with Client \d \(P2P gossip\)",
+    ),
+    "memory": (
+        "scarcity.core.experts.MemoryConsolidationExpert",
+        rf"MemoryExpert: Replayed embeddings - avg replay error: {NUMBER.format(places=4)}",
+    ),
+    "adaptation": (
+        "scarcity.core.experts.MetaAdaptationExpert",
+        rf"MetaAdaptation: Adjusted learning rate \d+ times - final_lr={NUMBER.format(places=6)}",
+    ),
+    "structure discovery": (
+        "scarcity.core.client.Client",
+        r"Client \d completed structure discovery",
+    ),
+    "priors": ("scarcity.core.meta_learner.MetaLearner", r"Server updated structural priors"),
+}
+
+
+@pytest.mark.parametrize("execution", ["batched", "reference"])
+def test_a_default_run_writes_every_seed_message_at_info(run_python, tmp_path, execution):
+    import re
+
+    proc = run_python(
+        "-m", "scarcity", "run", "--no-progress", "--set", f"execution={execution}"
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    log = (tmp_path / "logs" / "scarcity.log").read_text()
+    for what, (logger, message) in SEED_MESSAGES.items():
+        pattern = LOG_LINE.format(logger=re.escape(logger), message=message)
+        found = re.findall(pattern, log, flags=re.MULTILINE)
+        assert found, f"{what}: no line like {pattern}"
+    # five clients, five rounds: each client hears the meta-parameters every round
+    assert len(re.findall(r"Received meta-parameters", log)) == 25
+    assert " - DEBUG - " not in log  # the components' own DEBUG lines stay out at INFO
