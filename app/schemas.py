@@ -277,6 +277,21 @@ class LogsPublic(BaseModel):
     lines: list[LogLine]
 
 
+class AttemptPublic(BaseModel):
+    attempt: int = Field(description="The claim's number (1 = the first worker to run it).")
+    worker: str = Field(description="host:pid of the worker process.")
+    started_at: datetime
+    environment: dict[str, Any] = Field(
+        description="scarcity, git_commit, python, torch, numpy, torch_threads, "
+        "cpu_capability, host: what the attempt computed on."
+    )
+
+
+class AttemptsPublic(BaseModel):
+    simulation_id: uuid.UUID
+    attempts: list[AttemptPublic]
+
+
 class PresetPublic(BaseModel):
     name: str
     description: str

@@ -275,6 +275,20 @@ def log_lines(session: Session, simulation_id: uuid.UUID, after_id: int) -> list
     return store.logs(session, simulation_id, after_id)
 
 
+def attempts(session: Session, simulation_id: uuid.UUID, owner: str) -> list[dict[str, Any]]:
+    """Provenance: who ran each attempt, on what software and machine (oldest first)."""
+    get_simulation(session, simulation_id, owner)
+    return [
+        {
+            "attempt": row.attempt,
+            "worker": row.worker,
+            "started_at": row.started_at,
+            "environment": row.environment,
+        }
+        for row in store.attempts(session, simulation_id)
+    ]
+
+
 METRICS_MEDIA_TYPES = ("application/json", "text/csv")
 
 

@@ -1,5 +1,6 @@
 """Persistence: ORM tables, sessions and the queries on them; the one place that knows tables."""
 
+from models.attempt import Attempt
 from models.base import Base
 from models.checkpoint import Checkpoint
 from models.client_data import ClientData
@@ -12,6 +13,7 @@ from models.simulation_log import SimulationLog
 from models.sweep import Sweep
 
 __all__ = [
+    "Attempt",
     "Base",
     "Checkpoint",
     "ClientData",

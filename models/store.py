@@ -17,6 +17,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from models import search
+from models.attempt import Attempt
 from models.base import Base, as_utc, utcnow
 from models.checkpoint import Checkpoint
 from models.client_data import ClientData
@@ -887,3 +888,25 @@ def save_client_data(
         session.execute(
             statement.on_conflict_do_nothing(index_elements=["simulation_id", "client_id"])
         )
+
+
+# --- provenance ------------------------------------------------------------------------------
+
+
+def record_attempt(
+    session: Session, claim: Claim, *, worker: str, environment: dict[str, Any]
+) -> None:
+    """Who runs this attempt, on what (once per attempt: a retried write changes nothing)."""
+    statement = _insert(session)(Attempt).values(
+        simulation_id=claim.simulation_id,
+        attempt=claim.attempt,
+        worker=worker,
+        started_at=utcnow(),
+        environment=environment,
+    )
+    session.execute(statement.on_conflict_do_nothing(index_elements=["simulation_id", "attempt"]))
+
+
+def attempts(session: Session, simulation_id: uuid.UUID) -> list[Attempt]:
+    query = select(Attempt).where(Attempt.simulation_id == simulation_id)
+    return list(session.scalars(query.order_by(Attempt.attempt)))

@@ -61,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
         dest="json_file",
         type=Path,
         default=None,
-        help="write the config, each client's data and every round's result to this file",
+        help="write the config, its provenance, each client's data and every round's result",
     )
     run.add_argument("--log-level", default="INFO", help="console/file log level")
     run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -128,6 +128,7 @@ def run_command(args: argparse.Namespace) -> int:
     from scarcity.config import resolve_config
     from scarcity.core.data import describe_clients
     from scarcity.logging_setup import LogFileError, configure_logging, default_log_file
+    from scarcity.provenance import environment
     from scarcity.simulation import Simulation, SimulationError
 
     try:
@@ -171,7 +172,12 @@ def run_command(args: argparse.Namespace) -> int:
     if args.json_file is not None:
         args.json_file.parent.mkdir(parents=True, exist_ok=True)
         clients = [c.to_dict() for c in describe_clients(config)]
-        payload = {"config": config.model_dump(mode="json"), "clients": clients, "rounds": rows}
+        payload = {
+            "config": config.model_dump(mode="json"),
+            "provenance": environment(),
+            "clients": clients,
+            "rounds": rows,
+        }
         args.json_file.write_text(json.dumps(payload, indent=2))
     return 0
 

@@ -30,6 +30,7 @@ from models.settings import get_settings
 from scarcity import Simulation, SimulationConfig
 from scarcity.core.data import describe_clients
 from scarcity.logging_setup import bind_log_context, log_context
+from scarcity.provenance import environment
 from worker.early_stop import median_stop
 
 logger = logging.getLogger("worker.tasks")
@@ -178,6 +179,15 @@ class _Job:
 
         return self.db("round write", work)
 
+    def record_attempt(self) -> None:
+        """Provenance: this worker, its software and machine, for this attempt."""
+        worker, env = worker_name(), environment()
+
+        def work(session: Session) -> None:
+            store.record_attempt(session, self.claim, worker=worker, environment=env)
+
+        self.db("attempt record", work)
+
     def save_client_data(self, simulation: Simulation) -> None:
         """What each client holds, from the data the run has just built: written once (the API
         writes it itself for a small run asked about before it starts)."""
@@ -287,6 +297,7 @@ class _Job:
             config = SimulationConfig.model_validate(self.claim.config)
         except ValidationError as exc:
             return SimulationStatus.failed, f"stored config is not valid for this engine: {exc}"
+        self.record_attempt()
         if self.claim.checkpoint is not None:
             simulation = Simulation.restore(config, self.claim.checkpoint)
         else:

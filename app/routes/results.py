@@ -15,6 +15,7 @@ from app.events import EventHub, events
 from app.routes.simulations import ERRORS
 from app.schemas import (
     MAX_INT,
+    AttemptsPublic,
     ErrorBody,
     InsightPublic,
     InsightsPublic,
@@ -125,6 +126,16 @@ def get_logs(
         simulation_id=simulation_id,
         lines=[LogLine(id=r.id, round=r.round, level=r.level, message=r.message) for r in rows],
     )
+
+
+@router.get("/attempts", response_model=AttemptsPublic, responses=ERRORS)
+def get_attempts(simulation_id: uuid.UUID, session: ReadSessionDep, owner: OwnerDep) -> Any:
+    """Provenance of every attempt: the worker, when it started, scarcity's version and git
+    commit, the torch and numpy versions, torch's thread count, the CPU kernels, the host."""
+    return {
+        "simulation_id": simulation_id,
+        "attempts": service.attempts(session, simulation_id, owner),
+    }
 
 
 def _exists(simulation_id: uuid.UUID, owner: str) -> None:

@@ -10,6 +10,7 @@ import pytest
 
 from scarcity import resolve_config
 from scarcity.core.data import describe_clients
+from scarcity.provenance import environment
 from tests.service_processes import Server, Worker, wait_for_status
 
 pytestmark = pytest.mark.integration
@@ -44,6 +45,13 @@ def run_jobs_and_check(url: str) -> None:
             assert len(insights) == clients * rounds
             assert {(i["round"], i["client_id"]) for i in insights} == {
                 (r, c) for r in range(1, rounds + 1) for c in range(clients)
+            }
+            # provenance: the worker of each attempt and what it computed on
+            (attempt,) = client.get(f"/simulations/{sim_id}/attempts").json()["attempts"]
+            assert attempt["attempt"] == 1 and ":" in attempt["worker"]
+            assert attempt["environment"] == {
+                **environment(),
+                "torch_threads": attempt["environment"]["torch_threads"],  # the worker's own
             }
             # what each client holds: written by the worker as the run started
             described = client.get(f"/simulations/{sim_id}/clients").json()["clients"]

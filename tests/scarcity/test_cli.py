@@ -6,6 +6,7 @@ import sys
 import types
 
 import pytest
+import torch
 
 from scarcity import resolve_config, run_simulation
 from scarcity.cli import main, parse_set
@@ -66,6 +67,10 @@ def test_a_strategy_run_from_the_command_line(run_python, tmp_path):
     assert proc.returncode == 0, proc.stderr
     saved = json.loads(out.read_text())
     assert saved["config"]["strategy"] == "fedprox" and saved["config"]["proximal_mu"] == 0.01
+    # where the numbers came from
+    provenance = saved["provenance"]
+    assert provenance["torch"] == torch.__version__ and provenance["torch_threads"] >= 1
+    assert {"scarcity", "git_commit", "numpy", "cpu_capability", "host"} <= provenance.keys()
     assert [r["metrics"]["clients_sampled"] for r in saved["rounds"]] == [3.0, 3.0]
     # the clients' data: digits' 1,438 training rows at natural sizes, a histogram each
     clients = saved["clients"]
