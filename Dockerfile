@@ -23,6 +23,11 @@ RUN pip install --require-hashes -r requirements.lock \
 COPY . .
 RUN pip install --no-deps . && cd / && rm -rf /src
 
+# The image has no .git: `docker build --build-arg GIT_COMMIT=$(git rev-parse HEAD) .` names the
+# commit every run's provenance records (GET /simulations/{id}/attempts).
+ARG GIT_COMMIT=""
+ENV SCARCITY_GIT_COMMIT=${GIT_COMMIT}
+
 # Runtime directory of the unprivileged user: ./logs (and ./scarcity.db in embedded mode).
 WORKDIR /data
 RUN chown scarcity:scarcity /data
