@@ -1,0 +1,234 @@
+"""A Python client of the Scarcity service (httpx): submit, wait, stream, fetch, sweep.
+
+    from scarcity.client import ScarcityClient
+
+    with ScarcityClient("http://127.0.0.1:8000") as api:
+        run = api.submit("baseline", dataset="digits", partition="dirichlet", rounds=20,
+                         name="fedavg α=0.5", tags={"study": "alpha"})
+        for round_ in api.rounds(run["id"]):        # live, as the worker stores them
+            print(round_["round"], round_["metrics"]["test_accuracy"])
+        api.metrics(run["id"], frame=True)          # a pandas DataFrame when pandas is there
+
+Errors of the service raise `ScarcityError` with its status and detail (a 422 names the
+field). This module speaks HTTP only; the engine itself is `scarcity.Simulation`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Mapping
+from types import TracebackType
+from typing import Any
+
+import httpx
+from httpx_sse import connect_sse
+
+FINISHED = frozenset({"succeeded", "failed", "cancelled"})
+
+
+class ScarcityError(Exception):
+    """The service refused a request: `status` (HTTP) and `detail` (its message or fields)."""
+
+    def __init__(self, status: int, detail: Any) -> None:
+        super().__init__(f"HTTP {status}: {detail}")
+        self.status, self.detail = status, detail
+
+
+def _frame(rows: list[dict[str, Any]]) -> Any:
+    import pandas  # optional: only for frame=True
+
+    return pandas.json_normalize(rows)
+
+
+class ScarcityClient:
+    """One connection to the service; `api_key` for a server with API keys."""
+
+    def __init__(
+        self,
+        base_url: str = "http://127.0.0.1:8000",
+        api_key: str | None = None,
+        timeout: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.http = httpx.Client(
+            base_url=base_url, headers=headers, timeout=timeout, transport=transport
+        )
+
+    def __enter__(self) -> ScarcityClient:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.http.close()
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        response = self.http.request(method, path, **kwargs)
+        if response.status_code >= 400:
+            try:
+                detail = response.json().get("detail")
+            except ValueError:
+                detail = response.text
+            raise ScarcityError(response.status_code, detail)
+        return response
+
+    # -- simulations ---------------------------------------------------------------------
+    def submit(
+        self,
+        preset: str = "stage8",
+        *,
+        name: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        notes: str | None = None,
+        idempotency_key: str | None = None,
+        **config: Any,
+    ) -> dict[str, Any]:
+        """Queue a simulation: a preset plus config overrides; its resource (status queued)."""
+        body: dict[str, Any] = {"preset": preset, **config}
+        body |= {k: v for k, v in (("name", name), ("tags", tags), ("notes", notes)) if v}
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        return dict(self._call("POST", "/simulations", json=body, headers=headers).json())
+
+    def get(self, simulation_id: str) -> dict[str, Any]:
+        return dict(self._call("GET", f"/simulations/{simulation_id}").json())
+
+    def list(
+        self,
+        *,
+        filter: str | None = None,
+        order_by: str | None = None,
+        status: str | None = None,
+        page_size: int = 50,
+    ) -> Iterator[dict[str, Any]]:
+        """Every matching simulation (newest first unless `order_by`), page after page."""
+        params: dict[str, Any] = {"limit": page_size}
+        params |= {
+            k: v for k, v in (("filter", filter), ("order_by", order_by), ("status", status)) if v
+        }
+        while True:
+            page = self._call("GET", "/simulations", params=params).json()
+            yield from page["data"]
+            if not page.get("next_cursor"):
+                return
+            params["cursor"] = page["next_cursor"]
+
+    def update(self, simulation_id: str, **changes: Any) -> dict[str, Any]:
+        """Set `name`, `tags` (merged key by key; None removes one) or `notes`."""
+        return dict(self._call("PATCH", f"/simulations/{simulation_id}", json=changes).json())
+
+    def cancel(self, simulation_id: str) -> dict[str, Any]:
+        return dict(self._call("POST", f"/simulations/{simulation_id}/cancel").json())
+
+    def delete(self, simulation_id: str) -> None:
+        self._call("DELETE", f"/simulations/{simulation_id}")
+
+    # -- following a run -----------------------------------------------------------------
+    def rounds(self, simulation_id: str, after_round: int = 0) -> Iterator[dict[str, Any]]:
+        """Each stored round (metrics, expert usage, gossip pairs) as it is written, from the
+        event stream; ends when the run ends (`get` then has its final status)."""
+        headers = {"Last-Event-ID": str(after_round)}
+        path = f"/simulations/{simulation_id}/events"
+        with connect_sse(self.http, "GET", path, headers=headers, timeout=None) as source:
+            if source.response.status_code >= 400:
+                source.response.read()
+                raise ScarcityError(source.response.status_code, source.response.text)
+            for event in source.iter_sse():
+                if event.event == "round":
+                    yield event.json()
+                elif event.event == "end":
+                    return
+
+    def wait(
+        self, simulation_id: str, timeout: float | None = None, progress: bool = False
+    ) -> dict[str, Any]:
+        """Follow the run to its end (a tqdm bar with `progress`); its final resource. A
+        `timeout` polls instead of streaming and raises TimeoutError when it passes."""
+        if timeout is None:
+            bar = None
+            if progress:
+                from tqdm import tqdm
+
+                bar = tqdm(total=self.get(simulation_id)["progress"]["rounds_total"], unit="round")
+            for _ in self.rounds(simulation_id):
+                if bar is not None:
+                    bar.update(1)
+            if bar is not None:
+                bar.close()
+            return self.get(simulation_id)
+        deadline = time.monotonic() + timeout
+        while True:
+            resource = self.get(simulation_id)
+            if resource["status"] in FINISHED:
+                return resource
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"simulation {simulation_id} still {resource['status']}")
+            time.sleep(0.2)
+
+    # -- results -------------------------------------------------------------------------
+    def metrics(self, simulation_id: str, *, frame: bool = False) -> Any:
+        """One row per round: `round` and every metric (a DataFrame with `frame`)."""
+        rounds = self._call("GET", f"/simulations/{simulation_id}/metrics").json()["rounds"]
+        rows = [{"round": r["round"], **r["metrics"]} for r in rounds]
+        return _frame(rows) if frame else rows
+
+    def insights(
+        self,
+        simulation_id: str,
+        *,
+        round: int | None = None,
+        client_id: int | None = None,
+        frame: bool = False,
+    ) -> Any:
+        """Per-client insights (flattened into columns with `frame`)."""
+        params = {k: v for k, v in (("round", round), ("client_id", client_id)) if v is not None}
+        rows, offset = [], 0
+        while True:
+            page = self._call(
+                "GET",
+                f"/simulations/{simulation_id}/insights",
+                params={**params, "offset": offset, "limit": 1000},
+            ).json()["insights"]
+            rows += [{"round": i["round"], **i["insight"]} for i in page]
+            if len(page) < 1000:
+                return _frame(rows) if frame else rows
+            offset += len(page)
+
+    def clients(self, simulation_id: str, *, frame: bool = False) -> Any:
+        """What each client holds: rows, held-out rows, label histogram or target moments."""
+        rows = self._call("GET", f"/simulations/{simulation_id}/clients").json()["clients"]
+        return _frame(rows) if frame else rows
+
+    def compare(self, *simulation_ids: str) -> dict[str, Any]:
+        """The config fields that differ and every metric's series aligned by round."""
+        params = {"ids": ",".join(simulation_ids)}
+        return dict(self._call("GET", "/compare", params=params).json())
+
+    # -- sweeps --------------------------------------------------------------------------
+    def sweep(
+        self,
+        base: Mapping[str, Any],
+        space: Mapping[str, Any],
+        *,
+        seeds: list[int] | None = None,
+        **options: Any,
+    ) -> dict[str, Any]:
+        """Start a grid or random search (`method`, `run_cap`, `max_concurrent`, …)."""
+        body = {"base": dict(base), "space": dict(space), **options}
+        if seeds is not None:
+            body["seeds"] = seeds
+        return dict(self._call("POST", "/sweeps", json=body).json())
+
+    def sweep_status(self, sweep_id: str) -> dict[str, Any]:
+        return dict(self._call("GET", f"/sweeps/{sweep_id}").json())
+
+    def sweep_results(self, sweep_id: str, *, frame: bool = False) -> Any:
+        """One row per configuration: the varied fields, mean ± std of the final metrics."""
+        rows = self._call("GET", f"/sweeps/{sweep_id}/results").json()["rows"]
+        return _frame(rows) if frame else rows
