@@ -73,6 +73,9 @@ def create_app() -> FastAPI:
         lifespan=lifespan,
         docs_url=None,  # served below from our own static files: works offline
         redoc_url=None,
+        # Readable operation ids for generated clients: the route function's name
+        # (`create_simulation`, not `create_simulation_simulations_post`).
+        generate_unique_id_function=lambda route: route.name,
     )
     install_error_handlers(app)
     drop_auth_when_open(app, open_api=not settings.api_key_list)

@@ -123,7 +123,7 @@ def get_sweep(sweep_id: uuid.UUID, session: ReadSessionDep, owner: OwnerDep) -> 
     response_model=SweepResultsPublic,
     responses={**CSV_RESPONSE, **ERRORS},
 )
-def get_results(
+def get_sweep_results(
     sweep_id: uuid.UUID,
     request: Request,
     session: ReadSessionDep,

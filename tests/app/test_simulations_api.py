@@ -170,6 +170,10 @@ def test_presets_health_readiness_and_offline_docs(client: httpx.Client) -> None
     operations = [op for ops in schema["paths"].values() for op in ops.values()]
     asking = [o["operationId"] for o in operations if "security" in o or "401" in o["responses"]]
     assert asking == []
+    # readable operation ids, one per operation, for generated clients
+    ids = [o["operationId"] for o in operations]
+    assert len(set(ids)) == len(ids)
+    assert {"create_simulation", "get_metrics", "stream_events", "get_clients"} <= set(ids)
     assert "Run" in client.get("/").text
 
 
