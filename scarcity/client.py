@@ -16,7 +16,7 @@ field). This module speaks HTTP only; the engine itself is `scarcity.Simulation`
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -216,13 +216,13 @@ class ScarcityClient:
         base: Mapping[str, Any],
         space: Mapping[str, Any],
         *,
-        seeds: list[int] | None = None,
+        seeds: Sequence[int] | None = None,
         **options: Any,
     ) -> dict[str, Any]:
         """Start a grid or random search (`method`, `run_cap`, `max_concurrent`, …)."""
         body = {"base": dict(base), "space": dict(space), **options}
         if seeds is not None:
-            body["seeds"] = seeds
+            body["seeds"] = [*seeds]
         return dict(self._call("POST", "/sweeps", json=body).json())
 
     def sweep_status(self, sweep_id: str) -> dict[str, Any]:
