@@ -33,6 +33,7 @@ from models import (
     SimulationStatus,
     store,
 )
+from models.base import as_utc
 from models.settings import Settings
 from scarcity.config import SimulationConfig, participants_per_round, resolve_config
 from scarcity.core.data import client_sizes, describe_clients
@@ -282,7 +283,7 @@ def attempts(session: Session, simulation_id: uuid.UUID, owner: str) -> list[dic
         {
             "attempt": row.attempt,
             "worker": row.worker,
-            "started_at": row.started_at,
+            "started_at": as_utc(row.started_at),  # SQLite hands it back naive
             "environment": row.environment,
         }
         for row in store.attempts(session, simulation_id)

@@ -49,6 +49,7 @@ def run_jobs_and_check(url: str) -> None:
             # provenance: the worker of each attempt and what it computed on
             (attempt,) = client.get(f"/simulations/{sim_id}/attempts").json()["attempts"]
             assert attempt["attempt"] == 1 and ":" in attempt["worker"]
+            assert attempt["started_at"].endswith(("Z", "+00:00"))  # UTC, on SQLite too
             assert attempt["environment"] == {
                 **environment(),
                 "torch_threads": attempt["environment"]["torch_threads"],  # the worker's own
