@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
-from fastapi import Header
+from fastapi import Header, Response
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
@@ -78,3 +80,30 @@ def finish(owner: str, key: str, status_code: int, body: dict[str, Any], locatio
 def abandon(owner: str, key: str) -> None:
     with session_scope() as session:
         store.release_key(session, owner=owner, key=key)
+
+
+async def created_once(
+    owner: str,
+    key: str | None,
+    endpoint: str,
+    body: BaseModel,
+    create: Callable[[], Awaitable[tuple[BaseModel, str]]],
+    response: Response,
+) -> Any:
+    """Run `create()` (→ the 202 resource and its Location) at most once per key: a retry
+    with the same key and body gets the first answer again; a failure frees the key."""
+    if key is not None:
+        replay = await run_in_threadpool(begin, owner, key, endpoint, request_hash(body))
+        if replay is not None:
+            return replay
+    try:
+        public, location = await create()
+    except BaseException:
+        if key is not None:
+            await run_in_threadpool(abandon, owner, key)
+        raise
+    if key is not None:
+        answer = public.model_dump(mode="json")
+        await run_in_threadpool(finish, owner, key, 202, answer, location)
+    response.headers["Location"] = location
+    return public

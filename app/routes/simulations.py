@@ -6,7 +6,6 @@ import uuid
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Response
-from fastapi.concurrency import run_in_threadpool
 
 from app import idempotency, service
 from app.deps import (
@@ -75,25 +74,12 @@ async def create_simulation(
 ) -> Any:
     """Queue a simulation: a preset plus overrides; answers 202 with its resource."""
     config = service.resolved_config(body, settings)
-    key = idempotency_key
-    if key is not None:
-        digest = idempotency.request_hash(body)
-        replay = await run_in_threadpool(idempotency.begin, owner, key, ENDPOINT, digest)
-        if replay is not None:
-            return replay
-    try:
+
+    async def create() -> tuple[SimulationPublic, str]:
         simulation = await admission.submit(owner, config.model_dump(), service.run_attrs(body))
-    except BaseException:
-        if key is not None:
-            await run_in_threadpool(idempotency.abandon, owner, key)
-        raise
-    location = f"/simulations/{simulation.id}"
-    public = SimulationPublic.from_row(simulation)
-    if key is not None:
-        answer = public.model_dump(mode="json")
-        await run_in_threadpool(idempotency.finish, owner, key, 202, answer, location)
-    response.headers["Location"] = location
-    return public
+        return SimulationPublic.from_row(simulation), f"/simulations/{simulation.id}"
+
+    return await idempotency.created_once(owner, idempotency_key, ENDPOINT, body, create, response)
 
 
 @router.get("", response_model=SimulationsPublic, responses={401: ERRORS[401], 422: ERRORS[422]})

@@ -17,6 +17,7 @@ from app.deps import (
     SettingsDep,
     reject_unknown_query,
     require_json,
+    require_utf8_json_object_keys_once,
 )
 from app.schemas import (
     ErrorBody,
@@ -46,9 +47,9 @@ CSV_RESPONSE: dict[int | str, dict[str, Any]] = {
     "",
     status_code=202,
     response_model=SweepPublic,
-    dependencies=[Depends(require_json)],
+    dependencies=[Depends(require_json), Depends(require_utf8_json_object_keys_once)],
     responses={
-        400: {"model": ErrorBody, "description": "Body unreadable (not UTF-8)."},
+        400: {"model": ErrorBody, "description": "Body unreadable (not UTF-8, or a BOM)."},
         401: ERRORS[401],
         409: {
             "model": ErrorBody,
@@ -59,7 +60,8 @@ CSV_RESPONSE: dict[int | str, dict[str, Any]] = {
         415: {"model": ErrorBody, "description": "Body not sent as application/json."},
         422: {
             "model": ErrorBody,
-            "description": "Invalid input, an Idempotency-Key used for another request, a run "
+            "description": "Invalid input, a key sent twice, an Idempotency-Key used for another "
+            "request, a run "
             "of the sweep that `POST /simulations` would "
             "refuse (the message names the run and its field: `space.x`, `seeds`, `base.x`), "
             "or more runs than SCARCITY_MAX_SWEEP_RUNS.",
@@ -76,25 +78,13 @@ async def create_sweep(
 ) -> Any:
     """Queue a sweep: every configuration of `space` once per seed, as ordinary simulations run
     by the same workers, at most `max_concurrent` at once; answers 202 with its resource."""
-    key = idempotency_key
-    if key is not None:
-        digest = idempotency.request_hash(body)
-        replay = await run_in_threadpool(idempotency.begin, owner, key, ENDPOINT, digest)
-        if replay is not None:
-            return replay
-    try:
+
+    async def create() -> tuple[SweepPublic, str]:
         public, released = await run_in_threadpool(sweeps.create_sweep, body, owner, settings)
-    except BaseException:
-        if key is not None:
-            await run_in_threadpool(idempotency.abandon, owner, key)
-        raise
-    admission.publish(released)
-    location = f"/sweeps/{public.id}"
-    if key is not None:
-        answer = public.model_dump(mode="json")
-        await run_in_threadpool(idempotency.finish, owner, key, 202, answer, location)
-    response.headers["Location"] = location
-    return public
+        admission.publish(released)
+        return public, f"/sweeps/{public.id}"
+
+    return await idempotency.created_once(owner, idempotency_key, ENDPOINT, body, create, response)
 
 
 @router.get("", response_model=SweepsPublic, responses={401: ERRORS[401], 422: ERRORS[422]})

@@ -66,6 +66,22 @@ def test_a_key_sent_twice_is_422_naming_it(client: httpx.Client) -> None:
     ]
 
 
+@pytest.mark.usefixtures("nothing_created")
+def test_a_sweep_body_is_held_to_the_same_rules(client: httpx.Client) -> None:
+    sweep = '{"base": {"preset": "stage1", "rounds": 1}, "space": {"seed": {"values": [1, 2]}}}'
+    utf16 = client.post(
+        "/sweeps", content=sweep.encode("utf-16"), headers={"Content-Type": "application/json"}
+    )
+    assert utf16.status_code == 400, utf16.text
+    twice = client.post(
+        "/sweeps",
+        content=sweep[:-1].encode() + b', "seeds": [0], "seeds": [1]}',
+        headers={"Content-Type": "application/json"},
+    )
+    assert twice.status_code == 422, twice.text
+    assert [d["field"] for d in twice.json()["detail"]] == ["seeds"]
+
+
 @pytest.fixture(scope="module")
 def finished(server: Server) -> str:
     with httpx.Client(base_url=server.url, timeout=30) as client:
