@@ -264,6 +264,26 @@ class SimulationConfig(BaseModel):
         ),
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _preset_is_applied(cls, data: Any) -> Any:
+        """A preset named here must come with its settings: `SimulationConfig(preset="stage2")`
+        alone would be stage 2 with every feature off. `resolve_config` fills them in."""
+        if isinstance(data, Mapping) and isinstance(data.get("preset"), str):
+            preset = PRESETS.get(data["preset"])
+            missing = (
+                {}
+                if preset is None
+                else {k: v for k, v in preset.overrides.items() if k not in data}
+            )
+            if missing:
+                settings = ", ".join(f"{k}={v}" for k, v in missing.items())
+                raise ValueError(
+                    f"preset: {data['preset']} means {settings}; build the config with "
+                    f"resolve_config(preset={data['preset']!r}, ...) (or set them here)"
+                )
+        return data
+
     @model_validator(mode="after")
     def _check_combinations(self) -> SimulationConfig:
         shape = DATASET_SHAPES.get(self.dataset)

@@ -129,3 +129,15 @@ def test_every_feature_is_overridable():
 def test_config_is_frozen():
     with pytest.raises(ValidationError):
         SimulationConfig().num_clients = 3  # type: ignore[misc]
+
+
+def test_a_preset_named_without_its_settings_is_refused_pointing_to_resolve_config():
+    """`SimulationConfig(preset="stage2")` alone would be stage 2 with every feature off."""
+    with pytest.raises(ValidationError, match=r"resolve_config\(preset='stage2'"):
+        SimulationConfig(preset="stage2")
+    with pytest.raises(ValidationError, match="expert_ensemble=False"):
+        SimulationConfig(preset="baseline", federated_averaging=True)
+    assert SimulationConfig(preset="stage2", federated_averaging=True).federated_averaging
+    assert SimulationConfig(preset="stage1").stage == 1  # stage 1 switches nothing on
+    resolved = resolve_config(preset="stage5")
+    assert SimulationConfig.model_validate(resolved.model_dump()) == resolved  # stored configs
