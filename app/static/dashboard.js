@@ -255,6 +255,65 @@ class ClientsChart {
   destroy() { if (this.plot) this.plot.destroy(); this.root.remove(); }
 }
 
+// Clients × rounds heatmap of one per-client insight (GET /simulations/{id}/insights), drawn
+// with Apache ECharts. Numbers on a continuous scale; the selected expert as categories.
+const HEATMAP_INSIGHTS = ["loss", "uncertainty", "mean_grad", "loss_improvement", "selected_expert", "personal_accuracy", "personal_loss"];
+const MAX_HEATMAP_CELLS = 20000;
+const heatmapState = { insights: [], chart: null };
+
+async function loadHeatmap(id, token) {
+  const box = $("#heatmap-box");
+  const sim = await apiJSON(`/simulations/${id}`);
+  const cells = sim.config.num_clients * sim.progress.rounds_completed;
+  if (!cells || cells > MAX_HEATMAP_CELLS) { box.hidden = true; return; }
+  const rows = [];
+  for (let offset = 0; ; offset += 10000) {
+    const page = (await apiJSON(`/simulations/${id}/insights?limit=10000&offset=${offset}`)).insights;
+    rows.push(...page);
+    if (page.length < 10000) break;
+  }
+  if (token !== watchState.token) return;
+  heatmapState.insights = rows;
+  const available = HEATMAP_INSIGHTS.filter((k) => rows.some((r) => r.insight[k] !== undefined));
+  box.hidden = !rows.length || !available.length;
+  if (box.hidden) return;
+  const select = $("#heatmap-insight");
+  const previous = select.value;
+  select.replaceChildren(...available.map((k) => new Option(k.replace(/_/g, " "), k)));
+  select.value = available.includes(previous) ? previous : available[0];
+  drawHeatmap();
+}
+
+function drawHeatmap() {
+  const key = $("#heatmap-insight").value;
+  const rows = heatmapState.insights.filter((r) => r.insight[key] !== undefined);
+  const rounds = [...new Set(rows.map((r) => r.round))].sort((a, b) => a - b);
+  const clients = [...new Set(rows.map((r) => r.client_id))].sort((a, b) => a - b);
+  const categorical = rows.some((r) => typeof r.insight[key] === "string");
+  const categories = categorical ? [...new Set(rows.map((r) => r.insight[key]))].sort() : [];
+  const value = (v) => (categorical ? categories.indexOf(v) : v);
+  const data = rows.map((r) => [rounds.indexOf(r.round), clients.indexOf(r.client_id), value(r.insight[key])]);
+  const numbers = data.map((d) => d[2]);
+  const visualMap = categorical
+    ? { type: "piecewise", categories: categories.map((_, i) => i), dimension: 2, orient: "horizontal", left: "center", bottom: 0,
+        formatter: (i) => categories[i], inRange: { color: CLASS_PALETTE.slice(0, categories.length) } }
+    : { min: Math.min(...numbers), max: Math.max(...numbers), calculable: true, orient: "horizontal", left: "center", bottom: 0,
+        inRange: { color: ["#f7fbff", "#6baed6", "#08306b"] } };
+  if (!heatmapState.chart) heatmapState.chart = echarts.init($("#heatmap"), null, { renderer: "canvas" });
+  heatmapState.chart.setOption({
+    animation: false,
+    tooltip: { formatter: (p) => `client ${clients[p.value[1]]}, round ${rounds[p.value[0]]}: ${categorical ? categories[p.value[2]] : fmt(p.value[2])}` },
+    grid: { left: 50, right: 10, top: 10, bottom: 60 },
+    xAxis: { type: "category", data: rounds, name: "round", nameLocation: "middle", nameGap: 25 },
+    yAxis: { type: "category", data: clients, name: "client", nameLocation: "middle", nameGap: 35 },
+    visualMap,
+    series: [{ type: "heatmap", data }],
+  }, true);
+  const box = $("#heatmap-box");
+  box.dataset.cells = String(data.length);
+  box.dataset.insight = key;
+}
+
 async function loadClients(id, token) {
   try {
     const { clients } = await apiJSON(`/simulations/${id}/clients`);
@@ -453,6 +512,7 @@ async function finishWatch(sim, token) {
   setProgress(sim.progress.rounds_completed, sim.progress.rounds_total);
   await refreshMeta(token);
   loadServerLog(token);
+  loadHeatmap(watchState.id, token).catch(() => { $("#heatmap-box").hidden = true; });
   refreshHistory();
 }
 
@@ -496,6 +556,7 @@ async function watch(id) {
   showSimulation(sim);
   ensureCharts();
   if (watchState.clientsChart) { watchState.clientsChart.destroy(); watchState.clientsChart = null; }
+  $("#heatmap-box").hidden = true;
   loadClients(id, token);
   // The stream replays every stored round, then follows live ones until the end event.
   for (let attempt = 0; token === watchState.token; attempt++) {
@@ -1161,6 +1222,8 @@ function init() {
     if (compareBody) drawCompare(compareBody, $("#compare-metric").value);
   });
   $("#compare-metric").replaceChildren(...COMMON_METRICS.map((m) => new Option(m, m)));
+  $("#heatmap-insight").addEventListener("change", drawHeatmap);
+  window.addEventListener("resize", () => heatmapState.chart && heatmapState.chart.resize());
   $("#watch-cancel").addEventListener("click", () => watchState.id && cancelSimulation(watchState.id));
   $("#watch-csv").addEventListener("click", () => watchState.id && downloadCSV(watchState.id));
   $("#watch-json").addEventListener("click", () => watchState.id && downloadJSON(watchState.id));

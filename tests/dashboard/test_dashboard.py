@@ -184,6 +184,15 @@ def test_dashboard_submit_watch_history_and_docs(browser: Browser, server: Serve
     row = page.locator("#history-rows tr").first
     expect(row).to_contain_text("succeeded")
     expect(row.locator("td.metrics")).to_contain_text("loss=")
+    # the clients × rounds heatmap of an insight (ECharts): 5 clients × 5 rounds
+    heatmap = page.locator("#heatmap-box")
+    expect(heatmap).to_have_attribute("data-cells", "25")
+    expect(heatmap).to_have_attribute("data-insight", "loss")
+    page.select_option("#heatmap-insight", "selected_expert")
+    expect(heatmap).to_have_attribute("data-insight", "selected_expert")
+    expect(heatmap).to_have_attribute("data-cells", "25")
+    heatmap.scroll_into_view_if_needed()
+    heatmap.screenshot(path=str(ARTIFACTS / "dashboard-heatmap.png"))
     page.evaluate("window.scrollTo(0, 0)")
     page.screenshot(path=str(ARTIFACTS / "dashboard-1400x1000.png"))
     page.screenshot(path=str(ARTIFACTS / "dashboard-1400x1000-full.png"), full_page=True)
@@ -242,6 +251,7 @@ def test_dashboard_submit_watch_history_and_docs(browser: Browser, server: Serve
     page.get_by_role("button", name="Run", exact=True).click()
     expect(page.locator("#sim-status")).to_have_text("succeeded", timeout=45_000)
     expect(page.locator('#charts [data-chart="loss"]')).to_have_attribute("data-points", "3")
+    expect(page.locator("#heatmap-box")).to_be_hidden()  # the baseline has no insights
     # the clients' data chart: one bar per client (synthetic data: rows, no labels)
     clients_chart = page.locator('#clients-chart [data-chart="clients"]')
     expect(clients_chart).to_have_attribute("data-clients", "5")
