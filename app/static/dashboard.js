@@ -314,6 +314,50 @@ function drawHeatmap() {
   box.dataset.insight = key;
 }
 
+// The gossip graph of one round: clients as nodes on a circle, each pair that averaged an
+// expert as an edge coloured by that expert (ECharts graph).
+const gossipState = { rounds: [], chart: null };
+
+function loadGossipGraph() {
+  const rounds = [...watchState.rounds.values()].sort((a, b) => a.round - b.round);
+  const box = $("#gossip-graph-box");
+  box.hidden = !rounds.some((r) => (r.gossip_pairs || []).length);
+  if (box.hidden) return;
+  gossipState.rounds = rounds;
+  const select = $("#gossip-round");
+  select.replaceChildren(...rounds.map((r) => new Option(String(r.round), String(r.round))));
+  select.value = String(rounds[rounds.length - 1].round);
+  drawGossipGraph();
+}
+
+function drawGossipGraph() {
+  const round = gossipState.rounds.find((r) => String(r.round) === $("#gossip-round").value);
+  const pairs = (round && round.gossip_pairs) || [];
+  const clients = Number(($("#sim-meta").dataset.clients || "0")) ||
+    1 + Math.max(0, ...pairs.flatMap((p) => [p.client_a, p.client_b]));
+  const experts = [...new Set(gossipState.rounds.flatMap((r) => (r.gossip_pairs || []).map((p) => p.expert)))].sort();
+  const colour = (e) => CLASS_PALETTE[experts.indexOf(e) % CLASS_PALETTE.length];
+  if (!gossipState.chart) gossipState.chart = echarts.init($("#gossip-graph"), null, { renderer: "canvas" });
+  gossipState.chart.setOption({
+    animation: false,
+    tooltip: {},
+    legend: { data: experts, bottom: 0 },
+    series: [{
+      type: "graph",
+      layout: "circular",
+      roam: false,
+      label: { show: clients <= 50 },
+      categories: experts.map((name) => ({ name, itemStyle: { color: colour(name) } })),
+      data: Array.from({ length: clients }, (_, i) => ({ id: String(i), name: `client ${i}`, symbolSize: 14, itemStyle: { color: "#9ca3af" } })),
+      links: pairs.map((p) => ({ source: String(p.client_a), target: String(p.client_b), name: p.expert,
+        lineStyle: { color: colour(p.expert), width: 3, opacity: 0.9 } })),
+    }],
+  }, true);
+  const box = $("#gossip-graph-box");
+  box.dataset.edges = String(pairs.length);
+  box.dataset.round = $("#gossip-round").value;
+}
+
 async function loadClients(id, token) {
   try {
     const { clients } = await apiJSON(`/simulations/${id}/clients`);
@@ -361,6 +405,7 @@ function showSimulation(sim) {
     bits.push(`ran ${((new Date(sim.finished_at) - new Date(sim.started_at)) / 1000).toFixed(1)} s`);
   }
   $("#sim-meta").textContent = bits.filter(Boolean).join(" · ");
+  $("#sim-meta").dataset.clients = String(c.num_clients || 0);
   $("#sim-error").textContent = sim.error ? `Error: ${sim.error}` : "";
 }
 
@@ -513,6 +558,7 @@ async function finishWatch(sim, token) {
   await refreshMeta(token);
   loadServerLog(token);
   loadHeatmap(watchState.id, token).catch(() => { $("#heatmap-box").hidden = true; });
+  loadGossipGraph();
   refreshHistory();
 }
 
@@ -557,6 +603,7 @@ async function watch(id) {
   ensureCharts();
   if (watchState.clientsChart) { watchState.clientsChart.destroy(); watchState.clientsChart = null; }
   $("#heatmap-box").hidden = true;
+  $("#gossip-graph-box").hidden = true;
   loadClients(id, token);
   // The stream replays every stored round, then follows live ones until the end event.
   for (let attempt = 0; token === watchState.token; attempt++) {
@@ -1223,7 +1270,10 @@ function init() {
   });
   $("#compare-metric").replaceChildren(...COMMON_METRICS.map((m) => new Option(m, m)));
   $("#heatmap-insight").addEventListener("change", drawHeatmap);
-  window.addEventListener("resize", () => heatmapState.chart && heatmapState.chart.resize());
+  $("#gossip-round").addEventListener("change", drawGossipGraph);
+  window.addEventListener("resize", () => {
+    for (const chart of [heatmapState.chart, gossipState.chart]) if (chart) chart.resize();
+  });
   $("#watch-cancel").addEventListener("click", () => watchState.id && cancelSimulation(watchState.id));
   $("#watch-csv").addEventListener("click", () => watchState.id && downloadCSV(watchState.id));
   $("#watch-json").addEventListener("click", () => watchState.id && downloadJSON(watchState.id));
