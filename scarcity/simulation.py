@@ -64,7 +64,6 @@ logger = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = 1
 SIM_STREAM = 0x51A  # second seed word of the simulation's numpy stream
-#: Per-client and per-pair log lines are written only up to this many clients.
 
 
 class SimulationError(RuntimeError):
