@@ -15,6 +15,7 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    WithJsonSchema,
     create_model,
     field_validator,
 )
@@ -135,6 +136,13 @@ class SimulationUpdate(BaseModel):
     notes: RunNotes | None = Field(None, description="New notes; null clears them.")
 
 
+#: A resolved config as stored: documented with `SimulationConfig`'s own schema (every field,
+#: its type and bounds) but passed through as stored, not validated again on every read.
+ConfigJSON = Annotated[
+    dict[str, Any], WithJsonSchema(SimulationConfig.model_json_schema(mode="serialization"))
+]
+
+
 class SimulationPublic(BaseModel):
     id: uuid.UUID
     status: Literal["pending", "queued", "running", "succeeded", "failed", "cancelled"]
@@ -142,7 +150,7 @@ class SimulationPublic(BaseModel):
     name: str | None = None
     tags: dict[str, str] = {}
     notes: str | None = None
-    config: dict[str, Any]
+    config: ConfigJSON
     progress: Progress
     created_at: datetime
     started_at: datetime | None
@@ -295,7 +303,7 @@ class AttemptsPublic(BaseModel):
 class PresetPublic(BaseModel):
     name: str
     description: str
-    config: dict[str, Any]
+    config: ConfigJSON
 
 
 class StrategyPublic(BaseModel):

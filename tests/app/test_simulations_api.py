@@ -170,6 +170,13 @@ def test_presets_health_readiness_and_offline_docs(client: httpx.Client) -> None
     operations = [op for ops in schema["paths"].values() for op in ops.values()]
     asking = [o["operationId"] for o in operations if "security" in o or "401" in o["responses"]]
     assert asking == []
+    # a resource's config has a typed schema: every field, with its type and choices
+    config_schema = schema["components"]["schemas"]["SimulationPublic"]["properties"]["config"]
+    assert config_schema["additionalProperties"] is False
+    assert config_schema["properties"]["partition"]["enum"][:2] == ["iid", "dirichlet"]
+    assert config_schema["properties"]["num_clients"]["type"] == "integer"
+    preset_config = client.get("/presets").json()[0]["config"]
+    assert set(preset_config) == set(config_schema["properties"])
     # readable operation ids, one per operation, for generated clients
     ids = [o["operationId"] for o in operations]
     assert len(set(ids)) == len(ids)
