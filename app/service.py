@@ -340,6 +340,14 @@ def negotiate(accept: str | None, offered: tuple[str, ...] = METRICS_MEDIA_TYPES
     return media
 
 
+def wants_csv(format: str | None, accept: str | None) -> bool:
+    """CSV or JSON for a table: `format=csv|json` wins, else `Accept` is negotiated (q-values
+    honoured; nothing acceptable is a 406)."""
+    if format is not None:
+        return format == "csv"
+    return negotiate(accept) == "text/csv"
+
+
 def metrics_csv(rows: list[dict[str, Any]]) -> str:
     """One line per round: `round` then every metric name seen, sorted; blanks where absent."""
     names = sorted({name for row in rows for name in row["metrics"]})

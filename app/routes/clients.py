@@ -29,6 +29,7 @@ CSV_RESPONSE: dict[int | str, dict[str, Any]] = {
     responses={
         **CSV_RESPONSE,
         **ERRORS,
+        406: {"model": ErrorBody, "description": "`Accept` allows neither JSON nor CSV."},
         409: {"model": ErrorBody, "description": "A large run not started yet."},
     },
 )
@@ -40,12 +41,9 @@ def get_clients(
     format: str | None = Query(None, pattern="^(json|csv)$", description="Or `Accept: text/csv`."),
 ) -> Any:
     """Each client's training rows and label histogram (regression: each target's mean and
-    std), from the partition the run trains on; `Accept: text/csv` or `format=csv` for one
-    row per client."""
+    std), from the partition the run trains on; `Accept: text/csv` (q-values honoured) or
+    `format=csv` for one row per client; `format` wins over `Accept`."""
     clients = service.client_data(session, simulation_id, owner)
-    wants_csv = format == "csv" or (
-        format is None and "text/csv" in request.headers.get("accept", "")
-    )
-    if wants_csv:
+    if service.wants_csv(format, request.headers.get("accept")):
         return Response(service.client_data_csv(clients), media_type="text/csv")
     return {"simulation_id": simulation_id, "clients": clients}

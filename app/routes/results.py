@@ -64,8 +64,7 @@ def get_metrics(
     rows = service.metrics_rows(
         session, simulation_id, from_round=from_round, to_round=to_round, names=wanted
     )
-    media = f"text/{format}" if format == "csv" else "application/json" if format else None
-    if (media or service.negotiate(request.headers.get("accept"))) == "text/csv":
+    if service.wants_csv(format, request.headers.get("accept")):
         return Response(service.metrics_csv(rows), media_type="text/csv")
     return {"simulation_id": simulation_id, "rounds": rows}
 

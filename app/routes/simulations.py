@@ -40,12 +40,9 @@ ENDPOINT = "POST /simulations"
 Status = Literal["pending", "queued", "running", "succeeded", "failed", "cancelled"]
 
 
-@router.post(
-    "",
-    status_code=202,
-    response_model=SimulationPublic,
-    dependencies=[Depends(require_json), Depends(require_utf8_json_object_keys_once)],
-    responses={
+def creation_responses(invalid: str) -> dict[int | str, dict[str, Any]]:
+    """The answers of a POST that creates work (a simulation, a sweep); `invalid`: its 422."""
+    return {
         400: {"model": ErrorBody, "description": "Body unreadable (not UTF-8, or a BOM)."},
         401: ERRORS[401],
         409: {
@@ -55,14 +52,20 @@ Status = Literal["pending", "queued", "running", "succeeded", "failed", "cancell
         },
         413: {"model": ErrorBody, "description": "Request body too large."},
         415: {"model": ErrorBody, "description": "Body not sent as application/json."},
-        422: {
-            "model": ErrorBody,
-            "description": "Invalid input, a key sent twice, an Idempotency-Key used for "
-            "another request, a limit or the work budget exceeded, or settings "
-            "that do not go together (e.g. `input_dim` of a real data set); the message names "
-            "the field and the limit.",
-        },
-    },
+        422: {"model": ErrorBody, "description": invalid},
+    }
+
+
+@router.post(
+    "",
+    status_code=202,
+    response_model=SimulationPublic,
+    dependencies=[Depends(require_json), Depends(require_utf8_json_object_keys_once)],
+    responses=creation_responses(
+        "Invalid input, a key sent twice, an Idempotency-Key used for another request, a limit "
+        "or the work budget exceeded, or settings that do not go together (e.g. `input_dim` of "
+        "a real data set); the message names the field and the limit."
+    ),
 )
 async def create_simulation(
     body: SimulationCreate,  # type: ignore[valid-type]

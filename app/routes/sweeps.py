@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
-from app import idempotency, sweeps
+from app import idempotency, service, sweeps
 from app.deps import (
     AdmissionDep,
     OwnerDep,
@@ -19,6 +19,7 @@ from app.deps import (
     require_json,
     require_utf8_json_object_keys_once,
 )
+from app.routes.simulations import creation_responses
 from app.schemas import (
     ErrorBody,
     SweepCreate,
@@ -48,25 +49,11 @@ CSV_RESPONSE: dict[int | str, dict[str, Any]] = {
     status_code=202,
     response_model=SweepPublic,
     dependencies=[Depends(require_json), Depends(require_utf8_json_object_keys_once)],
-    responses={
-        400: {"model": ErrorBody, "description": "Body unreadable (not UTF-8, or a BOM)."},
-        401: ERRORS[401],
-        409: {
-            "model": ErrorBody,
-            "description": "Too many active simulations, or the first request with this "
-            "Idempotency-Key is still running.",
-        },
-        413: {"model": ErrorBody, "description": "Request body too large."},
-        415: {"model": ErrorBody, "description": "Body not sent as application/json."},
-        422: {
-            "model": ErrorBody,
-            "description": "Invalid input, a key sent twice, an Idempotency-Key used for another "
-            "request, a run "
-            "of the sweep that `POST /simulations` would "
-            "refuse (the message names the run and its field: `space.x`, `seeds`, `base.x`), "
-            "or more runs than SCARCITY_MAX_SWEEP_RUNS.",
-        },
-    },
+    responses=creation_responses(
+        "Invalid input, a key sent twice, an Idempotency-Key used for another request, a run "
+        "of the sweep that `POST /simulations` would refuse (the message names the run and its "
+        "field: `space.x`, `seeds`, `base.x`), or more runs than SCARCITY_MAX_SWEEP_RUNS."
+    ),
 )
 async def create_sweep(
     body: SweepCreate,
@@ -111,7 +98,11 @@ def get_sweep(sweep_id: uuid.UUID, session: ReadSessionDep, owner: OwnerDep) -> 
 @router.get(
     "/{sweep_id}/results",
     response_model=SweepResultsPublic,
-    responses={**CSV_RESPONSE, **ERRORS},
+    responses={
+        **CSV_RESPONSE,
+        **ERRORS,
+        406: {"model": ErrorBody, "description": "`Accept` allows neither JSON nor CSV."},
+    },
 )
 def get_sweep_results(
     sweep_id: uuid.UUID,
@@ -121,12 +112,10 @@ def get_sweep_results(
     format: str | None = Query(None, pattern="^(json|csv)$", description="Or `Accept: text/csv`."),
 ) -> Any:
     """One row per configuration: the varied fields, mean ± std of the final metrics of its
-    succeeded runs over the seeds, and counts; `Accept: text/csv` or `format=csv` for CSV."""
+    succeeded runs over the seeds, and counts; `Accept: text/csv` (q-values honoured) or
+    `format=csv` for CSV."""
     body = sweeps.results(session, sweep_id, owner)
-    wants_csv = format == "csv" or (
-        format is None and "text/csv" in request.headers.get("accept", "")
-    )
-    if wants_csv:
+    if service.wants_csv(format, request.headers.get("accept")):
         return Response(sweeps.results_csv(body), media_type="text/csv")
     return body
 

@@ -331,8 +331,7 @@ def natural_split(config: SimulationConfig) -> NaturalSplit:
 
 def _natural(config: SimulationConfig) -> FederatedData:
     split = natural_split(config)
-    data = split.data
-    return _federated(config, data, split.parts)
+    return _federated(config, split.data, split.parts)
 
 
 def _federated(
