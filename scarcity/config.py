@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
 
@@ -73,6 +73,19 @@ class SimulationConfig(BaseModel):
     local_epochs: int = Field(1, ge=1, description="Local passes over the data per round.")
     learning_rate: float = Field(0.01, gt=0, le=10, description="Local SGD learning rate.")
     batch_size: int = Field(0, ge=0, description="Local mini-batch size; 0 = full batch.")
+    model: str = Field(
+        "linear",
+        description=(
+            "The supervised model of the shared model and of every expert (GET /models lists "
+            "them): linear (the seed's), mlp (hidden_sizes, ReLU) or cnn (8×8 digits images). "
+            "The experts' autoencoders stay linear (encoder → latent → decoder)."
+        ),
+        json_schema_extra=lambda schema: _list_models(schema),
+    )
+    hidden_sizes: tuple[Annotated[int, Field(ge=1, le=4096)], ...] = Field(
+        (64,), min_length=1, max_length=8, description="mlp: units of each hidden layer."
+    )
+    cnn_channels: int = Field(8, ge=1, le=256, description="cnn: filters of the 3×3 convolution.")
     router_strategy: Literal["variance", "random", "round_robin"] = "variance"
     variance_threshold: float = Field(
         0.5, ge=0, description="`variance` routing: data variance above it → StructureExpert."
@@ -300,6 +313,7 @@ class SimulationConfig(BaseModel):
                     f"got {self.output_dim}"
                 )
         self._check_partition()
+        self._check_model()
         if self.client_test_fraction > 0 and not self.federated_averaging:
             raise ValueError(
                 "client_test_fraction: evaluates the shared model on each client's rows and "
@@ -324,6 +338,14 @@ class SimulationConfig(BaseModel):
                     "needs federated_averaging (label_flip does not)"
                 )
         return self
+
+    def _check_model(self) -> None:
+        """The model must be a registered one that suits the data's shape."""
+        from scarcity.backbones import BACKBONES, make_backbone
+
+        if self.model not in BACKBONES:
+            raise ValueError(f"model: unknown {self.model!r}; choose one of {', '.join(BACKBONES)}")
+        make_backbone(self)  # raises naming `model` when the shape does not fit (cnn: 8×8)
 
     def _check_partition(self) -> None:
         """The partition must suit the data set and be one that can be made."""
@@ -420,6 +442,14 @@ def strategy_names() -> list[str]:
 def _list_strategies(schema: dict[str, JsonValue]) -> None:
     """The `strategy` field's JSON schema names the registry's strategies (the form's choices)."""
     names: list[JsonValue] = [*strategy_names()]
+    schema["enum"] = names
+
+
+def _list_models(schema: dict[str, JsonValue]) -> None:
+    """The `model` field's JSON schema names the registry's backbones."""
+    from scarcity.backbones import BACKBONES
+
+    names: list[JsonValue] = [*BACKBONES]
     schema["enum"] = names
 
 

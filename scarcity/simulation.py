@@ -46,6 +46,7 @@ import torch
 from scarcity import checkpoint as checkpoint_format
 from scarcity import messages
 from scarcity.attacks import Adversary, flip_labels
+from scarcity.backbones import make_backbone
 from scarcity.batched import ClientPool
 from scarcity.config import SimulationConfig, resolve_config, stored_config
 from scarcity.core.data import FederatedData, make_federated_data
@@ -98,7 +99,12 @@ class Simulation:
         else:
             self.population = ReferencePopulation(cfg, self.data, self.generator, self.rng)
         self.server = Server(
-            cfg.num_clients, cfg.input_dim, cfg.output_dim, self.data.task, generator=self.generator
+            cfg.num_clients,
+            cfg.input_dim,
+            cfg.output_dim,
+            self.data.task,
+            generator=self.generator,
+            backbone=make_backbone(cfg),
         )
         self.meta_learner = MetaLearner(alpha=cfg.meta_ema_alpha, base_lr=cfg.learning_rate)
         self.gossip = GossipScheduler(cfg.num_clients)

@@ -75,6 +75,10 @@ class HeadRegularizer:
     mu: Tensor
     correction: dict[str, Tensor] | None = None
 
+    def term(self, params: dict[str, Tensor]) -> Tensor:
+        """The term itself over all rows (summed), for autograd (`models.fit_models`)."""
+        return replace(self.objective, correction=self.correction).term(params, self.mu)
+
     def grads(self, w: Tensor, b: Tensor, rows: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """The term's gradient for the heads `rows` (None = all), whose weights are `w`, `b`."""
         mu = self.mu if rows is None else self.mu[rows]

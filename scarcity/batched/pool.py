@@ -16,12 +16,14 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from scarcity.backbones import make_backbone
 from scarcity.batched.adaptation import LearningRateAdaptation
 from scarcity.batched.autoencoder import (
     PARTS,
@@ -39,8 +41,9 @@ from scarcity.batched.insights import (
     check_finite,
     statistics,
 )
-from scarcity.batched.linear import HeadRegularizer, fit_heads, gather_rows
+from scarcity.batched.linear import HeadRegularizer, HeadStats, fit_heads, gather_rows
 from scarcity.batched.memory import ReplayBuffers
+from scarcity.batched.models import StackedModel, fit_models
 from scarcity.batched.padding import (
     at_least_one,
     batch_mask,
@@ -60,7 +63,22 @@ from scarcity.population import FitResult
 from scarcity.results import Insight
 from scarcity.strategies.base import FitInstructions
 
-WEIGHTS = ("head_w", "head_b", "enc_w", "enc_b", "dec_w", "dec_b")
+#: The autoencoder's stacked weights and their names in `Expert.get_weights`.
+AUTOENCODER_KEYS = {
+    "enc_w": "encoder.weight",
+    "enc_b": "encoder.bias",
+    "dec_w": "decoder.weight",
+    "dec_b": "decoder.bias",
+}
+#: Stacked keys of the Linear backbone's parameters, as checkpoints have always named them.
+LINEAR_KEYS = {"weight": "_w", "bias": "_b"}
+
+
+def model_key(owner: str, name: str) -> str:
+    """The pool's key of parameter `name` of the shared model (`owner` "shared") or of the
+    experts' heads ("head"): `shared_w` / `head_b` for Linear's, `head.0.weight` else."""
+    suffix = LINEAR_KEYS.get(name)
+    return f"{owner}{suffix}" if suffix is not None else f"{owner}.{name}"
 
 
 class ClientPool:
@@ -102,6 +120,16 @@ class ClientPool:
             else real_rows(self.ragged_sizes, self.max_samples).unsqueeze(2).float()
         )
         n_clients, k = self.num_clients, len(self.names)
+        self.backbone = make_backbone(cfg)
+        #: The backbone's parameters (`named_parameters` names) → the pool's keys.
+        self.shared_keys = {s.name: model_key("shared", s.name) for s in self.backbone.specs()}
+        self.head_keys = {s.name: model_key("head", s.name) for s in self.backbone.specs()}
+        #: Every stacked tensor of an expert → its name in `Expert.get_weights`.
+        self.expert_keys = {
+            **{key: f"model.{name}" for name, key in self.head_keys.items()},
+            **AUTOENCODER_KEYS,
+        }
+        self.stacked_model = None if self.backbone.closed_form else StackedModel(self.backbone)
         self._init_weights(generator)
         self.adam = {f"{s}.{p}": torch.zeros_like(self.w[p]) for p in PARTS for s in ("m", "v")}
         #: Adam steps each client's autoencoders took (a client out of rows skips a step).
@@ -128,19 +156,19 @@ class ClientPool:
         self.active: Tensor | None = None
 
     def _init_weights(self, generator: torch.Generator) -> None:
-        """The reference's initial weights: per client, each expert's head, encoder and
-        decoder (`make_linear`: weight then bias), then the shared model — one uniform draw."""
+        """The reference's initial weights: per client, each expert's head (the backbone's
+        parameters in order), encoder and decoder (`make_linear`: weight then bias), then the
+        shared model — one uniform draw."""
         cfg = self.config
-        d, out, latent = cfg.input_dim, cfg.output_dim, cfg.latent_dim
-        expert_parts = [
-            ("head_w", (out, d), d),
-            ("head_b", (out,), d),
+        d, latent = cfg.input_dim, cfg.latent_dim
+        specs = self.backbone.specs()
+        expert_parts = [(self.head_keys[s.name], s.shape, s.fan_in) for s in specs] + [
             ("enc_w", (latent, d), d),
             ("enc_b", (latent,), d),
             ("dec_w", (d, latent), latent),
             ("dec_b", (d,), latent),
         ]
-        shared_parts = [("shared_w", (out, d), d), ("shared_b", (out,), d)]
+        shared_parts = [(self.shared_keys[s.name], s.shape, s.fan_in) for s in specs]
         per_expert = sum(math.prod(shape) for _, shape, _ in expert_parts)
         per_client = len(self.names) * per_expert + sum(math.prod(s) for _, s, _ in shared_parts)
         draw = torch.rand(self.num_clients, per_client, generator=generator)
@@ -258,18 +286,22 @@ class ClientPool:
             self._store(x, draws.supervised_store, trains_memory)
         if chosen is not None:
             experts = chosen.unsqueeze(1)  # [N, 1]
-            head_w = self.w["head_w"][everyone, chosen].unsqueeze(1)
-            head_b = self.w["head_b"][everyone, chosen].unsqueeze(1)
+            heads = {
+                n: self.w[key][everyone, chosen].unsqueeze(1) for n, key in self.head_keys.items()
+            }
         else:
             experts = torch.arange(k).expand(n_clients, k)
-            head_w, head_b = self.w["head_w"], self.w["head_b"]
+            heads = {name: self.w[key] for name, key in self.head_keys.items()}
         if fa:
             experts = torch.cat([torch.full((n_clients, 1), -1), experts], dim=1)
-            head_w = torch.cat([self.w["shared_w"].unsqueeze(1), head_w], dim=1)
-            head_b = torch.cat([self.w["shared_b"].unsqueeze(1), head_b], dim=1)
+            heads = {
+                name: torch.cat([self.w[self.shared_keys[name]].unsqueeze(1), t], dim=1)
+                for name, t in heads.items()
+            }
         group = experts.shape[1]
-        w = head_w.reshape(n_clients * group, *head_w.shape[2:]).clone()
-        b = head_b.reshape(n_clients * group, -1).clone()
+        params = {
+            name: t.reshape(n_clients * group, *t.shape[2:]).clone() for name, t in heads.items()
+        }
         perms = None
         if draws.supervised is not None or draws.shared is not None:
             parts = [] if draws.shared is None else [draws.shared.unsqueeze(1)]
@@ -292,10 +324,12 @@ class ClientPool:
             self.adaptation.adapt("supervised", loss[is_meta], meta_clients)
             return learning_rates()
 
-        stats = fit_heads(
-            self.task,
-            w,
-            b,
+        train: Callable[..., HeadStats]
+        if self.stacked_model is None:  # Linear: closed-form gradients
+            train = partial(fit_heads, self.task, params["weight"], params["bias"])
+        else:
+            train = partial(fit_models, self.task, self.stacked_model, params)
+        stats = train(
             x,
             y,
             group,
@@ -308,18 +342,15 @@ class ClientPool:
             sizes=self.ragged_sizes,
             regularizer=_head_regularizer(objective, n_clients, group) if fa else None,
         )
-        w = w.view(n_clients, group, *w.shape[1:])
-        b = b.view(n_clients, group, -1)
         first = 1 if fa else 0
-        if fa:
-            self.w["shared_w"].copy_(w[:, 0])
-            self.w["shared_b"].copy_(b[:, 0])
-        if chosen is not None:
-            self.w["head_w"][everyone, chosen] = w[:, first]
-            self.w["head_b"][everyone, chosen] = b[:, first]
-        else:
-            self.w["head_w"].copy_(w[:, first:])
-            self.w["head_b"].copy_(b[:, first:])
+        for name, t in params.items():
+            t = t.view(n_clients, group, *t.shape[1:])
+            if fa:
+                self.w[self.shared_keys[name]].copy_(t[:, 0])
+            if chosen is not None:
+                self.w[self.head_keys[name]][everyone, chosen] = t[:, first]
+            else:
+                self.w[self.head_keys[name]].copy_(t[:, first:])
         table = {
             key: getattr(stats, key).double().view(n_clients, group) for key in SUPERVISED_KEYS
         }
@@ -530,8 +561,8 @@ class ClientPool:
         if len(participants) == self.num_clients:
             self.set_model_weights(dict(weights))
         else:
-            self.w["shared_w"][participants] = weights["weight"]
-            self.w["shared_b"][participants] = weights["bias"]
+            for name, key in self.shared_keys.items():
+                self.w[key][participants] = weights[name]
 
     def fit(
         self,
@@ -562,10 +593,9 @@ class ClientPool:
         everyone = self.active is None  # then the stacked tensors themselves, no copies
         weights = None
         if global_weights is not None:
-            shared_w, shared_b = self.w["shared_w"], self.w["shared_b"]
             weights = {
-                "weight": shared_w if everyone else shared_w[participants],
-                "bias": shared_b if everyone else shared_b[participants],
+                name: self.w[key] if everyone else self.w[key][participants]
+                for name, key in self.shared_keys.items()
             }
         return FitResult(
             participants=participants,
@@ -651,8 +681,8 @@ class ClientPool:
     # -- shared model, meta-parameters, gossip --------------------------------------------
     def set_model_weights(self, weights: dict[str, Tensor]) -> None:
         """Every client starts from the global model."""
-        self.w["shared_w"][:] = weights["weight"]
-        self.w["shared_b"][:] = weights["bias"]
+        for name, key in self.shared_keys.items():
+            self.w[key][:] = weights[name]
 
     def sample_counts(self) -> Tensor:
         """Every client's training samples, FedAvg's weights [N]."""
@@ -663,15 +693,7 @@ class ClientPool:
 
     def expert_weights(self, client: int, expert: int) -> dict[str, Tensor]:
         """One expert's weights in `Expert.get_weights` form (keys `part.param`)."""
-        keys = {
-            "head_w": "model.weight",
-            "head_b": "model.bias",
-            "enc_w": "encoder.weight",
-            "enc_b": "encoder.bias",
-            "dec_w": "decoder.weight",
-            "dec_b": "decoder.bias",
-        }
-        return {keys[p]: self.w[p][client, expert].clone() for p in WEIGHTS}
+        return {name: self.w[key][client, expert].clone() for key, name in self.expert_keys.items()}
 
     def gossip(
         self, scheduler: GossipScheduler, rng: np.random.Generator
@@ -686,9 +708,10 @@ class ClientPool:
         b = torch.tensor([p[1] for p in pairs])
         e = torch.tensor(chosen)
         averaged = pairwise_average(
-            {p: self.w[p][a, e] for p in WEIGHTS}, {p: self.w[p][b, e] for p in WEIGHTS}
+            {p: self.w[p][a, e] for p in self.expert_keys},
+            {p: self.w[p][b, e] for p in self.expert_keys},
         )
-        for p in WEIGHTS:
+        for p in self.expert_keys:
             self.w[p][a, e] = averaged[p]
             self.w[p][b, e] = averaged[p]
         return [(pa, pb, self.names[i]) for (pa, pb), i in zip(pairs, chosen, strict=True)]

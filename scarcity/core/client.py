@@ -2,7 +2,8 @@
 
 One round on a client (`train_round`):
 1. every expert's `start_round` hook;
-2. the shared linear model trains on the private data when FedAvg is on (stage 2);
+2. the shared model (the configured backbone) trains on the private data when FedAvg is on
+   (stage 2);
 3. the experts train supervised: all of them, or only the router's pick (stage 4);
 4. with structure discovery (stage 8) every expert also trains its autoencoder;
 5. every expert summarises the data (one observation per round, which DriftExpert compares).
@@ -20,6 +21,7 @@ import torch
 from torch import Tensor
 
 from scarcity import messages
+from scarcity.backbones import make_backbone
 from scarcity.config import SimulationConfig
 from scarcity.core.aggregate import pairwise_average
 from scarcity.core.experts import (
@@ -31,7 +33,7 @@ from scarcity.core.experts import (
     MetaAdaptationExpert,
 )
 from scarcity.core.router import Router
-from scarcity.core.training import LocalObjective, Task, make_linear, train_supervised
+from scarcity.core.training import LocalObjective, Task, train_supervised
 from scarcity.results import ExpertReport, Insight
 
 
@@ -62,6 +64,7 @@ def build_experts(config: SimulationConfig, task: Task, generator: torch.Generat
         ssl_learning_rate=config.ssl_learning_rate,
         task=task,
         generator=generator,
+        backbone=make_backbone(config),
     )
     experts: list[Expert] = []
     for expert_id, name in enumerate(names):
@@ -112,7 +115,7 @@ class Client:
         self.router = Router(
             len(self.experts), cfg.router_strategy, cfg.variance_threshold, self.rng
         )
-        self.model = make_linear(cfg.input_dim, cfg.output_dim, self.generator)
+        self.model = make_backbone(cfg).make(self.generator)
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=cfg.learning_rate)
         self.meta_params: dict[str, float] = {}
         self.last_round = ClientRound()

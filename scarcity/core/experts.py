@@ -1,8 +1,9 @@
 """The expert portfolio: small specialised models each client holds (seed stages 1, 4, 7, 8).
 
-Every expert owns a supervised linear head (input → output, trained by SGD, stage 1) and a
-linear autoencoder (encoder → latent → decoder, trained by Adam, stage 8's self-supervised
-structure discovery). The subclasses differ in what they summarise and in one training hook:
+Every expert owns a supervised head (input → output, trained by SGD, stage 1: the configured
+backbone, `scarcity.backbones`, the seed's Linear by default) and a linear autoencoder
+(encoder → latent → decoder, trained by Adam, stage 8's self-supervised structure discovery).
+The subclasses differ in what they summarise and in one training hook:
 
 - `StructureExpert`: data statistics (mean, std, variance, min, max).
 - `DriftExpert`: |mean − previous mean| between consecutive observations (one per round).
@@ -26,11 +27,14 @@ import torch
 from torch import Tensor
 
 from scarcity import messages
+from scarcity.backbones import Backbone
+from scarcity.backbones.linear import LinearBackbone
 from scarcity.core.training import Task, fit, make_linear, rows, train_supervised
 
 
 class Expert:
-    """One specialised model: supervised linear head plus linear autoencoder."""
+    """One specialised model: a supervised head (the configured backbone, the seed's Linear by
+    default) plus a linear autoencoder."""
 
     name = "Expert"
 
@@ -44,6 +48,7 @@ class Expert:
         ssl_learning_rate: float = 0.01,
         task: Task = "regression",
         generator: torch.Generator | None = None,
+        backbone: Backbone | None = None,
     ) -> None:
         self.expert_id = expert_id
         self.task: Task = task
@@ -51,7 +56,8 @@ class Expert:
         self.ssl_learning_rate = ssl_learning_rate
         self.logger = logging.getLogger(f"{__name__}.{type(self).__name__}")
         gen = generator if generator is not None else torch.Generator().manual_seed(expert_id)
-        self.model = make_linear(input_dim, output_dim, gen)
+        model = backbone if backbone is not None else LinearBackbone(input_dim, output_dim)
+        self.model = model.make(gen)
         self.encoder = make_linear(input_dim, latent_dim, gen)
         self.decoder = make_linear(latent_dim, input_dim, gen)
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=learning_rate)

@@ -15,8 +15,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from scarcity.backbones import Backbone
+from scarcity.backbones.linear import LinearBackbone
 from scarcity.core.aggregate import fedavg
-from scarcity.core.training import Task, make_linear, mean_loss, per_sample_loss
+from scarcity.core.training import Task, mean_loss, per_sample_loss
 from scarcity.results import Insight
 
 
@@ -41,12 +43,14 @@ class Server:
         task: Task = "regression",
         generator: torch.Generator | None = None,
         memory_size: int = INSIGHT_MEMORY,
+        backbone: Backbone | None = None,
     ) -> None:
         self.num_clients = num_clients
         self.task: Task = task
         self.logger = logging.getLogger(f"{__name__}.{type(self).__name__}")
         gen = generator if generator is not None else torch.Generator().manual_seed(0)
-        self.global_model = make_linear(input_dim, output_dim, gen)
+        model = backbone if backbone is not None else LinearBackbone(input_dim, output_dim)
+        self.global_model = model.make(gen)
         self.memory: deque[Mapping[str, Any]] = deque(maxlen=memory_size)
         #: Insights received over the whole run, including rounds before a restore.
         self.insights_received = 0
