@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 from annotated_types import Le
 from pydantic import (
@@ -22,6 +22,7 @@ from pydantic import (
 
 from models.base import as_utc
 from models.settings import Settings, get_settings
+from scarcity.backbones import BACKBONES
 from scarcity.config import PRESETS, SimulationConfig
 from scarcity.partitions import PARTITIONERS
 from scarcity.results import METRIC_NAMES
@@ -80,12 +81,17 @@ def _make_simulation_create() -> type[BaseModel]:
         if name == "preset":
             continue
         metadata = list(info.metadata) + ([Le(caps[name])] if name in caps else [])
-        annotation = Annotated[(info.annotation, *metadata)] if metadata else info.annotation
+        annotation: Any = info.annotation
+        if get_origin(annotation) is tuple:  # strict mode: JSON arrays are lists, not tuples
+            annotation = list[get_args(annotation)[0]]  # type: ignore[misc]
+        annotation = Annotated[(annotation, *metadata)] if metadata else annotation
         # The engine checks these names against its registries; the schema lists them.
         if name == "strategy":
             annotation = Literal[tuple(STRATEGIES)]
         if name == "partition":
             annotation = Literal[tuple(PARTITIONERS)]
+        if name == "model":
+            annotation = Literal[tuple(BACKBONES)]
         # Built at run time from the engine's fields, so mypy cannot follow the types here.
         fields[name] = (annotation | None, Field(None, description=info.description))  # type: ignore[operator]
     return create_model(  # type: ignore[call-overload]
@@ -323,6 +329,14 @@ class PartitionPublic(BaseModel):
         description="Config fields the partition reads, with their defaults."
     )
     by_label: bool = Field(description="Splits by label (needs a labelled data set).")
+
+
+class ModelPublic(BaseModel):
+    name: str = Field(description="The value of the config field `model`.")
+    description: str
+    parameters: dict[str, Any] = Field(
+        description="Config fields the model reads, with their defaults."
+    )
 
 
 class ErrorBody(BaseModel):

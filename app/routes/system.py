@@ -8,8 +8,16 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from app.deps import OwnerDep
-from app.schemas import ErrorBody, Health, PartitionPublic, PresetPublic, StrategyPublic
+from app.schemas import (
+    ErrorBody,
+    Health,
+    ModelPublic,
+    PartitionPublic,
+    PresetPublic,
+    StrategyPublic,
+)
 from models.db import get_engine
+from scarcity.backbones import BACKBONES
 from scarcity.config import PRESETS, SimulationConfig, resolve_config
 from scarcity.partitions import PARTITIONERS
 from scarcity.strategies import STRATEGIES
@@ -67,6 +75,24 @@ async def list_partitions(_: OwnerDep) -> list[PartitionPublic]:  # CPU only
             by_label=p.by_label,
         )
         for name, p in PARTITIONERS.items()
+    ]
+
+
+@router.get(
+    "/models",
+    response_model=list[ModelPublic],
+    responses={401: {"model": ErrorBody, "description": "Missing or invalid API key."}},
+)
+async def list_models(_: OwnerDep) -> list[ModelPublic]:  # CPU only
+    """Every supervised model (`model` in a config) and the parameters it reads."""
+    fields = SimulationConfig.model_fields
+    return [
+        ModelPublic(
+            name=name,
+            description=cls.description,
+            parameters={f: fields[f].default for f in cls.parameters},
+        )
+        for name, (cls, _) in BACKBONES.items()
     ]
 
 
