@@ -298,6 +298,8 @@ class MetaParamsRow(BaseModel):
     """One round's meta-parameters; structural priors (`prior_*`) appear from stage 8."""
 
     model_config = ConfigDict(extra="allow")
+    # the `prior_*` keys are numbers: so says the document, and clients generated from it
+    __pydantic_extra__: dict[str, float] = Field(init=False)
     round: int
     mean: float | None = None
     std: float | None = None

@@ -142,10 +142,30 @@ def _exists(simulation_id: uuid.UUID, owner: str) -> None:
         service.get_simulation(session, simulation_id, owner)
 
 
+class EventStreamResponse(StreamingResponse):
+    # as the route's response class, the document's 200 is text/event-stream alone (FastAPI
+    # would otherwise add an application/json body this route never sends)
+    media_type = "text/event-stream"
+
+
 @router.get(
     "/events",
+    response_class=EventStreamResponse,
     responses={
-        200: {"content": {"text/event-stream": {}}, "description": "Server-sent events."},
+        200: {
+            "content": {
+                "text/event-stream": {
+                    "schema": {
+                        "type": "string",
+                        "description": "Per finished round `event: round` (`id:` the round, "
+                        "`data:` its RoundMetricsPublic with `rounds_total`, as JSON), then one "
+                        "`event: end` (`data:` the SimulationPublic); `: ping` comments while "
+                        "idle.",
+                    }
+                }
+            },
+            "description": "Server-sent events.",
+        },
         **ERRORS,
     },
 )
@@ -164,7 +184,7 @@ async def stream_events(
     hub: EventHub = request.app.state.events
     if hub.feed(simulation_id, owner) is None:  # a live feed of this owner's run proves it
         await run_in_threadpool(_exists, simulation_id, owner)  # 404 before the stream opens
-    return StreamingResponse(
+    return EventStreamResponse(
         events(hub, simulation_id, owner, last_event_id),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
