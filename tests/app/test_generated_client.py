@@ -4,10 +4,11 @@ operation of the document and parses every answer into its generated models.
 The client is generated offline into a temporary directory from the document the running
 server serves, then imported. Each parsed answer must give back the JSON it came from
 (`to_dict()`) with no key the document does not name (`additional_properties` of a model with
-declared fields). The event stream is typed `text/event-stream` (a string), so the generated
-client returns its text and its events' data parse into the generated models. CSV answers are
-not JSON: those few requests use the generated client's own httpx client (`get_httpx_client()`),
-the only calls not made through a generated operation.
+declared fields). Two kinds of answer are not JSON, and are read raw: the event stream (the
+document describes each event, `itemSchema`; the generated operation hands back its bytes as
+`content`, and each event's data parse into the generated models), and CSV, the `text/csv`
+alternative of a JSON answer, fetched with the generated client's own httpx client
+(`get_httpx_client()`): the only requests not made through a generated operation.
 """
 
 from __future__ import annotations
@@ -220,11 +221,15 @@ def test_a_generated_client_calls_every_operation_and_parses_every_answer(
     assert done.status.value == "succeeded" and done.progress.rounds_completed == 3
     assert set(done.final_metrics.to_dict()) >= {"loss", "recon_loss"}
 
-    # events: the whole stream of a finished run, as text; its data are the generated models
+    # events: the whole stream of a finished run, raw; its data are the generated models
     stream = ops["stream_events"].sync_detailed(run.id, client=client)
-    assert stream.status_code == 200 and isinstance(stream.parsed, str)
-    assert stream.headers["content-type"].startswith("text/event-stream")
-    events = sse(stream.parsed)
+    assert stream.status_code == 200 and stream.headers["content-type"].startswith(
+        "text/event-stream"
+    )
+    events = sse(stream.content.decode())
+    item = document["paths"]["/simulations/{simulation_id}/events"]["get"]["responses"]["200"]
+    item = item["content"]["text/event-stream"]["itemSchema"]
+    assert {e for e, _, _ in events} == set(item["properties"]["event"]["enum"])
     assert [(e, i) for e, i, _ in events] == [
         ("round", "1"), ("round", "2"), ("round", "3"), ("end", None),
     ]  # fmt: skip
@@ -234,7 +239,7 @@ def test_a_generated_client_calls_every_operation_and_parses_every_answer(
     end = models.SimulationPublic.from_dict(events[-1][2])
     assert end.id == run.id and end.status.value == "succeeded" and undocumented(end) == []
     resumed = ops["stream_events"].sync_detailed(run.id, client=client, last_event_id=2)
-    assert [e for e, _, _ in sse(resumed.parsed)] == ["round", "end"]
+    assert [e for e, _, _ in sse(resumed.content.decode())] == ["round", "end"]
 
     metrics = parsed(ops["get_metrics"].sync_detailed(run.id, client=client), 200)
     assert [r.round_ for r in metrics.rounds] == [1, 2, 3]
