@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import mimetypes
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
@@ -26,6 +27,9 @@ from models.settings import get_settings
 
 STATIC = Path(__file__).parent / "static"
 logger = logging.getLogger("app")
+# The dashboard's module scripts load only with a JavaScript type; the platform's table (Windows'
+# registry, /etc/mime.types), which StaticFiles asks, may map .js to another.
+mimetypes.add_type("text/javascript", ".js")
 
 
 @asynccontextmanager

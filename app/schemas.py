@@ -236,10 +236,47 @@ class MetricsPublic(BaseModel):
     rounds: list[RoundMetricsPublic]
 
 
+class ExpertReportPublic(BaseModel):
+    """One expert's part of an insight (scarcity.results.ExpertReport.to_dict())."""
+
+    metrics: dict[str, float] = Field(
+        description="What its training measured this round; empty when the router did not pick it."
+    )
+    summary: dict[str, float] = Field(description="Its summary of the client's data.")
+
+
+# Only with client_test_fraction: absent otherwise (never null), as the engine writes it.
+_Personal = Annotated[float | None, WithJsonSchema({"type": "number"})]
+
+
+class ClientInsightPublic(BaseModel):
+    """One client's insight of a round: scarcity.results.Insight.to_dict(), as stored."""
+
+    client_id: int
+    loss: float = Field(description="Mean local training loss of the round.")
+    mean_grad: float = Field(description="Mean |gradient| of its local training.")
+    uncertainty: float = Field(description="Spread (std) of its per-row losses after training.")
+    loss_improvement: float = Field(description="Its loss before local training minus after.")
+    selected_expert: str = Field(description="The expert the router picked (`all`: every one).")
+    experts: dict[str, ExpertReportPublic]
+    personal_accuracy: _Personal = Field(
+        None,
+        exclude_if=lambda v: v is None,
+        description="The shared model's accuracy on the client's own held-out rows "
+        "(client_test_fraction, labelled data sets).",
+    )
+    personal_loss: _Personal = Field(
+        None,
+        exclude_if=lambda v: v is None,
+        description="The shared model's loss on the client's own held-out rows "
+        "(client_test_fraction, regression).",
+    )
+
+
 class InsightPublic(BaseModel):
     round: int
     client_id: int
-    insight: dict[str, Any]
+    insight: ClientInsightPublic
 
 
 class InsightsPublic(BaseModel):
@@ -267,6 +304,8 @@ class MetaParamsRow(BaseModel):
     """One round's meta-parameters; structural priors (`prior_*`) appear from stage 8."""
 
     model_config = ConfigDict(extra="allow")
+    # the `prior_*` keys are numbers: so says the document, and clients generated from it
+    __pydantic_extra__: dict[str, float] = Field(init=False)
     round: int
     mean: float | None = None
     std: float | None = None

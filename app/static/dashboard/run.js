@@ -1,0 +1,290 @@
+// The run view: one simulation at a time, its status, progress, log, charts by round and
+// exports; the per-client views below it come from clients.js.
+import { api, apiJSON, errorText, eventStream } from "./api.js";
+import { ChartBox } from "./charts.js";
+import { loadClients, loadGossipGraph, loadHeatmap, resetClients } from "./clients.js";
+import { cancelSimulation, refreshHistory } from "./history.js";
+import { $, download, FINISHED, fmt, shortId } from "./util.js";
+
+export async function downloadCSV(id) {
+  const response = await api(`/simulations/${id}/metrics?format=csv`);
+  if (!response.ok) return alert(await errorText(response));
+  download(`scarcity-${shortId(id)}-metrics.csv`, await response.text(), "text/csv");
+}
+
+export async function downloadJSON(id) {
+  try {
+    const [simulation, metrics, meta] = await Promise.all([
+      apiJSON(`/simulations/${id}`), apiJSON(`/simulations/${id}/metrics`),
+      apiJSON(`/simulations/${id}/meta-params`),
+    ]);
+    const metaByRound = new Map(meta.rounds.map((r) => [r.round, r]));
+    const rounds = metrics.rounds.map((r) => {
+      const m = metaByRound.get(r.round);
+      const meta_params = m ? Object.fromEntries(Object.entries(m).filter(([k]) => k !== "round")) : null;
+      return { ...r, meta_params };
+    });
+    download(`scarcity-${shortId(id)}.json`, JSON.stringify({ simulation, rounds }, null, 2), "application/json");
+  } catch (err) {
+    alert(String(err.message || err));
+  }
+}
+
+// Watch: one simulation at a time; rounds arrive over the events stream (fetch-streamed SSE).
+const METRIC_CHARTS = [
+  { key: "loss", title: "Loss (mean client training loss, held-out test loss)", names: ["loss", "test_loss"] },
+  { key: "recon", title: "Reconstruction loss and replay error", names: ["recon_loss", "replay_error"] },
+  { key: "drift", title: "Drift", names: ["drift"] },
+  { key: "accuracy", title: "Test accuracy", names: ["test_accuracy"] },
+];
+const CHARTED = new Set(METRIC_CHARTS.flatMap((c) => c.names));
+
+const watchState = { id: null, token: 0, rounds: new Map(), meta: [], total: 0, lastRound: 0, charts: {}, abort: null };
+
+export function setStatus(status) {
+  const node = $("#sim-status");
+  node.textContent = status;
+  node.dataset.status = status;
+  const active = status === "queued" || status === "running";
+  $("#watch-cancel").hidden = !active;
+}
+
+function setProgress(done, total) {
+  const bar = $("#sim-progress");
+  bar.max = Math.max(1, total); bar.value = done;
+  $("#sim-progress-text").textContent = `round ${done} of ${total}`;
+}
+
+export function showSimulation(sim) {
+  setStatus(sim.status);
+  watchState.total = sim.progress.rounds_total;
+  setProgress(Math.max(sim.progress.rounds_completed, watchState.rounds.size), sim.progress.rounds_total);
+  const c = sim.config || {};
+  const bits = [sim.name, sim.preset, `${c.num_clients} clients`, `${c.rounds} rounds`, `seed ${c.seed}`,
+    c.dataset, c.partition === "dirichlet" ? `dirichlet α=${c.dirichlet_alpha}` : c.partition,
+    `created ${new Date(sim.created_at).toLocaleString()}`];
+  if (sim.finished_at && sim.started_at) {
+    bits.push(`ran ${((new Date(sim.finished_at) - new Date(sim.started_at)) / 1000).toFixed(1)} s`);
+  }
+  $("#sim-meta").textContent = bits.filter(Boolean).join(" · ");
+  $("#sim-meta").dataset.clients = String(c.num_clients || 0);
+  $("#sim-error").textContent = sim.error ? `Error: ${sim.error}` : "";
+}
+
+function logLine(r) {
+  const total = r.rounds_total || watchState.total || "?";
+  const metrics = Object.entries(r.metrics || {}).map(([k, v]) => `${k}=${fmt(v)}`).join(" ");
+  return `Round ${r.round}/${total} ${metrics}`;
+}
+
+function ensureCharts() {
+  if (Object.keys(watchState.charts).length) return watchState.charts;
+  const root = $("#charts");
+  root.replaceChildren();
+  const charts = {};
+  for (const spec of METRIC_CHARTS) charts[spec.key] = new ChartBox(root, spec);
+  charts.other = new ChartBox(root, { key: "other", title: "Other metrics" });
+  charts.meta = new ChartBox(root, { key: "meta", title: "Meta-parameters (lr on the right axis)", rightAxis: ["lr"] });
+  charts.priors = new ChartBox(root, { key: "priors", title: "Structural priors (meta-learner)" });
+  charts.experts = new ChartBox(root, { key: "experts", title: "Expert usage (clients routed per expert)" });
+  charts.gossip = new ChartBox(root, { key: "gossip", title: "Gossip pairs per round (by expert)" });
+  watchState.charts = charts;
+  return charts;
+}
+
+function resetCharts() {
+  for (const chart of Object.values(watchState.charts)) chart.destroy();
+  watchState.charts = {};
+}
+
+function renderRounds() {
+  const charts = ensureCharts();
+  const rounds = [...watchState.rounds.values()].sort((a, b) => a.round - b.round);
+  const xs = rounds.map((r) => r.round);
+  const col = (get) => rounds.map((r) => { const v = get(r); return typeof v === "number" ? v : null; });
+  const present = new Set(rounds.flatMap((r) => Object.keys(r.metrics || {})));
+  for (const spec of METRIC_CHARTS) {
+    const names = spec.names.filter((n) => present.has(n));
+    charts[spec.key].update(xs, names.map((n) => [n, col((r) => r.metrics[n])]));
+  }
+  const others = [...present].filter((n) => !CHARTED.has(n)).sort();
+  charts.other.update(xs, others.map((n) => [n, col((r) => r.metrics[n])]));
+  const experts = [...new Set(rounds.flatMap((r) => Object.keys(r.expert_usage || {})))];
+  charts.experts.update(xs, experts.map((e) => [e, col((r) => (r.expert_usage || {})[e] ?? 0)]));
+  const pairExperts = [...new Set(rounds.flatMap((r) => (r.gossip_pairs || []).map((p) => p.expert || "pairs")))];
+  const gossipSeries = pairExperts.map((e) => [e, col((r) => (r.gossip_pairs || []).filter((p) => (p.expert || "pairs") === e).length)]);
+  if (pairExperts.length > 1) gossipSeries.unshift(["all pairs", col((r) => (r.gossip_pairs || []).length)]);
+  charts.gossip.update(xs, rounds.some((r) => (r.gossip_pairs || []).length) ? gossipSeries : []);
+  const last = rounds[rounds.length - 1];
+  const pairs = last && last.gossip_pairs ? last.gossip_pairs : [];
+  $("#gossip-latest").textContent = pairs.length
+    ? `Gossip in round ${last.round}: ` + pairs.map((p) => `client ${p.client_a} ↔ client ${p.client_b}${p.expert ? ` (${p.expert})` : ""}`).join(", ")
+    : "";
+  renderMeta();
+}
+
+function renderMeta() {
+  const charts = ensureCharts();
+  const rows = [...watchState.meta].sort((a, b) => a.round - b.round);
+  const xs = rows.map((r) => r.round);
+  const col = (k) => rows.map((r) => (typeof r[k] === "number" ? r[k] : null));
+  const metaKeys = ["mean", "std", "lr"].filter((k) => rows.some((r) => typeof r[k] === "number"));
+  charts.meta.update(xs, metaKeys.map((k) => [k, col(k)]));
+  const priors = [...new Set(rows.flatMap((r) => Object.keys(r).filter((k) => k.startsWith("prior_"))))].sort();
+  charts.priors.update(xs, priors.map((k) => [k.replace(/^prior_/, ""), col(k)]));
+}
+
+let metaInFlight = null;
+async function refreshMeta(token) {
+  if (metaInFlight) { metaInFlight.again = true; return; }
+  metaInFlight = { again: false };
+  try {
+    do {
+      metaInFlight.again = false;
+      const body = await apiJSON(`/simulations/${watchState.id}/meta-params`);
+      if (token !== watchState.token) return;
+      watchState.meta = body.rounds || [];
+      renderMeta();
+    } while (metaInFlight.again);
+  } catch { /* meta-params are optional decoration; the next round retries */ } finally {
+    metaInFlight = null;
+  }
+}
+
+function addRound(r, token) {
+  if (token !== watchState.token) return;
+  const isNew = !watchState.rounds.has(r.round);
+  watchState.rounds.set(r.round, r);
+  if (r.rounds_total) watchState.total = r.rounds_total;
+  if (isNew) {
+    const log = $("#sim-log");
+    if (r.round > watchState.lastRound) {
+      log.append(`${logLine(r)}\n`);
+      watchState.lastRound = r.round;
+    } else {
+      const lines = [...watchState.rounds.values()].sort((a, b) => a.round - b.round).map(logLine);
+      log.textContent = lines.join("\n") + "\n";
+    }
+    log.scrollTop = log.scrollHeight;
+  }
+  const status = $("#sim-status").dataset.status;
+  if (!FINISHED.has(status)) setStatus("running");
+  setProgress(watchState.rounds.size, watchState.total);
+  scheduleRender(token);
+  refreshMeta(token);
+}
+
+// A replayed stream can deliver hundreds of rounds at once: draw at most once per frame.
+let renderPending = false;
+function scheduleRender(token) {
+  if (renderPending) return;
+  renderPending = true;
+  requestAnimationFrame(() => {
+    renderPending = false;
+    if (token === watchState.token) renderRounds();
+  });
+}
+
+// The stream replays every stored round, then follows live ones; true once the end event came.
+async function streamEvents(id, token, signal) {
+  for await (const { event, data } of eventStream(`/simulations/${id}/events`, signal)) {
+    if (token !== watchState.token) continue;
+    if (event === "round") addRound(data, token);
+    else if (event === "end") { finishWatch(data, token); return true; }
+  }
+  return false;
+}
+
+async function finishWatch(sim, token) {
+  if (token !== watchState.token) return;
+  showSimulation(sim);
+  setProgress(sim.progress.rounds_completed, sim.progress.rounds_total);
+  await refreshMeta(token);
+  loadServerLog(token);
+  loadHeatmap(watchState.id, () => token === watchState.token).catch(() => { $("#heatmap-box").hidden = true; });
+  loadGossipGraph([...watchState.rounds.values()].sort((a, b) => a.round - b.round));
+  refreshHistory();
+}
+
+async function loadServerLog(token) {
+  try {
+    const body = await apiJSON(`/simulations/${watchState.id}/logs`);
+    if (token !== watchState.token) return;
+    $("#server-log").textContent = body.lines.map((l) => `[r${l.round}] ${l.level} ${l.message}`).join("\n");
+  } catch (err) {
+    $("#server-log").textContent = String(err.message || err);
+  }
+}
+
+export async function watch(id) {
+  if (watchState.abort) watchState.abort.abort();
+  const token = ++watchState.token;
+  const abort = new AbortController();
+  Object.assign(watchState, { id, rounds: new Map(), meta: [], total: 0, lastRound: 0, abort });
+  resetCharts();
+  $("#watch-empty").hidden = true;
+  $("#watch-body").hidden = false;
+  for (const b of ["#watch-csv", "#watch-json"]) $(b).hidden = false;
+  window.history.replaceState(null, "", `#sim=${id}`);
+  $("#sim-id").textContent = shortId(id);
+  $("#sim-id").title = id;
+  $("#sim-log").textContent = "";
+  $("#server-log").textContent = "";
+  $("#sim-error").textContent = "";
+  setStatus("…");
+  setProgress(0, 0);
+  for (const row of document.querySelectorAll("#history-rows tr")) row.classList.toggle("current", row.dataset.id === id);
+  let sim;
+  try {
+    sim = await apiJSON(`/simulations/${id}`);
+  } catch (err) {
+    setStatus("error");
+    $("#sim-error").textContent = String(err.message || err);
+    return;
+  }
+  if (token !== watchState.token) return;
+  showSimulation(sim);
+  ensureCharts();
+  resetClients();
+  loadClients(id, () => token === watchState.token);
+  // The stream replays every stored round, then follows live ones until the end event.
+  for (let attempt = 0; token === watchState.token; attempt++) {
+    try {
+      if (await streamEvents(id, token, abort.signal)) return;
+    } catch (err) {
+      if (abort.signal.aborted) return;
+      if (attempt >= 3) { $("#sim-error").textContent = `Event stream failed: ${err.message || err}; polling instead.`; break; }
+    }
+    await new Promise((r) => setTimeout(r, 1000 * (attempt + 1)));
+  }
+  // Fallback: poll the resource and its metrics.
+  while (token === watchState.token) {
+    try {
+      const [s, m] = await Promise.all([apiJSON(`/simulations/${id}`), apiJSON(`/simulations/${id}/metrics`)]);
+      for (const r of m.rounds) addRound({ ...r, rounds_total: s.progress.rounds_total }, token);
+      if (FINISHED.has(s.status)) { finishWatch(s, token); return; }
+      showSimulation(s);
+    } catch { /* keep polling */ }
+    await new Promise((r) => setTimeout(r, 1500));
+  }
+}
+
+// The run shown, or null.
+export function watchedId() { return watchState.id; }
+
+// The watched run was deleted: back to the empty view.
+export function closeWatch() {
+  if (watchState.abort) watchState.abort.abort();
+  watchState.token++; watchState.id = null;
+  resetCharts();
+  $("#watch-body").hidden = true; $("#watch-empty").hidden = false;
+  for (const b of ["#watch-csv", "#watch-json", "#watch-cancel"]) $(b).hidden = true;
+  $("#sim-id").textContent = "—"; setStatus("idle");
+  window.history.replaceState(null, "", window.location.pathname);
+}
+
+export function initRun() {
+  $("#watch-cancel").addEventListener("click", () => watchState.id && cancelSimulation(watchState.id));
+  $("#watch-csv").addEventListener("click", () => watchState.id && downloadCSV(watchState.id));
+  $("#watch-json").addEventListener("click", () => watchState.id && downloadJSON(watchState.id));
+}
