@@ -61,8 +61,8 @@ def assert_same(observed, stored, path="") -> None:
         assert isinstance(observed, dict) and observed.keys() == stored.keys(), path
         for key in stored:
             assert_same(observed[key], stored[key], f"{path}.{key}")
-    elif isinstance(stored, list):
-        assert isinstance(observed, list) and len(observed) == len(stored), path
+    elif isinstance(stored, list | tuple):
+        assert type(observed) is type(stored) and len(observed) == len(stored), path
         for i, (o, s) in enumerate(zip(observed, stored, strict=True)):
             assert_same(o, s, f"{path}[{i}]")
     elif isinstance(stored, float) and not isinstance(observed, bool):
