@@ -6,7 +6,7 @@ import argparse
 import importlib
 import sys
 
-SUITES = ("engine", "scale", "service", "strategies", "events", "search")
+SUITES = ("engine", "scale", "models", "service", "strategies", "events", "search")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -171,11 +171,26 @@ def test_dashboard_submit_watch_history_and_docs(browser: Browser, server: Serve
     field_error = page.locator('[data-field="num_clients"] .field-error')
     expect(field_error).to_contain_text("greater than or equal to 1")
 
+    # The chosen model's own fields only (GET /models): an MLP's hidden sizes, typed as a list.
+    hidden = page.locator('[data-field="hidden_sizes"]')
+    expect(hidden).to_be_hidden()
+    page.select_option("#f-model", "mlp")
+    expect(hidden).to_be_visible()
+    expect(page.locator('[data-field="cnn_channels"]')).to_be_hidden()
     page.fill("#f-num_clients", "5")
+    page.fill("#f-hidden_sizes", "16, x")
+    page.get_by_role("button", name="Run", exact=True).click()
+    expect(hidden.locator(".field-error")).to_contain_text("whole numbers")
+    page.fill("#f-hidden_sizes", "16, 8")
+
     page.fill("#f-rounds", "5")
     page.get_by_role("button", name="Run", exact=True).click()
     expect(field_error).to_be_empty()
     expect(page.locator("#sim-status")).to_have_text("succeeded", timeout=45_000)
+    import httpx
+
+    newest = httpx.get(f"{server.url}/simulations?limit=1", timeout=30).json()["data"][0]
+    assert (newest["config"]["model"], newest["config"]["hidden_sizes"]) == ("mlp", [16, 8])
     _wait_for_charts(page, 5)
     expect(page.locator("#sim-progress-text")).to_have_text("round 5 of 5")
     log_text = page.locator("#sim-log").inner_text()

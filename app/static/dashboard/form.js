@@ -12,16 +12,17 @@ const LABELS = {
   test_fraction: "Test fraction", min_partition_size: "Min rows per client",
   num_classes_per_partition: "Classes per client", num_shards_per_partition: "Shards per client",
   feature_noise: "Feature noise σ", client_test_fraction: "Client test fraction",
+  model: "Model", hidden_sizes: "Hidden sizes", cnn_channels: "CNN filters",
   name: "Name", tags: "Tags", notes: "Notes",
 };
 const GROUPS = [
   ["Run", ["name", "tags", "notes", "num_clients", "rounds", "seed"]],
-  ["Model and training", ["input_dim", "output_dim", "learning_rate", "local_epochs", "batch_size", "router_strategy"]],
+  ["Model and training", ["model", "hidden_sizes", "cnn_channels", "input_dim", "output_dim", "learning_rate", "local_epochs", "batch_size", "router_strategy"]],
   ["Data", ["dataset", "partition", "dirichlet_alpha", "min_partition_size", "self_balancing", "num_classes_per_partition", "class_assignment_mode", "num_shards_per_partition", "samples_per_client", "quantity_skew", "resample_to_size", "feature_scaling", "feature_noise", "drift", "test_fraction", "client_test_fraction"]],
   ["Strategy (shared model)", ["strategy", "reptile_step_size", "server_learning_rate", "server_momentum", "beta_1", "beta_2", "tau", "proximal_mu", "trim_beta", "num_malicious_clients", "num_clients_to_keep", "q_param", "qffl_learning_rate", "dp_clipping_norm", "dp_noise_multiplier", "dp_clipping"]],
   ["Participation and attackers", ["clients_per_round", "fraction_fit", "min_fit_clients", "malicious_fraction", "attack", "attack_scale"]],
 ];
-const form = { presets: [], strategies: [], partitions: [], fields: new Map() };
+const form = { presets: [], strategies: [], partitions: [], models: [], fields: new Map() };
 
 // Only the chosen partition's parameters are shown (GET /partitions says which it reads);
 // samples_per_client and quantity_skew also size synthetic clients and resampled ones.
@@ -47,17 +48,23 @@ function showPartitionParameters() {
   }
 }
 
-// Only the chosen strategy's parameters are shown (GET /strategies says which it reads).
-function showStrategyParameters() {
-  const strategy = form.fields.get("strategy");
-  if (!strategy) return;
-  const all = new Set(form.strategies.flatMap((s) => Object.keys(s.parameters)));
-  const chosen = form.strategies.find((s) => s.name === strategy.input.value);
+// Only the chosen strategy's (model's) parameters are shown: GET /strategies (/models) says
+// which fields each reads.
+function showChosenParameters(field, catalogue) {
+  const select = form.fields.get(field);
+  if (!select) return;
+  const all = new Set(catalogue.flatMap((s) => Object.keys(s.parameters)));
+  const chosen = catalogue.find((s) => s.name === select.input.value);
   const wanted = new Set(chosen ? Object.keys(chosen.parameters) : []);
   for (const name of all) {
     const f = form.fields.get(name);
     if (f) f.wrap.hidden = !wanted.has(name);
   }
+}
+
+function showStrategyParameters() {
+  showChosenParameters("strategy", form.strategies);
+  showChosenParameters("model", form.models);
 }
 
 function resolveSchema(prop) {
@@ -89,6 +96,9 @@ function buildField(name, prop) {
   } else if (s.type === "object") {  // tags: key → value, typed as "key=value, key2=value2"
     kind = "tags";
     input = el("input", { type: "text", id, name, placeholder: "study=lr, team=fl" });
+  } else if (s.type === "array") {  // hidden_sizes: integers typed as "64, 32"
+    kind = "integers";
+    input = el("input", { type: "text", id, name, placeholder: "64, 32", inputmode: "numeric" });
   } else if (s.enum) {
     kind = "enum";
     input = el("select", { id, name }, ...s.enum.map((v) => new Option(v, v)));
@@ -165,6 +175,13 @@ function fieldValue(name) {
   const f = form.fields.get(name);
   if (f.kind === "boolean") return f.input.checked;
   if (f.kind === "tags") return parseTags(f.input.value);
+  if (f.kind === "integers") {
+    const parts = f.input.value.split(",").map((p) => p.trim()).filter(Boolean);
+    if (!parts.length) return null;
+    const numbers = parts.map(Number);
+    if (!numbers.every(Number.isInteger)) return { bad: "whole numbers separated by commas" };
+    return numbers;
+  }
   if (f.kind === "integer" || f.kind === "number") {
     if (f.input.validity && f.input.validity.badInput) return { bad: "not a number" };
     return f.input.value.trim() === "" ? null : Number(f.input.value);
@@ -172,11 +189,14 @@ function fieldValue(name) {
   return f.input.value;
 }
 
+// Arrays (hidden_sizes) compare by value.
+const same = (a, b) => a === b || (Array.isArray(a) && JSON.stringify(a) === JSON.stringify(b));
+
 function markChanged(name) {
   const f = form.fields.get(name);
   const def = presetConfig()[name];
   const v = fieldValue(name);
-  f.wrap.classList.toggle("changed", def !== undefined && v !== null && v !== def);
+  f.wrap.classList.toggle("changed", def !== undefined && v !== null && !same(v, def));
 }
 
 function applyPreset() {
@@ -245,7 +265,7 @@ async function submit(event) {
   for (const name of form.fields.keys()) {
     const v = fieldValue(name);
     if (v && typeof v === "object" && v.bad) { showFieldError(name, v.bad); bad = true; continue; }
-    if (v === null || v === "" || v === defaults[name]) continue;
+    if (v === null || v === "" || same(v, defaults[name])) continue;
     body[name] = v;
   }
   if (bad) { $("#form-error").textContent = "Fix the fields marked in red."; return; }
@@ -284,10 +304,12 @@ async function submit(event) {
 // Loads the presets and the schema and builds the form (again once an API key is given).
 export async function initForm() {
   try {
-    const [presets, openapi, strategies, partitions] = await Promise.all([
+    const [presets, openapi, strategies, partitions, models] = await Promise.all([
       apiJSON("/presets"), apiJSON("/openapi.json"), apiJSON("/strategies"), apiJSON("/partitions"),
+      apiJSON("/models"),
     ]);
     form.presets = presets;
+    form.models = models;
     form.strategies = strategies;
     form.partitions = partitions;
     const schema = openapi.components.schemas.SimulationCreate;
@@ -300,8 +322,10 @@ export async function initForm() {
     select.value = names.includes("stage8") ? "stage8" : names[names.length - 1];
     buildForm(schema);
     applyPreset();
-    const strategy = form.fields.get("strategy");
-    if (strategy) strategy.input.addEventListener("change", showStrategyParameters);
+    for (const name of ["strategy", "model"]) {
+      const f = form.fields.get(name);
+      if (f) f.input.addEventListener("change", showStrategyParameters);
+    }
     for (const name of ["partition", "dataset", "resample_to_size"]) {
       const f = form.fields.get(name);
       if (f) f.input.addEventListener("change", showPartitionParameters);
