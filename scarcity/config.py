@@ -179,6 +179,16 @@ class SimulationConfig(BaseModel):
 
     # Algorithm hyper-parameters.
     meta_ema_alpha: float = Field(0.1, gt=0, le=1, description="EMA weight of new statistics.")
+    apply_meta_params: bool = Field(
+        False,
+        description=(
+            "Clients use the meta-learner's broadcast: its learning rate `lr` (the base "
+            "learning_rate ×5 while the clients' mean loss is above 10, ×2 above 1) becomes "
+            "their supervised learning rate in the rounds after it (shared model and expert "
+            "heads; MetaAdaptation scales it by its own factor). On from stage 5 for new "
+            "requests; runs stored before it have it off."
+        ),
+    )
     meta_reptile: bool = Field(
         False, description="Reptile server step θ ← θ + ε·mean(θ_i − θ) instead of FedAvg."
     )
@@ -319,6 +329,8 @@ class SimulationConfig(BaseModel):
                 "client_test_fraction: evaluates the shared model on each client's rows and "
                 "needs federated_averaging (stage2 or later)"
             )
+        if self.apply_meta_params and not self.meta_learning:
+            raise ValueError("apply_meta_params: needs meta_learning (stage5 or later)")
         if self.meta_reptile and not self.federated_averaging:
             raise ValueError("meta_reptile: needs federated_averaging (the shared model)")
         if not self.expert_ensemble:
@@ -518,6 +530,9 @@ def _build_presets() -> dict[str, Preset]:
     for name, feature, description in _STAGE_FEATURES:
         if feature is not None:
             switched_on[feature] = True
+        if feature == "meta_learning":
+            # The broadcast is used, not only stored (the seed's "faster convergence").
+            switched_on["apply_meta_params"] = True
         presets[name] = Preset(name, description, dict(switched_on))
     presets["baseline"] = Preset(
         "baseline",
@@ -534,10 +549,12 @@ def stored_config(fields: Mapping[str, Any]) -> dict[str, Any]:
     """A config stored by an earlier version, with each field added since then set to what
     that version did where the new default would change its results: a real data set stored
     before natural sizes was resampled (`resample_to_size`) and standardised
-    (`feature_scaling`), and any stored run keeps `engine_version` 1. The database migration
+    (`feature_scaling`), and any stored run keeps `engine_version` 1 and clients that do not
+    use the meta-parameters (`apply_meta_params`). The database migration
     writes the same into stored rows; checkpoints keep the config they were written with."""
     upgraded = dict(fields)
     upgraded.setdefault("engine_version", 1)
+    upgraded.setdefault("apply_meta_params", False)
     if upgraded.get("dataset", "synthetic") != "synthetic":
         upgraded.setdefault("resample_to_size", True)
         upgraded.setdefault("feature_scaling", "standard")

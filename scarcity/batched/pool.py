@@ -212,6 +212,9 @@ class ClientPool:
         x, y = self.round_data(round_index)
         n_clients, k = self.num_clients, len(self.names)
         self.adaptation.start_round()
+        meta_lr = self.meta_params.get("lr") if cfg.apply_meta_params else None
+        if meta_lr is not None:  # `Client.train_round`: the broadcast rate replaces the base
+            self.adaptation.base_lr = meta_lr
         chosen: Tensor | None = None
         if cfg.expert_routing:
             chosen = route(
@@ -313,9 +316,11 @@ class ClientPool:
         is_meta = row_expert == (self.meta if self.meta is not None else -2)
         meta_clients = everyone.repeat_interleave(group)[is_meta]
 
+        base = self.adaptation.base_lr  # the configured rate, or the meta-learner's
+
         def learning_rates() -> Tensor:
-            lr = torch.full((len(row_expert),), cfg.learning_rate, dtype=torch.float64)
-            lr[is_meta] = cfg.learning_rate * self.adaptation.scale[meta_clients]
+            lr = torch.full((len(row_expert),), base, dtype=torch.float64)
+            lr[is_meta] = base * self.adaptation.scale[meta_clients]
             return lr.float()
 
         def on_epoch(loss: Tensor) -> Tensor | None:

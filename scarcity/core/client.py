@@ -180,6 +180,12 @@ class Client:
         `objective`: the strategy's terms for the shared model this round (None = plain loss).
         """
         cfg = self.config
+        lr = self.meta_params.get("lr") if cfg.apply_meta_params else None
+        if lr is not None:  # the meta-learner's rate replaces the configured one
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            for expert in self.experts:
+                expert.set_learning_rate(lr)
         for expert in self.experts:
             expert.start_round()
         shared = self.local_train(objective) if cfg.federated_averaging else None

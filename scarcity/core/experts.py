@@ -88,6 +88,12 @@ class Expert:
         return {"model": self.model, "encoder": self.encoder, "decoder": self.decoder}
 
     # -- training ------------------------------------------------------------------------
+    def set_learning_rate(self, lr: float) -> None:
+        """The supervised head's base rate from now on (the meta-learner's broadcast)."""
+        self.learning_rate = lr
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+
     def start_round(self) -> None:
         """Hook run by the client at the start of each round."""
 
@@ -305,6 +311,12 @@ class MetaAdaptationExpert(Expert):
 
     def start_round(self) -> None:
         self.round_adjustments = 0
+
+    def set_learning_rate(self, lr: float) -> None:
+        """A new base rate, still scaled by this expert's own adaptation."""
+        self.learning_rate = lr
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr * self.lr_scale
 
     def adapt(self, objective: str, loss: float) -> None:
         """Apply the seed's rule to one epoch loss of `objective` and record the new lr."""

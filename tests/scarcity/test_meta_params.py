@@ -1,0 +1,53 @@
+"""The meta-learner's broadcast is used (`apply_meta_params`): stage 5 differs from stage 4."""
+
+from __future__ import annotations
+
+import pydantic
+import pytest
+
+from scarcity import resolve_config, run_simulation
+from scarcity.config import SimulationConfig, stored_config
+from tests.scarcity.test_batched import assert_same_results
+
+
+def _series(results, name="test_loss"):
+    return [r.metrics[name] for r in results]
+
+
+def test_stage5_uses_the_broadcast_learning_rate_and_converges_faster_than_stage4():
+    stage4 = run_simulation(resolve_config(preset="stage4", learning_rate=0.05))
+    stage5 = run_simulation(resolve_config(preset="stage5", learning_rate=0.05))
+    # The synthetic loss starts above 1, so the broadcast rate is twice the base one.
+    assert stage5[0].meta_params["lr"] == pytest.approx(0.1)
+    assert _series(stage5)[0] == _series(stage4)[0]  # round 1 trains before any broadcast
+    print(f"test_loss stage4 {_series(stage4)} stage5 {_series(stage5)}")
+    assert _series(stage5)[-1] < 0.75 * _series(stage4)[-1]
+
+
+def test_with_the_toggle_off_stage5_trains_exactly_as_stage4():
+    stage4 = run_simulation(resolve_config(preset="stage4", learning_rate=0.05))
+    off = resolve_config(preset="stage5", learning_rate=0.05, apply_meta_params=False)
+    stage5 = run_simulation(off)
+    for a, b in zip(stage4, stage5, strict=True):
+        assert {k: b.metrics[k] for k in a.metrics} == a.metrics
+        assert [i.to_dict() for i in a.insights] == [i.to_dict() for i in b.insights]
+
+
+@pytest.mark.parametrize("preset", ["stage5", "stage8"])
+def test_both_executions_apply_it_alike(preset):
+    config = resolve_config(
+        preset=preset, dataset="wine", batch_size=8, local_epochs=2, rounds=4, num_clients=4
+    )
+    assert config.apply_meta_params
+    reference = run_simulation(config.model_copy(update={"execution": "reference"}))
+    assert_same_results(reference, run_simulation(config))
+
+
+def test_presets_switch_it_on_from_stage5_and_stored_runs_keep_it_off():
+    assert not resolve_config(preset="stage4").apply_meta_params
+    assert all(resolve_config(preset=f"stage{i}").apply_meta_params for i in (5, 6, 7, 8))
+    stored = resolve_config(preset="stage5").model_dump()
+    del stored["apply_meta_params"]  # a config stored before the field existed
+    assert not resolve_config(stored_config(stored)).apply_meta_params
+    with pytest.raises(pydantic.ValidationError, match="apply_meta_params: needs meta_learning"):
+        SimulationConfig(apply_meta_params=True)
