@@ -24,6 +24,7 @@ from models.client_data import ClientData
 from models.client_insight import ClientInsight
 from models.idempotency import IdempotencyKey
 from models.meta_params import MetaParams
+from models.notify import notify
 from models.round_metrics import RoundMetrics
 from models.simulation import FINISHED_STATUSES, Simulation, SimulationStatus
 from models.simulation_log import SimulationLog
@@ -184,6 +185,7 @@ def request_cancel(session: Session, simulation: Simulation) -> None:
     if simulation.status in (SimulationStatus.queued, SimulationStatus.pending):
         simulation.status = SimulationStatus.cancelled
         simulation.finished_at = now
+        notify(session, simulation.id, simulation.status)
     simulation.cancel_requested = True
     session.flush()
 
@@ -193,6 +195,7 @@ def delete_simulation(session: Session, simulation: Simulation) -> None:
         session.execute(delete(table).where(table.simulation_id == simulation.id))
     session.delete(simulation)
     session.flush()
+    notify(session, simulation.id, "deleted")  # its streams end
 
 
 def requeue_running(session: Session) -> int:
@@ -511,11 +514,14 @@ def cancel_sweep(session: Session, sweep: Sweep) -> None:
     sweep.cancel_requested = True
     of_sweep = Simulation.sweep_id == sweep.id
     waiting = Simulation.status.in_((SimulationStatus.pending, SimulationStatus.queued))
-    session.execute(
+    cancelled = session.scalars(
         update(Simulation)
         .where(of_sweep, waiting)
         .values(status=SimulationStatus.cancelled, finished_at=now, cancel_requested=True)
-    )
+        .returning(Simulation.id)
+    ).all()
+    for simulation_id in cancelled:
+        notify(session, simulation_id, SimulationStatus.cancelled)
     session.execute(
         update(Simulation)
         .where(of_sweep, Simulation.status == SimulationStatus.running)
@@ -575,11 +581,13 @@ def claim(
         or_(Simulation.status == SimulationStatus.queued, expired),
     )
     # A cancel flagged on a run whose worker died can only be honoured here.
-    session.execute(
+    cancelled = session.execute(
         update(Simulation)
         .where(Simulation.id == simulation_id, Simulation.cancel_requested.is_(True), expired)
         .values(status=SimulationStatus.cancelled, finished_at=now)
     )
+    if cast(CursorResult[Any], cancelled).rowcount:
+        notify(session, simulation_id, SimulationStatus.cancelled)
     lost = Simulation.attempt - Simulation.releases
     given_up = session.execute(
         update(Simulation)
@@ -592,6 +600,7 @@ def claim(
         .returning(Simulation.attempt, Simulation.releases)
     ).one_or_none()
     if given_up is not None:
+        notify(session, simulation_id, SimulationStatus.failed)
         add_log(
             session,
             simulation_id,
@@ -750,7 +759,10 @@ def save_round(
         .values(rounds_completed=number, heartbeat_at=utcnow())
         .returning(Simulation.cancel_requested)
     ).one_or_none()
-    return None if row is None else bool(row.cancel_requested)
+    if row is None:
+        return None
+    notify(session, sim_id, SimulationStatus.running, number)
+    return bool(row.cancel_requested)
 
 
 def heartbeat(session: Session, claim: Claim) -> bool:
@@ -769,9 +781,11 @@ def finish(
         .where(_fenced(claim))
         .values(status=status, error=error, finished_at=utcnow())
     )
-    if cast(CursorResult[Any], result).rowcount == 1:
-        session.execute(delete(Checkpoint).where(Checkpoint.simulation_id == claim.simulation_id))
-    return cast(CursorResult[Any], result).rowcount == 1
+    if cast(CursorResult[Any], result).rowcount != 1:
+        return False
+    session.execute(delete(Checkpoint).where(Checkpoint.simulation_id == claim.simulation_id))
+    notify(session, claim.simulation_id, status)
+    return True
 
 
 def add_log(session: Session, simulation_id: uuid.UUID, message: str, level: str = "INFO") -> None:
