@@ -564,13 +564,24 @@ def _fenced(claim: Claim) -> Any:
 
 
 def claim(
-    session: Session, simulation_id: uuid.UUID, *, lease_seconds: float, max_attempts: int
+    session: Session,
+    simulation_id: uuid.UUID,
+    *,
+    lease_seconds: float,
+    max_attempts: int,
+    release_grace_seconds: float = 0.0,
 ) -> Claim | None:
     """Take the simulation if it is queued or its lease expired; None if someone else holds it.
 
     A simulation whose workers died `max_attempts` times (claims not given back by a release
     or a refund: `attempt - releases`) is failed instead of run again; taking over an expired
     lease and giving up are both lines in the run's logs.
+
+    The last of those workers may not be dead: one that gave up during a database outage
+    releases the run as the database comes back, racing this claim. So the first claim that
+    would fail the run waits instead (None, and `give_up_after` set `release_grace_seconds`
+    ahead, when the reaper re-sends it); only a claim after that time fails it. A release
+    that lands meanwhile makes the run claimable, uncharged.
     """
     now = utcnow()
     stale = now - timedelta(seconds=lease_seconds)
@@ -589,9 +600,30 @@ def claim(
     if cast(CursorResult[Any], cancelled).rowcount:
         notify(session, simulation_id, SimulationStatus.cancelled)
     lost = Simulation.attempt - Simulation.releases
+    if release_grace_seconds > 0:
+        later = now + timedelta(seconds=release_grace_seconds)
+        waits = session.execute(
+            update(Simulation)
+            .where(claimable, lost >= max_attempts, Simulation.give_up_after.is_(None))
+            .values(give_up_after=later, next_publish_at=later)
+            .returning(Simulation.attempt)
+        ).one_or_none()
+        if waits is not None:
+            add_log(
+                session,
+                simulation_id,
+                f"attempt {waits.attempt} may still be released by its worker: failing the run "
+                f"unless that happens within {release_grace_seconds:g} s",
+                level="WARNING",
+            )
+            return None
     given_up = session.execute(
         update(Simulation)
-        .where(claimable, lost >= max_attempts)
+        .where(
+            claimable,
+            lost >= max_attempts,
+            or_(Simulation.give_up_after.is_(None), Simulation.give_up_after <= now),
+        )
         .values(
             status=SimulationStatus.failed,
             finished_at=now,
@@ -609,6 +641,7 @@ def claim(
             level="ERROR",
         )
         return None
+    claimable = and_(claimable, lost < max_attempts)  # else still waiting for that release
     previous = session.execute(
         select(Simulation.status, Simulation.heartbeat_at).where(claimable)
     ).one_or_none()
@@ -620,6 +653,7 @@ def claim(
             attempt=Simulation.attempt + 1,
             heartbeat_at=now,
             next_publish_at=None,  # a later lapse of this lease is due for re-publishing at once
+            give_up_after=None,
             started_at=func.coalesce(Simulation.started_at, now),
         )
         .returning(
@@ -756,7 +790,7 @@ def save_round(
     row = session.execute(
         update(Simulation)
         .where(_fenced(claim))
-        .values(rounds_completed=number, heartbeat_at=utcnow())
+        .values(rounds_completed=number, heartbeat_at=utcnow(), give_up_after=None)
         .returning(Simulation.cancel_requested)
     ).one_or_none()
     if row is None:
@@ -767,7 +801,9 @@ def save_round(
 
 def heartbeat(session: Session, claim: Claim) -> bool:
     """Renew the lease; False when it was lost."""
-    result = session.execute(update(Simulation).where(_fenced(claim)).values(heartbeat_at=utcnow()))
+    result = session.execute(
+        update(Simulation).where(_fenced(claim)).values(heartbeat_at=utcnow(), give_up_after=None)
+    )
     return cast(CursorResult[Any], result).rowcount == 1
 
 

@@ -47,6 +47,10 @@ RETRY_FIRST_DELAY_SECONDS = 0.1
 RETRY_MAX_DELAY_SECONDS = 2.0
 # After a give-up the release itself waits for the database, in the background, this long.
 RELEASE_PATIENCE_SECONDS = 3600.0
+# A claim that would fail a run for lost workers first waits this long: a worker that gave up
+# retries its release at least every RETRY_MAX_DELAY_SECONDS, so once the database answers
+# the claim it answers that release within a few seconds (models.store.claim).
+RELEASE_GRACE_SECONDS = 5 * RETRY_MAX_DELAY_SECONDS
 
 
 class LeaseLost(Exception):
@@ -360,6 +364,7 @@ def _claim(simulation_id: uuid.UUID) -> store.Claim | None:
             simulation_id,
             lease_seconds=settings.worker_lease_seconds,
             max_attempts=settings.max_attempts,
+            release_grace_seconds=RELEASE_GRACE_SECONDS,
         )
         if claim is not None:
             store.add_log(

@@ -246,6 +246,75 @@ def test_released_and_refunded_claims_are_not_charged_and_the_logs_say_so(
     assert "gave up: 2 workers were lost" in lifecycle_lines(sessions, sim_id)[-1]
 
 
+def test_a_claim_racing_a_late_release_waits_for_it_instead_of_failing_the_run(
+    sessions: sessionmaker[Session],
+) -> None:
+    """SCARCITY_MAX_ATTEMPTS=1: the worker gave up during an outage and its release lands just
+    after another worker's claim, as the database comes back. That claim, which would fail the
+    run, waits instead; the release lands and the run is claimed uncharged. A worker that
+    really died still fails the run, once the grace is over."""
+
+    def grace_claim() -> store.Claim | None:
+        with sessions.begin() as session:
+            return store.claim(
+                session, sim_id, lease_seconds=LEASE, max_attempts=1, release_grace_seconds=10
+            )
+
+    sim_id = create(sessions)
+    gave_up = grace_claim()
+    assert gave_up is not None and save(sessions, gave_up, 1) is False
+    expire_lease(sessions, sim_id)  # cut off from the database past its lease
+    assert grace_claim() is None  # would fail the run: waits for the release
+    waiting = load(sessions, sim_id)
+    assert waiting.status == SimulationStatus.running and waiting.give_up_after is not None
+    assert waiting.next_publish_at == waiting.give_up_after  # the reaper re-sends it then
+    assert grace_claim() is None  # within the grace: neither claimed nor failed
+    assert load(sessions, sim_id).status == SimulationStatus.running
+    with sessions.begin() as session:  # the database is back for the old worker too
+        assert store.release(session, gave_up)
+    taker = grace_claim()
+    assert taker is not None and (taker.attempt, taker.rounds_completed) == (2, 1)
+    row = load(sessions, sim_id)
+    assert (row.status, row.releases, row.give_up_after) == (SimulationStatus.running, 1, None)
+    assert any("may still be released" in line for line in lifecycle_lines(sessions, sim_id))
+
+    expire_lease(sessions, sim_id)  # this one really died
+    assert grace_claim() is None
+    assert load(sessions, sim_id).status == SimulationStatus.running
+    with sessions.begin() as session:  # the grace is over
+        session.execute(
+            update(Simulation)
+            .where(Simulation.id == sim_id)
+            .values(give_up_after=utcnow() - timedelta(seconds=1))
+        )
+    assert grace_claim() is None
+    failed = load(sessions, sim_id)
+    assert failed.status == SimulationStatus.failed and "1 attempts" in (failed.error or "")
+    assert "gave up: 1 workers were lost" in lifecycle_lines(sessions, sim_id)[-1]
+
+
+def test_a_sign_of_life_of_the_holder_ends_the_wait(sessions: sessionmaker[Session]) -> None:
+    """The holder was only slow: its next round write clears the wait, so a later loss of it
+    gets a grace of its own rather than failing the run at once."""
+    sim_id = create(sessions)
+    with sessions.begin() as session:
+        held = store.claim(
+            session, sim_id, lease_seconds=LEASE, max_attempts=1, release_grace_seconds=10
+        )
+    assert held is not None
+    expire_lease(sessions, sim_id)
+    with sessions.begin() as session:
+        assert (
+            store.claim(
+                session, sim_id, lease_seconds=LEASE, max_attempts=1, release_grace_seconds=10
+            )
+            is None
+        )
+    assert load(sessions, sim_id).give_up_after is not None
+    assert save(sessions, held, 1) is False  # its claim still holds: nobody took over
+    assert load(sessions, sim_id).give_up_after is None
+
+
 def test_list_is_newest_first_and_the_after_cursor_pages_through_ties(
     sessions: sessionmaker[Session],
 ) -> None:
