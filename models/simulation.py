@@ -67,7 +67,7 @@ class Simulation(Base):
     name: Mapped[str | None] = mapped_column(String(200))
     tags: Mapped[dict[str, str] | None] = mapped_column(JSONType)
     notes: Mapped[str | None] = mapped_column(Text)
-    # The sweep this run belongs to, if any (its rows go with it: models/store.delete_sweep).
+    # The sweep this run belongs to, if any (its rows go with it: sweeps_repo.delete_sweep).
     sweep_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
 
     __table_args__ = (
