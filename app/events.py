@@ -128,7 +128,7 @@ class Feed:
                 if self.finished:
                     self.end_event = encode("end", simulation.model_dump_json())
                 self._chunks = {}
-                await self._bump()
+                self._bump()
                 if self.finished:
                     return
                 kind = await self._next_read(read_at, loop)
@@ -136,7 +136,7 @@ class Feed:
             raise
         except Exception as exc:  # deleted, or the database is down: the streams end
             self.error = exc
-            await self._bump()
+            self._bump()
 
     async def _next_read(self, last_read_at: float, loop: asyncio.AbstractEventLoop) -> str:
         """Wait for a note, or the fallback poll; what the next read is for."""
@@ -149,7 +149,7 @@ class Feed:
             await asyncio.sleep(gap)
         return "notified"
 
-    async def _bump(self) -> None:
+    def _bump(self) -> None:
         self.version += 1
         changed, self.changed = self.changed, asyncio.get_running_loop().create_future()
         changed.set_result(None)
