@@ -27,7 +27,7 @@ import anyio
 from sqlalchemy.orm import Session
 
 from app.errors import Conflict
-from models import Simulation, store
+from models import Simulation, simulations_repo
 from models.db import session_scope
 
 logger = logging.getLogger("app.admission")
@@ -61,7 +61,7 @@ class ActiveCounts:
             return self._cap - known[0]
         if len(self._known) > 10_000:  # forget owners not seen lately
             self._known = {o: k for o, k in self._known.items() if now - k[1] < self._max_age}
-        count = store.count_active(session, owner, up_to=self._cap)
+        count = simulations_repo.count_active(session, owner, up_to=self._cap)
         self._known[owner] = (count, now)
         return self._cap - count
 
@@ -150,7 +150,7 @@ class Admission:
         wanted = Counter(owner for owner, _, _ in submissions)
         with session_scope(self._database_url) as session:
             room = {owner: self._active.room(session, owner, n) for owner, n in wanted.items()}
-            outcomes = store.admit(session, submissions, room=room)
+            outcomes = simulations_repo.admit(session, submissions, room=room)
         for owner, n in Counter(row.owner for row in outcomes if row is not None).items():
             self._active.admitted(owner, n)
         return outcomes

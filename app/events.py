@@ -1,10 +1,15 @@
-"""Live events fan-out: one database poller per simulation per process feeds every subscriber.
+"""Live events fan-out: one reader per simulation per process feeds every subscriber.
 
-Before, every `GET /simulations/{id}/events` connection polled the database itself every
-0.5 s: 100 subscribers of one run made 200 queries a second and slowed the run fourfold. Now
-the subscribers of one simulation share a `Feed`: a single poller task reads the simulation and
-its new rounds, keeps the latest rounds in a small buffer and wakes every subscriber. A
-subscriber that is further behind (a `Last-Event-ID` older than the buffer, or joining a long
+The subscribers of one simulation share a `Feed`: a single task reads the simulation and its
+new rounds, keeps the latest rounds in a small buffer and wakes every subscriber. It reads when
+a change notification says the run stored a round or changed status (`models/notify.py`: from
+the embedded worker in this process, or PostgreSQL's NOTIFY from any worker), so an event goes
+out moments after its round commits; and every `SCARCITY_EVENT_POLL_SECONDS` without one, in
+case a notification was lost (the database is the record, notes are only doorbells). A burst
+of notes (short rounds) is read at most once per `MIN_READ_SECONDS`, so fast runs cost a
+bounded number of reads and sends.
+
+A subscriber that is further behind (a `Last-Event-ID` older than the buffer, or joining a long
 run) reads the rounds it missed from the database once, then follows the feed; the database
 stays the source on every reconnect.
 """
@@ -12,10 +17,12 @@ stays the source on every reconnect.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import logging
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -24,14 +31,19 @@ from prometheus_client import Counter, Gauge
 
 from app import service
 from app.schemas import MAX_INT, SimulationPublic
-from models import FINISHED_STATUSES
+from models import FINISHED_STATUSES, notify
 from models.db import session_scope
 
-POLL_SECONDS = 0.5
+logger = logging.getLogger("app.events")
+
+# A burst of notes is read at most this often: a run of 20 ms rounds would otherwise cost a
+# read and a send to every subscriber per round. A lone note is read at once.
+MIN_READ_SECONDS = 0.25
 BUFFERED_ROUNDS = 32  # bounded memory: a round of 10,000 clients is ~200 KB of events
 READS = Counter(
     "scarcity_event_reads",
-    "Database reads for live events: a feed's polls, and catch-ups of subscribers behind it.",
+    "Database reads for live events: a feed's reads on a change notification (notified) or "
+    "without one (poll), and catch-ups of subscribers behind it.",
     ["kind"],
 )
 SUBSCRIBERS = Gauge("scarcity_event_subscribers", "Open event streams in this process.")
@@ -71,10 +83,11 @@ def round_event(row: dict[str, Any], simulation: SimulationPublic) -> bytes:
 class Feed:
     """The shared state of one simulation's subscribers in this process."""
 
-    def __init__(self, simulation_id: uuid.UUID, owner: str) -> None:
+    def __init__(self, simulation_id: uuid.UUID, owner: str, poll_seconds: float) -> None:
         self.id, self.owner = simulation_id, owner
+        self.poll_seconds = poll_seconds
         self.subscribers = 0
-        self.version = 0  # bumped after every poll
+        self.version = 0  # bumped after every read
         self.simulation: SimulationPublic | None = None
         self.last_round = 0
         # (round, its encoded event): serialized once here, sent as is to every subscriber
@@ -82,51 +95,74 @@ class Feed:
         self.end_event = b""
         self._chunks: dict[int, bytes] = {}  # this version's bytes after a round, shared
         self.error: BaseException | None = None
-        self._changed = asyncio.Condition()
+        # resolved (and replaced) at every read: one future wakes every subscriber
+        self.changed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._woken = asyncio.Event()  # a change notification since the last read
         self.task: asyncio.Task[None] | None = None
 
     @property
     def finished(self) -> bool:
         return self.simulation is not None and self.simulation.status in FINISHED_STATUSES
 
+    def wake(self) -> None:
+        self._woken.set()
+
     async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        kind = "poll"
         try:
             while True:
+                self._woken.clear()  # a note from now on means a change this read may miss
+                read_at = loop.time()
                 simulation, rows = await run_in_threadpool(
                     _read, self.id, self.owner, self.last_round
                 )
-                READS.labels(kind="poll").inc()
+                READS.labels(kind=kind).inc()
                 self.simulation = simulation
                 if rows:
                     self.buffer.extend((row["round"], round_event(row, simulation)) for row in rows)
                     self.last_round = rows[-1]["round"]
-                    # the last poll's rounds always stay: subscribers that kept up need them
+                    # the last read's rounds always stay: subscribers that kept up need them
                     while len(self.buffer) > max(BUFFERED_ROUNDS, len(rows)):
                         self.buffer.popleft()
                 if self.finished:
                     self.end_event = encode("end", simulation.model_dump_json())
                 self._chunks = {}
-                await self._bump()
+                self._bump()
                 if self.finished:
                     return
-                await asyncio.sleep(POLL_SECONDS)
+                kind = await self._next_read(read_at, loop)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # deleted, or the database is down: the streams end
             self.error = exc
-            await self._bump()
+            self._bump()
 
-    async def _bump(self) -> None:
-        async with self._changed:
-            self.version += 1
-            self._changed.notify_all()
+    async def _next_read(self, last_read_at: float, loop: asyncio.AbstractEventLoop) -> str:
+        """Wait for a note, or the fallback poll; what the next read is for."""
+        try:
+            await asyncio.wait_for(self._woken.wait(), self.poll_seconds)
+        except TimeoutError:
+            return "poll"
+        gap = last_read_at + MIN_READ_SECONDS - loop.time()
+        if gap > 0:  # the notes meanwhile are read together
+            await asyncio.sleep(gap)
+        return "notified"
 
-    async def wait_past(self, version: int) -> None:
-        async with self._changed:
-            await self._changed.wait_for(lambda: self.version > version)
+    def _bump(self) -> None:
+        self.version += 1
+        changed, self.changed = self.changed, asyncio.get_running_loop().create_future()
+        changed.set_result(None)
+
+    async def wait_past(self, version: int, timeout: float) -> bool:
+        """Whether the feed read again after `version` within `timeout` seconds."""
+        if self.version > version:
+            return True
+        done, _ = await asyncio.wait((self.changed,), timeout=timeout)
+        return bool(done)
 
     def buffered_after(self, sent: int) -> bytes | None:
-        """The events of the rounds after `sent`, as one chunk (built once per poll for all the
+        """The events of the rounds after `sent`, as one chunk (built once per read for all the
         subscribers at `sent`); None when the buffer no longer has them all."""
         if sent >= self.last_round:
             return b""
@@ -139,15 +175,68 @@ class Feed:
 
 
 class EventHub:
-    def __init__(self) -> None:
+    """This process's feeds, woken by change notifications (`models/notify.py`)."""
+
+    def __init__(self, poll_seconds: float) -> None:
+        self.poll_seconds = poll_seconds
         self._feeds: dict[tuple[uuid.UUID, str], Feed] = {}
+        self._checks: dict[tuple[uuid.UUID, str], asyncio.Future[None]] = {}
+        self._unsubscribe: Callable[[], None] | None = None
+        self._listener: asyncio.Task[None] | None = None
+
+    async def start(self, database_url: str, *, listen_timeout: float = 5.0) -> None:
+        """Take this process's notes (the embedded worker's commits, the API's own) and, on
+        PostgreSQL, every process's through one LISTEN connection; on PostgreSQL, wait (up to
+        `listen_timeout`) until it listens, so the first streams miss no note."""
+        loop = asyncio.get_running_loop()
+
+        def from_any_thread(note: notify.Note) -> None:
+            try:
+                loop.call_soon_threadsafe(self.wake, note.simulation_id)
+            except RuntimeError:  # the loop is closed: the server is stopping
+                pass
+
+        self._unsubscribe = notify.subscribe(from_any_thread)
+        if not database_url.startswith("postgresql"):
+            return
+        listening = asyncio.Event()
+
+        def connected() -> None:
+            listening.set()
+            self.wake_all()  # notes sent while nothing listened are lost: read again
+
+        self._listener = asyncio.create_task(
+            notify.listen(database_url, lambda note: self.wake(note.simulation_id), connected),
+            name="events-listener",
+        )
+        try:
+            await asyncio.wait_for(listening.wait(), listen_timeout)
+        except TimeoutError:
+            logger.warning("change notifications: not listening yet; events poll meanwhile")
+
+    async def stop(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
+
+    def wake(self, simulation_id: uuid.UUID) -> None:
+        for (feed_simulation, _), feed in self._feeds.items():
+            if feed_simulation == simulation_id:
+                feed.wake()
+
+    def wake_all(self) -> None:
+        for feed in self._feeds.values():
+            feed.wake()
 
     @asynccontextmanager
     async def subscribe(self, simulation_id: uuid.UUID, owner: str) -> AsyncIterator[Feed]:
         key = (simulation_id, owner)
         feed = self._feeds.get(key)
         if feed is None:
-            feed = self._feeds[key] = Feed(simulation_id, owner)
+            feed = self._feeds[key] = Feed(simulation_id, owner, self.poll_seconds)
             feed.task = asyncio.create_task(feed.run(), name=f"events-{simulation_id}")
         feed.subscribers += 1
         SUBSCRIBERS.inc()
@@ -161,8 +250,21 @@ class EventHub:
                 if feed.task is not None and not feed.task.done():
                     feed.task.cancel()
 
-    def feed(self, simulation_id: uuid.UUID, owner: str) -> Feed | None:
-        return self._feeds.get((simulation_id, owner))
+    async def check(
+        self, simulation_id: uuid.UUID, owner: str, exists: Callable[[uuid.UUID, str], None]
+    ) -> None:
+        """Raise `exists`' error (a 404) before a stream opens. A live feed of this owner's run
+        proves it; subscribers arriving together share one database read."""
+        key = (simulation_id, owner)
+        if key in self._feeds:
+            return
+        pending = self._checks.get(key)
+        if pending is None:
+            pending = self._checks[key] = asyncio.ensure_future(
+                run_in_threadpool(exists, simulation_id, owner)
+            )
+            pending.add_done_callback(lambda _: self._checks.pop(key, None))
+        await asyncio.shield(pending)
 
 
 async def events(
@@ -173,9 +275,7 @@ async def events(
     async with hub.subscribe(simulation_id, owner) as feed:
         sent, seen = last_event_id, 0
         while True:
-            try:
-                await asyncio.wait_for(feed.wait_past(seen), PING_SECONDS)
-            except TimeoutError:
+            if not await feed.wait_past(seen, PING_SECONDS):
                 yield PING
                 continue
             seen = feed.version

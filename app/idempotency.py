@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from app.errors import Conflict, Unprocessable
-from models import store
+from models import idempotency_repo
 from models.db import session_scope
 
 KeyHeader = Annotated[
@@ -42,7 +42,7 @@ def request_hash(body: BaseModel) -> str:
 def begin(owner: str, key: str, endpoint: str, body_hash: str) -> JSONResponse | None:
     """None: the key is ours, do the work. Else the first answer to replay."""
     with session_scope() as session:
-        row = store.reserve_key(
+        row = idempotency_repo.reserve_key(
             session, owner=owner, key=key, endpoint=endpoint, request_hash=body_hash
         )
         if row is None:
@@ -67,7 +67,7 @@ def begin(owner: str, key: str, endpoint: str, body_hash: str) -> JSONResponse |
 
 def finish(owner: str, key: str, status_code: int, body: dict[str, Any], location: str) -> None:
     with session_scope() as session:
-        store.complete_key(
+        idempotency_repo.complete_key(
             session,
             owner=owner,
             key=key,
@@ -79,7 +79,7 @@ def finish(owner: str, key: str, status_code: int, body: dict[str, Any], locatio
 
 def abandon(owner: str, key: str) -> None:
     with session_scope() as session:
-        store.release_key(session, owner=owner, key=key)
+        idempotency_repo.release_key(session, owner=owner, key=key)
 
 
 async def created_once(

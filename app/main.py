@@ -61,7 +61,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         admission.start()
         stack.push_async_callback(admission.stop)
         app.state.admission = admission
-        app.state.events = EventHub()
+        events = EventHub(poll_seconds=settings.event_poll_seconds)
+        await events.start(settings.database_url)
+        stack.push_async_callback(events.stop)
+        app.state.events = events
         # Everything loaded so far (torch, numpy, the app) lives as long as the process: keep
         # it out of the cyclic GC, whose full passes over it stalled requests by ~0.1 s.
         gc.freeze()

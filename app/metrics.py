@@ -17,7 +17,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from models import SimulationStatus, store
+from models import SimulationStatus, simulations_repo
 from models.db import session_scope
 
 logger = logging.getLogger("app.metrics")
@@ -63,7 +63,7 @@ class StoreCollector(Collector):
     def collect(self) -> Iterator[GaugeMetricFamily]:
         try:
             with session_scope(read_only=True) as session:
-                counts = store.count_by_status(session)
+                counts = simulations_repo.count_by_status(session)
         except Exception as exc:
             logger.warning("metrics: database unavailable (%s)", type(exc).__name__)
             return

@@ -31,7 +31,8 @@ from models import (
     Simulation,
     SimulationLog,
     SimulationStatus,
-    store,
+    results_repo,
+    simulations_repo,
 )
 from models.base import as_utc
 from models.settings import Settings
@@ -92,7 +93,7 @@ def run_attrs(body: BaseModel) -> dict[str, Any]:
 
 
 def get_simulation(session: Session, simulation_id: uuid.UUID, owner: str) -> Simulation:
-    simulation = store.get_simulation(session, simulation_id, owner)
+    simulation = simulations_repo.get_simulation(session, simulation_id, owner)
     if simulation is None:
         raise NotFound(f"simulation {simulation_id} not found")
     return simulation
@@ -100,7 +101,7 @@ def get_simulation(session: Session, simulation_id: uuid.UUID, owner: str) -> Si
 
 def to_public(session: Session, rows: list[Simulation]) -> list[SimulationPublic]:
     """The public resources of `rows`, with their final metrics loaded in one query."""
-    finals = store.final_metrics(session, rows)
+    finals = results_repo.final_metrics(session, rows)
     return [SimulationPublic.from_row(row, finals.get(row.id)) for row in rows]
 
 
@@ -154,7 +155,7 @@ def list_simulations(
     """A page of the owner's runs matching `filter`, sorted by `order_by` (app/search.py)."""
     conditions, order = search.parse_filter(filter), search.parse_order(order_by)
     offset = decode_offset_cursor(cursor) if cursor and order else 0
-    rows = store.list_simulations(
+    rows = simulations_repo.list_simulations(
         session,
         owner=owner,
         status=status,
@@ -199,7 +200,7 @@ def update_simulation(
                 ]
             )
         changes["tags"] = tags
-    store.update_simulation(session, simulation, changes)
+    simulations_repo.update_simulation(session, simulation, changes)
     return simulation
 
 
@@ -207,7 +208,7 @@ def cancel_simulation(session: Session, simulation_id: uuid.UUID, owner: str) ->
     simulation = get_simulation(session, simulation_id, owner)
     if simulation.status in FINISHED_STATUSES:
         raise Conflict(f"simulation {simulation_id} already finished ({simulation.status})")
-    store.request_cancel(session, simulation)
+    simulations_repo.request_cancel(session, simulation)
     return simulation
 
 
@@ -215,7 +216,7 @@ def delete_simulation(session: Session, simulation_id: uuid.UUID, owner: str) ->
     simulation = get_simulation(session, simulation_id, owner)
     if simulation.status == SimulationStatus.running:
         raise Conflict(f"simulation {simulation_id} is running: cancel it first")
-    store.delete_simulation(session, simulation)
+    simulations_repo.delete_simulation(session, simulation)
 
 
 def check_round_range(from_round: int | None, to_round: int | None) -> None:
@@ -239,7 +240,7 @@ def metrics_rows(
     names: list[str] | None,
 ) -> list[dict[str, Any]]:
     check_round_range(from_round, to_round)
-    rows = store.round_metrics(session, simulation_id, from_round, to_round)
+    rows = results_repo.round_metrics(session, simulation_id, from_round, to_round)
     return [
         {
             "round": row.round,
@@ -255,7 +256,7 @@ def meta_params_rows(
     session: Session, simulation_id: uuid.UUID, *, from_round: int | None, to_round: int | None
 ) -> list[MetaParams]:
     check_round_range(from_round, to_round)
-    return store.meta_params(session, simulation_id, from_round, to_round)
+    return results_repo.meta_params(session, simulation_id, from_round, to_round)
 
 
 def insights(
@@ -267,13 +268,13 @@ def insights(
     limit: int,
     offset: int,
 ) -> list[ClientInsight]:
-    return store.insights(
+    return results_repo.insights(
         session, simulation_id, round=round, client_id=client_id, limit=limit, offset=offset
     )
 
 
 def log_lines(session: Session, simulation_id: uuid.UUID, after_id: int) -> list[SimulationLog]:
-    return store.logs(session, simulation_id, after_id)
+    return results_repo.logs(session, simulation_id, after_id)
 
 
 def attempts(session: Session, simulation_id: uuid.UUID, owner: str) -> list[dict[str, Any]]:
@@ -286,7 +287,7 @@ def attempts(session: Session, simulation_id: uuid.UUID, owner: str) -> list[dic
             "started_at": as_utc(row.started_at),  # SQLite hands it back naive
             "environment": row.environment,
         }
-        for row in store.attempts(session, simulation_id)
+        for row in results_repo.attempts(session, simulation_id)
     ]
 
 
@@ -369,7 +370,7 @@ def client_data(session: Session, simulation_id: uuid.UUID, owner: str) -> list[
     made from the run's config and stored (a pure function of it, so a queued run shows the
     data it will train on)."""
     simulation = get_simulation(session, simulation_id, owner)
-    rows = store.client_data(session, simulation_id)
+    rows = results_repo.client_data(session, simulation_id)
     if not rows:
         config = SimulationConfig.model_validate(simulation.config)
         synthetic_rows = config.num_clients * config.samples_per_client
@@ -378,10 +379,10 @@ def client_data(session: Session, simulation_id: uuid.UUID, owner: str) -> list[
                 f"simulation {simulation_id}: its {synthetic_rows:,} synthetic rows are "
                 "described when a worker starts it; ask again once it is running"
             )
-        store.save_client_data(
+        results_repo.save_client_data(
             session, simulation_id, [c.to_dict() for c in describe_clients(config)]
         )
-        rows = store.client_data(session, simulation_id)
+        rows = results_repo.client_data(session, simulation_id)
     return [row.to_dict() for row in rows]
 
 
@@ -463,7 +464,7 @@ def differing_fields(configs: list[dict[str, Any]]) -> list[str]:
 def compare_simulations(session: Session, owner: str, ids_text: str) -> ComparePublic:
     """What sets 2–20 runs apart, and their metric series aligned by round."""
     ids = parse_ids(ids_text)
-    found = {row.id: row for row in store.get_simulations(session, ids, owner)}
+    found = {row.id: row for row in simulations_repo.get_simulations(session, ids, owner)}
     missing = [str(i) for i in ids if i not in found]
     if missing:
         raise NotFound(f"simulation {', '.join(missing)} not found")
@@ -483,7 +484,7 @@ def compare_simulations(session: Session, owner: str, ids_text: str) -> CompareP
                 label=run_label(row.name, differing, row.id),
             )
         )
-    stored = store.metrics_of(session, ids)
+    stored = results_repo.metrics_of(session, ids)
     rounds = sorted({number for _, number, _ in stored})
     position = {number: k for k, number in enumerate(rounds)}
     column = {simulation_id: k for k, simulation_id in enumerate(ids)}

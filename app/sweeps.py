@@ -35,7 +35,15 @@ from app.schemas import (
     SweepResultRow,
     SweepResultsPublic,
 )
-from models import FINISHED_STATUSES, Simulation, SimulationStatus, Sweep, store
+from models import (
+    FINISHED_STATUSES,
+    Simulation,
+    SimulationStatus,
+    Sweep,
+    results_repo,
+    simulations_repo,
+    sweeps_repo,
+)
 from models.db import session_scope
 from models.settings import Settings
 from scarcity.config import SimulationConfig
@@ -181,12 +189,12 @@ def create_sweep(
     runs = plan_runs(body, settings, sweep_id)
     cap = settings.max_active_per_owner
     with session_scope() as session:
-        if store.count_active(session, owner, up_to=cap) >= cap:
+        if simulations_repo.count_active(session, owner, up_to=cap) >= cap:
             raise Conflict(
                 f"too many active simulations: limit {cap} queued or running per owner "
                 "(SCARCITY_MAX_ACTIVE_PER_OWNER)"
             )
-        sweep = store.create_sweep(
+        sweep = sweeps_repo.create_sweep(
             session,
             sweep_id=sweep_id,
             owner=owner,
@@ -197,7 +205,7 @@ def create_sweep(
             max_concurrent=body.max_concurrent,
             runs=runs,
         )
-        released = store.release_pending(
+        released = sweeps_repo.release_pending(
             session,
             sweep.id,
             max_active_per_owner=cap,
@@ -208,7 +216,7 @@ def create_sweep(
 
 
 def get_sweep(session: Session, sweep_id: uuid.UUID, owner: str) -> Sweep:
-    sweep = store.get_sweep(session, sweep_id, owner)
+    sweep = sweeps_repo.get_sweep(session, sweep_id, owner)
     if sweep is None:
         raise NotFound(f"sweep {sweep_id} not found")
     return sweep
@@ -222,7 +230,7 @@ def _status(sweep: Sweep, counts: Mapping[str, int]) -> str:
 
 
 def to_public(session: Session, sweeps: list[Sweep]) -> list[SweepPublic]:
-    counts = store.sweep_status_counts(session, [s.id for s in sweeps])
+    counts = sweeps_repo.sweep_status_counts(session, [s.id for s in sweeps])
     out = []
     for sweep in sweeps:
         by_status = counts.get(sweep.id, {})
@@ -247,7 +255,7 @@ def list_sweeps(
     session: Session, owner: str, *, limit: int, cursor: str | None
 ) -> tuple[list[SweepPublic], str | None]:
     after = service.decode_cursor(cursor) if cursor else None
-    rows = store.list_sweeps(session, owner=owner, limit=limit + 1, after=after)
+    rows = sweeps_repo.list_sweeps(session, owner=owner, limit=limit + 1, after=after)
     next_cursor = None
     if len(rows) > limit:
         last = rows[limit - 1]
@@ -260,16 +268,16 @@ def cancel_sweep(session: Session, sweep_id: uuid.UUID, owner: str) -> SweepPubl
     public = to_public(session, [sweep])[0]
     if public.status != "running":
         raise Conflict(f"sweep {sweep_id} already {public.status}")
-    store.cancel_sweep(session, sweep)
+    sweeps_repo.cancel_sweep(session, sweep)
     return to_public(session, [sweep])[0]
 
 
 def delete_sweep(session: Session, sweep_id: uuid.UUID, owner: str) -> None:
     sweep = get_sweep(session, sweep_id, owner)
-    running = store.sweep_status_counts(session, [sweep.id])[sweep.id].get("running", 0)
+    running = sweeps_repo.sweep_status_counts(session, [sweep.id])[sweep.id].get("running", 0)
     if running:
         raise Conflict(f"sweep {sweep_id} has {running} running simulation(s): cancel it first")
-    store.delete_sweep(session, sweep)
+    sweeps_repo.delete_sweep(session, sweep)
 
 
 def _key(run: Simulation, varied: list[str]) -> str:
@@ -279,8 +287,8 @@ def _key(run: Simulation, varied: list[str]) -> str:
 def results(session: Session, sweep_id: uuid.UUID, owner: str) -> SweepResultsPublic:
     """One row per configuration: mean ± std of the succeeded runs' final metrics over seeds."""
     sweep = get_sweep(session, sweep_id, owner)
-    runs = store.sweep_runs(session, sweep.id)
-    finals = store.final_metrics(session, runs)
+    runs = sweeps_repo.sweep_runs(session, sweep.id)
+    finals = results_repo.final_metrics(session, runs)
     groups: dict[str, list[Simulation]] = {}
     for run in runs:  # plan order: the first run of a configuration places its row
         groups.setdefault(_key(run, sweep.varied), []).append(run)

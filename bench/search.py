@@ -1,11 +1,12 @@
 """Search benchmark: `GET /simulations` filters over 10,000 stored runs, SQLite and PostgreSQL.
 
 Stores 10,000 finished stage2 runs of one owner (4 data sets × 5 learning rates × 5 seeds,
-each with a final round's metrics), then times `store.list_simulations` for a page of 20 with
-three queries — a config filter, a config and final-metric filter, and a config filter ordered
-by a final metric — and prints p50 / p99 over the repetitions and the database's plan.
-PostgreSQL is used when it answers at BENCH_POSTGRES_ADMIN_URL (default: loopback, user
-postgres), in a database of its own, dropped afterwards. `--quick`: 1,000 runs, fewer repeats.
+each with a final round's metrics), then times `simulations_repo.list_simulations` for a page
+of 20 with three queries — a config filter, a config and final-metric filter, and a config
+filter ordered by a final metric — and prints p50 / p99 over the repetitions and the
+database's plan. PostgreSQL is used when it answers at BENCH_POSTGRES_ADMIN_URL (default:
+loopback, user postgres), in a database of its own, dropped afterwards. `--quick`: 1,000 runs,
+fewer repeats.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from sqlalchemy import insert, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 
 from app.search import parse_filter, parse_order
-from models import RoundMetrics, Simulation, search, store
+from models import RoundMetrics, Simulation, search, simulations_repo
 from models.db import dispose_engines, session_scope
 from models.migrate import upgrade_to_head
 from scarcity.config import resolve_config
@@ -47,7 +48,7 @@ def fill(url: str, runs: int) -> None:
     ]
     rows = []
     for i in range(runs):
-        row = store.new_simulation(owner="", config=configs[i % len(configs)])
+        row = simulations_repo.new_simulation(owner="", config=configs[i % len(configs)])
         row.status, row.rounds_completed = "succeeded", 2
         rows.append(row)
     columns = [c.key for c in Simulation.__table__.columns]
@@ -76,7 +77,7 @@ def measure(url: str, repeats: int) -> None:
         for _ in range(repeats):
             started = time.perf_counter()
             with session_scope(url, read_only=True) as session:
-                store.list_simulations(
+                simulations_repo.list_simulations(
                     session, owner="", conditions=conditions, order=order, limit=21
                 )
             times.append(time.perf_counter() - started)

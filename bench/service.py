@@ -124,27 +124,27 @@ def _stored_rounds(workdir: Path, rounds: int) -> None:
     server = Server({"SCARCITY_DATABASE_URL": db_url}, workdir / "api.log")
     try:
         with httpx.Client(base_url=server.url, timeout=60) as client:
-            # A stored 1,000-round simulation of 100 clients, written through the real store.
+            # A stored 1,000-round simulation of 100 clients, written through the real repositories.
             os.environ["SCARCITY_DATABASE_URL"] = db_url
-            from models import store
+            from models import lease, simulations_repo
             from models.db import session_scope
 
             with session_scope(db_url) as session:
-                row = store.create_simulation(
+                row = simulations_repo.create_simulation(
                     session,
                     owner="",
                     config=resolve_config({"rounds": rounds, "num_clients": 100}).model_dump(),
                 )
                 sim_id = row.id
             with session_scope(db_url) as session:
-                claim = store.claim(session, sim_id, lease_seconds=3600, max_attempts=5)
+                claim = lease.claim(session, sim_id, lease_seconds=3600, max_attempts=5)
             assert claim is not None
             write_times = []
             checkpoint = os.urandom(200_000)
             for number in range(1, rounds + 1):
                 started = time.perf_counter()
                 with session_scope(db_url) as session:
-                    store.save_round(session, claim, _fake_round(number, 100), checkpoint)
+                    lease.save_round(session, claim, _fake_round(number, 100), checkpoint)
                 write_times.append(time.perf_counter() - started)
             w50, w99 = _percentiles(write_times)
             print(

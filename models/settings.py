@@ -51,6 +51,12 @@ class Settings(BaseSettings):
     publish_timeout_seconds: float = Field(
         2.0, gt=0, description="Bound on enqueueing a job; past it the reaper publishes later."
     )
+    event_poll_seconds: float = Field(
+        5.0,
+        gt=0,
+        description="Live events: how often a feed reads the database when no change "
+        "notification came (one lost); a notification is read at once.",
+    )
 
     # Input limits: over one → 422 naming the field and the limit.
     max_clients: int = Field(10_000, ge=1)

@@ -58,12 +58,16 @@ class Simulation(Base):
     # Set by the reaper when it re-publishes a waiting job: not again before this time, so a job
     # waiting behind a long queue is re-sent with a growing backoff, not on every pass.
     next_publish_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    # Set by a claim that would fail the run for lost workers while the last one may still be
+    # releasing it (revision 0007): only a claim after this time fails it; a sign of life of
+    # the holder, or any successful claim, clears it.
+    give_up_after: Mapped[datetime | None] = mapped_column(Timestamp)
     # What a researcher calls the run (revision 0003): free text, never read by the engine.
     # Runs stored before it have null name and notes and null tags (served as {}).
     name: Mapped[str | None] = mapped_column(String(200))
     tags: Mapped[dict[str, str] | None] = mapped_column(JSONType)
     notes: Mapped[str | None] = mapped_column(Text)
-    # The sweep this run belongs to, if any (its rows go with it: models/store.delete_sweep).
+    # The sweep this run belongs to, if any (its rows go with it: sweeps_repo.delete_sweep).
     sweep_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
 
     __table_args__ = (

@@ -12,7 +12,7 @@ import threading
 import uuid
 from collections.abc import Sequence
 
-from models import store
+from models import lease
 from models.db import session_scope
 from worker.reaper import run_reaper
 
@@ -42,8 +42,8 @@ class EmbeddedWorker:
 
     def start(self) -> None:
         with session_scope() as session:
-            orphans = store.requeue_running(session)
-            waiting = store.waiting_simulations(session)
+            orphans = lease.requeue_running(session)
+            waiting = lease.waiting_simulations(session)
         if orphans:
             logger.info("re-queued %d simulation(s) interrupted by the last shutdown", orphans)
         for simulation_id in waiting:

@@ -11,7 +11,7 @@ import threading
 import uuid
 from collections.abc import Callable, Sequence
 
-from models import store
+from models import lease, sweeps_repo
 from models.db import session_scope
 from models.settings import get_settings
 
@@ -26,7 +26,7 @@ MAX_REPUBLISH_BACKOFF_SECONDS = 3600.0
 def reap_once(publish_many: Callable[[Sequence[uuid.UUID]], object]) -> list[uuid.UUID]:
     settings = get_settings()
     with session_scope() as session:
-        ids = store.take_due_for_republish(
+        ids = lease.take_due_for_republish(
             session,
             lease_seconds=settings.worker_lease_seconds,
             max_backoff_seconds=max(MAX_REPUBLISH_BACKOFF_SECONDS, settings.worker_lease_seconds),
@@ -35,7 +35,7 @@ def reap_once(publish_many: Callable[[Sequence[uuid.UUID]], object]) -> list[uui
     # while queued): start what fits now.
     for sweep_id in _sweeps_with_pending():
         with session_scope() as session:
-            ids += store.release_pending(
+            ids += sweeps_repo.release_pending(
                 session,
                 sweep_id,
                 max_active_per_owner=settings.max_active_per_owner,
@@ -49,7 +49,7 @@ def reap_once(publish_many: Callable[[Sequence[uuid.UUID]], object]) -> list[uui
 
 def _sweeps_with_pending() -> list[uuid.UUID]:
     with session_scope(read_only=True) as session:
-        return store.sweeps_with_pending(session)
+        return sweeps_repo.sweeps_with_pending(session)
 
 
 def run_reaper(

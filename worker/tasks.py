@@ -24,7 +24,7 @@ from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from models import SimulationStatus, store
+from models import SimulationStatus, lease, results_repo, sweeps_repo
 from models.db import is_transient, session_scope
 from models.settings import get_settings
 from scarcity import Simulation, SimulationConfig
@@ -47,6 +47,10 @@ RETRY_FIRST_DELAY_SECONDS = 0.1
 RETRY_MAX_DELAY_SECONDS = 2.0
 # After a give-up the release itself waits for the database, in the background, this long.
 RELEASE_PATIENCE_SECONDS = 3600.0
+# A claim that would fail a run for lost workers first waits this long: a worker that gave up
+# retries its release at least every RETRY_MAX_DELAY_SECONDS, so once the database answers
+# the claim it answers that release within a few seconds (models.lease.claim).
+RELEASE_GRACE_SECONDS = 5 * RETRY_MAX_DELAY_SECONDS
 
 
 class LeaseLost(Exception):
@@ -116,7 +120,7 @@ def public_error(exc: BaseException) -> str:
 class _Heartbeat:
     """Renews the lease while a long round runs, so the reaper does not hand the job away."""
 
-    def __init__(self, claim: store.Claim, interval: float) -> None:
+    def __init__(self, claim: lease.Claim, interval: float) -> None:
         self._claim, self._interval = claim, interval
         self._stop = threading.Event()
         self.lost = False
@@ -136,7 +140,7 @@ class _Heartbeat:
         while not self._stop.wait(self._interval):
             try:
                 with session_scope() as session:
-                    if not store.heartbeat(session, self._claim):
+                    if not lease.heartbeat(session, self._claim):
                         self.lost = True
                         return
             except Exception as exc:  # a blip must not kill the run; the next beat retries
@@ -155,7 +159,7 @@ def configure_torch() -> None:
 class _Job:
     """One claim's run: the engine round by round, every database step through the retries."""
 
-    def __init__(self, claim: store.Claim) -> None:
+    def __init__(self, claim: lease.Claim) -> None:
         settings = get_settings()
         self.claim = claim
         self.id = claim.simulation_id
@@ -172,7 +176,7 @@ class _Job:
 
     def save_round(self, result: dict[str, object], checkpoint: bytes | None) -> bool:
         def work(session: Session) -> bool:
-            cancel = store.save_round(session, self.claim, result, checkpoint)
+            cancel = lease.save_round(session, self.claim, result, checkpoint)
             if cancel is None:
                 raise LeaseLost  # session_scope rolls the round back
             return cancel
@@ -184,7 +188,7 @@ class _Job:
         worker, env = worker_name(), environment()
 
         def work(session: Session) -> None:
-            store.record_attempt(session, self.claim, worker=worker, environment=env)
+            lease.record_attempt(session, self.claim, worker=worker, environment=env)
 
         self.db("attempt record", work)
 
@@ -192,7 +196,9 @@ class _Job:
         """What each client holds, from the data the run has just built: written once (the API
         writes it itself for a small run asked about before it starts)."""
         rows = [c.to_dict() for c in describe_clients(simulation.config, simulation.client_data)]
-        self.db("clients write", lambda session: store.save_client_data(session, self.id, rows))
+        self.db(
+            "clients write", lambda session: results_repo.save_client_data(session, self.id, rows)
+        )
 
     def stops_early(self, rule: dict[str, object], number: int) -> bool:
         """The sweep's median rule after round `number`; a stop is logged with its reason."""
@@ -200,11 +206,13 @@ class _Job:
         assert sweep_id is not None
 
         def work(session: Session) -> bool:
-            series = store.sweep_metric_series(session, sweep_id, str(rule["metric"]), up_to=number)
+            series = sweeps_repo.sweep_metric_series(
+                session, sweep_id, str(rule["metric"]), up_to=number
+            )
             own = series.pop(self.id, [])
             reason = median_stop(own, list(series.values()), rule) if len(own) == number else None
             if reason is not None:
-                store.add_log(session, self.id, reason)
+                results_repo.add_log(session, self.id, reason)
             return reason is not None
 
         return self.db("early stop", work)
@@ -216,9 +224,9 @@ class _Job:
 
     def refund(self) -> None:
         def work(session: Session) -> None:
-            if not store.refund(session, self.claim):
+            if not lease.refund(session, self.claim):
                 return  # fenced off without a takeover (cancelled, ended): nothing to give back
-            store.add_log(
+            results_repo.add_log(
                 session,
                 self.id,
                 f"attempt {self.claim.attempt} was taken over while its worker lived on "
@@ -278,8 +286,8 @@ class _Job:
         return not self.settled
 
     def _release_in(self, session: Session, why: str) -> bool:
-        if store.release(session, self.claim):
-            store.add_log(
+        if lease.release(session, self.claim):
+            results_repo.add_log(
                 session,
                 self.id,
                 f"attempt {self.claim.attempt} released after round {self.last_round}: {why}; "
@@ -287,7 +295,7 @@ class _Job:
                 level="WARNING",
             )
             return True
-        store.refund(session, self.claim)
+        lease.refund(session, self.claim)
         return False
 
     def run(
@@ -306,7 +314,7 @@ class _Job:
         rule = None
         sweep_id = self.claim.sweep_id
         if sweep_id is not None:
-            rule = self.db("early-stop rule", lambda s: store.sweep_early_stop(s, sweep_id))
+            rule = self.db("early-stop rule", lambda s: sweeps_repo.sweep_early_stop(s, sweep_id))
         deadline = time.monotonic() + time_limit
         with _Heartbeat(self.claim, heartbeat_interval) as beat:
             for result in simulation.rounds():
@@ -345,24 +353,25 @@ _UNSETTLED: dict[uuid.UUID, _Job] = {}
 _UNSETTLED_LOCK = threading.Lock()
 
 
-def _claim(simulation_id: uuid.UUID) -> store.Claim | None:
+def _claim(simulation_id: uuid.UUID) -> lease.Claim | None:
     settings = get_settings()
     with _UNSETTLED_LOCK:
         pending = _UNSETTLED.pop(simulation_id, None)
     if pending is not None and not pending.settle_before_claim():
         pending = None
 
-    def work(session: Session) -> store.Claim | None:
+    def work(session: Session) -> lease.Claim | None:
         if pending is not None:  # our own give-up first: released, not charged
             pending._release_in(session, pending.why)
-        claim = store.claim(
+        claim = lease.claim(
             session,
             simulation_id,
             lease_seconds=settings.worker_lease_seconds,
             max_attempts=settings.max_attempts,
+            release_grace_seconds=RELEASE_GRACE_SECONDS,
         )
         if claim is not None:
-            store.add_log(
+            results_repo.add_log(
                 session,
                 simulation_id,
                 f"claimed by {worker_name()} (attempt {claim.attempt}), "
@@ -451,16 +460,16 @@ def _execute(
     released: list[uuid.UUID] = []
 
     def finish(session: Session) -> bool:
-        if not store.finish(session, claim, status, error):
+        if not lease.finish(session, claim, status, error):
             return False
-        store.add_log(
+        results_repo.add_log(
             session,
             simulation_id,
             f"finished: {status}" + (f" ({error})" if error else ""),
             level="ERROR" if status == SimulationStatus.failed else "INFO",
         )
         if claim.sweep_id is not None:  # a slot is free: the sweep's next pending runs
-            released[:] = store.release_pending(
+            released[:] = sweeps_repo.release_pending(
                 session,
                 claim.sweep_id,
                 max_active_per_owner=settings.max_active_per_owner,

@@ -6,7 +6,6 @@ import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
 from app import service
@@ -184,11 +183,10 @@ async def stream_events(
 ) -> StreamingResponse:
     """Server-sent events: `round` per finished round (with metrics), then one `end`.
 
-    Every subscriber of a simulation in this process shares one database poller
-    (`app/events.py`)."""
+    Every subscriber of a simulation in this process shares one reader, woken as soon as the
+    worker stores a round (`app/events.py`)."""
     hub: EventHub = request.app.state.events
-    if hub.feed(simulation_id, owner) is None:  # a live feed of this owner's run proves it
-        await run_in_threadpool(_exists, simulation_id, owner)  # 404 before the stream opens
+    await hub.check(simulation_id, owner, _exists)  # 404 before the stream opens
     return StreamingResponse(
         events(hub, simulation_id, owner, last_event_id),
         media_type="text/event-stream",

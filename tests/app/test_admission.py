@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from app.admission import Admission
 from app.errors import Conflict
-from models import Simulation, store
+from models import Simulation, simulations_repo
 from models.db import session_scope
 from scarcity import resolve_config
 from tests.service_processes import Server
@@ -90,7 +90,11 @@ def test_the_cap_on_active_runs_holds_within_a_batch_per_owner(database_url: str
     assert by_owner == {"alice": [True] * 3 + [False] * 2, "bob": [True] * 3 + [False] * 2}
     assert len(recorder.ids) == 6
     with session_scope(database_url, read_only=True) as session:
-        assert store.count_active(session, "alice") == store.count_active(session, "bob") == 3
+        assert (
+            simulations_repo.count_active(session, "alice")
+            == simulations_repo.count_active(session, "bob")
+            == 3
+        )
 
 
 def test_a_database_error_reaches_every_request_of_the_batch_and_publishes_nothing(
@@ -144,13 +148,13 @@ def test_a_recent_count_admits_without_counting_but_a_refusal_counts_afresh(
     database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     counts: list[str] = []
-    count_active = store.count_active
+    count_active = simulations_repo.count_active
 
     def counted(session: Session, owner: str, *, up_to: int | None = None) -> int:
         counts.append(owner)
         return count_active(session, owner, up_to=up_to)
 
-    monkeypatch.setattr(store, "count_active", counted)
+    monkeypatch.setattr(simulations_repo, "count_active", counted)
     admission = Admission(Recorder(), database_url=database_url, max_active_per_owner=2)
 
     async def scenario() -> list[object]:

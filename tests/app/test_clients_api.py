@@ -119,7 +119,7 @@ def test_a_large_synthetic_run_is_described_by_its_worker_not_by_the_api(sqlite_
 
     from app import service
     from app.errors import Conflict
-    from models import store
+    from models import results_repo, simulations_repo
     from models.db import make_engine
     from models.migrate import upgrade_to_head
 
@@ -129,7 +129,9 @@ def test_a_large_synthetic_run_is_described_by_its_worker_not_by_the_api(sqlite_
     big = resolve_config(preset="baseline", num_clients=20_000, samples_per_client=100)
     try:
         with sessions.begin() as session:
-            row = store.create_simulation(session, owner="", config=big.model_dump(mode="json"))
+            row = simulations_repo.create_simulation(
+                session, owner="", config=big.model_dump(mode="json")
+            )
         with sessions.begin() as session, pytest.raises(Conflict, match="2,000,000"):
             service.client_data(session, row.id, "")
         written = [
@@ -138,8 +140,8 @@ def test_a_large_synthetic_run_is_described_by_its_worker_not_by_the_api(sqlite_
             for i in range(3)
         ]  # fmt: skip
         with sessions.begin() as session:
-            store.save_client_data(session, row.id, written)
-            store.save_client_data(session, row.id, [{**written[0], "train_samples": 7}])
+            results_repo.save_client_data(session, row.id, written)
+            results_repo.save_client_data(session, row.id, [{**written[0], "train_samples": 7}])
         with sessions.begin() as session:
             assert service.client_data(session, row.id, "") == written  # the first write stands
     finally:

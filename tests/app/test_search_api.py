@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from models import SimulationStatus, store
+from models import SimulationStatus, lease, simulations_repo
 from models.db import dispose_engines, session_scope
 from scarcity.config import resolve_config
 from tests.service_processes import Server
@@ -32,16 +32,18 @@ def seed_run(
     config = resolve_config(overrides).model_dump()
     attrs = {"name": name, "tags": tags}
     with session_scope(url) as session:
-        simulation = store.create_simulation(session, owner="", config=config, attrs=attrs)
+        simulation = simulations_repo.create_simulation(
+            session, owner="", config=config, attrs=attrs
+        )
         if final is None:
-            store.request_cancel(session, simulation)
+            simulations_repo.request_cancel(session, simulation)
             return str(simulation.id)
-        claim = store.claim(session, simulation.id, lease_seconds=60, max_attempts=5)
+        claim = lease.claim(session, simulation.id, lease_seconds=60, max_attempts=5)
         assert claim is not None
         first = {name: value + 10 for name, value in final.items()}  # round 1 must not count
         for number, metrics in ((1, first), (2, final)):
-            store.save_round(session, claim, {"round": number, "metrics": metrics}, None)
-        assert store.finish(session, claim, SimulationStatus.succeeded)
+            lease.save_round(session, claim, {"round": number, "metrics": metrics}, None)
+        assert lease.finish(session, claim, SimulationStatus.succeeded)
     return str(simulation.id)
 
 

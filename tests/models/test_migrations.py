@@ -14,7 +14,16 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, delete, func, inspect, pool, select, text
 from sqlalchemy.orm import Session
 
-from models import Base, Checkpoint, ClientInsight, RoundMetrics, Simulation, migrate, store
+from models import (
+    Base,
+    Checkpoint,
+    ClientInsight,
+    RoundMetrics,
+    Simulation,
+    lease,
+    migrate,
+    simulations_repo,
+)
 from models.db import make_engine
 from models.settings import Settings
 
@@ -74,7 +83,7 @@ def test_each_revision_steps_down_and_up_keeping_the_rows(empty_url: str) -> Non
     try:
         with Session(engine) as session, session.begin():
             config = {"preset": "stage1", "rounds": 1}
-            sim = store.create_simulation(session, owner="", config=config)
+            sim = simulations_repo.create_simulation(session, owner="", config=config)
             session.add(
                 RoundMetrics(
                     simulation_id=sim.id,
@@ -163,11 +172,11 @@ def test_per_round_rows_are_deleted_with_their_simulation(database_url: str) -> 
     try:
         with Session(engine) as session, session.begin():
             config = {"preset": "stage8", "rounds": 2}
-            simulation = store.create_simulation(session, owner="", config=config)
-            claim = store.claim(session, simulation.id, lease_seconds=60, max_attempts=5)
+            simulation = simulations_repo.create_simulation(session, owner="", config=config)
+            claim = lease.claim(session, simulation.id, lease_seconds=60, max_attempts=5)
             assert claim is not None
             result = {"round": 1, "metrics": {"loss": 1.0}, "insights": [{"client_id": 0}]}
-            assert store.save_round(session, claim, result, b"state") is False
+            assert lease.save_round(session, claim, result, b"state") is False
         with Session(engine) as session, session.begin():
             session.execute(delete(Simulation).execution_options(synchronize_session=False))
             for table in (RoundMetrics, ClientInsight, Checkpoint):

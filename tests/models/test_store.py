@@ -1,4 +1,5 @@
-"""`models.store` on a migrated database of each kind: lifecycle, fencing, cancel, pages."""
+"""The repositories (`models.lease`, `simulations_repo`, `sweeps_repo`, `results_repo`,
+`idempotency_repo`) on a migrated database of each kind: lifecycle, fencing, cancel, pages."""
 
 from __future__ import annotations
 
@@ -19,7 +20,11 @@ from models import (
     Simulation,
     SimulationLog,
     SimulationStatus,
-    store,
+    idempotency_repo,
+    lease,
+    results_repo,
+    simulations_repo,
+    sweeps_repo,
 )
 from models.base import utcnow
 from models.db import make_engine
@@ -52,14 +57,14 @@ def round_result(number: int, loss: float = 0.5) -> dict[str, Any]:
 
 def create(sessions: sessionmaker[Session], owner: str = "") -> uuid.UUID:
     with sessions.begin() as session:
-        return store.create_simulation(session, owner=owner, config=CONFIG).id
+        return simulations_repo.create_simulation(session, owner=owner, config=CONFIG).id
 
 
 def claim(
     sessions: sessionmaker[Session], simulation_id: uuid.UUID, max_attempts: int = 5
-) -> store.Claim | None:
+) -> lease.Claim | None:
     with sessions.begin() as session:
-        return store.claim(session, simulation_id, lease_seconds=LEASE, max_attempts=max_attempts)
+        return lease.claim(session, simulation_id, lease_seconds=LEASE, max_attempts=max_attempts)
 
 
 class Fenced(Exception):
@@ -67,13 +72,13 @@ class Fenced(Exception):
 
 
 def save(
-    sessions: sessionmaker[Session], claim: store.Claim, number: int, **kw: Any
+    sessions: sessionmaker[Session], claim: lease.Claim, number: int, **kw: Any
 ) -> bool | None:
     """One round in one transaction, rolled back when fenced (as the worker does)."""
     checkpoint = f"cp{number}".encode()
     try:
         with sessions.begin() as session:
-            cancel = store.save_round(session, claim, round_result(number, **kw), checkpoint)
+            cancel = lease.save_round(session, claim, round_result(number, **kw), checkpoint)
             if cancel is None:
                 raise Fenced
             return cancel
@@ -130,7 +135,7 @@ def test_lifecycle_with_replayed_round_and_takeover_of_a_stale_lease(
     ]:
         assert count(sessions, table, sim_id) == rows, table.__tablename__
     with sessions() as session:
-        [metrics] = store.round_metrics(session, sim_id, None, None)
+        [metrics] = results_repo.round_metrics(session, sim_id, None, None)
         assert metrics.metrics == {"loss": 0.8}
     assert load(sessions, sim_id).rounds_completed == 1
 
@@ -148,14 +153,14 @@ def test_lifecycle_with_replayed_round_and_takeover_of_a_stale_lease(
     assert save(sessions, first, 2) is None
     assert count(sessions, RoundMetrics, sim_id) == 1
     with sessions.begin() as session:
-        assert store.heartbeat(session, first) is False
-        assert store.finish(session, first, SimulationStatus.failed, "stale") is False
+        assert lease.heartbeat(session, first) is False
+        assert lease.finish(session, first, SimulationStatus.failed, "stale") is False
 
     assert save(sessions, second, 2) is False
     assert save(sessions, second, 3) is False
     with sessions.begin() as session:
-        assert store.heartbeat(session, second) is True
-        assert store.finish(session, second, SimulationStatus.succeeded) is True
+        assert lease.heartbeat(session, second) is True
+        assert lease.finish(session, second, SimulationStatus.succeeded) is True
     done = load(sessions, sim_id)
     assert done.status == SimulationStatus.succeeded
     assert done.rounds_completed == 3 and done.finished_at is not None and done.error is None
@@ -169,7 +174,7 @@ def test_cancel_of_a_queued_simulation_ends_it_at_once(sessions: sessionmaker[Se
     with sessions.begin() as session:
         simulation = session.get(Simulation, sim_id)
         assert simulation is not None
-        store.request_cancel(session, simulation)
+        simulations_repo.request_cancel(session, simulation)
     cancelled = load(sessions, sim_id)
     assert cancelled.status == SimulationStatus.cancelled and cancelled.finished_at is not None
     assert claim(sessions, sim_id) is None
@@ -184,7 +189,7 @@ def test_cancel_of_a_running_simulation_is_seen_by_its_next_save(
     with sessions.begin() as session:
         simulation = session.get(Simulation, sim_id)
         assert simulation is not None
-        store.request_cancel(session, simulation)
+        simulations_repo.request_cancel(session, simulation)
     assert load(sessions, sim_id).status == SimulationStatus.running
     assert save(sessions, held, 1) is True
 
@@ -207,7 +212,9 @@ def test_a_simulation_whose_workers_keep_dying_fails_after_max_attempts(
 
 def lifecycle_lines(sessions: sessionmaker[Session], simulation_id: uuid.UUID) -> list[str]:
     with sessions() as session:
-        return [line.message for line in store.logs(session, simulation_id) if line.round == 0]
+        return [
+            line.message for line in results_repo.logs(session, simulation_id) if line.round == 0
+        ]
 
 
 def test_released_and_refunded_claims_are_not_charged_and_the_logs_say_so(
@@ -220,17 +227,17 @@ def test_released_and_refunded_claims_are_not_charged_and_the_logs_say_so(
         held = claim(sessions, sim_id, max_attempts=2)
         assert held is not None and save(sessions, held, held.attempt) is False
         with sessions.begin() as session:
-            assert store.release(session, held)
-            assert not store.release(session, held)  # once per claim
+            assert lease.release(session, held)
+            assert not lease.release(session, held)  # once per claim
     frozen = claim(sessions, sim_id, max_attempts=2)
     assert frozen is not None and frozen.rounds_completed == 4
     expire_lease(sessions, sim_id)  # the frozen worker's lease lapses; it is taken over...
     taker = claim(sessions, sim_id, max_attempts=2)
     assert taker is not None and taker.attempt == frozen.attempt + 1
     with sessions.begin() as session:  # ...then it wakes, finds itself fenced, and refunds
-        assert not store.release(session, frozen)
-        assert store.refund(session, frozen)
-        assert not store.refund(session, taker)  # nobody took over from the taker: no refund
+        assert not lease.release(session, frozen)
+        assert lease.refund(session, frozen)
+        assert not lease.refund(session, taker)  # nobody took over from the taker: no refund
     row = load(sessions, sim_id)  # claims 1-4 released, 5 frozen and refunded, 6 holds it
     assert (row.status, row.attempt, row.releases) == (SimulationStatus.running, 6, 5)
     lines = lifecycle_lines(sessions, sim_id)
@@ -244,6 +251,75 @@ def test_released_and_refunded_claims_are_not_charged_and_the_logs_say_so(
     assert claim(sessions, sim_id, max_attempts=2) is None
     assert load(sessions, sim_id).status == SimulationStatus.failed
     assert "gave up: 2 workers were lost" in lifecycle_lines(sessions, sim_id)[-1]
+
+
+def test_a_claim_racing_a_late_release_waits_for_it_instead_of_failing_the_run(
+    sessions: sessionmaker[Session],
+) -> None:
+    """SCARCITY_MAX_ATTEMPTS=1: the worker gave up during an outage and its release lands just
+    after another worker's claim, as the database comes back. That claim, which would fail the
+    run, waits instead; the release lands and the run is claimed uncharged. A worker that
+    really died still fails the run, once the grace is over."""
+
+    def grace_claim() -> lease.Claim | None:
+        with sessions.begin() as session:
+            return lease.claim(
+                session, sim_id, lease_seconds=LEASE, max_attempts=1, release_grace_seconds=10
+            )
+
+    sim_id = create(sessions)
+    gave_up = grace_claim()
+    assert gave_up is not None and save(sessions, gave_up, 1) is False
+    expire_lease(sessions, sim_id)  # cut off from the database past its lease
+    assert grace_claim() is None  # would fail the run: waits for the release
+    waiting = load(sessions, sim_id)
+    assert waiting.status == SimulationStatus.running and waiting.give_up_after is not None
+    assert waiting.next_publish_at == waiting.give_up_after  # the reaper re-sends it then
+    assert grace_claim() is None  # within the grace: neither claimed nor failed
+    assert load(sessions, sim_id).status == SimulationStatus.running
+    with sessions.begin() as session:  # the database is back for the old worker too
+        assert lease.release(session, gave_up)
+    taker = grace_claim()
+    assert taker is not None and (taker.attempt, taker.rounds_completed) == (2, 1)
+    row = load(sessions, sim_id)
+    assert (row.status, row.releases, row.give_up_after) == (SimulationStatus.running, 1, None)
+    assert any("may still be released" in line for line in lifecycle_lines(sessions, sim_id))
+
+    expire_lease(sessions, sim_id)  # this one really died
+    assert grace_claim() is None
+    assert load(sessions, sim_id).status == SimulationStatus.running
+    with sessions.begin() as session:  # the grace is over
+        session.execute(
+            update(Simulation)
+            .where(Simulation.id == sim_id)
+            .values(give_up_after=utcnow() - timedelta(seconds=1))
+        )
+    assert grace_claim() is None
+    failed = load(sessions, sim_id)
+    assert failed.status == SimulationStatus.failed and "1 attempts" in (failed.error or "")
+    assert "gave up: 1 workers were lost" in lifecycle_lines(sessions, sim_id)[-1]
+
+
+def test_a_sign_of_life_of_the_holder_ends_the_wait(sessions: sessionmaker[Session]) -> None:
+    """The holder was only slow: its next round write clears the wait, so a later loss of it
+    gets a grace of its own rather than failing the run at once."""
+    sim_id = create(sessions)
+    with sessions.begin() as session:
+        held = lease.claim(
+            session, sim_id, lease_seconds=LEASE, max_attempts=1, release_grace_seconds=10
+        )
+    assert held is not None
+    expire_lease(sessions, sim_id)
+    with sessions.begin() as session:
+        assert (
+            lease.claim(
+                session, sim_id, lease_seconds=LEASE, max_attempts=1, release_grace_seconds=10
+            )
+            is None
+        )
+    assert load(sessions, sim_id).give_up_after is not None
+    assert save(sessions, held, 1) is False  # its claim still holds: nobody took over
+    assert load(sessions, sim_id).give_up_after is None
 
 
 def test_list_is_newest_first_and_the_after_cursor_pages_through_ties(
@@ -266,7 +342,7 @@ def test_list_is_newest_first_and_the_after_cursor_pages_through_ties(
     after = None
     with sessions() as session:
         while True:
-            page = store.list_simulations(session, owner="alice", limit=2, after=after)
+            page = simulations_repo.list_simulations(session, owner="alice", limit=2, after=after)
             if not page:
                 break
             assert len(page) <= 2
@@ -275,17 +351,22 @@ def test_list_is_newest_first_and_the_after_cursor_pages_through_ties(
     assert seen == expected
 
     with sessions() as session:
-        assert store.list_simulations(session, owner="alice", status="running", limit=10) == []
-        queued = store.list_simulations(session, owner="alice", status="queued", limit=10)
+        assert (
+            simulations_repo.list_simulations(session, owner="alice", status="running", limit=10)
+            == []
+        )
+        queued = simulations_repo.list_simulations(
+            session, owner="alice", status="queued", limit=10
+        )
         assert len(queued) == 5
-        assert store.count_active(session, "alice") == 5
+        assert simulations_repo.count_active(session, "alice") == 5
 
 
 def test_another_owner_cannot_see_a_simulation(sessions: sessionmaker[Session]) -> None:
     sim_id = create(sessions, owner="alice")
     with sessions() as session:
-        assert store.get_simulation(session, sim_id, "alice") is not None
-        assert store.get_simulation(session, sim_id, "bob") is None
+        assert simulations_repo.get_simulation(session, sim_id, "alice") is not None
+        assert simulations_repo.get_simulation(session, sim_id, "bob") is None
 
 
 def test_delete_removes_the_simulation_and_its_rounds(sessions: sessionmaker[Session]) -> None:
@@ -296,7 +377,7 @@ def test_delete_removes_the_simulation_and_its_rounds(sessions: sessionmaker[Ses
     with sessions.begin() as session:
         simulation = session.get(Simulation, sim_id)
         assert simulation is not None
-        store.delete_simulation(session, simulation)
+        simulations_repo.delete_simulation(session, simulation)
     for table in (Simulation, RoundMetrics, ClientInsight, MetaParams, SimulationLog, Checkpoint):
         key = Simulation.id if table is Simulation else table.simulation_id
         with sessions() as session:
@@ -311,7 +392,7 @@ def test_a_cancel_flagged_on_a_run_whose_worker_died_is_honoured_by_the_next_cla
     with sessions.begin() as session:
         simulation = session.get(Simulation, sim_id)
         assert simulation is not None
-        store.request_cancel(session, simulation)
+        simulations_repo.request_cancel(session, simulation)
     expire_lease(sessions, sim_id)
     assert claim(sessions, sim_id) is None
     assert load(sessions, sim_id).status == SimulationStatus.cancelled
@@ -336,7 +417,7 @@ def test_the_reaper_republishes_old_queued_and_stale_running_simulations_only(
 
 def take_due(sessions: sessionmaker[Session]) -> list[uuid.UUID]:
     with sessions.begin() as session:
-        return store.take_due_for_republish(
+        return lease.take_due_for_republish(
             session, lease_seconds=LEASE, max_backoff_seconds=8 * LEASE
         )
 
@@ -394,12 +475,12 @@ def test_admit_inserts_in_order_while_each_owner_has_room(
         ("alice", CONFIG, {}),
     ]
     with sessions.begin() as session:
-        outcomes = store.admit(session, submissions, room={"alice": 1, "bob": 5})
+        outcomes = simulations_repo.admit(session, submissions, room={"alice": 1, "bob": 5})
     assert [row is not None for row in outcomes] == [True, True, False, False]
     with sessions() as session:
-        assert store.count_active(session, "alice") == 2
-        assert store.count_active(session, "bob") == 1
-        assert store.count_active(session, "alice", up_to=1) == 1
+        assert simulations_repo.count_active(session, "alice") == 2
+        assert simulations_repo.count_active(session, "bob") == 1
+        assert simulations_repo.count_active(session, "alice", up_to=1) == 1
         stored = session.get(Simulation, outcomes[1].id)  # type: ignore[union-attr]
         assert stored is not None and stored.owner == "bob" and stored.status == "queued"
         assert stored.config == CONFIG and stored.rounds_total == CONFIG["rounds"]
@@ -417,7 +498,7 @@ def make_sweep(
     sessions: sessionmaker[Session], runs: int, max_concurrent: int, owner: str = "alice"
 ) -> uuid.UUID:
     with sessions.begin() as session:
-        sweep = store.create_sweep(
+        sweep = sweeps_repo.create_sweep(
             session,
             sweep_id=uuid.uuid4(),
             owner=owner,
@@ -433,7 +514,7 @@ def make_sweep(
 
 def release(sessions: sessionmaker[Session], sweep_id: uuid.UUID, cap: int) -> list[uuid.UUID]:
     with sessions.begin() as session:
-        return store.release_pending(
+        return sweeps_repo.release_pending(
             session, sweep_id, max_active_per_owner=cap, lease_seconds=LEASE
         )
 
@@ -464,9 +545,9 @@ def test_a_sweep_releases_runs_in_order_within_max_concurrent_and_the_owner_cap(
     nxt = release(sessions, sweep_id, cap=100)
     assert seeds_of(sessions, nxt) == [2]
     with sessions() as session:
-        counts = store.sweep_status_counts(session, [sweep_id])[sweep_id]
+        counts = sweeps_repo.sweep_status_counts(session, [sweep_id])[sweep_id]
         assert counts == {"succeeded": 1, "queued": 2, "pending": 2}
-        assert store.sweeps_with_pending(session) == [sweep_id]
+        assert sweeps_repo.sweeps_with_pending(session) == [sweep_id]
         # a pending run is neither claimable nor due for publishing
         pending = session.scalars(
             select(Simulation.id).where(Simulation.status == SimulationStatus.pending)
@@ -474,7 +555,7 @@ def test_a_sweep_releases_runs_in_order_within_max_concurrent_and_the_owner_cap(
     assert claim(sessions, pending[0]) is None
     with sessions.begin() as session:
         assert not set(pending) & set(
-            store.take_due_for_republish(session, lease_seconds=0, max_backoff_seconds=1)
+            lease.take_due_for_republish(session, lease_seconds=0, max_backoff_seconds=1)
         )
 
 
@@ -486,19 +567,19 @@ def test_cancelling_a_sweep_cancels_waiting_runs_and_flags_running_ones(
     running = claim(sessions, started[0])
     assert running is not None and running.sweep_id == sweep_id
     with sessions.begin() as session:
-        sweep = store.get_sweep(session, sweep_id, "alice")
-        assert sweep is not None and store.get_sweep(session, sweep_id, "bob") is None
-        store.cancel_sweep(session, sweep)
+        sweep = sweeps_repo.get_sweep(session, sweep_id, "alice")
+        assert sweep is not None and sweeps_repo.get_sweep(session, sweep_id, "bob") is None
+        sweeps_repo.cancel_sweep(session, sweep)
     assert release(sessions, sweep_id, cap=100) == []  # nothing starts any more
     with sessions() as session:
-        counts = store.sweep_status_counts(session, [sweep_id])[sweep_id]
+        counts = sweeps_repo.sweep_status_counts(session, [sweep_id])[sweep_id]
         assert counts == {"running": 1, "cancelled": 3}
     assert save(sessions, running, 1) is True  # the worker sees the cancel after its round
     with sessions.begin() as session:
-        assert store.finish(session, running, SimulationStatus.cancelled)
-        sweep = store.get_sweep(session, sweep_id, "alice")
+        assert lease.finish(session, running, SimulationStatus.cancelled)
+        sweep = sweeps_repo.get_sweep(session, sweep_id, "alice")
         assert sweep is not None
-        store.delete_sweep(session, sweep)
+        sweeps_repo.delete_sweep(session, sweep)
     with sessions() as session:
         for table in (Simulation, RoundMetrics, SimulationLog):
             assert session.scalar(select(func.count()).select_from(table)) == 0, table
@@ -509,22 +590,27 @@ def test_an_idempotency_key_is_reserved_once_answered_and_freed_on_failure(
 ) -> None:
     args = {"owner": "alice", "key": "k1", "endpoint": "POST /simulations", "request_hash": "h"}
     with sessions.begin() as session:
-        assert store.reserve_key(session, **args) is None  # ours
+        assert idempotency_repo.reserve_key(session, **args) is None  # ours
     with sessions.begin() as session:
-        running = store.reserve_key(session, **args)
+        running = idempotency_repo.reserve_key(session, **args)
         assert running is not None and running.status_code is None  # still in progress
-        assert store.reserve_key(session, **(args | {"owner": "bob"})) is None  # per owner
+        assert (
+            idempotency_repo.reserve_key(session, **(args | {"owner": "bob"})) is None
+        )  # per owner
     with sessions.begin() as session:
-        store.complete_key(
+        idempotency_repo.complete_key(
             session, owner="alice", key="k1", status_code=202, response={"id": 1}, location="/x"
         )
     with sessions.begin() as session:
-        done = store.reserve_key(session, **args)
+        done = idempotency_repo.reserve_key(session, **args)
         assert done is not None and (done.status_code, done.response) == (202, {"id": 1})
-        store.release_key(session, owner="alice", key="k1")  # answered: kept
-        assert store.reserve_key(session, **args) is not None
+        idempotency_repo.release_key(session, owner="alice", key="k1")  # answered: kept
+        assert idempotency_repo.reserve_key(session, **args) is not None
     with sessions.begin() as session:
-        store.release_key(session, owner="bob", key="k1")  # unanswered: freed
-        assert store.reserve_key(session, **(args | {"owner": "bob"})) is None
+        idempotency_repo.release_key(session, owner="bob", key="k1")  # unanswered: freed
+        assert idempotency_repo.reserve_key(session, **(args | {"owner": "bob"})) is None
     with sessions.begin() as session:  # an unanswered reservation past stale_after is taken over
-        assert store.reserve_key(session, **(args | {"owner": "bob"}), stale_after=0) is None
+        assert (
+            idempotency_repo.reserve_key(session, **(args | {"owner": "bob"}), stale_after=0)
+            is None
+        )
