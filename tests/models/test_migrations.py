@@ -326,10 +326,15 @@ def test_stored_configs_on_real_data_keep_their_resampled_standardised_data(
                 "resample_to_size": True,
                 "feature_scaling": "standard",
                 "engine_version": 1,
+                "apply_meta_params": False,
             }
             assert resolve_config(migrated[name]) == resolve_config(stored_config(stored[name]))
             assert resolve_config(migrated[name]).resample_to_size
-        assert migrated["synthetic"] == {**stored["synthetic"], "engine_version": 1}
+        assert migrated["synthetic"] == {
+            **stored["synthetic"],
+            "engine_version": 1,
+            "apply_meta_params": False,
+        }
         assert resolve_config(migrated["synthetic"]) == resolve_config(
             stored_config(stored["synthetic"])
         )
@@ -337,6 +342,7 @@ def test_stored_configs_on_real_data_keep_their_resampled_standardised_data(
             **stored["explicit"],
             "feature_scaling": "standard",
             "engine_version": 1,
+            "apply_meta_params": False,
         }
         command.downgrade(config, "0002")
         assert stored_configs()["digits"] == stored["digits"]
@@ -344,9 +350,51 @@ def test_stored_configs_on_real_data_keep_their_resampled_standardised_data(
         engine.dispose()
 
 
+def test_stored_stage5_and_later_configs_keep_the_meta_parameters_unused(empty_url: str) -> None:
+    """Revision 0008: a config stored before `apply_meta_params` gets it off, so the worker's
+    `SimulationConfig.model_validate` accepts it (its preset now switches it on) and the run
+    trains as it did; downgrading takes it out again."""
+    import json
+    import uuid
+
+    from scarcity.config import SimulationConfig, resolve_config
+
+    fields = resolve_config(preset="stage8").model_dump(mode="json")
+    del fields["apply_meta_params"]
+    with pytest.raises(ValueError, match="apply_meta_params"):
+        SimulationConfig.model_validate(fields)  # what the worker would read, unmigrated
+    config = migrate.alembic_config(empty_url)
+    command.upgrade(config, "0007")
+    engine = create_engine(empty_url, poolclass=pool.NullPool)
+    simulation_id = str(uuid.uuid4())
+
+    def stored() -> dict[str, object]:
+        with engine.connect() as connection:
+            value = connection.execute(text("SELECT config FROM simulations")).scalar_one()
+        return json.loads(value) if isinstance(value, str) else value
+
+    try:
+        with engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO simulations (id, owner, preset, status, config, rounds_total, "
+                    "rounds_completed, created_at, attempt, cancel_requested) VALUES (:id, '', "
+                    "'stage8', 'running', :config, 5, 2, :now, 1, false)"
+                ),
+                {"id": simulation_id, "config": json.dumps(fields), "now": "2026-12-01"},
+            )
+        command.upgrade(config, "0008")
+        assert stored() == {**fields, "apply_meta_params": False}
+        assert not SimulationConfig.model_validate(stored()).apply_meta_params
+        command.downgrade(config, "0007")
+        assert stored() == fields
+    finally:
+        engine.dispose()
+
+
 def test_runs_stored_before_0005_get_no_name_tags_or_notes(empty_url: str) -> None:
     """Revision 0005 adds the run's name, tags and notes; a stored run keeps everything else
-    (0004 writes `engine_version` 1 into every stored config)."""
+    (0004 writes `engine_version` 1 into every stored config, 0008 `apply_meta_params` off)."""
     config = migrate.alembic_config(empty_url)
     command.upgrade(config, "0002")
     engine = create_engine(empty_url, poolclass=pool.NullPool)
@@ -372,7 +420,12 @@ def test_runs_stored_before_0005_get_no_name_tags_or_notes(empty_url: str) -> No
         with Session(engine) as session:
             (row,) = session.scalars(select(Simulation)).all()
             assert (row.name, row.tags, row.notes) == (None, None, None)
-            assert row.config == {"preset": "stage1", "rounds": 2, "engine_version": 1}
+            assert row.config == {
+                "preset": "stage1",
+                "rounds": 2,
+                "engine_version": 1,
+                "apply_meta_params": False,
+            }
             assert row.status == "queued"
             from app.schemas import SimulationPublic
 
