@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 from torch import Tensor
 
+from scarcity.core.arrays import as_features
+
 Strategy = Callable[[Tensor, Sequence[str], "Router", np.random.Generator], int]
 ROUTER_STRATEGIES: dict[str, Strategy] = {}
 
@@ -77,12 +79,12 @@ class Router:
         self.calls = 0
         self.usage: Counter[str] = Counter()
 
-    def select_expert(self, data: Tensor, expert_names: Sequence[str] | None = None) -> int:
-        """Index of the expert to train on `data`."""
+    def select_expert(self, data: Any, expert_names: Sequence[str] | None = None) -> int:
+        """Index of the expert to train on `data` (a NumPy array or a tensor)."""
         names = (
             list(expert_names) if expert_names else [f"expert_{i}" for i in range(self.num_experts)]
         )
-        index = ROUTER_STRATEGIES[self.strategy](data, names, self, self.rng)
+        index = ROUTER_STRATEGIES[self.strategy](as_features(data), names, self, self.rng)
         self.calls += 1
         self.usage[names[index]] += 1
         return index
