@@ -73,7 +73,15 @@ class SimulationConfig(BaseModel):
     local_epochs: int = Field(1, ge=1, description="Local passes over the data per round.")
     learning_rate: float = Field(0.01, gt=0, le=10, description="Local SGD learning rate.")
     batch_size: int = Field(0, ge=0, description="Local mini-batch size; 0 = full batch.")
-    router_strategy: Literal["variance", "random", "round_robin"] = "variance"
+    router_strategy: Literal["variance", "random", "round_robin", "balanced"] = Field(
+        "variance",
+        description=(
+            "Expert routing: variance (the seed's rule: StructureExpert above "
+            "variance_threshold, else DriftExpert), random, round_robin, or balanced (each "
+            "client's least-trained expert, ties by the variance rule; the stage7/stage8 "
+            "default, so every expert of the portfolio trains)."
+        ),
+    )
     variance_threshold: float = Field(
         0.5, ge=0, description="`variance` routing: data variance above it → StructureExpert."
     )
@@ -473,7 +481,11 @@ _STAGE_FEATURES: list[tuple[str, str | None, str]] = [
     ("stage4", "expert_routing", "Expert routing: the router picks the expert each client trains."),
     ("stage5", "meta_learning", "Reptile-style meta-learning: EMA meta-parameters broadcast."),
     ("stage6", "gossip", "P2P gossip: random client pairs average one expert's weights."),
-    ("stage7", "extended_experts", "Extended portfolio: Memory and MetaAdaptation experts (4)."),
+    (
+        "stage7",
+        "extended_experts",
+        "Extended portfolio: Memory and MetaAdaptation experts (4), balanced routing.",
+    ),
     (
         "stage8",
         "structure_discovery",
@@ -488,6 +500,9 @@ def _build_presets() -> dict[str, Preset]:
     for name, feature, description in _STAGE_FEATURES:
         if feature is not None:
             switched_on[feature] = True
+        if feature == "extended_experts":
+            # Four experts: the variance rule alone picks only two of them.
+            switched_on["router_strategy"] = "balanced"
         presets[name] = Preset(name, description, dict(switched_on))
     presets["baseline"] = Preset(
         "baseline",

@@ -194,6 +194,7 @@ class ClientPool:
                 self._router_calls(),
                 self.rng,
                 self.ragged_sizes,
+                self.router_usage,
             )
             self.router_usage[torch.arange(n_clients), chosen] += 1
             trained = chosen.unsqueeze(1).tolist()

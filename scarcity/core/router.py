@@ -1,7 +1,8 @@
 """Expert routing (seed stage 4): pick the expert a client trains this round.
 
 Strategies live in `ROUTER_STRATEGIES`; a new one is one function decorated with
-`@register_strategy("name")` taking `(data, expert_names, router, rng)` and returning an index.
+`@register_strategy("name")` taking `(data, expert_names, router, rng)` and returning an index
+(`router.usage` counts what this client trained so far).
 """
 
 from __future__ import annotations
@@ -39,6 +40,32 @@ def route_by_variance(
     if wanted in expert_names:
         return list(expert_names).index(wanted)
     return 0 if high else min(1, len(expert_names) - 1)
+
+
+def variance_preference(high: bool, expert_names: Sequence[str]) -> list[str]:
+    """`balanced` routing's order among experts trained equally often: MetaAdaptation first
+    (it adapts its learning rate only from a second training on, comparing epoch losses),
+    then the variance rule's pick, the other base expert, MemoryConsolidation."""
+    picked, other = (
+        ("StructureExpert", "DriftExpert") if high else ("DriftExpert", "StructureExpert")
+    )
+    order = ["MetaAdaptationExpert", picked, other, "MemoryConsolidationExpert"]
+    return [n for n in order if n in expert_names] + [n for n in expert_names if n not in order]
+
+
+@register_strategy("balanced")
+def route_balanced(
+    data: Tensor, expert_names: Sequence[str], router: Router, rng: np.random.Generator
+) -> int:
+    """The expert this client has trained least; ties in `variance_preference` order.
+
+    Each expert keeps state only from its own training (replay buffer, lr history), so every
+    one of them trains once in each run of len(experts) routed rounds; the data's variance
+    orders them."""
+    high = float(data.var(correction=0)) > router.threshold
+    order = variance_preference(high, expert_names)
+    fewest = min(router.usage[name] for name in expert_names)
+    return list(expert_names).index(next(n for n in order if router.usage[n] == fewest))
 
 
 @register_strategy("random")
