@@ -23,7 +23,7 @@ from models.checkpoint import Checkpoint
 from models.client_data import ClientData
 from models.client_insight import ClientInsight
 from models.idempotency import IdempotencyKey
-from models.meta_params import MetaParams
+from models.meta_params import UNCERTAINTY_GROUPS, MetaParams
 from models.round_metrics import RoundMetrics
 from models.simulation import FINISHED_STATUSES, Simulation, SimulationStatus
 from models.simulation_log import SimulationLog
@@ -722,10 +722,13 @@ def save_round(
         ("simulation_id", "round", "client_id"),
     )
     if result.get("meta_params"):
+        # The meta-learner's client lists are kept beside the parameters it broadcast.
+        groups = {key: result[key] for key in UNCERTAINTY_GROUPS if key in result}
+        params = {**result["meta_params"], **groups}
         _upsert(
             session,
             MetaParams,
-            [{"simulation_id": sim_id, "round": number, "params": result["meta_params"]}],
+            [{"simulation_id": sim_id, "round": number, "params": params}],
             ("simulation_id", "round"),
         )
     _upsert(

@@ -124,6 +124,11 @@ METRIC_NAMES: Mapping[str, str] = {
 }
 
 
+#: The meta-learner's two client lists of a round (`RoundResult.uncertainty_groups`), stored
+#: and served beside its meta-parameters.
+UNCERTAINTY_GROUPS = ("high_uncertainty_clients", "low_uncertainty_clients")
+
+
 @dataclass(frozen=True)
 class RoundResult:
     """Everything one finished round produced. Rounds are numbered from 1.
@@ -136,6 +141,9 @@ class RoundResult:
     metrics: Mapping[str, float]
     insights: tuple[Insight, ...] = ()
     meta_params: Mapping[str, float] = field(default_factory=dict)
+    #: `MetaLearner.aggregate`'s split of the round's clients (meta_learning): ids above the
+    #: mean uncertainty (`high_uncertainty_clients`) and at or below it (`low_…`); else empty.
+    uncertainty_groups: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
     expert_usage: Mapping[str, int] = field(default_factory=dict)
     gossip_pairs: tuple[GossipPair, ...] = ()
     logs: tuple[str, ...] = ()
@@ -147,6 +155,7 @@ class RoundResult:
             "round": self.round,
             "metrics": dict(self.metrics),
             "meta_params": dict(self.meta_params),
+            **{key: list(self.uncertainty_groups.get(key, ())) for key in UNCERTAINTY_GROUPS},
             "insights": [i.to_dict() for i in self.insights],
             "expert_usage": dict(self.expert_usage),
             "gossip_pairs": [p.to_dict() for p in self.gossip_pairs],

@@ -55,7 +55,13 @@ from scarcity.core.population import ReferencePopulation
 from scarcity.core.server import Server
 from scarcity.messages import MAX_DETAIL_CLIENTS
 from scarcity.population import ClientPopulation, FitResult
-from scarcity.results import GossipPair, Insight, RoundResult, non_finite
+from scarcity.results import (
+    UNCERTAINTY_GROUPS,
+    GossipPair,
+    Insight,
+    RoundResult,
+    non_finite,
+)
 from scarcity.sampling import draw_participants
 from scarcity.strategies import ClientUpdates, FitInstructions, make_strategy
 from scarcity.strategies.functions import clip_updates
@@ -167,13 +173,15 @@ class Simulation:
             metrics["avg_uncertainty"] = stats["avg_uncertainty"]
 
         meta_params: dict[str, float] = {}
+        uncertainty_groups: dict[str, tuple[int, ...]] = {}
         if cfg.meta_learning:
-            self.meta_learner.aggregate(insights)
+            groups = self.meta_learner.aggregate(insights)
             self.meta_learner.update_global_params(insights)
             if cfg.structure_discovery:
                 self.meta_learner.compute_structural_priors(insights)
             meta_params = self.meta_learner.broadcast_params()
             population.receive_meta_params(meta_params)
+            uncertainty_groups = {key: tuple(groups[key]) for key in UNCERTAINTY_GROUPS}
 
         pairs: list[GossipPair] = []
         if cfg.gossip:
@@ -201,6 +209,7 @@ class Simulation:
             metrics=metrics,
             insights=tuple(insights) if cfg.insight_exchange else (),
             meta_params=meta_params,
+            uncertainty_groups=uncertainty_groups,
             expert_usage=usage,
             gossip_pairs=tuple(pairs),
             logs=tuple(lines),
