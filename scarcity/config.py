@@ -156,6 +156,15 @@ class SimulationConfig(BaseModel):
         ),
     )
 
+    ensemble_evaluation: bool = Field(
+        False,
+        description=(
+            "Every round each participating client's expert ensemble (the routed expert, or "
+            "all experts' mean) predicts held-out rows, its own with client_test_fraction, "
+            "else the test set: ensemble_loss, ensemble_accuracy. resolve_config (every new "
+            "request) sets it true; a config stored before it existed has none (false)."
+        ),
+    )
     expert_ensemble: bool = Field(
         True,
         description=(
@@ -519,10 +528,12 @@ def stored_config(fields: Mapping[str, Any]) -> dict[str, Any]:
     """A config stored by an earlier version, with each field added since then set to what
     that version did where the new default would change its results: a real data set stored
     before natural sizes was resampled (`resample_to_size`) and standardised
-    (`feature_scaling`), and any stored run keeps `engine_version` 1. The database migration
+    (`feature_scaling`), any stored run keeps `engine_version` 1 and reports no ensemble
+    metrics (`ensemble_evaluation`). The database migration
     writes the same into stored rows; checkpoints keep the config they were written with."""
     upgraded = dict(fields)
     upgraded.setdefault("engine_version", 1)
+    upgraded.setdefault("ensemble_evaluation", False)
     if upgraded.get("dataset", "synthetic") != "synthetic":
         upgraded.setdefault("resample_to_size", True)
         upgraded.setdefault("feature_scaling", "standard")
@@ -539,7 +550,9 @@ def resolve_config(
     fields = {**(request or {}), **overrides}
     preset_name = fields.get("preset", "stage8")
     preset = PRESETS.get(preset_name) if isinstance(preset_name, str) else None
-    base: dict[str, Any] = dict(preset.overrides) if preset else {}
+    # New requests evaluate the ensemble; a stored config says false (`stored_config`).
+    base: dict[str, Any] = {"ensemble_evaluation": True}
+    base.update(preset.overrides if preset else {})
     dataset = fields.get("dataset")
     if isinstance(dataset, str) and dataset in DATASET_SHAPES:
         features, classes = DATASET_SHAPES[dataset]

@@ -121,6 +121,10 @@ METRIC_NAMES: Mapping[str, str] = {
     "personal_loss_mean": "shared model's mean loss on the clients' own held-out rows "
     "(client_test_fraction, regression)",
     "personal_loss_worst10": "its mean over the worst 10 % of clients",
+    "ensemble_loss": "mean over the round's clients of their expert ensemble's loss (the routed "
+    "expert, or all experts' mean) on held-out rows: their own with client_test_fraction, "
+    "else the test set (ensemble_evaluation)",
+    "ensemble_accuracy": "the same ensembles' mean accuracy (labelled data sets)",
 }
 
 

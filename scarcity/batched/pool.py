@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -32,6 +32,7 @@ from scarcity.batched.autoencoder import (
     replay_loss_and_grads,
 )
 from scarcity.batched.draws import RoundDraws, draw_round
+from scarcity.batched.ensemble import held_out_scores
 from scarcity.batched.insights import (
     SUPERVISED_KEYS,
     PoolRound,
@@ -642,6 +643,17 @@ class ClientPool:
         """Call `fail(path)` for the first quantity of the last round that is NaN or inf."""
         assert self.last is not None
         check_finite(self.last, fail)
+
+    def ensemble_scores(
+        self,
+        shared: tuple[Tensor, Tensor] | None,
+        own: Sequence[tuple[Tensor, Tensor]] | None,
+    ) -> tuple[Tensor, Tensor]:
+        """Each participant's ensemble loss and accuracy on held-out rows (`ensemble`)."""
+        assert self.last is not None
+        rows = slice(None) if self.active is None else self.active
+        heads = {"weight": self.w["head_w"][rows], "bias": self.w["head_b"][rows]}
+        return held_out_scores(self.task, heads, self.last.selected, shared, own)
 
     def insights(self) -> list[Insight]:
         """Every client's `Client.generate_insight()` of the last round."""

@@ -281,3 +281,21 @@ def test_meta_params_carry_the_high_and_low_uncertainty_clients(client: httpx.Cl
             range(6)
         )
         assert row["lr"] == result.meta_params["lr"]
+
+
+def test_metrics_carry_the_ensembles_scores_in_json_and_csv(client: httpx.Client) -> None:
+    job = {"preset": "stage7", "dataset": "iris", "num_clients": 3, "rounds": 2}
+    sim = client.post("/simulations", json=job).json()
+    assert sim["config"]["ensemble_evaluation"] is True
+    wait_for_status(client, sim["id"], {"succeeded"})
+    rows = client.get(f"/simulations/{sim['id']}/metrics").json()["rounds"]
+    expected = run_simulation(resolve_config(sim["config"]))
+    for row, result in zip(rows, expected, strict=True):
+        for name in ("ensemble_loss", "ensemble_accuracy"):
+            assert row["metrics"][name] == pytest.approx(result.metrics[name], abs=1e-6), name
+    csv_text = client.get(f"/simulations/{sim['id']}/metrics", params={"format": "csv"}).text
+    header, *lines = csv_text.strip().splitlines()
+    column = header.split(",").index("ensemble_accuracy")
+    assert [float(line.split(",")[column]) for line in lines] == pytest.approx(
+        [r.metrics["ensemble_accuracy"] for r in expected], abs=1e-6
+    )
