@@ -529,8 +529,9 @@ def stored_config(fields: Mapping[str, Any]) -> dict[str, Any]:
     that version did where the new default would change its results: a real data set stored
     before natural sizes was resampled (`resample_to_size`) and standardised
     (`feature_scaling`), any stored run keeps `engine_version` 1 and reports no ensemble
-    metrics (`ensemble_evaluation`). The database migration
-    writes the same into stored rows; checkpoints keep the config they were written with."""
+    metrics (`ensemble_evaluation`). The database migration writes the first three into stored
+    rows (a row without `ensemble_evaluation` validates to its default, false); checkpoints
+    keep the config they were written with."""
     upgraded = dict(fields)
     upgraded.setdefault("engine_version", 1)
     upgraded.setdefault("ensemble_evaluation", False)
