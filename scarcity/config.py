@@ -157,12 +157,12 @@ class SimulationConfig(BaseModel):
     )
 
     ensemble_evaluation: bool = Field(
-        False,
+        True,
         description=(
             "Every round each participating client's expert ensemble (the routed expert, or "
             "all experts' mean) predicts held-out rows, its own with client_test_fraction, "
-            "else the test set: ensemble_loss, ensemble_accuracy. resolve_config (every new "
-            "request) sets it true; a config stored before it existed has none (false)."
+            "else the test set: ensemble_loss, ensemble_accuracy. Runs stored before it "
+            "existed have it false."
         ),
     )
     expert_ensemble: bool = Field(
@@ -529,9 +529,8 @@ def stored_config(fields: Mapping[str, Any]) -> dict[str, Any]:
     that version did where the new default would change its results: a real data set stored
     before natural sizes was resampled (`resample_to_size`) and standardised
     (`feature_scaling`), any stored run keeps `engine_version` 1 and reports no ensemble
-    metrics (`ensemble_evaluation`). The database migration writes the first three into stored
-    rows (a row without `ensemble_evaluation` validates to its default, false); checkpoints
-    keep the config they were written with."""
+    metrics (`ensemble_evaluation`). The database migrations write the same into stored rows;
+    checkpoints keep the config they were written with."""
     upgraded = dict(fields)
     upgraded.setdefault("engine_version", 1)
     upgraded.setdefault("ensemble_evaluation", False)
@@ -551,9 +550,7 @@ def resolve_config(
     fields = {**(request or {}), **overrides}
     preset_name = fields.get("preset", "stage8")
     preset = PRESETS.get(preset_name) if isinstance(preset_name, str) else None
-    # New requests evaluate the ensemble; a stored config says false (`stored_config`).
-    base: dict[str, Any] = {"ensemble_evaluation": True}
-    base.update(preset.overrides if preset else {})
+    base: dict[str, Any] = dict(preset.overrides) if preset else {}
     dataset = fields.get("dataset")
     if isinstance(dataset, str) and dataset in DATASET_SHAPES:
         features, classes = DATASET_SHAPES[dataset]
