@@ -225,10 +225,12 @@ class Simulation:
 
     def _ensemble_metrics(self, k: int, participants: Tensor) -> dict[str, float]:
         """The participants' ensembles, as the round left them, on held-out rows: each its
-        own with `client_test_fraction`, else the global test set (`scarcity.core.ensemble`)."""
+        own with `client_test_fraction`, else the global test set; synthetic data's test set
+        is one block per client, drawn from that client's distribution, so each predicts its
+        own block (`scarcity.core.ensemble`)."""
         data = self.data
-        if data.client_test_y:
-            sets = data.client_test_sets(k)
+        if data.client_test_y or data.test_rows_per_client:
+            sets = data.client_test_sets(k) if data.client_test_y else data.test_blocks(k)
             own = [sets[i] for i in participants.tolist()]
             loss, accuracy = self.population.ensemble_scores(None, own)
         else:

@@ -15,6 +15,9 @@ from scarcity.batched.linear import per_sample_loss
 from scarcity.batched.padding import pad_clients, real_rows
 from scarcity.core.training import Task
 
+#: Clients evaluated on a shared test set at once (bounds the [clients, rows, out] products).
+CHUNK = 1024
+
 
 def head_outputs(head: Mapping[str, Tensor], x: Tensor) -> Tensor:
     """M linear heads (`weight` [M, out, d], `bias` [M, out]) on `x`: [M, n, d] each its own
@@ -53,8 +56,21 @@ def held_out_scores(
     if own is None:
         assert shared is not None
         x, y = shared
-        prediction = pool_predictions(heads, selected, x)
-        return _scores(task, prediction, y.expand(p, *y.shape), None)
+        # Clients in chunks: [P, n, out] predictions of many clients on one set add up.
+        parts = [
+            _scores(
+                task,
+                pool_predictions(
+                    {key: t[start : start + CHUNK] for key, t in heads.items()},
+                    None if selected is None else selected[start : start + CHUNK],
+                    x,
+                ),
+                y.expand(min(CHUNK, p - start), *y.shape),
+                None,
+            )
+            for start in range(0, p, CHUNK)
+        ]
+        return torch.cat([a for a, _ in parts]), torch.cat([b for _, b in parts])
     sizes = torch.tensor([len(y) for _, y in own])
     x, y = pad_clients([x for x, _ in own]), pad_clients([y for _, y in own])
     return _scores(task, pool_predictions(heads, selected, x), y, sizes)

@@ -60,6 +60,24 @@ def test_each_client_predicts_with_its_routed_expert_on_its_held_out_rows(overri
         assert metrics["ensemble_accuracy"] == pytest.approx(accuracy, abs=1e-6)
 
 
+def test_synthetic_clients_predict_their_own_block_of_the_test_set():
+    """The synthetic test set is one block per client, drawn from that client's distribution."""
+    sim = Simulation(resolve_config(preset="stage4", execution="reference", drift=0.2))
+    n = sim.data.test_rows_per_client
+    assert n > 0 and len(sim.data.test_y) == 5 * n
+    for k in (1, 2):
+        metrics = sim.run_round().metrics
+        x, y = sim.data.test_set(k)
+        losses = []
+        for client in sim.population.active:
+            i = client.client_id
+            expert = client.experts[client.expert_names.index(client.last_round.selected_expert)]
+            with torch.no_grad():
+                out = expert.model(x[i * n : (i + 1) * n])
+            losses.append(float(((out - y[i * n : (i + 1) * n]) ** 2).mean()))
+        assert metrics["ensemble_loss"] == pytest.approx(sum(losses) / 5, rel=1e-6)
+
+
 @pytest.mark.parametrize(
     "overrides",
     [
@@ -122,3 +140,14 @@ def test_the_batched_head_evaluation_is_nn_linear():
             torch.stack([layer(x) for layer, x in zip(layers, own, strict=True)]),
             atol=1e-6,
         )
+
+
+@pytest.mark.parametrize("preset", ["stage7", "stage3"], ids=["routed", "mean"])
+def test_clients_evaluated_in_chunks_give_the_same_scores(monkeypatch, preset):
+    config = resolve_config(preset=preset, dataset="wine", num_clients=5, rounds=2)
+    whole = [r.metrics for r in run_simulation(config)]
+    monkeypatch.setattr("scarcity.batched.ensemble.CHUNK", 2)  # chunks of 2, 2 and 1
+    chunked = [r.metrics for r in run_simulation(config)]
+    for a, b in zip(chunked, whole, strict=True):  # equal up to the products' float rounding
+        assert a.keys() == b.keys()
+        assert all(a[name] == pytest.approx(b[name], rel=1e-6, abs=1e-9) for name in a)
