@@ -311,6 +311,14 @@ class MetaParamsRow(BaseModel):
     std: float | None = None
     lr: float | None = None
     updates: float | None = None
+    high_uncertainty_clients: list[int] | None = Field(
+        None,
+        description="Clients whose uncertainty is above the round's mean (the meta-learner's "
+        "aggregate); null for rounds stored before it was kept.",
+    )
+    low_uncertainty_clients: list[int] | None = Field(
+        None, description="Clients at or below the round's mean uncertainty."
+    )
 
 
 class MetaParamsPublic(BaseModel):

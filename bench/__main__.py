@@ -6,7 +6,7 @@ import argparse
 import importlib
 import sys
 
-SUITES = ("engine", "scale", "models", "service", "strategies", "events", "search")
+SUITES = ("engine", "scale", "models", "service", "strategies", "events", "search", "ablation")
 
 
 def main(argv: list[str] | None = None) -> int:

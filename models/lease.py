@@ -19,7 +19,7 @@ from models.attempt import Attempt
 from models.base import as_utc, utcnow
 from models.checkpoint import Checkpoint
 from models.client_insight import ClientInsight
-from models.meta_params import MetaParams
+from models.meta_params import UNCERTAINTY_GROUPS, MetaParams
 from models.notify import notify
 from models.results_repo import add_log
 from models.round_metrics import RoundMetrics
@@ -311,10 +311,13 @@ def save_round(
         ("simulation_id", "round", "client_id"),
     )
     if result.get("meta_params"):
+        # The meta-learner's client lists are kept beside the parameters it broadcast.
+        groups = {key: result[key] for key in UNCERTAINTY_GROUPS if key in result}
+        params = {**result["meta_params"], **groups}
         upsert(
             session,
             MetaParams,
-            [{"simulation_id": sim_id, "round": number, "params": result["meta_params"]}],
+            [{"simulation_id": sim_id, "round": number, "params": params}],
             ("simulation_id", "round"),
         )
     upsert(

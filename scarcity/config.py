@@ -86,7 +86,15 @@ class SimulationConfig(BaseModel):
         (64,), min_length=1, max_length=8, description="mlp: units of each hidden layer."
     )
     cnn_channels: int = Field(8, ge=1, le=256, description="cnn: filters of the 3×3 convolution.")
-    router_strategy: Literal["variance", "random", "round_robin"] = "variance"
+    router_strategy: Literal["variance", "random", "round_robin", "balanced"] = Field(
+        "variance",
+        description=(
+            "Expert routing: variance (the seed's rule: StructureExpert above "
+            "variance_threshold, else DriftExpert), random, round_robin, or balanced (each "
+            "client's least-trained expert, ties by the variance rule; the stage7/stage8 "
+            "default, so every expert of the portfolio trains)."
+        ),
+    )
     variance_threshold: float = Field(
         0.5, ge=0, description="`variance` routing: data variance above it → StructureExpert."
     )
@@ -161,6 +169,15 @@ class SimulationConfig(BaseModel):
         ),
     )
 
+    ensemble_evaluation: bool = Field(
+        True,
+        description=(
+            "Every round each participating client's expert ensemble (the routed expert, or "
+            "all experts' mean) predicts held-out rows, its own with client_test_fraction, "
+            "else the test set: ensemble_loss, ensemble_accuracy. Runs stored before it "
+            "existed have it false."
+        ),
+    )
     expert_ensemble: bool = Field(
         True,
         description=(
@@ -515,7 +532,11 @@ _STAGE_FEATURES: list[tuple[str, str | None, str]] = [
     ("stage4", "expert_routing", "Expert routing: the router picks the expert each client trains."),
     ("stage5", "meta_learning", "Reptile-style meta-learning: EMA meta-parameters broadcast."),
     ("stage6", "gossip", "P2P gossip: random client pairs average one expert's weights."),
-    ("stage7", "extended_experts", "Extended portfolio: Memory and MetaAdaptation experts (4)."),
+    (
+        "stage7",
+        "extended_experts",
+        "Extended portfolio: Memory and MetaAdaptation experts (4), balanced routing.",
+    ),
     (
         "stage8",
         "structure_discovery",
@@ -533,6 +554,9 @@ def _build_presets() -> dict[str, Preset]:
         if feature == "meta_learning":
             # The broadcast is used, not only stored (the seed's "faster convergence").
             switched_on["apply_meta_params"] = True
+        if feature == "extended_experts":
+            # Four experts: the variance rule alone picks only two of them.
+            switched_on["router_strategy"] = "balanced"
         presets[name] = Preset(name, description, dict(switched_on))
     presets["baseline"] = Preset(
         "baseline",
@@ -549,11 +573,13 @@ def stored_config(fields: Mapping[str, Any]) -> dict[str, Any]:
     """A config stored by an earlier version, with each field added since then set to what
     that version did where the new default would change its results: a real data set stored
     before natural sizes was resampled (`resample_to_size`) and standardised
-    (`feature_scaling`), and any stored run keeps `engine_version` 1 and clients that do not
-    use the meta-parameters (`apply_meta_params`). The database migration
-    writes the same into stored rows; checkpoints keep the config they were written with."""
+    (`feature_scaling`), any stored run keeps `engine_version` 1, reports no ensemble metrics
+    (`ensemble_evaluation`) and has clients that do not use the meta-parameters
+    (`apply_meta_params`). The database migrations write the same into stored rows;
+    checkpoints keep the config they were written with."""
     upgraded = dict(fields)
     upgraded.setdefault("engine_version", 1)
+    upgraded.setdefault("ensemble_evaluation", False)
     upgraded.setdefault("apply_meta_params", False)
     if upgraded.get("dataset", "synthetic") != "synthetic":
         upgraded.setdefault("resample_to_size", True)

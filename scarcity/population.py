@@ -11,7 +11,7 @@ Both take the same random draws in the same order, so they agree up to float rou
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -63,6 +63,15 @@ class ClientPopulation(Protocol):
 
     def insights(self) -> list[Insight]:
         """Each participant's insight of the last round."""
+        ...
+
+    def ensemble_scores(
+        self,
+        shared: tuple[Tensor, Tensor] | None,
+        own: Sequence[tuple[Tensor, Tensor]] | None,
+    ) -> tuple[Tensor, Tensor]:
+        """Each participant's ensemble loss and accuracy (NaN for regression), float64 [P]:
+        on the `shared` test set, or on its `own` held-out rows (one pair per participant)."""
         ...
 
     def statistics(self) -> dict[str, float]:

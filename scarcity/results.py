@@ -121,7 +121,16 @@ METRIC_NAMES: Mapping[str, str] = {
     "personal_loss_mean": "shared model's mean loss on the clients' own held-out rows "
     "(client_test_fraction, regression)",
     "personal_loss_worst10": "its mean over the worst 10 % of clients",
+    "ensemble_loss": "mean over the round's clients of their expert ensemble's loss (the routed "
+    "expert, or all experts' mean) on held-out rows: their own with client_test_fraction, "
+    "else the test set (ensemble_evaluation)",
+    "ensemble_accuracy": "the same ensembles' mean accuracy (labelled data sets)",
 }
+
+
+#: The meta-learner's two client lists of a round (`RoundResult.uncertainty_groups`), stored
+#: and served beside its meta-parameters.
+UNCERTAINTY_GROUPS = ("high_uncertainty_clients", "low_uncertainty_clients")
 
 
 @dataclass(frozen=True)
@@ -136,6 +145,9 @@ class RoundResult:
     metrics: Mapping[str, float]
     insights: tuple[Insight, ...] = ()
     meta_params: Mapping[str, float] = field(default_factory=dict)
+    #: `MetaLearner.aggregate`'s split of the round's clients (meta_learning): ids above the
+    #: mean uncertainty (`high_uncertainty_clients`) and at or below it (`low_…`); else empty.
+    uncertainty_groups: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
     expert_usage: Mapping[str, int] = field(default_factory=dict)
     gossip_pairs: tuple[GossipPair, ...] = ()
     logs: tuple[str, ...] = ()
@@ -147,6 +159,7 @@ class RoundResult:
             "round": self.round,
             "metrics": dict(self.metrics),
             "meta_params": dict(self.meta_params),
+            **{key: list(self.uncertainty_groups.get(key, ())) for key in UNCERTAINTY_GROUPS},
             "insights": [i.to_dict() for i in self.insights],
             "expert_usage": dict(self.expert_usage),
             "gossip_pairs": [p.to_dict() for p in self.gossip_pairs],

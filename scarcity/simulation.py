@@ -13,7 +13,10 @@ A round (`Simulation.run_round`) is one sequence of steps, whichever execution h
    reconstruction, replay); with `insight_exchange` the server keeps them in `memory`;
 6. `meta_learning`: the meta-learner updates and broadcasts its meta-parameters (+ structural
    priors with `structure_discovery`);
-7. `gossip`: random disjoint pairs of clients average one expert each.
+7. `gossip`: random disjoint pairs of clients average one expert each;
+8. `ensemble_evaluation`: every participant's experts, as its router chose, predict held-out
+   rows (its own with `client_test_fraction`, else the test set): `ensemble_loss`,
+   `ensemble_accuracy` (`scarcity.core.ensemble`).
 
 All randomness of a run comes from one `torch.Generator` and one `numpy.random.Generator`
 seeded from `config.seed` (the data, the attackers and DP noise from separate streams), never
@@ -42,6 +45,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import Tensor
 
 from scarcity import checkpoint as checkpoint_format
 from scarcity import messages
@@ -50,13 +54,20 @@ from scarcity.backbones import make_backbone
 from scarcity.batched import ClientPool
 from scarcity.config import SimulationConfig, resolve_config, stored_config
 from scarcity.core.data import FederatedData, make_federated_data
+from scarcity.core.ensemble import ensemble_metrics
 from scarcity.core.gossip import GossipScheduler
 from scarcity.core.meta_learner import MetaLearner
 from scarcity.core.population import ReferencePopulation
 from scarcity.core.server import Server
 from scarcity.messages import MAX_DETAIL_CLIENTS
 from scarcity.population import ClientPopulation, FitResult
-from scarcity.results import GossipPair, Insight, RoundResult, non_finite
+from scarcity.results import (
+    UNCERTAINTY_GROUPS,
+    GossipPair,
+    Insight,
+    RoundResult,
+    non_finite,
+)
 from scarcity.sampling import draw_participants
 from scarcity.strategies import ClientUpdates, FitInstructions, make_strategy
 from scarcity.strategies.functions import clip_updates
@@ -173,19 +184,23 @@ class Simulation:
             metrics["avg_uncertainty"] = stats["avg_uncertainty"]
 
         meta_params: dict[str, float] = {}
+        uncertainty_groups: dict[str, tuple[int, ...]] = {}
         if cfg.meta_learning:
-            self.meta_learner.aggregate(insights)
+            groups = self.meta_learner.aggregate(insights)
             self.meta_learner.update_global_params(insights)
             if cfg.structure_discovery:
                 self.meta_learner.compute_structural_priors(insights)
             meta_params = self.meta_learner.broadcast_params()
             population.receive_meta_params(meta_params)
+            uncertainty_groups = {key: tuple(groups[key]) for key in UNCERTAINTY_GROUPS}
 
         pairs: list[GossipPair] = []
         if cfg.gossip:
             synced = population.gossip(self.gossip, self.rng)
             pairs = [GossipPair(a, b, name) for a, b, name in synced]
 
+        if cfg.ensemble_evaluation and cfg.expert_ensemble:
+            metrics.update(self._ensemble_metrics(k, participants))
         usage = population.expert_usage() if cfg.expert_routing else {}
         _check_finite(k, metrics, meta_params)
         population.check_finite(lambda path: _raise_diverged(k, path))
@@ -207,11 +222,28 @@ class Simulation:
             metrics=metrics,
             insights=tuple(insights) if cfg.insight_exchange else (),
             meta_params=meta_params,
+            uncertainty_groups=uncertainty_groups,
             expert_usage=usage,
             gossip_pairs=tuple(pairs),
             logs=tuple(lines),
             duration_seconds=time.perf_counter() - started,
         )
+
+    def _ensemble_metrics(self, k: int, participants: Tensor) -> dict[str, float]:
+        """The participants' ensembles, as the round left them, on held-out rows: each its
+        own with `client_test_fraction`, else the global test set; synthetic data's test set
+        is one block per client, drawn from that client's distribution, so each predicts its
+        own block (`scarcity.core.ensemble`)."""
+        data = self.data
+        if data.client_test_y or data.test_rows_per_client:
+            sets = data.client_test_sets(k) if data.client_test_y else data.test_blocks(k)
+            own = [sets[i] for i in participants.tolist()]
+            loss, accuracy = self.population.ensemble_scores(None, own)
+        else:
+            loss, accuracy = self.population.ensemble_scores(data.test_set(k), None)
+        if bool(loss.isnan().all()):  # no participant holds a held-out row
+            return {}
+        return ensemble_metrics(data.task, loss, accuracy)
 
     def _personal_scores(self, k: int) -> torch.Tensor | None:
         """The global model on every client's own held-out rows, per client (None without

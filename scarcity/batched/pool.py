@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from typing import Any
 
@@ -34,6 +34,7 @@ from scarcity.batched.autoencoder import (
     replay_loss_and_grads,
 )
 from scarcity.batched.draws import RoundDraws, draw_round
+from scarcity.batched.ensemble import held_out_scores
 from scarcity.batched.insights import (
     SUPERVISED_KEYS,
     PoolRound,
@@ -225,6 +226,7 @@ class ClientPool:
                 self._router_calls(),
                 self.rng,
                 self.ragged_sizes,
+                self.router_usage,
             )
             self.router_usage[torch.arange(n_clients), chosen] += 1
             trained = chosen.unsqueeze(1).tolist()
@@ -676,6 +678,18 @@ class ClientPool:
         """Call `fail(path)` for the first quantity of the last round that is NaN or inf."""
         assert self.last is not None
         check_finite(self.last, fail)
+
+    def ensemble_scores(
+        self,
+        shared: tuple[Tensor, Tensor] | None,
+        own: Sequence[tuple[Tensor, Tensor]] | None,
+    ) -> tuple[Tensor, Tensor]:
+        """Each participant's ensemble loss and accuracy on held-out rows (`ensemble`)."""
+        assert self.last is not None
+        rows = slice(None) if self.active is None else self.active
+        heads = {name: self.w[key][rows] for name, key in self.head_keys.items()}
+        selected = self.last.selected
+        return held_out_scores(self.task, heads, selected, shared, own, self.stacked_model)
 
     def insights(self) -> list[Insight]:
         """Every client's `Client.generate_insight()` of the last round."""

@@ -70,6 +70,9 @@ class FederatedData:
     #: Each client's own held-out rows (`client_test_fraction`); empty tuples = none.
     client_test_x: tuple[Tensor, ...] = ()
     client_test_y: tuple[Tensor, ...] = ()
+    #: Synthetic data: the test set is one block of this many rows per client, block i drawn
+    #: from client i's own distribution; 0 = one test set for all (a real data set).
+    test_rows_per_client: int = 0
 
     def _shift(self, x: Tensor, y: Tensor, round_index: int) -> tuple[Tensor, Tensor]:
         offset = self.drift * (round_index - 1)
@@ -85,6 +88,12 @@ class FederatedData:
 
     def test_set(self, round_index: int = 1) -> tuple[Tensor, Tensor]:
         return self._shift(self.test_x, self.test_y, round_index)
+
+    def test_blocks(self, round_index: int = 1) -> list[tuple[Tensor, Tensor]]:
+        """Synthetic data: each client's block of the test set in round `round_index`."""
+        x, y = self.test_set(round_index)
+        n = self.test_rows_per_client
+        return [(x[i * n : (i + 1) * n], y[i * n : (i + 1) * n]) for i in range(len(x) // n)]
 
     def client_test_sets(self, round_index: int = 1) -> list[tuple[Tensor, Tensor]]:
         """Every client's own held-out rows in round `round_index` (empty without a split)."""
@@ -205,6 +214,7 @@ def _synthetic(config: SimulationConfig, rng: np.random.Generator) -> FederatedD
         test_y=_f32(np.concatenate(test_ys)),
         drift=config.drift,
         target_shift=_f32(hidden_map.sum(axis=0)),
+        test_rows_per_client=n_test,
     )
 
 

@@ -23,12 +23,14 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from scarcity import messages
 from scarcity.backbones import Backbone
 from scarcity.backbones.linear import LinearBackbone
+from scarcity.core.arrays import as_features, as_targets
 from scarcity.core.training import Task, fit, make_linear, rows, train_supervised
 
 
@@ -99,13 +101,15 @@ class Expert:
 
     def train(
         self,
-        x: Tensor,
-        y: Tensor,
+        x: Tensor | np.ndarray,
+        y: Tensor | np.ndarray,
         epochs: int = 1,
         batch_size: int = 0,
         generator: torch.Generator | None = None,
     ) -> dict[str, float]:
-        """Supervised local training of the head; returns loss before/after and mean |grad|."""
+        """Supervised local training of the head on NumPy arrays or tensors; returns loss
+        before/after and mean |grad|."""
+        x, y = as_features(x), as_targets(y, self.task)
         gen = generator if generator is not None else torch.Generator().manual_seed(0)
         return train_supervised(
             self.model,
@@ -126,12 +130,14 @@ class Expert:
 
     def train_self_supervised(
         self,
-        x: Tensor,
+        x: Tensor | np.ndarray,
         epochs: int = 1,
         batch_size: int = 0,
         generator: torch.Generator | None = None,
     ) -> dict[str, float]:
-        """Autoencoder training on unlabelled data; returns reconstruction loss before/after."""
+        """Autoencoder training on unlabelled data (NumPy or tensor); returns reconstruction
+        loss before/after."""
+        x = as_features(x)
         gen = generator if generator is not None else torch.Generator().manual_seed(0)
         initial = self.reconstruction_loss(x)
         self._before_train(x, gen)
@@ -254,7 +260,9 @@ class MemoryConsolidationExpert(Expert):
         replay = ((self.encoder(self.memory_x) - self.memory_z) ** 2).sum(1).mean()
         return super()._ssl_loss(xb) + self.replay_weight * replay
 
-    def train_self_supervised(self, x: Tensor, *args: Any, **kwargs: Any) -> dict[str, float]:
+    def train_self_supervised(
+        self, x: Tensor | np.ndarray, *args: Any, **kwargs: Any
+    ) -> dict[str, float]:
         return {
             **super().train_self_supervised(x, *args, **kwargs),
             "replay_error": self.replay_error(),

@@ -7,7 +7,7 @@ Readable and slow: each participant trains in turn, exactly as the seed's loop o
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -17,6 +17,7 @@ from torch import Tensor
 from scarcity.config import SimulationConfig
 from scarcity.core.client import Client
 from scarcity.core.data import FederatedData
+from scarcity.core.ensemble import client_prediction, scores
 from scarcity.core.gossip import GossipScheduler, gossip_round
 from scarcity.core.server import insight_statistics
 from scarcity.core.training import LocalObjective
@@ -91,6 +92,31 @@ class ReferencePopulation:
         if self._insights is None:  # built once a round: statistics and checks read them too
             self._insights = [c.generate_insight() for c in self.active]
         return self._insights
+
+    def ensemble_scores(
+        self,
+        shared: tuple[Tensor, Tensor] | None,
+        own: Sequence[tuple[Tensor, Tensor]] | None,
+    ) -> tuple[Tensor, Tensor]:
+        """Each participant's ensemble loss and accuracy (`scarcity.core.ensemble`), float64
+        [P]: on the `shared` test set, or on its `own` held-out rows (one pair each)."""
+        sets = own if own is not None else [shared] * len(self.active)
+        pairs = [
+            scores(
+                client.task,
+                client_prediction(
+                    [e.model for e in client.experts],
+                    client.expert_names,
+                    client.last_round.selected_expert,
+                    held[0],
+                ),
+                held[1],
+            )
+            for client, held in zip(self.active, sets, strict=True)
+            if held is not None
+        ]
+        loss, accuracy = zip(*pairs, strict=True)
+        return torch.tensor(loss, dtype=torch.float64), torch.tensor(accuracy, dtype=torch.float64)
 
     def statistics(self) -> dict[str, float]:
         if not self.clients[0].experts:  # the baseline: no expert summaries to aggregate

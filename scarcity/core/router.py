@@ -1,7 +1,8 @@
 """Expert routing (seed stage 4): pick the expert a client trains this round.
 
 Strategies live in `ROUTER_STRATEGIES`; a new one is one function decorated with
-`@register_strategy("name")` taking `(data, expert_names, router, rng)` and returning an index.
+`@register_strategy("name")` taking `(data, expert_names, router, rng)` and returning an index
+(`router.usage` counts what this client trained so far).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from typing import Any
 
 import numpy as np
 from torch import Tensor
+
+from scarcity.core.arrays import as_features
 
 Strategy = Callable[[Tensor, Sequence[str], "Router", np.random.Generator], int]
 ROUTER_STRATEGIES: dict[str, Strategy] = {}
@@ -37,6 +40,32 @@ def route_by_variance(
     if wanted in expert_names:
         return list(expert_names).index(wanted)
     return 0 if high else min(1, len(expert_names) - 1)
+
+
+def variance_preference(high: bool, expert_names: Sequence[str]) -> list[str]:
+    """`balanced` routing's order among experts trained equally often: MetaAdaptation first
+    (it adapts its learning rate only from a second training on, comparing epoch losses),
+    then the variance rule's pick, the other base expert, MemoryConsolidation."""
+    picked, other = (
+        ("StructureExpert", "DriftExpert") if high else ("DriftExpert", "StructureExpert")
+    )
+    order = ["MetaAdaptationExpert", picked, other, "MemoryConsolidationExpert"]
+    return [n for n in order if n in expert_names] + [n for n in expert_names if n not in order]
+
+
+@register_strategy("balanced")
+def route_balanced(
+    data: Tensor, expert_names: Sequence[str], router: Router, rng: np.random.Generator
+) -> int:
+    """The expert this client has trained least; ties in `variance_preference` order.
+
+    Each expert keeps state only from its own training (replay buffer, lr history), so every
+    one of them trains once in each run of len(experts) routed rounds; the data's variance
+    orders them."""
+    high = float(data.var(correction=0)) > router.threshold
+    order = variance_preference(high, expert_names)
+    fewest = min(router.usage[name] for name in expert_names)
+    return list(expert_names).index(next(n for n in order if router.usage[n] == fewest))
 
 
 @register_strategy("random")
@@ -77,12 +106,12 @@ class Router:
         self.calls = 0
         self.usage: Counter[str] = Counter()
 
-    def select_expert(self, data: Tensor, expert_names: Sequence[str] | None = None) -> int:
-        """Index of the expert to train on `data`."""
+    def select_expert(self, data: Any, expert_names: Sequence[str] | None = None) -> int:
+        """Index of the expert to train on `data` (a NumPy array or a tensor)."""
         names = (
             list(expert_names) if expert_names else [f"expert_{i}" for i in range(self.num_experts)]
         )
-        index = ROUTER_STRATEGIES[self.strategy](data, names, self, self.rng)
+        index = ROUTER_STRATEGIES[self.strategy](as_features(data), names, self, self.rng)
         self.calls += 1
         self.usage[names[index]] += 1
         return index

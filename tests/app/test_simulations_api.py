@@ -7,6 +7,7 @@ import json
 import httpx
 import pytest
 
+from scarcity import resolve_config, run_simulation
 from tests.service_processes import wait_for_status
 
 
@@ -264,3 +265,37 @@ def test_resource_carries_the_last_rounds_metrics(client: httpx.Client) -> None:
     assert last["round"] == 3 and final["final_metrics"] == last["metrics"]
     listed = {s["id"]: s for s in client.get("/simulations", params={"limit": 5}).json()["data"]}
     assert listed[sim["id"]]["final_metrics"] == last["metrics"]
+
+
+def test_meta_params_carry_the_high_and_low_uncertainty_clients(client: httpx.Client) -> None:
+    job = {"preset": "stage5", "dataset": "wine", "num_clients": 6, "rounds": 3}
+    sim = client.post("/simulations", json=job).json()
+    wait_for_status(client, sim["id"], {"succeeded"})
+    rows = client.get(f"/simulations/{sim['id']}/meta-params").json()["rounds"]
+    expected = run_simulation(resolve_config(sim["config"]))
+    assert [r["round"] for r in rows] == [1, 2, 3]
+    for row, result in zip(rows, expected, strict=True):
+        for key in ("high_uncertainty_clients", "low_uncertainty_clients"):
+            assert row[key] == list(result.uncertainty_groups[key]), key
+        assert sorted(row["high_uncertainty_clients"] + row["low_uncertainty_clients"]) == list(
+            range(6)
+        )
+        assert row["lr"] == result.meta_params["lr"]
+
+
+def test_metrics_carry_the_ensembles_scores_in_json_and_csv(client: httpx.Client) -> None:
+    job = {"preset": "stage7", "dataset": "iris", "num_clients": 3, "rounds": 2}
+    sim = client.post("/simulations", json=job).json()
+    assert sim["config"]["ensemble_evaluation"] is True
+    wait_for_status(client, sim["id"], {"succeeded"})
+    rows = client.get(f"/simulations/{sim['id']}/metrics").json()["rounds"]
+    expected = run_simulation(resolve_config(sim["config"]))
+    for row, result in zip(rows, expected, strict=True):
+        for name in ("ensemble_loss", "ensemble_accuracy"):
+            assert row["metrics"][name] == pytest.approx(result.metrics[name], abs=1e-6), name
+    csv_text = client.get(f"/simulations/{sim['id']}/metrics", params={"format": "csv"}).text
+    header, *lines = csv_text.strip().splitlines()
+    column = header.split(",").index("ensemble_accuracy")
+    assert [float(line.split(",")[column]) for line in lines] == pytest.approx(
+        [r.metrics["ensemble_accuracy"] for r in expected], abs=1e-6
+    )

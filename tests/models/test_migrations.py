@@ -327,6 +327,7 @@ def test_stored_configs_on_real_data_keep_their_resampled_standardised_data(
                 "feature_scaling": "standard",
                 "engine_version": 1,
                 "apply_meta_params": False,
+                "ensemble_evaluation": False,
             }
             assert resolve_config(migrated[name]) == resolve_config(stored_config(stored[name]))
             assert resolve_config(migrated[name]).resample_to_size
@@ -334,6 +335,7 @@ def test_stored_configs_on_real_data_keep_their_resampled_standardised_data(
             **stored["synthetic"],
             "engine_version": 1,
             "apply_meta_params": False,
+            "ensemble_evaluation": False,
         }
         assert resolve_config(migrated["synthetic"]) == resolve_config(
             stored_config(stored["synthetic"])
@@ -343,6 +345,7 @@ def test_stored_configs_on_real_data_keep_their_resampled_standardised_data(
             "feature_scaling": "standard",
             "engine_version": 1,
             "apply_meta_params": False,
+            "ensemble_evaluation": False,
         }
         command.downgrade(config, "0002")
         assert stored_configs()["digits"] == stored["digits"]
@@ -425,10 +428,62 @@ def test_runs_stored_before_0005_get_no_name_tags_or_notes(empty_url: str) -> No
                 "rounds": 2,
                 "engine_version": 1,
                 "apply_meta_params": False,
+                "ensemble_evaluation": False,
             }
             assert row.status == "queued"
             from app.schemas import SimulationPublic
 
             assert SimulationPublic.from_row(row).tags == {}
+    finally:
+        engine.dispose()
+
+
+def test_runs_stored_before_0009_report_no_ensemble_metrics(empty_url: str) -> None:
+    """Revision 0009 writes `ensemble_evaluation: false` into every stored config (a new
+    request has it on), so a resumed run reports the metrics it did; a config that says keeps
+    its value; downgrading takes out the false ones."""
+    import json
+
+    from scarcity.config import SimulationConfig
+
+    config = migrate.alembic_config(empty_url)
+    command.upgrade(config, "0008")
+    stored = {
+        "6f7c3b1e-0000-4000-8000-000000000001": {"preset": "stage1", "rounds": 2},
+        "6f7c3b1e-0000-4000-8000-000000000002": {
+            "preset": "stage1",
+            "rounds": 2,
+            "ensemble_evaluation": True,
+        },
+    }
+    engine = create_engine(empty_url, poolclass=pool.NullPool)
+
+    def configs() -> dict[str, dict[str, object]]:
+        with engine.connect() as connection:
+            rows = connection.execute(text("SELECT id, config FROM simulations")).all()
+        return {
+            str(row.id): json.loads(row.config) if isinstance(row.config, str) else row.config
+            for row in rows
+        }
+
+    try:
+        with engine.begin() as connection:
+            for sim_id, fields in stored.items():
+                connection.execute(
+                    text(
+                        "INSERT INTO simulations (id, owner, preset, status, config, "
+                        "rounds_total, rounds_completed, created_at, attempt, cancel_requested) "
+                        "VALUES (:id, '', 'stage1', 'running', :config, 2, 1, :now, 1, false)"
+                    ),
+                    {"id": sim_id, "config": json.dumps(fields), "now": "2026-12-01 12:00:00"},
+                )
+        command.upgrade(config, "0009")
+        old, explicit = (configs()[sim_id] for sim_id in stored)
+        assert old == {"preset": "stage1", "rounds": 2, "ensemble_evaluation": False}
+        assert explicit == stored["6f7c3b1e-0000-4000-8000-000000000002"]
+        assert SimulationConfig.model_validate(old).ensemble_evaluation is False  # the worker
+        command.downgrade(config, "0008")
+        old, explicit = (configs()[sim_id] for sim_id in stored)
+        assert old == {"preset": "stage1", "rounds": 2} and explicit["ensemble_evaluation"]
     finally:
         engine.dispose()

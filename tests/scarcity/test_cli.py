@@ -45,8 +45,15 @@ def test_run_json_round_trip(run_python, tmp_path):
         assert "duration_seconds" in row and "duration_seconds" not in row["metrics"]
         assert row["metrics"] == dict(result.metrics)
         assert row["meta_params"] == dict(result.meta_params)
+        high, low = row["high_uncertainty_clients"], row["low_uncertainty_clients"]
+        assert (high, low) == (
+            list(result.uncertainty_groups["high_uncertainty_clients"]),
+            list(result.uncertainty_groups["low_uncertainty_clients"]),
+        )
+        assert sorted(high + low) == [0, 1, 2] and high and low
         assert len(row["insights"]) == 3 and len(row["gossip_pairs"]) == 1
     assert "round" in proc.stdout and "loss" in proc.stdout  # the final table
+    assert "ensemble_loss" in proc.stdout and "ensemble_loss" in payload["rounds"][0]["metrics"]
     log_file = tmp_path / "logs" / "scarcity.log"
     assert " - scarcity.simulation - INFO - Round 1/2: loss=" in log_file.read_text()
 
