@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Any, Literal, get_args, get_origin
+from typing import Annotated, Any, Literal
 
 from annotated_types import Le
 from pydantic import (
@@ -82,8 +82,6 @@ def _make_simulation_create() -> type[BaseModel]:
             continue
         metadata = list(info.metadata) + ([Le(caps[name])] if name in caps else [])
         annotation: Any = info.annotation
-        if get_origin(annotation) is tuple:  # strict mode: JSON arrays are lists, not tuples
-            annotation = list[get_args(annotation)[0]]  # type: ignore[misc]
         annotation = Annotated[(annotation, *metadata)] if metadata else annotation
         # The engine checks these names against its registries; the schema lists them.
         if name == "strategy":

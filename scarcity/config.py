@@ -82,8 +82,8 @@ class SimulationConfig(BaseModel):
         ),
         json_schema_extra=lambda schema: _list_models(schema),
     )
-    hidden_sizes: tuple[Annotated[int, Field(ge=1, le=4096)], ...] = Field(
-        (64,), min_length=1, max_length=8, description="mlp: units of each hidden layer."
+    hidden_sizes: list[Annotated[int, Field(ge=1, le=4096)]] = Field(
+        [64], min_length=1, max_length=8, description="mlp: units of each hidden layer."
     )
     cnn_channels: int = Field(8, ge=1, le=256, description="cnn: filters of the 3×3 convolution.")
     router_strategy: Literal["variance", "random", "round_robin", "balanced"] = Field(
