@@ -216,6 +216,10 @@ def test_dashboard_submit_watch_history_and_docs(browser: Browser, server: Serve
     expect(gossip).to_have_attribute("data-round", "1")
     expect(gossip).to_have_attribute("data-edges", "2")
     gossip.screenshot(path=str(ARTIFACTS / "dashboard-gossip.png"))
+    # the meta-learner's high / low uncertainty clients of the last round
+    uncertainty = page.locator("#uncertainty-latest")
+    expect(uncertainty).to_contain_text("round 5: high-uncertainty clients")
+    expect(uncertainty).to_contain_text("low-uncertainty clients")
     page.evaluate("window.scrollTo(0, 0)")
     page.screenshot(path=str(ARTIFACTS / "dashboard-1400x1000.png"))
     page.screenshot(path=str(ARTIFACTS / "dashboard-1400x1000-full.png"), full_page=True)

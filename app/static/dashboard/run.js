@@ -32,10 +32,10 @@ export async function downloadJSON(id) {
 
 // Watch: one simulation at a time; rounds arrive over the events stream (fetch-streamed SSE).
 const METRIC_CHARTS = [
-  { key: "loss", title: "Loss (mean client training loss, held-out test loss)", names: ["loss", "test_loss"] },
+  { key: "loss", title: "Loss (mean client training loss, held-out test loss, the clients' ensembles)", names: ["loss", "test_loss", "ensemble_loss"] },
   { key: "recon", title: "Reconstruction loss and replay error", names: ["recon_loss", "replay_error"] },
   { key: "drift", title: "Drift", names: ["drift"] },
-  { key: "accuracy", title: "Test accuracy", names: ["test_accuracy"] },
+  { key: "accuracy", title: "Accuracy (shared model on the test set, the clients' ensembles, personalised)", names: ["test_accuracy", "ensemble_accuracy", "personal_accuracy_mean", "personal_accuracy_worst10"] },
 ];
 const CHARTED = new Set(METRIC_CHARTS.flatMap((c) => c.names));
 
@@ -132,6 +132,13 @@ function renderMeta() {
   charts.meta.update(xs, metaKeys.map((k) => [k, col(k)]));
   const priors = [...new Set(rows.flatMap((r) => Object.keys(r).filter((k) => k.startsWith("prior_"))))].sort();
   charts.priors.update(xs, priors.map((k) => [k.replace(/^prior_/, ""), col(k)]));
+  // The meta-learner's split of the last round's clients around their mean uncertainty.
+  const last = rows[rows.length - 1];
+  const high = last && last.high_uncertainty_clients;
+  $("#uncertainty-latest").textContent = Array.isArray(high)
+    ? `Meta-learner, round ${last.round}: high-uncertainty clients ${high.join(", ") || "none"}; ` +
+      `low-uncertainty clients ${(last.low_uncertainty_clients || []).join(", ") || "none"}`
+    : "";
 }
 
 let metaInFlight = null;
