@@ -27,7 +27,14 @@ def test_compare_names_the_differing_fields_and_aligns_rounds(client: httpx.Clie
         own = client.get(f"/simulations/{sim['id']}/metrics").json()["rounds"]
         expected = [r["metrics"]["test_loss"] for r in own] + [None] * (3 - len(own))
         assert body["metrics"]["test_loss"][k] == expected
-    assert set(body["metrics"]) == {"loss", "test_loss", "data_mean", "data_std", "drift"}
+    assert set(body["metrics"]) == {
+        "loss",
+        "test_loss",
+        "ensemble_loss",  # stage 1 on: the clients' expert ensembles on held-out rows
+        "data_mean",
+        "data_std",
+        "drift",
+    }
 
     same = client.post("/simulations", json=base | {"rounds": 2, "name": "slow again"}).json()
     twins = client.get("/compare", params={"ids": f"{one['id']},{same['id']}"}).json()
