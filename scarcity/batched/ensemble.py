@@ -19,6 +19,8 @@ from scarcity.core.training import Task
 
 #: Clients evaluated on a shared test set at once (bounds the [clients, rows, out] products).
 CHUNK = 1024
+#: Rows of held-out data a non-linear backbone runs on at once (its activations' bound).
+ROWS_PER_CHUNK = 32_768
 
 
 def head_outputs(
@@ -71,20 +73,26 @@ def held_out_scores(
     if own is None:
         assert shared is not None
         x, y = shared
-        # Clients in chunks: [P, n, out] predictions of many clients on one set add up.
+        # Clients in chunks: [P, n, out] predictions of many clients on one set add up, and a
+        # non-linear head's activations ([P·K, n, ...]) more so: at most ROWS_PER_CHUNK
+        # head-rows of data at a time.
+        chunk = CHUNK
+        if model is not None:
+            heads_each = 1 if selected is not None else next(iter(heads.values())).shape[1]
+            chunk = max(1, min(CHUNK, ROWS_PER_CHUNK // (heads_each * len(x))))
         parts = [
             _scores(
                 task,
                 pool_predictions(
-                    {key: t[start : start + CHUNK] for key, t in heads.items()},
-                    None if selected is None else selected[start : start + CHUNK],
+                    {key: t[start : start + chunk] for key, t in heads.items()},
+                    None if selected is None else selected[start : start + chunk],
                     x,
                     model,
                 ),
-                y.expand(min(CHUNK, p - start), *y.shape),
+                y.expand(min(chunk, p - start), *y.shape),
                 None,
             )
-            for start in range(0, p, CHUNK)
+            for start in range(0, p, chunk)
         ]
         return torch.cat([a for a, _ in parts]), torch.cat([b for _, b in parts])
     sizes = torch.tensor([len(y) for _, y in own])

@@ -188,3 +188,22 @@ def test_an_mlp_beats_linear_on_digits():
         accuracy[model] = run_simulation(config)[-1].metrics["test_accuracy"]
     print(f"digits IID test accuracy: {accuracy}")
     assert accuracy["mlp"] > accuracy["linear"] + 0.01
+
+
+def test_an_mlp_ensemble_scores_the_same_in_memory_bounded_chunks(monkeypatch):
+    from scarcity.batched import ensemble
+
+    backbone = make_backbone(resolve_config(dataset="wine", model="mlp", hidden_sizes=[5]))
+    model = StackedModel(backbone)
+    g = torch.Generator().manual_seed(1)
+    heads = {s.name: torch.randn(6, 2, *s.shape, generator=g) for s in backbone.specs()}
+    x, y = torch.randn(9, 13, generator=g), torch.randint(3, (9,), generator=g)
+    whole = ensemble.held_out_scores("classification", heads, None, (x, y), None, model)
+    monkeypatch.setattr(ensemble, "ROWS_PER_CHUNK", 20)  # one client (2 heads × 9 rows) a chunk
+    chunked = ensemble.held_out_scores("classification", heads, None, (x, y), None, model)
+    for a, b in zip(whole, chunked, strict=True):
+        torch.testing.assert_close(a, b)
+    routed = ensemble.held_out_scores(
+        "classification", heads, torch.tensor([0, 1] * 3), (x, y), None, model
+    )
+    assert not torch.equal(routed[0], whole[0])  # the routed head alone, not the mean
