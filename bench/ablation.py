@@ -2,7 +2,8 @@
 
 The full stage 8 round on digits (10 clients, Dirichlet α=0.5, each client holding out 20 %
 of its rows, mini-batches of 32, lr 0.1, 10 rounds) against the same run with one mechanism
-switched off (`insight_exchange`, `expert_routing`, `meta_learning`, `gossip`,
+switched off (`insight_exchange`, `expert_routing`, `meta_learning`, `apply_meta_params` (the
+meta-learner still broadcasts, the clients ignore it), `gossip`,
 `extended_experts`, `structure_discovery`), each over seeds 0, 1, 2. Printed per run: the
 final round's shared-model `test_accuracy`, `personal_accuracy_mean` (the shared model on each
 client's own rows), `ensemble_accuracy` (each client's experts on its own rows) and
@@ -25,6 +26,7 @@ TOGGLES = (
     "insight_exchange",
     "expert_routing",
     "meta_learning",
+    "apply_meta_params",
     "gossip",
     "extended_experts",
     "structure_discovery",

@@ -203,7 +203,8 @@ class SimulationConfig(BaseModel):
             "learning_rate ×5 while the clients' mean loss is above 10, ×2 above 1) becomes "
             "their supervised learning rate in the rounds after it (shared model and expert "
             "heads; MetaAdaptation scales it by its own factor). On from stage 5 for new "
-            "requests; runs stored before it have it off."
+            "requests; runs stored before it have it off; without meta_learning nothing is "
+            "broadcast and it does nothing."
         ),
     )
     meta_reptile: bool = Field(
@@ -346,8 +347,6 @@ class SimulationConfig(BaseModel):
                 "client_test_fraction: evaluates the shared model on each client's rows and "
                 "needs federated_averaging (stage2 or later)"
             )
-        if self.apply_meta_params and not self.meta_learning:
-            raise ValueError("apply_meta_params: needs meta_learning (stage5 or later)")
         if self.meta_reptile and not self.federated_averaging:
             raise ValueError("meta_reptile: needs federated_averaging (the shared model)")
         if not self.expert_ensemble:
