@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from alembic import op
+from migrations.config_fields import add_default, remove_default
 
 revision: str = "0008"
 down_revision: str | Sequence[str] | None = "0007"
@@ -24,29 +24,8 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    # In SQL, so the offline script does it too; a config that already says is kept.
-    if op.get_context().dialect.name == "postgresql":
-        op.execute(
-            "UPDATE simulations SET config = "
-            "jsonb_build_object('apply_meta_params', false) || config"
-        )
-    else:
-        op.execute(
-            "UPDATE simulations SET config = "
-            "json_insert(config, '$.apply_meta_params', json('false'))"
-        )
+    add_default("apply_meta_params", False)
 
 
 def downgrade() -> None:
-    # An earlier engine does not know the field: configs with it off lose it; a run made
-    # with it on keeps it (that engine refuses it, naming the field).
-    if op.get_context().dialect.name == "postgresql":
-        op.execute(
-            "UPDATE simulations SET config = config - 'apply_meta_params' "
-            "WHERE config->'apply_meta_params' = 'false'"
-        )
-    else:
-        op.execute(
-            "UPDATE simulations SET config = json_remove(config, '$.apply_meta_params') "
-            "WHERE json_extract(config, '$.apply_meta_params') = 0"
-        )
+    remove_default("apply_meta_params", False)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from alembic import op
+from migrations.config_fields import add_default, remove_default
 
 revision: str = "0009"
 down_revision: str | Sequence[str] | None = "0008"
@@ -23,29 +23,8 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    # In SQL, so the offline script does it too; a config that already says is kept.
-    if op.get_context().dialect.name == "postgresql":
-        op.execute(
-            "UPDATE simulations SET config = "
-            "jsonb_build_object('ensemble_evaluation', false) || config"
-        )
-    else:
-        op.execute(
-            "UPDATE simulations SET config = "
-            "json_insert(config, '$.ensemble_evaluation', json('false'))"
-        )
+    add_default("ensemble_evaluation", False)
 
 
 def downgrade() -> None:
-    # An earlier engine does not know the field: configs with it off lose it; a run made
-    # with it on keeps it (that engine refuses it, naming the field).
-    if op.get_context().dialect.name == "postgresql":
-        op.execute(
-            "UPDATE simulations SET config = config - 'ensemble_evaluation' "
-            "WHERE config->'ensemble_evaluation' = 'false'"
-        )
-    else:
-        op.execute(
-            "UPDATE simulations SET config = json_remove(config, '$.ensemble_evaluation') "
-            "WHERE json_extract(config, '$.ensemble_evaluation') = 0"
-        )
+    remove_default("ensemble_evaluation", False)
