@@ -10,6 +10,9 @@ from sqlalchemy.orm import Session
 
 from models.base import Base
 
+# SQLite's default cap on the parameters of one statement (SQLITE_MAX_VARIABLE_NUMBER).
+MAX_PARAMETERS = 32_766
+
 
 def insert_for(session: Session) -> Any:
     return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
@@ -21,6 +24,9 @@ def upsert(
     if not rows:
         return
     keys = list(keys)
-    statement = insert_for(session)(table).values(list(rows))
-    updates = {name: statement.excluded[name] for name in rows[0] if name not in keys}
-    session.execute(statement.on_conflict_do_update(index_elements=keys, set_=updates))
+    # In chunks: a batch of rounds can hold more parameters than SQLite takes in one statement.
+    step = max(1, MAX_PARAMETERS // len(rows[0]))
+    for start in range(0, len(rows), step):
+        statement = insert_for(session)(table).values(list(rows[start : start + step]))
+        updates = {name: statement.excluded[name] for name in rows[0] if name not in keys}
+        session.execute(statement.on_conflict_do_update(index_elements=keys, set_=updates))
