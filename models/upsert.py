@@ -10,9 +10,6 @@ from sqlalchemy.orm import Session
 
 from models.base import Base
 
-# SQLite's default cap on the parameters of one statement (SQLITE_MAX_VARIABLE_NUMBER).
-MAX_PARAMETERS = 32_766
-
 
 def insert_for(session: Session) -> Any:
     return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
@@ -24,9 +21,10 @@ def upsert(
     if not rows:
         return
     keys = list(keys)
-    # In chunks: a batch of rounds can hold more parameters than SQLite takes in one statement.
-    step = max(1, MAX_PARAMETERS // len(rows[0]))
-    for start in range(0, len(rows), step):
-        statement = insert_for(session)(table).values(list(rows[start : start + step]))
-        updates = {name: statement.excluded[name] for name in rows[0] if name not in keys}
-        session.execute(statement.on_conflict_do_update(index_elements=keys, set_=updates))
+    # Rows as parameter sets of one cached Core statement (SQLAlchemy's "insertmanyvalues"
+    # sends them in multi-row batches within the driver's limits): a VALUES clause of its own
+    # per call is compiled anew each time, and the ORM's bulk path adds its own bookkeeping;
+    # both cost more than the database's work.
+    statement = insert_for(session)(table.__table__)
+    updates = {name: statement.excluded[name] for name in rows[0] if name not in keys}
+    session.execute(statement.on_conflict_do_update(index_elements=keys, set_=updates), list(rows))
