@@ -6,7 +6,17 @@ import argparse
 import importlib
 import sys
 
-SUITES = ("engine", "scale", "models", "service", "strategies", "events", "search", "ablation")
+SUITES = (
+    "engine",
+    "scale",
+    "models",
+    "service",
+    "strategies",
+    "events",
+    "search",
+    "ablation",
+    "sweep",
+)
 
 
 def main(argv: list[str] | None = None) -> int:

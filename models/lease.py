@@ -8,11 +8,12 @@ Callers own the transaction (`session_scope`).
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, and_, delete, func, or_, select, update
+from sqlalchemy import CursorResult, and_, case, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from models.attempt import Attempt
@@ -112,6 +113,8 @@ class Claim:
     config: dict[str, Any]
     checkpoint: bytes | None
     sweep_id: uuid.UUID | None = None
+    #: The round `checkpoint` was taken after (0: none); `rounds_completed` may be further on.
+    checkpoint_round: int = 0
 
 
 def _fenced(claim: Claim) -> Any:
@@ -239,13 +242,19 @@ def claim(
             f"({row.attempt - row.releases - 1} of {max_attempts} lost workers so far)",
             level="WARNING",
         )
-    checkpoint = session.scalar(
-        select(Checkpoint.state).where(
-            Checkpoint.simulation_id == simulation_id, Checkpoint.round == row.rounds_completed
-        )
-    )
+    # The last checkpoint may lie a few rounds behind the stored rounds (it is written every
+    # SCARCITY_CHECKPOINT_SECONDS): the engine recomputes the rounds after it.
+    saved = session.execute(
+        select(Checkpoint.round, Checkpoint.state).where(Checkpoint.simulation_id == simulation_id)
+    ).one_or_none()
     return Claim(
-        simulation_id, row.attempt, row.rounds_completed, row.config, checkpoint, row.sweep_id
+        simulation_id,
+        row.attempt,
+        row.rounds_completed,
+        row.config,
+        saved.state if saved is not None else None,
+        row.sweep_id,
+        saved.round if saved is not None else 0,
     )
 
 
@@ -280,24 +289,37 @@ def save_round(
     result: dict[str, Any],
     checkpoint: bytes | None,
 ) -> bool | None:
-    """Store one round (a `RoundResult.to_dict()`) and advance progress, fenced by the claim.
+    """Store one round (a `RoundResult.to_dict()`) with the engine state after it, if given."""
+    return save_rounds(session, claim, [result], checkpoint)
 
-    Returns whether a cancel was requested, or None when the lease was lost (the caller must
-    roll back and stop).
+
+def save_rounds(
+    session: Session,
+    claim: Claim,
+    results: Sequence[dict[str, Any]],
+    checkpoint: bytes | None,
+) -> bool | None:
+    """Store consecutive rounds (`RoundResult.to_dict()`s) and advance progress, fenced by the
+    claim; `checkpoint`, when given, is the engine state after the last of them.
+
+    Rows are upserts: a resumed run recomputes the rounds after its checkpoint and writes the
+    same rows again, and progress never goes back meanwhile. Returns whether a cancel was
+    requested, or None when the lease was lost (the caller must roll back and stop).
     """
-    sim_id, number = claim.simulation_id, result["round"]
+    sim_id, number = claim.simulation_id, results[-1]["round"]
     upsert(
         session,
         RoundMetrics,
         [
             {
                 "simulation_id": sim_id,
-                "round": number,
+                "round": result["round"],
                 "metrics": result["metrics"],
                 "expert_usage": result.get("expert_usage", {}),
                 "gossip_pairs": result.get("gossip_pairs", []),
                 "duration_seconds": result.get("duration_seconds", 0.0),
             }
+            for result in results
         ],
         ("simulation_id", "round"),
     )
@@ -305,26 +327,37 @@ def save_round(
         session,
         ClientInsight,
         [
-            {"simulation_id": sim_id, "round": number, "client_id": i["client_id"], "insight": i}
+            {
+                "simulation_id": sim_id,
+                "round": result["round"],
+                "client_id": i["client_id"],
+                "insight": i,
+            }
+            for result in results
             for i in result.get("insights", [])
         ],
         ("simulation_id", "round", "client_id"),
     )
-    if result.get("meta_params"):
-        # The meta-learner's client lists are kept beside the parameters it broadcast.
-        groups = {key: result[key] for key in UNCERTAINTY_GROUPS if key in result}
-        params = {**result["meta_params"], **groups}
-        upsert(
-            session,
-            MetaParams,
-            [{"simulation_id": sim_id, "round": number, "params": params}],
-            ("simulation_id", "round"),
-        )
+    meta_rows = []
+    for result in results:
+        if result.get("meta_params"):
+            # The meta-learner's client lists are kept beside the parameters it broadcast.
+            groups = {key: result[key] for key in UNCERTAINTY_GROUPS if key in result}
+            params = {**result["meta_params"], **groups}
+            meta_rows.append({"simulation_id": sim_id, "round": result["round"], "params": params})
+    upsert(session, MetaParams, meta_rows, ("simulation_id", "round"))
     upsert(
         session,
         SimulationLog,
         [
-            {"simulation_id": sim_id, "round": number, "seq": seq, "level": "INFO", "message": m}
+            {
+                "simulation_id": sim_id,
+                "round": result["round"],
+                "seq": seq,
+                "level": "INFO",
+                "message": m,
+            }
+            for result in results
             for seq, m in enumerate(result.get("logs", []))
         ],
         ("simulation_id", "round", "seq"),
@@ -339,12 +372,19 @@ def save_round(
     row = session.execute(
         update(Simulation)
         .where(_fenced(claim))
-        .values(rounds_completed=number, heartbeat_at=utcnow(), give_up_after=None)
-        .returning(Simulation.cancel_requested)
+        .values(
+            rounds_completed=case(
+                (Simulation.rounds_completed > number, Simulation.rounds_completed),
+                else_=number,
+            ),
+            heartbeat_at=utcnow(),
+            give_up_after=None,
+        )
+        .returning(Simulation.cancel_requested, Simulation.rounds_completed)
     ).one_or_none()
     if row is None:
         return None
-    notify(session, sim_id, SimulationStatus.running, number)
+    notify(session, sim_id, SimulationStatus.running, row.rounds_completed)
     return bool(row.cancel_requested)
 
 

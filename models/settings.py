@@ -48,6 +48,19 @@ class Settings(BaseSettings):
         description="How long a worker retries a failing database write before it releases "
         "the simulation (it stays running and is resumed; no attempt is charged).",
     )
+    checkpoint_seconds: float = Field(
+        5.0,
+        ge=0,
+        description="A running simulation's engine checkpoint is written at most this often "
+        "(and after its last round and when its worker stops it); a resume recomputes the "
+        "rounds after it, identically. 0: after every round.",
+    )
+    round_write_seconds: float = Field(
+        0.2,
+        ge=0,
+        description="Rounds are written in one transaction per this much time (progress, "
+        "events and cancel checks follow it); 0: a transaction per round.",
+    )
     publish_timeout_seconds: float = Field(
         2.0, gt=0, description="Bound on enqueueing a job; past it the reaper publishes later."
     )

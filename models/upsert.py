@@ -21,6 +21,10 @@ def upsert(
     if not rows:
         return
     keys = list(keys)
-    statement = insert_for(session)(table).values(list(rows))
+    # Rows as parameter sets of one cached Core statement (SQLAlchemy's "insertmanyvalues"
+    # sends them in multi-row batches within the driver's limits): a VALUES clause of its own
+    # per call is compiled anew each time, and the ORM's bulk path adds its own bookkeeping;
+    # both cost more than the database's work.
+    statement = insert_for(session)(table.__table__)
     updates = {name: statement.excluded[name] for name in rows[0] if name not in keys}
-    session.execute(statement.on_conflict_do_update(index_elements=keys, set_=updates))
+    session.execute(statement.on_conflict_do_update(index_elements=keys, set_=updates), list(rows))

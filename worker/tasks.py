@@ -1,7 +1,8 @@
 """The simulation job: a thin adapter between the engine and the database.
 
-Claim the row (fencing token `attempt`), resume from the stored checkpoint, write each round
-with its checkpoint in one transaction, stop on cancel, lease loss or time limit, finish the row.
+Claim the row (fencing token `attempt`), resume from the stored checkpoint, write the rounds in
+transactions of up to `SCARCITY_ROUND_WRITE_SECONDS` with a checkpoint at most every
+`SCARCITY_CHECKPOINT_SECONDS`, stop on cancel, lease loss or time limit, finish the row.
 
 Database errors are not engine failures (docs/reliability.md): every database step is retried
 with a bounded backoff (`SCARCITY_DB_RETRY_SECONDS`); past the bound the worker releases the run,
@@ -165,6 +166,8 @@ class _Job:
         self.id = claim.simulation_id
         self.last_round = claim.rounds_completed
         self.bound = settings.db_retry_seconds
+        self.checkpoint_seconds = settings.checkpoint_seconds
+        self.round_write_seconds = settings.round_write_seconds
         # After a give-up: the background release, and whether it landed.
         self.why = ""
         self.settled = False
@@ -174,9 +177,9 @@ class _Job:
     def db(self, what: str, work: Callable[[Session], T]) -> T:
         return with_database(what, work, bound=self.bound, simulation_id=self.id)
 
-    def save_round(self, result: dict[str, object], checkpoint: bytes | None) -> bool:
+    def save_rounds(self, results: list[dict[str, object]], checkpoint: bytes | None) -> bool:
         def work(session: Session) -> bool:
-            cancel = lease.save_round(session, self.claim, result, checkpoint)
+            cancel = lease.save_rounds(session, self.claim, results, checkpoint)
             if cancel is None:
                 raise LeaseLost  # session_scope rolls the round back
             return cancel
@@ -315,29 +318,60 @@ class _Job:
         sweep_id = self.claim.sweep_id
         if sweep_id is not None:
             rule = self.db("early-stop rule", lambda s: sweeps_repo.sweep_early_stop(s, sweep_id))
-        deadline = time.monotonic() + time_limit
+        started = time.monotonic()
+        deadline = started + time_limit
+        # Rounds wait in `pending` until a write is due: every round_write_seconds, at the end,
+        # and before any stop. The checkpoint goes with a write at most every
+        # checkpoint_seconds, and always with the last one (a release or a stop resumes there);
+        # a crash loses only rounds after the last checkpoint, which the resume recomputes
+        # exactly (docs/reliability.md).
+        pending: list[dict[str, object]] = []
+        last_write = last_checkpoint = started
         with _Heartbeat(self.claim, heartbeat_interval) as beat:
             for result in simulation.rounds():
                 if beat.lost:
                     raise LeaseLost
-                cancel = self.save_round(result.to_dict(), simulation.checkpoint())
-                self.last_round = result.round
+                pending.append(result.to_dict())
                 _observe_round(result.duration_seconds)
+                last = result.round >= config.rounds
+                stopping = not last and should_stop()
+                overdue = not last and time.monotonic() > deadline
+                # The median rule reads the run's own stored rounds: each is written at once.
+                judged = (
+                    rule is not None and not last and result.round > self.claim.rounds_completed
+                )
+                now = time.monotonic()
+                checkpoint_due = (
+                    last or stopping or now - last_checkpoint >= self.checkpoint_seconds
+                )
+                if not (
+                    checkpoint_due
+                    or judged
+                    or overdue
+                    or now - last_write >= self.round_write_seconds
+                ):
+                    continue
+                cancel = self.save_rounds(
+                    pending, simulation.checkpoint() if checkpoint_due else None
+                )
+                pending = []
+                self.last_round = max(self.last_round, result.round)
+                last_write = time.monotonic()
+                if checkpoint_due:
+                    last_checkpoint = last_write
                 if cancel:
                     return SimulationStatus.cancelled, None
-                if (
-                    rule is not None
-                    and result.round < config.rounds
-                    and self.stops_early(rule, result.round)
-                ):
+                if judged and rule is not None and self.stops_early(rule, result.round):
                     return SimulationStatus.cancelled, None
-                if should_stop() and result.round < config.rounds:
+                if stopping:
                     raise Interrupted
-                if time.monotonic() > deadline and result.round < config.rounds:
+                if overdue:
                     return (
                         SimulationStatus.failed,
                         f"time limit of {time_limit:g} s reached after round {result.round}",
                     )
+        if pending:  # the engine ended before config.rounds: what it computed is stored
+            self.save_rounds(pending, None)
         return SimulationStatus.succeeded, None
 
 
@@ -375,7 +409,13 @@ def _claim(simulation_id: uuid.UUID) -> lease.Claim | None:
                 session,
                 simulation_id,
                 f"claimed by {worker_name()} (attempt {claim.attempt}), "
-                f"resuming after round {claim.rounds_completed}",
+                f"resuming after round {claim.checkpoint_round}"
+                + (
+                    f" (its checkpoint; rounds up to {claim.rounds_completed} are stored "
+                    "and recomputed identically)"
+                    if claim.rounds_completed > claim.checkpoint_round
+                    else ""
+                ),
             )
         return claim
 

@@ -184,3 +184,61 @@ def test_embedded_server_killed_mid_run_resumes_on_restart(tmp_path: Path) -> No
             assert sum("claimed by" in line["message"] for line in logs) == 2
     finally:
         server.stop()
+
+
+def _progress_and_checkpoint(database_url: str, sim_id: str) -> tuple[int, int | None]:
+    """The stored rounds and the round of the stored checkpoint (None: none yet), as the
+    database has them: the checkpoint is not part of the API."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            done = connection.execute(
+                sa.text("SELECT rounds_completed FROM simulations WHERE id = :id"), {"id": sim_id}
+            ).scalar_one()
+            checkpoint = connection.execute(
+                sa.text("SELECT round FROM checkpoints WHERE simulation_id = :id"), {"id": sim_id}
+            ).scalar_one_or_none()
+    finally:
+        engine.dispose()
+    return done, checkpoint
+
+
+def test_worker_killed_between_checkpoints_recomputes_the_rounds_after_the_last_one(
+    api: httpx.Client, stack_env: dict[str, str], migrated_postgres_url: str, tmp_path: Path
+) -> None:
+    # A transaction per round, a checkpoint at most every second: a round takes a fraction
+    # of that, so rounds stored after the last checkpoint are what the worker dies with.
+    env = {**stack_env, "SCARCITY_CHECKPOINT_SECONDS": "1", "SCARCITY_ROUND_WRITE_SECONDS": "0"}
+    job = {"preset": "stage8", "num_clients": 300, "rounds": 20, "seed": 5}
+    expected = expected_metrics(job)
+    worker = Worker(env, tmp_path / "worker.log", name="w1")
+    sim_id = api.post("/simulations", json=job).json()["id"]
+    deadline = time.monotonic() + 120
+    while True:
+        done, checkpoint = _progress_and_checkpoint(migrated_postgres_url, sim_id)
+        if checkpoint is not None and 0 < checkpoint < done < job["rounds"] - 2:
+            break
+        assert done < job["rounds"] - 2 and time.monotonic() < deadline, (done, checkpoint)
+        time.sleep(0.02)
+    worker.kill()
+    done, checkpoint = _progress_and_checkpoint(migrated_postgres_url, sim_id)  # as it died
+    assert checkpoint is not None and 0 < checkpoint < done, (done, checkpoint)
+    survivor = Worker(env, tmp_path / "survivor.log", name="s1")
+    try:
+        final = wait_for_status(api, sim_id, FINISHED, timeout=120)
+    finally:
+        survivor.stop()
+    assert final["status"] == "succeeded", (final, survivor.output()[-3000:])
+    logs = [line["message"] for line in api.get(f"/simulations/{sim_id}/logs").json()["lines"]]
+    claims = [m for m in logs if "claimed by" in m]
+    assert len(claims) == 2, claims
+    resumed = claims[1]
+    assert f"resuming after round {checkpoint} (its checkpoint" in resumed, resumed
+    assert f"rounds up to {done} are stored" in resumed, resumed
+    rounds = api.get(f"/simulations/{sim_id}/metrics").json()["rounds"]
+    assert [r["round"] for r in rounds] == list(range(1, job["rounds"] + 1))
+    assert stored_metrics(api, sim_id) == expected
+    insights = api.get(f"/simulations/{sim_id}/insights?limit=10000").json()["insights"]
+    assert len(insights) == job["num_clients"] * job["rounds"]

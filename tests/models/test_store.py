@@ -169,6 +169,45 @@ def test_lifecycle_with_replayed_round_and_takeover_of_a_stale_lease(
     assert claim(sessions, sim_id) is None  # finished for good
 
 
+def test_rounds_written_together_and_a_resume_from_an_older_checkpoint(
+    sessions: sessionmaker[Session],
+) -> None:
+    """Rounds 1-2 with a checkpoint, round 3 without: a takeover resumes from round 2, and
+    its recomputed round 3 overwrites the stored one without moving progress back."""
+    sim_id = create(sessions)
+    first = claim(sessions, sim_id)
+    assert first is not None
+    with sessions.begin() as session:
+        rounds = [round_result(1), round_result(2)]
+        assert lease.save_rounds(session, first, rounds, b"cp2") is False
+    with sessions.begin() as session:
+        assert lease.save_rounds(session, first, [round_result(3, loss=0.9)], None) is False
+    for table, rows in [(RoundMetrics, 3), (ClientInsight, 6), (MetaParams, 3), (Checkpoint, 1)]:
+        assert count(sessions, table, sim_id) == rows, table.__tablename__
+    assert load(sessions, sim_id).rounds_completed == 3
+
+    expire_lease(sessions, sim_id)
+    second = claim(sessions, sim_id)
+    assert second is not None
+    assert (second.rounds_completed, second.checkpoint_round, second.checkpoint) == (3, 2, b"cp2")
+    with sessions.begin() as session:
+        assert lease.save_rounds(session, second, [round_result(3, loss=0.7)], b"cp3") is False
+        # A recomputed round below the stored progress leaves the progress where it was.
+        assert lease.save_rounds(session, second, [round_result(1)], None) is False
+    assert load(sessions, sim_id).rounds_completed == 3
+    with sessions() as session:
+        stored = results_repo.round_metrics(session, sim_id, None, None)
+        assert [(m.round, m.metrics) for m in stored] == [
+            (1, {"loss": 0.5}),
+            (2, {"loss": 0.5}),
+            (3, {"loss": 0.7}),
+        ]
+    assert count(sessions, RoundMetrics, sim_id) == 3
+    expire_lease(sessions, sim_id)
+    third = claim(sessions, sim_id)
+    assert third is not None and (third.checkpoint_round, third.checkpoint) == (3, b"cp3")
+
+
 def test_cancel_of_a_queued_simulation_ends_it_at_once(sessions: sessionmaker[Session]) -> None:
     sim_id = create(sessions)
     with sessions.begin() as session:
