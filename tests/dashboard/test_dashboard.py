@@ -475,6 +475,18 @@ def test_dashboard_lists_sweeps_and_sorts_their_results(browser: Browser, server
     page.locator('#sweep-results th[data-key="metric:test_loss"] button').click()
     expect(first_column).to_have_text(ascending[::-1])
     expect(page.locator("#sweep-results tbody tr").first.locator("td").nth(3)).to_contain_text("±")
+    # config → final metric as parallel coordinates (ECharts): one line per configuration
+    parallel = page.locator("#sweep-parallel-box")
+    expect(parallel).to_have_attribute("data-lines", str(len(rows)))
+    drawn = page.evaluate(
+        "() => { const o = echarts.getInstanceByDom(document.querySelector('#sweep-parallel'))"
+        ".getOption(); return [o.series[0].data.length, o.parallelAxis.map((a) => a.name)]; }"
+    )
+    assert drawn[0] == len(rows) and drawn[1][0] == "learning_rate", drawn
+    page.select_option("#sweep-metric", "test_loss")
+    expect(parallel).to_have_attribute("data-metric", "test_loss")
+    expect(parallel).to_have_attribute("data-lines", str(len(rows)))
+    parallel.screenshot(path=str(ARTIFACTS / "dashboard-sweep-parallel.png"))
     page.locator("#sweeps").scroll_into_view_if_needed()
     page.screenshot(path=str(ARTIFACTS / "dashboard-sweep.png"))
     assert not log.foreign, f"requests left 127.0.0.1: {sorted(set(log.foreign))}"

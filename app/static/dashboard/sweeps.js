@@ -1,9 +1,11 @@
-// Sweeps: the list with progress by status, and one sweep's results table, sortable by column.
+// Sweeps: the list with progress by status, one sweep's results table, sortable by column, and
+// its configurations as parallel coordinates (the varied fields → a chosen final metric).
 import { api, apiJSON, errorText } from "./api.js";
 import { refreshHistory } from "./history.js";
 import { $, COMMON_METRICS, download, el, fmt, shortId, shown } from "./util.js";
 
 const sweepState = { results: null, id: null, sort: { key: null, desc: false }, timer: null };
+const parallelState = { chart: null, metric: null };
 
 function sweepProgressText(p) {
   const parts = [`${p.succeeded}/${p.total} succeeded`];
@@ -126,8 +128,49 @@ function drawSweepResults() {
   const sweep = document.querySelector(`#sweep-rows tr[data-id="${CSS.escape(body.sweep_id)}"] .run-name`);
   $("#sweep-results-title").textContent = `Results of ${sweep ? sweep.textContent : shortId(body.sweep_id)}`;
   $("#sweep-results-box").hidden = false;
+  drawParallel(body, columns);
+}
+
+// One line per configuration through an axis per varied field and one for the metric's mean
+// (Apache ECharts' parallel series); numbers on value axes, anything else on category axes.
+function drawParallel(body, columns) {
+  const box = $("#sweep-parallel-box");
+  const metrics = columns.filter((c) => c.numeric).map((c) => c.label);
+  if (!metrics.length || !body.varied.length) { box.hidden = true; return; }
+  box.hidden = false;
+  if (!metrics.includes(parallelState.metric)) parallelState.metric = metrics[0];
+  const metric = parallelState.metric;
+  $("#sweep-metric").replaceChildren(...metrics.map((m) => new Option(m, m, false, m === metric)));
+  const numeric = body.varied.map((f) => body.rows.every((r) => typeof r.params[f] === "number"));
+  const axes = body.varied.map((f, dim) => (numeric[dim]
+    ? { dim, name: f }
+    : { dim, name: f, type: "category", data: [...new Set(body.rows.map((r) => shown(r.params[f])))] }));
+  axes.push({ dim: axes.length, name: metric });
+  const rows = body.rows.filter((r) => r.metrics[metric] && typeof r.metrics[metric].mean === "number");
+  const lines = rows.map((r) => [
+    ...body.varied.map((f, dim) => (numeric[dim] ? r.params[f] : shown(r.params[f]))),
+    r.metrics[metric].mean,
+  ]);
+  const means = lines.map((line) => line[line.length - 1]);
+  if (!parallelState.chart) parallelState.chart = echarts.init($("#sweep-parallel"), null, { renderer: "canvas" });
+  parallelState.chart.setOption({
+    parallel: { left: 60, right: 90, top: 40, bottom: 30 },
+    parallelAxis: axes,
+    visualMap: {
+      type: "continuous", dimension: axes.length - 1, orient: "vertical", right: 0, top: "middle",
+      min: Math.min(...means), max: Math.max(...means) > Math.min(...means) ? Math.max(...means) : Math.min(...means) + 1,
+      calculable: true, text: [metric, ""],
+    },
+    series: [{ type: "parallel", data: lines, lineStyle: { width: 2, opacity: 0.8 } }],
+  }, true);
+  box.dataset.lines = String(lines.length);
+  box.dataset.metric = metric;
 }
 
 export function initSweeps() {
   $("#sweeps-refresh").addEventListener("click", loadSweeps);
+  $("#sweep-metric").addEventListener("change", (event) => {
+    parallelState.metric = event.target.value;
+    if (sweepState.results) drawParallel(sweepState.results, sweepColumns(sweepState.results));
+  });
 }
