@@ -56,7 +56,14 @@ class Backbone(ABC):
         return module.to_empty(device="cpu")
 
     def specs(self) -> list[ParamSpec]:
-        """Every parameter in `named_parameters` order, with its initialisation's fan-in."""
+        """Every parameter in `named_parameters` order, with its initialisation's fan-in
+        (worked out once per backbone: `make` runs for every model of every client)."""
+        cached: list[ParamSpec] | None = getattr(self, "_specs", None)
+        if cached is None:
+            cached = self._specs = self._find_specs()
+        return list(cached)
+
+    def _find_specs(self) -> list[ParamSpec]:
         module = self.template()
         specs = []
         for layer in module.modules():

@@ -123,8 +123,9 @@ class ClientPool:
         n_clients, k = self.num_clients, len(self.names)
         self.backbone = make_backbone(cfg)
         #: The backbone's parameters (`named_parameters` names) → the pool's keys.
-        self.shared_keys = {s.name: model_key("shared", s.name) for s in self.backbone.specs()}
-        self.head_keys = {s.name: model_key("head", s.name) for s in self.backbone.specs()}
+        names = [spec.name for spec in self.backbone.specs()]
+        self.shared_keys = {name: model_key("shared", name) for name in names}
+        self.head_keys = {name: model_key("head", name) for name in names}
         #: Every stacked tensor of an expert → its name in `Expert.get_weights`.
         self.expert_keys = {
             **{key: f"model.{name}" for name, key in self.head_keys.items()},
