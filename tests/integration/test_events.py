@@ -3,8 +3,9 @@
 The API's fallback poll is set to 30 s, so an event that comes within a couple of seconds of
 its commit was brought by a change notification (the embedded worker's, or PostgreSQL's NOTIFY
 from a Celery worker). The commit time of each round is watched in the database itself (every
-10 ms), the end's is the resource's `finished_at`. A stream cut mid-run and reopened with
-`Last-Event-ID` gets exactly the rounds it missed, then the rest live.
+10 ms; several rounds may share one commit), the end's is the resource's `finished_at`. A
+stream cut mid-run and reopened with `Last-Event-ID` gets exactly the rounds it missed, then
+the rest live.
 """
 
 from __future__ import annotations
@@ -123,8 +124,13 @@ def check_events_are_prompt_and_resume(url: str, database_url: str) -> None:
     assert [n for n, _ in resumed["rounds"]] == list(range(4, rounds + 1))
     stream = results["whole"]
     assert [n for n, _ in stream["rounds"]] == list(range(1, rounds + 1))
-    delays = {n: at - watch.seen[n] for n, at in stream["rounds"] if n in watch.seen}
-    assert len(delays) >= rounds // 2, (watch.seen, stream["rounds"])  # most commits seen
+    # rounds are written in batches (the round-write cadence), so a round's commit is the
+    # first one the watch saw with at least that many rounds
+    commits = {
+        n: min(at for count, at in watch.seen.items() if count >= n) for n in range(1, rounds + 1)
+    }
+    delays = {n: at - commits[n] for n, at in stream["rounds"]}
+    assert len(set(commits.values())) >= 3, watch.seen  # the run was watched while it wrote
     assert max(delays.values()) < BOUND_SECONDS, delays
     end_delay = (stream["end_at"] - datetime.fromisoformat(final["finished_at"])).total_seconds()
     assert end_delay < BOUND_SECONDS, end_delay
