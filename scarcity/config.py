@@ -40,7 +40,7 @@ MAX_CLIENT_SIZE_FACTOR = 4
 
 #: The engine's numerical revision (`engine_version`): bumped by a change that moves results
 #: by float rounding, so that stored runs, which keep theirs, resume bit for bit.
-ENGINE_VERSION = 2
+ENGINE_VERSION = 3
 
 
 class SimulationConfig(BaseModel):
@@ -292,7 +292,9 @@ class SimulationConfig(BaseModel):
         description=(
             "Numerical revision of the engine a run was made with; a stored run keeps its own, "
             "so it resumes to the same numbers. 2: the memory expert's first replay step of a "
-            "round is exact in the batched execution (1: within float rounding)."
+            "round is exact in the batched execution (1: within float rounding). 3: "
+            "FedAdagrad/FedAdam/FedYogi average the clients' own updates, so a weight no "
+            "client moved gets no server step (2: float rounding there became a step of η)."
         ),
     )
 

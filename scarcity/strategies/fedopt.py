@@ -3,7 +3,9 @@ McMahan (2021), "Adaptive Federated Optimization", ICLR.
 
 Update rule, exactly as Flower's `FedAdagrad` / `FedAdam` / `FedYogi` (each built on FedOpt):
 with Δ = FedAvg(clients) − w (the sample-weighted mean of the client models minus the
-current global model) and the moments m, v starting at zero,
+current global model; computed as the weighted mean of the clients' own w_i − w, equal in
+exact arithmetic and exactly 0 where no client moved, see `FedOpt.pseudo_gradient`) and the
+moments m, v starting at zero,
 
     m ← β₁·m + (1 − β₁)·Δ
     FedAdagrad: v ← v + Δ²
@@ -65,8 +67,7 @@ class FedOpt(Strategy):
     def aggregate(
         self, round_index: int, global_weights: Weights, updates: ClientUpdates
     ) -> dict[str, Tensor]:
-        averaged = weighted_mean(updates.weights, updates.sample_counts, updates.sequential)
-        delta = {key: value - global_weights[key] for key, value in averaged.items()}
+        delta = self.pseudo_gradient(global_weights, updates)
         m = self.m if self.m is not None else {k: torch.zeros_like(d) for k, d in delta.items()}
         v = self.v if self.v is not None else {k: torch.zeros_like(d) for k, d in delta.items()}
         beta_1 = self.beta_1()
@@ -79,6 +80,18 @@ class FedOpt(Strategy):
             key: value + eta * self.m[key] / (self.v[key].sqrt() + tau)
             for key, value in global_weights.items()
         }
+
+    def pseudo_gradient(self, global_weights: Weights, updates: ClientUpdates) -> Weights:
+        """Δ, from engine_version 3 as the weighted mean of the clients' own Δ_i = w_i − w: a
+        coordinate no client moved has Δ exactly 0. Before, as Flower, FedAvg(clients) − w,
+        whose float rounding leaves ±1 ulp there, which m / (√v + τ) turns into a full ±η step
+        (digits' always-blank pixels; the two executions round differently)."""
+        counts, sequential = updates.sample_counts, updates.sequential
+        if self.config.engine_version >= 3:
+            own = {key: value - global_weights[key] for key, value in updates.weights.items()}
+            return weighted_mean(own, counts, sequential)
+        averaged = weighted_mean(updates.weights, counts, sequential)
+        return {key: value - global_weights[key] for key, value in averaged.items()}
 
     def state_dict(self) -> dict[str, Any]:
         return {"step": self.step, "m": self.m, "v": self.v}

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from scarcity import checkpoint
-from scarcity.config import SimulationConfig
+from scarcity.config import ENGINE_VERSION, SimulationConfig
 from scarcity.core.aggregate import fedavg, fedavg_stacked, reptile_step, reptile_step_stacked
 from scarcity.strategies import (
     STRATEGIES,
@@ -58,6 +58,7 @@ def cfg(**overrides: Any) -> SimpleNamespace:
         "local_epochs": 1,
         "batch_size": 0,
         "reptile_step_size": 1.0,
+        "engine_version": ENGINE_VERSION,
         **STRATEGY_FIELDS,
     }
     base.update(overrides)
@@ -362,6 +363,29 @@ def test_fedopt_three_rounds(cls, kind, params):
     expected = np_fedopt(kind, ROUNDS[:3], params["server_learning_rate"], b1, b2, params["tau"])
     for out, ref in zip(got, expected, strict=True):
         np.testing.assert_allclose(to_flat(out), ref, **TOL)
+
+
+@pytest.mark.parametrize("cls", [FedAdagrad, FedAdam, FedYogi])
+def test_fedopt_gives_no_step_to_a_weight_no_client_moved(cls):
+    """Digits' always-blank pixels: every client sends back the global value. The mean of
+    the models can round to a neighbour of it (float32, shares of 1/3); Δ from the clients'
+    own updates is exactly 0, so the weight stays. engine_version 2 took the rounded mean, and
+    m / (√v + τ) made the rounding a step of about η."""
+    start = np.array([0.1, 0.7, 1.3, -0.3, 2.9, 0.05, 0.2, 0.9], dtype=np.float32)
+    clients = np.tile(start, (3, 1))
+    clients[:, 0] += np.float32(0.25)  # the one coordinate that did move
+    counts = np.ones(3)
+    shares = torch.tensor(counts, dtype=torch.float32)
+    rounded = to_flat(fedavg_stacked(to_model(clients), shares))
+    assert rounded[7] != np.float64(start[7])  # the mean really rounds there
+    received = updates(clients, counts, LOSSES[:3])
+    params = dict(cls.defaults)
+    out = to_flat(cls(cfg(**params)).aggregate(1, to_model(start), received))
+    np.testing.assert_array_equal(out[1:], start[1:].astype(np.float64))
+    assert out[0] > start[0]
+    before = to_flat(cls(cfg(**params, engine_version=2)).aggregate(1, to_model(start), received))
+    if params["tau"] < 1e-6:  # FedYogi's τ = 1e-3 keeps the rounding small
+        assert abs(before[7] - start[7]) > params["server_learning_rate"] / 2
 
 
 def test_fedopt_defaults_are_flowers():
