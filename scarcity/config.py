@@ -193,6 +193,17 @@ class SimulationConfig(BaseModel):
     gossip: bool = Field(False, description="Stage 6: pairwise P2P expert averaging.")
     extended_experts: bool = Field(False, description="Stage 7: Memory + MetaAdaptation experts.")
     structure_discovery: bool = Field(False, description="Stage 8: self-supervised experts.")
+    label_free: bool = Field(
+        False,
+        description=(
+            "Stage 8 as the seed has it, no labels: the experts train only their "
+            "self-supervised objectives, `loss` is their reconstruction loss, and a linear "
+            "probe on held-out labelled rows scores the representation (probe_accuracy, or "
+            "probe_loss for regression) instead of the ensemble's heads. Needs "
+            "structure_discovery and no shared model; on in the stage8 preset for new "
+            "requests, off for runs stored before it."
+        ),
+    )
 
     # Algorithm hyper-parameters.
     meta_ema_alpha: float = Field(0.1, gt=0, le=1, description="EMA weight of new statistics.")
@@ -294,7 +305,8 @@ class SimulationConfig(BaseModel):
             "so it resumes to the same numbers. 2: the memory expert's first replay step of a "
             "round is exact in the batched execution (1: within float rounding). 3: "
             "FedAdagrad/FedAdam/FedYogi average the clients' own updates, so a weight no "
-            "client moved gets no server step (2: float rounding there became a step of η)."
+            "client moved gets no server step (2: float rounding there became a step of η); "
+            "meta_learning needs insight_exchange (2: it read insights never sent)."
         ),
     )
 
@@ -344,10 +356,11 @@ class SimulationConfig(BaseModel):
                 )
         self._check_partition()
         self._check_model()
-        if self.client_test_fraction > 0 and not self.federated_averaging:
+        scored = self.federated_averaging or (self.expert_ensemble and self.ensemble_evaluation)
+        if self.client_test_fraction > 0 and not scored:
             raise ValueError(
-                "client_test_fraction: evaluates the shared model on each client's rows and "
-                "needs federated_averaging (stage2 or later)"
+                "client_test_fraction: evaluates the shared model (federated_averaging) or the "
+                "experts (ensemble_evaluation) on each client's rows and needs one of them"
             )
         if self.meta_reptile and not self.federated_averaging:
             raise ValueError("meta_reptile: needs federated_averaging (the shared model)")
@@ -360,6 +373,14 @@ class SimulationConfig(BaseModel):
             for toggle in EXPERT_TOGGLES:
                 if getattr(self, toggle):
                     raise ValueError(f"{toggle}: needs the experts (expert_ensemble true)")
+        if self.label_free:
+            self._check_label_free()
+        if self.meta_learning and not self.insight_exchange and self.engine_version >= 3:
+            # Earlier engines let it read the insights the clients never sent.
+            raise ValueError(
+                "meta_learning: the meta-learner learns from the insights the clients send the "
+                "server and needs insight_exchange"
+            )
         self._resolve_strategy()
         if self.malicious_fraction > 0 and self.attack != "label_flip":
             if not self.federated_averaging:
@@ -368,6 +389,21 @@ class SimulationConfig(BaseModel):
                     "needs federated_averaging (label_flip does not)"
                 )
         return self
+
+    def _check_label_free(self) -> None:
+        """Nothing may read the training labels."""
+        if not self.structure_discovery:
+            raise ValueError(
+                "label_free: trains the experts' self-supervised objectives and needs "
+                "structure_discovery (stage8)"
+            )
+        if self.federated_averaging:
+            raise ValueError(
+                "label_free: the shared model trains on labels; set federated_averaging false "
+                "(or label_free false for the supervised hybrid)"
+            )
+        if self.malicious_fraction > 0 and self.attack == "label_flip":
+            raise ValueError("attack: label_flip flips labels that label_free never reads")
 
     def _check_model(self) -> None:
         """The model must be a registered one that suits the data's shape."""
@@ -552,9 +588,15 @@ def _build_presets() -> dict[str, Preset]:
     for name, feature, description in _STAGE_FEATURES:
         if feature is not None:
             switched_on[feature] = True
+        if feature == "insight_exchange":
+            # From stage 3 clients share insights, not weights, with the server: the shared
+            # model is stage 2's, an explicit option later on.
+            switched_on["federated_averaging"] = False
         if feature == "meta_learning":
             # The broadcast is used, not only stored (the seed's "faster convergence").
             switched_on["apply_meta_params"] = True
+        if feature == "structure_discovery":
+            switched_on["label_free"] = True  # "no labels, only unlabeled data"
         if feature == "extended_experts":
             # Four experts: the variance rule alone picks only two of them.
             switched_on["router_strategy"] = "balanced"
@@ -575,13 +617,15 @@ def stored_config(fields: Mapping[str, Any]) -> dict[str, Any]:
     that version did where the new default would change its results: a real data set stored
     before natural sizes was resampled (`resample_to_size`) and standardised
     (`feature_scaling`), any stored run keeps `engine_version` 1, reports no ensemble metrics
-    (`ensemble_evaluation`) and has clients that do not use the meta-parameters
-    (`apply_meta_params`). The database migrations write the same into stored rows;
-    checkpoints keep the config they were written with."""
+    (`ensemble_evaluation`), has clients that do not use the meta-parameters
+    (`apply_meta_params`) and a stage 8 that trains on labels (`label_free`). The database
+    migrations write the same into stored rows; checkpoints keep the config they were written
+    with."""
     upgraded = dict(fields)
     upgraded.setdefault("engine_version", 1)
     upgraded.setdefault("ensemble_evaluation", False)
     upgraded.setdefault("apply_meta_params", False)
+    upgraded.setdefault("label_free", False)
     if upgraded.get("dataset", "synthetic") != "synthetic":
         upgraded.setdefault("resample_to_size", True)
         upgraded.setdefault("feature_scaling", "standard")

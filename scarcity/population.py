@@ -74,6 +74,11 @@ class ClientPopulation(Protocol):
         on the `shared` test set, or on its `own` held-out rows (one pair per participant)."""
         ...
 
+    def encoders(self) -> tuple[Tensor, Tensor]:
+        """Each participant's representation for the linear probe (`label_free`): its
+        router's pick's encoder, else every expert's stacked; weight [P, z, d], bias [P, z]."""
+        ...
+
     def statistics(self) -> dict[str, float]:
         """Cross-participant means of the last round's insights (`Server.aggregate_insights`)."""
         ...

@@ -102,7 +102,8 @@ class Insight(Mapping[str, Any]):
 #: config switches on (e.g. `test_accuracy` only with a labelled data set and the shared model).
 #: Names are part of the public contract (docs/design.md): add, never rename.
 METRIC_NAMES: Mapping[str, str] = {
-    "loss": "mean local training loss of the round's clients",
+    "loss": "mean local training loss of the round's clients (their reconstruction loss "
+    "with label_free)",
     "test_loss": "shared model's loss on the held-out test set (federated_averaging)",
     "test_accuracy": "shared model's accuracy on the held-out test set (labelled data sets)",
     "clients_sampled": "clients drawn this round (only when fewer than all)",
@@ -125,6 +126,10 @@ METRIC_NAMES: Mapping[str, str] = {
     "expert, or all experts' mean) on held-out rows: their own with client_test_fraction, "
     "else the test set (ensemble_evaluation)",
     "ensemble_accuracy": "the same ensembles' mean accuracy (labelled data sets)",
+    "probe_accuracy": "label_free: mean accuracy of a linear probe on each client's "
+    "representation (its routed expert's latent), fitted on half of the held-out rows the "
+    "ensemble would predict and scored on the other half",
+    "probe_loss": "label_free: the same probe's mean squared error (regression)",
 }
 
 

@@ -58,6 +58,7 @@ from scarcity.core.ensemble import ensemble_metrics
 from scarcity.core.gossip import GossipScheduler
 from scarcity.core.meta_learner import MetaLearner
 from scarcity.core.population import ReferencePopulation
+from scarcity.core.probe import probe_metrics, probe_scores
 from scarcity.core.server import Server
 from scarcity.messages import MAX_DETAIL_CLIENTS
 from scarcity.population import ClientPopulation, FitResult
@@ -199,7 +200,9 @@ class Simulation:
             synced = population.gossip(self.gossip, self.rng)
             pairs = [GossipPair(a, b, name) for a, b, name in synced]
 
-        if cfg.ensemble_evaluation and cfg.expert_ensemble:
+        if cfg.label_free:
+            metrics.update(self._probe_metrics(k, participants))
+        elif cfg.ensemble_evaluation and cfg.expert_ensemble:
             metrics.update(self._ensemble_metrics(k, participants))
         usage = population.expert_usage() if cfg.expert_routing else {}
         _check_finite(k, metrics, meta_params)
@@ -244,6 +247,19 @@ class Simulation:
         if bool(loss.isnan().all()):  # no participant holds a held-out row
             return {}
         return ensemble_metrics(data.task, loss, accuracy)
+
+    def _probe_metrics(self, k: int, participants: Tensor) -> dict[str, float]:
+        """`label_free`: a linear probe of each participant's representation on the held-out
+        rows the ensemble would predict (`scarcity.core.probe`)."""
+        data = self.data
+        if data.client_test_y or data.test_rows_per_client:
+            sets = data.client_test_sets(k) if data.client_test_y else data.test_blocks(k)
+            held = [sets[i] for i in participants.tolist()]
+        else:
+            held = [data.test_set(k)] * len(participants)
+        weight, bias = self.population.encoders()
+        scores = probe_scores(data.task, self.config.output_dim, weight, bias, held)
+        return probe_metrics(data.task, scores)
 
     def _personal_scores(self, k: int) -> torch.Tensor | None:
         """The global model on every client's own held-out rows, per client (None without

@@ -177,3 +177,11 @@ def _bias_corrections(step: Tensor) -> tuple[Tensor, Tensor]:
     first = torch.tensor([1 - BETA1**t for t in values], dtype=torch.float64)
     second = torch.tensor([math.sqrt(1 - BETA2**t) for t in values], dtype=torch.float64)
     return first.float()[inverse], second.float()[inverse]
+
+
+def reconstruction_errors(params: dict[str, Tensor], x: Tensor) -> Tensor:
+    """Each sample's mean squared reconstruction error under every expert's autoencoder
+    (`Expert.reconstruction_errors`): parameters [N, K, ...], data [N, n, d] → [N, K, n]."""
+    z = torch.einsum("cnd,ckld->cknl", x, params["enc_w"]) + params["enc_b"].unsqueeze(2)
+    back = torch.einsum("cknl,ckdl->cknd", z, params["dec_w"]) + params["dec_b"].unsqueeze(2)
+    return ((back - x.unsqueeze(1)) ** 2).mean(dim=3)

@@ -110,7 +110,7 @@ def _build(
         for e, name in enumerate(names):
             metrics: dict[str, float] = {}
             j = e if chosen is None else (0 if chosen[c] == e else -1)
-            if j >= 0:
+            if j >= 0 and sup:  # nothing trained supervised with label_free
                 metrics = {key: sup[key][c][j] for key in SUPERVISED_KEYS}
             if ssl is not None:
                 metrics["initial_recon_loss"] = ssl["initial_recon_loss"][c][e]

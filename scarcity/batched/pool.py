@@ -31,6 +31,7 @@ from scarcity.batched.autoencoder import (
     ReplayMoments,
     adam_step,
     recon_loss_and_grads,
+    reconstruction_errors,
     replay_loss_and_grads,
 )
 from scarcity.batched.draws import RoundDraws, draw_round
@@ -49,6 +50,7 @@ from scarcity.batched.padding import (
     at_least_one,
     batch_mask,
     masked_min_max,
+    masked_std_mean,
     masked_var_mean,
     pad_clients,
     real_rows,
@@ -233,6 +235,8 @@ class ClientPool:
             trained = chosen.unsqueeze(1).tolist()
         else:
             trained = [list(range(k))] * n_clients
+        if cfg.label_free:  # no supervised training: the pick only names the representation
+            trained = [[] for _ in range(n_clients)]
         draws = draw_round(
             self.generator,
             sizes=self.sizes.tolist(),
@@ -245,13 +249,17 @@ class ClientPool:
             ssl_epochs=cfg.ssl_epochs,
             structure_discovery=cfg.structure_discovery,
         )
-        shared, supervised = self._train_heads(x, y, chosen, draws, objective)
+        shared, supervised = (
+            (None, {}) if cfg.label_free else self._train_heads(x, y, chosen, draws, objective)
+        )
         ssl, replay = (
             self._train_autoencoders(x, draws) if cfg.structure_discovery else (None, None)
         )
         summaries = self._summarize(self.data.drift * (round_index - 1))
         if shared is not None:
             source = shared
+        elif ssl is not None and cfg.label_free:
+            source = self._self_supervised_report(x, ssl)
         else:
             source = {key: value.mean(dim=1) for key, value in supervised.items()}
         self.last = PoolRound(
@@ -267,6 +275,24 @@ class ClientPool:
             summaries=summaries,
         )
         return self.last
+
+    def _self_supervised_report(self, x: Tensor, ssl: dict[str, Tensor]) -> dict[str, Tensor]:
+        """`Client._self_supervised_report` of every client, averaged over its experts."""
+        params = {p: self.w[p] for p in PARTS}
+        errors = reconstruction_errors(params, x)  # [N, K, n]
+        if self.ragged_sizes is None:
+            spread = errors.std(dim=2, correction=0)
+        else:
+            mask = real_rows(self.ragged_sizes, self.max_samples)
+            spread = masked_std_mean(errors.transpose(1, 2), mask)[0]
+        recon = ssl["recon_loss"]
+        return {
+            "train_loss": recon.mean(dim=1),
+            "initial_loss": ssl["initial_recon_loss"].mean(dim=1),
+            "final_loss": recon.mean(dim=1),
+            "uncertainty": spread.double().mean(dim=1),
+            "mean_grad": ssl["mean_grad"].mean(dim=1),
+        }
 
     def _router_calls(self) -> int | Tensor:
         """Each client's routing calls so far (one count while every client trained alike)."""
@@ -691,6 +717,17 @@ class ClientPool:
         heads = {name: self.w[key][rows] for name, key in self.head_keys.items()}
         selected = self.last.selected
         return held_out_scores(self.task, heads, selected, shared, own, self.stacked_model)
+
+    def encoders(self) -> tuple[Tensor, Tensor]:
+        """`ReferencePopulation.encoders`: each participant's picked (or every) encoder."""
+        assert self.last is not None
+        rows = slice(None) if self.active is None else self.active
+        weight, bias = self.w["enc_w"][rows], self.w["enc_b"][rows]  # [P, K, L, d], [P, K, L]
+        selected = self.last.selected
+        if selected is None:
+            return weight.flatten(1, 2), bias.flatten(1, 2)
+        everyone = torch.arange(len(selected))
+        return weight[everyone, selected], bias[everyone, selected]
 
     def insights(self) -> list[Insight]:
         """Every client's `Client.generate_insight()` of the last round."""

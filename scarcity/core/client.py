@@ -150,14 +150,20 @@ class Client:
             regularizer=regularizer,
         )
 
+    def route(self) -> list[Expert]:
+        """The router's pick this round (routing on), else every expert."""
+        if self.config.expert_routing:
+            return [self.experts[self.router.select_expert(self.x, self.expert_names)]]
+        return list(self.experts)
+
     def train_experts(self) -> tuple[str, dict[str, dict[str, float]]]:
-        """Supervised training of every expert, or only the router's pick when routing."""
+        """Supervised training of every expert, or only the router's pick when routing;
+        none with `label_free` (the pick is still made: its representation is probed)."""
         cfg = self.config
-        if cfg.expert_routing:
-            chosen = [self.experts[self.router.select_expert(self.x, self.expert_names)]]
-            selected = chosen[0].name
-        else:
-            chosen, selected = self.experts, "all"
+        chosen = self.route()
+        selected = chosen[0].name if cfg.expert_routing else "all"
+        if cfg.label_free:
+            return selected, {}
         metrics = {
             e.name: e.train(self.x, self.y, cfg.local_epochs, cfg.batch_size, self.generator)
             for e in chosen
@@ -189,13 +195,17 @@ class Client:
         for expert in self.experts:
             expert.start_round()
         shared = self.local_train(objective) if cfg.federated_averaging else None
-        selected, metrics = self.train_experts()
+        selected, supervised = self.train_experts()
+        # The client's own figures come from supervised training alone (the self-supervised
+        # report has a mean_grad of its own, which an expert's report shows instead).
+        source = [shared] if shared is not None else list(supervised.values())
+        metrics = dict(supervised)
         if cfg.structure_discovery:
             for name, ssl in self.structure_discovery().items():
                 metrics[name] = {**metrics.get(name, {}), **ssl}
+        if cfg.label_free:  # the self-supervised objective is the client's training
+            source = [self._self_supervised_report(e, metrics[e.name]) for e in self.experts]
         summaries = {e.name: e.summarize(self.x) for e in self.experts}
-        trained = [metrics[name] for name in metrics if "train_loss" in metrics[name]]
-        source = [shared] if shared is not None else trained
         self.last_round = ClientRound(
             loss=_avg(s["train_loss"] for s in source),
             initial_loss=_avg(s["initial_loss"] for s in source),
@@ -207,6 +217,19 @@ class Client:
             summaries=summaries,
         )
         return self.last_round
+
+    def _self_supervised_report(self, expert: Expert, ssl: dict[str, float]) -> dict[str, float]:
+        """An expert's self-supervised training in the terms of a supervised one: its
+        reconstruction loss before and after, the spread of the per-sample reconstruction
+        errors as its uncertainty."""
+        errors = expert.reconstruction_errors(self.x)
+        return {
+            "train_loss": ssl["recon_loss"],
+            "initial_loss": ssl["initial_recon_loss"],
+            "final_loss": ssl["recon_loss"],
+            "uncertainty": float(errors.std(correction=0)),
+            "mean_grad": ssl["mean_grad"],
+        }
 
     def generate_insight(self) -> Insight:
         """The structured insight of the last round: learning metadata, no weights."""

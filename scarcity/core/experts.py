@@ -128,6 +128,11 @@ class Expert:
         with torch.no_grad():
             return float(torch.nn.functional.mse_loss(self.decoder(self.encoder(x)), x))
 
+    def reconstruction_errors(self, x: Tensor) -> Tensor:
+        """Each sample's mean squared reconstruction error [n]."""
+        with torch.no_grad():
+            return ((self.decoder(self.encoder(x)) - x) ** 2).mean(dim=1)
+
     def train_self_supervised(
         self,
         x: Tensor | np.ndarray,

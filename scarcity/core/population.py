@@ -118,6 +118,21 @@ class ReferencePopulation:
         loss, accuracy = zip(*pairs, strict=True)
         return torch.tensor(loss, dtype=torch.float64), torch.tensor(accuracy, dtype=torch.float64)
 
+    def encoders(self) -> tuple[Tensor, Tensor]:
+        """Each participant's representation, as its router chose: the picked expert's
+        encoder, else every expert's stacked, weight [P, z, d] and bias [P, z]."""
+        weights, biases = [], []
+        for client in self.active:
+            selected = client.last_round.selected_expert
+            experts = (
+                client.experts
+                if selected == "all"
+                else [client.experts[client.expert_names.index(selected)]]
+            )
+            weights.append(torch.cat([e.encoder.weight.detach() for e in experts]))
+            biases.append(torch.cat([e.encoder.bias.detach() for e in experts]))
+        return torch.stack(weights), torch.stack(biases)
+
     def statistics(self) -> dict[str, float]:
         if not self.clients[0].experts:  # the baseline: no expert summaries to aggregate
             return {}

@@ -15,11 +15,14 @@ from tests.service_processes import wait_for_status
 SMALL = {"num_clients": 3, "rounds": 2, "seed": 7}
 CASES = {
     "stage8 synthetic": {"preset": "stage8", **SMALL},
+    # the personal score is the shared model's: the supervised hybrid keeps it
     "stage8 digits, personal accuracy": {
-        "preset": "stage8", "dataset": "digits", "client_test_fraction": 0.2, **SMALL,
+        "preset": "stage8", "dataset": "digits", "client_test_fraction": 0.2,
+        "federated_averaging": True, "label_free": False, **SMALL,
     },
     "stage3 diabetes, personal loss": {
-        "preset": "stage3", "dataset": "diabetes", "client_test_fraction": 0.2, **SMALL,
+        "preset": "stage3", "dataset": "diabetes", "client_test_fraction": 0.2,
+        "federated_averaging": True, **SMALL,
     },
 }  # fmt: skip
 

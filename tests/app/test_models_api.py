@@ -33,7 +33,7 @@ def test_an_mlp_run_over_http_stores_its_config_and_rounds(client: httpx.Client)
     simulation_id = created.json()["id"]
     wait_for_status(client, simulation_id, {"succeeded"})
     rounds = client.get(f"/simulations/{simulation_id}/metrics").json()["rounds"]
-    assert len(rounds) == 2 and 0 <= rounds[-1]["metrics"]["test_accuracy"] <= 1
+    assert len(rounds) == 2 and 0 <= rounds[-1]["metrics"]["ensemble_accuracy"] <= 1
 
 
 @pytest.mark.parametrize(

@@ -94,8 +94,8 @@ FILTERS = [
     ("name = null", "C"),
     ("status = 'cancelled'", "D"),
     ("preset in ('stage1', 'stage8')", "CD"),
-    ("config.federated_averaging = true", "ABD"),  # stage8 has it too
-    ("config.federated_averaging = false", "C"),
+    ("config.federated_averaging = true", "AB"),  # stage8 shares no weights with the server
+    ("config.federated_averaging = false", "CD"),
     ("config.gossip = false AND config.dataset != 'digits'", "C"),
     ("config.clients_per_round = null and config.strategy = 'fedavg'", "ABCD"),
     ("metrics.loss > 1", ""),

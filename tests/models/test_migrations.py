@@ -328,6 +328,7 @@ def test_stored_configs_on_real_data_keep_their_resampled_standardised_data(
                 "engine_version": 1,
                 "apply_meta_params": False,
                 "ensemble_evaluation": False,
+                "label_free": False,
             }
             assert resolve_config(migrated[name]) == resolve_config(stored_config(stored[name]))
             assert resolve_config(migrated[name]).resample_to_size
@@ -336,6 +337,7 @@ def test_stored_configs_on_real_data_keep_their_resampled_standardised_data(
             "engine_version": 1,
             "apply_meta_params": False,
             "ensemble_evaluation": False,
+            "label_free": False,
         }
         assert resolve_config(migrated["synthetic"]) == resolve_config(
             stored_config(stored["synthetic"])
@@ -346,6 +348,7 @@ def test_stored_configs_on_real_data_keep_their_resampled_standardised_data(
             "engine_version": 1,
             "apply_meta_params": False,
             "ensemble_evaluation": False,
+            "label_free": False,
         }
         command.downgrade(config, "0002")
         assert stored_configs()["digits"] == stored["digits"]
@@ -429,6 +432,7 @@ def test_runs_stored_before_0005_get_no_name_tags_or_notes(empty_url: str) -> No
                 "engine_version": 1,
                 "apply_meta_params": False,
                 "ensemble_evaluation": False,
+                "label_free": False,
             }
             assert row.status == "queued"
             from app.schemas import SimulationPublic
@@ -438,22 +442,29 @@ def test_runs_stored_before_0005_get_no_name_tags_or_notes(empty_url: str) -> No
         engine.dispose()
 
 
-def test_runs_stored_before_0009_report_no_ensemble_metrics(empty_url: str) -> None:
+@pytest.mark.parametrize(
+    ("before", "revision", "field"),
+    [("0008", "0009", "ensemble_evaluation"), ("0009", "0010", "label_free")],
+)
+def test_runs_stored_before_a_new_field_keep_its_old_value(
+    empty_url: str, before: str, revision: str, field: str
+) -> None:
     """Revision 0009 writes `ensemble_evaluation: false` into every stored config (a new
-    request has it on), so a resumed run reports the metrics it did; a config that says keeps
-    its value; downgrading takes out the false ones."""
+    request has it on), so a resumed run reports the metrics it did; 0010 `label_free: false`
+    (a new stage 8 request trains without labels), so it trains as it did. A config that says
+    keeps its value; downgrading takes out the false ones."""
     import json
 
     from scarcity.config import SimulationConfig
 
     config = migrate.alembic_config(empty_url)
-    command.upgrade(config, "0008")
+    command.upgrade(config, before)
     stored = {
         "6f7c3b1e-0000-4000-8000-000000000001": {"preset": "stage1", "rounds": 2},
         "6f7c3b1e-0000-4000-8000-000000000002": {
             "preset": "stage1",
             "rounds": 2,
-            "ensemble_evaluation": True,
+            field: True,
         },
     }
     engine = create_engine(empty_url, poolclass=pool.NullPool)
@@ -477,13 +488,13 @@ def test_runs_stored_before_0009_report_no_ensemble_metrics(empty_url: str) -> N
                     ),
                     {"id": sim_id, "config": json.dumps(fields), "now": "2026-12-01 12:00:00"},
                 )
-        command.upgrade(config, "0009")
+        command.upgrade(config, revision)
         old, explicit = (configs()[sim_id] for sim_id in stored)
-        assert old == {"preset": "stage1", "rounds": 2, "ensemble_evaluation": False}
+        assert old == {"preset": "stage1", "rounds": 2, field: False}
         assert explicit == stored["6f7c3b1e-0000-4000-8000-000000000002"]
-        assert SimulationConfig.model_validate(old).ensemble_evaluation is False  # the worker
-        command.downgrade(config, "0008")
+        assert getattr(SimulationConfig.model_validate(old), field) is False  # the worker
+        command.downgrade(config, before)
         old, explicit = (configs()[sim_id] for sim_id in stored)
-        assert old == {"preset": "stage1", "rounds": 2} and explicit["ensemble_evaluation"]
+        assert old == {"preset": "stage1", "rounds": 2} and explicit[field]
     finally:
         engine.dispose()

@@ -67,6 +67,8 @@ CASES = {
         "preset": "stage8",
         "dataset": "iris",
         "router_strategy": "round_robin",
+        "federated_averaging": True,  # the shared model beside the experts, stepped by Reptile
+        "label_free": False,
         "meta_reptile": True,
         "reptile_step_size": 0.5,
         "batch_size": 8,
@@ -124,6 +126,8 @@ SKEWED_CASES = {
         "quantity_skew": 1.0,
         "samples_per_client": 2,
         "batch_size": 3,
+        "federated_averaging": True,
+        "label_free": False,
         "meta_reptile": True,
     },
 }
@@ -154,8 +158,9 @@ def assert_same_results(reference, batched, tolerance=1e-5):
                 assert math.isclose(x, y, rel_tol=tolerance, abs_tol=tolerance), (path, x, y)
             else:
                 assert x == y, (path, x, y)
-        for name, value in a.metrics.items():
-            assert abs(value - b.metrics[name]) <= tolerance, name
+        for name, value in a.metrics.items():  # float32 figures: ~7 significant digits
+            close = math.isclose(value, b.metrics[name], rel_tol=tolerance, abs_tol=tolerance)
+            assert close, (name, value, b.metrics[name])
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -489,8 +494,10 @@ def test_the_first_replay_step_is_exact_where_features_are_zero_in_a_batch():
         batch_size=16,
         learning_rate=0.1,
         ssl_epochs=1,
+        federated_averaging=True,  # the run this was found on
+        label_free=False,
     )
-    assert config.feature_scaling == "minmax" and config.engine_version == 2
+    assert config.feature_scaling == "minmax" and config.engine_version >= 2
     reference = run_simulation(config.model_copy(update={"execution": "reference"}))
     assert_same_results(reference, run_simulation(config))
     earlier = run_simulation(config.model_copy(update={"engine_version": 1}))

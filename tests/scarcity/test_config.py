@@ -26,9 +26,10 @@ def test_bad_config_names_the_field(request_fields, field):
     assert field in str(info.value)
 
 
-def test_presets_switch_on_every_feature_of_earlier_stages():
+def test_presets_switch_on_every_sf_hfe_feature_of_earlier_stages():
+    """Stage N keeps every mechanism of stages 3..N; the shared model is stage 2's alone
+    (from stage 3 clients send the server insights, not weights)."""
     toggles = [
-        "federated_averaging",
         "insight_exchange",
         "expert_routing",
         "meta_learning",
@@ -38,8 +39,13 @@ def test_presets_switch_on_every_feature_of_earlier_stages():
     ]
     for stage in range(1, 9):
         config = resolve_config(preset=f"stage{stage}")
-        assert [getattr(config, t) for t in toggles] == [i < stage - 1 for i in range(7)]
+        assert [getattr(config, t) for t in toggles] == [i < stage - 2 for i in range(6)]
+        assert config.federated_averaging == (stage == 2)
         assert config.expert_ensemble
+    hybrid = resolve_config(
+        preset="stage8", federated_averaging=True, label_free=False, strategy="fedprox"
+    )
+    assert hybrid.federated_averaging and hybrid.structure_discovery
     assert list(PRESETS) == [f"stage{i}" for i in range(1, 9)] + ["baseline"]
 
 

@@ -91,7 +91,13 @@ def test_synthetic_clients_predict_their_own_block_of_the_test_set():
             "clients_per_round": 4,
             "rounds": 4,
         },
-        {"preset": "stage8", "quantity_skew": 1.0, "drift": 0.3, "client_test_fraction": 0.1},
+        {
+            "preset": "stage8",
+            "label_free": False,  # the supervised heads predict
+            "quantity_skew": 1.0,
+            "drift": 0.3,
+            "client_test_fraction": 0.1,
+        },
         {"preset": "stage1", "dataset": "diabetes", "num_clients": 3},
     ],
     ids=["routed", "mean", "own-rows-sampled", "regression-skewed-drift", "stage1-regression"],

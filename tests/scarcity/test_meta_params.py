@@ -9,18 +9,22 @@ from scarcity.config import stored_config
 from tests.scarcity.test_batched import assert_same_results
 
 
-def _series(results, name="test_loss"):
+def _series(results, name="ensemble_loss"):
     return [r.metrics[name] for r in results]
 
 
 def test_stage5_uses_the_broadcast_learning_rate_and_converges_faster_than_stage4():
-    stage4 = run_simulation(resolve_config(preset="stage4", learning_rate=0.05))
-    stage5 = run_simulation(resolve_config(preset="stage5", learning_rate=0.05))
+    """Stages 4 and 5 share no weights with the server: what the clients' experts predict on
+    held-out rows shows the rate. (The seed's rule ×5 above a loss of 10 diverges from a base
+    rate of 0.05 on this data: the default 0.01 is what it was made for.)"""
+    stage4 = run_simulation(resolve_config(preset="stage4"))
+    stage5 = run_simulation(resolve_config(preset="stage5"))
     # The synthetic loss starts above 1, so the broadcast rate is twice the base one.
-    assert stage5[0].meta_params["lr"] == pytest.approx(0.1)
+    assert stage5[0].meta_params["lr"] == pytest.approx(0.02)
     assert _series(stage5)[0] == _series(stage4)[0]  # round 1 trains before any broadcast
-    print(f"test_loss stage4 {_series(stage4)} stage5 {_series(stage5)}")
+    print(f"ensemble_loss stage4 {_series(stage4)} stage5 {_series(stage5)}")
     assert _series(stage5)[-1] < 0.75 * _series(stage4)[-1]
+    assert _series(stage5, "loss")[-1] < 0.75 * _series(stage4, "loss")[-1]
 
 
 def test_with_the_toggle_off_stage5_trains_exactly_as_stage4():

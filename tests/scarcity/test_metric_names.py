@@ -11,6 +11,7 @@ from scarcity.results import METRIC_NAMES
 CONFIGS = [
     {"preset": "stage8", "num_clients": 3, "rounds": 2, "samples_per_client": 8, "ssl_epochs": 1},
     {"preset": "stage7", "dataset": "iris", "num_clients": 3, "rounds": 1},
+    {"preset": "stage8", "dataset": "iris", "num_clients": 3, "rounds": 1, "ssl_epochs": 1},
     {
         "preset": "baseline",
         "dataset": "iris",
@@ -34,7 +35,13 @@ CONFIGS = [
 @pytest.mark.parametrize(
     "overrides",
     CONFIGS,
-    ids=["stage8", "stage7-labelled", "baseline-dp-attack", "baseline-regression"],
+    ids=[
+        "stage8",
+        "stage7-labelled",
+        "stage8-labelled",
+        "baseline-dp-attack",
+        "baseline-regression",
+    ],
 )
 def test_every_reported_metric_is_a_known_name(overrides: dict) -> None:
     seen = {

@@ -14,7 +14,8 @@ from scarcity.core.data import client_sizes, make_federated_data, natural_split
 from tests.scarcity.test_batched import assert_same_results
 
 DIGITS = {
-    "preset": "stage3",  # FedAvg and insights
+    "preset": "stage3",  # insights, with the shared model as an explicit option
+    "federated_averaging": True,
     "dataset": "digits",
     "partition": "dirichlet",
     "dirichlet_alpha": 0.3,
@@ -67,7 +68,7 @@ def test_personal_accuracy_is_the_global_models_accuracy_on_each_clients_rows():
 
 
 def test_batched_equals_the_reference_with_held_out_rows():
-    config = resolve_config({**DIGITS, "preset": "stage8", "rounds": 2})
+    config = resolve_config({**DIGITS, "preset": "stage8", "label_free": False, "rounds": 2})
     reference = list(Simulation(config.model_copy(update={"execution": "reference"})).rounds())
     batched = list(Simulation(config).rounds())
     assert_same_results(reference, batched)
@@ -99,4 +100,4 @@ def test_regression_reports_the_personal_loss_and_no_split_reports_nothing():
     plain = list(Simulation(config.model_copy(update={"client_test_fraction": 0.0})).rounds())
     assert not any(k.startswith("personal_") for k in plain[-1].metrics)
     with pytest.raises(ValidationError, match="client_test_fraction"):
-        resolve_config(preset="stage1", client_test_fraction=0.2)
+        resolve_config(preset="stage1", client_test_fraction=0.2, ensemble_evaluation=False)

@@ -151,7 +151,9 @@ def test_stage8_drift_is_zero_with_drift_off(run_preset):
 
 
 def test_meta_reptile_option_runs_and_learns(run_preset):
-    results = run_preset("stage5", meta_reptile=True, reptile_step_size=0.5)
+    results = run_preset(
+        "stage5", federated_averaging=True, meta_reptile=True, reptile_step_size=0.5
+    )
     assert results[-1].metrics["test_loss"] < results[0].metrics["test_loss"]
 
 

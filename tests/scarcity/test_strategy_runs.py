@@ -71,6 +71,8 @@ def test_sampling_a_full_sf_hfe_round_matches_the_reference(strategy):
     drawn clients only (the batched pool trains a sub-pool and writes it back)."""
     base = {
         "preset": "stage8",
+        "federated_averaging": True,  # the strategy's shared model beside the experts
+        "label_free": False,
         "num_clients": 7,
         "clients_per_round": 4,
         "quantity_skew": 0.5,
