@@ -186,7 +186,13 @@ class SimulationConfig(BaseModel):
         ),
     )
     # Feature toggles: stage N switches on every toggle of stages <= N.
-    federated_averaging: bool = Field(False, description="Stage 2: FedAvg of a shared model.")
+    federated_averaging: bool = Field(
+        False,
+        description=(
+            "Stage 2: FedAvg of a shared model (from stage 3 the clients send the server "
+            "insights, not weights: an explicit option there)."
+        ),
+    )
     insight_exchange: bool = Field(False, description="Stage 3: structured insights to server.")
     expert_routing: bool = Field(False, description="Stage 4: router picks the expert to train.")
     meta_learning: bool = Field(False, description="Stage 5: EMA meta-parameters broadcast.")
@@ -577,7 +583,7 @@ _STAGE_FEATURES: list[tuple[str, str | None, str]] = [
     (
         "stage8",
         "structure_discovery",
-        "Full SF-HFE round with self-supervised structure discovery.",
+        "Full SF-HFE round with self-supervised structure discovery, no labels (linear probe).",
     ),
 ]
 

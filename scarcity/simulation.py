@@ -16,7 +16,9 @@ A round (`Simulation.run_round`) is one sequence of steps, whichever execution h
 7. `gossip`: random disjoint pairs of clients average one expert each;
 8. `ensemble_evaluation`: every participant's experts, as its router chose, predict held-out
    rows (its own with `client_test_fraction`, else the test set): `ensemble_loss`,
-   `ensemble_accuracy` (`scarcity.core.ensemble`).
+   `ensemble_accuracy` (`scarcity.core.ensemble`); with `label_free` (no label was read) a
+   linear probe of their representation on the same rows instead: `probe_accuracy` /
+   `probe_loss` (`scarcity.core.probe`).
 
 All randomness of a run comes from one `torch.Generator` and one `numpy.random.Generator`
 seeded from `config.seed` (the data, the attackers and DP noise from separate streams), never
@@ -232,34 +234,36 @@ class Simulation:
             duration_seconds=time.perf_counter() - started,
         )
 
-    def _ensemble_metrics(self, k: int, participants: Tensor) -> dict[str, float]:
-        """The participants' ensembles, as the round left them, on held-out rows: each its
-        own with `client_test_fraction`, else the global test set; synthetic data's test set
-        is one block per client, drawn from that client's distribution, so each predicts its
-        own block (`scarcity.core.ensemble`)."""
+    def _held_out(
+        self, k: int, participants: Tensor
+    ) -> tuple[tuple[Tensor, Tensor] | None, list[tuple[Tensor, Tensor]] | None]:
+        """The rows each participant's ensemble is scored on, as (shared, own): its own with
+        `client_test_fraction`, else the global test set (shared); synthetic data's test set is
+        one block per client, drawn from that client's distribution, so each gets its own."""
         data = self.data
         if data.client_test_y or data.test_rows_per_client:
             sets = data.client_test_sets(k) if data.client_test_y else data.test_blocks(k)
-            own = [sets[i] for i in participants.tolist()]
-            loss, accuracy = self.population.ensemble_scores(None, own)
-        else:
-            loss, accuracy = self.population.ensemble_scores(data.test_set(k), None)
+            return None, [sets[i] for i in participants.tolist()]
+        return data.test_set(k), None
+
+    def _ensemble_metrics(self, k: int, participants: Tensor) -> dict[str, float]:
+        """The participants' ensembles, as the round left them, on their held-out rows
+        (`scarcity.core.ensemble`)."""
+        loss, accuracy = self.population.ensemble_scores(*self._held_out(k, participants))
         if bool(loss.isnan().all()):  # no participant holds a held-out row
             return {}
-        return ensemble_metrics(data.task, loss, accuracy)
+        return ensemble_metrics(self.data.task, loss, accuracy)
 
     def _probe_metrics(self, k: int, participants: Tensor) -> dict[str, float]:
         """`label_free`: a linear probe of each participant's representation on the held-out
-        rows the ensemble would predict (`scarcity.core.probe`)."""
-        data = self.data
-        if data.client_test_y or data.test_rows_per_client:
-            sets = data.client_test_sets(k) if data.client_test_y else data.test_blocks(k)
-            held = [sets[i] for i in participants.tolist()]
-        else:
-            held = [data.test_set(k)] * len(participants)
+        rows its ensemble would predict (`scarcity.core.probe`)."""
+        shared, own = self._held_out(k, participants)
+        if own is None:
+            assert shared is not None
+            own = [shared] * len(participants)
         weight, bias = self.population.encoders()
-        scores = probe_scores(data.task, self.config.output_dim, weight, bias, held)
-        return probe_metrics(data.task, scores)
+        scores = probe_scores(self.data.task, self.config.output_dim, weight, bias, own)
+        return probe_metrics(self.data.task, scores)
 
     def _personal_scores(self, k: int) -> torch.Tensor | None:
         """The global model on every client's own held-out rows, per client (None without

@@ -22,7 +22,7 @@ async function finalMetrics(sim) {
 
 function metricsSummary(m) {
   if (!m) return "–";
-  const order = ["loss", "test_loss", "test_accuracy", "recon_loss", "replay_error"];
+  const order = ["loss", "test_loss", "test_accuracy", "ensemble_accuracy", "probe_accuracy", "recon_loss", "replay_error"];
   return order.filter((k) => k in m).map((k) => `${k}=${fmt(m[k])}`).join(" ");
 }
 

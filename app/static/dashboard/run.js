@@ -32,10 +32,10 @@ export async function downloadJSON(id) {
 
 // Watch: one simulation at a time; rounds arrive over the events stream (fetch-streamed SSE).
 const METRIC_CHARTS = [
-  { key: "loss", title: "Loss (mean client training loss, held-out test loss, the clients' ensembles)", names: ["loss", "test_loss", "ensemble_loss"] },
+  { key: "loss", title: "Loss (mean client training loss, held-out test loss, the clients' ensembles, the label-free probe)", names: ["loss", "test_loss", "ensemble_loss", "probe_loss"] },
   { key: "recon", title: "Reconstruction loss and replay error", names: ["recon_loss", "replay_error"] },
   { key: "drift", title: "Drift", names: ["drift"] },
-  { key: "accuracy", title: "Accuracy (shared model on the test set, the clients' ensembles, personalised)", names: ["test_accuracy", "ensemble_accuracy", "personal_accuracy_mean", "personal_accuracy_worst10"] },
+  { key: "accuracy", title: "Accuracy (shared model on the test set, the clients' ensembles, the label-free probe, personalised)", names: ["test_accuracy", "ensemble_accuracy", "probe_accuracy", "personal_accuracy_mean", "personal_accuracy_worst10"] },
 ];
 const CHARTED = new Set(METRIC_CHARTS.flatMap((c) => c.names));
 

@@ -39,4 +39,4 @@ export function download(name, text, type) {
 export const shown = (v) => (typeof v === "number" ? fmt(v) : v === null || v === undefined ? "null" : String(v));
 
 // The metrics most runs report, listed first wherever a metric is chosen or shown as a column.
-export const COMMON_METRICS = ["loss", "test_loss", "test_accuracy", "recon_loss", "replay_error", "drift", "avg_uncertainty"];
+export const COMMON_METRICS = ["loss", "test_loss", "test_accuracy", "ensemble_accuracy", "probe_accuracy", "recon_loss", "replay_error", "drift", "avg_uncertainty"];
