@@ -14,6 +14,7 @@ Closed form and float64, so both executions agree and no random draw is taken.
 from __future__ import annotations
 
 import math
+from collections import defaultdict
 from collections.abc import Sequence
 
 import torch
@@ -36,28 +37,45 @@ def probe_scores(
     classification, MSE for regression; NaN with fewer than two rows.
 
     `weight` [P, z, d] and `bias` [P, z]: each participant's encoder (its representation);
-    `held_out[p]`: participant p's labelled (x, y) rows.
+    `held_out[p]`: participant p's labelled (x, y) rows. Participants holding as many rows
+    are solved together (one batched solve for a shared test set, or synthetic blocks).
     """
     out = torch.full((len(held_out),), math.nan, dtype=torch.float64)
-    for p, (x, y) in enumerate(held_out):
-        if len(y) < 2:
-            continue
-        latent = x.double() @ weight[p].double().T + bias[p].double()
-        features = torch.cat([latent, torch.ones(len(y), 1, dtype=torch.float64)], dim=1)
-        if task == "classification":
-            targets = torch.nn.functional.one_hot(y.long(), classes).double()
-        else:
-            targets = y.double().reshape(len(y), -1)
-        half = (len(y) + 1) // 2
-        fit_x, fit_y = features[:half], targets[:half]
-        gram = fit_x.T @ fit_x + RIDGE * half * torch.eye(features.shape[1], dtype=torch.float64)
-        coefficients = torch.linalg.solve(gram, fit_x.T @ fit_y)
-        predicted = features[half:] @ coefficients
-        if task == "classification":
-            out[p] = (predicted.argmax(dim=1) == y[half:]).double().mean()
-        else:
-            out[p] = ((predicted - targets[half:]) ** 2).mean()
+    by_size: dict[int, list[int]] = defaultdict(list)
+    for p, (_, y) in enumerate(held_out):
+        if len(y) >= 2:
+            by_size[len(y)].append(p)
+    for size, group in by_size.items():
+        first = held_out[group[0]]
+        shared = all(held_out[p] is first for p in group)
+        x = first[0].double().expand(len(group), -1, -1) if shared else None
+        if x is None:
+            x = torch.stack([held_out[p][0] for p in group]).double()
+        y = torch.stack([held_out[p][1] for p in group])  # [G, m] or [G, m, out]
+        index = torch.tensor(group)
+        out[index] = _group_scores(task, classes, weight[index], bias[index], x, y, size)
     return out
+
+
+def _group_scores(
+    task: Task, classes: int, weight: Tensor, bias: Tensor, x: Tensor, y: Tensor, size: int
+) -> Tensor:
+    """`probe_scores` of G participants holding `size` rows each: x [G, m, d], y [G, m, ...]."""
+    latent = torch.bmm(x, weight.double().transpose(1, 2)) + bias.double().unsqueeze(1)
+    features = torch.cat([latent, latent.new_ones(*latent.shape[:2], 1)], dim=2)
+    if task == "classification":
+        targets = torch.nn.functional.one_hot(y.long(), classes).double()
+    else:
+        targets = y.double().reshape(len(y), size, -1)
+    half = (size + 1) // 2
+    fit_x, fit_y = features[:, :half], targets[:, :half]
+    penalty = RIDGE * half * torch.eye(features.shape[2], dtype=torch.float64)
+    gram = torch.bmm(fit_x.transpose(1, 2), fit_x) + penalty
+    coefficients = torch.linalg.solve(gram, torch.bmm(fit_x.transpose(1, 2), fit_y))
+    predicted = torch.bmm(features[:, half:], coefficients)
+    if task == "classification":
+        return (predicted.argmax(dim=2) == y[:, half:]).double().mean(dim=1)
+    return ((predicted - targets[:, half:]) ** 2).mean(dim=(1, 2))
 
 
 def probe_metrics(task: Task, scores: Tensor) -> dict[str, float]:
