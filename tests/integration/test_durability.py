@@ -59,14 +59,16 @@ def api(stack_env: dict[str, str], tmp_path: Path) -> Iterator[httpx.Client]:
 def test_worker_killed_at_random_rounds_resumes_with_identical_metrics(
     api: httpx.Client, stack_env: dict[str, str], tmp_path: Path
 ) -> None:
-    # Big enough that a round outlasts the test's polling: the batched engine is fast.
-    job = {"preset": "stage8", "num_clients": 300, "rounds": 12, "seed": 7}
+    # Big enough that a round outlasts the test's polling: the batched engine is fast. At least
+    # half the rounds are left when the kill comes, so the worker cannot finish first (rounds
+    # are written in batches of 0.2 s).
+    job = {"preset": "stage8", "num_clients": 300, "rounds": 16, "seed": 7}
     expected = expected_metrics(job)
     chooser = random.Random(2026)
     for attempt in range(10):
         worker = Worker(stack_env, tmp_path / f"worker-{attempt}.log", name=f"w{attempt}")
         sim_id = api.post("/simulations", json=job).json()["id"]
-        kill_after = chooser.randint(1, job["rounds"] - 3)
+        kill_after = chooser.randint(1, job["rounds"] // 2)
         progress = wait_for_progress(api, sim_id, kill_after)
         worker.kill()
         assert progress["status"] == "running", progress
