@@ -1,7 +1,9 @@
 """Live events fan-out: one reader per simulation per process feeds every subscriber.
 
 The subscribers of one simulation share a `Feed`: a single task reads the simulation and its
-new rounds, keeps the latest rounds in a small buffer and wakes every subscriber. It reads when
+new rounds, keeps the latest rounds in a small buffer and wakes every subscriber through one
+shared future (no timer per subscriber: the feed's own timer wakes them to send a ping when it
+stayed idle), so a read costs each subscriber one wake-up and one send. It reads when
 a change notification says the run stored a round or changed status (`models/notify.py`: from
 the embedded worker in this process, or PostgreSQL's NOTIFY from any worker), so an event goes
 out moments after its round commits; and every `SCARCITY_EVENT_POLL_SECONDS` without one, in
@@ -95,8 +97,12 @@ class Feed:
         self.end_event = b""
         self._chunks: dict[int, bytes] = {}  # this version's bytes after a round, shared
         self.error: BaseException | None = None
-        # resolved (and replaced) at every read: one future wakes every subscriber
-        self.changed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        # resolved (and replaced) at every read, and when the feed was idle for PING_SECONDS:
+        # one future wakes every subscriber, without a timer of each subscriber's own
+        self.changed: asyncio.Future[None] = loop.create_future()
+        self._changed_at = loop.time()
+        self._ping_timer = loop.call_later(PING_SECONDS, self._ping)
         self._woken = asyncio.Event()  # a change notification since the last read
         self.task: asyncio.Task[None] | None = None
 
@@ -151,15 +157,37 @@ class Feed:
 
     def _bump(self) -> None:
         self.version += 1
-        changed, self.changed = self.changed, asyncio.get_running_loop().create_future()
+        self._resolve()
+
+    def _resolve(self) -> None:
+        loop = asyncio.get_running_loop()
+        changed, self.changed = self.changed, loop.create_future()
+        self._changed_at = loop.time()
         changed.set_result(None)
 
-    async def wait_past(self, version: int, timeout: float) -> bool:
-        """Whether the feed read again after `version` within `timeout` seconds."""
-        if self.version > version:
-            return True
-        done, _ = await asyncio.wait((self.changed,), timeout=timeout)
-        return bool(done)
+    def _ping(self) -> None:
+        """Wake the subscribers without a new version when the feed was idle for PING_SECONDS
+        (they send a ping); the next check comes PING_SECONDS after the last wake."""
+        loop = asyncio.get_running_loop()
+        if loop.time() - self._changed_at >= PING_SECONDS * 0.99:  # timers may fire early
+            self._resolve()
+        self._ping_timer = loop.call_later(
+            self._changed_at + PING_SECONDS - loop.time(), self._ping
+        )
+
+    def close(self) -> None:
+        """The last subscriber left: stop reading and pinging."""
+        self._ping_timer.cancel()
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+
+    async def wait_past(self, version: int) -> bool:
+        """Whether the feed read again after `version`; False after PING_SECONDS without a
+        read (time to send a ping)."""
+        if self.version == version:
+            # shielded: a subscriber that goes away must not cancel the shared future
+            await asyncio.shield(self.changed)
+        return self.version != version
 
     def buffered_after(self, sent: int) -> bytes | None:
         """The events of the rounds after `sent`, as one chunk (built once per read for all the
@@ -247,8 +275,7 @@ class EventHub:
             feed.subscribers -= 1
             if feed.subscribers == 0:
                 self._feeds.pop(key, None)
-                if feed.task is not None and not feed.task.done():
-                    feed.task.cancel()
+                feed.close()
 
     async def check(
         self, simulation_id: uuid.UUID, owner: str, exists: Callable[[uuid.UUID, str], None]
@@ -275,7 +302,7 @@ async def events(
     async with hub.subscribe(simulation_id, owner) as feed:
         sent, seen = last_event_id, 0
         while True:
-            if not await feed.wait_past(seen, PING_SECONDS):
+            if not await feed.wait_past(seen):
                 yield PING
                 continue
             seen = feed.version

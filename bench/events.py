@@ -48,6 +48,21 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+async def _open_cost(url: str, sim_id: str, subscribers: int, pid: int) -> tuple[float, float]:
+    """Server CPU seconds of `subscribers` streams of a finished run (each opens, gets every
+    round and the end in one chunk, closes), and of as many `GET /healthz` on new connections:
+    the fixed cost of opening the streams, against that of the cheapest request."""
+    unlimited = httpx.Limits(max_connections=None, max_keepalive_connections=None)
+    async with httpx.AsyncClient(base_url=url, timeout=600, limits=unlimited) as client:
+        cpu = _cpu_seconds(pid)
+        await asyncio.gather(*(_follow(client, sim_id) for _ in range(subscribers)))
+        streams = _cpu_seconds(pid) - cpu
+    async with httpx.AsyncClient(base_url=url, timeout=600, limits=unlimited) as client:
+        cpu = _cpu_seconds(pid)
+        await asyncio.gather(*(client.get("/healthz") for _ in range(subscribers)))
+        return streams, _cpu_seconds(pid) - cpu
+
+
 async def _one_run(url: str, job: dict, subscribers: int) -> tuple[float, list[float]]:
     unlimited = httpx.Limits(max_connections=None, max_keepalive_connections=None)
     async with (
@@ -82,6 +97,7 @@ def main(quick: bool = False) -> None:
         try:
             asyncio.run(_one_run(server.url, {**job, "rounds": 2}, 0))  # warm-up
             pid = server.process.pid
+            opened: list[tuple[float, float]] = []
             for _ in range(pairs):
                 cpu = _cpu_seconds(pid)
                 alone, _ = asyncio.run(_one_run(server.url, job, 0))
@@ -101,6 +117,11 @@ def main(quick: bool = False) -> None:
                     f"p99 {p99 * 1e3:.1f} ms ({len(ordered)} samples)",
                     flush=True,
                 )
+            finished = httpx.get(f"{server.url}/simulations", params={"limit": 1}).json()
+            for _ in range(3):
+                opened.append(
+                    asyncio.run(_open_cost(server.url, finished["data"][0]["id"], subscribers, pid))
+                )
         finally:
             server.stop()
     print(
@@ -108,4 +129,9 @@ def main(quick: bool = False) -> None:
         f"(range {min(slowdowns) * 100:+.0f} to {max(slowdowns) * 100:+.0f} %, "
         f"{pairs} pair(s)); server CPU median {statistics.median(cpu_costs) * 100:+.0f} % "
         f"(range {min(cpu_costs) * 100:+.0f} to {max(cpu_costs) * 100:+.0f} %); target ≤ +10 %"
+    )
+    streams, healthz = (statistics.median(x) for x in zip(*opened, strict=True))
+    print(
+        f"opening {subscribers} streams of a finished run: server CPU {streams * 1e3:.0f} ms "
+        f"(as many GET /healthz: {healthz * 1e3:.0f} ms; medians of 3)"
     )
