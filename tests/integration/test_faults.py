@@ -132,7 +132,13 @@ def test_terminated_connections_inside_round_writes_are_retried_not_failures(
 ) -> None:
     api, url = stack["api"], stack["url"]
     metrics_port = free_port()
-    env = {**stack["env"], "SCARCITY_WORKER_METRICS_PORT": str(metrics_port)}
+    # A transaction per round, so that each of the five cuts meets a round of its own (with
+    # rounds written in batches the run could end before the fifth).
+    env = {
+        **stack["env"],
+        "SCARCITY_WORKER_METRICS_PORT": str(metrics_port),
+        "SCARCITY_ROUND_WRITE_SECONDS": "0",
+    }
     worker = Worker(env, stack["tmp"] / "worker.log", name=None)  # the default node name
     try:
         sim_id = api.post("/simulations", json=JOB).json()["id"]
