@@ -219,9 +219,10 @@ class SimulationConfig(BaseModel):
             "Clients use the meta-learner's broadcast: its learning rate `lr` (the base "
             "learning_rate ×5 while the clients' mean loss is above 10, ×2 above 1) becomes "
             "their supervised learning rate in the rounds after it (shared model and expert "
-            "heads; MetaAdaptation scales it by its own factor). On from stage 5 for new "
-            "requests; runs stored before it have it off; without meta_learning nothing is "
-            "broadcast and it does nothing."
+            "heads; MetaAdaptation scales it by its own factor); label_free clients, which "
+            "train no head, scale ssl_learning_rate by the same multiple. On from stage 5 for "
+            "new requests; runs stored before it have it off; without meta_learning nothing "
+            "is broadcast and it does nothing."
         ),
     )
     meta_reptile: bool = Field(

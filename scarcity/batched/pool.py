@@ -61,7 +61,7 @@ from scarcity.core.aggregate import pairwise_average
 from scarcity.core.data import FederatedData
 from scarcity.core.experts import BASE_PORTFOLIO, EXTENDED_PORTFOLIO, MemoryConsolidationExpert
 from scarcity.core.gossip import GossipScheduler
-from scarcity.core.training import LocalObjective
+from scarcity.core.training import LocalObjective, ssl_rate
 from scarcity.population import FitResult
 from scarcity.results import Insight
 from scarcity.strategies.base import FitInstructions
@@ -149,6 +149,8 @@ class ClientPool:
         )
         self.router_usage = torch.zeros(n_clients, k, dtype=torch.long)
         self.meta_params: dict[str, float] = {}
+        #: The autoencoders' Adam rate: `ssl_learning_rate`, or its share of the broadcast.
+        self.ssl_lr = cfg.ssl_learning_rate
         self.data = data
         self.last: PoolRound | None = None
         self._base_statistics: tuple[Tensor, ...] | None = None
@@ -219,6 +221,8 @@ class ClientPool:
         meta_lr = self.meta_params.get("lr") if cfg.apply_meta_params else None
         if meta_lr is not None:  # `Client.train_round`: the broadcast rate replaces the base
             self.adaptation.base_lr = meta_lr
+            if cfg.label_free:
+                self.ssl_lr = ssl_rate(cfg, meta_lr)
         chosen: Tensor | None = None
         if cfg.expert_routing:
             chosen = route(
@@ -420,9 +424,9 @@ class ClientPool:
         meta_clients = torch.arange(n_clients) if self.meta is not None else None
 
         def learning_rates() -> Tensor:
-            lr = torch.full((count,), cfg.ssl_learning_rate, dtype=torch.float64)
+            lr = torch.full((count,), self.ssl_lr, dtype=torch.float64)
             if meta_clients is not None:
-                lr[is_meta] = cfg.ssl_learning_rate * self.adaptation.scale
+                lr[is_meta] = self.ssl_lr * self.adaptation.scale
             return lr.float()
 
         lr = learning_rates()

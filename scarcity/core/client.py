@@ -33,7 +33,7 @@ from scarcity.core.experts import (
     MetaAdaptationExpert,
 )
 from scarcity.core.router import Router
-from scarcity.core.training import LocalObjective, Task, train_supervised
+from scarcity.core.training import LocalObjective, Task, ssl_rate, train_supervised
 from scarcity.results import ExpertReport, Insight
 
 
@@ -192,6 +192,8 @@ class Client:
                 group["lr"] = lr
             for expert in self.experts:
                 expert.set_learning_rate(lr)
+                if cfg.label_free:  # the objective it trains is the self-supervised one
+                    expert.set_ssl_learning_rate(ssl_rate(cfg, lr))
         for expert in self.experts:
             expert.start_round()
         shared = self.local_train(objective) if cfg.federated_averaging else None

@@ -96,6 +96,12 @@ class Expert:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
 
+    def set_ssl_learning_rate(self, lr: float) -> None:
+        """The autoencoder's base rate from now on (a label-free client's broadcast)."""
+        self.ssl_learning_rate = lr
+        for group in self.ssl_optimizer.param_groups:
+            group["lr"] = lr
+
     def start_round(self) -> None:
         """Hook run by the client at the start of each round."""
 
@@ -329,6 +335,12 @@ class MetaAdaptationExpert(Expert):
         """A new base rate, still scaled by this expert's own adaptation."""
         self.learning_rate = lr
         for group in self.optimizer.param_groups:
+            group["lr"] = lr * self.lr_scale
+
+    def set_ssl_learning_rate(self, lr: float) -> None:
+        """A new autoencoder base rate, still scaled by this expert's own adaptation."""
+        self.ssl_learning_rate = lr
+        for group in self.ssl_optimizer.param_groups:
             group["lr"] = lr * self.lr_scale
 
     def adapt(self, objective: str, loss: float) -> None:

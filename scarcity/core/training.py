@@ -10,11 +10,14 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+if TYPE_CHECKING:
+    from scarcity.config import SimulationConfig
 
 Task = Literal["regression", "classification"]
 
@@ -218,3 +221,11 @@ def _per_row(mu: Tensor | float, p: Tensor) -> Tensor | float:
     if isinstance(mu, Tensor):
         return mu.reshape(mu.shape + (1,) * (p.dim() - mu.dim()))
     return mu
+
+
+def ssl_rate(config: SimulationConfig, broadcast_lr: float) -> float:
+    """A label-free client's autoencoder rate under the meta-learner's broadcast: the same
+    multiple of `ssl_learning_rate` as the broadcast is of `learning_rate` (the seed's rule
+    raises the rate ×2 or ×5 while the clients' mean loss, here the reconstruction loss, is
+    high)."""
+    return config.ssl_learning_rate * broadcast_lr / config.learning_rate

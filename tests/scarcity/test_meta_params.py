@@ -55,3 +55,15 @@ def test_presets_switch_it_on_from_stage5_and_stored_runs_keep_it_off():
     # Switching the meta-learner off in a later preset leaves nothing to apply (no error).
     alone = resolve_config(preset="stage8", meta_learning=False, rounds=2)
     assert alone.apply_meta_params and all(not r.meta_params for r in run_simulation(alone))
+
+
+def test_label_free_clients_apply_the_broadcast_to_their_autoencoders():
+    """Stage 8 trains no head: the broadcast's multiple of the base rate goes to the
+    autoencoders' rate (the synthetic reconstruction loss starts above 1: ×2)."""
+    on = run_simulation(resolve_config(preset="stage8"))
+    off = run_simulation(resolve_config(preset="stage8", apply_meta_params=False))
+    assert on[0].meta_params["lr"] == pytest.approx(0.02)
+    assert _series(on, "loss")[0] == _series(off, "loss")[0]  # before any broadcast
+    print(f"reconstruction loss with {_series(on, 'loss')}, without {_series(off, 'loss')}")
+    assert _series(on, "loss")[1] < 0.9 * _series(off, "loss")[1]
+    assert _series(on, "probe_loss") != _series(off, "probe_loss")
