@@ -114,14 +114,18 @@ def test_a_3x2x3_grid_through_two_workers_on_postgres(stack: httpx.Client) -> No
     assert wait_for_sweep(client, random_sweep["id"])["progress"]["succeeded"] == 5
     assert len(runs_of(client, random_sweep["id"])) == 5
 
-    long = client.post(
+    created_long = client.post(
         "/sweeps",
         json={
-            "base": BASE | {"rounds": 200},
+            # seconds a run (200 rounds of two 8-row clients took 0.2 s: four of the five
+            # could finish before the cancel came)
+            "base": BASE | {"rounds": 1000, "num_clients": 100, "samples_per_client": 50},
             "space": {"learning_rate": {"values": [0.001, 0.002, 0.003, 0.004, 0.005]}},
             "max_concurrent": 2,
         },
-    ).json()
+    )
+    assert created_long.status_code == 202, created_long.text
+    long = created_long.json()
     time.sleep(1)
     assert client.post(f"/sweeps/{long['id']}/cancel").status_code == 200
     deadline = time.monotonic() + 60
