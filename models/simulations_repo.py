@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, func, insert, or_, select
+from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from models import search
@@ -18,6 +18,7 @@ from models.checkpoint import Checkpoint
 from models.client_insight import ClientInsight
 from models.meta_params import MetaParams
 from models.notify import notify
+from models.pages import newest_first
 from models.round_metrics import RoundMetrics
 from models.simulation import Simulation, SimulationStatus
 from models.simulation_log import SimulationLog
@@ -129,16 +130,7 @@ def list_simulations(
     query = search.apply(query, conditions, order)
     if offset:
         query = query.offset(offset)
-    if after is not None:
-        created_at, last_id = after
-        query = query.where(
-            or_(
-                Simulation.created_at < created_at,
-                and_(Simulation.created_at == created_at, Simulation.id < last_id),
-            )
-        )
-    query = query.order_by(Simulation.created_at.desc(), Simulation.id.desc()).limit(limit)
-    return list(session.scalars(query))
+    return list(session.scalars(newest_first(query, Simulation, limit, after)))
 
 
 def count_active(session: Session, owner: str, *, up_to: int | None = None) -> int:

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from models.base import utcnow
@@ -16,6 +16,7 @@ from models.checkpoint import Checkpoint
 from models.client_insight import ClientInsight
 from models.meta_params import MetaParams
 from models.notify import notify
+from models.pages import newest_first
 from models.round_metrics import RoundMetrics
 from models.simulation import Simulation, SimulationStatus
 from models.simulation_log import SimulationLog
@@ -150,17 +151,7 @@ def list_sweeps(
 ) -> list[Sweep]:
     """Newest first; `after` is the (created_at, id) of the previous page's last row."""
     query = select(Sweep).where(Sweep.owner == owner)
-    if after is not None:
-        created_at, last_id = after
-        query = query.where(
-            or_(
-                Sweep.created_at < created_at,
-                and_(Sweep.created_at == created_at, Sweep.id < last_id),
-            )
-        )
-    return list(
-        session.scalars(query.order_by(Sweep.created_at.desc(), Sweep.id.desc()).limit(limit))
-    )
+    return list(session.scalars(newest_first(query, Sweep, limit, after)))
 
 
 def sweep_status_counts(
