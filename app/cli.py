@@ -18,16 +18,11 @@ class StartupError(Exception):
 
 
 def _setup_logging() -> None:
-    from pathlib import Path
+    from scarcity.logging_setup import LogFileError
+    from worker.service_logging import configure_service_logging
 
-    from scarcity.logging_setup import LogFileError, configure_logging
-
-    settings = get_settings()
     try:
-        configure_logging(
-            log_file=Path(settings.log_dir) / "scarcity.log",
-            json_format=settings.log_format == "json",
-        )
+        configure_service_logging()
     except LogFileError as exc:
         raise StartupError(str(exc)) from exc
 
@@ -60,7 +55,7 @@ def serve(args: argparse.Namespace) -> int:
     if args.workers > 1 and not get_settings().broker_url:
         print(
             "scarcity serve: --workers > 1 needs SCARCITY_BROKER_URL (the distributed mode); "
-            "embedded mode runs its worker inside one API process",
+            "embedded mode runs its one engine process from one API process",
             file=sys.stderr,
         )
         return 2

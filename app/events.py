@@ -4,12 +4,12 @@ The subscribers of one simulation share a `Feed`: a single task reads the simula
 new rounds, keeps the latest rounds in a small buffer and wakes every subscriber through one
 shared future (no timer per subscriber: the feed's own timer wakes them to send a ping when it
 stayed idle), so a read costs each subscriber one wake-up and one send. It reads when
-a change notification says the run stored a round or changed status (`models/notify.py`: from
-the embedded worker in this process, or PostgreSQL's NOTIFY from any worker), so an event goes
-out moments after its round commits; and every `SCARCITY_EVENT_POLL_SECONDS` without one, in
-case a notification was lost (the database is the record, notes are only doorbells). A burst
-of notes (short rounds) is read at most once per `MIN_READ_SECONDS`, so fast runs cost a
-bounded number of reads and sends.
+a change notification says the run stored a round or changed status (`models/notify.py`:
+from the embedded engine process, relayed by this one, or PostgreSQL's NOTIFY from any
+worker), so an event goes out moments after its round commits; and every
+`SCARCITY_EVENT_POLL_SECONDS` without one, in case a notification was lost (the database is
+the record, notes are only doorbells). A burst of notes (short rounds) is read at most once
+per `MIN_READ_SECONDS`, so fast runs cost a bounded number of reads and sends.
 
 A subscriber that is further behind (a `Last-Event-ID` older than the buffer, or joining a long
 run) reads the rounds it missed from the database once, then follows the feed; the database
@@ -213,9 +213,10 @@ class EventHub:
         self._listener: asyncio.Task[None] | None = None
 
     async def start(self, database_url: str, *, listen_timeout: float = 5.0) -> None:
-        """Take this process's notes (the embedded worker's commits, the API's own) and, on
-        PostgreSQL, every process's through one LISTEN connection; on PostgreSQL, wait (up to
-        `listen_timeout`) until it listens, so the first streams miss no note."""
+        """Take this process's notes (the API's own commits, those the embedded engine process
+        relays) and, on PostgreSQL, every process's through one LISTEN connection; on
+        PostgreSQL, wait (up to `listen_timeout`) until it listens, so the first streams miss no
+        note."""
         loop = asyncio.get_running_loop()
 
         def from_any_thread(note: notify.Note) -> None:

@@ -3,7 +3,8 @@
 Request latency by route template, plus, read from the database at scrape time, simulations
 by status and the queue depth (queued rows: the database is the queue, Redis only the
 doorbell). In the embedded mode the job layer's counters (`worker/metrics.py`: claims, rounds
-written, round duration, database retries) live in this process and appear here too.
+written, round duration, database retries) appear here too: this process's own plus those its
+engine process writes to files (`worker.metrics.add_process_metrics`).
 """
 
 from __future__ import annotations

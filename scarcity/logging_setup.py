@@ -116,3 +116,8 @@ def configure_logging(
         target.addHandler(handler)
     target.setLevel(level)
     return target
+
+
+def is_configured(logger_name: str = "") -> bool:
+    """Whether `configure_logging` has attached its handlers to `logger_name`."""
+    return any(getattr(h, _MARK, False) for h in logging.getLogger(logger_name).handlers)

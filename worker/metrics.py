@@ -1,13 +1,19 @@
 """Prometheus metrics of the job layer (prometheus_client), shared by both run modes.
 
-In the embedded mode they live in the API process and `/metrics` serves them; a Celery worker
-serves its own on `SCARCITY_WORKER_METRICS_PORT` (README, "Metrics"). Gauges that need the
-database (simulations by status, queue depth) are collected by the API at scrape time.
+In the embedded mode the engine process writes them to files (prometheus_client's
+multiprocess mode) and the API's `/metrics` adds those to its own (`add_process_metrics`); a
+Celery worker serves its own on `SCARCITY_WORKER_METRICS_PORT` (README, "Metrics"). Gauges that
+need the database (simulations by status, queue depth) are collected by the API at scrape time.
 """
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from collections.abc import Iterator
+
+from prometheus_client import REGISTRY, Counter, Histogram
+from prometheus_client.metrics_core import Metric
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
 
 CLAIMS = Counter(
     "scarcity_claims",
@@ -30,3 +36,35 @@ GIVE_UPS = Counter(
     "scarcity_db_give_ups",
     "Runs released because the database stayed unavailable past SCARCITY_DB_RETRY_SECONDS.",
 )
+
+JOB_METRICS = (CLAIMS, ROUNDS_WRITTEN, ROUND_DURATION, FINISHED, DB_ERRORS, GIVE_UPS)
+
+
+class WithProcessMetrics(Collector):
+    """The job-layer metrics of this process plus those other processes wrote to `path`:
+    every counter and histogram sample is a sum, so the two add sample by sample."""
+
+    def __init__(self, path: str) -> None:
+        self._theirs = MultiProcessCollector(None, path)
+
+    def collect(self) -> Iterator[Metric]:
+        theirs = {family.name: family for family in self._theirs.collect()}
+        for collector in JOB_METRICS:
+            for family in collector.collect():
+                other = theirs.get(family.name)
+                if other is not None:
+                    totals = {(s.name, tuple(sorted(s.labels.items()))): s for s in other.samples}
+                    family.samples = [
+                        s._replace(value=s.value + totals.pop(key).value)
+                        if (key := (s.name, tuple(sorted(s.labels.items())))) in totals
+                        else s
+                        for s in family.samples
+                    ] + list(totals.values())
+                yield family
+
+
+def add_process_metrics(path: str) -> None:
+    """Serve, with this process's job-layer metrics, those other processes write to `path`."""
+    for collector in JOB_METRICS:
+        REGISTRY.unregister(collector)
+    REGISTRY.register(WithProcessMetrics(path))

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import random
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -168,13 +170,41 @@ def test_time_limit_fails_the_simulation_with_a_useful_error(
         worker.stop()
 
 
+def engine_process(server: Server) -> int:
+    """The pid of the embedded server's engine process (its multiprocessing child that is not
+    the resource tracker), whichever of the server's threads started it."""
+    pid = server.process.pid
+    children = [
+        c for t in Path(f"/proc/{pid}/task").iterdir() for c in (t / "children").read_text().split()
+    ]
+    for child in children:
+        if "spawn_main" in Path(f"/proc/{child}/cmdline").read_text():
+            return int(child)
+    raise AssertionError(f"server {pid} has no engine process")
+
+
+def is_running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
 def test_embedded_server_killed_mid_run_resumes_on_restart(tmp_path: Path) -> None:
     job = {"preset": "stage8", "num_clients": 300, "rounds": 12, "seed": 11}
     env = {"SCARCITY_DATABASE_URL": f"sqlite:///{tmp_path}/embedded.db"}
     server = Server(env, tmp_path / "api-1.log")
+    engine = engine_process(server)
     with httpx.Client(base_url=server.url, timeout=30) as client:
         sim_id = client.post("/simulations", json=job).json()["id"]
         wait_for_progress(client, sim_id, 3)
+    os.kill(server.process.pid, signal.SIGKILL)  # the API alone: its engine must go with it
+    server.process.wait(10)
+    deadline = time.monotonic() + 5
+    while is_running(engine):
+        assert time.monotonic() < deadline, "the engine process outlived the API"
+        time.sleep(0.05)
     server.kill()
     server = Server(env, tmp_path / "api-2.log", port=server.port)
     try:
@@ -184,6 +214,59 @@ def test_embedded_server_killed_mid_run_resumes_on_restart(tmp_path: Path) -> No
             assert stored_metrics(client, sim_id) == expected_metrics(job)
             logs = client.get(f"/simulations/{sim_id}/logs").json()["lines"]
             assert sum("claimed by" in line["message"] for line in logs) == 2
+    finally:
+        server.stop()
+
+
+def test_embedded_server_stopped_mid_run_releases_it_at_a_round_and_resumes_it(
+    tmp_path: Path,
+) -> None:
+    job = {"preset": "stage8", "num_clients": 300, "rounds": 12, "seed": 13}
+    env = {"SCARCITY_DATABASE_URL": f"sqlite:///{tmp_path}/embedded.db"}
+    server = Server(env, tmp_path / "api-1.log")
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        sim_id = client.post("/simulations", json=job).json()["id"]
+        wait_for_progress(client, sim_id, 2)
+    server.stop()  # SIGTERM: the API stops its engine process at the next round
+    output = server.output()
+    assert "stopped at shutdown after round" in output, output[-3000:]
+    assert "still in a round" not in output
+    server = Server(env, tmp_path / "api-2.log", port=server.port)
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            final = wait_for_status(client, sim_id, FINISHED, timeout=90)
+            assert final["status"] == "succeeded", server.output()[-3000:]
+            assert stored_metrics(client, sim_id) == expected_metrics(job)
+            logs = client.get(f"/simulations/{sim_id}/logs").json()["lines"]
+            assert sum("claimed by" in line["message"] for line in logs) == 2
+    finally:
+        server.stop()
+
+
+def test_embedded_engine_process_killed_mid_run_is_replaced_and_the_run_resumes(
+    tmp_path: Path,
+) -> None:
+    job = {"preset": "stage8", "num_clients": 300, "rounds": 12, "seed": 12}
+    env = {
+        "SCARCITY_DATABASE_URL": f"sqlite:///{tmp_path}/embedded.db",
+        "SCARCITY_WORKER_LEASE_SECONDS": LEASE,
+    }
+    server = Server(env, tmp_path / "api.log")
+    try:
+        first = engine_process(server)
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            sim_id = client.post("/simulations", json=job).json()["id"]
+            wait_for_progress(client, sim_id, 3)
+            os.kill(first, signal.SIGKILL)  # out of memory, say: the API itself lives on
+            assert client.get("/healthz").status_code == 200
+            final = wait_for_status(client, sim_id, FINISHED, timeout=90)
+            assert final["status"] == "succeeded", server.output()[-3000:]
+            assert stored_metrics(client, sim_id) == expected_metrics(job)
+            logs = client.get(f"/simulations/{sim_id}/logs").json()["lines"]
+            assert sum("claimed by" in line["message"] for line in logs) == 2
+            assert client.get("/readyz").json()["checks"]["queue"] == "ok"
+        assert engine_process(server) != first
+        assert "engine process died" in server.output()
     finally:
         server.stop()
 
