@@ -203,6 +203,18 @@ def test_dashboard_submit_watch_history_and_docs(browser: Browser, server: Serve
     heatmap = page.locator("#heatmap-box")
     expect(heatmap).to_have_attribute("data-cells", "25")
     expect(heatmap).to_have_attribute("data-insight", "loss")
+    # what ECharts itself holds: one cell per (round, client), each the stored insight's loss
+    drawn = page.evaluate(
+        """() => {
+          const option = echarts.getInstanceByDom(document.querySelector('#heatmap')).getOption();
+          return {rounds: option.xAxis[0].data, clients: option.yAxis[0].data,
+                  cells: option.series[0].data};
+        }"""
+    )
+    stored = httpx.get(f"{server.url}/simulations/{newest['id']}/insights", timeout=30).json()
+    losses = {(r["round"], r["client_id"]): r["insight"]["loss"] for r in stored["insights"]}
+    cells = {(drawn["rounds"][x], drawn["clients"][y]): value for x, y, value in drawn["cells"]}
+    assert len(drawn["cells"]) == 25 and cells == losses
     page.select_option("#heatmap-insight", "selected_expert")
     expect(heatmap).to_have_attribute("data-insight", "selected_expert")
     expect(heatmap).to_have_attribute("data-cells", "25")
