@@ -227,6 +227,13 @@ class RoundMetricsPublic(BaseModel):
     metrics: dict[str, float]
     expert_usage: dict[str, int] = {}
     gossip_pairs: list[GossipPairPublic] = []
+    participants: list[int] | None = Field(
+        None,
+        description="The ids of the clients that took part, ascending, when the round drew "
+        "fewer than all (clients_per_round / fraction_fit); null when every client took part, "
+        "and in rounds stored before the ids were kept (their `clients_sampled` metric says "
+        "whether they were sampled).",
+    )
 
 
 class MetricsPublic(BaseModel):
@@ -291,6 +298,12 @@ class ClientDataPublic(BaseModel):
     label_counts: list[int] | None
     target_mean: list[float] | None
     target_std: list[float] | None
+    malicious: bool = Field(
+        False,
+        description="One of the run's Byzantine attackers (malicious_fraction), fixed per run; "
+        "false for every client of a run without attackers, and in runs whose clients were "
+        "described before the flag was kept.",
+    )
 
 
 class ClientsPublic(BaseModel):

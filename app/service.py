@@ -247,6 +247,7 @@ def metrics_rows(
             "metrics": {k: v for k, v in row.metrics.items() if names is None or k in names},
             "expert_usage": row.expert_usage,
             "gossip_pairs": row.gossip_pairs,
+            "participants": row.participants,
         }
         for row in rows
     ]
@@ -350,13 +351,19 @@ def wants_csv(format: str | None, accept: str | None) -> bool:
 
 
 def metrics_csv(rows: list[dict[str, Any]]) -> str:
-    """One line per round: `round` then every metric name seen, sorted; blanks where absent."""
+    """One line per round: `round` then every metric name seen, sorted; blanks where absent.
+    When a listed round was sampled, a last `participants` column: its clients' ids separated
+    by spaces (blank where every client took part)."""
     names = sorted({name for row in rows for name in row["metrics"]})
+    sampled = any(row.get("participants") is not None for row in rows)
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["round", *names])
+    writer.writerow(["round", *names, *(["participants"] if sampled else [])])
     for row in rows:
-        writer.writerow([row["round"], *(row["metrics"].get(n, "") for n in names)])
+        line = [row["round"], *(row["metrics"].get(n, "") for n in names)]
+        if sampled:
+            line.append(" ".join(map(str, row.get("participants") or [])))
+        writer.writerow(line)
     return out.getvalue()
 
 
@@ -387,11 +394,13 @@ def client_data(session: Session, simulation_id: uuid.UUID, owner: str) -> list[
 
 
 def client_data_csv(clients: list[dict[str, Any]]) -> str:
-    """One line per client: its rows, then one column per class (or per target's mean, std)."""
+    """One line per client: its rows, whether it is an attacker (`true` / `false`), then one
+    column per class (or per target's mean, std)."""
     first = clients[0] if clients else {}
     labels = len(first.get("label_counts") or [])
     targets = len(first.get("target_mean") or [])
-    header = ["client_id", "train_samples", "test_samples", *(f"label_{k}" for k in range(labels))]
+    header = ["client_id", "train_samples", "test_samples", "malicious"]
+    header += [f"label_{k}" for k in range(labels)]
     header += [f"target_{j}_{stat}" for j in range(targets) for stat in ("mean", "std")]
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
@@ -405,6 +414,7 @@ def client_data_csv(clients: list[dict[str, Any]]) -> str:
                 c["client_id"],
                 c["train_samples"],
                 c["test_samples"],
+                "true" if c["malicious"] else "false",
                 *(c["label_counts"] or []),
                 *moments,
             ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import Integer, Uuid
+from sqlalchemy import Boolean, Integer, Uuid, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, JSONType, simulation_fk
@@ -22,6 +22,9 @@ class ClientData(Base):
     label_counts: Mapped[list[int] | None] = mapped_column(JSONType)
     target_mean: Mapped[list[float] | None] = mapped_column(JSONType)
     target_std: Mapped[list[float] | None] = mapped_column(JSONType)
+    # One of the run's Byzantine attackers (`malicious_fraction`), fixed per run. Rows written
+    # before the column existed (revision 0011) say false.
+    malicious: Mapped[bool] = mapped_column(Boolean, server_default=false(), default=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -31,4 +34,5 @@ class ClientData(Base):
             "label_counts": self.label_counts,
             "target_mean": self.target_mean,
             "target_std": self.target_std,
+            "malicious": self.malicious,
         }

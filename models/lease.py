@@ -317,6 +317,7 @@ def save_rounds(
                 "metrics": result["metrics"],
                 "expert_usage": result.get("expert_usage", {}),
                 "gossip_pairs": result.get("gossip_pairs", []),
+                "participants": result.get("participants"),
                 "duration_seconds": result.get("duration_seconds", 0.0),
             }
             for result in results

@@ -16,14 +16,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from scarcity.config import SimulationConfig
-from scarcity.core.data import FederatedData
+
+if TYPE_CHECKING:  # the data module imports this one (`describe_clients` flags attackers)
+    from scarcity.core.data import FederatedData
 
 ATTACK_STREAM = 0xA77AC  # second seed word of the attackers' draw and the Gaussian attack's noise
 

@@ -131,8 +131,9 @@ class ScarcityClient:
 
     # -- following a run -----------------------------------------------------------------
     def rounds(self, simulation_id: str, after_round: int = 0) -> Iterator[dict[str, Any]]:
-        """Each stored round (metrics, expert usage, gossip pairs) as it is written, from the
-        event stream; ends when the run ends (`get` then has its final status)."""
+        """Each stored round (metrics, expert usage, gossip pairs, participants) as it is
+        written, from the event stream; ends when the run ends (`get` then has its final
+        status)."""
         headers = {"Last-Event-ID": str(after_round)}
         path = f"/simulations/{simulation_id}/events"
         with connect_sse(self.http, "GET", path, headers=headers, timeout=None) as source:
@@ -173,9 +174,18 @@ class ScarcityClient:
 
     # -- results -------------------------------------------------------------------------
     def metrics(self, simulation_id: str, *, frame: bool = False) -> Any:
-        """One row per round: `round` and every metric (a DataFrame with `frame`)."""
+        """One row per round: `round`, every metric and, in a round that drew fewer than all
+        clients, `participants` (their ids; a DataFrame with `frame`, the column empty where
+        every client took part)."""
         rounds = self._call("GET", f"/simulations/{simulation_id}/metrics").json()["rounds"]
-        rows = [{"round": r["round"], **r["metrics"]} for r in rounds]
+        rows = [
+            {
+                "round": r["round"],
+                **r["metrics"],
+                **({} if r.get("participants") is None else {"participants": r["participants"]}),
+            }
+            for r in rounds
+        ]
         return _frame(rows) if frame else rows
 
     def insights(

@@ -157,6 +157,9 @@ class RoundResult:
     gossip_pairs: tuple[GossipPair, ...] = ()
     logs: tuple[str, ...] = ()
     duration_seconds: float = 0.0
+    #: The ids of the clients that took part, ascending, when fewer than all did
+    #: (`clients_per_round` / `fraction_fit`); None when every client took part.
+    participants: tuple[int, ...] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form; the names match the HTTP API and `scarcity run --json`."""
@@ -168,6 +171,7 @@ class RoundResult:
             "insights": [i.to_dict() for i in self.insights],
             "expert_usage": dict(self.expert_usage),
             "gossip_pairs": [p.to_dict() for p in self.gossip_pairs],
+            "participants": None if self.participants is None else list(self.participants),
             "logs": list(self.logs),
             "duration_seconds": self.duration_seconds,
         }

@@ -232,6 +232,9 @@ class Simulation:
             gossip_pairs=tuple(pairs),
             logs=tuple(lines),
             duration_seconds=time.perf_counter() - started,
+            participants=(
+                tuple(participants.tolist()) if len(participants) < cfg.num_clients else None
+            ),
         )
 
     def _held_out(

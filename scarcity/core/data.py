@@ -43,6 +43,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from scarcity.attacks import malicious_clients
 from scarcity.config import REGRESSION_DATASETS, SimulationConfig
 from scarcity.core.training import Task
 from scarcity.partitions import PARTITIONERS
@@ -419,6 +420,9 @@ class ClientDataSummary:
     #: Mean and standard deviation of each regression target, else None.
     target_mean: tuple[float, ...] | None
     target_std: tuple[float, ...] | None
+    #: Whether it is one of the run's Byzantine attackers (`scarcity.attacks.malicious_clients`:
+    #: fixed per run; false for every client of a run without `malicious_fraction`).
+    malicious: bool = False
 
     def to_dict(self) -> dict[str, object]:
         return dataclasses.asdict(self) | {
@@ -435,15 +439,20 @@ def describe_clients(
     config: SimulationConfig, data: FederatedData | None = None
 ) -> list[ClientDataSummary]:
     """Every client's data in round 1, as the simulation of `config` holds it (`data`: that
-    simulation's data when at hand, else made from the config)."""
+    simulation's data when at hand, else made from the config), and whether it is one of the
+    run's attackers (its labels as the partition gave them, before a `label_flip`)."""
     data = make_federated_data(config) if data is None else data
     held_out = [len(y) for y in data.client_test_y] or [0] * len(data.client_y)
+    attackers = set(malicious_clients(config).tolist())
     summaries = []
     for client_id, (y, tests) in enumerate(zip(data.client_y, held_out, strict=True)):
+        malicious = client_id in attackers
         if data.task == "classification":
             counts = torch.bincount(y, minlength=config.output_dim)
             summaries.append(
-                ClientDataSummary(client_id, len(y), tests, tuple(counts.tolist()), None, None)
+                ClientDataSummary(
+                    client_id, len(y), tests, tuple(counts.tolist()), None, None, malicious
+                )
             )
         else:
             std = y.double().std(dim=0, correction=0)
@@ -455,6 +464,7 @@ def describe_clients(
                     None,
                     tuple(y.double().mean(dim=0).tolist()),
                     tuple(std.tolist()),
+                    malicious,
                 )
             )
     return summaries

@@ -24,7 +24,7 @@ from models import (
     migrate,
     simulations_repo,
 )
-from models.db import make_engine
+from models.db import dispose_engines, make_engine
 from models.settings import Settings
 
 TABLES = set(Base.metadata.tables)
@@ -498,3 +498,147 @@ def test_runs_stored_before_a_new_field_keep_its_old_value(
         assert old == {"preset": "stage1", "rounds": 2} and explicit[field]
     finally:
         engine.dispose()
+
+
+def test_a_run_stored_before_0011_answers_and_resumes_naming_the_new_rounds_participants(
+    empty_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Revision 0011 adds `round_metrics.participants` and `client_data.malicious`. A sampled,
+    attacked run stored before it (2 of 4 rounds, its checkpoint, its clients' data) answers:
+    its stored rounds with null participants, its clients not malicious (what an old row
+    says); the worker resumes it and the rounds it computes name their participants, and every
+    round's metrics are the uninterrupted run's."""
+    import uuid
+
+    import sqlalchemy as sa
+
+    from app import service
+    from models.base import JSONType
+    from models.settings import get_settings
+    from scarcity.config import resolve_config
+    from scarcity.core.data import describe_clients
+    from scarcity.simulation import Simulation as Engine
+    from worker import tasks
+
+    config = resolve_config(
+        preset="baseline",
+        num_clients=8,
+        clients_per_round=3,
+        rounds=4,
+        samples_per_client=20,
+        seed=5,
+        malicious_fraction=0.25,
+        attack="sign_flip",
+    )
+    fields = config.model_dump(mode="json")
+    uninterrupted = [r.to_dict() for r in Engine(config).rounds()]
+    engine_run = Engine(config)
+    first = [engine_run.run_round().to_dict() for _ in range(2)]
+    checkpoint = engine_run.checkpoint()
+    old_clients = [c.to_dict() for c in describe_clients(config)]
+    for row in old_clients:
+        del row["malicious"]  # what the worker wrote before 0011
+
+    alembic_config = migrate.alembic_config(empty_url)
+    command.upgrade(alembic_config, "0010")
+    sim_id = uuid.uuid4()
+    # The tables as revision 0010 has them (the ORM's are the head's).
+    simulations = sa.table(
+        "simulations",
+        *(sa.column(name, kind) for name, kind in (("id", sa.Uuid()), ("config", JSONType))),
+        *(sa.column(name) for name in ("owner", "preset", "status", "rounds_total")),
+        *(sa.column(name) for name in ("rounds_completed", "created_at", "attempt")),
+        sa.column("cancel_requested"),
+    )
+    round_metrics = sa.table(
+        "round_metrics",
+        sa.column("simulation_id", sa.Uuid()),
+        sa.column("round"),
+        *(sa.column(name, JSONType) for name in ("metrics", "expert_usage", "gossip_pairs")),
+        sa.column("duration_seconds"),
+    )
+    client_data = sa.table(
+        "client_data",
+        sa.column("simulation_id", sa.Uuid()),
+        *(sa.column(name) for name in ("client_id", "train_samples", "test_samples")),
+        *(sa.column(name, JSONType) for name in ("label_counts", "target_mean", "target_std")),
+    )
+    checkpoints = sa.table(
+        "checkpoints",
+        sa.column("simulation_id", sa.Uuid()),
+        sa.column("round"),
+        sa.column("state", sa.LargeBinary()),
+    )
+    engine = create_engine(empty_url, poolclass=pool.NullPool)
+    try:
+        with engine.begin() as connection:
+            connection.execute(
+                simulations.insert().values(
+                    id=sim_id,
+                    config=fields,
+                    owner="",
+                    preset="baseline",
+                    status="running",  # released (no heartbeat): the next claim resumes it
+                    rounds_total=4,
+                    rounds_completed=2,
+                    created_at=sa.func.current_timestamp(),
+                    attempt=1,
+                    cancel_requested=False,
+                )
+            )
+            connection.execute(
+                round_metrics.insert(),
+                [
+                    {
+                        "simulation_id": sim_id,
+                        "round": r["round"],
+                        "metrics": r["metrics"],
+                        "expert_usage": r["expert_usage"],
+                        "gossip_pairs": r["gossip_pairs"],
+                        "duration_seconds": r["duration_seconds"],
+                    }
+                    for r in first
+                ],
+            )
+            connection.execute(
+                client_data.insert(), [{"simulation_id": sim_id, **c} for c in old_clients]
+            )
+            connection.execute(
+                checkpoints.insert().values(simulation_id=sim_id, round=2, state=checkpoint)
+            )
+    finally:
+        engine.dispose()
+    command.upgrade(alembic_config, "head")
+
+    def answers() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        service_engine = make_engine(empty_url)
+        try:
+            with Session(service_engine) as session:
+                rows = service.metrics_rows(
+                    session, sim_id, from_round=None, to_round=None, names=None
+                )
+                return rows, service.client_data(session, sim_id, owner="")
+        finally:
+            service_engine.dispose()
+
+    rows, clients = answers()
+    assert [row["participants"] for row in rows] == [None, None]
+    assert [row["metrics"] for row in rows] == [r["metrics"] for r in first]
+    assert [row["metrics"]["clients_sampled"] for row in rows] == [3.0, 3.0]  # sampled, though
+    assert [c["malicious"] for c in clients] == [False] * 8
+    assert [c["label_counts"] for c in clients] == [c["label_counts"] for c in old_clients]
+
+    monkeypatch.setenv("SCARCITY_DATABASE_URL", empty_url)
+    get_settings.cache_clear()
+    try:
+        assert tasks.execute(sim_id) == "succeeded"
+    finally:
+        dispose_engines()
+        get_settings.cache_clear()
+    rows, _ = answers()
+    assert [row["round"] for row in rows] == [1, 2, 3, 4]
+    assert [row["metrics"] for row in rows] == [r["metrics"] for r in uninterrupted]
+    assert [row["participants"] for row in rows] == [None, None] + [
+        r["participants"] for r in uninterrupted[2:]
+    ]
+    assert all(len(r["participants"]) == 3 for r in uninterrupted)
