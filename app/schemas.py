@@ -298,11 +298,11 @@ class ClientDataPublic(BaseModel):
     label_counts: list[int] | None
     target_mean: list[float] | None
     target_std: list[float] | None
-    malicious: bool = Field(
-        False,
+    malicious: bool | None = Field(
         description="One of the run's Byzantine attackers (malicious_fraction), fixed per run; "
-        "false for every client of a run without attackers, and in runs whose clients were "
-        "described before the flag was kept.",
+        "false for every client of a run without attackers. null: not recorded (a run with "
+        "attackers whose clients were described before the flag was kept; its round-1 log line "
+        "names them).",
     )
 
 

@@ -394,8 +394,8 @@ def client_data(session: Session, simulation_id: uuid.UUID, owner: str) -> list[
 
 
 def client_data_csv(clients: list[dict[str, Any]]) -> str:
-    """One line per client: its rows, whether it is an attacker (`true` / `false`), then one
-    column per class (or per target's mean, std)."""
+    """One line per client: its rows, whether it is an attacker (`true` / `false`, empty when
+    not recorded), then one column per class (or per target's mean, std)."""
     first = clients[0] if clients else {}
     labels = len(first.get("label_counts") or [])
     targets = len(first.get("target_mean") or [])
@@ -414,7 +414,7 @@ def client_data_csv(clients: list[dict[str, Any]]) -> str:
                 c["client_id"],
                 c["train_samples"],
                 c["test_samples"],
-                "true" if c["malicious"] else "false",
+                {True: "true", False: "false", None: ""}[c["malicious"]],
                 *(c["label_counts"] or []),
                 *moments,
             ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import Boolean, Integer, Uuid, false
+from sqlalchemy import Boolean, Integer, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, JSONType, simulation_fk
@@ -22,9 +22,9 @@ class ClientData(Base):
     label_counts: Mapped[list[int] | None] = mapped_column(JSONType)
     target_mean: Mapped[list[float] | None] = mapped_column(JSONType)
     target_std: Mapped[list[float] | None] = mapped_column(JSONType)
-    # One of the run's Byzantine attackers (`malicious_fraction`), fixed per run. Rows written
-    # before the column existed (revision 0011) say false.
-    malicious: Mapped[bool] = mapped_column(Boolean, server_default=false(), default=False)
+    # One of the run's Byzantine attackers (`malicious_fraction`), fixed per run. NULL: not
+    # recorded (a row written before revision 0011 for a run with attackers).
+    malicious: Mapped[bool | None] = mapped_column(Boolean)
 
     def to_dict(self) -> dict[str, Any]:
         return {

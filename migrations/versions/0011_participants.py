@@ -3,9 +3,11 @@
 `round_metrics.participants`: the ascending ids of a sampled round's clients (a JSON list),
 NULL when every client took part. Rounds stored before it stay NULL (their `clients_sampled`
 metric still says whether they were sampled); a resumed run writes the ids of the rounds it
-computes. `client_data.malicious`: whether the client is one of the run's Byzantine attackers;
-rows stored before it get false. Neither changes what a stored run computes, so its config is
-left as it is.
+computes. `client_data.malicious`: whether the client is one of the run's Byzantine attackers.
+Rows stored before it get false when their run had no attackers (no `malicious_fraction`, or
+0), and stay NULL, "not recorded", when it had some: the attackers are drawn from the run's
+own generator, which SQL cannot replay (their round-1 log line names them). Neither changes
+what a stored run computes, so its config is left as it is.
 
 Revision ID: 0011
 Revises: 0010
@@ -33,9 +35,15 @@ def upgrade() -> None:
     with op.batch_alter_table("round_metrics") as batch:  # batch: SQLite cannot ALTER in place
         batch.add_column(sa.Column("participants", JSON_TYPE, nullable=True))
     with op.batch_alter_table("client_data") as batch:
-        batch.add_column(
-            sa.Column("malicious", sa.Boolean(), nullable=False, server_default=sa.false())
-        )
+        batch.add_column(sa.Column("malicious", sa.Boolean(), nullable=True))
+    if op.get_context().dialect.name == "postgresql":
+        fraction = "(config->>'malicious_fraction')::float"
+    else:
+        fraction = "json_extract(config, '$.malicious_fraction')"
+    op.execute(
+        "UPDATE client_data SET malicious = false WHERE simulation_id IN "
+        f"(SELECT id FROM simulations WHERE COALESCE({fraction}, 0) = 0)"
+    )
 
 
 def downgrade() -> None:

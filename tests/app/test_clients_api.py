@@ -143,9 +143,9 @@ def test_a_large_synthetic_run_is_described_by_its_worker_not_by_the_api(sqlite_
             results_repo.save_client_data(session, row.id, written)
             results_repo.save_client_data(session, row.id, [{**written[0], "train_samples": 7}])
         with sessions.begin() as session:
-            # the first write stands; a row written without the flag says false
+            # the first write stands; a row written without the flag has none
             assert service.client_data(session, row.id, "") == [
-                {**w, "malicious": False} for w in written
+                {**w, "malicious": None} for w in written
             ]
     finally:
         engine.dispose()

@@ -505,9 +505,10 @@ def test_a_run_stored_before_0011_answers_and_resumes_naming_the_new_rounds_part
 ) -> None:
     """Revision 0011 adds `round_metrics.participants` and `client_data.malicious`. A sampled,
     attacked run stored before it (2 of 4 rounds, its checkpoint, its clients' data) answers:
-    its stored rounds with null participants, its clients not malicious (what an old row
-    says); the worker resumes it and the rounds it computes name their participants, and every
-    round's metrics are the uninterrupted run's."""
+    its stored rounds with null participants, its clients' flags not recorded (null: SQL cannot
+    replay the attackers' draw), while the clients of runs without attackers (the field 0 or
+    absent) are not malicious; the worker resumes it and the rounds it computes name their
+    participants, and every round's metrics are the uninterrupted run's."""
     import uuid
 
     import sqlalchemy as sa
@@ -538,6 +539,9 @@ def test_a_run_stored_before_0011_answers_and_resumes_naming_the_new_rounds_part
     old_clients = [c.to_dict() for c in describe_clients(config)]
     for row in old_clients:
         del row["malicious"]  # what the worker wrote before 0011
+
+    no_attackers = {k: v for k, v in fields.items() if k != "malicious_fraction"}
+    peaceful = {uuid.uuid4(): {**fields, "malicious_fraction": 0.0}, uuid.uuid4(): no_attackers}
 
     alembic_config = migrate.alembic_config(empty_url)
     command.upgrade(alembic_config, "0010")
@@ -606,6 +610,24 @@ def test_a_run_stored_before_0011_answers_and_resumes_naming_the_new_rounds_part
             connection.execute(
                 checkpoints.insert().values(simulation_id=sim_id, round=2, state=checkpoint)
             )
+            for peaceful_id, peaceful_config in peaceful.items():
+                connection.execute(
+                    simulations.insert().values(
+                        id=peaceful_id,
+                        config=peaceful_config,
+                        owner="",
+                        preset="baseline",
+                        status="succeeded",
+                        rounds_total=4,
+                        rounds_completed=0,
+                        created_at=sa.func.current_timestamp(),
+                        attempt=1,
+                        cancel_requested=False,
+                    )
+                )
+                connection.execute(
+                    client_data.insert(), [{"simulation_id": peaceful_id, **old_clients[0]}]
+                )
     finally:
         engine.dispose()
     command.upgrade(alembic_config, "head")
@@ -625,7 +647,16 @@ def test_a_run_stored_before_0011_answers_and_resumes_naming_the_new_rounds_part
     assert [row["participants"] for row in rows] == [None, None]
     assert [row["metrics"] for row in rows] == [r["metrics"] for r in first]
     assert [row["metrics"]["clients_sampled"] for row in rows] == [3.0, 3.0]  # sampled, though
-    assert [c["malicious"] for c in clients] == [False] * 8
+    assert [c["malicious"] for c in clients] == [None] * 8
+    service_engine = make_engine(empty_url)
+    try:
+        with Session(service_engine) as session:
+            for peaceful_id in peaceful:
+                assert [c["malicious"] for c in service.client_data(session, peaceful_id, "")] == [
+                    False
+                ]
+    finally:
+        service_engine.dispose()
     assert [c["label_counts"] for c in clients] == [c["label_counts"] for c in old_clients]
 
     monkeypatch.setenv("SCARCITY_DATABASE_URL", empty_url)
