@@ -187,7 +187,8 @@ def krum_scores_from_distances(distances: Tensor, num_malicious: int) -> Tensor:
     farthest = size - 1 - nearest
     if farthest == 0:
         return distances.sum(dim=1)
-    dropped = distances.topk(farthest, dim=1).indices
+    # Unsorted: the same indices (only their order differs), without sorting them per row.
+    dropped = distances.topk(farthest, dim=1, sorted=False).indices
     return distances.scatter(1, dropped, 0.0).sum(dim=1)
 
 
