@@ -48,6 +48,16 @@ class ExpertReport(Mapping[str, Any]):
     def to_dict(self) -> dict[str, dict[str, float]]:
         return {"metrics": dict(self.metrics), "summary": dict(self.summary)}
 
+    @classmethod
+    def of(cls, metrics: Mapping[str, float], summary: Mapping[str, float]) -> ExpertReport:
+        """`ExpertReport(metrics, summary)` without the frozen dataclass's `__init__` (an
+        `object.__setattr__` call per field): the batched pool builds 5,000 a round."""
+        report = object.__new__(cls)
+        fields = report.__dict__
+        fields["metrics"] = metrics
+        fields["summary"] = summary
+        return report
+
 
 @dataclass(frozen=True)
 class Insight(Mapping[str, Any]):
@@ -90,6 +100,31 @@ class Insight(Mapping[str, Any]):
 
     def __len__(self) -> int:
         return len(self.KEYS) + len(self.personal)
+
+    @classmethod
+    def of(
+        cls,
+        client_id: int,
+        loss: float,
+        mean_grad: float,
+        uncertainty: float,
+        loss_improvement: float,
+        selected_expert: str,
+        experts: Mapping[str, ExpertReport],
+    ) -> Insight:
+        """`Insight(...)` of these fields (no personal scores) without the frozen dataclass's
+        `__init__`, as `ExpertReport.of`."""
+        insight = object.__new__(cls)
+        fields = insight.__dict__
+        fields["client_id"] = client_id
+        fields["loss"] = loss
+        fields["mean_grad"] = mean_grad
+        fields["uncertainty"] = uncertainty
+        fields["loss_improvement"] = loss_improvement
+        fields["selected_expert"] = selected_expert
+        fields["experts"] = experts
+        fields["personal"] = {}
+        return insight
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {key: getattr(self, key) for key in self.KEYS[:-1]}

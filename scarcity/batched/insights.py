@@ -118,11 +118,11 @@ def _build(
                 metrics["mean_grad"] = ssl["mean_grad"][c][e]
                 if e == memory and replay is not None:
                     metrics["replay_error"] = replay[c]
-            experts[name] = ExpertReport(
+            experts[name] = ExpertReport.of(
                 metrics, {key: values[c] for key, values in summary_columns[e]}
             )
         result.append(
-            Insight(
+            Insight.of(
                 client_id=c if client_ids is None else client_ids[c],
                 loss=loss,
                 mean_grad=grad,

@@ -172,9 +172,12 @@ def pairwise_squared_distances(flat: Tensor) -> Tensor:
     return out.fill_diagonal_(0.0)
 
 
-def krum_scores_from_distances(distances: Tensor, num_malicious: int) -> Tensor:
+def krum_scores_from_distances(
+    distances: Tensor, num_malicious: int, overwrite: bool = False
+) -> Tensor:
     """Krum score of each of n models: the sum of its squared distances to its
-    max(1, n − f − 2) nearest other models (at most the n − 1 others).
+    max(1, n − f − 2) nearest other models (at most the n − 1 others). `overwrite`: zero the
+    farthest in `distances` itself (a matrix the caller is done with), not in a copy.
 
     The farthest f + 1 or so of each row are zeroed (a top-k instead of sorting every row)
     and the row summed (its diagonal is 0). Summing what is kept, rather than subtracting the
@@ -187,13 +190,17 @@ def krum_scores_from_distances(distances: Tensor, num_malicious: int) -> Tensor:
     farthest = size - 1 - nearest
     if farthest == 0:
         return distances.sum(dim=1)
-    dropped = distances.topk(farthest, dim=1).indices
-    return distances.scatter(1, dropped, 0.0).sum(dim=1)
+    # Unsorted: the same indices (only their order differs), without sorting them per row.
+    dropped = distances.topk(farthest, dim=1, sorted=False).indices
+    kept = distances.scatter_ if overwrite else distances.scatter
+    return kept(1, dropped, 0.0).sum(dim=1)
 
 
 def krum_scores(flat: Tensor, num_malicious: int) -> Tensor:
     """Krum scores [P] of the participants' flattened models [P, D]."""
-    return krum_scores_from_distances(pairwise_squared_distances(flat), num_malicious)
+    return krum_scores_from_distances(
+        pairwise_squared_distances(flat), num_malicious, overwrite=True
+    )
 
 
 def krum_select(flat: Tensor, num_malicious: int) -> int:

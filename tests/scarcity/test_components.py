@@ -190,6 +190,30 @@ def test_both_executions_report_one_typed_insight(execution):
         insight["weights"]  # no raw weights in an insight
 
 
+def test_the_fast_constructors_build_what_the_dataclass_constructors_do():
+    metrics, summary = {"loss": 0.5}, {"mean": 1.0}
+    report = ExpertReport.of(metrics, summary)
+    assert report == ExpertReport(metrics, summary)
+    assert vars(report) == vars(ExpertReport(metrics, summary))
+    assert [f.name for f in dataclasses.fields(ExpertReport)] == ["metrics", "summary"]
+    fields = {
+        "client_id": 3,
+        "loss": 0.25,
+        "mean_grad": 0.1,
+        "uncertainty": 0.2,
+        "loss_improvement": 0.05,
+        "selected_expert": "DriftExpert",
+        "experts": {"DriftExpert": report},
+    }
+    insight = Insight.of(**fields)
+    assert insight == Insight(**fields)
+    assert vars(insight) == vars(Insight(**fields))  # every field, personal={} included
+    assert [f.name for f in dataclasses.fields(Insight)] == [*fields, "personal"]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        insight.loss = 0.0  # type: ignore[misc]
+    assert dataclasses.replace(insight, personal={"personal_loss": 1.0})["personal_loss"] == 1.0
+
+
 def test_non_finite_names_the_first_nan_or_inf_in_a_nested_payload():
     from scarcity.results import non_finite
 
