@@ -40,7 +40,7 @@ MAX_CLIENT_SIZE_FACTOR = 4
 
 #: The engine's numerical revision (`engine_version`): bumped by a change that moves results
 #: by float rounding, so that stored runs, which keep theirs, resume bit for bit.
-ENGINE_VERSION = 3
+ENGINE_VERSION = 4
 
 
 class SimulationConfig(BaseModel):
@@ -313,7 +313,9 @@ class SimulationConfig(BaseModel):
             "round is exact in the batched execution (1: within float rounding). 3: "
             "FedAdagrad/FedAdam/FedYogi average the clients' own updates, so a weight no "
             "client moved gets no server step (2: float rounding there became a step of η); "
-            "meta_learning needs insight_exchange (2: it read insights never sent)."
+            "meta_learning needs insight_exchange (2: it read insights never sent). 4: Krum, "
+            "Multi-Krum and Bulyan take their distances from half the matrix products (3: the "
+            "full product, symmetrised)."
         ),
     )
 

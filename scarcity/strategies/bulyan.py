@@ -19,7 +19,7 @@ from torch import Tensor
 
 from scarcity.strategies.base import ClientUpdates, Strategy, Weights
 from scarcity.strategies.functions import bulyan
-from scarcity.strategies.krum import num_malicious, require_participants, tolerated
+from scarcity.strategies.krum import half_products, num_malicious, require_participants, tolerated
 
 if TYPE_CHECKING:
     from scarcity.config import SimulationConfig
@@ -44,4 +44,4 @@ class Bulyan(Strategy):
     def aggregate(
         self, round_index: int, global_weights: Weights, updates: ClientUpdates
     ) -> dict[str, Tensor]:
-        return bulyan(updates.weights, num_malicious(self))
+        return bulyan(updates.weights, num_malicious(self), half_products(self))

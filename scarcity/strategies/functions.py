@@ -156,19 +156,46 @@ def trimmed_mean(stacked: Weights, beta: float) -> dict[str, Tensor]:
 # -- Krum, Multi-Krum, Bulyan -------------------------------------------------------------
 
 
-def pairwise_squared_distances(flat: Tensor) -> Tensor:
+#: Rows of the Gram matrix computed per product by `upper_gram`.
+GRAM_BLOCK = 128
+
+
+def upper_gram(y: Tensor) -> Tensor:
+    """y yᵀ [P, P] from the row blocks on and above the diagonal, mirrored below: a little
+    over half the multiply-adds of `y @ y.T`, and exactly symmetric (each diagonal block is
+    made so from its upper triangle)."""
+    size = y.shape[0]
+    gram = torch.empty(size, size, dtype=y.dtype)
+    for start in range(0, size, GRAM_BLOCK):
+        stop = min(start + GRAM_BLOCK, size)
+        band = y[start:stop] @ y[start:].T  # [b, P − start]: this block row from the diagonal on
+        gram[start:stop, start:] = band
+        gram[start:, start:stop] = band.T
+        diagonal = band[:, : stop - start]
+        gram[start:stop, start:stop] = diagonal.triu() + diagonal.triu(1).T
+    return gram
+
+
+def pairwise_squared_distances(flat: Tensor, half_products: bool = False) -> Tensor:
     """‖x_i − x_j‖² of the rows of `flat` [P, D] as [P, P] (float64, exactly symmetric).
 
     As ‖y_i‖² + ‖y_j‖² − 2·y_i·y_j of the rows centred on their mean (distances do not move):
     one float32 matrix product instead of P² differences (1,000 clients: ~15 ms, not
     seconds). Centring makes the norms the size of the distances, so float32 (the models'
     own precision) loses nothing a selection would notice; scores are then summed in float64.
+    `half_products` (engine_version ≥ 4): the products from `upper_gram`, which is symmetric
+    as it comes (the full product is symmetrised by averaging it with its transpose); the
+    distances then differ from the full product's by float rounding.
     """
     y = flat.float()
     y = y - y.mean(dim=0)
     norms = y.square().sum(dim=1)
-    out = (norms[:, None] + norms[None, :] - 2.0 * (y @ y.T)).clamp_(min=0.0)
-    out = ((out + out.T) / 2).double()
+    if half_products:  # in place: each fresh [P, P] buffer costs a pass of page faults
+        out = norms[:, None] + norms[None, :]
+        out = out.sub_(upper_gram(y), alpha=2.0).clamp_(min=0.0).double()
+    else:
+        out = (norms[:, None] + norms[None, :] - 2.0 * (y @ y.T)).clamp_(min=0.0)
+        out = ((out + out.T) / 2).double()
     return out.fill_diagonal_(0.0)
 
 
@@ -196,28 +223,30 @@ def krum_scores_from_distances(
     return kept(1, dropped, 0.0).sum(dim=1)
 
 
-def krum_scores(flat: Tensor, num_malicious: int) -> Tensor:
+def krum_scores(flat: Tensor, num_malicious: int, half_products: bool = False) -> Tensor:
     """Krum scores [P] of the participants' flattened models [P, D]."""
     return krum_scores_from_distances(
-        pairwise_squared_distances(flat), num_malicious, overwrite=True
+        pairwise_squared_distances(flat, half_products), num_malicious, overwrite=True
     )
 
 
-def krum_select(flat: Tensor, num_malicious: int) -> int:
+def krum_select(flat: Tensor, num_malicious: int, half_products: bool = False) -> int:
     """Krum: the participant with the lowest score (the first one on a tie)."""
-    return int(torch.argmin(krum_scores(flat, num_malicious)))
+    return int(torch.argmin(krum_scores(flat, num_malicious, half_products)))
 
 
-def multi_krum_select(flat: Tensor, num_malicious: int, num_to_keep: int) -> Tensor:
+def multi_krum_select(
+    flat: Tensor, num_malicious: int, num_to_keep: int, half_products: bool = False
+) -> Tensor:
     """Multi-Krum: the min(m, P) participants of lowest score (ties: lower index first), as
     ascending participant indices."""
-    scores = krum_scores(flat, num_malicious)
+    scores = krum_scores(flat, num_malicious, half_products)
     keep = min(num_to_keep, scores.shape[0])
     chosen = torch.sort(scores, stable=True).indices[:keep]
     return chosen.sort().values
 
 
-def bulyan_select(flat: Tensor, num_malicious: int) -> Tensor:
+def bulyan_select(flat: Tensor, num_malicious: int, half_products: bool = False) -> Tensor:
     """Bulyan's selection: θ = P − 2f models, each the Krum choice among the models not yet
     selected (Krum scores recomputed over the remaining ones), in selection order.
 
@@ -230,7 +259,7 @@ def bulyan_select(flat: Tensor, num_malicious: int) -> Tensor:
     """
     size = flat.shape[0]
     f = num_malicious
-    distances = pairwise_squared_distances(flat)
+    distances = pairwise_squared_distances(flat, half_products)
     alive = torch.ones(size, dtype=torch.bool)
     selected: list[int] = []
     picks = size - 2 * f
@@ -284,7 +313,7 @@ def closest_to_median_mean(stacked: Weights, count: int) -> dict[str, Tensor]:
     return out
 
 
-def bulyan(stacked: Weights, num_malicious: int) -> dict[str, Tensor]:
+def bulyan(stacked: Weights, num_malicious: int, half_products: bool = False) -> dict[str, Tensor]:
     """Bulyan: Krum-select θ = P − 2f models, then per coordinate average the β = θ − 2f of
     them closest to their median. Needs P ≥ 4f + 3."""
     size = next(iter(stacked.values())).shape[0]
@@ -292,7 +321,7 @@ def bulyan(stacked: Weights, num_malicious: int) -> dict[str, Tensor]:
         raise ValueError(
             f"bulyan needs at least 4·f + 3 = {4 * num_malicious + 3} participants, got {size}"
         )
-    selected = rows(stacked, bulyan_select(flatten(stacked), num_malicious))
+    selected = rows(stacked, bulyan_select(flatten(stacked), num_malicious, half_products))
     return closest_to_median_mean(selected, size - 4 * num_malicious)
 
 

@@ -54,6 +54,11 @@ def require_participants(name: str, f: int, participants: int, least: int) -> No
         )
 
 
+def half_products(strategy: Strategy) -> bool:
+    """Distances from half the matrix products (`upper_gram`): runs of engine_version 4 on."""
+    return strategy.config.engine_version >= 4
+
+
 def num_malicious(strategy: Strategy) -> int:
     """f: the configured count, 0 while unset."""
     value = option(strategy, "num_malicious_clients")
@@ -76,7 +81,7 @@ class Krum(Strategy):
     def aggregate(
         self, round_index: int, global_weights: Weights, updates: ClientUpdates
     ) -> dict[str, Tensor]:
-        best = krum_select(flatten(updates.weights), num_malicious(self))
+        best = krum_select(flatten(updates.weights), num_malicious(self), half_products(self))
         return {key: value[best].clone() for key, value in updates.weights.items()}
 
 
@@ -110,5 +115,5 @@ class MultiKrum(Strategy):
         size = int(updates.sample_counts.shape[0])
         keep = option(self, "num_clients_to_keep")
         keep = max(1, size - f) if keep is None else int(keep)
-        chosen = multi_krum_select(flatten(updates.weights), f, keep)
+        chosen = multi_krum_select(flatten(updates.weights), f, keep, half_products(self))
         return weighted_mean(rows(updates.weights, chosen), updates.sample_counts[chosen])

@@ -474,6 +474,40 @@ def test_krum_scores_and_choice_match_the_definition():
         np.testing.assert_array_equal(to_flat(out), CLIENTS[best].astype(np.float64))
 
 
+@pytest.mark.parametrize("size", [1, 5, 127, 128, 129, 300])
+def test_the_upper_gram_is_the_full_product_and_exactly_symmetric(size):
+    """engine_version 4's Krum distances come from the blocks on and above the diagonal,
+    mirrored: the same matrix as y yᵀ (float rounding apart), symmetric to the bit, also at
+    block edges and in a one-row last block."""
+    y = torch.randn(size, 37, generator=torch.Generator().manual_seed(size))
+    gram = F.upper_gram(y)
+    assert torch.equal(gram, gram.T)
+    np.testing.assert_allclose(gram.numpy(), (y.double() @ y.double().T).numpy(), atol=1e-4)
+    halves = F.pairwise_squared_distances(y, half_products=True)
+    assert torch.equal(halves, halves.T) and torch.all(halves.diagonal() == 0)
+    np.testing.assert_allclose(
+        halves.numpy(), F.pairwise_squared_distances(y).numpy(), rtol=1e-5, atol=1e-5
+    )
+
+
+def test_krum_takes_half_products_from_engine_version_4_only(monkeypatch):
+    """Stored runs (engine_version ≤ 3) keep the full product, so they resume bit for bit."""
+    calls = []
+    real = F.pairwise_squared_distances
+
+    def spy(flat, half_products=False):
+        calls.append(half_products)
+        return real(flat, half_products)
+
+    monkeypatch.setattr(F, "pairwise_squared_distances", spy)
+    for version in (3, 4):
+        for strategy in (Krum, MultiKrum, Bulyan):
+            f = 1 if strategy is Bulyan else 0
+            aggregate = strategy(cfg(num_malicious_clients=f, engine_version=version)).aggregate
+            aggregate(1, to_model(GLOBAL), updates(with_outlier(3, 7), np.ones(7), np.ones(7)))
+    assert calls == [False] * 3 + [True] * 3
+
+
 def test_krum_picks_an_honest_model_over_a_far_outlier():
     clients = with_outlier(4, 5)
     out = Krum(cfg(num_malicious_clients=1)).aggregate(1, to_model(GLOBAL), updates(clients))
