@@ -52,13 +52,19 @@ def _both(config):
 
 
 @pytest.mark.parametrize("data", ["digits", "synthetic"])
-@pytest.mark.parametrize("sampled", [False, True], ids=["everyone", "sampled_skewed"])
+@pytest.mark.parametrize(
+    ("sampled", "skewed"),
+    [(False, False), (True, False), (False, True), (True, True)],
+    ids=["everyone", "sampled", "skewed", "sampled_skewed"],
+)
 @pytest.mark.parametrize("strategy", sorted(STRATEGIES))
-def test_batched_matches_the_reference(strategy, sampled, data):
+def test_batched_matches_the_reference(strategy, sampled, skewed, data):
     base = DIGITS if data == "digits" else SYNTHETIC
     extra: dict[str, float] = {}
     if sampled:  # Bulyan needs 4f + 3 participants
-        extra = {"clients_per_round": 7 if strategy == "bulyan" else 6, "quantity_skew": 0.7}
+        extra["clients_per_round"] = 7 if strategy == "bulyan" else 6
+    if skewed:
+        extra["quantity_skew"] = 0.7
     reference, batched = _both(_config(base, strategy, **extra))
     assert_same_results(reference, batched)
     if sampled:
