@@ -191,6 +191,21 @@ def is_running(pid: int) -> bool:
     return state != "Z"
 
 
+def resumes_on_restart(env: dict, tmp_path: Path, port: int, sim_id: str, job: dict) -> None:
+    """A new embedded server on the same database finishes the run with the metrics of an
+    uninterrupted one, in a second claim."""
+    server = Server(env, tmp_path / "api-2.log", port=port)
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            final = wait_for_status(client, sim_id, FINISHED, timeout=90)
+            assert final["status"] == "succeeded", server.output()[-3000:]
+            assert stored_metrics(client, sim_id) == expected_metrics(job)
+            logs = client.get(f"/simulations/{sim_id}/logs").json()["lines"]
+            assert sum("claimed by" in line["message"] for line in logs) == 2
+    finally:
+        server.stop()
+
+
 def test_embedded_server_killed_mid_run_resumes_on_restart(tmp_path: Path) -> None:
     job = {"preset": "stage8", "num_clients": 300, "rounds": 12, "seed": 11}
     env = {"SCARCITY_DATABASE_URL": f"sqlite:///{tmp_path}/embedded.db"}
@@ -206,16 +221,7 @@ def test_embedded_server_killed_mid_run_resumes_on_restart(tmp_path: Path) -> No
         assert time.monotonic() < deadline, "the engine process outlived the API"
         time.sleep(0.05)
     server.kill()
-    server = Server(env, tmp_path / "api-2.log", port=server.port)
-    try:
-        with httpx.Client(base_url=server.url, timeout=30) as client:
-            final = wait_for_status(client, sim_id, FINISHED, timeout=90)
-            assert final["status"] == "succeeded", server.output()[-3000:]
-            assert stored_metrics(client, sim_id) == expected_metrics(job)
-            logs = client.get(f"/simulations/{sim_id}/logs").json()["lines"]
-            assert sum("claimed by" in line["message"] for line in logs) == 2
-    finally:
-        server.stop()
+    resumes_on_restart(env, tmp_path, server.port, sim_id, job)
 
 
 def test_embedded_server_stopped_mid_run_releases_it_at_a_round_and_resumes_it(
@@ -231,16 +237,7 @@ def test_embedded_server_stopped_mid_run_releases_it_at_a_round_and_resumes_it(
     output = server.output()
     assert "stopped at shutdown after round" in output, output[-3000:]
     assert "still in a round" not in output
-    server = Server(env, tmp_path / "api-2.log", port=server.port)
-    try:
-        with httpx.Client(base_url=server.url, timeout=30) as client:
-            final = wait_for_status(client, sim_id, FINISHED, timeout=90)
-            assert final["status"] == "succeeded", server.output()[-3000:]
-            assert stored_metrics(client, sim_id) == expected_metrics(job)
-            logs = client.get(f"/simulations/{sim_id}/logs").json()["lines"]
-            assert sum("claimed by" in line["message"] for line in logs) == 2
-    finally:
-        server.stop()
+    resumes_on_restart(env, tmp_path, server.port, sim_id, job)
 
 
 def test_embedded_engine_process_killed_mid_run_is_replaced_and_the_run_resumes(

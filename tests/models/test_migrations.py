@@ -573,23 +573,30 @@ def test_a_run_stored_before_0011_answers_and_resumes_naming_the_new_rounds_part
         sa.column("round"),
         sa.column("state", sa.LargeBinary()),
     )
+
+    def insert_simulation(
+        connection: Any, id: uuid.UUID, config: dict, status: str, rounds_completed: int = 0
+    ) -> None:
+        connection.execute(
+            simulations.insert().values(
+                id=id,
+                config=config,
+                owner="",
+                preset="baseline",
+                status=status,
+                rounds_total=4,
+                rounds_completed=rounds_completed,
+                created_at=sa.func.current_timestamp(),
+                attempt=1,
+                cancel_requested=False,
+            )
+        )
+
     engine = create_engine(empty_url, poolclass=pool.NullPool)
     try:
         with engine.begin() as connection:
-            connection.execute(
-                simulations.insert().values(
-                    id=sim_id,
-                    config=fields,
-                    owner="",
-                    preset="baseline",
-                    status="running",  # released (no heartbeat): the next claim resumes it
-                    rounds_total=4,
-                    rounds_completed=2,
-                    created_at=sa.func.current_timestamp(),
-                    attempt=1,
-                    cancel_requested=False,
-                )
-            )
+            # released (no heartbeat): the next claim resumes it
+            insert_simulation(connection, sim_id, fields, "running", rounds_completed=2)
             connection.execute(
                 round_metrics.insert(),
                 [
@@ -611,20 +618,7 @@ def test_a_run_stored_before_0011_answers_and_resumes_naming_the_new_rounds_part
                 checkpoints.insert().values(simulation_id=sim_id, round=2, state=checkpoint)
             )
             for peaceful_id, peaceful_config in peaceful.items():
-                connection.execute(
-                    simulations.insert().values(
-                        id=peaceful_id,
-                        config=peaceful_config,
-                        owner="",
-                        preset="baseline",
-                        status="succeeded",
-                        rounds_total=4,
-                        rounds_completed=0,
-                        created_at=sa.func.current_timestamp(),
-                        attempt=1,
-                        cancel_requested=False,
-                    )
-                )
+                insert_simulation(connection, peaceful_id, peaceful_config, "succeeded")
                 connection.execute(
                     client_data.insert(), [{"simulation_id": peaceful_id, **old_clients[0]}]
                 )
