@@ -150,6 +150,8 @@ class Simulation:
         started = time.perf_counter()
         population = self.population
         participants = draw_participants(cfg, self.rng)
+        # the drawn ids, said wherever the round is reported; None when every client took part
+        sampled = tuple(participants.tolist()) if len(participants) < cfg.num_clients else None
         global_weights = self.server.global_weights() if cfg.federated_averaging else None
         instructions = FitInstructions()
         if global_weights is not None:
@@ -167,8 +169,8 @@ class Simulation:
             if personal is not None:
                 metrics.update(personal_metrics(self.data.task, personal))
             metrics.update(self.strategy.round_metrics())
-        if len(participants) < cfg.num_clients:
-            metrics["clients_sampled"] = float(len(participants))
+        if sampled is not None:
+            metrics["clients_sampled"] = float(len(sampled))
         if attackers is not None:
             metrics["attackers_sampled"] = float(attackers.sum())
 
@@ -211,7 +213,7 @@ class Simulation:
         population.check_finite(lambda path: _raise_diverged(k, path))
         self.rounds_completed = k
         lines = self._log_lines(k, metrics, meta_params, pairs)
-        lines[1:1] = self._participation_lines(k, participants)
+        lines[1:1] = self._participation_lines(k, sampled)
         for line in lines:  # round summary, meta-parameters, attackers at INFO, the rest DEBUG
             level = (
                 logging.INFO
@@ -232,9 +234,7 @@ class Simulation:
             gossip_pairs=tuple(pairs),
             logs=tuple(lines),
             duration_seconds=time.perf_counter() - started,
-            participants=(
-                tuple(participants.tolist()) if len(participants) < cfg.num_clients else None
-            ),
+            participants=sampled,
         )
 
     def _held_out(
@@ -302,7 +302,7 @@ class Simulation:
             sequential=self.population.sequential,
         )
 
-    def _participation_lines(self, k: int, participants: torch.Tensor) -> list[str]:
+    def _participation_lines(self, k: int, sampled: tuple[int, ...] | None) -> list[str]:
         """Who took part (when sampled) and, in round 1, who the attackers are."""
         cfg = self.config
         lines = []
@@ -314,8 +314,8 @@ class Simulation:
             lines.append(
                 f"Byzantine attackers ({cfg.attack}, scale {cfg.attack_scale:g}): clients {shown}"
             )
-        if len(participants) < cfg.num_clients and len(participants) <= MAX_DETAIL_CLIENTS:
-            lines.append("Participants: " + ", ".join(map(str, participants.tolist())))
+        if sampled is not None and len(sampled) <= MAX_DETAIL_CLIENTS:
+            lines.append("Participants: " + ", ".join(map(str, sampled)))
         return lines
 
     def _seed_messages(

@@ -14,6 +14,7 @@ from prometheus_client import REGISTRY, Counter, Histogram
 from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
+from prometheus_client.samples import Sample
 
 CLAIMS = Counter(
     "scarcity_claims",
@@ -53,14 +54,22 @@ class WithProcessMetrics(Collector):
             for family in collector.collect():
                 other = theirs.get(family.name)
                 if other is not None:
-                    totals = {(s.name, tuple(sorted(s.labels.items()))): s for s in other.samples}
-                    family.samples = [
-                        s._replace(value=s.value + totals.pop(key).value)
-                        if (key := (s.name, tuple(sorted(s.labels.items())))) in totals
-                        else s
-                        for s in family.samples
-                    ] + list(totals.values())
+                    family.samples = _summed(family.samples, other.samples)
                 yield family
+
+
+def _summed(ours: list[Sample], theirs: list[Sample]) -> list[Sample]:
+    """Our samples with their values added where theirs has the same name and labels, then
+    theirs that we lack."""
+
+    def key(sample: Sample) -> tuple[str, tuple[tuple[str, str], ...]]:
+        return sample.name, tuple(sorted(sample.labels.items()))
+
+    rest = {key(s): s for s in theirs}
+    summed = [
+        s._replace(value=s.value + rest.pop(key(s)).value) if key(s) in rest else s for s in ours
+    ]
+    return summed + list(rest.values())
 
 
 def add_process_metrics(path: str) -> None:
