@@ -52,19 +52,21 @@ def this_machine() -> dict[str, str]:
 SAME_MACHINE = this_machine() == FIXTURE["machine"]
 
 
-def assert_same(observed, stored, path="") -> None:
+def assert_same(observed, stored, path="", *, same_machine: bool | None = None) -> None:
     """Equal bit for bit on the fixture's machine; floats to 1e-5 on another one."""
-    if SAME_MACHINE:
+    if same_machine is None:
+        same_machine = SAME_MACHINE
+    if same_machine:
         assert observed == stored
         return
     if isinstance(stored, dict):
         assert isinstance(observed, dict) and observed.keys() == stored.keys(), path
         for key in stored:
-            assert_same(observed[key], stored[key], f"{path}.{key}")
+            assert_same(observed[key], stored[key], f"{path}.{key}", same_machine=False)
     elif isinstance(stored, list | tuple):
         assert type(observed) is type(stored) and len(observed) == len(stored), path
         for i, (o, s) in enumerate(zip(observed, stored, strict=True)):
-            assert_same(o, s, f"{path}[{i}]")
+            assert_same(o, s, f"{path}[{i}]", same_machine=False)
     elif isinstance(stored, float) and not isinstance(observed, bool):
         assert math.isclose(observed, stored, rel_tol=1e-5, abs_tol=1e-6), (path, observed, stored)
     else:
