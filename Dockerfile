@@ -16,7 +16,7 @@ WORKDIR /src
 # lives only here, so a local `pip install` keeps the platform default.
 COPY requirements.lock ./
 RUN pip install --require-hashes -r requirements.lock \
-    && pip install --no-deps --extra-index-url https://download.pytorch.org/whl/cpu 'torch==2.13.0' \
+    && pip install --extra-index-url https://download.pytorch.org/whl/cpu 'torch==2.13.0' \
     && rm requirements.lock
 
 # Then the project itself (installed into site-packages; /src is removed afterwards).

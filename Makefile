@@ -4,10 +4,15 @@ PY := .venv/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
 TORCH := torch==2.13.0
+# Where pip looks for torch besides its configured index: empty takes the index's default build
+# (on PyPI the CUDA one, several GB with its NVIDIA libraries, which also runs on the CPU);
+# TORCH_INDEX="--extra-index-url https://download.pytorch.org/whl/cpu" takes the small CPU build.
+TORCH_INDEX ?=
 # Installs come from the lock files (pinned, with hashes): requirements.lock for serving,
 # requirements-test.lock (a superset, same versions) for the tests. Re-install only when a lock
 # or pyproject.toml changes. torch is pinned here and in pyproject.toml but not in the locks:
-# its CPU build lives on PyTorch's own index, not PyPI (README, "Installing").
+# its CPU build lives on PyTorch's own index, not PyPI (README, "Installing"). It is installed
+# with its dependencies: the locks pin the CPU build's, and a CUDA build brings its own.
 LOCK_HASH = $(shell cat $(1) pyproject.toml | sha1sum | cut -c1-12)
 RUN_STAMP := .venv/.installed-run-$(call LOCK_HASH,requirements.lock)
 TEST_STAMP := .venv/.installed-test-$(call LOCK_HASH,requirements-test.lock)
@@ -21,7 +26,7 @@ install-test: $(TEST_STAMP)  ## plus the test tools (pytest, schemathesis, playw
 define install_from
 	@test -x $(PY) || python3 -m venv .venv
 	$(PY) -m pip install -q --require-hashes -r $(1)
-	$(PY) -m pip install -q --no-deps '$(TORCH)'
+	$(PY) -m pip install -q $(TORCH_INDEX) '$(TORCH)'
 	$(PY) -m pip install -q --no-deps -e .
 endef
 

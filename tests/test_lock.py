@@ -77,3 +77,29 @@ def test_make_and_the_dockerfile_install_from_the_locks() -> None:
     assert "$(call install_from,requirements-test.lock)" in makefile
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert "pip install --require-hashes -r requirements.lock" in dockerfile
+
+
+def test_torch_is_installed_with_its_dependencies() -> None:
+    """PyPI's torch is the CUDA build, which does not import without the NVIDIA packages it
+    requires: make and the Dockerfile must let pip install torch's dependencies."""
+    makefile = (ROOT / "Makefile").read_text()
+    torch_lines = [line for line in makefile.splitlines() if "'$(TORCH)'" in line]
+    assert torch_lines, "the Makefile no longer installs torch"
+    for line in torch_lines:
+        assert "pip install" in line and "--no-deps" not in line, line
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    torch_lines = [line for line in dockerfile.splitlines() if "'torch==" in line]
+    assert torch_lines and all("--no-deps" not in line for line in torch_lines)
+
+
+def test_the_locks_satisfy_the_cpu_builds_own_requirements() -> None:
+    """Installing torch here adds nothing: every package the installed (CPU) build requires is
+    pinned by the runtime lock at a version it accepts."""
+    runtime = pins("requirements.lock")
+    required = [Requirement(r) for r in metadata.requires("torch") or []]
+    for requirement in required:
+        if requirement.marker is not None and not requirement.marker.evaluate({"extra": ""}):
+            continue  # an optional extra of torch's
+        name = canonicalize_name(requirement.name)
+        assert name in runtime, name
+        assert requirement.specifier.contains(runtime[name], prereleases=True), name
