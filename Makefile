@@ -17,7 +17,7 @@ LOCK_HASH = $(shell cat $(1) pyproject.toml | sha1sum | cut -c1-12)
 RUN_STAMP := .venv/.installed-run-$(call LOCK_HASH,requirements.lock)
 TEST_STAMP := .venv/.installed-test-$(call LOCK_HASH,requirements-test.lock)
 
-.PHONY: install install-test lock run test services chromium lint bench worker migrate clean
+.PHONY: install install-test lock run test services chromium faketime lint bench worker migrate clean
 
 install: $(RUN_STAMP)  ## what serving needs, nothing more
 
@@ -69,7 +69,10 @@ lint: install-test  ## ruff (lint + format) everywhere, mypy on every package
 chromium:  ## Debian's chromium for the dashboard's browser test (installed when missing)
 	@scripts/ensure-debian-package.sh /usr/bin/chromium chromium
 
-test: install-test services chromium lint  ## the whole suite; non-zero on any failure or when no test ran
+faketime:  ## Debian's faketime, which runs a worker on a skewed clock in the fault tests
+	@scripts/ensure-debian-package.sh /usr/bin/faketime faketime
+
+test: install-test services chromium faketime lint  ## the whole suite; non-zero on any failure or when no test ran
 	$(PY) -m pytest
 
 bench: install-test services  ## the benchmarks (bench/); the service one drives load with Debian's wrk

@@ -20,6 +20,7 @@ from models.attempt import Attempt
 from models.base import as_utc, utcnow
 from models.checkpoint import Checkpoint
 from models.client_insight import ClientInsight
+from models.clock import SKEW_WARNING_SECONDS, database_now, describe_skew, read_clock
 from models.meta_params import UNCERTAINTY_GROUPS, MetaParams
 from models.notify import notify
 from models.results_repo import add_log
@@ -65,7 +66,7 @@ def take_due_for_republish(
     re-published within their backoff. Each one taken gets its next backoff: as long as it has
     waited so far (at least a lease, at most `max_backoff_seconds`), so the re-sends of a job
     stuck behind a long queue thin out: after 1, 2, 4, 8 ... leases."""
-    now = utcnow()
+    now = database_now(session)
     stale = now - timedelta(seconds=lease_seconds)
     queued_since = Simulation.created_at
     rows = session.execute(
@@ -147,7 +148,7 @@ def claim(
     ahead, when the reaper re-sends it); only a claim after that time fails it. A release
     that lands meanwhile makes the run claimable, uncharged.
     """
-    now = utcnow()
+    now, skew = read_clock(session)
     stale = now - timedelta(seconds=lease_seconds)
     expired = and_(Simulation.status == SimulationStatus.running, _lapsed(stale))
     claimable = and_(
@@ -230,6 +231,14 @@ def claim(
     ).one_or_none()
     if row is None:
         return None
+    if abs(skew) > SKEW_WARNING_SECONDS:
+        add_log(
+            session,
+            simulation_id,
+            f"attempt {row.attempt}: this worker's clock is {describe_skew(skew)} the "
+            "database's (leases are judged by the database's clock)",
+            level="WARNING",
+        )
     if (
         previous is not None
         and previous.status == SimulationStatus.running
@@ -378,7 +387,7 @@ def save_rounds(
                 (Simulation.rounds_completed > number, Simulation.rounds_completed),
                 else_=number,
             ),
-            heartbeat_at=utcnow(),
+            heartbeat_at=database_now(session),
             give_up_after=None,
         )
         .returning(Simulation.cancel_requested, Simulation.rounds_completed)
@@ -392,7 +401,9 @@ def save_rounds(
 def heartbeat(session: Session, claim: Claim) -> bool:
     """Renew the lease; False when it was lost."""
     result = session.execute(
-        update(Simulation).where(_fenced(claim)).values(heartbeat_at=utcnow(), give_up_after=None)
+        update(Simulation)
+        .where(_fenced(claim))
+        .values(heartbeat_at=database_now(session), give_up_after=None)
     )
     return cast(CursorResult[Any], result).rowcount == 1
 
@@ -405,7 +416,7 @@ def finish(
     result = session.execute(
         update(Simulation)
         .where(_fenced(claim))
-        .values(status=status, error=error, finished_at=utcnow())
+        .values(status=status, error=error, finished_at=database_now(session))
     )
     if cast(CursorResult[Any], result).rowcount != 1:
         return False

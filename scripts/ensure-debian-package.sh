@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # usage: ensure-debian-package.sh PROGRAM PACKAGE
 # Make sure PROGRAM (an absolute path) exists, installing Debian's PACKAGE when it is missing:
-# `chromium` for the dashboard's browser test, `wrk` for the service benchmark.
+# `chromium` for the dashboard's browser test, `faketime` for the fault tests (a worker on a
+# skewed clock), `wrk` for the service benchmark.
 # Idempotent and quiet: does nothing when it is there; otherwise installs non-interactively
 # (as root, or through sudo when available).
 set -euo pipefail

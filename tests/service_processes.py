@@ -90,10 +90,17 @@ class Server(ServiceProcess):
 
 
 class Worker(ServiceProcess):
-    def __init__(self, env: Mapping[str, str], log_path: Path, name: str | None = "w1") -> None:
-        """`name` None: the command's own default node name."""
+    def __init__(
+        self,
+        env: Mapping[str, str],
+        log_path: Path,
+        name: str | None = "w1",
+        wrapper: Sequence[str] = (),
+    ) -> None:
+        """`name` None: the command's own default node name; `wrapper`: a command that runs the
+        worker (e.g. `faketime -f +30s` for a skewed clock)."""
         hostname = ["--hostname", f"{name}@%h"] if name else []
-        super().__init__([*SCARCITY, "worker", *hostname], env, log_path)
+        super().__init__([*wrapper, *SCARCITY, "worker", *hostname], env, log_path)
 
 
 class RedisServer(ServiceProcess):

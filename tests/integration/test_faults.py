@@ -3,7 +3,8 @@
 Each case ends `succeeded` with every round and the metrics of an uninterrupted run: the
 worker's connection terminated inside its round transaction, PostgreSQL restarted and down for
 20 s (a server of the test's own), a worker frozen (SIGSTOP) inside its round transaction past
-its lease, and a worker stopped by SIGTERM while a second one is alive.
+its lease, a worker stopped by SIGTERM while a second one is alive, and a worker whose clock
+runs ahead of the database's.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ from tests.service_processes import (
 pytestmark = pytest.mark.integration
 
 FINISHED = {"succeeded", "failed", "cancelled"}
+# Debian's faketime (make test installs it): the worker's clock runs 30 s ahead of everyone's.
+FAKETIME_30_S_AHEAD = ("faketime", "-f", "+30s")
 # Rounds of ~0.1 s: long enough for the test to act between them, short enough to be cheap.
 JOB = {"preset": "stage8", "num_clients": 300, "rounds": 16, "seed": 11}
 
@@ -244,6 +247,36 @@ def test_sigterm_stops_at_a_round_boundary_and_another_worker_resumes_at_once(
     finally:
         for worker in workers:
             worker.stop()
+
+
+def test_a_worker_whose_clock_runs_ahead_takes_over_no_live_run(stack: dict[str, Any]) -> None:
+    """Leases are judged by the database's clock: a second worker whose clock runs 30 s ahead
+    (libfaketime) would otherwise see the live run's heartbeats 30 s old, re-publish it and take
+    it over. It says in its log that its clock is off; the run ends with its one claim."""
+    api, tmp = stack["api"], stack["tmp"]
+    env = {**stack["env"], "SCARCITY_WORKER_LEASE_SECONDS": "2"}
+    job = {**JOB, "rounds": 400}  # long enough for the skewed worker to start and reap
+    live = Worker(env, tmp / "live.log", name="live")
+    skewed: Worker | None = None
+    try:
+        sim_id = api.post("/simulations", json=job).json()["id"]
+        until("the live worker's claim", 60, claimed_by_pid, api, sim_id, 1)
+        skewed = Worker(env, tmp / "skewed.log", name="skewed", wrapper=FAKETIME_30_S_AHEAD)
+        until("the skewed worker", 60, lambda: re.search(r"@\S+ ready", skewed.output()))
+        time.sleep(3 * 2)  # three leases: six passes of the skewed worker's reaper
+        assert api.get(f"/simulations/{sim_id}").json()["status"] == "running", "too short a job"
+        final = wait_for_status(api, sim_id, FINISHED, timeout=300)
+        assert final["status"] == "succeeded", final
+        lines = lifecycle(api, sim_id)
+        assert os.getpgid(claimed_by_pid(api, sim_id, 1)) == live.process.pid
+        assert claimed_by_pid(api, sim_id, 2) == 0, lines
+        assert not any("lost" in line for line in lines), lines
+        warned = re.search(r"clock is ([\d.]+) s ahead of the database's", skewed.output())
+        assert warned and 28 < float(warned.group(1)) < 32, skewed.output()[-2000:]
+    finally:
+        live.stop()
+        if skewed is not None:
+            skewed.stop()
 
 
 @pytest.fixture
