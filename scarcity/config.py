@@ -13,6 +13,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
 
+from scarcity.backbones import BACKBONES, make_backbone
+from scarcity.errors import ConfigError
+from scarcity.partitions import PARTITIONERS
+from scarcity.partitions.sizes import MAX_CLIENT_SIZE_FACTOR, MIN_CLIENT_SAMPLES
+
 PresetName = Literal[
     "stage1", "stage2", "stage3", "stage4", "stage5", "stage6", "stage7", "stage8", "baseline"
 ]
@@ -31,12 +36,6 @@ DATASET_SHAPES: dict[str, tuple[int, int]] = {
 DEFAULT_SCALING = {"digits": "minmax"}
 #: The bundled data sets with a real-valued target (the others are labelled).
 REGRESSION_DATASETS = frozenset({"synthetic", "diabetes"})
-
-# Bounds of a client's data size under quantity skew: at least 2 samples (a variance needs
-# two), at most this multiple of samples_per_client (the padded batched tensors, and so the
-# work, stay within a fixed factor of the unskewed run).
-MIN_CLIENT_SAMPLES = 2
-MAX_CLIENT_SIZE_FACTOR = 4
 
 #: The engine's numerical revision (`engine_version`): bumped by a change that moves results
 #: by float rounding, so that stored runs, which keep theirs, resume bit for bit.
@@ -342,9 +341,10 @@ class SimulationConfig(BaseModel):
             )
             if missing:
                 settings = ", ".join(f"{k}={v}" for k, v in missing.items())
-                raise ValueError(
-                    f"preset: {data['preset']} means {settings}; build the config with "
-                    f"resolve_config(preset={data['preset']!r}, ...) (or set them here)"
+                raise ConfigError(
+                    "preset",
+                    f"{data['preset']} means {settings}; build the config with "
+                    f"resolve_config(preset={data['preset']!r}, ...) (or set them here)",
                 )
         return data
 
@@ -354,95 +354,102 @@ class SimulationConfig(BaseModel):
         if shape is not None:
             features, classes = shape
             if self.input_dim != features:
-                raise ValueError(
-                    f"input_dim: data set {self.dataset} has {features} features, "
-                    f"got {self.input_dim}"
+                raise ConfigError(
+                    "input_dim",
+                    f"data set {self.dataset} has {features} features, got {self.input_dim}",
                 )
             if self.output_dim != classes:
-                raise ValueError(
-                    f"output_dim: data set {self.dataset} has {classes} classes, "
-                    f"got {self.output_dim}"
+                raise ConfigError(
+                    "output_dim",
+                    f"data set {self.dataset} has {classes} classes, got {self.output_dim}",
                 )
         self._check_partition()
         self._check_model()
         scored = self.federated_averaging or (self.expert_ensemble and self.ensemble_evaluation)
         if self.client_test_fraction > 0 and not scored:
-            raise ValueError(
-                "client_test_fraction: evaluates the shared model (federated_averaging) or the "
-                "experts (ensemble_evaluation) on each client's rows and needs one of them"
+            raise ConfigError(
+                "client_test_fraction",
+                "evaluates the shared model (federated_averaging) or the "
+                "experts (ensemble_evaluation) on each client's rows and needs one of them",
             )
         if self.meta_reptile and not self.federated_averaging:
-            raise ValueError("meta_reptile: needs federated_averaging (the shared model)")
+            raise ConfigError("meta_reptile", "needs federated_averaging (the shared model)")
         if not self.expert_ensemble:
             if not self.federated_averaging:
-                raise ValueError(
-                    "expert_ensemble: without experts a client trains only the shared model, "
-                    "which needs federated_averaging"
+                raise ConfigError(
+                    "expert_ensemble",
+                    "without experts a client trains only the shared model, "
+                    "which needs federated_averaging",
                 )
             for toggle in EXPERT_TOGGLES:
                 if getattr(self, toggle):
-                    raise ValueError(f"{toggle}: needs the experts (expert_ensemble true)")
+                    raise ConfigError(toggle, "needs the experts (expert_ensemble true)")
         if self.label_free:
             self._check_label_free()
         if self.meta_learning and not self.insight_exchange and self.engine_version >= 3:
             # Earlier engines let it read the insights the clients never sent.
-            raise ValueError(
-                "meta_learning: the meta-learner learns from the insights the clients send the "
-                "server and needs insight_exchange"
+            raise ConfigError(
+                "meta_learning",
+                "the meta-learner learns from the insights the clients send the "
+                "server and needs insight_exchange",
             )
         self._resolve_strategy()
         if self.malicious_fraction > 0 and self.attack != "label_flip":
             if not self.federated_averaging:
-                raise ValueError(
-                    f"attack: {self.attack} tampers with the models sent to the server and "
-                    "needs federated_averaging (label_flip does not)"
+                raise ConfigError(
+                    "attack",
+                    f"{self.attack} tampers with the models sent to the server and "
+                    "needs federated_averaging (label_flip does not)",
                 )
         return self
 
     def _check_label_free(self) -> None:
         """Nothing may read the training labels."""
         if not self.structure_discovery:
-            raise ValueError(
-                "label_free: trains the experts' self-supervised objectives and needs "
-                "structure_discovery (stage8)"
+            raise ConfigError(
+                "label_free",
+                "trains the experts' self-supervised objectives and needs "
+                "structure_discovery (stage8)",
             )
         if self.federated_averaging:
-            raise ValueError(
-                "label_free: the shared model trains on labels; set federated_averaging false "
-                "(or label_free false for the supervised hybrid)"
+            raise ConfigError(
+                "label_free",
+                "the shared model trains on labels; set federated_averaging false "
+                "(or label_free false for the supervised hybrid)",
             )
         if self.malicious_fraction > 0 and self.attack == "label_flip":
-            raise ValueError("attack: label_flip flips labels that label_free never reads")
+            raise ConfigError("attack", "label_flip flips labels that label_free never reads")
 
     def _check_model(self) -> None:
         """The model must be a registered one that suits the data's shape."""
-        from scarcity.backbones import BACKBONES, make_backbone
-
         if self.model not in BACKBONES:
-            raise ValueError(f"model: unknown {self.model!r}; choose one of {', '.join(BACKBONES)}")
+            raise ConfigError(
+                "model", f"unknown {self.model!r}; choose one of {', '.join(BACKBONES)}"
+            )
         make_backbone(self)  # raises naming `model` when the shape does not fit (cnn: 8×8)
 
     def _check_partition(self) -> None:
         """The partition must suit the data set and be one that can be made."""
-        from scarcity.partitions import PARTITIONERS  # they read this module's config
-
         partitioner = PARTITIONERS.get(self.partition)
         if partitioner is None:
-            raise ValueError(
-                f"partition: unknown {self.partition!r}, expected one of {', '.join(PARTITIONERS)}"
+            raise ConfigError(
+                "partition",
+                f"unknown {self.partition!r}, expected one of {', '.join(PARTITIONERS)}",
             )
         if self.dataset == "synthetic":
             if self.feature_scaling is not None:
-                raise ValueError("feature_scaling: applies to a real data set, not synthetic")
+                raise ConfigError("feature_scaling", "applies to a real data set, not synthetic")
             if partitioner.by_label:
-                raise ValueError(
-                    f"partition: {self.partition} splits by label and needs a labelled data set "
-                    "(digits, breast_cancer, wine, iris), not synthetic"
+                raise ConfigError(
+                    "partition",
+                    f"{self.partition} splits by label and needs a labelled data set "
+                    "(digits, breast_cancer, wine, iris), not synthetic",
                 )
             if self.partition != "iid":
-                raise ValueError(
-                    f"partition: {self.partition} splits a real data set; synthetic clients "
-                    "draw their own data (use quantity_skew for unequal sizes)"
+                raise ConfigError(
+                    "partition",
+                    f"{self.partition} splits a real data set; synthetic clients "
+                    "draw their own data (use quantity_skew for unequal sizes)",
                 )
             return
         if self.feature_scaling is None:
@@ -451,26 +458,27 @@ class SimulationConfig(BaseModel):
                 self, "feature_scaling", DEFAULT_SCALING.get(self.dataset, "standard")
             )
         if partitioner.by_label and self.dataset in REGRESSION_DATASETS:
-            raise ValueError(
-                f"partition: {self.partition} splits by label and {self.dataset} is a "
-                "regression data set (iid, linear, square or exponential split it)"
+            raise ConfigError(
+                "partition",
+                f"{self.partition} splits by label and {self.dataset} is a "
+                "regression data set (iid, linear, square or exponential split it)",
             )
         if self.resample_to_size:
             if self.partition not in ("iid", "dirichlet"):
-                raise ValueError(
-                    "resample_to_size: resizes an iid or dirichlet split only (the data of "
-                    f"earlier simulations), not {self.partition}"
+                raise ConfigError(
+                    "resample_to_size",
+                    "resizes an iid or dirichlet split only (the data of "
+                    f"earlier simulations), not {self.partition}",
                 )
             return
         if self.quantity_skew > 0 and "quantity_skew" not in partitioner.parameters:
-            raise ValueError(
-                f"quantity_skew: the clients of a real data set hold their natural share under "
+            raise ConfigError(
+                "quantity_skew",
+                f"the clients of a real data set hold their natural share under "
                 f"{self.partition}; use partition inner_dirichlet (requested sizes), linear, "
-                "square or exponential, or resample_to_size"
+                "square or exponential, or resample_to_size",
             )
-        from scarcity.core.data import natural_split  # loads the data set (cached)
-
-        natural_split(self)  # raises PartitionError ("field: why") when it cannot be made
+        # Whether the split can be made needs the data: `scarcity.plan` tries it.
 
     def _resolve_strategy(self) -> None:
         """`meta_reptile` is the `reptile` strategy; unset strategy parameters take the
@@ -478,24 +486,26 @@ class SimulationConfig(BaseModel):
         from scarcity.strategies import STRATEGIES  # the strategies read this module's config
 
         if self.strategy not in STRATEGIES:
-            raise ValueError(
-                f"strategy: unknown {self.strategy!r}, expected one of {', '.join(STRATEGIES)}"
+            raise ConfigError(
+                "strategy", f"unknown {self.strategy!r}, expected one of {', '.join(STRATEGIES)}"
             )
         # A frozen model: fields are filled in during validation only, as pydantic allows.
         fill = object.__setattr__
         if self.meta_reptile and self.strategy not in ("fedavg", "reptile"):
-            raise ValueError(
-                f"meta_reptile: is the reptile strategy; it cannot go with strategy "
-                f"{self.strategy} (drop meta_reptile or set strategy=reptile)"
+            raise ConfigError(
+                "meta_reptile",
+                f"is the reptile strategy; it cannot go with strategy "
+                f"{self.strategy} (drop meta_reptile or set strategy=reptile)",
             )
         if self.meta_reptile:
             fill(self, "strategy", "reptile")
         elif self.strategy == "reptile":
             fill(self, "meta_reptile", True)
         if self.strategy != "fedavg" and not self.federated_averaging:
-            raise ValueError(
-                f"strategy: {self.strategy} aggregates the shared model and needs "
-                "federated_averaging (stage2 or later)"
+            raise ConfigError(
+                "strategy",
+                f"{self.strategy} aggregates the shared model and needs "
+                "federated_averaging (stage2 or later)",
             )
         resolved = STRATEGIES[self.strategy].resolve(self, participants_per_round(self))
         for name, value in resolved.items():
@@ -522,16 +532,12 @@ def _list_strategies(schema: dict[str, JsonValue]) -> None:
 
 def _list_models(schema: dict[str, JsonValue]) -> None:
     """The `model` field's JSON schema names the registry's backbones."""
-    from scarcity.backbones import BACKBONES
-
     names: list[JsonValue] = [*BACKBONES]
     schema["enum"] = names
 
 
 def _list_partitions(schema: dict[str, JsonValue]) -> None:
     """The `partition` field's JSON schema names the registry's partitioners."""
-    from scarcity.partitions import PARTITIONERS
-
     names: list[JsonValue] = [*PARTITIONERS]
     schema["enum"] = names
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from torch import nn
 
 from scarcity.backbones.base import Backbone
+from scarcity.errors import ConfigError
 
 IMAGE_SIDE = 8
 
@@ -23,7 +24,7 @@ class CNNBackbone(Backbone):
     def __init__(self, input_dim: int, output_dim: int, channels: int) -> None:
         super().__init__(input_dim, output_dim)
         if input_dim != IMAGE_SIDE * IMAGE_SIDE:
-            raise ValueError(f"model: cnn takes 8×8 images (64 features), got {input_dim}")
+            raise ConfigError("model", f"cnn takes 8×8 images (64 features), got {input_dim}")
         self.channels = channels
 
     def layers(self) -> nn.Module:

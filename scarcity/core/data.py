@@ -313,7 +313,7 @@ _NATURAL_SPLITS: dict[tuple[object, ...], NaturalSplit] = {}
 
 def natural_split(config: SimulationConfig) -> NaturalSplit:
     """The clients' disjoint shares of a real data set under `config.partition` (cached: the
-    config's validation makes it once, the data and the API's sizes read it again).
+    run plan (`scarcity.plan`) makes it once, the data reads it again).
 
     Raises `scarcity.partitions.PartitionError` naming the field when it cannot be made.
     """

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from scarcity.errors import ConfigError
+
 if TYPE_CHECKING:
     from scarcity.config import SimulationConfig
 
@@ -22,12 +24,8 @@ if TYPE_CHECKING:
 SplitFunction = Callable[["np.ndarray", "SimulationConfig", np.random.Generator], list[np.ndarray]]
 
 
-class PartitionError(ValueError):
+class PartitionError(ConfigError):
     """A split that cannot be made; the message reads "field: why"."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
 
 
 @dataclass(frozen=True)

@@ -87,7 +87,7 @@ class Strategy(ABC):
     @classmethod
     def resolve(cls, config: SimulationConfig, participants: int) -> dict[str, Any]:
         """The values of this strategy's unset (None) config fields, for a run drawing
-        `participants` clients a round; raises ValueError starting with the field's name when
+        `participants` clients a round; raises `ConfigError` naming the field when
         the config is one the strategy cannot run. The default: `defaults`."""
         return {
             name: value for name, value in cls.defaults.items() if getattr(config, name) is None

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from torch import Tensor
 
+from scarcity.errors import ConfigError
 from scarcity.strategies.base import ClientUpdates, Strategy, Weights
 from scarcity.strategies.functions import (
     flatten,
@@ -48,9 +49,10 @@ def tolerated(config: SimulationConfig, participants: int, values: dict[str, Any
 def require_participants(name: str, f: int, participants: int, least: int) -> None:
     """A rule tolerating f attackers needs `least` participants a round."""
     if participants < least:
-        raise ValueError(
-            f"num_malicious_clients: {name} tolerating f={f} needs at least {least} "
-            f"participants per round, got {participants}"
+        raise ConfigError(
+            "num_malicious_clients",
+            f"{name} tolerating f={f} needs at least {least} participants per round, "
+            f"got {participants}",
         )
 
 
@@ -103,8 +105,8 @@ class MultiKrum(Strategy):
         if keep is None:
             values["num_clients_to_keep"] = max(1, participants - f)
         elif keep > participants:
-            raise ValueError(
-                f"num_clients_to_keep: {keep} is more than the {participants} participants"
+            raise ConfigError(
+                "num_clients_to_keep", f"{keep} is more than the {participants} participants"
             )
         return values
 
