@@ -3,20 +3,27 @@
 A request is a preset name plus overrides; `resolve_config` fills every other field from the
 preset, then validates the whole. Field names are part of the public HTTP contract (docs/design.md):
 add fields, never rename them.
+
+`SimulationConfig` is assembled: the run's own fields (`_RunFields`), each strategy's,
+partitioner's and backbone's fields as they declare them (`scarcity.params.Param`) after the
+field that chooses them, and the checks of every combination (`_Checks`, raising `ConfigError`
+naming the field). Validation reads no data: whether a real data set can be split as asked is
+the run plan's question (`scarcity.plan`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, create_model, model_validator
 
-from scarcity.backbones import BACKBONES, make_backbone
+from scarcity.backbones import BACKBONES, backbone_params, make_backbone
 from scarcity.errors import ConfigError
-from scarcity.partitions import PARTITIONERS
+from scarcity.partitions import PARTITIONERS, partition_params
 from scarcity.partitions.sizes import MAX_CLIENT_SIZE_FACTOR, MIN_CLIENT_SAMPLES
+from scarcity.strategies import STRATEGIES, strategy_params
 
 PresetName = Literal[
     "stage1", "stage2", "stage3", "stage4", "stage5", "stage6", "stage7", "stage8", "baseline"
@@ -42,8 +49,10 @@ REGRESSION_DATASETS = frozenset({"synthetic", "diabetes"})
 ENGINE_VERSION = 4
 
 
-class SimulationConfig(BaseModel):
-    """Every knob of one SF-HFE simulation, fully resolved (no field is ever missing)."""
+class _RunFields(BaseModel):
+    """The run's own fields, in the order users see them. The fields of the strategies,
+    partitioners and backbones are declared by them and come after `strategy`, `partition`
+    and `model` in `SimulationConfig`."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -81,10 +90,7 @@ class SimulationConfig(BaseModel):
         ),
         json_schema_extra=lambda schema: _list_models(schema),
     )
-    hidden_sizes: list[Annotated[int, Field(ge=1, le=4096)]] = Field(
-        [64], min_length=1, max_length=8, description="mlp: units of each hidden layer."
-    )
-    cnn_channels: int = Field(8, ge=1, le=256, description="cnn: filters of the 3×3 convolution.")
+    # (Each backbone's own fields come here: scarcity.backbones.)
     router_strategy: Literal["variance", "random", "round_robin", "balanced"] = Field(
         "variance",
         description=(
@@ -105,31 +111,7 @@ class SimulationConfig(BaseModel):
         description="Split of a real data set among the clients (GET /partitions lists them).",
         json_schema_extra=lambda schema: _list_partitions(schema),
     )
-    dirichlet_alpha: float = Field(
-        0.5, gt=0, le=1000, description="dirichlet / inner_dirichlet: concentration α."
-    )
-    # At least 1: a client holds some data (Flower Datasets allows empty partitions).
-    min_partition_size: int = Field(
-        MIN_CLIENT_SAMPLES,
-        ge=1,
-        description=(
-            "dirichlet: redraw (at most 10 times more) until every client holds at least this "
-            "many rows; linear/square/exponential: rows every client gets before the skewed "
-            "split (Flower's default is 10)."
-        ),
-    )
-    self_balancing: bool = Field(
-        False, description="dirichlet: a client above the average size gets no later class."
-    )
-    num_classes_per_partition: int = Field(
-        2, ge=1, description="pathological: classes each client holds (NIID-Bench's #C=k)."
-    )
-    class_assignment_mode: Literal["random", "deterministic", "first-deterministic"] = Field(
-        "random", description="pathological: how each client's classes are picked."
-    )
-    num_shards_per_partition: int = Field(
-        2, ge=1, description="shard: label-sorted shards each client holds (FedAvg's 2)."
-    )
+    # (Each partitioner's own fields come here: scarcity.partitions.)
     resample_to_size: bool = Field(
         False,
         description=(
@@ -237,38 +219,6 @@ class SimulationConfig(BaseModel):
         description="Server aggregate of the shared model (GET /strategies lists them).",
         json_schema_extra=lambda schema: _list_strategies(schema),
     )
-    server_learning_rate: float | None = Field(
-        None, gt=0, le=10, description="Server step η (FedAvgM, FedAdagrad/Adam/Yogi, SCAFFOLD)."
-    )
-    server_momentum: float | None = Field(
-        None, ge=0, lt=1, description="FedAvgM server momentum β."
-    )
-    beta_1: float | None = Field(None, ge=0, lt=1, description="FedAdam/FedYogi first moment.")
-    beta_2: float | None = Field(None, ge=0, lt=1, description="FedAdam/FedYogi second moment.")
-    tau: float | None = Field(None, gt=0, le=1, description="FedAdagrad/Adam/Yogi adaptivity τ.")
-    proximal_mu: float | None = Field(None, ge=0, le=100, description="FedProx proximal μ.")
-    trim_beta: float | None = Field(
-        None, ge=0, lt=0.5, description="FedTrimmedAvg: share cut from each end per coordinate."
-    )
-    num_malicious_clients: int | None = Field(
-        None, ge=0, description="Krum/Multi-Krum/Bulyan: Byzantine participants tolerated (f)."
-    )
-    num_clients_to_keep: int | None = Field(
-        None, ge=1, description="Multi-Krum: models averaged (m); m = 1 is Krum."
-    )
-    q_param: float | None = Field(None, ge=0, le=100, description="q-FedAvg fairness q.")
-    qffl_learning_rate: float | None = Field(
-        None, gt=0, le=10, description="q-FedAvg step η (L = 1/η)."
-    )
-    dp_clipping_norm: float | None = Field(
-        None, gt=0, description="DP-FedAvg: L2 bound C of each client update."
-    )
-    dp_noise_multiplier: float | None = Field(
-        None, ge=0, le=100, description="DP-FedAvg: Gaussian noise std = z·C / participants."
-    )
-    dp_clipping: Literal["server", "client"] | None = Field(
-        None, description="DP-FedAvg: who clips the updates (client: attackers do not clip)."
-    )
 
     # Client sampling (Flower's names): each round a deterministic draw of the participants.
     clients_per_round: int | None = Field(
@@ -327,6 +277,20 @@ class SimulationConfig(BaseModel):
         ),
     )
 
+
+# The type checker sees the run's own fields on the config; at run time they come with the
+# assembled class (below), after which the owners' fields are inserted.
+if TYPE_CHECKING:
+    _Fields = _RunFields
+else:
+    _Fields = BaseModel
+
+
+class _Checks(_Fields):
+    """What a config checks and derives: every combination of fields, without reading data."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
     @model_validator(mode="before")
     @classmethod
     def _preset_is_applied(cls, data: Any) -> Any:
@@ -349,7 +313,7 @@ class SimulationConfig(BaseModel):
         return data
 
     @model_validator(mode="after")
-    def _check_combinations(self) -> SimulationConfig:
+    def _check_combinations(self) -> Self:
         shape = DATASET_SHAPES.get(self.dataset)
         if shape is not None:
             features, classes = shape
@@ -483,8 +447,6 @@ class SimulationConfig(BaseModel):
     def _resolve_strategy(self) -> None:
         """`meta_reptile` is the `reptile` strategy; unset strategy parameters take the
         strategy's defaults; the combination must be one the strategy can run."""
-        from scarcity.strategies import STRATEGIES  # the strategies read this module's config
-
         if self.strategy not in STRATEGIES:
             raise ConfigError(
                 "strategy", f"unknown {self.strategy!r}, expected one of {', '.join(STRATEGIES)}"
@@ -516,11 +478,39 @@ class SimulationConfig(BaseModel):
         return int(self.preset.removeprefix("stage"))
 
 
-def strategy_names() -> list[str]:
-    """The registered strategies (`scarcity.strategies.STRATEGIES`), read when needed: the
-    registry is the one list, and it imports this module's config type for its own use."""
-    from scarcity.strategies import STRATEGIES
+def _assemble() -> type[_Checks]:
+    """`SimulationConfig`: the run's own fields, each owner's fields after the field that
+    chooses it (a backbone's after `model`, ...), and the checks."""
+    owned = {
+        "model": backbone_params(),
+        "partition": partition_params(),
+        "strategy": strategy_params(),
+    }
+    fields: dict[str, Any] = {}
+    for name, info in _RunFields.model_fields.items():
+        fields[name] = (info.annotation, info)
+        for param in owned.get(name, ()):
+            if param.name in fields or param.name in _RunFields.model_fields:
+                raise TypeError(f"{param.name}: declared by two owners, or also the run's own")
+            fields[param.name] = param.field()
+    model: type[_Checks] = create_model(
+        "SimulationConfig",
+        __base__=_Checks,
+        __module__=__name__,
+        __doc__="Every knob of one SF-HFE simulation, fully resolved (no field is ever missing).",
+        **fields,
+    )
+    return model
 
+
+if TYPE_CHECKING:
+    SimulationConfig = _Checks
+else:
+    SimulationConfig = _assemble()
+
+
+def strategy_names() -> list[str]:
+    """The registered strategies (`scarcity.strategies.STRATEGIES`), the one list of them."""
     return list(STRATEGIES)
 
 

@@ -12,6 +12,7 @@ from torch import nn
 
 from scarcity.backbones.base import Backbone
 from scarcity.errors import ConfigError
+from scarcity.params import Param
 
 IMAGE_SIDE = 8
 
@@ -19,7 +20,7 @@ IMAGE_SIDE = 8
 class CNNBackbone(Backbone):
     name = "cnn"
     description = "8×8 images: 3×3 conv (cnn_channels filters) → ReLU → 2×2 max-pool → linear."
-    parameters = ("cnn_channels",)
+    params = (Param("cnn_channels", int, 8, "cnn: filters of the 3×3 convolution.", ge=1, le=256),)
 
     def __init__(self, input_dim: int, output_dim: int, channels: int) -> None:
         super().__init__(input_dim, output_dim)

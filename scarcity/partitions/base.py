@@ -11,17 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from scarcity.errors import ConfigError
-
-if TYPE_CHECKING:
-    from scarcity.config import SimulationConfig
+from scarcity.params import Param, RunConfig
 
 #: (training labels, config, generator) → one index array per client.
-SplitFunction = Callable[["np.ndarray", "SimulationConfig", np.random.Generator], list[np.ndarray]]
+SplitFunction = Callable[["np.ndarray", "RunConfig", np.random.Generator], list[np.ndarray]]
 
 
 class PartitionError(ConfigError):
@@ -37,6 +34,9 @@ class Partitioner:
     split: SplitFunction
     #: Config fields the split reads, besides num_clients and seed.
     parameters: tuple[str, ...] = ()
+    #: The fields among them this partitioner declares (the others are the run's own, or
+    #: declared by another partitioner): `scarcity.config` assembles the config from them.
+    params: tuple[Param, ...] = ()
     #: Whether the rule splits by label (so it needs a labelled data set).
     by_label: bool = False
 
