@@ -642,7 +642,9 @@ def resolve_config(
 ) -> SimulationConfig:
     """Preset defaults, then the caller's overrides, validated as one `SimulationConfig`.
 
-    Raises `pydantic.ValidationError` naming the offending field.
+    Raises `pydantic.ValidationError` naming the offending field (a combination refused is a
+    `ConfigError` in its context). It reads no data: whether a real data set can be split as
+    asked is for `scarcity.plan.plan`, which raises `ConfigError` naming the field.
     """
     fields = {**(request or {}), **overrides}
     preset_name = fields.get("preset", "stage8")

@@ -7,6 +7,7 @@ Each module cites its paper and states its update rule; the math lives in
 
 from __future__ import annotations
 
+from scarcity.errors import ConfigError
 from scarcity.params import Param, RunConfig, unique
 from scarcity.strategies.base import ClientUpdates, FitInstructions, Strategy
 from scarcity.strategies.bulyan import Bulyan
@@ -51,8 +52,8 @@ def make_strategy(config: RunConfig) -> Strategy:
     try:
         cls = STRATEGIES[config.strategy]
     except KeyError:
-        raise ValueError(
-            f"strategy: unknown {config.strategy!r}, expected one of {sorted(STRATEGIES)}"
+        raise ConfigError(
+            "strategy", f"unknown {config.strategy!r}, expected one of {sorted(STRATEGIES)}"
         ) from None
     return cls(config)
 

@@ -7,7 +7,7 @@ one at a time, each the Krum choice (lowest sum of squared distances to its
 max(1, n − f − 2) nearest others) among the n models not yet selected; then, per coordinate,
 average (unweighted) the β = θ − 2f selected values closest to the selected models'
 coordinate-wise median (numpy.median: an even count takes the mean of the middle two). Ties
-go to the earlier model. Fewer than 4f + 3 participants raise ValueError, as in Flower.
+go to the earlier model. Fewer than 4f + 3 participants raise ConfigError, as in Flower.
 """
 
 from __future__ import annotations

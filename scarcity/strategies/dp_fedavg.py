@@ -21,6 +21,7 @@ from typing import Any, ClassVar, Literal
 import torch
 from torch import Tensor
 
+from scarcity.errors import ConfigError
 from scarcity.params import Param, RunConfig
 from scarcity.strategies.base import ClientUpdates, FitInstructions, Strategy, Weights
 from scarcity.strategies.functions import clip_updates, option, weighted_mean
@@ -76,7 +77,7 @@ class DPFedAvg(Strategy):
     def client_side(self) -> bool:
         mode = option(self, "dp_clipping")
         if mode not in ("server", "client"):
-            raise ValueError(f"dp_clipping: 'server' or 'client', got {mode!r}")
+            raise ConfigError("dp_clipping", f"'server' or 'client', got {mode!r}")
         return bool(mode == "client")
 
     def configure_fit(
