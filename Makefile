@@ -61,10 +61,11 @@ services:  ## start PostgreSQL and Redis when they are down (the tests need both
 	@redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 || redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no
 	@for i in $$(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 && exit 0; sleep 1; done; echo "PostgreSQL or Redis did not come up" >&2; exit 1
 
-lint: install-test  ## ruff (lint + format) everywhere, mypy on every package
+lint: install-test  ## ruff (lint + format) everywhere, mypy on every package, the import layers
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
 	$(PY) -m mypy scarcity models worker app
+	.venv/bin/lint-imports
 
 chromium:  ## Debian's chromium for the dashboard's browser test (installed when missing)
 	@scripts/ensure-debian-package.sh /usr/bin/chromium chromium

@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match, Mount
 
 from models.db import is_transient
+from scarcity.errors import ConfigError
 
 logger = logging.getLogger("app.errors")
 
@@ -97,18 +98,24 @@ def validation_detail(errors: Sequence[Mapping[str, Any]]) -> list[dict[str, obj
         if whole is not None:
             out.append(whole)
             continue
+        # The engine's checks of a combination of fields raise a ConfigError naming its field.
+        cause = (error.get("ctx") or {}).get("error")
+        if isinstance(cause, ConfigError):
+            out.append(config_error_detail(cause))
+            continue
         loc = [str(p) for p in error.get("loc", ()) if p not in ("body",)]
         message = str(error.get("msg", "invalid"))
         if error.get("type") == "extra_forbidden":
             message = "unknown field (not a simulation setting)"
-        # Model-level checks name their field as "field: message" (scarcity.config).
-        if not loc and ": " in message:
-            field, _, message = message.removeprefix("Value error, ").partition(": ")
-            loc = [field]
         out.append(
             {"field": ".".join(loc) or None, "message": message.removeprefix("Value error, ")}
         )
     return out
+
+
+def config_error_detail(error: ConfigError) -> dict[str, object]:
+    """The engine's refusal of a config as one `{field, message}` of a 422."""
+    return {"field": error.field, "message": error.message}
 
 
 _METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
@@ -143,6 +150,10 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ValidationError)
     async def _model_validation(_: Request, exc: ValidationError) -> JSONResponse:
         return JSONResponse(_body("validation_error", validation_detail(list(exc.errors()))), 422)
+
+    @app.exception_handler(ConfigError)
+    async def _config_error(_: Request, exc: ConfigError) -> JSONResponse:
+        return JSONResponse(_body("validation_error", [config_error_detail(exc)]), 422)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -13,7 +13,7 @@ from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
 from app import search
-from app.errors import Conflict, NotAcceptable, NotFound, Unprocessable
+from app.errors import Conflict, NotAcceptable, NotFound, Unprocessable, config_error_detail
 from app.schemas import (
     FIELD_LIMITS,
     MAX_TAGS,
@@ -36,16 +36,18 @@ from models import (
 )
 from models.base import as_utc
 from models.settings import Settings
-from scarcity.config import SimulationConfig, participants_per_round, resolve_config
-from scarcity.core.data import client_sizes, describe_clients
+from scarcity.config import SimulationConfig, resolve_config
+from scarcity.core.data import describe_clients
+from scarcity.plan import ConfigError, RunPlan, plan
 
 
-def check_limits(config: SimulationConfig, settings: Settings) -> None:
+def check_limits(run_plan: RunPlan, settings: Settings) -> None:
     """The resolved config (preset defaults included) against every limit: 422 naming the field.
 
     The request schema caps the fields a client sends; a preset's default can still exceed a
     limit the operator lowered, and the work budget spans several fields.
     """
+    config = run_plan.config
     caps = field_caps(settings)
     errors = [
         {
@@ -59,12 +61,9 @@ def check_limits(config: SimulationConfig, settings: Settings) -> None:
     ]
     if errors:
         raise Unprocessable(errors)
-    # Passes over the data per round: local training, plus the autoencoders' in stage 8, by
-    # the clients drawn each round (all of them without sampling). With quantity skew the
-    # batched execution pads every client to the largest one.
-    epochs = config.local_epochs + (config.ssl_epochs if config.structure_discovery else 0)
-    size = max(client_sizes(config))
-    work = participants_per_round(config) * config.rounds * size * epochs
+    # The work estimate of the run plan: the clients drawn each round × rounds × the largest
+    # client's rows × passes over them (local training, plus the autoencoders' in stage 8).
+    work = run_plan.work
     if work > settings.max_work:
         raise Unprocessable(
             [
@@ -83,7 +82,11 @@ def check_limits(config: SimulationConfig, settings: Settings) -> None:
 def resolved_config(body: BaseModel, settings: Settings) -> SimulationConfig:
     """The request's preset and overrides resolved to a full config, checked against the limits."""
     config = resolve_config(body.model_dump(exclude_none=True, exclude=set(RUN_FIELDS)))
-    check_limits(config, settings)
+    try:
+        run_plan = plan(config)
+    except ConfigError as error:  # the data cannot be split as asked
+        raise Unprocessable([config_error_detail(error)]) from None
+    check_limits(run_plan, settings)
     return config
 
 

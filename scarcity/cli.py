@@ -16,6 +16,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from scarcity.errors import ConfigError
+
 SERVICE_COMMANDS = ("serve", "worker", "migrate")
 EXIT_USAGE = 2
 
@@ -115,6 +117,10 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
 def format_validation_error(error: ValidationError) -> str:
     lines = []
     for item in error.errors():
+        cause = (item.get("ctx") or {}).get("error")
+        if isinstance(cause, ConfigError):  # a combination of fields, refused naming one
+            lines.append(str(cause))
+            continue
         message = str(item["msg"]).removeprefix("Value error, ")
         field = ".".join(str(p) for p in item["loc"])
         lines.append(f"{field}: {message}" if field else message)  # else the message names it
@@ -128,13 +134,17 @@ def run_command(args: argparse.Namespace) -> int:
     from scarcity.config import resolve_config
     from scarcity.core.data import describe_clients
     from scarcity.logging_setup import LogFileError, configure_logging, default_log_file
+    from scarcity.plan import plan
     from scarcity.provenance import environment
     from scarcity.simulation import Simulation, SimulationError
 
     try:
-        config = resolve_config(request_from_args(args))
+        config = plan(resolve_config(request_from_args(args))).config
     except ValidationError as error:
         print(format_validation_error(error), file=sys.stderr)
+        return EXIT_USAGE
+    except ConfigError as error:  # the data cannot be split as asked
+        print(f"invalid configuration:\n  {error}", file=sys.stderr)
         return EXIT_USAGE
     except ValueError as error:
         print(f"invalid configuration: {error}", file=sys.stderr)

@@ -3,15 +3,27 @@
 A request is a preset name plus overrides; `resolve_config` fills every other field from the
 preset, then validates the whole. Field names are part of the public HTTP contract (docs/design.md):
 add fields, never rename them.
+
+`SimulationConfig` is assembled: the run's own fields (`_RunFields`), each strategy's,
+partitioner's and backbone's fields as they declare them (`scarcity.params.Param`) after the
+field that chooses them, and the checks of every combination (`_Checks`, raising `ConfigError`
+naming the field). Validation reads no data: whether a real data set can be split as asked is
+the run plan's question (`scarcity.plan`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, create_model, model_validator
+
+from scarcity.backbones import BACKBONES, backbone_params, make_backbone
+from scarcity.errors import ConfigError
+from scarcity.partitions import PARTITIONERS, partition_params
+from scarcity.partitions.sizes import MAX_CLIENT_SIZE_FACTOR, MIN_CLIENT_SAMPLES
+from scarcity.strategies import STRATEGIES, strategy_params
 
 PresetName = Literal[
     "stage1", "stage2", "stage3", "stage4", "stage5", "stage6", "stage7", "stage8", "baseline"
@@ -32,19 +44,15 @@ DEFAULT_SCALING = {"digits": "minmax"}
 #: The bundled data sets with a real-valued target (the others are labelled).
 REGRESSION_DATASETS = frozenset({"synthetic", "diabetes"})
 
-# Bounds of a client's data size under quantity skew: at least 2 samples (a variance needs
-# two), at most this multiple of samples_per_client (the padded batched tensors, and so the
-# work, stay within a fixed factor of the unskewed run).
-MIN_CLIENT_SAMPLES = 2
-MAX_CLIENT_SIZE_FACTOR = 4
-
 #: The engine's numerical revision (`engine_version`): bumped by a change that moves results
 #: by float rounding, so that stored runs, which keep theirs, resume bit for bit.
 ENGINE_VERSION = 4
 
 
-class SimulationConfig(BaseModel):
-    """Every knob of one SF-HFE simulation, fully resolved (no field is ever missing)."""
+class _RunFields(BaseModel):
+    """The run's own fields, in the order users see them. The fields of the strategies,
+    partitioners and backbones are declared by them and come after `strategy`, `partition`
+    and `model` in `SimulationConfig`."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -82,10 +90,7 @@ class SimulationConfig(BaseModel):
         ),
         json_schema_extra=lambda schema: _list_models(schema),
     )
-    hidden_sizes: list[Annotated[int, Field(ge=1, le=4096)]] = Field(
-        [64], min_length=1, max_length=8, description="mlp: units of each hidden layer."
-    )
-    cnn_channels: int = Field(8, ge=1, le=256, description="cnn: filters of the 3×3 convolution.")
+    # (Each backbone's own fields come here: scarcity.backbones.)
     router_strategy: Literal["variance", "random", "round_robin", "balanced"] = Field(
         "variance",
         description=(
@@ -106,31 +111,7 @@ class SimulationConfig(BaseModel):
         description="Split of a real data set among the clients (GET /partitions lists them).",
         json_schema_extra=lambda schema: _list_partitions(schema),
     )
-    dirichlet_alpha: float = Field(
-        0.5, gt=0, le=1000, description="dirichlet / inner_dirichlet: concentration α."
-    )
-    # At least 1: a client holds some data (Flower Datasets allows empty partitions).
-    min_partition_size: int = Field(
-        MIN_CLIENT_SAMPLES,
-        ge=1,
-        description=(
-            "dirichlet: redraw (at most 10 times more) until every client holds at least this "
-            "many rows; linear/square/exponential: rows every client gets before the skewed "
-            "split (Flower's default is 10)."
-        ),
-    )
-    self_balancing: bool = Field(
-        False, description="dirichlet: a client above the average size gets no later class."
-    )
-    num_classes_per_partition: int = Field(
-        2, ge=1, description="pathological: classes each client holds (NIID-Bench's #C=k)."
-    )
-    class_assignment_mode: Literal["random", "deterministic", "first-deterministic"] = Field(
-        "random", description="pathological: how each client's classes are picked."
-    )
-    num_shards_per_partition: int = Field(
-        2, ge=1, description="shard: label-sorted shards each client holds (FedAvg's 2)."
-    )
+    # (Each partitioner's own fields come here: scarcity.partitions.)
     resample_to_size: bool = Field(
         False,
         description=(
@@ -238,38 +219,6 @@ class SimulationConfig(BaseModel):
         description="Server aggregate of the shared model (GET /strategies lists them).",
         json_schema_extra=lambda schema: _list_strategies(schema),
     )
-    server_learning_rate: float | None = Field(
-        None, gt=0, le=10, description="Server step η (FedAvgM, FedAdagrad/Adam/Yogi, SCAFFOLD)."
-    )
-    server_momentum: float | None = Field(
-        None, ge=0, lt=1, description="FedAvgM server momentum β."
-    )
-    beta_1: float | None = Field(None, ge=0, lt=1, description="FedAdam/FedYogi first moment.")
-    beta_2: float | None = Field(None, ge=0, lt=1, description="FedAdam/FedYogi second moment.")
-    tau: float | None = Field(None, gt=0, le=1, description="FedAdagrad/Adam/Yogi adaptivity τ.")
-    proximal_mu: float | None = Field(None, ge=0, le=100, description="FedProx proximal μ.")
-    trim_beta: float | None = Field(
-        None, ge=0, lt=0.5, description="FedTrimmedAvg: share cut from each end per coordinate."
-    )
-    num_malicious_clients: int | None = Field(
-        None, ge=0, description="Krum/Multi-Krum/Bulyan: Byzantine participants tolerated (f)."
-    )
-    num_clients_to_keep: int | None = Field(
-        None, ge=1, description="Multi-Krum: models averaged (m); m = 1 is Krum."
-    )
-    q_param: float | None = Field(None, ge=0, le=100, description="q-FedAvg fairness q.")
-    qffl_learning_rate: float | None = Field(
-        None, gt=0, le=10, description="q-FedAvg step η (L = 1/η)."
-    )
-    dp_clipping_norm: float | None = Field(
-        None, gt=0, description="DP-FedAvg: L2 bound C of each client update."
-    )
-    dp_noise_multiplier: float | None = Field(
-        None, ge=0, le=100, description="DP-FedAvg: Gaussian noise std = z·C / participants."
-    )
-    dp_clipping: Literal["server", "client"] | None = Field(
-        None, description="DP-FedAvg: who clips the updates (client: attackers do not clip)."
-    )
 
     # Client sampling (Flower's names): each round a deterministic draw of the participants.
     clients_per_round: int | None = Field(
@@ -328,6 +277,20 @@ class SimulationConfig(BaseModel):
         ),
     )
 
+
+# The type checker sees the run's own fields on the config; at run time they come with the
+# assembled class (below), after which the owners' fields are inserted.
+if TYPE_CHECKING:
+    _Fields = _RunFields
+else:
+    _Fields = BaseModel
+
+
+class _Checks(_Fields):
+    """What a config checks and derives: every combination of fields, without reading data."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
     @model_validator(mode="before")
     @classmethod
     def _preset_is_applied(cls, data: Any) -> Any:
@@ -342,107 +305,115 @@ class SimulationConfig(BaseModel):
             )
             if missing:
                 settings = ", ".join(f"{k}={v}" for k, v in missing.items())
-                raise ValueError(
-                    f"preset: {data['preset']} means {settings}; build the config with "
-                    f"resolve_config(preset={data['preset']!r}, ...) (or set them here)"
+                raise ConfigError(
+                    "preset",
+                    f"{data['preset']} means {settings}; build the config with "
+                    f"resolve_config(preset={data['preset']!r}, ...) (or set them here)",
                 )
         return data
 
     @model_validator(mode="after")
-    def _check_combinations(self) -> SimulationConfig:
+    def _check_combinations(self) -> Self:
         shape = DATASET_SHAPES.get(self.dataset)
         if shape is not None:
             features, classes = shape
             if self.input_dim != features:
-                raise ValueError(
-                    f"input_dim: data set {self.dataset} has {features} features, "
-                    f"got {self.input_dim}"
+                raise ConfigError(
+                    "input_dim",
+                    f"data set {self.dataset} has {features} features, got {self.input_dim}",
                 )
             if self.output_dim != classes:
-                raise ValueError(
-                    f"output_dim: data set {self.dataset} has {classes} classes, "
-                    f"got {self.output_dim}"
+                raise ConfigError(
+                    "output_dim",
+                    f"data set {self.dataset} has {classes} classes, got {self.output_dim}",
                 )
         self._check_partition()
         self._check_model()
         scored = self.federated_averaging or (self.expert_ensemble and self.ensemble_evaluation)
         if self.client_test_fraction > 0 and not scored:
-            raise ValueError(
-                "client_test_fraction: evaluates the shared model (federated_averaging) or the "
-                "experts (ensemble_evaluation) on each client's rows and needs one of them"
+            raise ConfigError(
+                "client_test_fraction",
+                "evaluates the shared model (federated_averaging) or the "
+                "experts (ensemble_evaluation) on each client's rows and needs one of them",
             )
         if self.meta_reptile and not self.federated_averaging:
-            raise ValueError("meta_reptile: needs federated_averaging (the shared model)")
+            raise ConfigError("meta_reptile", "needs federated_averaging (the shared model)")
         if not self.expert_ensemble:
             if not self.federated_averaging:
-                raise ValueError(
-                    "expert_ensemble: without experts a client trains only the shared model, "
-                    "which needs federated_averaging"
+                raise ConfigError(
+                    "expert_ensemble",
+                    "without experts a client trains only the shared model, "
+                    "which needs federated_averaging",
                 )
             for toggle in EXPERT_TOGGLES:
                 if getattr(self, toggle):
-                    raise ValueError(f"{toggle}: needs the experts (expert_ensemble true)")
+                    raise ConfigError(toggle, "needs the experts (expert_ensemble true)")
         if self.label_free:
             self._check_label_free()
         if self.meta_learning and not self.insight_exchange and self.engine_version >= 3:
             # Earlier engines let it read the insights the clients never sent.
-            raise ValueError(
-                "meta_learning: the meta-learner learns from the insights the clients send the "
-                "server and needs insight_exchange"
+            raise ConfigError(
+                "meta_learning",
+                "the meta-learner learns from the insights the clients send the "
+                "server and needs insight_exchange",
             )
         self._resolve_strategy()
         if self.malicious_fraction > 0 and self.attack != "label_flip":
             if not self.federated_averaging:
-                raise ValueError(
-                    f"attack: {self.attack} tampers with the models sent to the server and "
-                    "needs federated_averaging (label_flip does not)"
+                raise ConfigError(
+                    "attack",
+                    f"{self.attack} tampers with the models sent to the server and "
+                    "needs federated_averaging (label_flip does not)",
                 )
         return self
 
     def _check_label_free(self) -> None:
         """Nothing may read the training labels."""
         if not self.structure_discovery:
-            raise ValueError(
-                "label_free: trains the experts' self-supervised objectives and needs "
-                "structure_discovery (stage8)"
+            raise ConfigError(
+                "label_free",
+                "trains the experts' self-supervised objectives and needs "
+                "structure_discovery (stage8)",
             )
         if self.federated_averaging:
-            raise ValueError(
-                "label_free: the shared model trains on labels; set federated_averaging false "
-                "(or label_free false for the supervised hybrid)"
+            raise ConfigError(
+                "label_free",
+                "the shared model trains on labels; set federated_averaging false "
+                "(or label_free false for the supervised hybrid)",
             )
         if self.malicious_fraction > 0 and self.attack == "label_flip":
-            raise ValueError("attack: label_flip flips labels that label_free never reads")
+            raise ConfigError("attack", "label_flip flips labels that label_free never reads")
 
     def _check_model(self) -> None:
         """The model must be a registered one that suits the data's shape."""
-        from scarcity.backbones import BACKBONES, make_backbone
-
         if self.model not in BACKBONES:
-            raise ValueError(f"model: unknown {self.model!r}; choose one of {', '.join(BACKBONES)}")
+            raise ConfigError(
+                "model", f"unknown {self.model!r}; choose one of {', '.join(BACKBONES)}"
+            )
         make_backbone(self)  # raises naming `model` when the shape does not fit (cnn: 8×8)
 
     def _check_partition(self) -> None:
         """The partition must suit the data set and be one that can be made."""
-        from scarcity.partitions import PARTITIONERS  # they read this module's config
-
         partitioner = PARTITIONERS.get(self.partition)
         if partitioner is None:
-            raise ValueError(
-                f"partition: unknown {self.partition!r}, expected one of {', '.join(PARTITIONERS)}"
+            raise ConfigError(
+                "partition",
+                f"unknown {self.partition!r}, expected one of {', '.join(PARTITIONERS)}",
             )
         if self.dataset == "synthetic":
             if self.feature_scaling is not None:
-                raise ValueError("feature_scaling: applies to a real data set, not synthetic")
+                raise ConfigError("feature_scaling", "applies to a real data set, not synthetic")
             if partitioner.by_label:
-                raise ValueError(
-                    f"partition: {self.partition} splits by label and needs a labelled data set "
-                    "(digits, breast_cancer, wine, iris), not synthetic"
+                raise ConfigError(
+                    "partition",
+                    f"{self.partition} splits by label and needs a labelled data set "
+                    "(digits, breast_cancer, wine, iris), not synthetic",
                 )
             if self.partition != "iid":
-                raise ValueError(
-                    f"partition: {self.partition} splits a real data set; synthetic clients "
-                    "draw their own data (use quantity_skew for unequal sizes)"
+                raise ConfigError(
+                    "partition",
+                    f"{self.partition} splits a real data set; synthetic clients "
+                    "draw their own data (use quantity_skew for unequal sizes)",
                 )
             return
         if self.feature_scaling is None:
@@ -451,51 +422,52 @@ class SimulationConfig(BaseModel):
                 self, "feature_scaling", DEFAULT_SCALING.get(self.dataset, "standard")
             )
         if partitioner.by_label and self.dataset in REGRESSION_DATASETS:
-            raise ValueError(
-                f"partition: {self.partition} splits by label and {self.dataset} is a "
-                "regression data set (iid, linear, square or exponential split it)"
+            raise ConfigError(
+                "partition",
+                f"{self.partition} splits by label and {self.dataset} is a "
+                "regression data set (iid, linear, square or exponential split it)",
             )
         if self.resample_to_size:
             if self.partition not in ("iid", "dirichlet"):
-                raise ValueError(
-                    "resample_to_size: resizes an iid or dirichlet split only (the data of "
-                    f"earlier simulations), not {self.partition}"
+                raise ConfigError(
+                    "resample_to_size",
+                    "resizes an iid or dirichlet split only (the data of "
+                    f"earlier simulations), not {self.partition}",
                 )
             return
         if self.quantity_skew > 0 and "quantity_skew" not in partitioner.parameters:
-            raise ValueError(
-                f"quantity_skew: the clients of a real data set hold their natural share under "
+            raise ConfigError(
+                "quantity_skew",
+                f"the clients of a real data set hold their natural share under "
                 f"{self.partition}; use partition inner_dirichlet (requested sizes), linear, "
-                "square or exponential, or resample_to_size"
+                "square or exponential, or resample_to_size",
             )
-        from scarcity.core.data import natural_split  # loads the data set (cached)
-
-        natural_split(self)  # raises PartitionError ("field: why") when it cannot be made
+        # Whether the split can be made needs the data: `scarcity.plan` tries it.
 
     def _resolve_strategy(self) -> None:
         """`meta_reptile` is the `reptile` strategy; unset strategy parameters take the
         strategy's defaults; the combination must be one the strategy can run."""
-        from scarcity.strategies import STRATEGIES  # the strategies read this module's config
-
         if self.strategy not in STRATEGIES:
-            raise ValueError(
-                f"strategy: unknown {self.strategy!r}, expected one of {', '.join(STRATEGIES)}"
+            raise ConfigError(
+                "strategy", f"unknown {self.strategy!r}, expected one of {', '.join(STRATEGIES)}"
             )
         # A frozen model: fields are filled in during validation only, as pydantic allows.
         fill = object.__setattr__
         if self.meta_reptile and self.strategy not in ("fedavg", "reptile"):
-            raise ValueError(
-                f"meta_reptile: is the reptile strategy; it cannot go with strategy "
-                f"{self.strategy} (drop meta_reptile or set strategy=reptile)"
+            raise ConfigError(
+                "meta_reptile",
+                f"is the reptile strategy; it cannot go with strategy "
+                f"{self.strategy} (drop meta_reptile or set strategy=reptile)",
             )
         if self.meta_reptile:
             fill(self, "strategy", "reptile")
         elif self.strategy == "reptile":
             fill(self, "meta_reptile", True)
         if self.strategy != "fedavg" and not self.federated_averaging:
-            raise ValueError(
-                f"strategy: {self.strategy} aggregates the shared model and needs "
-                "federated_averaging (stage2 or later)"
+            raise ConfigError(
+                "strategy",
+                f"{self.strategy} aggregates the shared model and needs "
+                "federated_averaging (stage2 or later)",
             )
         resolved = STRATEGIES[self.strategy].resolve(self, participants_per_round(self))
         for name, value in resolved.items():
@@ -506,11 +478,39 @@ class SimulationConfig(BaseModel):
         return int(self.preset.removeprefix("stage"))
 
 
-def strategy_names() -> list[str]:
-    """The registered strategies (`scarcity.strategies.STRATEGIES`), read when needed: the
-    registry is the one list, and it imports this module's config type for its own use."""
-    from scarcity.strategies import STRATEGIES
+def _assemble() -> type[_Checks]:
+    """`SimulationConfig`: the run's own fields, each owner's fields after the field that
+    chooses it (a backbone's after `model`, ...), and the checks."""
+    owned = {
+        "model": backbone_params(),
+        "partition": partition_params(),
+        "strategy": strategy_params(),
+    }
+    fields: dict[str, Any] = {}
+    for name, info in _RunFields.model_fields.items():
+        fields[name] = (info.annotation, info)
+        for param in owned.get(name, ()):
+            if param.name in fields or param.name in _RunFields.model_fields:
+                raise TypeError(f"{param.name}: declared by two owners, or also the run's own")
+            fields[param.name] = param.field()
+    model: type[_Checks] = create_model(
+        "SimulationConfig",
+        __base__=_Checks,
+        __module__=__name__,
+        __doc__="Every knob of one SF-HFE simulation, fully resolved (no field is ever missing).",
+        **fields,
+    )
+    return model
 
+
+if TYPE_CHECKING:
+    SimulationConfig = _Checks
+else:
+    SimulationConfig = _assemble()
+
+
+def strategy_names() -> list[str]:
+    """The registered strategies (`scarcity.strategies.STRATEGIES`), the one list of them."""
     return list(STRATEGIES)
 
 
@@ -522,16 +522,12 @@ def _list_strategies(schema: dict[str, JsonValue]) -> None:
 
 def _list_models(schema: dict[str, JsonValue]) -> None:
     """The `model` field's JSON schema names the registry's backbones."""
-    from scarcity.backbones import BACKBONES
-
     names: list[JsonValue] = [*BACKBONES]
     schema["enum"] = names
 
 
 def _list_partitions(schema: dict[str, JsonValue]) -> None:
     """The `partition` field's JSON schema names the registry's partitioners."""
-    from scarcity.partitions import PARTITIONERS
-
     names: list[JsonValue] = [*PARTITIONERS]
     schema["enum"] = names
 
@@ -646,7 +642,9 @@ def resolve_config(
 ) -> SimulationConfig:
     """Preset defaults, then the caller's overrides, validated as one `SimulationConfig`.
 
-    Raises `pydantic.ValidationError` naming the offending field.
+    Raises `pydantic.ValidationError` naming the offending field (a combination refused is a
+    `ConfigError` in its context). It reads no data: whether a real data set can be split as
+    asked is for `scarcity.plan.plan`, which raises `ConfigError` naming the field.
     """
     fields = {**(request or {}), **overrides}
     preset_name = fields.get("preset", "stage8")

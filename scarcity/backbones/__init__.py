@@ -13,6 +13,7 @@ from scarcity.backbones.base import Backbone, ParamSpec
 from scarcity.backbones.cnn import CNNBackbone
 from scarcity.backbones.linear import LinearBackbone
 from scarcity.backbones.mlp import MLPBackbone
+from scarcity.params import Param, unique
 
 #: name → (class, builder from the config's fields).
 BACKBONES: dict[str, tuple[type[Backbone], Callable[[Any], Backbone]]] = {
@@ -22,9 +23,14 @@ BACKBONES: dict[str, tuple[type[Backbone], Callable[[Any], Backbone]]] = {
 }
 
 
+def backbone_params() -> list[Param]:
+    """The config fields the backbones declare, each once, in registry order."""
+    return unique(param for cls, _ in BACKBONES.values() for param in cls.params)
+
+
 def make_backbone(config: Any) -> Backbone:
     """The backbone `config.model` names, for `config.input_dim` → `config.output_dim`."""
     return BACKBONES[config.model][1](config)
 
 
-__all__ = ["BACKBONES", "Backbone", "ParamSpec", "make_backbone"]
+__all__ = ["BACKBONES", "Backbone", "ParamSpec", "backbone_params", "make_backbone"]

@@ -18,6 +18,8 @@ from typing import ClassVar
 import torch
 from torch import nn
 
+from scarcity.params import Param
+
 
 @dataclass(frozen=True)
 class ParamSpec:
@@ -39,8 +41,15 @@ class Backbone(ABC):
     name: ClassVar[str]
     #: One line for `GET /models` and the docs.
     description: ClassVar[str]
-    #: The config fields it reads besides the data's dimensions.
+    #: The config fields it reads besides the data's dimensions, declared here: `scarcity.config`
+    #: assembles the config from them.
+    params: ClassVar[tuple[Param, ...]] = ()
+    #: Their names (set from `params`).
     parameters: ClassVar[tuple[str, ...]] = ()
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.parameters = tuple(param.name for param in cls.params)
 
     def __init__(self, input_dim: int, output_dim: int) -> None:
         self.input_dim, self.output_dim = input_dim, output_dim

@@ -11,6 +11,8 @@ from __future__ import annotations
 from torch import nn
 
 from scarcity.backbones.base import Backbone
+from scarcity.errors import ConfigError
+from scarcity.params import Param
 
 IMAGE_SIDE = 8
 
@@ -18,12 +20,12 @@ IMAGE_SIDE = 8
 class CNNBackbone(Backbone):
     name = "cnn"
     description = "8×8 images: 3×3 conv (cnn_channels filters) → ReLU → 2×2 max-pool → linear."
-    parameters = ("cnn_channels",)
+    params = (Param("cnn_channels", int, 8, "cnn: filters of the 3×3 convolution.", ge=1, le=256),)
 
     def __init__(self, input_dim: int, output_dim: int, channels: int) -> None:
         super().__init__(input_dim, output_dim)
         if input_dim != IMAGE_SIDE * IMAGE_SIDE:
-            raise ValueError(f"model: cnn takes 8×8 images (64 features), got {input_dim}")
+            raise ConfigError("model", f"cnn takes 8×8 images (64 features), got {input_dim}")
         self.channels = channels
 
     def layers(self) -> nn.Module:

@@ -8,16 +8,28 @@ by default, sized for the small tabular data sets and 8×8 digits).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Annotated
 
+from pydantic import Field
 from torch import nn
 
 from scarcity.backbones.base import Backbone
+from scarcity.params import Param
 
 
 class MLPBackbone(Backbone):
     name = "mlp"
     description = "Linear → ReLU layers of hidden_sizes units, then a linear output layer."
-    parameters = ("hidden_sizes",)
+    params = (
+        Param(
+            "hidden_sizes",
+            list[Annotated[int, Field(ge=1, le=4096)]],
+            [64],
+            "mlp: units of each hidden layer.",
+            min_length=1,
+            max_length=8,
+        ),
+    )
 
     def __init__(self, input_dim: int, output_dim: int, hidden_sizes: Sequence[int]) -> None:
         super().__init__(input_dim, output_dim)

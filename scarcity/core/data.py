@@ -313,7 +313,7 @@ _NATURAL_SPLITS: dict[tuple[object, ...], NaturalSplit] = {}
 
 def natural_split(config: SimulationConfig) -> NaturalSplit:
     """The clients' disjoint shares of a real data set under `config.partition` (cached: the
-    config's validation makes it once, the data and the API's sizes read it again).
+    run plan (`scarcity.plan`) makes it once, the data reads it again).
 
     Raises `scarcity.partitions.PartitionError` naming the field when it cannot be made.
     """
@@ -395,7 +395,9 @@ def _resampled(config: SimulationConfig, rng: np.random.Generator) -> FederatedD
     data = load_split(config, rng)
     n_train = len(data.y_train)
     if config.partition == "dirichlet":
-        parts = dirichlet_partition(data.y_train, config.num_clients, config.dirichlet_alpha, rng)
+        # dirichlet's own field (declared by the partitioner, so not on the config's static type)
+        alpha = float(getattr(config, "dirichlet_alpha"))  # noqa: B009
+        parts = dirichlet_partition(data.y_train, config.num_clients, alpha, rng)
     else:
         parts = iid_partition(n_train, config.num_clients, rng)
     sizes = requested_sizes(config)

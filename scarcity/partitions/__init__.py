@@ -4,6 +4,7 @@ Each entry is one module (the rule, its paper and the benchmark it mirrors in th
 docstring) and one line here; the config's `partition` field is checked against this list.
 """
 
+from scarcity.params import Param, unique
 from scarcity.partitions import dirichlet, iid, inner_dirichlet, pathological, shard, size_skew
 from scarcity.partitions.base import Partitioner, PartitionError
 
@@ -21,4 +22,10 @@ PARTITIONERS: dict[str, Partitioner] = {
     )
 }
 
-__all__ = ["PARTITIONERS", "PartitionError", "Partitioner"]
+
+def partition_params() -> list[Param]:
+    """The config fields the partitioners declare, each once, in registry order."""
+    return unique(param for p in PARTITIONERS.values() for param in p.params)
+
+
+__all__ = ["PARTITIONERS", "PartitionError", "Partitioner", "partition_params"]

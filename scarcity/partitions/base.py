@@ -11,23 +11,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from scarcity.config import SimulationConfig
+from scarcity.errors import ConfigError
+from scarcity.params import Param, RunConfig
 
 #: (training labels, config, generator) → one index array per client.
-SplitFunction = Callable[["np.ndarray", "SimulationConfig", np.random.Generator], list[np.ndarray]]
+SplitFunction = Callable[["np.ndarray", "RunConfig", np.random.Generator], list[np.ndarray]]
 
 
-class PartitionError(ValueError):
+class PartitionError(ConfigError):
     """A split that cannot be made; the message reads "field: why"."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
 
 
 @dataclass(frozen=True)
@@ -39,6 +34,9 @@ class Partitioner:
     split: SplitFunction
     #: Config fields the split reads, besides num_clients and seed.
     parameters: tuple[str, ...] = ()
+    #: The fields among them this partitioner declares (the others are the run's own, or
+    #: declared by another partitioner): `scarcity.config` assembles the config from them.
+    params: tuple[Param, ...] = ()
     #: Whether the rule splits by label (so it needs a labelled data set).
     by_label: bool = False
 

@@ -12,10 +12,9 @@ rows are finally shuffled.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
+from scarcity.params import Param, RunConfig
 from scarcity.partitions.base import (
     Partitioner,
     PartitionError,
@@ -23,9 +22,7 @@ from scarcity.partitions.base import (
     require_rows,
     shuffled,
 )
-
-if TYPE_CHECKING:
-    from scarcity.config import SimulationConfig
+from scarcity.partitions.sizes import MIN_CLIENT_SAMPLES
 
 #: Draws after the first before giving up on `min_partition_size` (Flower's bound).
 MAX_REDRAWS = 10
@@ -53,9 +50,7 @@ def draw(
     return parts
 
 
-def split(
-    labels: np.ndarray, config: SimulationConfig, rng: np.random.Generator
-) -> list[np.ndarray]:
+def split(labels: np.ndarray, config: RunConfig, rng: np.random.Generator) -> list[np.ndarray]:
     n = config.num_clients
     require_rows(len(labels), n)
     for _ in range(MAX_REDRAWS + 1):
@@ -70,11 +65,30 @@ def split(
     )
 
 
+# Shared with inner_dirichlet (α) and the size-skewed splits (the minimum size).
+DIRICHLET_ALPHA = Param(
+    "dirichlet_alpha", float, 0.5, "dirichlet / inner_dirichlet: concentration α.", gt=0, le=1000
+)
+# At least 1: a client holds some data (Flower Datasets allows empty partitions).
+MIN_PARTITION_SIZE = Param(
+    "min_partition_size",
+    int,
+    MIN_CLIENT_SAMPLES,
+    "dirichlet: redraw (at most 10 times more) until every client holds at least this many "
+    "rows; linear/square/exponential: rows every client gets before the skewed split "
+    "(Flower's default is 10).",
+    ge=1,
+)
+SELF_BALANCING = Param(
+    "self_balancing", bool, False, "dirichlet: a client above the average size gets no later class."
+)
+
 PARTITIONER = Partitioner(
     name="dirichlet",
     summary="Each class split among the clients in Dir(α) proportions (label skew).",
     mirrors="Flower Datasets DirichletPartitioner; NIID-Bench noniid-labeldir (Hsu et al. 2019)",
     split=split,
     parameters=("dirichlet_alpha", "min_partition_size", "self_balancing"),
+    params=(DIRICHLET_ALPHA, MIN_PARTITION_SIZE, SELF_BALANCING),
     by_label=True,
 )

@@ -4,19 +4,13 @@ Li et al. 2022, "Federated Learning on Non-IID Data Silos: An Experimental Study
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
+from scarcity.params import RunConfig
 from scarcity.partitions.base import Partitioner, require_rows
 
-if TYPE_CHECKING:
-    from scarcity.config import SimulationConfig
 
-
-def split(
-    labels: np.ndarray, config: SimulationConfig, rng: np.random.Generator
-) -> list[np.ndarray]:
+def split(labels: np.ndarray, config: RunConfig, rng: np.random.Generator) -> list[np.ndarray]:
     require_rows(len(labels), config.num_clients)
     return list(np.array_split(rng.permutation(len(labels)), config.num_clients))
 

@@ -12,10 +12,9 @@ client's rows are then shuffled.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
+from scarcity.params import RunConfig
 from scarcity.partitions.base import (
     Partitioner,
     PartitionError,
@@ -23,15 +22,11 @@ from scarcity.partitions.base import (
     require_rows,
     shuffled,
 )
+from scarcity.partitions.dirichlet import DIRICHLET_ALPHA
 from scarcity.partitions.sizes import requested_sizes
 
-if TYPE_CHECKING:
-    from scarcity.config import SimulationConfig
 
-
-def split(
-    labels: np.ndarray, config: SimulationConfig, rng: np.random.Generator
-) -> list[np.ndarray]:
+def split(labels: np.ndarray, config: RunConfig, rng: np.random.Generator) -> list[np.ndarray]:
     n = config.num_clients
     require_rows(len(labels), n)
     sizes = requested_sizes(config)
@@ -71,5 +66,6 @@ PARTITIONER = Partitioner(
     mirrors="Flower Datasets InnerDirichletPartitioner; FedLab unbalanced Dirichlet",
     split=split,
     parameters=("samples_per_client", "quantity_skew", "dirichlet_alpha"),
+    params=(DIRICHLET_ALPHA,),
     by_label=True,
 )

@@ -11,10 +11,11 @@ was given is left out of the federation (possible with `random` when N·k < C).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Literal
 
 import numpy as np
 
+from scarcity.params import Param, RunConfig
 from scarcity.partitions.base import (
     Partitioner,
     PartitionError,
@@ -22,9 +23,6 @@ from scarcity.partitions.base import (
     require_rows,
     shuffled,
 )
-
-if TYPE_CHECKING:
-    from scarcity.config import SimulationConfig
 
 
 def assign_classes(
@@ -46,9 +44,7 @@ def assign_classes(
     return chosen
 
 
-def split(
-    labels: np.ndarray, config: SimulationConfig, rng: np.random.Generator
-) -> list[np.ndarray]:
+def split(labels: np.ndarray, config: RunConfig, rng: np.random.Generator) -> list[np.ndarray]:
     n, k = config.num_clients, config.num_classes_per_partition
     require_rows(len(labels), n)
     rows_of = class_indices(labels)
@@ -73,11 +69,26 @@ def split(
     return shuffled(parts, rng)
 
 
+NUM_CLASSES_PER_PARTITION = Param(
+    "num_classes_per_partition",
+    int,
+    2,
+    "pathological: classes each client holds (NIID-Bench's #C=k).",
+    ge=1,
+)
+CLASS_ASSIGNMENT_MODE = Param(
+    "class_assignment_mode",
+    Literal["random", "deterministic", "first-deterministic"],
+    "random",
+    "pathological: how each client's classes are picked.",
+)
+
 PARTITIONER = Partitioner(
     name="pathological",
     summary="Exactly k classes per client, each class split evenly among its holders.",
     mirrors="Flower Datasets PathologicalPartitioner; NIID-Bench #C=k (McMahan et al. 2017)",
     split=split,
     parameters=("num_classes_per_partition", "class_assignment_mode"),
+    params=(NUM_CLASSES_PER_PARTITION, CLASS_ASSIGNMENT_MODE),
     by_label=True,
 )

@@ -11,19 +11,13 @@ order are left out, so the union is the training set less fewer than N·s rows.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
+from scarcity.params import Param, RunConfig
 from scarcity.partitions.base import Partitioner, PartitionError, shuffled
 
-if TYPE_CHECKING:
-    from scarcity.config import SimulationConfig
 
-
-def split(
-    labels: np.ndarray, config: SimulationConfig, rng: np.random.Generator
-) -> list[np.ndarray]:
+def split(labels: np.ndarray, config: RunConfig, rng: np.random.Generator) -> list[np.ndarray]:
     n, per_client = config.num_clients, config.num_shards_per_partition
     shards = n * per_client
     shard_size = len(labels) // shards
@@ -42,11 +36,20 @@ def split(
     return shuffled(parts, rng)
 
 
+NUM_SHARDS_PER_PARTITION = Param(
+    "num_shards_per_partition",
+    int,
+    2,
+    "shard: label-sorted shards each client holds (FedAvg's 2).",
+    ge=1,
+)
+
 PARTITIONER = Partitioner(
     name="shard",
     summary="Rows sorted by label, cut into equal shards, s random shards per client.",
     mirrors="Flower Datasets ShardPartitioner; FedAvg's pathological split (McMahan et al. 2017)",
     split=split,
     parameters=("num_shards_per_partition",),
+    params=(NUM_SHARDS_PER_PARTITION,),
     by_label=True,
 )

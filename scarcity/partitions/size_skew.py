@@ -11,14 +11,12 @@ rule is the same without the floor, and refuses a split that leaves a client wit
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 import numpy as np
 
+from scarcity.params import RunConfig
 from scarcity.partitions.base import Partitioner, PartitionError, require_rows
-
-if TYPE_CHECKING:
-    from scarcity.config import SimulationConfig
+from scarcity.partitions.dirichlet import MIN_PARTITION_SIZE
 
 
 def sizes_from_units(units: np.ndarray, num_rows: int, floor: int) -> np.ndarray:
@@ -42,10 +40,8 @@ def sizes_from_units(units: np.ndarray, num_rows: int, floor: int) -> np.ndarray
 
 def _size_skewed(
     units_of: Callable[[np.ndarray], np.ndarray],
-) -> Callable[[np.ndarray, SimulationConfig, np.random.Generator], list[np.ndarray]]:
-    def split(
-        labels: np.ndarray, config: SimulationConfig, rng: np.random.Generator
-    ) -> list[np.ndarray]:
+) -> Callable[[np.ndarray, RunConfig, np.random.Generator], list[np.ndarray]]:
+    def split(labels: np.ndarray, config: RunConfig, rng: np.random.Generator) -> list[np.ndarray]:
         n = config.num_clients
         require_rows(len(labels), n)
         ids = np.linspace(1, n, n)
@@ -61,6 +57,7 @@ LINEAR = Partitioner(
     mirrors="Flower Datasets LinearPartitioner",
     split=_size_skewed(lambda i: i),
     parameters=("min_partition_size",),
+    params=(MIN_PARTITION_SIZE,),
 )
 SQUARE = Partitioner(
     name="square",
@@ -68,6 +65,7 @@ SQUARE = Partitioner(
     mirrors="Flower Datasets SquarePartitioner",
     split=_size_skewed(np.square),
     parameters=("min_partition_size",),
+    params=(MIN_PARTITION_SIZE,),
 )
 EXPONENTIAL = Partitioner(
     name="exponential",
@@ -76,4 +74,5 @@ EXPONENTIAL = Partitioner(
     # e^(i − N): the same shares as e^i without overflowing for large N.
     split=_size_skewed(lambda i: np.exp(i - i[-1])),
     parameters=("min_partition_size",),
+    params=(MIN_PARTITION_SIZE,),
 )

@@ -9,20 +9,21 @@ these sizes; the other partitions of a real data set have natural sizes.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
-from scarcity.config import MAX_CLIENT_SIZE_FACTOR, MIN_CLIENT_SAMPLES
+from scarcity.params import RunConfig
 
-if TYPE_CHECKING:
-    from scarcity.config import SimulationConfig
+# Bounds of a client's data size under quantity skew: at least 2 samples (a variance needs
+# two), at most this multiple of samples_per_client (the padded batched tensors, and so the
+# work, stay within a fixed factor of the unskewed run).
+MIN_CLIENT_SAMPLES = 2
+MAX_CLIENT_SIZE_FACTOR = 4
 
 DATA_STREAM = 0xDA7A  # second seed word, so data draws never collide with training draws
 SIZE_STREAM = 0x512E  # third seed word: client sizes, apart from the data draws
 
 
-def requested_sizes(config: SimulationConfig) -> list[int]:
+def requested_sizes(config: RunConfig) -> list[int]:
     n = config.samples_per_client
     if config.quantity_skew == 0:
         return [n] * config.num_clients

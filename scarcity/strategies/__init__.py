@@ -1,5 +1,5 @@
 """Federated strategies of the shared model: the registry of every `Strategy` by its config
-name (`SimulationConfig.strategy`), and `make_strategy` to build the configured one.
+name (`RunConfig.strategy`), and `make_strategy` to build the configured one.
 
 Each module cites its paper and states its update rule; the math lives in
 `scarcity.strategies.functions`.
@@ -7,8 +7,8 @@ Each module cites its paper and states its update rule; the math lives in
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+from scarcity.errors import ConfigError
+from scarcity.params import Param, RunConfig, unique
 from scarcity.strategies.base import ClientUpdates, FitInstructions, Strategy
 from scarcity.strategies.bulyan import Bulyan
 from scarcity.strategies.dp_fedavg import DPFedAvg
@@ -22,9 +22,6 @@ from scarcity.strategies.krum import Krum, MultiKrum
 from scarcity.strategies.qfedavg import QFedAvg
 from scarcity.strategies.reptile import Reptile
 from scarcity.strategies.scaffold import Scaffold
-
-if TYPE_CHECKING:
-    from scarcity.config import SimulationConfig
 
 STRATEGIES: dict[str, type[Strategy]] = {
     "fedavg": FedAvg,
@@ -45,13 +42,18 @@ STRATEGIES: dict[str, type[Strategy]] = {
 }
 
 
-def make_strategy(config: SimulationConfig) -> Strategy:
+def strategy_params() -> list[Param]:
+    """The config fields the strategies declare, each once, in registry order."""
+    return unique(param for cls in STRATEGIES.values() for param in cls.params)
+
+
+def make_strategy(config: RunConfig) -> Strategy:
     """The strategy `config.strategy` names, reading its parameters from `config`."""
     try:
         cls = STRATEGIES[config.strategy]
     except KeyError:
-        raise ValueError(
-            f"strategy: unknown {config.strategy!r}, expected one of {sorted(STRATEGIES)}"
+        raise ConfigError(
+            "strategy", f"unknown {config.strategy!r}, expected one of {sorted(STRATEGIES)}"
         ) from None
     return cls(config)
 
@@ -77,4 +79,5 @@ __all__ = [
     "Scaffold",
     "Strategy",
     "make_strategy",
+    "strategy_params",
 ]

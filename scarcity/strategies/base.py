@@ -8,8 +8,9 @@ Strategies hold their own state (server momentum, optimiser moments, control var
 generator) and checkpoint it with `state_dict` / `load_state_dict`.
 
 A strategy module defines one `Strategy` subclass (or a small family of them), cites its paper in
-its docstring, declares the config fields it reads in `defaults` (filled in for a request that
-leaves them unset) and is listed in `scarcity.strategies.STRATEGIES`. The math lives in small pure
+its docstring, declares the config fields it reads in `params` (`scarcity.params.Param`: the
+config is assembled from them) and their values for a request that leaves them unset in
+`defaults`, and is listed in `scarcity.strategies.STRATEGIES`. The math lives in small pure
 functions over stacked tensors (`scarcity.strategies.functions`).
 """
 
@@ -18,12 +19,11 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from torch import Tensor
 
-if TYPE_CHECKING:
-    from scarcity.config import SimulationConfig
+from scarcity.params import Param, RunConfig
 
 Weights = Mapping[str, Tensor]
 
@@ -75,19 +75,22 @@ class Strategy(ABC):
     paper: ClassVar[str]
     #: One line for users (the strategies listing).
     summary: ClassVar[str]
-    #: Config fields this strategy reads, with the value a request that leaves them unset gets.
+    #: The config fields this strategy reads, declared here (a field several strategies read
+    #: is declared once, by the first, and listed by each): the config is assembled from them.
+    params: ClassVar[tuple[Param, ...]] = ()
+    #: The value of each field it reads that a request leaving it unset (null) gets.
     defaults: ClassVar[Mapping[str, Any]] = {}
     #: Whether `aggregate` reads `ClientUpdates.initial_loss` (else the batched execution may
     #: skip measuring it and pass zeros).
     uses_initial_loss: ClassVar[bool] = False
 
-    def __init__(self, config: SimulationConfig) -> None:
+    def __init__(self, config: RunConfig) -> None:
         self.config = config
 
     @classmethod
-    def resolve(cls, config: SimulationConfig, participants: int) -> dict[str, Any]:
+    def resolve(cls, config: RunConfig, participants: int) -> dict[str, Any]:
         """The values of this strategy's unset (None) config fields, for a run drawing
-        `participants` clients a round; raises ValueError starting with the field's name when
+        `participants` clients a round; raises `ConfigError` naming the field when
         the config is one the strategy cannot run. The default: `defaults`."""
         return {
             name: value for name, value in cls.defaults.items() if getattr(config, name) is None

@@ -16,22 +16,40 @@ z = 1.0, server-side clipping.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import Tensor
 
+from scarcity.errors import ConfigError
+from scarcity.params import Param, RunConfig
 from scarcity.strategies.base import ClientUpdates, FitInstructions, Strategy, Weights
 from scarcity.strategies.functions import clip_updates, option, weighted_mean
-
-if TYPE_CHECKING:
-    from scarcity.config import SimulationConfig
 
 
 def noise_seed(seed: int) -> int:
     """The noise generator's seed: a fixed function of the run's seed, apart from its other
     streams."""
     return (seed * 1_000_003 + 0xD9) % (1 << 63)
+
+
+DP_CLIPPING_NORM = Param(
+    "dp_clipping_norm", float | None, None, "DP-FedAvg: L2 bound C of each client update.", gt=0
+)
+DP_NOISE_MULTIPLIER = Param(
+    "dp_noise_multiplier",
+    float | None,
+    None,
+    "DP-FedAvg: Gaussian noise std = z·C / participants.",
+    ge=0,
+    le=100,
+)
+DP_CLIPPING = Param(
+    "dp_clipping",
+    Literal["server", "client"] | None,
+    None,
+    "DP-FedAvg: who clips the updates (client: attackers do not clip).",
+)
 
 
 class DPFedAvg(Strategy):
@@ -41,13 +59,14 @@ class DPFedAvg(Strategy):
         "Language Models (ICLR)"
     )
     summary: ClassVar[str] = "FedAvg of updates clipped to norm C, plus Gaussian noise z·C/P."
+    params: ClassVar[tuple[Param, ...]] = (DP_CLIPPING_NORM, DP_NOISE_MULTIPLIER, DP_CLIPPING)
     defaults: ClassVar[Mapping[str, Any]] = {
         "dp_clipping_norm": 1.0,
         "dp_noise_multiplier": 1.0,
         "dp_clipping": "server",
     }
 
-    def __init__(self, config: SimulationConfig) -> None:
+    def __init__(self, config: RunConfig) -> None:
         super().__init__(config)
         self.generator = torch.Generator().manual_seed(noise_seed(int(config.seed)))
         self._metrics: dict[str, float] = {}
@@ -58,7 +77,7 @@ class DPFedAvg(Strategy):
     def client_side(self) -> bool:
         mode = option(self, "dp_clipping")
         if mode not in ("server", "client"):
-            raise ValueError(f"dp_clipping: 'server' or 'client', got {mode!r}")
+            raise ConfigError("dp_clipping", f"'server' or 'client', got {mode!r}")
         return bool(mode == "client")
 
     def configure_fit(

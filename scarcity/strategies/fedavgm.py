@@ -11,15 +11,25 @@ result is returned unchanged, as Flower does. Defaults η = 1.0 (as Flower) and 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from torch import Tensor
 
+from scarcity.params import Param, RunConfig
 from scarcity.strategies.base import ClientUpdates, Strategy, Weights
 from scarcity.strategies.functions import option, weighted_mean
 
-if TYPE_CHECKING:
-    from scarcity.config import SimulationConfig
+SERVER_LEARNING_RATE = Param(
+    "server_learning_rate",
+    float | None,
+    None,
+    "Server step η (FedAvgM, FedAdagrad/Adam/Yogi, SCAFFOLD).",
+    gt=0,
+    le=10,
+)
+SERVER_MOMENTUM = Param(
+    "server_momentum", float | None, None, "FedAvgM server momentum β.", ge=0, lt=1
+)
 
 
 class FedAvgM(Strategy):
@@ -29,9 +39,10 @@ class FedAvgM(Strategy):
         "Federated Visual Classification (arXiv)"
     )
     summary: ClassVar[str] = "FedAvg with server momentum: v ← βv + Δ, w ← w − ηv."
+    params: ClassVar[tuple[Param, ...]] = (SERVER_LEARNING_RATE, SERVER_MOMENTUM)
     defaults: ClassVar[Mapping[str, Any]] = {"server_learning_rate": 1.0, "server_momentum": 0.9}
 
-    def __init__(self, config: SimulationConfig) -> None:
+    def __init__(self, config: RunConfig) -> None:
         super().__init__(config)
         self.momentum: dict[str, Tensor] | None = None
 

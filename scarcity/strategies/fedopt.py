@@ -27,24 +27,28 @@ from __future__ import annotations
 import math
 from abc import abstractmethod
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 
+from scarcity.params import Param, RunConfig
 from scarcity.strategies.base import ClientUpdates, Strategy, Weights
+from scarcity.strategies.fedavgm import SERVER_LEARNING_RATE
 from scarcity.strategies.functions import option, weighted_mean
 
-if TYPE_CHECKING:
-    from scarcity.config import SimulationConfig
-
 _PAPER = "Reddi et al. 2021, Adaptive Federated Optimization (ICLR)"
+
+
+BETA_1 = Param("beta_1", float | None, None, "FedAdam/FedYogi first moment.", ge=0, lt=1)
+BETA_2 = Param("beta_2", float | None, None, "FedAdam/FedYogi second moment.", ge=0, lt=1)
+TAU = Param("tau", float | None, None, "FedAdagrad/Adam/Yogi adaptivity τ.", gt=0, le=1)
 
 
 class FedOpt(Strategy):
     """The shared server optimiser; subclasses give the second-moment rule."""
 
-    def __init__(self, config: SimulationConfig) -> None:
+    def __init__(self, config: RunConfig) -> None:
         super().__init__(config)
         self.step = 0
         self.m: dict[str, Tensor] | None = None
@@ -106,6 +110,7 @@ class FedAdagrad(FedOpt):
     name: ClassVar[str] = "fedadagrad"
     paper: ClassVar[str] = _PAPER
     summary: ClassVar[str] = "Adagrad server optimiser on the FedAvg pseudo-gradient."
+    params: ClassVar[tuple[Param, ...]] = (SERVER_LEARNING_RATE, TAU)
     defaults: ClassVar[Mapping[str, Any]] = {"server_learning_rate": 0.1, "tau": 1e-9}
 
     def beta_1(self) -> float:
@@ -119,6 +124,7 @@ class FedAdam(FedOpt):
     name: ClassVar[str] = "fedadam"
     paper: ClassVar[str] = _PAPER
     summary: ClassVar[str] = "Adam server optimiser (bias-corrected step) on the FedAvg update."
+    params: ClassVar[tuple[Param, ...]] = (SERVER_LEARNING_RATE, BETA_1, BETA_2, TAU)
     defaults: ClassVar[Mapping[str, Any]] = {
         "server_learning_rate": 0.1,
         "beta_1": 0.9,
@@ -143,6 +149,7 @@ class FedYogi(FedOpt):
     name: ClassVar[str] = "fedyogi"
     paper: ClassVar[str] = _PAPER
     summary: ClassVar[str] = "Yogi server optimiser on the FedAvg pseudo-gradient."
+    params: ClassVar[tuple[Param, ...]] = (SERVER_LEARNING_RATE, BETA_1, BETA_2, TAU)
     defaults: ClassVar[Mapping[str, Any]] = {
         "server_learning_rate": 0.01,
         "beta_1": 0.9,

@@ -14,9 +14,12 @@ from typing import Any, ClassVar
 
 from torch import Tensor
 
+from scarcity.params import Param
 from scarcity.strategies.base import FitInstructions, Weights
 from scarcity.strategies.fedavg import FedAvg
 from scarcity.strategies.functions import option
+
+PROXIMAL_MU = Param("proximal_mu", float | None, None, "FedProx proximal μ.", ge=0, le=100)
 
 
 class FedProx(FedAvg):
@@ -25,6 +28,7 @@ class FedProx(FedAvg):
         "Li et al. 2020, Federated Optimization in Heterogeneous Networks (MLSys)"
     )
     summary: ClassVar[str] = "FedAvg with a proximal term μ/2·‖w − w_global‖² in local training."
+    params: ClassVar[tuple[Param, ...]] = (PROXIMAL_MU,)
     defaults: ClassVar[Mapping[str, Any]] = {"proximal_mu": 0.01}
 
     def configure_fit(

@@ -14,8 +14,18 @@ from typing import Any, ClassVar
 
 from torch import Tensor
 
+from scarcity.params import Param
 from scarcity.strategies.base import ClientUpdates, Strategy, Weights
 from scarcity.strategies.functions import option, trimmed_mean
+
+TRIM_BETA = Param(
+    "trim_beta",
+    float | None,
+    None,
+    "FedTrimmedAvg: share cut from each end per coordinate.",
+    ge=0,
+    lt=0.5,
+)
 
 
 class FedTrimmedAvg(Strategy):
@@ -25,6 +35,7 @@ class FedTrimmedAvg(Strategy):
         "Rates (ICML)"
     )
     summary: ClassVar[str] = "Coordinate-wise mean after cutting a share β from each end."
+    params: ClassVar[tuple[Param, ...]] = (TRIM_BETA,)
     defaults: ClassVar[Mapping[str, Any]] = {"trim_beta": 0.2}
 
     def aggregate(

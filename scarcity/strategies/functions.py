@@ -35,8 +35,6 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
-from scarcity.core.aggregate import fedavg, fedavg_stacked, reptile_step, reptile_step_stacked
-
 if TYPE_CHECKING:
     from scarcity.strategies.base import Strategy
 
@@ -99,6 +97,9 @@ def weighted_mean(
 ) -> dict[str, Tensor]:
     """Σ_i n_i·w_i / Σ_i n_i: one contraction over the client axis, or (`sequential`) summed
     client by client as the per-client reference execution always did."""
+    # Imported here: the engine's core reads the config, which is assembled from the strategies.
+    from scarcity.core.aggregate import fedavg, fedavg_stacked
+
     if sequential:
         size = next(iter(stacked.values())).shape[0]
         states = [{key: value[i] for key, value in stacked.items()} for i in range(size)]
@@ -115,6 +116,8 @@ def reptile(
     global_weights: Weights, stacked: Weights, step_size: float, sequential: bool = False
 ) -> dict[str, Tensor]:
     """θ + ε·mean_i(θ_i − θ) (client by client when `sequential`)."""
+    from scarcity.core.aggregate import reptile_step, reptile_step_stacked  # as weighted_mean
+
     if sequential:
         size = next(iter(stacked.values())).shape[0]
         states = [{key: value[i] for key, value in stacked.items()} for i in range(size)]

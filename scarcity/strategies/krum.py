@@ -13,10 +13,12 @@ resolve it) counts as 0.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from torch import Tensor
 
+from scarcity.errors import ConfigError
+from scarcity.params import Param, RunConfig
 from scarcity.strategies.base import ClientUpdates, Strategy, Weights
 from scarcity.strategies.functions import (
     flatten,
@@ -27,16 +29,25 @@ from scarcity.strategies.functions import (
     weighted_mean,
 )
 
-if TYPE_CHECKING:
-    from scarcity.config import SimulationConfig
-
 _PAPER = (
     "Blanchard et al. 2017, Machine Learning with Adversaries: Byzantine Tolerant Gradient "
     "Descent (NeurIPS)"
 )
 
 
-def tolerated(config: SimulationConfig, participants: int, values: dict[str, Any]) -> int:
+NUM_MALICIOUS_CLIENTS = Param(
+    "num_malicious_clients",
+    int | None,
+    None,
+    "Krum/Multi-Krum/Bulyan: Byzantine participants tolerated (f).",
+    ge=0,
+)
+NUM_CLIENTS_TO_KEEP = Param(
+    "num_clients_to_keep", int | None, None, "Multi-Krum: models averaged (m); m = 1 is Krum.", ge=1
+)
+
+
+def tolerated(config: RunConfig, participants: int, values: dict[str, Any]) -> int:
     """f: the configured count, else the attackers expected among the participants,
     round(malicious_fraction · P), which goes into `values` (the resolved fields)."""
     if config.num_malicious_clients is not None:
@@ -48,9 +59,10 @@ def tolerated(config: SimulationConfig, participants: int, values: dict[str, Any
 def require_participants(name: str, f: int, participants: int, least: int) -> None:
     """A rule tolerating f attackers needs `least` participants a round."""
     if participants < least:
-        raise ValueError(
-            f"num_malicious_clients: {name} tolerating f={f} needs at least {least} "
-            f"participants per round, got {participants}"
+        raise ConfigError(
+            "num_malicious_clients",
+            f"{name} tolerating f={f} needs at least {least} participants per round, "
+            f"got {participants}",
         )
 
 
@@ -69,10 +81,11 @@ class Krum(Strategy):
     name: ClassVar[str] = "krum"
     paper: ClassVar[str] = _PAPER
     summary: ClassVar[str] = "The one client model closest to its P − f − 2 nearest neighbours."
+    params: ClassVar[tuple[Param, ...]] = (NUM_MALICIOUS_CLIENTS,)
     defaults: ClassVar[Mapping[str, Any]] = {"num_malicious_clients": None}
 
     @classmethod
-    def resolve(cls, config: SimulationConfig, participants: int) -> dict[str, Any]:
+    def resolve(cls, config: RunConfig, participants: int) -> dict[str, Any]:
         values = super().resolve(config, participants)
         f = tolerated(config, participants, values)
         require_participants(cls.name, f, participants, 2 * f + 3)
@@ -89,13 +102,14 @@ class MultiKrum(Strategy):
     name: ClassVar[str] = "multikrum"
     paper: ClassVar[str] = _PAPER
     summary: ClassVar[str] = "Sample-weighted mean of the m client models of lowest Krum score."
+    params: ClassVar[tuple[Param, ...]] = (NUM_MALICIOUS_CLIENTS, NUM_CLIENTS_TO_KEEP)
     defaults: ClassVar[Mapping[str, Any]] = {
         "num_malicious_clients": None,
         "num_clients_to_keep": None,
     }
 
     @classmethod
-    def resolve(cls, config: SimulationConfig, participants: int) -> dict[str, Any]:
+    def resolve(cls, config: RunConfig, participants: int) -> dict[str, Any]:
         values = super().resolve(config, participants)
         f = tolerated(config, participants, values)
         require_participants(cls.name, f, participants, 2 * f + 3)
@@ -103,8 +117,8 @@ class MultiKrum(Strategy):
         if keep is None:
             values["num_clients_to_keep"] = max(1, participants - f)
         elif keep > participants:
-            raise ValueError(
-                f"num_clients_to_keep: {keep} is more than the {participants} participants"
+            raise ConfigError(
+                "num_clients_to_keep", f"{keep} is more than the {participants} participants"
             )
         return values
 

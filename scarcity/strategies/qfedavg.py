@@ -18,8 +18,14 @@ from typing import Any, ClassVar
 
 from torch import Tensor
 
+from scarcity.params import Param
 from scarcity.strategies.base import ClientUpdates, Strategy, Weights
 from scarcity.strategies.functions import option, qffl_aggregate
+
+Q_PARAM = Param("q_param", float | None, None, "q-FedAvg fairness q.", ge=0, le=100)
+QFFL_LEARNING_RATE = Param(
+    "qffl_learning_rate", float | None, None, "q-FedAvg step η (L = 1/η).", gt=0, le=10
+)
 
 
 class QFedAvg(Strategy):
@@ -28,6 +34,7 @@ class QFedAvg(Strategy):
         "Li, Sanjabi, Beirami & Smith 2020, Fair Resource Allocation in Federated Learning (ICLR)"
     )
     summary: ClassVar[str] = "Fair aggregation: clients with a higher loss weigh more (q)."
+    params: ClassVar[tuple[Param, ...]] = (Q_PARAM, QFFL_LEARNING_RATE)
     defaults: ClassVar[Mapping[str, Any]] = {"q_param": 0.2, "qffl_learning_rate": 0.1}
     uses_initial_loss: ClassVar[bool] = True
 

@@ -17,16 +17,15 @@ default 1.0.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 
+from scarcity.params import Param, RunConfig
 from scarcity.strategies.base import ClientUpdates, FitInstructions, Strategy, Weights
+from scarcity.strategies.fedavgm import SERVER_LEARNING_RATE
 from scarcity.strategies.functions import local_steps, option, rows, scaffold_client_controls
-
-if TYPE_CHECKING:
-    from scarcity.config import SimulationConfig
 
 
 class Scaffold(Strategy):
@@ -36,9 +35,10 @@ class Scaffold(Strategy):
         "Learning (ICML)"
     )
     summary: ClassVar[str] = "Control variates correct each client's drift (c − c_i)."
+    params: ClassVar[tuple[Param, ...]] = (SERVER_LEARNING_RATE,)
     defaults: ClassVar[Mapping[str, Any]] = {"server_learning_rate": 1.0}
 
-    def __init__(self, config: SimulationConfig) -> None:
+    def __init__(self, config: RunConfig) -> None:
         super().__init__(config)
         self.server_control: dict[str, Tensor] | None = None
         self.client_controls: dict[str, Tensor] | None = None

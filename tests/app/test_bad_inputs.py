@@ -66,6 +66,48 @@ def test_bad_values_are_422_naming_the_field(
 
 
 @pytest.mark.parametrize(
+    ("body", "field", "words"),
+    [
+        # a combination the config refuses (its validation, no data read)
+        ({"preset": "stage1", "meta_reptile": True}, "meta_reptile", "needs federated_averaging"),
+        ({"model": "cnn"}, "model", "cnn takes 8×8 images"),
+        # a split the run plan finds cannot be made (the data set tried)
+        (
+            {
+                "preset": "stage2",
+                "dataset": "wine",
+                "partition": "shard",
+                "num_clients": 50,
+                "num_shards_per_partition": 3,
+            },
+            "num_shards_per_partition",
+            "",
+        ),
+        (
+            {
+                "preset": "stage2",
+                "dataset": "iris",
+                "partition": "pathological",
+                "num_classes_per_partition": 4,
+            },
+            "num_classes_per_partition",
+            "",
+        ),
+    ],
+)
+@pytest.mark.usefixtures("nothing_created")
+def test_a_config_the_engine_refuses_is_one_422_naming_the_field(
+    client: httpx.Client, body: dict, field: str, words: str
+) -> None:
+    response = client.post("/simulations", json=body)
+    assert response.status_code == 422, response.text
+    assert response.json()["type"] == "validation_error"
+    [detail] = response.json()["detail"]
+    assert detail["field"] == field
+    assert words in detail["message"] and not detail["message"].startswith(f"{field}:")
+
+
+@pytest.mark.parametrize(
     ("raw", "words"),
     [
         (b'{"preset": "stage8",', "malformed JSON"),

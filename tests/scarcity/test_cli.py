@@ -64,6 +64,22 @@ def test_bad_config_exits_2_naming_the_field(run_python):
     assert "num_clients" in proc.stderr
 
 
+@pytest.mark.parametrize(
+    ("settings", "line"),
+    [
+        # a combination the config refuses, and a split the run plan finds cannot be made
+        (["preset=stage1", "meta_reptile=true"], "meta_reptile: needs federated_averaging"),
+        (["preset=stage2", "dataset=iris", "num_clients=500"], "num_clients: 500 clients"),
+    ],
+)
+def test_a_config_the_engine_refuses_exits_2_naming_the_field(run_python, settings, line):
+    args = [arg for setting in settings for arg in ("--set", setting)]
+    proc = run_python("-m", "scarcity", "run", *args)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith("invalid configuration:\n  ")
+    assert f"\n  {line}" in proc.stderr, proc.stderr
+
+
 def test_a_strategy_run_from_the_command_line(run_python, tmp_path):
     out = tmp_path / "run.json"
     proc = run_python(
