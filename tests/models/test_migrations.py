@@ -513,7 +513,7 @@ def test_a_run_stored_before_0011_answers_and_resumes_naming_the_new_rounds_part
 
     import sqlalchemy as sa
 
-    from app import service
+    from app.results import service
     from models.base import JSONType
     from models.settings import get_settings
     from scarcity.config import resolve_config
