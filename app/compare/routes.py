@@ -13,7 +13,7 @@ from app.schemas import ComparePublic
 router = APIRouter(tags=["compare"], dependencies=[Depends(reject_unknown_query)])
 
 
-@router.get("/compare", response_model=ComparePublic, responses=ERRORS)
+@router.get("/compare", status_code=200, response_model=ComparePublic, responses=ERRORS)
 def compare_simulations(
     session: ReadSessionDep,
     owner: OwnerDep,

@@ -34,6 +34,7 @@ router = APIRouter(
 
 @router.get(
     "/metrics",
+    status_code=200,
     response_model=MetricsPublic,
     responses={**csv_table("Metrics."), **ERRORS, 406: NOT_ACCEPTABLE},
 )
@@ -61,7 +62,7 @@ def get_metrics(
     )
 
 
-@router.get("/insights", response_model=InsightsPublic, responses=ERRORS)
+@router.get("/insights", status_code=200, response_model=InsightsPublic, responses=ERRORS)
 def get_insights(
     simulation_id: uuid.UUID,
     session: ReadSessionDep,
@@ -77,7 +78,7 @@ def get_insights(
     )
 
 
-@router.get("/meta-params", response_model=MetaParamsPublic, responses=ERRORS)
+@router.get("/meta-params", status_code=200, response_model=MetaParamsPublic, responses=ERRORS)
 def get_meta_params(
     simulation_id: uuid.UUID,
     session: ReadSessionDep,
@@ -91,7 +92,7 @@ def get_meta_params(
     )
 
 
-@router.get("/logs", response_model=LogsPublic, responses=ERRORS)
+@router.get("/logs", status_code=200, response_model=LogsPublic, responses=ERRORS)
 def get_logs(
     simulation_id: uuid.UUID,
     session: ReadSessionDep,
@@ -102,7 +103,7 @@ def get_logs(
     return service.logs(session, simulation_id, owner, after_id)
 
 
-@router.get("/attempts", response_model=AttemptsPublic, responses=ERRORS)
+@router.get("/attempts", status_code=200, response_model=AttemptsPublic, responses=ERRORS)
 def get_attempts(simulation_id: uuid.UUID, session: ReadSessionDep, owner: OwnerDep) -> Any:
     """Provenance of every attempt: the worker, when it started, scarcity's version and git
     commit, the torch and numpy versions, torch's thread count, the CPU kernels, the host."""
@@ -111,6 +112,7 @@ def get_attempts(simulation_id: uuid.UUID, session: ReadSessionDep, owner: Owner
 
 @router.get(
     "/events",
+    status_code=200,
     # a response class without a media type: FastAPI documents no body of its own (it would add
     # an application/json one this route never sends), only the event stream below
     response_class=StreamingResponse,
@@ -158,6 +160,7 @@ async def stream_events(
 
 @router.get(
     "/clients",
+    status_code=200,
     response_model=ClientsPublic,
     responses={
         **csv_table("Clients."),

@@ -63,7 +63,12 @@ async def create_simulation(
     )
 
 
-@router.get("", response_model=SimulationsPublic, responses={401: ERRORS[401], 422: ERRORS[422]})
+@router.get(
+    "",
+    status_code=200,
+    response_model=SimulationsPublic,
+    responses={401: ERRORS[401], 422: ERRORS[422]},
+)
 def list_simulations(
     session: ReadSessionDep,
     owner: OwnerDep,
@@ -99,7 +104,7 @@ def list_simulations(
     )
 
 
-@router.get("/{simulation_id}", response_model=SimulationPublic, responses=ERRORS)
+@router.get("/{simulation_id}", status_code=200, response_model=SimulationPublic, responses=ERRORS)
 def get_simulation(
     simulation_id: uuid.UUID, session: ReadSessionDep, owner: OwnerDep
 ) -> SimulationPublic:
@@ -109,6 +114,7 @@ def get_simulation(
 
 @router.patch(
     "/{simulation_id}",
+    status_code=200,
     response_model=SimulationPublic,
     dependencies=[Depends(require_json)],
     responses={
@@ -127,6 +133,7 @@ def update_simulation(
 
 @router.post(
     "/{simulation_id}/cancel",
+    status_code=200,
     response_model=SimulationPublic,
     responses={**ERRORS, **conflict("Already finished.")},
 )

@@ -69,7 +69,9 @@ async def create_sweep(
     return await service.create_sweep(body, owner, settings, admission, response, idempotency_key)
 
 
-@router.get("", response_model=SweepsPublic, responses={401: ERRORS[401], 422: ERRORS[422]})
+@router.get(
+    "", status_code=200, response_model=SweepsPublic, responses={401: ERRORS[401], 422: ERRORS[422]}
+)
 def list_sweeps(
     session: ReadSessionDep,
     owner: OwnerDep,
@@ -83,7 +85,7 @@ def list_sweeps(
     )
 
 
-@router.get("/{sweep_id}", response_model=SweepPublic, responses=ERRORS)
+@router.get("/{sweep_id}", status_code=200, response_model=SweepPublic, responses=ERRORS)
 def get_sweep(sweep_id: uuid.UUID, session: ReadSessionDep, owner: OwnerDep) -> SweepPublic:
     """One sweep: its request, status and how many of its runs are in each status."""
     return service.read_sweep(session, sweep_id, owner)
@@ -91,6 +93,7 @@ def get_sweep(sweep_id: uuid.UUID, session: ReadSessionDep, owner: OwnerDep) -> 
 
 @router.get(
     "/{sweep_id}/results",
+    status_code=200,
     response_model=SweepResultsPublic,
     responses={**csv_table("One row per configuration."), **ERRORS, 406: NOT_ACCEPTABLE},
 )
@@ -111,6 +114,7 @@ def get_sweep_results(
 
 @router.post(
     "/{sweep_id}/cancel",
+    status_code=200,
     response_model=SweepPublic,
     responses={**ERRORS, **conflict("Already ended.")},
 )
