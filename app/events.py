@@ -29,10 +29,12 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import StreamingResponse
 from prometheus_client import Counter, Gauge
 
-from app import service
+from app.results.service import metrics_rows
 from app.schemas import MAX_INT, SimulationPublic
+from app.simulations.service import get_simulation, to_public
 from models import FINISHED_STATUSES, notify
 from models.db import session_scope
 
@@ -56,15 +58,15 @@ def _read(
 ) -> tuple[SimulationPublic, list[dict[str, Any]]]:
     """The simulation and its rounds after `after_round` (up to `to_round`), in one session."""
     with session_scope(read_only=True) as session:
-        simulation = service.get_simulation(session, simulation_id, owner)
-        rows = service.metrics_rows(  # a Last-Event-ID of MAX_INT must not overflow INTEGER
+        simulation = get_simulation(session, simulation_id, owner)
+        rows = metrics_rows(  # a Last-Event-ID of MAX_INT must not overflow INTEGER
             session,
             simulation_id,
             from_round=min(after_round + 1, MAX_INT),
             to_round=to_round,
             names=None,
         )
-        return service.to_public(session, [simulation])[0], rows
+        return to_public(session, [simulation])[0], rows
 
 
 PING_SECONDS = 15.0  # a comment line keeps idle proxies from closing the stream
@@ -321,3 +323,21 @@ async def events(
                 return
             if chunk:
                 yield chunk
+
+
+def _exists(simulation_id: uuid.UUID, owner: str) -> None:
+    with session_scope(read_only=True) as session:
+        get_simulation(session, simulation_id, owner)
+
+
+async def open_stream(
+    hub: EventHub, simulation_id: uuid.UUID, owner: str, last_event_id: int
+) -> StreamingResponse:
+    """The `GET /simulations/{id}/events` response: 404 before the stream opens, then
+    `events()` as server-sent events, never cached nor buffered by a proxy."""
+    await hub.check(simulation_id, owner, _exists)
+    return StreamingResponse(
+        events(hub, simulation_id, owner, last_event_id),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )

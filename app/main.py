@@ -15,13 +15,18 @@ from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
 from app.admission import Admission
+from app.catalogue.routes import router as catalogue_router
+from app.compare.routes import router as compare_router
 from app.errors import install_error_handlers
 from app.events import EventHub
 from app.limits import BodySizeLimit
 from app.metrics import RequestMetrics
 from app.openapi import drop_auth_when_open
 from app.request_id import RequestId
-from app.routes import clients, compare, results, simulations, sweeps, system
+from app.results.routes import router as results_router
+from app.simulations.routes import router as simulations_router
+from app.sweeps.routes import router as sweeps_router
+from app.system.routes import router as system_router
 from models.migrate import ensure_schema
 from models.settings import get_settings
 
@@ -89,8 +94,16 @@ def create_app() -> FastAPI:
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestId)
     app.add_middleware(RequestMetrics)
-    for module in (simulations, results, clients, compare, sweeps, system):
-        app.include_router(module.router)
+    # One router per domain (app/<domain>/routes.py); this order is the OpenAPI document's.
+    for router in (
+        simulations_router,
+        results_router,
+        compare_router,
+        sweeps_router,
+        catalogue_router,
+        system_router,
+    ):
+        app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.get("/docs", include_in_schema=False)

@@ -21,10 +21,14 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 
 from tests.service_processes import Server
+
+if TYPE_CHECKING:
+    from scarcity.results import RoundResult
 
 
 def _percentiles(samples: list[float]) -> tuple[float, float]:
@@ -91,20 +95,20 @@ def _post_vs_health(url: str, seconds: float, label: str) -> None:
     )
 
 
-def _fake_round(number: int, clients: int) -> dict:
-    return {
-        "round": number,
-        "metrics": {"loss": 1.0 / number, "recon_loss": 0.5, "replay_error": 0.1, "drift": 0.0},
-        "insights": [
-            {"client_id": c, "mean_grad": 0.1, "uncertainty": 0.2, "loss_improvement": 0.3}
+def _fake_round(number: int, clients: int) -> RoundResult:
+    from scarcity.results import Insight, RoundResult
+
+    return RoundResult(
+        round=number,
+        metrics={"loss": 1.0 / number, "recon_loss": 0.5, "replay_error": 0.1, "drift": 0.0},
+        insights=tuple(
+            Insight.of(c, 1.0 / number, 0.1, 0.2, 0.3, "StructureExpert", {})
             for c in range(clients)
-        ],
-        "meta_params": {"mean": 0.0, "std": 1.0, "lr": 0.01, "updates": number},
-        "expert_usage": {"StructureExpert": clients},
-        "gossip_pairs": [],
-        "logs": [f"Round {number}: loss={1.0 / number:.4f}"],
-        "duration_seconds": 0.0,
-    }
+        ),
+        meta_params={"mean": 0.0, "std": 1.0, "lr": 0.01, "updates": number},
+        expert_usage={"StructureExpert": clients},
+        logs=(f"Round {number}: loss={1.0 / number:.4f}",),
+    )
 
 
 def main(quick: bool = False) -> None:

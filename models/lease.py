@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import CursorResult, and_, case, delete, func, or_, select, update
 from sqlalchemy.orm import Session
@@ -21,13 +21,16 @@ from models.base import as_utc, utcnow
 from models.checkpoint import Checkpoint
 from models.client_insight import ClientInsight
 from models.clock import SKEW_WARNING_SECONDS, database_now, describe_skew, read_clock
-from models.meta_params import UNCERTAINTY_GROUPS, MetaParams
+from models.meta_params import MetaParams
 from models.notify import notify
-from models.results_repo import add_log
+from models.results_repo import add_log, round_rows
 from models.round_metrics import RoundMetrics
 from models.simulation import FINISHED_STATUSES, Simulation, SimulationStatus
 from models.simulation_log import SimulationLog
 from models.upsert import insert_for, upsert
+
+if TYPE_CHECKING:  # only read here: models/ does not import the engine
+    from scarcity.results import RoundResult
 
 
 def requeue_running(session: Session) -> int:
@@ -295,83 +298,33 @@ def refund(session: Session, claim: Claim) -> bool:
 def save_round(
     session: Session,
     claim: Claim,
-    result: dict[str, Any],
+    result: RoundResult,
     checkpoint: bytes | None,
 ) -> bool | None:
-    """Store one round (a `RoundResult.to_dict()`) with the engine state after it, if given."""
+    """Store one round with the engine state after it, if given."""
     return save_rounds(session, claim, [result], checkpoint)
 
 
 def save_rounds(
     session: Session,
     claim: Claim,
-    results: Sequence[dict[str, Any]],
+    results: Sequence[RoundResult],
     checkpoint: bytes | None,
 ) -> bool | None:
-    """Store consecutive rounds (`RoundResult.to_dict()`s) and advance progress, fenced by the
-    claim; `checkpoint`, when given, is the engine state after the last of them.
+    """Store consecutive rounds, the engine's results (`results_repo.round_rows` gives their
+    rows), and advance progress, fenced by the claim; `checkpoint`, when given, is the engine
+    state after the last of them.
 
     Rows are upserts: a resumed run recomputes the rounds after its checkpoint and writes the
     same rows again, and progress never goes back meanwhile. Returns whether a cancel was
     requested, or None when the lease was lost (the caller must roll back and stop).
     """
-    sim_id, number = claim.simulation_id, results[-1]["round"]
-    upsert(
-        session,
-        RoundMetrics,
-        [
-            {
-                "simulation_id": sim_id,
-                "round": result["round"],
-                "metrics": result["metrics"],
-                "expert_usage": result.get("expert_usage", {}),
-                "gossip_pairs": result.get("gossip_pairs", []),
-                "participants": result.get("participants"),
-                "duration_seconds": result.get("duration_seconds", 0.0),
-            }
-            for result in results
-        ],
-        ("simulation_id", "round"),
-    )
-    upsert(
-        session,
-        ClientInsight,
-        [
-            {
-                "simulation_id": sim_id,
-                "round": result["round"],
-                "client_id": i["client_id"],
-                "insight": i,
-            }
-            for result in results
-            for i in result.get("insights", [])
-        ],
-        ("simulation_id", "round", "client_id"),
-    )
-    meta_rows = []
-    for result in results:
-        if result.get("meta_params"):
-            # The meta-learner's client lists are kept beside the parameters it broadcast.
-            groups = {key: result[key] for key in UNCERTAINTY_GROUPS if key in result}
-            params = {**result["meta_params"], **groups}
-            meta_rows.append({"simulation_id": sim_id, "round": result["round"], "params": params})
-    upsert(session, MetaParams, meta_rows, ("simulation_id", "round"))
-    upsert(
-        session,
-        SimulationLog,
-        [
-            {
-                "simulation_id": sim_id,
-                "round": result["round"],
-                "seq": seq,
-                "level": "INFO",
-                "message": m,
-            }
-            for result in results
-            for seq, m in enumerate(result.get("logs", []))
-        ],
-        ("simulation_id", "round", "seq"),
-    )
+    sim_id, number = claim.simulation_id, results[-1].round
+    rows = round_rows(sim_id, results)
+    upsert(session, RoundMetrics, rows.metrics, ("simulation_id", "round"))
+    upsert(session, ClientInsight, rows.insights, ("simulation_id", "round", "client_id"))
+    upsert(session, MetaParams, rows.meta_params, ("simulation_id", "round"))
+    upsert(session, SimulationLog, rows.logs, ("simulation_id", "round", "seq"))
     if checkpoint is not None:
         upsert(
             session,

@@ -1,13 +1,16 @@
 """What a run produced, as stored: each round's metrics, meta-parameters and insights, its log
-lines, what each client holds and each attempt's provenance; the reads, and the writes that
-are not fenced rounds (lifecycle log lines, the clients' data and provenance, each written once).
+lines, what each client holds and each attempt's provenance; the reads, the stored form of the
+engine's round results (`round_rows`, written fenced by `lease.save_rounds`), and the writes
+that are not fenced rounds (lifecycle log lines, the clients' data and provenance, each written
+once).
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
@@ -15,11 +18,83 @@ from sqlalchemy.orm import Session
 from models.attempt import Attempt
 from models.client_data import ClientData
 from models.client_insight import ClientInsight
-from models.meta_params import MetaParams
+from models.meta_params import UNCERTAINTY_GROUPS, MetaParams
 from models.round_metrics import RoundMetrics
 from models.simulation import Simulation
 from models.simulation_log import SimulationLog
 from models.upsert import insert_for
+
+if TYPE_CHECKING:  # only read here: models/ does not import the engine
+    from scarcity.results import RoundResult
+
+
+@dataclass(frozen=True)
+class RoundRows:
+    """Finished rounds as rows, one list per table, their JSON in the names the API serves
+    (those of `RoundResult.to_dict()`)."""
+
+    metrics: list[dict[str, Any]]
+    insights: list[dict[str, Any]]
+    meta_params: list[dict[str, Any]]
+    logs: list[dict[str, Any]]
+
+
+def round_rows(simulation_id: uuid.UUID, results: Sequence[RoundResult]) -> RoundRows:
+    """The rows that store the engine's `results` of one run: its metrics with what the round
+    did (expert usage, gossip, participants, duration), each client's insight, the
+    meta-learner's parameters with its two client lists (rounds that have them) and the round's
+    log lines."""
+    return RoundRows(
+        metrics=[
+            {
+                "simulation_id": simulation_id,
+                "round": result.round,
+                "metrics": dict(result.metrics),
+                "expert_usage": dict(result.expert_usage),
+                "gossip_pairs": [pair.to_dict() for pair in result.gossip_pairs],
+                "participants": None if result.participants is None else list(result.participants),
+                "duration_seconds": result.duration_seconds,
+            }
+            for result in results
+        ],
+        insights=[
+            {
+                "simulation_id": simulation_id,
+                "round": result.round,
+                "client_id": insight.client_id,
+                "insight": insight.to_dict(),
+            }
+            for result in results
+            for insight in result.insights
+        ],
+        meta_params=[
+            {
+                "simulation_id": simulation_id,
+                "round": result.round,
+                # The meta-learner's client lists are kept beside the parameters it broadcast.
+                "params": {
+                    **result.meta_params,
+                    **{
+                        key: list(result.uncertainty_groups.get(key, ()))
+                        for key in UNCERTAINTY_GROUPS
+                    },
+                },
+            }
+            for result in results
+            if result.meta_params
+        ],
+        logs=[
+            {
+                "simulation_id": simulation_id,
+                "round": result.round,
+                "seq": seq,
+                "level": "INFO",
+                "message": message,
+            }
+            for result in results
+            for seq, message in enumerate(result.logs)
+        ],
+    )
 
 
 def add_log(session: Session, simulation_id: uuid.UUID, message: str, level: str = "INFO") -> None:

@@ -51,6 +51,7 @@ def test_the_real_tree_keeps_every_contract() -> None:
         ),
         ("scarcity/partitions/iid.py", "import scarcity.strategies", "independent of each other"),
         ("scarcity/config.py", "import scarcity.core.data", "reads no data set"),
+        ("models/lease.py", "import scarcity.simulation", "round results and nothing else"),
     ],
 )
 def test_a_forbidden_import_breaks_its_contract(

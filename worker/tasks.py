@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 from models import SimulationStatus, lease, results_repo, sweeps_repo
 from models.db import is_transient, session_scope
 from models.settings import get_settings
-from scarcity import Simulation, SimulationConfig
+from scarcity import RoundResult, Simulation, SimulationConfig
 from scarcity.core.data import describe_clients
 from scarcity.logging_setup import bind_log_context, log_context
 from scarcity.provenance import environment
@@ -177,7 +177,9 @@ class _Job:
     def db(self, what: str, work: Callable[[Session], T]) -> T:
         return with_database(what, work, bound=self.bound, simulation_id=self.id)
 
-    def save_rounds(self, results: list[dict[str, object]], checkpoint: bytes | None) -> bool:
+    def save_rounds(self, results: list[RoundResult], checkpoint: bytes | None) -> bool:
+        """The engine's rounds as it yielded them: the repository stores their rows."""
+
         def work(session: Session) -> bool:
             cancel = lease.save_rounds(session, self.claim, results, checkpoint)
             if cancel is None:
@@ -325,13 +327,13 @@ class _Job:
         # checkpoint_seconds, and always with the last one (a release or a stop resumes there);
         # a crash loses only rounds after the last checkpoint, which the resume recomputes
         # exactly (docs/reliability.md).
-        pending: list[dict[str, object]] = []
+        pending: list[RoundResult] = []
         last_write = last_checkpoint = started
         with _Heartbeat(self.claim, heartbeat_interval) as beat:
             for result in simulation.rounds():
                 if beat.lost:
                     raise LeaseLost
-                pending.append(result.to_dict())
+                pending.append(result)
                 _observe_round(result.duration_seconds)
                 last = result.round >= config.rounds
                 stopping = not last and should_stop()

@@ -117,8 +117,8 @@ def test_a_large_synthetic_run_is_described_by_its_worker_not_by_the_api(sqlite_
     then); a stored description is served as stored."""
     from sqlalchemy.orm import sessionmaker
 
-    from app import service
     from app.errors import Conflict
+    from app.results import service
     from models import results_repo, simulations_repo
     from models.db import make_engine
     from models.migrate import upgrade_to_head

@@ -13,6 +13,7 @@ import pytest
 from models import SimulationStatus, lease, simulations_repo
 from models.db import dispose_engines, session_scope
 from scarcity.config import resolve_config
+from scarcity.results import RoundResult
 from tests.service_processes import Server
 
 
@@ -42,7 +43,7 @@ def seed_run(
         assert claim is not None
         first = {name: value + 10 for name, value in final.items()}  # round 1 must not count
         for number, metrics in ((1, first), (2, final)):
-            lease.save_round(session, claim, {"round": number, "metrics": metrics}, None)
+            lease.save_round(session, claim, RoundResult(round=number, metrics=metrics), None)
         assert lease.finish(session, claim, SimulationStatus.succeeded)
     return str(simulation.id)
 

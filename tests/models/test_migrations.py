@@ -168,6 +168,8 @@ def test_postgres_gets_native_jsonb_uuid_and_timestamptz(postgres_url: str) -> N
 
 
 def test_per_round_rows_are_deleted_with_their_simulation(database_url: str) -> None:
+    from scarcity.results import Insight, RoundResult
+
     engine = make_engine(database_url)  # the service's engine: SQLite enforces foreign keys
     try:
         with Session(engine) as session, session.begin():
@@ -175,7 +177,8 @@ def test_per_round_rows_are_deleted_with_their_simulation(database_url: str) -> 
             simulation = simulations_repo.create_simulation(session, owner="", config=config)
             claim = lease.claim(session, simulation.id, lease_seconds=60, max_attempts=5)
             assert claim is not None
-            result = {"round": 1, "metrics": {"loss": 1.0}, "insights": [{"client_id": 0}]}
+            insight = Insight.of(0, 1.0, 0.0, 0.0, 0.0, "0", {})
+            result = RoundResult(round=1, metrics={"loss": 1.0}, insights=(insight,))
             assert lease.save_round(session, claim, result, b"state") is False
         with Session(engine) as session, session.begin():
             session.execute(delete(Simulation).execution_options(synchronize_session=False))
@@ -513,7 +516,7 @@ def test_a_run_stored_before_0011_answers_and_resumes_naming_the_new_rounds_part
 
     import sqlalchemy as sa
 
-    from app import service
+    from app.results import service
     from models.base import JSONType
     from models.settings import get_settings
     from scarcity.config import resolve_config

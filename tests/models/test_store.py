@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
@@ -28,6 +29,7 @@ from models import (
 )
 from models.base import utcnow
 from models.db import make_engine
+from scarcity.results import GossipPair, Insight, RoundResult
 
 LEASE = 60.0
 CONFIG = {"preset": "stage8", "rounds": 3, "seed": 1}
@@ -41,18 +43,29 @@ def sessions(database_url: str) -> Iterator[sessionmaker[Session]]:
     engine.dispose()
 
 
-def round_result(number: int, loss: float = 0.5) -> dict[str, Any]:
-    """A `RoundResult.to_dict()` of two clients."""
-    return {
-        "round": number,
-        "metrics": {"loss": loss},
-        "expert_usage": {"0": 2},
-        "gossip_pairs": [{"a": 0, "b": 1}],
-        "duration_seconds": 0.01,
-        "insights": [{"client_id": c, "uncertainty": loss + c} for c in range(2)],
-        "meta_params": {"mean": 0.0, "std": 1.0, "lr": 0.01, "updates": number},
-        "logs": [f"round {number} done"],
-    }
+def round_result(number: int, loss: float = 0.5) -> RoundResult:
+    """A round of two clients, as the engine yields it."""
+    return RoundResult(
+        round=number,
+        metrics={"loss": loss},
+        expert_usage={"0": 2},
+        gossip_pairs=(GossipPair(client_a=0, client_b=1, expert="0"),),
+        duration_seconds=0.01,
+        insights=tuple(
+            Insight(
+                client_id=c,
+                loss=loss,
+                mean_grad=0.0,
+                uncertainty=loss + c,
+                loss_improvement=0.0,
+                selected_expert="0",
+                experts={},
+            )
+            for c in range(2)
+        ),
+        meta_params={"mean": 0.0, "std": 1.0, "lr": 0.01, "updates": number},
+        logs=(f"round {number} done",),
+    )
 
 
 def create(sessions: sessionmaker[Session], owner: str = "") -> uuid.UUID:
@@ -653,3 +666,61 @@ def test_an_idempotency_key_is_reserved_once_answered_and_freed_on_failure(
             idempotency_repo.reserve_key(session, **(args | {"owner": "bob"}), stale_after=0)
             is None
         )
+
+
+def test_the_rows_of_a_round_are_its_dict_form_in_order() -> None:
+    """The worker hands the engine's `RoundResult`s to the repository; the rows it stores hold
+    what `RoundResult.to_dict()` names, keys in its order, so the JSON text of every column is
+    what the worker stored when it wrote those dicts itself (readers and the API see no change)."""
+    from scarcity import Simulation as Engine
+    from scarcity.config import resolve_config
+    from scarcity.results import UNCERTAINTY_GROUPS
+
+    config = resolve_config(
+        preset="stage8", num_clients=6, clients_per_round=4, rounds=2, samples_per_client=20
+    )
+    results = list(Engine(config).rounds())
+    sim_id = uuid.uuid4()
+    rows = results_repo.round_rows(sim_id, results)
+    dicts = [result.to_dict() for result in results]
+    # every column is exercised: sampled rounds, gossip, insights, meta-parameters, log lines
+    assert all(d["participants"] and d["gossip_pairs"] and d["meta_params"] for d in dicts)
+    assert all(d["insights"] and d["logs"] for d in dicts)
+    metric_columns = ("metrics", "expert_usage", "gossip_pairs", "participants", "duration_seconds")
+    expected = {
+        "metrics": [
+            {"simulation_id": sim_id, "round": d["round"], **{k: d[k] for k in metric_columns}}
+            for d in dicts
+        ],
+        "insights": [
+            {
+                "simulation_id": sim_id,
+                "round": d["round"],
+                "client_id": i["client_id"],
+                "insight": i,
+            }
+            for d in dicts
+            for i in d["insights"]
+        ],
+        "meta_params": [
+            {
+                "simulation_id": sim_id,
+                "round": d["round"],
+                "params": {**d["meta_params"], **{key: d[key] for key in UNCERTAINTY_GROUPS}},
+            }
+            for d in dicts
+        ],
+        "logs": [
+            {
+                "simulation_id": sim_id,
+                "round": d["round"],
+                "seq": seq,
+                "level": "INFO",
+                "message": m,
+            }
+            for d in dicts
+            for seq, m in enumerate(d["logs"])
+        ],
+    }
+    for table, want in expected.items():
+        assert json.dumps(getattr(rows, table), default=str) == json.dumps(want, default=str), table

@@ -1,6 +1,6 @@
 // Submit form: one control per SimulationCreate property, defaults from the chosen preset.
 import { api, apiJSON, errorText } from "./api.js";
-import { refreshHistory } from "./history.js";
+import { simulationsChanged } from "./notices.js";
 import { watch } from "./run.js";
 import { $, el, shortId } from "./util.js";
 
@@ -275,7 +275,7 @@ async function submit(event) {
     const response = await api("/simulations", { method: "POST", body: JSON.stringify(body) });
     if (response.status === 202 || response.ok) {
       const sim = await response.json();
-      refreshHistory();
+      simulationsChanged();
       watch(sim.id);
       if (window.matchMedia("(max-width: 900px)").matches) $("#watch").scrollIntoView({ behavior: "smooth" });
       return;

@@ -2,7 +2,8 @@
 import { api, apiJSON, errorText } from "./api.js";
 import { COMPARE_MAX, selected, updateCompareControls } from "./compare.js";
 import { cloneIntoForm } from "./form.js";
-import { closeWatch, downloadCSV, downloadJSON, showSimulation, watch, watchedId } from "./run.js";
+import { onSimulationsChanged } from "./notices.js";
+import { cancelSimulation, closeWatch, downloadCSV, downloadJSON, watch, watchedId } from "./run.js";
 import { $, el, FINISHED, fmt, shortId, shown } from "./util.js";
 
 const historyState = { cursor: null, finalMetrics: new Map(), timer: null, rows: [] };
@@ -115,15 +116,6 @@ function showDiffers() {
   }
 }
 
-export async function cancelSimulation(id) {
-  const response = await api(`/simulations/${id}/cancel`, { method: "POST" });
-  if (!response.ok) alert(await errorText(response));
-  refreshHistory();
-  if (id === watchedId() && response.ok) {
-    try { showSimulation(await apiJSON(`/simulations/${id}`)); } catch { /* the stream will tell */ }
-  }
-}
-
 async function deleteSimulation(id) {
   if (!confirm(`Delete simulation ${shortId(id)} and all its results?`)) return;
   const response = await api(`/simulations/${id}`, { method: "DELETE" });
@@ -135,6 +127,7 @@ async function deleteSimulation(id) {
 }
 
 export function initHistory() {
+  onSimulationsChanged(refreshHistory);
   $("#filter-status").addEventListener("change", refreshHistory);
   $("#filter-preset").addEventListener("change", refreshHistory);
   $("#history-refresh").addEventListener("click", refreshHistory);

@@ -3,7 +3,7 @@
 import { api, apiJSON, errorText, eventStream } from "./api.js";
 import { ChartBox } from "./charts.js";
 import { loadClients, loadGossipGraph, loadHeatmap, resetClients } from "./clients.js";
-import { cancelSimulation, refreshHistory } from "./history.js";
+import { simulationsChanged } from "./notices.js";
 import { $, download, FINISHED, fmt, shortId } from "./util.js";
 
 export async function downloadCSV(id) {
@@ -210,7 +210,7 @@ async function finishWatch(sim, token) {
   loadServerLog(token);
   loadHeatmap(watchState.id, () => token === watchState.token).catch(() => { $("#heatmap-box").hidden = true; });
   loadGossipGraph([...watchState.rounds.values()].sort((a, b) => a.round - b.round));
-  refreshHistory();
+  simulationsChanged();
 }
 
 async function loadServerLog(token) {
@@ -278,6 +278,15 @@ export async function watch(id) {
 
 // The run shown, or null.
 export function watchedId() { return watchState.id; }
+
+export async function cancelSimulation(id) {
+  const response = await api(`/simulations/${id}/cancel`, { method: "POST" });
+  if (!response.ok) alert(await errorText(response));
+  simulationsChanged();
+  if (id === watchedId() && response.ok) {
+    try { showSimulation(await apiJSON(`/simulations/${id}`)); } catch { /* the stream will tell */ }
+  }
+}
 
 // The watched run was deleted: back to the empty view.
 export function closeWatch() {

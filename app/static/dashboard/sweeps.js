@@ -1,7 +1,7 @@
 // Sweeps: the list with progress by status, one sweep's results table, sortable by column, and
 // its configurations as parallel coordinates (the varied fields → a chosen final metric).
 import { api, apiJSON, errorText } from "./api.js";
-import { refreshHistory } from "./history.js";
+import { simulationsChanged } from "./notices.js";
 import { $, COMMON_METRICS, download, el, fmt, shortId, shown } from "./util.js";
 
 const sweepState = { results: null, id: null, sort: { key: null, desc: false }, timer: null };
@@ -56,7 +56,7 @@ async function sweepAction(id, action) {
   if (!response.ok) alert(await errorText(response));
   if (action === "delete" && id === sweepState.id) { sweepState.id = null; $("#sweep-results-box").hidden = true; }
   loadSweeps();
-  refreshHistory();
+  simulationsChanged();
 }
 
 async function downloadSweepCSV(id) {

@@ -1,18 +1,19 @@
-"""Compare: what sets a few runs apart, and their metrics side by side."""
+"""Compare: what sets a few runs apart, and their metrics side by side; the route calls
+`app/compare/service.py`."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Query
 
-from app import service
+from app.compare import service
 from app.deps import OwnerDep, ReadSessionDep, reject_unknown_query
-from app.routes.simulations import ERRORS
+from app.responses import SIMULATION_ERRORS as ERRORS
 from app.schemas import ComparePublic
 
 router = APIRouter(tags=["compare"], dependencies=[Depends(reject_unknown_query)])
 
 
-@router.get("/compare", response_model=ComparePublic, responses=ERRORS)
+@router.get("/compare", status_code=200, response_model=ComparePublic, responses=ERRORS)
 def compare_simulations(
     session: ReadSessionDep,
     owner: OwnerDep,

@@ -1,4 +1,5 @@
-"""Simulations: submit, read, list, cancel, delete."""
+"""Simulations: submit, read, list, rename, cancel, delete. Each route calls one function of
+`app/simulations/service.py`."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Response
 
-from app import idempotency, service
+from app import idempotency
 from app.deps import (
     AdmissionDep,
     OwnerDep,
@@ -18,6 +19,8 @@ from app.deps import (
     require_json,
     require_utf8_json_object_keys_once,
 )
+from app.responses import SIMULATION_ERRORS as ERRORS
+from app.responses import conflict, creation_responses
 from app.schemas import (
     ErrorBody,
     SimulationCreate,
@@ -25,35 +28,14 @@ from app.schemas import (
     SimulationsPublic,
     SimulationUpdate,
 )
+from app.simulations import service
 from scarcity.config import PresetName
 
 router = APIRouter(
     prefix="/simulations", tags=["simulations"], dependencies=[Depends(reject_unknown_query)]
 )
 
-ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"model": ErrorBody, "description": "Missing or invalid API key."},
-    404: {"model": ErrorBody, "description": "No such simulation (or not yours)."},
-    422: {"model": ErrorBody, "description": "Invalid input; the message names the field."},
-}
-ENDPOINT = "POST /simulations"
 Status = Literal["pending", "queued", "running", "succeeded", "failed", "cancelled"]
-
-
-def creation_responses(invalid: str) -> dict[int | str, dict[str, Any]]:
-    """The answers of a POST that creates work (a simulation, a sweep); `invalid`: its 422."""
-    return {
-        400: {"model": ErrorBody, "description": "Body unreadable (not UTF-8, or a BOM)."},
-        401: ERRORS[401],
-        409: {
-            "model": ErrorBody,
-            "description": "Too many active simulations, or the first request with this "
-            "Idempotency-Key is still running.",
-        },
-        413: {"model": ErrorBody, "description": "Request body too large."},
-        415: {"model": ErrorBody, "description": "Body not sent as application/json."},
-        422: {"model": ErrorBody, "description": invalid},
-    }
 
 
 @router.post(
@@ -76,16 +58,17 @@ async def create_simulation(
     idempotency_key: idempotency.KeyHeader = None,
 ) -> Any:
     """Queue a simulation: a preset plus overrides; answers 202 with its resource."""
-    config = service.resolved_config(body, settings)
-
-    async def create() -> tuple[SimulationPublic, str]:
-        simulation = await admission.submit(owner, config.model_dump(), service.run_attrs(body))
-        return SimulationPublic.from_row(simulation), f"/simulations/{simulation.id}"
-
-    return await idempotency.created_once(owner, idempotency_key, ENDPOINT, body, create, response)
+    return await service.create_simulation(
+        body, owner, settings, admission, response, idempotency_key
+    )
 
 
-@router.get("", response_model=SimulationsPublic, responses={401: ERRORS[401], 422: ERRORS[422]})
+@router.get(
+    "",
+    status_code=200,
+    response_model=SimulationsPublic,
+    responses={401: ERRORS[401], 422: ERRORS[422]},
+)
 def list_simulations(
     session: ReadSessionDep,
     owner: OwnerDep,
@@ -109,7 +92,7 @@ def list_simulations(
     cursor: str | None = Query(None, max_length=200, description="`next_cursor` of the last page."),
 ) -> SimulationsPublic:
     """Your simulations, newest first (or by `order_by`), filtered by `filter`, status, preset."""
-    rows, next_cursor = service.list_simulations(
+    return service.list_simulations(
         session,
         owner,
         status=status,
@@ -119,19 +102,19 @@ def list_simulations(
         limit=min(limit, settings.max_page_size),
         cursor=cursor,
     )
-    return SimulationsPublic(data=service.to_public(session, rows), next_cursor=next_cursor)
 
 
-@router.get("/{simulation_id}", response_model=SimulationPublic, responses=ERRORS)
+@router.get("/{simulation_id}", status_code=200, response_model=SimulationPublic, responses=ERRORS)
 def get_simulation(
     simulation_id: uuid.UUID, session: ReadSessionDep, owner: OwnerDep
 ) -> SimulationPublic:
     """One simulation: status, resolved config, progress, timestamps, error."""
-    return service.to_public(session, [service.get_simulation(session, simulation_id, owner)])[0]
+    return service.read_simulation(session, simulation_id, owner)
 
 
 @router.patch(
     "/{simulation_id}",
+    status_code=200,
     response_model=SimulationPublic,
     dependencies=[Depends(require_json)],
     responses={
@@ -145,27 +128,26 @@ def update_simulation(
     simulation_id: uuid.UUID, body: SimulationUpdate, session: SessionDep, owner: OwnerDep
 ) -> SimulationPublic:
     """Rename, tag or annotate a run (any status); fields left out stay as they are."""
-    updated = service.update_simulation(session, simulation_id, owner, body)
-    return service.to_public(session, [updated])[0]
+    return service.update_simulation(session, simulation_id, owner, body)
 
 
 @router.post(
     "/{simulation_id}/cancel",
+    status_code=200,
     response_model=SimulationPublic,
-    responses={**ERRORS, 409: {"model": ErrorBody, "description": "Already finished."}},
+    responses={**ERRORS, **conflict("Already finished.")},
 )
 def cancel_simulation(
     simulation_id: uuid.UUID, session: SessionDep, owner: OwnerDep
 ) -> SimulationPublic:
     """Cancel: a queued run at once, a running one after its current round."""
-    cancelled = service.cancel_simulation(session, simulation_id, owner)
-    return service.to_public(session, [cancelled])[0]
+    return service.cancel_simulation(session, simulation_id, owner)
 
 
 @router.delete(
     "/{simulation_id}",
     status_code=204,
-    responses={**ERRORS, 409: {"model": ErrorBody, "description": "Still running."}},
+    responses={**ERRORS, **conflict("Still running.")},
 )
 def delete_simulation(simulation_id: uuid.UUID, session: SessionDep, owner: OwnerDep) -> Response:
     """Delete a simulation that is not running, with all its rounds."""

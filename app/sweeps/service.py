@@ -1,4 +1,5 @@
-"""Sweeps: what the `/sweeps` routes do. A sweep expands into ordinary simulations.
+"""Sweeps: what the `/sweeps` routes do, one function each. A sweep expands into ordinary
+simulations.
 
 `POST /sweeps` checks every run of the sweep as `POST /simulations` would (schema, limits, work
 budget) before anything is stored, so a bad point is a 422 naming it and nothing is created.
@@ -19,11 +20,17 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
+from fastapi import Response
+from fastapi.concurrency import run_in_threadpool
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
-from app import service
+from app import idempotency
+from app.admission import Admission
 from app.errors import Conflict, NotFound, Unprocessable, validation_detail
+from app.labels import shown
+from app.negotiation import table
+from app.pagination import decode_cursor, encode_position
 from app.schemas import (
     MetricSummary,
     SimulationCreate,
@@ -34,7 +41,9 @@ from app.schemas import (
     SweepPublic,
     SweepResultRow,
     SweepResultsPublic,
+    SweepsPublic,
 )
+from app.simulations.service import resolved_config
 from models import (
     FINISHED_STATUSES,
     Simulation,
@@ -49,6 +58,7 @@ from models.settings import Settings
 from scarcity.config import SimulationConfig
 
 NOT_VARIABLE = ("seed",)  # the sweep's `seeds` set it
+ENDPOINT = "POST /sweeps"  # what an Idempotency-Key is scoped to
 
 
 def _problem(field: str, message: str) -> Unprocessable:
@@ -115,7 +125,7 @@ def expand(body: SweepCreate) -> list[tuple[dict[str, Any], int]]:
 
 
 def _shown(point: Mapping[str, Any]) -> str:
-    return ", ".join(f"{k}={service.shown(v)}" for k, v in point.items())
+    return ", ".join(f"{k}={shown(v)}" for k, v in point.items())
 
 
 def _run_error(exc: ValidationError | Unprocessable, point: dict[str, Any], index: int) -> Any:
@@ -161,7 +171,7 @@ def plan_runs(
     for index, (point, seed) in enumerate(expand(body)):
         try:
             request = SimulationCreate.model_validate({**base, **point, "seed": seed})
-            config = service.resolved_config(request, settings)
+            config = resolved_config(request, settings)
         except (ValidationError, Unprocessable) as exc:
             raise _run_error(exc, point, index) from None
         name = " · ".join(part for part in (title, _shown(point), f"seed {seed}") if part)
@@ -178,7 +188,26 @@ def stored_request(body: SweepCreate) -> dict[str, Any]:
     return request
 
 
-def create_sweep(
+async def create_sweep(
+    body: SweepCreate,
+    owner: str,
+    settings: Settings,
+    admission: Admission,
+    response: Response,
+    idempotency_key: str | None,
+) -> Any:
+    """Store and queue the sweep once per Idempotency-Key (`store_sweep`, off the event loop),
+    then hand the runs it released to the admission."""
+
+    async def create() -> tuple[SweepPublic, str]:
+        public, released = await run_in_threadpool(store_sweep, body, owner, settings)
+        admission.publish(released)
+        return public, f"/sweeps/{public.id}"
+
+    return await idempotency.created_once(owner, idempotency_key, ENDPOINT, body, create, response)
+
+
+def store_sweep(
     body: SweepCreate, owner: str, settings: Settings
 ) -> tuple[SweepPublic, list[uuid.UUID]]:
     """Store the sweep with all its runs and queue the first ones; (resource, ids to publish).
@@ -216,10 +245,15 @@ def create_sweep(
 
 
 def get_sweep(session: Session, sweep_id: uuid.UUID, owner: str) -> Sweep:
+    """The owner's sweep, or 404 (another owner's sweep is not found either)."""
     sweep = sweeps_repo.get_sweep(session, sweep_id, owner)
     if sweep is None:
         raise NotFound(f"sweep {sweep_id} not found")
     return sweep
+
+
+def read_sweep(session: Session, sweep_id: uuid.UUID, owner: str) -> SweepPublic:
+    return to_public(session, [get_sweep(session, sweep_id, owner)])[0]
 
 
 def _status(sweep: Sweep, counts: Mapping[str, int]) -> str:
@@ -251,16 +285,15 @@ def to_public(session: Session, sweeps: list[Sweep]) -> list[SweepPublic]:
     return out
 
 
-def list_sweeps(
-    session: Session, owner: str, *, limit: int, cursor: str | None
-) -> tuple[list[SweepPublic], str | None]:
-    after = service.decode_cursor(cursor) if cursor else None
+def list_sweeps(session: Session, owner: str, *, limit: int, cursor: str | None) -> SweepsPublic:
+    """A page of the owner's sweeps, newest first."""
+    after = decode_cursor(cursor) if cursor else None
     rows = sweeps_repo.list_sweeps(session, owner=owner, limit=limit + 1, after=after)
     next_cursor = None
     if len(rows) > limit:
         last = rows[limit - 1]
-        next_cursor = service.encode_position(last.created_at, last.id)
-    return to_public(session, rows[:limit]), next_cursor
+        next_cursor = encode_position(last.created_at, last.id)
+    return SweepsPublic(data=to_public(session, rows[:limit]), next_cursor=next_cursor)
 
 
 def cancel_sweep(session: Session, sweep_id: uuid.UUID, owner: str) -> SweepPublic:
@@ -329,3 +362,11 @@ def results_csv(body: SweepResultsPublic) -> str:
             cells += ["", "", ""] if summary is None else [summary.mean, summary.std, summary.count]
         writer.writerow(["" if c is None else c for c in cells])
     return out.getvalue()
+
+
+def results_table(
+    session: Session, sweep_id: uuid.UUID, owner: str, *, format: str | None, accept: str | None
+) -> Any:
+    """The sweep's results as JSON (`SweepResultsPublic`) or CSV, as negotiated."""
+    body = results(session, sweep_id, owner)
+    return table(body, lambda: results_csv(body), format=format, accept=accept)

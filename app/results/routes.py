@@ -1,30 +1,29 @@
-"""Per-round results of a simulation: metrics (JSON or CSV), insights, meta-params, logs, events."""
+"""Per-round results of a simulation: metrics (JSON or CSV), insights, meta-params, logs,
+attempts, live events and the clients' data. Each route calls one function of
+`app/results/service.py` (the live events: `app/events.py`)."""
 
 from __future__ import annotations
 
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import StreamingResponse
 
-from app import service
-from app.deps import OwnerDep, ReadSessionDep, reject_unknown_query
-from app.events import EventHub, events
-from app.routes.simulations import ERRORS
+from app import events
+from app.deps import OwnerDep, ReadSessionDep, SessionDep, reject_unknown_query
+from app.responses import NOT_ACCEPTABLE, conflict, csv_table
+from app.responses import SIMULATION_ERRORS as ERRORS
+from app.results import service
 from app.schemas import (
     MAX_INT,
     AttemptsPublic,
-    ErrorBody,
-    InsightPublic,
+    ClientsPublic,
     InsightsPublic,
-    LogLine,
     LogsPublic,
     MetaParamsPublic,
-    MetaParamsRow,
     MetricsPublic,
 )
-from models.db import session_scope
 
 router = APIRouter(
     prefix="/simulations/{simulation_id}",
@@ -32,19 +31,12 @@ router = APIRouter(
     dependencies=[Depends(reject_unknown_query)],
 )
 
-CSV_RESPONSE: dict[int | str, dict[str, Any]] = {
-    200: {"content": {"text/csv": {"schema": {"type": "string"}}}, "description": "Metrics."}
-}
-
 
 @router.get(
     "/metrics",
+    status_code=200,
     response_model=MetricsPublic,
-    responses={
-        **CSV_RESPONSE,
-        **ERRORS,
-        406: {"model": ErrorBody, "description": "`Accept` allows neither JSON nor CSV."},
-    },
+    responses={**csv_table("Metrics."), **ERRORS, 406: NOT_ACCEPTABLE},
 )
 def get_metrics(
     simulation_id: uuid.UUID,
@@ -58,17 +50,19 @@ def get_metrics(
 ) -> Any:
     """Metrics of every finished round; `Accept: text/csv` (q-values honoured) or `format=csv`
     for one row per round; `format` wins over `Accept`."""
-    service.get_simulation(session, simulation_id, owner)
-    wanted = [n.strip() for n in names.split(",") if n.strip()] if names else None
-    rows = service.metrics_rows(
-        session, simulation_id, from_round=from_round, to_round=to_round, names=wanted
+    return service.metrics(
+        session,
+        simulation_id,
+        owner,
+        from_round=from_round,
+        to_round=to_round,
+        names=names,
+        format=format,
+        accept=request.headers.get("accept"),
     )
-    if service.wants_csv(format, request.headers.get("accept")):
-        return Response(service.metrics_csv(rows), media_type="text/csv")
-    return {"simulation_id": simulation_id, "rounds": rows}
 
 
-@router.get("/insights", response_model=InsightsPublic, responses=ERRORS)
+@router.get("/insights", status_code=200, response_model=InsightsPublic, responses=ERRORS)
 def get_insights(
     simulation_id: uuid.UUID,
     session: ReadSessionDep,
@@ -79,19 +73,12 @@ def get_insights(
     offset: int = Query(0, ge=0, le=MAX_INT),
 ) -> InsightsPublic:
     """Per-client insights, by round and/or client."""
-    service.get_simulation(session, simulation_id, owner)
-    rows = service.insights(
-        session, simulation_id, round=round, client_id=client_id, limit=limit, offset=offset
-    )
-    return InsightsPublic(
-        simulation_id=simulation_id,
-        insights=[
-            InsightPublic(round=r.round, client_id=r.client_id, insight=r.insight) for r in rows
-        ],
+    return service.insights(
+        session, simulation_id, owner, round=round, client_id=client_id, limit=limit, offset=offset
     )
 
 
-@router.get("/meta-params", response_model=MetaParamsPublic, responses=ERRORS)
+@router.get("/meta-params", status_code=200, response_model=MetaParamsPublic, responses=ERRORS)
 def get_meta_params(
     simulation_id: uuid.UUID,
     session: ReadSessionDep,
@@ -100,17 +87,12 @@ def get_meta_params(
     to_round: int | None = Query(None, ge=1, le=MAX_INT),
 ) -> MetaParamsPublic:
     """The meta-learner's parameters after each round (mean, std, lr, updates, priors)."""
-    service.get_simulation(session, simulation_id, owner)
-    rows = service.meta_params_rows(
-        session, simulation_id, from_round=from_round, to_round=to_round
-    )
-    return MetaParamsPublic(
-        simulation_id=simulation_id,
-        rounds=[MetaParamsRow(round=r.round, **r.params) for r in rows],
+    return service.meta_params(
+        session, simulation_id, owner, from_round=from_round, to_round=to_round
     )
 
 
-@router.get("/logs", response_model=LogsPublic, responses=ERRORS)
+@router.get("/logs", status_code=200, response_model=LogsPublic, responses=ERRORS)
 def get_logs(
     simulation_id: uuid.UUID,
     session: ReadSessionDep,
@@ -118,31 +100,19 @@ def get_logs(
     after_id: int = Query(0, ge=0, le=MAX_INT, description="Only lines after this id."),
 ) -> LogsPublic:
     """Log lines in the order they were written: lifecycle (round 0) and per-round lines."""
-    service.get_simulation(session, simulation_id, owner)
-    rows = service.log_lines(session, simulation_id, after_id)
-    return LogsPublic(
-        simulation_id=simulation_id,
-        lines=[LogLine(id=r.id, round=r.round, level=r.level, message=r.message) for r in rows],
-    )
+    return service.logs(session, simulation_id, owner, after_id)
 
 
-@router.get("/attempts", response_model=AttemptsPublic, responses=ERRORS)
+@router.get("/attempts", status_code=200, response_model=AttemptsPublic, responses=ERRORS)
 def get_attempts(simulation_id: uuid.UUID, session: ReadSessionDep, owner: OwnerDep) -> Any:
     """Provenance of every attempt: the worker, when it started, scarcity's version and git
     commit, the torch and numpy versions, torch's thread count, the CPU kernels, the host."""
-    return {
-        "simulation_id": simulation_id,
-        "attempts": service.attempts(session, simulation_id, owner),
-    }
-
-
-def _exists(simulation_id: uuid.UUID, owner: str) -> None:
-    with session_scope(read_only=True) as session:
-        service.get_simulation(session, simulation_id, owner)
+    return service.attempts(session, simulation_id, owner)
 
 
 @router.get(
     "/events",
+    status_code=200,
     # a response class without a media type: FastAPI documents no body of its own (it would add
     # an application/json one this route never sends), only the event stream below
     response_class=StreamingResponse,
@@ -185,10 +155,30 @@ async def stream_events(
 
     Every subscriber of a simulation in this process shares one reader, woken as soon as the
     worker stores a round (`app/events.py`)."""
-    hub: EventHub = request.app.state.events
-    await hub.check(simulation_id, owner, _exists)  # 404 before the stream opens
-    return StreamingResponse(
-        events(hub, simulation_id, owner, last_event_id),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    return await events.open_stream(request.app.state.events, simulation_id, owner, last_event_id)
+
+
+@router.get(
+    "/clients",
+    status_code=200,
+    response_model=ClientsPublic,
+    responses={
+        **csv_table("Clients."),
+        **ERRORS,
+        406: NOT_ACCEPTABLE,
+        **conflict("A large run not started yet."),
+    },
+)
+def get_clients(
+    simulation_id: uuid.UUID,
+    request: Request,
+    session: SessionDep,
+    owner: OwnerDep,
+    format: str | None = Query(None, pattern="^(json|csv)$", description="Or `Accept: text/csv`."),
+) -> Any:
+    """Each client's training rows and label histogram (regression: each target's mean and
+    std), from the partition the run trains on; `Accept: text/csv` (q-values honoured) or
+    `format=csv` for one row per client; `format` wins over `Accept`."""
+    return service.clients(
+        session, simulation_id, owner, format=format, accept=request.headers.get("accept")
     )

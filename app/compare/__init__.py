@@ -1,0 +1,1 @@
+"""Compare: 2–20 runs side by side (routes, service)."""

@@ -1,0 +1,235 @@
+"""Results: what the `/simulations/{id}/…` read routes do (metrics, insights, meta-params, logs,
+attempts, the clients' data), one function each; every one answers 404 for a run that is not
+the owner's before it reads anything."""
+
+from __future__ import annotations
+
+import csv
+import io
+import uuid
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from app.errors import Conflict, Unprocessable
+from app.negotiation import table
+from app.schemas import (
+    InsightPublic,
+    InsightsPublic,
+    LogLine,
+    LogsPublic,
+    MetaParamsPublic,
+    MetaParamsRow,
+)
+from app.simulations.service import get_simulation
+from models import results_repo
+from models.base import as_utc
+from scarcity.config import SimulationConfig
+from scarcity.core.data import describe_clients
+
+
+def check_round_range(from_round: int | None, to_round: int | None) -> None:
+    if from_round is not None and to_round is not None and from_round > to_round:
+        raise Unprocessable(
+            [
+                {
+                    "field": "from_round",
+                    "message": f"from_round ({from_round}) is after to_round ({to_round})",
+                }
+            ]
+        )
+
+
+def metrics_rows(
+    session: Session,
+    simulation_id: uuid.UUID,
+    *,
+    from_round: int | None,
+    to_round: int | None,
+    names: list[str] | None,
+) -> list[dict[str, Any]]:
+    """The stored rounds in range, each with the metrics named (all when `names` is None)."""
+    check_round_range(from_round, to_round)
+    rows = results_repo.round_metrics(session, simulation_id, from_round, to_round)
+    return [
+        {
+            "round": row.round,
+            "metrics": {k: v for k, v in row.metrics.items() if names is None or k in names},
+            "expert_usage": row.expert_usage,
+            "gossip_pairs": row.gossip_pairs,
+            "participants": row.participants,
+        }
+        for row in rows
+    ]
+
+
+def metrics_csv(rows: list[dict[str, Any]]) -> str:
+    """One line per round: `round` then every metric name seen, sorted; blanks where absent.
+    When a listed round was sampled, a last `participants` column: its clients' ids separated
+    by spaces (blank where every client took part)."""
+    names = sorted({name for row in rows for name in row["metrics"]})
+    sampled = any(row.get("participants") is not None for row in rows)
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["round", *names, *(["participants"] if sampled else [])])
+    for row in rows:
+        line = [row["round"], *(row["metrics"].get(n, "") for n in names)]
+        if sampled:
+            line.append(" ".join(map(str, row.get("participants") or [])))
+        writer.writerow(line)
+    return out.getvalue()
+
+
+def metrics(
+    session: Session,
+    simulation_id: uuid.UUID,
+    owner: str,
+    *,
+    from_round: int | None,
+    to_round: int | None,
+    names: str | None,
+    format: str | None,
+    accept: str | None,
+) -> Any:
+    """The run's rounds as JSON (`MetricsPublic`) or CSV, as negotiated; `names` a comma list."""
+    get_simulation(session, simulation_id, owner)
+    wanted = [n.strip() for n in names.split(",") if n.strip()] if names else None
+    rows = metrics_rows(
+        session, simulation_id, from_round=from_round, to_round=to_round, names=wanted
+    )
+    body = {"simulation_id": simulation_id, "rounds": rows}
+    return table(body, lambda: metrics_csv(rows), format=format, accept=accept)
+
+
+def insights(
+    session: Session,
+    simulation_id: uuid.UUID,
+    owner: str,
+    *,
+    round: int | None,
+    client_id: int | None,
+    limit: int,
+    offset: int,
+) -> InsightsPublic:
+    get_simulation(session, simulation_id, owner)
+    rows = results_repo.insights(
+        session, simulation_id, round=round, client_id=client_id, limit=limit, offset=offset
+    )
+    return InsightsPublic(
+        simulation_id=simulation_id,
+        insights=[
+            InsightPublic(round=r.round, client_id=r.client_id, insight=r.insight) for r in rows
+        ],
+    )
+
+
+def meta_params(
+    session: Session,
+    simulation_id: uuid.UUID,
+    owner: str,
+    *,
+    from_round: int | None,
+    to_round: int | None,
+) -> MetaParamsPublic:
+    get_simulation(session, simulation_id, owner)
+    check_round_range(from_round, to_round)
+    rows = results_repo.meta_params(session, simulation_id, from_round, to_round)
+    return MetaParamsPublic(
+        simulation_id=simulation_id,
+        rounds=[MetaParamsRow(round=r.round, **r.params) for r in rows],
+    )
+
+
+def logs(session: Session, simulation_id: uuid.UUID, owner: str, after_id: int) -> LogsPublic:
+    get_simulation(session, simulation_id, owner)
+    rows = results_repo.logs(session, simulation_id, after_id)
+    return LogsPublic(
+        simulation_id=simulation_id,
+        lines=[LogLine(id=r.id, round=r.round, level=r.level, message=r.message) for r in rows],
+    )
+
+
+def attempts(session: Session, simulation_id: uuid.UUID, owner: str) -> dict[str, Any]:
+    """Provenance: who ran each attempt, on what software and machine (oldest first)."""
+    get_simulation(session, simulation_id, owner)
+    return {
+        "simulation_id": simulation_id,
+        "attempts": [
+            {
+                "attempt": row.attempt,
+                "worker": row.worker,
+                "started_at": as_utc(row.started_at),  # SQLite hands it back naive
+                "environment": row.environment,
+            }
+            for row in results_repo.attempts(session, simulation_id)
+        ],
+    }
+
+
+#: Synthetic rows the API makes itself to describe a run the worker has not started yet;
+#: beyond, the worker writes the description when it builds the data anyway.
+MAX_DESCRIBED_ROWS = 1_000_000
+
+
+def client_data(session: Session, simulation_id: uuid.UUID, owner: str) -> list[dict[str, Any]]:
+    """Each client's data: the rows the worker wrote when the run started, or, before then,
+    made from the run's config and stored (a pure function of it, so a queued run shows the
+    data it will train on)."""
+    simulation = get_simulation(session, simulation_id, owner)
+    rows = results_repo.client_data(session, simulation_id)
+    if not rows:
+        config = SimulationConfig.model_validate(simulation.config)
+        synthetic_rows = config.num_clients * config.samples_per_client
+        if config.dataset == "synthetic" and synthetic_rows > MAX_DESCRIBED_ROWS:
+            raise Conflict(
+                f"simulation {simulation_id}: its {synthetic_rows:,} synthetic rows are "
+                "described when a worker starts it; ask again once it is running"
+            )
+        results_repo.save_client_data(
+            session, simulation_id, [c.to_dict() for c in describe_clients(config)]
+        )
+        rows = results_repo.client_data(session, simulation_id)
+    return [row.to_dict() for row in rows]
+
+
+def client_data_csv(clients: list[dict[str, Any]]) -> str:
+    """One line per client: its rows, whether it is an attacker (`true` / `false`, empty when
+    not recorded), then one column per class (or per target's mean, std)."""
+    first = clients[0] if clients else {}
+    labels = len(first.get("label_counts") or [])
+    targets = len(first.get("target_mean") or [])
+    header = ["client_id", "train_samples", "test_samples", "malicious"]
+    header += [f"label_{k}" for k in range(labels)]
+    header += [f"target_{j}_{stat}" for j in range(targets) for stat in ("mean", "std")]
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(header)
+    for c in clients:
+        moments = [
+            value for j in range(targets) for value in (c["target_mean"][j], c["target_std"][j])
+        ]
+        writer.writerow(
+            [
+                c["client_id"],
+                c["train_samples"],
+                c["test_samples"],
+                {True: "true", False: "false", None: ""}[c["malicious"]],
+                *(c["label_counts"] or []),
+                *moments,
+            ]
+        )
+    return out.getvalue()
+
+
+def clients(
+    session: Session,
+    simulation_id: uuid.UUID,
+    owner: str,
+    *,
+    format: str | None,
+    accept: str | None,
+) -> Any:
+    """The clients' data as JSON (`ClientsPublic`) or CSV, as negotiated."""
+    rows = client_data(session, simulation_id, owner)
+    body = {"simulation_id": simulation_id, "clients": rows}
+    return table(body, lambda: client_data_csv(rows), format=format, accept=accept)

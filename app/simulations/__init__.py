@@ -1,0 +1,1 @@
+"""Simulations: submit, read, list, rename, cancel and delete runs (routes, service)."""

@@ -1,0 +1,1 @@
+"""Sweeps: grid and random searches expanded into ordinary simulations (routes, service)."""

@@ -1,0 +1,1 @@
+"""Operations: health, readiness and Prometheus metrics (routes, service)."""
