@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import sys
+from importlib import metadata
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -36,8 +37,17 @@ def parse_set(items: Sequence[str]) -> dict[str, Any]:
     return fields
 
 
+def package_version() -> str:
+    """The installed package's version (pyproject.toml), or "unknown" when run from a tree."""
+    try:
+        return metadata.version("scarcity")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="scarcity", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"scarcity {package_version()}")
     sub = parser.add_subparsers(dest="command")
     run = sub.add_parser("run", help="run one simulation in-process")
     run.add_argument("--preset", default=None, help="stage1 … stage8 or baseline (default stage8)")
@@ -198,7 +208,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args_list and args_list[0] in SERVICE_COMMANDS:
         service_cli = importlib.import_module("app.cli")
         return int(service_cli.main(args_list) or 0)
-    if not args_list or args_list[0].startswith("-") and args_list[0] not in ("-h", "--help"):
+    own_options = ("-h", "--help", "--version")
+    if not args_list or args_list[0].startswith("-") and args_list[0] not in own_options:
         args_list = ["run", *args_list]
     args = build_parser().parse_args(args_list)
     return run_command(args)

@@ -4,6 +4,7 @@ import json
 import logging
 import sys
 import types
+from importlib import metadata
 
 import pytest
 import torch
@@ -193,3 +194,9 @@ def test_a_default_run_writes_every_seed_message_at_info(run_python, tmp_path, e
     # five clients, five rounds: each client hears the meta-parameters every round
     assert len(re.findall(r"Received meta-parameters", log)) == 25
     assert " - DEBUG - " not in log  # the components' own DEBUG lines stay out at INFO
+
+
+def test_version_prints_the_package_version(run_python):
+    proc = run_python("-m", "scarcity", "--version")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == f"scarcity {metadata.version('scarcity')}"
