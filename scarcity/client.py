@@ -35,8 +35,12 @@ class ScarcityError(Exception):
 
 
 def _frame(rows: list[dict[str, Any]]) -> Any:
-    import pandas  # optional: only for frame=True
-
+    try:
+        import pandas  # optional: only for frame=True
+    except ImportError as error:
+        raise ImportError(
+            "frame=True needs pandas: pip install 'scarcity[pandas]' (or pandas itself)"
+        ) from error
     return pandas.json_normalize(rows)
 
 

@@ -4,6 +4,8 @@ the service's errors raised with their detail."""
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 from scarcity.client import ScarcityClient, ScarcityError
@@ -70,3 +72,11 @@ def test_a_small_sweep_through_the_client(api: ScarcityClient) -> None:
     rows = api.sweep_results(sweep["id"])
     assert [r["params"] for r in rows] == [{"learning_rate": 0.01}, {"learning_rate": 0.05}]
     assert all(r["succeeded"] == 2 and r["metrics"]["loss"]["count"] == 2 for r in rows)
+
+
+def test_frame_without_pandas_names_the_extra_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    from scarcity import client
+
+    monkeypatch.setitem(sys.modules, "pandas", None)  # as if pandas were not installed
+    with pytest.raises(ImportError, match=r"scarcity\[pandas\]"):
+        client._frame([{"round": 1}])
