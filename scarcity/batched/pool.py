@@ -24,42 +24,33 @@ import torch
 from torch import Tensor
 
 from scarcity.backbones import make_backbone
-from scarcity.batched.adaptation import LearningRateAdaptation
-from scarcity.batched.autoencoder import (
-    PARTS,
-    Moments,
-    ReplayMoments,
-    adam_step,
-    recon_loss_and_grads,
-    reconstruction_errors,
-    replay_loss_and_grads,
-)
 from scarcity.batched.draws import RoundDraws, draw_round
 from scarcity.batched.ensemble import held_out_scores
-from scarcity.batched.insights import (
+from scarcity.batched.linear import HeadRegularizer, HeadStats, fit_heads
+from scarcity.batched.models import StackedModel, fit_models
+from scarcity.batched.padding import (
+    pad_clients,
+    real_rows,
+)
+from scarcity.components.adaptation import LearningRateAdaptation
+from scarcity.components.insights import (
     SUPERVISED_KEYS,
     PoolRound,
     build_insights,
     check_finite,
     statistics,
 )
-from scarcity.batched.linear import HeadRegularizer, HeadStats, fit_heads, gather_rows
-from scarcity.batched.memory import ReplayBuffers
-from scarcity.batched.models import StackedModel, fit_models
-from scarcity.batched.padding import (
-    at_least_one,
-    batch_mask,
-    masked_min_max,
-    masked_std_mean,
-    masked_var_mean,
-    pad_clients,
-    real_rows,
+from scarcity.components.memory import ReplayBuffers
+from scarcity.components.routing import StackedRouter
+from scarcity.components.structure_discovery import (
+    StackedAutoencoders,
+    stacked_self_supervised_report,
 )
-from scarcity.batched.router import route
+from scarcity.components.summaries import DataSummaries
 from scarcity.config import SimulationConfig
 from scarcity.core.aggregate import pairwise_average
 from scarcity.core.data import FederatedData
-from scarcity.core.experts import BASE_PORTFOLIO, EXTENDED_PORTFOLIO, MemoryConsolidationExpert
+from scarcity.core.experts import BASE_PORTFOLIO, EXTENDED_PORTFOLIO
 from scarcity.core.gossip import GossipScheduler
 from scarcity.core.training import LocalObjective, ssl_rate
 from scarcity.population import FitResult
@@ -122,7 +113,7 @@ class ClientPool:
             if self.ragged_sizes is None
             else real_rows(self.ragged_sizes, self.max_samples).unsqueeze(2).float()
         )
-        n_clients, k = self.num_clients, len(self.names)
+        n_clients = self.num_clients
         self.backbone = make_backbone(cfg)
         #: The backbone's parameters (`named_parameters` names) → the pool's keys.
         names = [spec.name for spec in self.backbone.specs()]
@@ -135,11 +126,9 @@ class ClientPool:
         }
         self.stacked_model = None if self.backbone.closed_form else StackedModel(self.backbone)
         self._init_weights(generator)
-        self.adam = {f"{s}.{p}": torch.zeros_like(self.w[p]) for p in PARTS for s in ("m", "v")}
-        #: Adam steps each client's autoencoders took (a client out of rows skips a step).
-        self.ssl_steps = torch.zeros(n_clients, dtype=torch.long)
+        self.autoencoders = StackedAutoencoders(self.w)
         self.buffers = ReplayBuffers(n_clients, cfg.memory_capacity, cfg.input_dim, cfg.latent_dim)
-        self.previous_mean = torch.full((n_clients,), math.nan, dtype=torch.float64)
+        self.summaries = DataSummaries(n_clients)
         self.adaptation = LearningRateAdaptation(
             n_clients,
             cfg.learning_rate,
@@ -147,13 +136,14 @@ class ClientPool:
             cfg.lr_increase_factor,
             cfg.lr_improvement_threshold,
         )
-        self.router_usage = torch.zeros(n_clients, k, dtype=torch.long)
+        self.router = StackedRouter(
+            n_clients, self.names, cfg.router_strategy, cfg.variance_threshold, rng
+        )
         self.meta_params: dict[str, float] = {}
         #: The autoencoders' Adam rate: `ssl_learning_rate`, or its share of the broadcast.
         self.ssl_lr = cfg.ssl_learning_rate
         self.data = data
         self.last: PoolRound | None = None
-        self._base_statistics: tuple[Tensor, ...] | None = None
         #: Whether per-client details (initial/final loss, uncertainty, mean |gradient|) are
         #: observable: they reach results only through insights (insight exchange, meta-learning)
         #: and a strategy that reads the initial loss (q-FedAvg).
@@ -195,6 +185,11 @@ class ClientPool:
             self.w[name] = _uniform(draw, offset, self.num_clients, shape, fan_in).contiguous()
             offset += math.prod(shape)
 
+    @property
+    def adam(self) -> dict[str, Tensor]:
+        """The autoencoders' Adam moments, `m.enc_w` … [N, K, ...]."""
+        return self.autoencoders.adam
+
     # -- data -----------------------------------------------------------------------------
     def round_data(self, round_index: int) -> tuple[Tensor, Tensor]:
         """Every client's data in round `round_index`, with the reference's drift rule."""
@@ -225,17 +220,7 @@ class ClientPool:
                 self.ssl_lr = ssl_rate(cfg, meta_lr)
         chosen: Tensor | None = None
         if cfg.expert_routing:
-            chosen = route(
-                cfg.router_strategy,
-                x,
-                self.names,
-                cfg.variance_threshold,
-                self._router_calls(),
-                self.rng,
-                self.ragged_sizes,
-                self.router_usage,
-            )
-            self.router_usage[torch.arange(n_clients), chosen] += 1
+            chosen = self.router.select(x, self.ragged_sizes)
             trained = chosen.unsqueeze(1).tolist()
         else:
             trained = [list(range(k))] * n_clients
@@ -263,7 +248,7 @@ class ClientPool:
         if shared is not None:
             source = shared
         elif ssl is not None and cfg.label_free:
-            source = self._self_supervised_report(x, ssl)
+            source = stacked_self_supervised_report(self.w, x, self.ragged_sizes, ssl)
         else:
             source = {key: value.mean(dim=1) for key, value in supervised.items()}
         self.last = PoolRound(
@@ -279,29 +264,6 @@ class ClientPool:
             summaries=summaries,
         )
         return self.last
-
-    def _self_supervised_report(self, x: Tensor, ssl: dict[str, Tensor]) -> dict[str, Tensor]:
-        """`Client._self_supervised_report` of every client, averaged over its experts."""
-        params = {p: self.w[p] for p in PARTS}
-        errors = reconstruction_errors(params, x)  # [N, K, n]
-        if self.ragged_sizes is None:
-            spread = errors.std(dim=2, correction=0)
-        else:
-            mask = real_rows(self.ragged_sizes, self.max_samples)
-            spread = masked_std_mean(errors.transpose(1, 2), mask)[0]
-        recon = ssl["recon_loss"]
-        return {
-            "train_loss": recon.mean(dim=1),
-            "initial_loss": ssl["initial_recon_loss"].mean(dim=1),
-            "final_loss": recon.mean(dim=1),
-            "uncertainty": spread.double().mean(dim=1),
-            "mean_grad": ssl["mean_grad"].mean(dim=1),
-        }
-
-    def _router_calls(self) -> int | Tensor:
-        """Each client's routing calls so far (one count while every client trained alike)."""
-        calls = self.router_usage.sum(dim=1)
-        return int(calls[0]) if bool((calls == calls[0]).all()) else calls
 
     def _train_heads(
         self,
@@ -398,159 +360,39 @@ class ClientPool:
     def _train_autoencoders(
         self, x: Tensor, draws: RoundDraws
     ) -> tuple[dict[str, Tensor], Tensor | None]:
-        """Self-supervised (Adam) training of every expert's autoencoder, all at once."""
+        """Self-supervised training of every expert's autoencoder (the memory expert stores
+        its share of rows first)."""
         cfg = self.config
-        n_clients, k, n = self.num_clients, len(self.names), self.max_samples
-        count = n_clients * k
-        params = {p: self.w[p].view(count, *self.w[p].shape[2:]) for p in PARTS}
-        adam = {key: t.view(count, *t.shape[2:]) for key, t in self.adam.items()}
-        ragged = self.ragged_sizes
-        row_sizes = None if ragged is None else ragged.repeat_interleave(k)
-        full = Moments.of(x, ragged)  # per client, shared by its k experts
-        initial, _ = recon_loss_and_grads(params, full, with_grads=False)
-        replay: ReplayMoments | None = None
-        # Before the first step the rows just stored add nothing to the replay term.
-        first_replay: ReplayMoments | None = None
-        memory_rows = torch.arange(n_clients) * k + (self.memory or 0)
+        stored = None
         if self.memory is not None:
-            stored = self._store(x, draws.ssl_store, torch.arange(n_clients))
-            replay = self.buffers.moments()
-            if stored is not None and cfg.engine_version >= 2:
-                first_replay = self.buffers.moments(stored)
-            else:
-                first_replay = replay
-        experts = torch.arange(k).repeat(n_clients)
-        is_meta = experts == (self.meta if self.meta is not None else -1)
-        meta_clients = torch.arange(n_clients) if self.meta is not None else None
-
-        def learning_rates() -> Tensor:
-            lr = torch.full((count,), self.ssl_lr, dtype=torch.float64)
-            if meta_clients is not None:
-                lr[is_meta] = self.ssl_lr * self.adaptation.scale
-            return lr.float()
-
-        lr = learning_rates()
-        numel = sum(params[p][0].numel() for p in PARTS)
-        grad_sum = torch.zeros(count)
-        steps: int | Tensor = 0
-        epoch_losses = []
-        perms = None if draws.ssl is None else draws.ssl.reshape(count, *draws.ssl.shape[2:])
-        for epoch in range(cfg.ssl_epochs):
-            batches: list[Tensor | None] = (
-                [None] if perms is None else list(perms[:, epoch].split(cfg.batch_size, dim=1))
-            )
-            epoch_loss = torch.zeros(count, dtype=torch.float64)
-            for batch, idx in enumerate(batches):
-                if idx is not None and row_sizes is not None:
-                    # Unequal sizes: only the experts of clients with samples left in this
-                    # batch compute and step (the others' Adam is not stepped).
-                    alive_rows = row_sizes > batch * cfg.batch_size
-                    rows = alive_rows.nonzero().squeeze(1)
-                    real = batch_mask(idx[rows], row_sizes[rows]).sum(dim=1)
-                    moments = Moments.of(gather_rows(x, idx[rows], k, rows), real)
-                    part = {p: t[rows] for p, t in params.items()}
-                    current = first_replay if epoch == batch == 0 else replay
-                    loss, grads = self._ssl_loss_and_grads(part, moments, current, rows)
-                    epoch_loss.index_add_(0, rows, loss * (real / row_sizes[rows]))
-                    grad_sum.index_add_(0, rows, _mean_abs(grads, numel))
-                    steps = steps + alive_rows
-                    self.ssl_steps += alive_rows.view(n_clients, k)[:, 0]
-                    row_steps = self.ssl_steps.repeat_interleave(k)[rows]
-                    for p in PARTS:
-                        m, v = adam[f"m.{p}"][rows], adam[f"v.{p}"][rows]
-                        adam_step(part[p], grads[p], m, v, row_steps, lr[rows])
-                        params[p].index_copy_(0, rows, part[p])
-                        adam[f"m.{p}"].index_copy_(0, rows, m)
-                        adam[f"v.{p}"].index_copy_(0, rows, v)
-                    continue
-                moments = full if idx is None else Moments.of(gather_rows(x, idx, k))
-                current = first_replay if epoch == batch == 0 else replay
-                loss, grads = self._ssl_loss_and_grads(params, moments, current)
-                grad_sum += _mean_abs(grads, numel)
-                epoch_loss += loss * ((n if idx is None else idx.shape[1]) / n)
-                steps += 1
-                self.ssl_steps += 1  # one optimizer.step() of every expert's Adam
-                # Every client has stepped as often, unless client sampling left some behind.
-                uniform = bool((self.ssl_steps == self.ssl_steps[0]).all())
-                step = int(self.ssl_steps[0]) if uniform else self.ssl_steps.repeat_interleave(k)
-                for p in PARTS:
-                    adam_step(params[p], grads[p], adam[f"m.{p}"], adam[f"v.{p}"], step, lr)
-            epoch_losses.append(epoch_loss.float())
-            if meta_clients is not None:
-                self.adaptation.adapt("self_supervised", epoch_losses[-1][is_meta], meta_clients)
-                lr = learning_rates()
-        final, _ = recon_loss_and_grads(params, full, with_grads=False)
-        replay_error = None
-        if replay is not None:
-            replay_error = replay_loss_and_grads(
-                params["enc_w"][memory_rows], params["enc_b"][memory_rows], replay
-            )[0]
-        ssl = {
-            "initial_recon_loss": initial.float().double().view(n_clients, k),
-            "recon_loss": final.float().double().view(n_clients, k),
-            "mean_grad": (grad_sum / at_least_one(steps)).double().view(n_clients, k),
-        }
-        return ssl, None if replay_error is None else replay_error.float().double()
-
-    def _ssl_loss_and_grads(
-        self,
-        params: dict[str, Tensor],
-        moments: Moments,
-        replay: ReplayMoments | None,
-        rows: Tensor | None = None,
-    ) -> tuple[Tensor, dict[str, Tensor]]:
-        """Reconstruction loss (float64) and float32 gradients of the autoencoders `rows` (None =
-        all N·K, in order), plus the memory expert's latent-replay term."""
-        loss, grads = recon_loss_and_grads(params, moments)
-        if replay is not None and self.memory is not None:
-            k = len(self.names)
-            row_ids = torch.arange(len(loss)) if rows is None else rows
-            mem = (row_ids % k).eq(self.memory).nonzero().squeeze(1)
-            if rows is not None:
-                replay = replay.take(rows[mem].div(k, rounding_mode="floor"))
-            r_loss, r_w, r_b = replay_loss_and_grads(
-                params["enc_w"][mem], params["enc_b"][mem], replay
-            )
-            weight = MemoryConsolidationExpert.replay_weight
-            loss[mem] += weight * r_loss
-            grads["enc_w"][mem] += weight * r_w
-            grads["enc_b"][mem] += weight * r_b
-        return loss, {p: g.float() for p, g in grads.items()}
+            stored = self._store(x, draws.ssl_store, torch.arange(self.num_clients))
+        return self.autoencoders.train(
+            self.w,
+            x,
+            self.ragged_sizes,
+            draws.ssl,
+            epochs=cfg.ssl_epochs,
+            batch_size=cfg.batch_size,
+            lr=self.ssl_lr,
+            memory=self.memory,
+            buffers=self.buffers,
+            stored=stored,
+            fresh_replay=cfg.engine_version >= 2,
+            adaptation=self.adaptation,
+            meta=self.meta,
+        )
 
     def _store(self, x: Tensor, perm: Tensor | None, clients: Tensor) -> Tensor | None:
-        """Memory expert's `_before_train`: store a random share of inputs with their latents.
-        Returns how many rows each of `clients` stored (None: none stored)."""
-        if perm is None or len(clients) == 0:
-            return None
-        cfg = self.config
-        share = MemoryConsolidationExpert.store_fraction
-        k = min(self.max_samples, max(1, round(cfg.memory_capacity * share)))
+        """The memory expert's store draw for `clients` (`ReplayBuffers.store`)."""
         assert self.memory is not None
-        picked = gather_rows(x[clients], perm[clients, :k], 1)
-        enc_w = self.w["enc_w"][clients, self.memory]
-        enc_b = self.w["enc_b"][clients, self.memory]
-        z = torch.baddbmm(enc_b.unsqueeze(1), picked, enc_w.transpose(1, 2))
-        # A client smaller than k stores all of its rows (the rest of `picked` is padding).
-        counts = None if self.ragged_sizes is None else self.ragged_sizes[clients].clamp(max=k)
-        self.buffers.append(clients, picked, z, counts)
-        return torch.full((len(clients),), k) if counts is None else counts
+        encoder = (self.w["enc_w"][clients, self.memory], self.w["enc_b"][clients, self.memory])
+        return self.buffers.store(x, perm, clients, encoder, self.ragged_sizes)
 
     def _summarize(self, offset: float) -> dict[str, Tensor]:
         """Every expert's `summarize` for every client (one observation per round)."""
         if not self.names:
             return {}
-        var, mean, low, high, current = self._data_statistics(offset)
-        drift = torch.where(self.previous_mean.isnan(), 0.0, (current - self.previous_mean).abs())
-        self.previous_mean = current
-        out = {
-            "StructureExpert.mean": mean,
-            "StructureExpert.std": var.float().sqrt().double(),
-            "StructureExpert.variance": var,
-            "StructureExpert.min": low,
-            "StructureExpert.max": high,
-            "DriftExpert.current_mean": current,
-            "DriftExpert.drift": drift,
-        }
+        out = self.summaries.observe(self.base_x, self.ragged_sizes, offset)
         if self.memory is not None:
             memory = self.buffers.summary(self.replay_error())
             out.update({f"MemoryConsolidationExpert.{k}": v for k, v in memory.items()})
@@ -558,33 +400,6 @@ class ClientPool:
             meta = self.adaptation.summary()
             out.update({f"MetaAdaptationExpert.{k}": v for k, v in meta.items()})
         return out
-
-    def _data_statistics(self, offset: float) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-        """Variance, mean, min, max (StructureExpert) and mean (DriftExpert) of each client's
-        data, float64 [N]. Drift shifts every feature by one offset, so these are computed
-        once from the round-1 data and shifted."""
-        if self._base_statistics is None:
-            self._base_statistics = self._round_one_statistics()
-        var, mean, low, high, current = self._base_statistics
-        if offset == 0.0:
-            return var, mean, low, high, current
-        return var, mean + offset, low + offset, high + offset, current + offset
-
-    def _round_one_statistics(self) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-        x = self.base_x
-        if self.ragged_sizes is None:
-            var, mean = torch.var_mean(x.flatten(1), dim=1, correction=0)
-            flat = x.flatten(1)
-            return (
-                var.double(),
-                mean.double(),
-                flat.amin(dim=1).double(),
-                flat.amax(dim=1).double(),
-                x.mean(dim=(1, 2)).double(),
-            )
-        var, mean = masked_var_mean(x, self.ragged_sizes)
-        low, high = masked_min_max(x, self.ragged_sizes)
-        return var, mean, low.double(), high.double(), mean
 
     def replay_error(self) -> Tensor:
         """Each client's latent replay error (0 with an empty buffer), float64 [N]."""
@@ -658,13 +473,11 @@ class ClientPool:
             else real_rows(part.ragged_sizes, n).unsqueeze(2).float()
         )
         part.w = {key: t[clients] for key, t in self.w.items()}
-        part.adam = {key: t[clients] for key, t in self.adam.items()}
-        part.ssl_steps = self.ssl_steps[clients]
+        part.autoencoders = self.autoencoders.take(clients)
         part.buffers = self.buffers.take(clients)
-        part.previous_mean = self.previous_mean[clients]
+        part.summaries = self.summaries.take(clients)
         part.adaptation = self.adaptation.take(clients)
-        part.router_usage = self.router_usage[clients]
-        part._base_statistics = None
+        part.router = self.router.take(clients)
         part.last = None
         return part
 
@@ -672,13 +485,11 @@ class ClientPool:
         """Write back the state `_take(clients)` handed out, after its round."""
         for key, t in part.w.items():
             self.w[key][clients] = t
-        for key, t in part.adam.items():
-            self.adam[key][clients] = t
-        self.ssl_steps[clients] = part.ssl_steps
+        self.autoencoders.put(clients, part.autoencoders)
         self.buffers.put(clients, part.buffers)
-        self.previous_mean[clients] = part.previous_mean
+        self.summaries.put(clients, part.summaries)
         self.adaptation.put(clients, part.adaptation)
-        self.router_usage[clients] = part.router_usage
+        self.router.put(clients, part.router)
 
     def _client_ids(self) -> list[int]:
         assert self.last is not None
@@ -781,36 +592,22 @@ class ClientPool:
     def state_dict(self) -> dict[str, Any]:
         return {
             "weights": {key: t.clone() for key, t in self.w.items()},
-            "adam": {key: t.clone() for key, t in self.adam.items()},
-            "ssl_steps": self.ssl_steps.clone(),
+            **self.autoencoders.state_dict(),
             "memory": self.buffers.state_dict(),
-            "previous_mean": self.previous_mean.clone(),
+            "previous_mean": self.summaries.state_dict(),
             "lr": self.adaptation.state_dict(),
-            # "calls" stays for the checkpoint layout; the counts are the usage's row sums.
-            "router": {
-                "calls": int(self.router_usage.sum(dim=1).max()) if self.num_clients else 0,
-                "usage": self.router_usage.clone(),
-            },
+            "router": self.router.state_dict(),
             "meta_params": dict(self.meta_params),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.w = {key: t.clone() for key, t in state["weights"].items()}
-        self.adam = {key: t.clone() for key, t in state["adam"].items()}
-        steps = state["ssl_steps"]  # one int for all clients in checkpoints of before
-        self.ssl_steps = (
-            torch.full((self.num_clients,), steps) if isinstance(steps, int) else steps.clone()
-        )
+        self.autoencoders.load_state_dict(state)
         self.buffers.load_state_dict(state["memory"])
-        self.previous_mean = state["previous_mean"].clone()
+        self.summaries.load_state_dict(state["previous_mean"])
         self.adaptation.load_state_dict(state["lr"])
-        self.router_usage = state["router"]["usage"].clone()
+        self.router.load_state_dict(state["router"])
         self.meta_params = dict(state["meta_params"])
-
-
-def _mean_abs(grads: dict[str, Tensor], numel: int) -> Tensor:
-    """Mean |gradient| of each row over all parts, as `fit` records it per step."""
-    return sum((g.abs().flatten(1).sum(dim=1) for g in grads.values()), torch.zeros(())) / numel
 
 
 def _index(names: tuple[str, ...], name: str) -> int | None:

@@ -13,7 +13,6 @@ One round on a client (`train_round`):
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -22,6 +21,7 @@ from torch import Tensor
 
 from scarcity import messages
 from scarcity.backbones import make_backbone
+from scarcity.components.insights import ClientRound, client_insight
 from scarcity.config import SimulationConfig
 from scarcity.core.aggregate import pairwise_average
 from scarcity.core.experts import (
@@ -34,21 +34,7 @@ from scarcity.core.experts import (
 )
 from scarcity.core.router import Router
 from scarcity.core.training import LocalObjective, Task, ssl_rate, train_supervised
-from scarcity.results import ExpertReport, Insight
-
-
-@dataclass
-class ClientRound:
-    """What a client measured in its last round (plain floats)."""
-
-    loss: float = 0.0
-    initial_loss: float = 0.0
-    final_loss: float = 0.0
-    uncertainty: float = 0.0
-    mean_grad: float = 0.0
-    selected_expert: str = "all"
-    expert_metrics: dict[str, dict[str, float]] = field(default_factory=dict)
-    summaries: dict[str, dict[str, float]] = field(default_factory=dict)
+from scarcity.results import Insight
 
 
 def build_experts(config: SimulationConfig, task: Task, generator: torch.Generator) -> list[Expert]:
@@ -235,19 +221,7 @@ class Client:
 
     def generate_insight(self) -> Insight:
         """The structured insight of the last round: learning metadata, no weights."""
-        r = self.last_round
-        return Insight(
-            client_id=self.client_id,
-            loss=r.loss,
-            mean_grad=r.mean_grad,
-            uncertainty=r.uncertainty,
-            loss_improvement=r.initial_loss - r.final_loss,
-            selected_expert=r.selected_expert,
-            experts={
-                name: ExpertReport(dict(r.expert_metrics.get(name, {})), dict(summary))
-                for name, summary in r.summaries.items()
-            },
-        )
+        return client_insight(self.client_id, self.last_round)
 
     def receive_meta_params(self, params: dict[str, float]) -> None:
         """Store the meta-learner's broadcast (mean, std, lr, updates, priors)."""
