@@ -1,12 +1,12 @@
 """Every client of a simulation as tensors with a leading client dimension (the batched path).
 
-`ClientPool` holds what N `Client` objects hold — the shared model, each expert's head and
-autoencoder, Adam moments, replay buffers, learning-rate adaptation state, drift memory,
-router counts — and runs `Client.train_round` for all clients at once: heads by batched SGD
-(`linear.fit_heads`), autoencoders by batched Adam on data moments (`autoencoder`), the
-router as one choice per client (`router`), summaries as reductions over the client axis.
-Random draws are taken in the reference's order (`draws`), so for the same config both
-paths compute the same numbers up to float rounding. Row layout: [N, K, ...] for experts.
+`ClientPool` holds what N `Client` objects hold and runs `Client.train_round` for all clients
+at once, as a composition of the stacked client components (`scarcity.components`): the
+stacked weights (`weights`), local training of the shared model and heads (`train_heads`),
+structure discovery (`StackedAutoencoders`), replay buffers, learning-rate adaptation, data
+summaries and drift, routing, insight assembly and personal evaluation. Random draws are
+taken in the reference's order (`draws`), so for the same config both paths compute the same
+numbers up to float rounding. Row layout: [N, K, ...] for experts.
 Clients of unequal data size (`quantity_skew`) are zero-padded to the largest and their padded
 rows masked out (`padding`); with equal sizes `ragged_sizes` is None and no mask is built.
 """
@@ -14,9 +14,7 @@ rows masked out (`padding`); with equal sizes `ragged_sizes` is None and no mask
 from __future__ import annotations
 
 import copy
-import math
 from collections.abc import Callable, Mapping, Sequence
-from functools import partial
 from typing import Any
 
 import numpy as np
@@ -25,28 +23,28 @@ from torch import Tensor
 
 from scarcity.backbones import make_backbone
 from scarcity.batched.draws import RoundDraws, draw_round
-from scarcity.batched.ensemble import held_out_scores
-from scarcity.batched.linear import HeadRegularizer, HeadStats, fit_heads
-from scarcity.batched.models import StackedModel, fit_models
+from scarcity.batched.models import StackedModel
 from scarcity.batched.padding import (
     pad_clients,
     real_rows,
 )
+from scarcity.batched.weights import WeightKeys, initial_weights
 from scarcity.components.adaptation import LearningRateAdaptation
 from scarcity.components.insights import (
-    SUPERVISED_KEYS,
     PoolRound,
     build_insights,
     check_finite,
     statistics,
 )
 from scarcity.components.memory import ReplayBuffers
+from scarcity.components.personal import stacked_representation, stacked_scores
 from scarcity.components.routing import StackedRouter
 from scarcity.components.structure_discovery import (
     StackedAutoencoders,
     stacked_self_supervised_report,
 )
 from scarcity.components.summaries import DataSummaries
+from scarcity.components.training import train_heads
 from scarcity.config import SimulationConfig
 from scarcity.core.aggregate import pairwise_average
 from scarcity.core.data import FederatedData
@@ -57,23 +55,6 @@ from scarcity.population import FitResult
 from scarcity.results import Insight
 from scarcity.strategies.base import FitInstructions
 
-#: The autoencoder's stacked weights and their names in `Expert.get_weights`.
-AUTOENCODER_KEYS = {
-    "enc_w": "encoder.weight",
-    "enc_b": "encoder.bias",
-    "dec_w": "decoder.weight",
-    "dec_b": "decoder.bias",
-}
-#: Stacked keys of the Linear backbone's parameters, as checkpoints have always named them.
-LINEAR_KEYS = {"weight": "_w", "bias": "_b"}
-
-
-def model_key(owner: str, name: str) -> str:
-    """The pool's key of parameter `name` of the shared model (`owner` "shared") or of the
-    experts' heads ("head"): `shared_w` / `head_b` for Linear's, `head.0.weight` else."""
-    suffix = LINEAR_KEYS.get(name)
-    return f"{owner}{suffix}" if suffix is not None else f"{owner}.{name}"
-
 
 class ClientPool:
     """The state of all N clients and their batched round (a `ClientPopulation`)."""
@@ -81,6 +62,15 @@ class ClientPool:
     sequential = False
     #: Where `Simulation.checkpoint` keeps this population's state.
     checkpoint_key = "pool"
+    #: The stacked components this pool holds (`scarcity.components`'s contract) → where the
+    #: checkpoint keeps each one's state (None: its keys at the top, as always stored).
+    COMPONENTS: dict[str, str | None] = {
+        "autoencoders": None,
+        "buffers": "memory",
+        "summaries": "previous_mean",
+        "adaptation": "lr",
+        "router": "router",
+    }
 
     def __init__(
         self,
@@ -115,17 +105,11 @@ class ClientPool:
         )
         n_clients = self.num_clients
         self.backbone = make_backbone(cfg)
-        #: The backbone's parameters (`named_parameters` names) → the pool's keys.
-        names = [spec.name for spec in self.backbone.specs()]
-        self.shared_keys = {name: model_key("shared", name) for name in names}
-        self.head_keys = {name: model_key("head", name) for name in names}
-        #: Every stacked tensor of an expert → its name in `Expert.get_weights`.
-        self.expert_keys = {
-            **{key: f"model.{name}" for name, key in self.head_keys.items()},
-            **AUTOENCODER_KEYS,
-        }
+        keys = WeightKeys.of(self.backbone)
+        self.shared_keys, self.head_keys, self.expert_keys = keys.shared, keys.head, keys.expert
         self.stacked_model = None if self.backbone.closed_form else StackedModel(self.backbone)
-        self._init_weights(generator)
+        k, d, latent = len(self.names), cfg.input_dim, cfg.latent_dim
+        self.w = initial_weights(self.backbone, keys, n_clients, k, d, latent, generator)
         self.autoencoders = StackedAutoencoders(self.w)
         self.buffers = ReplayBuffers(n_clients, cfg.memory_capacity, cfg.input_dim, cfg.latent_dim)
         self.summaries = DataSummaries(n_clients)
@@ -150,40 +134,6 @@ class ClientPool:
         self.details = cfg.insight_exchange or cfg.meta_learning or measure_initial_loss
         #: The last round's participants when they were a sample (None = every client).
         self.active: Tensor | None = None
-
-    def _init_weights(self, generator: torch.Generator) -> None:
-        """The reference's initial weights: per client, each expert's head (the backbone's
-        parameters in order), encoder and decoder (`make_linear`: weight then bias), then the
-        shared model — one uniform draw."""
-        cfg = self.config
-        d, latent = cfg.input_dim, cfg.latent_dim
-        specs = self.backbone.specs()
-        expert_parts = [(self.head_keys[s.name], s.shape, s.fan_in) for s in specs] + [
-            ("enc_w", (latent, d), d),
-            ("enc_b", (latent,), d),
-            ("dec_w", (d, latent), latent),
-            ("dec_b", (d,), latent),
-        ]
-        shared_parts = [(self.shared_keys[s.name], s.shape, s.fan_in) for s in specs]
-        per_expert = sum(math.prod(shape) for _, shape, _ in expert_parts)
-        per_client = len(self.names) * per_expert + sum(math.prod(s) for _, s, _ in shared_parts)
-        draw = torch.rand(self.num_clients, per_client, generator=generator)
-        offset = 0
-        pieces: dict[str, list[Tensor]] = {}
-        for _ in self.names:
-            for name, shape, fan_in in expert_parts:
-                pieces.setdefault(name, []).append(
-                    _uniform(draw, offset, self.num_clients, shape, fan_in)
-                )
-                offset += math.prod(shape)
-        self.w = {name: torch.stack(parts, dim=1).contiguous() for name, parts in pieces.items()}
-        if not self.names:  # the baseline: no experts, empty expert tensors keep shapes uniform
-            self.w = {
-                name: torch.zeros(self.num_clients, 0, *shape) for name, shape, _ in expert_parts
-            }
-        for name, shape, fan_in in shared_parts:
-            self.w[name] = _uniform(draw, offset, self.num_clients, shape, fan_in).contiguous()
-            offset += math.prod(shape)
 
     @property
     def adam(self) -> dict[str, Tensor]:
@@ -274,88 +224,32 @@ class ClientPool:
         objective: LocalObjective | None = None,
     ) -> tuple[dict[str, Tensor] | None, dict[str, Tensor]]:
         """The shared model (FedAvg on) and the expert heads (all, or each client's routed
-        one) trained in one batched call: J heads per client, shared first."""
+        one) trained in one batched call (`train_heads`); the memory expert stores first."""
         cfg = self.config
-        n_clients, k = self.num_clients, len(self.names)
-        everyone = torch.arange(n_clients)
-        fa = cfg.federated_averaging
         if self.memory is not None:  # the memory expert's store draw (reference: per call)
+            everyone = torch.arange(self.num_clients)
             trains_memory = everyone if chosen is None else everyone[chosen == self.memory]
             self._store(x, draws.supervised_store, trains_memory)
-        if chosen is not None:
-            experts = chosen.unsqueeze(1)  # [N, 1]
-            heads = {
-                n: self.w[key][everyone, chosen].unsqueeze(1) for n, key in self.head_keys.items()
-            }
-        else:
-            experts = torch.arange(k).expand(n_clients, k)
-            heads = {name: self.w[key] for name, key in self.head_keys.items()}
-        if fa:
-            experts = torch.cat([torch.full((n_clients, 1), -1), experts], dim=1)
-            heads = {
-                name: torch.cat([self.w[self.shared_keys[name]].unsqueeze(1), t], dim=1)
-                for name, t in heads.items()
-            }
-        group = experts.shape[1]
-        params = {
-            name: t.reshape(n_clients * group, *t.shape[2:]).clone() for name, t in heads.items()
-        }
-        perms = None
-        if draws.supervised is not None or draws.shared is not None:
-            parts = [] if draws.shared is None else [draws.shared.unsqueeze(1)]
-            if draws.supervised is not None:  # none without experts (the baseline)
-                parts.append(draws.supervised)
-            sup = torch.cat(parts, dim=1)
-            perms = sup.reshape(n_clients * group, *sup.shape[2:])
-        row_expert = experts.reshape(-1)
-        is_meta = row_expert == (self.meta if self.meta is not None else -2)
-        meta_clients = everyone.repeat_interleave(group)[is_meta]
-
-        base = self.adaptation.base_lr  # the configured rate, or the meta-learner's
-
-        def learning_rates() -> Tensor:
-            lr = torch.full((len(row_expert),), base, dtype=torch.float64)
-            lr[is_meta] = base * self.adaptation.scale[meta_clients]
-            return lr.float()
-
-        def on_epoch(loss: Tensor) -> Tensor | None:
-            if len(meta_clients) == 0:
-                return None
-            self.adaptation.adapt("supervised", loss[is_meta], meta_clients)
-            return learning_rates()
-
-        train: Callable[..., HeadStats]
-        if self.stacked_model is None:  # Linear: closed-form gradients
-            train = partial(fit_heads, self.task, params["weight"], params["bias"])
-        else:
-            train = partial(fit_models, self.task, self.stacked_model, params)
-        stats = train(
+        return train_heads(
+            self.task,
+            self.w,
+            self.shared_keys if cfg.federated_averaging else None,
+            self.head_keys,
+            len(self.names),
             x,
             y,
-            group,
-            learning_rates(),
-            cfg.local_epochs,
-            cfg.batch_size,
-            perms,
-            on_epoch,
+            chosen,
+            draws.shared,
+            draws.supervised,
+            objective=objective,
+            model=self.stacked_model,
+            adaptation=self.adaptation,
+            meta=self.meta,
+            epochs=cfg.local_epochs,
+            batch_size=cfg.batch_size,
             details=self.details,
             sizes=self.ragged_sizes,
-            regularizer=_head_regularizer(objective, n_clients, group) if fa else None,
         )
-        first = 1 if fa else 0
-        for name, t in params.items():
-            t = t.view(n_clients, group, *t.shape[1:])
-            if fa:
-                self.w[self.shared_keys[name]].copy_(t[:, 0])
-            if chosen is not None:
-                self.w[self.head_keys[name]][everyone, chosen] = t[:, first]
-            else:
-                self.w[self.head_keys[name]].copy_(t[:, first:])
-        table = {
-            key: getattr(stats, key).double().view(n_clients, group) for key in SUPERVISED_KEYS
-        }
-        shared = {key: t[:, 0] for key, t in table.items()} if fa else None
-        return shared, {key: t[:, first:] for key, t in table.items()}
 
     def _train_autoencoders(
         self, x: Tensor, draws: RoundDraws
@@ -425,13 +319,7 @@ class ClientPool:
         participants: Tensor,
     ) -> FitResult:
         """One batched local round of the participants; the others stay untouched."""
-        objective = None
-        if instructions.proximal_mu != 0 or instructions.correction is not None:
-            objective = LocalObjective(
-                instructions.proximal_mu,
-                None if global_weights is None else dict(global_weights),
-                instructions.correction,
-            )
+        objective = LocalObjective.of(instructions, global_weights)
         if len(participants) == self.num_clients:
             self.active = None
             self.train_round(round_index, objective)
@@ -473,11 +361,8 @@ class ClientPool:
             else real_rows(part.ragged_sizes, n).unsqueeze(2).float()
         )
         part.w = {key: t[clients] for key, t in self.w.items()}
-        part.autoencoders = self.autoencoders.take(clients)
-        part.buffers = self.buffers.take(clients)
-        part.summaries = self.summaries.take(clients)
-        part.adaptation = self.adaptation.take(clients)
-        part.router = self.router.take(clients)
+        for name in self.COMPONENTS:
+            setattr(part, name, getattr(self, name).take(clients))
         part.last = None
         return part
 
@@ -485,11 +370,8 @@ class ClientPool:
         """Write back the state `_take(clients)` handed out, after its round."""
         for key, t in part.w.items():
             self.w[key][clients] = t
-        self.autoencoders.put(clients, part.autoencoders)
-        self.buffers.put(clients, part.buffers)
-        self.summaries.put(clients, part.summaries)
-        self.adaptation.put(clients, part.adaptation)
-        self.router.put(clients, part.router)
+        for name in self.COMPONENTS:
+            getattr(self, name).put(clients, getattr(part, name))
 
     def _client_ids(self) -> list[int]:
         assert self.last is not None
@@ -531,18 +413,14 @@ class ClientPool:
         rows = slice(None) if self.active is None else self.active
         heads = {name: self.w[key][rows] for name, key in self.head_keys.items()}
         selected = self.last.selected
-        return held_out_scores(self.task, heads, selected, shared, own, self.stacked_model)
+        return stacked_scores(self.task, heads, selected, shared, own, self.stacked_model)
 
     def encoders(self) -> tuple[Tensor, Tensor]:
         """`ReferencePopulation.encoders`: each participant's picked (or every) encoder."""
         assert self.last is not None
         rows = slice(None) if self.active is None else self.active
-        weight, bias = self.w["enc_w"][rows], self.w["enc_b"][rows]  # [P, K, L, d], [P, K, L]
-        selected = self.last.selected
-        if selected is None:
-            return weight.flatten(1, 2), bias.flatten(1, 2)
-        everyone = torch.arange(len(selected))
-        return weight[everyone, selected], bias[everyone, selected]
+        enc_w, enc_b = self.w["enc_w"][rows], self.w["enc_b"][rows]
+        return stacked_representation(enc_w, enc_b, self.last.selected)
 
     def insights(self) -> list[Insight]:
         """Every client's `Client.generate_insight()` of the last round."""
@@ -590,57 +468,22 @@ class ClientPool:
 
     # -- checkpoint -----------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        return {
-            "weights": {key: t.clone() for key, t in self.w.items()},
-            **self.autoencoders.state_dict(),
-            "memory": self.buffers.state_dict(),
-            "previous_mean": self.summaries.state_dict(),
-            "lr": self.adaptation.state_dict(),
-            "router": self.router.state_dict(),
-            "meta_params": dict(self.meta_params),
-        }
+        state: dict[str, Any] = {"weights": {key: t.clone() for key, t in self.w.items()}}
+        for name, key in self.COMPONENTS.items():
+            part = getattr(self, name).state_dict()
+            if key is None:
+                state.update(part)
+            else:
+                state[key] = part
+        state["meta_params"] = dict(self.meta_params)
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.w = {key: t.clone() for key, t in state["weights"].items()}
-        self.autoencoders.load_state_dict(state)
-        self.buffers.load_state_dict(state["memory"])
-        self.summaries.load_state_dict(state["previous_mean"])
-        self.adaptation.load_state_dict(state["lr"])
-        self.router.load_state_dict(state["router"])
+        for name, key in self.COMPONENTS.items():
+            getattr(self, name).load_state_dict(state if key is None else state[key])
         self.meta_params = dict(state["meta_params"])
 
 
 def _index(names: tuple[str, ...], name: str) -> int | None:
     return names.index(name) if name in names else None
-
-
-def _uniform(
-    draw: Tensor, offset: int, clients: int, shape: tuple[int, ...], fan_in: int
-) -> Tensor:
-    """`make_linear`'s uniform(±1/√fan_in) from a slice of the shared draw."""
-    bound = 1.0 / math.sqrt(fan_in)
-    piece = draw[:, offset : offset + math.prod(shape)].reshape(clients, *shape)
-    return piece * (2 * bound) - bound
-
-
-def _head_regularizer(
-    objective: LocalObjective | None, clients: int, group: int
-) -> HeadRegularizer | None:
-    """The strategy's term on the shared model's rows (the first of each client's `group`)."""
-    if objective is None or not objective.active:
-        return None
-    rows = clients * group
-    shared = torch.arange(clients) * group
-    mu = torch.zeros(rows)
-    mu[shared] = objective.proximal_mu
-    anchor = None
-    if objective.anchor is not None:
-        anchor = {key: t.unsqueeze(0) for key, t in objective.anchor.items()}
-    correction = objective.correction
-    if correction is not None and group > 1:  # zeros on the expert heads' rows
-        spread = {}
-        for key, t in correction.items():
-            spread[key] = torch.zeros(rows, *t.shape[1:])
-            spread[key][shared] = t
-        correction = spread
-    return HeadRegularizer(LocalObjective(objective.proximal_mu, anchor), mu, correction)

@@ -22,6 +22,8 @@ from torch import Tensor
 from scarcity import messages
 from scarcity.backbones import make_backbone
 from scarcity.components.insights import ClientRound, client_insight
+from scarcity.components.structure_discovery import self_supervised_report
+from scarcity.components.training import train_supervised
 from scarcity.config import SimulationConfig
 from scarcity.core.aggregate import pairwise_average
 from scarcity.core.experts import (
@@ -33,7 +35,7 @@ from scarcity.core.experts import (
     MetaAdaptationExpert,
 )
 from scarcity.core.router import Router
-from scarcity.core.training import LocalObjective, Task, ssl_rate, train_supervised
+from scarcity.core.training import LocalObjective, Task, ssl_rate
 from scarcity.results import Insight
 
 
@@ -207,17 +209,8 @@ class Client:
         return self.last_round
 
     def _self_supervised_report(self, expert: Expert, ssl: dict[str, float]) -> dict[str, float]:
-        """An expert's self-supervised training in the terms of a supervised one: its
-        reconstruction loss before and after, the spread of the per-sample reconstruction
-        errors as its uncertainty."""
-        errors = expert.reconstruction_errors(self.x)
-        return {
-            "train_loss": ssl["recon_loss"],
-            "initial_loss": ssl["initial_recon_loss"],
-            "final_loss": ssl["recon_loss"],
-            "uncertainty": float(errors.std(correction=0)),
-            "mean_grad": ssl["mean_grad"],
-        }
+        """An expert's self-supervised training in the terms of a supervised one."""
+        return self_supervised_report(ssl, expert.reconstruction_errors(self.x))
 
     def generate_insight(self) -> Insight:
         """The structured insight of the last round: learning metadata, no weights."""

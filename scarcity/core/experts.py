@@ -32,9 +32,15 @@ from scarcity.backbones import Backbone
 from scarcity.backbones.linear import LinearBackbone
 from scarcity.components.adaptation import LearningRateRule
 from scarcity.components.memory import REPLAY_WEIGHT, ReplayBuffer
+from scarcity.components.structure_discovery import (
+    autoencoder_loss,
+    per_sample_errors,
+    reconstruction_loss,
+)
 from scarcity.components.summaries import DriftMeter, structure_summary
+from scarcity.components.training import fit, rows, train_supervised
 from scarcity.core.arrays import as_features, as_targets
-from scarcity.core.training import Task, fit, make_linear, rows, train_supervised
+from scarcity.core.training import Task, make_linear
 
 
 class Expert:
@@ -134,13 +140,11 @@ class Expert:
         )
 
     def reconstruction_loss(self, x: Tensor) -> float:
-        with torch.no_grad():
-            return float(torch.nn.functional.mse_loss(self.decoder(self.encoder(x)), x))
+        return reconstruction_loss(self.encoder, self.decoder, x)
 
     def reconstruction_errors(self, x: Tensor) -> Tensor:
         """Each sample's mean squared reconstruction error [n]."""
-        with torch.no_grad():
-            return ((self.decoder(self.encoder(x)) - x) ** 2).mean(dim=1)
+        return per_sample_errors(self.encoder, self.decoder, x)
 
     def train_self_supervised(
         self,
@@ -172,7 +176,7 @@ class Expert:
         }
 
     def _ssl_loss(self, xb: Tensor) -> Tensor:
-        return torch.nn.functional.mse_loss(self.decoder(self.encoder(xb)), xb)
+        return autoencoder_loss(self.encoder, self.decoder, xb)
 
     def _before_train(self, x: Tensor, generator: torch.Generator) -> None:
         """Hook before every training call (the memory expert stores latents here)."""

@@ -1,14 +1,14 @@
-"""Training helpers shared by experts, clients and the server.
+"""Training helpers shared by experts, clients and the server: initialisation, task losses,
+a strategy's local objective. The local SGD loops themselves are `scarcity.components.training`.
 
 Every random draw goes through a caller-supplied `torch.Generator`, never torch's global RNG,
-so simulations in one process do not disturb each other. Loops run over mini-batches, never
-over samples.
+so simulations in one process do not disturb each other.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 if TYPE_CHECKING:
     from scarcity.config import SimulationConfig
+    from scarcity.strategies.base import FitInstructions
 
 Task = Literal["regression", "classification"]
 
@@ -46,117 +47,6 @@ def mean_loss(task: Task, prediction: Tensor, target: Tensor) -> Tensor:
 
 
 @dataclass(frozen=True)
-class FitStats:
-    """What one local training call did: batch-mean loss per epoch and mean |gradient|."""
-
-    epoch_losses: tuple[float, ...]
-    mean_grad: float
-
-    @property
-    def mean_loss(self) -> float:
-        return sum(self.epoch_losses) / len(self.epoch_losses)
-
-
-def fit(
-    batch_loss: Callable[[Tensor | None], Tensor],
-    parameters: Iterable[nn.Parameter],
-    optimizer: torch.optim.Optimizer,
-    num_samples: int,
-    epochs: int,
-    batch_size: int,
-    generator: torch.Generator,
-    on_epoch: Callable[[float], None] | None = None,
-    regularizer: Callable[[], Tensor] | None = None,
-) -> FitStats:
-    """Mini-batch training: `epochs` shuffled passes; `batch_size` 0 (or ≥ n) = full batch.
-
-    `batch_loss(idx)` returns the mean loss of the samples `idx` (`None` = all samples).
-    `on_epoch(loss)` runs after each epoch with that epoch's sample-weighted mean loss.
-    `regularizer()` is added to every step's objective (a strategy's proximal or correction
-    term); the recorded losses stay the data loss.
-    """
-    params = [p for p in parameters if p.requires_grad]
-    numel = sum(p.numel() for p in params)
-    full_batch = batch_size <= 0 or batch_size >= num_samples
-    grad_sum = torch.zeros(())
-    steps = 0
-    epoch_losses: list[float] = []
-    for _ in range(epochs):
-        if full_batch:
-            batches: list[Tensor | None] = [None]
-        else:
-            batches = list(torch.randperm(num_samples, generator=generator).split(batch_size))
-        epoch_loss = torch.zeros(())
-        for idx in batches:
-            optimizer.zero_grad(set_to_none=True)
-            loss = batch_loss(idx)
-            objective = loss if regularizer is None else loss + regularizer()
-            objective.backward()
-            with torch.no_grad():
-                grad_sum += sum(
-                    (p.grad.abs().sum() for p in params if p.grad is not None),
-                    start=torch.zeros(()),
-                ) / max(numel, 1)
-                size = num_samples if idx is None else idx.numel()
-                epoch_loss += loss.detach() * (size / num_samples)
-            optimizer.step()
-            steps += 1
-        epoch_losses.append(float(epoch_loss))
-        if on_epoch is not None:
-            on_epoch(epoch_losses[-1])
-    return FitStats(tuple(epoch_losses), float(grad_sum) / max(steps, 1))
-
-
-def rows(t: Tensor, idx: Tensor | None) -> Tensor:
-    """The samples `idx` of `t` (`None` = all of them), as `fit` hands them to `batch_loss`."""
-    return t if idx is None else t[idx]
-
-
-def train_supervised(
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    task: Task,
-    x: Tensor,
-    y: Tensor,
-    epochs: int,
-    batch_size: int,
-    generator: torch.Generator,
-    *,
-    before_fit: Callable[[], None] | None = None,
-    on_epoch: Callable[[float], None] | None = None,
-    regularizer: Callable[[], Tensor] | None = None,
-) -> dict[str, float]:
-    """Supervised local training of one model: loss before and after, uncertainty, mean |grad|.
-
-    `before_fit` runs after the initial loss is taken (an expert's own preparation).
-    """
-    with torch.no_grad():
-        initial = float(mean_loss(task, model(x), y))
-    if before_fit is not None:
-        before_fit()
-    stats = fit(
-        lambda idx: mean_loss(task, model(rows(x, idx)), rows(y, idx)),
-        model.parameters(),
-        optimizer,
-        len(x),
-        epochs,
-        batch_size,
-        generator,
-        on_epoch=on_epoch,
-        regularizer=regularizer,
-    )
-    with torch.no_grad():
-        losses = per_sample_loss(task, model(x), y)
-    return {
-        "initial_loss": initial,
-        "train_loss": stats.mean_loss,
-        "final_loss": float(losses.mean()),
-        "uncertainty": float(losses.std(correction=0)),
-        "mean_grad": stats.mean_grad,
-    }
-
-
-@dataclass(frozen=True)
 class LocalObjective:
     """A strategy's additions to a client's local loss of the shared model, in one place.
 
@@ -170,6 +60,24 @@ class LocalObjective:
     proximal_mu: float = 0.0
     anchor: dict[str, Tensor] | None = None
     correction: dict[str, Tensor] | None = None
+
+    @classmethod
+    def of(
+        cls,
+        instructions: FitInstructions,
+        global_weights: Mapping[str, Tensor] | None,
+        row: int | None = None,
+    ) -> LocalObjective | None:
+        """The round's `FitInstructions` as a local objective: of every participant (`row`
+        None: corrections stacked [P, ...]) or of participant `row` alone; None when they
+        add nothing to the loss."""
+        if instructions.proximal_mu == 0 and instructions.correction is None:
+            return None
+        correction = instructions.correction
+        if correction is not None and row is not None:
+            correction = {key: t[row] for key, t in correction.items()}
+        anchor = None if global_weights is None else dict(global_weights)
+        return cls(instructions.proximal_mu, anchor, correction)
 
     @property
     def active(self) -> bool:
