@@ -31,6 +31,7 @@ from scarcity.batched.padding import (
 from scarcity.batched.weights import WeightKeys, initial_weights
 from scarcity.components.adaptation import LearningRateAdaptation
 from scarcity.components.insights import (
+    ROUND_KEYS,
     PoolRound,
     build_insights,
     check_finite,
@@ -202,11 +203,7 @@ class ClientPool:
         else:
             source = {key: value.mean(dim=1) for key, value in supervised.items()}
         self.last = PoolRound(
-            loss=source["train_loss"],
-            initial_loss=source["initial_loss"],
-            final_loss=source["final_loss"],
-            uncertainty=source["uncertainty"],
-            mean_grad=source["mean_grad"],
+            **{field: source[key] for field, key in ROUND_KEYS.items()},
             selected=chosen,
             supervised=supervised,
             ssl=ssl,

@@ -21,6 +21,18 @@ The contract both forms keep (the stacked one names the clients it works on):
 - stacked only: `take(clients)` / `put(clients, part)`, the state of a round's sampled
   participants as a component of its own and its write-back.
 
+The modules: `training` (local SGD: one per-client trainer, one stacked trainer),
+`structure_discovery` (autoencoders), `memory` (replay), `adaptation` (learning rates),
+`routing`, `summaries` (data statistics and drift), `insights` (assembly), `personal`
+(evaluation). `scarcity.core.Client` composes the per-client forms, `ClientPool` the stacked
+ones (its `COMPONENTS` table samples and checkpoints them).
+
+What a new per-client figure costs: a new summary key of a component (drift, replay, rates,
+data statistics) is its module alone — both forms report through `summary()` / `observe()`
+into the insight's expert summaries; a new training statistic of a model is
+`training` (its two trainers), each backbone's stacked step where it is measured during the
+steps, and one `insights.SUPERVISED_KEYS` name.
+
 Every module has its test beside it (tests/scarcity/components/test_<module>.py): the stacked
 form equals the per-client form on literal inputs (1e-6), and a run of each execution agrees
 (1e-5, tests/scarcity/test_batched.py).

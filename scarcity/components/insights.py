@@ -19,7 +19,17 @@ from torch import Tensor
 
 from scarcity.results import ExpertReport, Insight
 
+#: What a training call reports per model (`train_supervised`, `HeadStats`), in this order.
 SUPERVISED_KEYS = ("initial_loss", "train_loss", "final_loss", "uncertainty", "mean_grad")
+#: The client's own figures of a round (`ClientRound` / `PoolRound` fields) ← the key of the
+#: training report they are the mean of (the shared model's, else the trained experts').
+ROUND_KEYS = {
+    "loss": "train_loss",
+    "initial_loss": "initial_loss",
+    "final_loss": "final_loss",
+    "uncertainty": "uncertainty",
+    "mean_grad": "mean_grad",
+}
 
 
 @dataclass

@@ -21,7 +21,7 @@ from torch import Tensor
 
 from scarcity import messages
 from scarcity.backbones import make_backbone
-from scarcity.components.insights import ClientRound, client_insight
+from scarcity.components.insights import ROUND_KEYS, ClientRound, client_insight
 from scarcity.components.structure_discovery import self_supervised_report
 from scarcity.components.training import train_supervised
 from scarcity.config import SimulationConfig
@@ -197,11 +197,7 @@ class Client:
             source = [self._self_supervised_report(e, metrics[e.name]) for e in self.experts]
         summaries = {e.name: e.summarize(self.x) for e in self.experts}
         self.last_round = ClientRound(
-            loss=_avg(s["train_loss"] for s in source),
-            initial_loss=_avg(s["initial_loss"] for s in source),
-            final_loss=_avg(s["final_loss"] for s in source),
-            uncertainty=_avg(s["uncertainty"] for s in source),
-            mean_grad=_avg(s["mean_grad"] for s in source),
+            **{field: _avg(s[key] for s in source) for field, key in ROUND_KEYS.items()},
             selected_expert=selected,
             expert_metrics=metrics,
             summaries=summaries,
