@@ -12,14 +12,14 @@ taken by autograd: logistic and linear regression need one product each way.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
 from scarcity.batched.padding import batch_mask, masked_std_mean, real_rows
-from scarcity.core.training import LocalObjective, Task
+from scarcity.components.objective import HeadRegularizer
+from scarcity.core.training import Task
 
 if TYPE_CHECKING:
     from scarcity.components.training import HeadStats
@@ -65,33 +65,6 @@ def loss_and_grad(
         return (diff**2).mean(dim=-1).mean(dim=sample_dim), diff * (2.0 / (n * out))
     loss = ((diff**2).mean(dim=-1) * weight).sum(dim=sample_dim)
     return loss, diff * (weight.unsqueeze(-1) * (2.0 / out))
-
-
-@dataclass(frozen=True)
-class HeadRegularizer:
-    """A strategy's `LocalObjective` on some of the stacked heads (its closed-form gradient).
-
-    `mu` [R] is μ per row (0 on rows without a proximal term); `correction` [R, ...] per key
-    (zeros on rows without one) or None; the anchor broadcasts over rows.
-    """
-
-    objective: LocalObjective
-    mu: Tensor
-    correction: dict[str, Tensor] | None = None
-
-    def term(self, params: dict[str, Tensor]) -> Tensor:
-        """The term itself over all rows (summed), for autograd (`models.fit_models`)."""
-        return replace(self.objective, correction=self.correction).term(params, self.mu)
-
-    def grads(self, w: Tensor, b: Tensor, rows: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """The term's gradient for the heads `rows` (None = all), whose weights are `w`, `b`."""
-        mu = self.mu if rows is None else self.mu[rows]
-        correction = self.correction
-        if correction is not None and rows is not None:
-            correction = {key: t[rows] for key, t in correction.items()}
-        objective = replace(self.objective, correction=correction)
-        grads = objective.gradient({"weight": w, "bias": b}, mu)
-        return grads["weight"], grads["bias"]
 
 
 def gather_rows(t: Tensor, idx: Tensor, group: int, rows: Tensor | None = None) -> Tensor:

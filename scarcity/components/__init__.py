@@ -24,14 +24,17 @@ The contract both forms keep (the stacked one names the clients it works on):
 The modules: `training` (local SGD: one per-client trainer, one stacked trainer),
 `structure_discovery` (autoencoders), `memory` (replay), `adaptation` (learning rates),
 `routing`, `summaries` (data statistics and drift), `insights` (assembly), `personal`
-(evaluation). `scarcity.core.Client` composes the per-client forms, `ClientPool` the stacked
-ones (its `COMPONENTS` table samples and checkpoints them).
+(evaluation), and `objective`, the strategy's client terms both trainers add to the loss.
+`scarcity.core.Client` composes the per-client forms, `ClientPool` the stacked ones (its
+`COMPONENTS` table samples and checkpoints them).
 
 What a new per-client figure costs: a new summary key of a component (drift, replay, rates,
 data statistics) is its module alone — both forms report through `summary()` / `observe()`
 into the insight's expert summaries; a new training statistic of a model is
 `training` (its two trainers), each backbone's stacked step where it is measured during the
-steps, and one `insights.SUPERVISED_KEYS` name.
+steps, and one `insights.SUPERVISED_KEYS` name. A new client term is `objective` (the term,
+its closed-form gradient, how it reaches the stacked rows), the `FitInstructions` field that
+carries it and the strategy parameter that sets it.
 
 Every module has its test beside it (tests/scarcity/components/test_<module>.py): the stacked
 form equals the per-client form on literal inputs (1e-6), and a run of each execution agrees

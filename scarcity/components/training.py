@@ -28,7 +28,7 @@ from typing import Protocol
 import torch
 from torch import Tensor, nn
 
-from scarcity.batched.linear import ClosedFormStep, HeadRegularizer
+from scarcity.batched.linear import ClosedFormStep
 from scarcity.batched.models import AutogradStep, StackedModel
 from scarcity.batched.padding import at_least_one
 from scarcity.components.adaptation import LearningRateAdaptation
@@ -316,7 +316,9 @@ def train_heads(
         adaptation.adapt("supervised", loss[is_meta], meta_clients)
         return learning_rates()
 
-    regularizer = _head_regularizer(objective, n_clients, group) if fa else None
+    regularizer = None
+    if objective is not None and fa:  # the strategy's terms act on the shared model alone
+        regularizer = objective.on_shared_rows(n_clients, group)
     form: StackedStep
     if model is None:  # Linear: the closed-form fast path
         weight, bias = params["weight"], params["bias"]
@@ -336,26 +338,3 @@ def train_heads(
     table = {key: getattr(stats, key).double().view(n_clients, group) for key in SUPERVISED_KEYS}
     shared = {key: t[:, 0] for key, t in table.items()} if fa else None
     return shared, {key: t[:, first:] for key, t in table.items()}
-
-
-def _head_regularizer(
-    objective: LocalObjective | None, clients: int, group: int
-) -> HeadRegularizer | None:
-    """The strategy's term on the shared model's rows (the first of each client's `group`)."""
-    if objective is None or not objective.active:
-        return None
-    rows = clients * group
-    shared = torch.arange(clients) * group
-    mu = torch.zeros(rows)
-    mu[shared] = objective.proximal_mu
-    anchor = None
-    if objective.anchor is not None:
-        anchor = {key: t.unsqueeze(0) for key, t in objective.anchor.items()}
-    correction = objective.correction
-    if correction is not None and group > 1:  # zeros on the expert heads' rows
-        spread = {}
-        for key, t in correction.items():
-            spread[key] = torch.zeros(rows, *t.shape[1:])
-            spread[key][shared] = t
-        correction = spread
-    return HeadRegularizer(LocalObjective(objective.proximal_mu, anchor), mu, correction)

@@ -1,5 +1,6 @@
-"""Training helpers shared by experts, clients and the server: initialisation, task losses,
-a strategy's local objective. The local SGD loops themselves are `scarcity.components.training`.
+"""Training helpers shared by experts, clients and the server: initialisation and task losses.
+The local SGD loops are `scarcity.components.training`; a strategy's terms of the local loss,
+`LocalObjective`, are `scarcity.components.objective` (re-exported here).
 
 Every random draw goes through a caller-supplied `torch.Generator`, never torch's global RNG,
 so simulations in one process do not disturb each other.
@@ -8,17 +9,18 @@ so simulations in one process do not disturb each other.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from scarcity.components.objective import LocalObjective
+
 if TYPE_CHECKING:
     from scarcity.config import SimulationConfig
-    from scarcity.strategies.base import FitInstructions
+
+__all__ = ["LocalObjective", "Task", "make_linear", "mean_loss", "per_sample_loss", "ssl_rate"]
 
 Task = Literal["regression", "classification"]
 
@@ -44,91 +46,6 @@ def mean_loss(task: Task, prediction: Tensor, target: Tensor) -> Tensor:
     if task == "classification":
         return F.cross_entropy(prediction, target)
     return F.mse_loss(prediction, target)
-
-
-@dataclass(frozen=True)
-class LocalObjective:
-    """A strategy's additions to a client's local loss of the shared model, in one place.
-
-    f(w) + μ/2·‖w − anchor‖² + ⟨correction, w⟩: FedProx's proximal term around the broadcast
-    model, SCAFFOLD's control-variate correction. The reference differentiates `term` with
-    autograd through the module; the batched pool adds `gradient`, the same derivative in
-    closed form, μ·(w − anchor) + correction (autograd over 1,000 stacked heads cost 5.6 ms a
-    step against 0.5 ms). Every batched-vs-reference test checks the two against each other.
-    """
-
-    proximal_mu: float = 0.0
-    anchor: dict[str, Tensor] | None = None
-    correction: dict[str, Tensor] | None = None
-
-    @classmethod
-    def of(
-        cls,
-        instructions: FitInstructions,
-        global_weights: Mapping[str, Tensor] | None,
-        row: int | None = None,
-    ) -> LocalObjective | None:
-        """The round's `FitInstructions` as a local objective: of every participant (`row`
-        None: corrections stacked [P, ...]) or of participant `row` alone; None when they
-        add nothing to the loss."""
-        if instructions.proximal_mu == 0 and instructions.correction is None:
-            return None
-        correction = instructions.correction
-        if correction is not None and row is not None:
-            correction = {key: t[row] for key, t in correction.items()}
-        anchor = None if global_weights is None else dict(global_weights)
-        return cls(instructions.proximal_mu, anchor, correction)
-
-    @property
-    def active(self) -> bool:
-        return self.proximal_mu != 0 or self.correction is not None
-
-    def term(self, params: Mapping[str, Tensor], mu: Tensor | float | None = None) -> Tensor:
-        """The extra loss of `params`: one model, or heads stacked [R, ...] (summed over rows,
-        so each row's gradient is its own). `mu` [R] overrides μ per row; the anchor
-        broadcasts over rows and `correction` is shaped like `params`."""
-        mu = self.proximal_mu if mu is None else mu
-        total = torch.zeros(())
-        for name, p in params.items():
-            if self.anchor is not None:
-                m = _per_row(mu, p)
-                total = total + (m / 2 * (p - self.anchor[name]) ** 2).sum()
-            if self.correction is not None:
-                total = total + (self.correction[name] * p).sum()
-        return total
-
-    def gradient(
-        self, params: Mapping[str, Tensor], mu: Tensor | float | None = None
-    ) -> dict[str, Tensor]:
-        """d `term` / d params, shaped like `params` (same arguments as `term`); fresh tensors
-        the caller may change in place."""
-        mu = self.proximal_mu if mu is None else mu
-        grads = {}
-        for name, p in params.items():
-            if self.anchor is not None:
-                grad = (p - self.anchor[name]).mul_(_per_row(mu, p))
-                if self.correction is not None:
-                    grad.add_(self.correction[name])
-            elif self.correction is not None:
-                grad = self.correction[name].clone()
-            else:
-                grad = torch.zeros_like(p)
-            grads[name] = grad
-        return grads
-
-    def regularizer(self, model: nn.Module) -> Callable[[], Tensor] | None:
-        """`term` of `model`'s parameters as `fit` adds it, or None when there is none."""
-        if not self.active:
-            return None
-        params = dict(model.named_parameters())
-        return lambda: self.term(params)
-
-
-def _per_row(mu: Tensor | float, p: Tensor) -> Tensor | float:
-    """μ broadcast over `p`: one value, or one per leading row ([R] against [R, ...])."""
-    if isinstance(mu, Tensor):
-        return mu.reshape(mu.shape + (1,) * (p.dim() - mu.dim()))
-    return mu
 
 
 def ssl_rate(config: SimulationConfig, broadcast_lr: float) -> float:
