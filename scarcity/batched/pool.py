@@ -47,10 +47,9 @@ from scarcity.components.structure_discovery import (
 from scarcity.components.summaries import DataSummaries
 from scarcity.components.training import train_heads
 from scarcity.config import SimulationConfig
-from scarcity.core.aggregate import pairwise_average
 from scarcity.core.data import FederatedData
 from scarcity.core.experts import BASE_PORTFOLIO, EXTENDED_PORTFOLIO
-from scarcity.core.gossip import GossipScheduler
+from scarcity.core.gossip import GossipScheduler, stacked_gossip_round
 from scarcity.core.training import LocalObjective, ssl_rate
 from scarcity.population import FitResult
 from scarcity.results import Insight
@@ -447,21 +446,8 @@ class ClientPool:
     ) -> list[tuple[int, int, str]]:
         """`gossip_round`: disjoint pairs of the last round's participants each average one
         random expert (same draws)."""
-        pairs = scheduler.pairs(rng, None if self.active is None else self.active.tolist())
-        if not pairs:
-            return []
-        chosen = [int(rng.integers(len(self.names))) for _ in pairs]
-        a = torch.tensor([p[0] for p in pairs])
-        b = torch.tensor([p[1] for p in pairs])
-        e = torch.tensor(chosen)
-        averaged = pairwise_average(
-            {p: self.w[p][a, e] for p in self.expert_keys},
-            {p: self.w[p][b, e] for p in self.expert_keys},
-        )
-        for p in self.expert_keys:
-            self.w[p][a, e] = averaged[p]
-            self.w[p][b, e] = averaged[p]
-        return [(pa, pb, self.names[i]) for (pa, pb), i in zip(pairs, chosen, strict=True)]
+        among = None if self.active is None else self.active.tolist()
+        return stacked_gossip_round(self.w, self.expert_keys, self.names, scheduler, rng, among)
 
     # -- checkpoint -----------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
