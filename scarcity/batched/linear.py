@@ -12,13 +12,17 @@ taken by autograd: logistic and linear regression need one product each way.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
-from scarcity.batched.padding import at_least_one, batch_mask, masked_std_mean, real_rows
-from scarcity.core.training import LocalObjective, Task
+from scarcity.batched.padding import batch_mask, masked_std_mean, real_rows
+from scarcity.components.objective import HeadRegularizer
+from scarcity.core.training import Task
+
+if TYPE_CHECKING:
+    from scarcity.components.training import HeadStats
 
 
 def per_sample_loss(task: Task, prediction: Tensor, target: Tensor) -> Tensor:
@@ -63,44 +67,6 @@ def loss_and_grad(
     return loss, diff * (weight.unsqueeze(-1) * (2.0 / out))
 
 
-@dataclass(frozen=True)
-class HeadRegularizer:
-    """A strategy's `LocalObjective` on some of the stacked heads (its closed-form gradient).
-
-    `mu` [R] is μ per row (0 on rows without a proximal term); `correction` [R, ...] per key
-    (zeros on rows without one) or None; the anchor broadcasts over rows.
-    """
-
-    objective: LocalObjective
-    mu: Tensor
-    correction: dict[str, Tensor] | None = None
-
-    def term(self, params: dict[str, Tensor]) -> Tensor:
-        """The term itself over all rows (summed), for autograd (`models.fit_models`)."""
-        return replace(self.objective, correction=self.correction).term(params, self.mu)
-
-    def grads(self, w: Tensor, b: Tensor, rows: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """The term's gradient for the heads `rows` (None = all), whose weights are `w`, `b`."""
-        mu = self.mu if rows is None else self.mu[rows]
-        correction = self.correction
-        if correction is not None and rows is not None:
-            correction = {key: t[rows] for key, t in correction.items()}
-        objective = replace(self.objective, correction=correction)
-        grads = objective.gradient({"weight": w, "bias": b}, mu)
-        return grads["weight"], grads["bias"]
-
-
-@dataclass(frozen=True)
-class HeadStats:
-    """Per-row statistics of one training call, as `Expert.train` / `Client.local_train`."""
-
-    initial_loss: Tensor
-    train_loss: Tensor
-    final_loss: Tensor
-    uncertainty: Tensor
-    mean_grad: Tensor
-
-
 def gather_rows(t: Tensor, idx: Tensor, group: int, rows: Tensor | None = None) -> Tensor:
     """Samples `idx` [R, m] of each row's client data `t` [N, n, ...] → [R, m, ...].
 
@@ -125,6 +91,118 @@ def _full_forward(w: Tensor, b: Tensor, x: Tensor, group: int) -> Tensor:
     return logits.view(clients, n, group, out)
 
 
+class ClosedFormStep:
+    """The stacked trainer's step for Linear heads: gradients written out (`fit_stacked`).
+
+    `w` [N·J, out, in] and `b` [N·J, out] hold J heads per client, `x` [N, n, in] and `y`
+    the clients' data. `sizes` [N]: each client's sample count when they differ (`x`, `y`
+    zero-padded to n and the shuffles holding each client's real rows first, see `padding`):
+    padded samples weigh 0 and the heads of a client out of rows sit a mini-batch out.
+    `regularizer` adds a strategy's term to the gradients (the losses stay the data loss).
+    """
+
+    always_measures_grads = False
+
+    def __init__(
+        self,
+        task: Task,
+        w: Tensor,
+        b: Tensor,
+        x: Tensor,
+        y: Tensor,
+        group: int,
+        sizes: Tensor | None = None,
+        regularizer: HeadRegularizer | None = None,
+    ) -> None:
+        self.task, self.w, self.b, self.x, self.y, self.group = task, w, b, x, y, group
+        self.regularizer = regularizer
+        clients, n = x.shape[:2]
+        self.rows, self.out = w.shape[:2]
+        self.numel = w[0].numel() + b[0].numel()
+        target = y.unsqueeze(2)  # broadcast over the J heads
+        if task == "classification":
+            target = target.expand(clients, n, group)
+        self.target = target
+        self.full_weight = self.row_sizes = self.real = None
+        if sizes is not None:
+            self.real = real_rows(sizes, n)
+            # [N, n, 1]: for all J heads
+            self.full_weight = (self.real / sizes.unsqueeze(1)).unsqueeze(2)
+            self.row_sizes = sizes.repeat_interleave(group)
+
+    def _full_forward(self) -> Tensor:
+        return _full_forward(self.w, self.b, self.x, self.group)
+
+    def initial_loss(self) -> Tensor:
+        forward = self._full_forward()
+        return loss_and_grad(self.task, forward, self.target, 1, self.full_weight)[0].reshape(
+            self.rows
+        )
+
+    def step(
+        self,
+        idx: Tensor | None,
+        batch: int,
+        batch_size: int,
+        lr: Tensor,
+        grad_sum: Tensor | None,
+        epoch_loss: Tensor,
+    ) -> int | Tensor:
+        task, w, b, x, y, group = self.task, self.w, self.b, self.x, self.y, self.group
+        clients, n = x.shape[:2]
+        if idx is None:
+            loss, grad = loss_and_grad(task, self._full_forward(), self.target, 1, self.full_weight)
+            loss = loss.reshape(self.rows)
+            grad = grad.view(clients, n, group * self.out)
+            grad_w = torch.bmm(grad.transpose(1, 2), x).view(self.rows, self.out, -1)
+            grad_b = grad.sum(dim=1).view(self.rows, self.out)
+            if self.regularizer is not None:
+                extra_w, extra_b = self.regularizer.grads(w, b)
+                grad_w, grad_b = grad_w.add_(extra_w), grad_b.add_(extra_b)
+            _step(w, b, grad_w, grad_b, lr, grad_sum, self.numel)
+            epoch_loss += loss
+            return 1
+        if self.row_sizes is not None:
+            # Only heads whose client has samples left in this batch compute and step.
+            alive = self.row_sizes > batch * batch_size
+            live = alive.nonzero().squeeze(1)
+            loss, count = _step_rows(
+                task,
+                w,
+                b,
+                x,
+                y,
+                idx[live],
+                live,
+                group,
+                self.row_sizes[live],
+                lr,
+                self.numel,
+                grad_sum,
+                self.regularizer,
+            )
+            epoch_loss.index_add_(0, live, loss * (count / self.row_sizes[live]))
+            return alive
+        xb, yb = gather_rows(x, idx, group), gather_rows(y, idx, group)
+        prediction = torch.baddbmm(b.unsqueeze(1), xb, w.transpose(1, 2))
+        loss, grad = loss_and_grad(task, prediction, yb, 1)
+        grad_w, grad_b = torch.bmm(grad.transpose(1, 2), xb), grad.sum(dim=1)
+        if self.regularizer is not None:
+            extra_w, extra_b = self.regularizer.grads(w, b)
+            grad_w, grad_b = grad_w.add_(extra_w), grad_b.add_(extra_b)
+        _step(w, b, grad_w, grad_b, lr, grad_sum, self.numel)
+        epoch_loss += loss * (idx.shape[1] / n)
+        return 1
+
+    def final_std_mean(self) -> tuple[Tensor, Tensor]:
+        losses = per_sample_loss(self.task, self._full_forward(), self.target)  # [N, n, J]
+        if self.real is None:
+            std, mean = torch.std_mean(losses, dim=1, correction=0)
+        else:
+            std, mean = masked_std_mean(losses, self.real)
+        return std.reshape(self.rows), mean.reshape(self.rows)
+
+
 def fit_heads(
     task: Task,
     w: Tensor,
@@ -141,104 +219,12 @@ def fit_heads(
     sizes: Tensor | None = None,
     regularizer: HeadRegularizer | None = None,
 ) -> HeadStats:
-    """SGD of every head on its client's data, in place.
+    """SGD of every head on its client's data, in place: `fit_stacked` with the closed-form
+    step (`ClosedFormStep` says what `w`, `b`, `x`, `y`, `sizes` and `regularizer` hold)."""
+    from scarcity.components.training import fit_stacked  # it imports this module
 
-    `w` [N·J, out, in] and `b` [N·J, out] hold J heads per client, `x` [N, n, in] and `y`
-    the clients' data, `lr` [N·J] the rates, `perms` [N·J, epochs, n] the shuffles
-    (None = full batch). `on_epoch(loss)` gets each epoch's sample-weighted loss [N·J]
-    and may return new rates. With `details` off only `train_loss` is measured (the other
-    statistics are zeros): they feed insights only, and skipping them saves two full passes.
-    `sizes` [N]: each client's sample count when they differ (`x`, `y` zero-padded to n and
-    `perms` holding each client's real rows first, see `padding`): padded samples weigh 0 and
-    the heads of a client out of rows sit a mini-batch out. None = n for everyone.
-    `regularizer` adds a strategy's term to the gradients (the losses stay the data loss).
-    """
-    clients, n = x.shape[:2]
-    rows, out = w.shape[:2]
-    numel = w[0].numel() + b[0].numel()
-    target = y.unsqueeze(2)  # broadcast over the J heads
-    if task == "classification":
-        target = target.expand(clients, n, group)
-    full_weight = row_sizes = real = None
-    if sizes is not None:
-        real = real_rows(sizes, n)
-        full_weight = (real / sizes.unsqueeze(1)).unsqueeze(2)  # [N, n, 1]: for all J heads
-        row_sizes = sizes.repeat_interleave(group)
-    initial = torch.zeros(rows)
-    if details:
-        forward = _full_forward(w, b, x, group)
-        initial = loss_and_grad(task, forward, target, 1, full_weight)[0].reshape(rows)
-    grad_sum = torch.zeros(rows)
-    steps: int | Tensor = 0
-    epoch_losses = []
-    for epoch in range(epochs):
-        epoch_loss = torch.zeros(rows)
-        if perms is None:
-            loss, grad = loss_and_grad(task, _full_forward(w, b, x, group), target, 1, full_weight)
-            loss = loss.reshape(rows)
-            grad = grad.view(clients, n, group * out)
-            grad_w = torch.bmm(grad.transpose(1, 2), x).view(rows, out, -1)
-            grad_b = grad.sum(dim=1).view(rows, out)
-            if regularizer is not None:
-                extra_w, extra_b = regularizer.grads(w, b)
-                grad_w, grad_b = grad_w.add_(extra_w), grad_b.add_(extra_b)
-            _step(w, b, grad_w, grad_b, lr, grad_sum if details else None, numel)
-            epoch_loss += loss
-            steps += 1
-        else:
-            for batch, idx in enumerate(perms[:, epoch].split(batch_size, dim=1)):
-                if row_sizes is not None:
-                    # Only heads whose client has samples left in this batch compute and step.
-                    alive = row_sizes > batch * batch_size
-                    live = alive.nonzero().squeeze(1)
-                    sums = grad_sum if details else None
-                    loss, count = _step_rows(
-                        task,
-                        w,
-                        b,
-                        x,
-                        y,
-                        idx[live],
-                        live,
-                        group,
-                        row_sizes[live],
-                        lr,
-                        numel,
-                        sums,
-                        regularizer,
-                    )
-                    epoch_loss.index_add_(0, live, loss * (count / row_sizes[live]))
-                    steps = steps + alive
-                    continue
-                xb, yb = gather_rows(x, idx, group), gather_rows(y, idx, group)
-                prediction = torch.baddbmm(b.unsqueeze(1), xb, w.transpose(1, 2))
-                loss, grad = loss_and_grad(task, prediction, yb, 1)
-                grad_w, grad_b = torch.bmm(grad.transpose(1, 2), xb), grad.sum(dim=1)
-                if regularizer is not None:
-                    extra_w, extra_b = regularizer.grads(w, b)
-                    grad_w, grad_b = grad_w.add_(extra_w), grad_b.add_(extra_b)
-                _step(w, b, grad_w, grad_b, lr, grad_sum if details else None, numel)
-                epoch_loss += loss * (idx.shape[1] / n)
-                steps += 1
-        epoch_losses.append(epoch_loss)
-        if on_epoch is not None:
-            new_lr = on_epoch(epoch_loss)
-            if new_lr is not None:
-                lr = new_lr
-    std, mean = torch.zeros(rows), torch.zeros(rows)
-    if details:
-        losses = per_sample_loss(task, _full_forward(w, b, x, group), target)  # [N, n, J]
-        if real is None:
-            std, mean = torch.std_mean(losses, dim=1, correction=0)
-        else:
-            std, mean = masked_std_mean(losses, real)
-    return HeadStats(
-        initial_loss=initial,
-        train_loss=torch.stack(epoch_losses).double().mean(dim=0),
-        final_loss=mean.reshape(rows),
-        uncertainty=std.reshape(rows),
-        mean_grad=grad_sum / at_least_one(steps),
-    )
+    form = ClosedFormStep(task, w, b, x, y, group, sizes, regularizer)
+    return fit_stacked(form, lr, epochs, batch_size, perms, on_epoch, details)
 
 
 def _step_rows(

@@ -1,12 +1,12 @@
 """Every client of a simulation as tensors with a leading client dimension (the batched path).
 
-`ClientPool` holds what N `Client` objects hold — the shared model, each expert's head and
-autoencoder, Adam moments, replay buffers, learning-rate adaptation state, drift memory,
-router counts — and runs `Client.train_round` for all clients at once: heads by batched SGD
-(`linear.fit_heads`), autoencoders by batched Adam on data moments (`autoencoder`), the
-router as one choice per client (`router`), summaries as reductions over the client axis.
-Random draws are taken in the reference's order (`draws`), so for the same config both
-paths compute the same numbers up to float rounding. Row layout: [N, K, ...] for experts.
+`ClientPool` holds what N `Client` objects hold and runs `Client.train_round` for all clients
+at once, as a composition of the stacked client components (`scarcity.components`): the
+stacked weights (`weights`), local training of the shared model and heads (`train_heads`),
+structure discovery (`StackedAutoencoders`), replay buffers, learning-rate adaptation, data
+summaries and drift, routing, insight assembly and personal evaluation. Random draws are
+taken in the reference's order (`draws`), so for the same config both paths compute the same
+numbers up to float rounding. Row layout: [N, K, ...] for experts.
 Clients of unequal data size (`quantity_skew`) are zero-padded to the largest and their padded
 rows masked out (`padding`); with equal sizes `ragged_sizes` is None and no mask is built.
 """
@@ -14,9 +14,7 @@ rows masked out (`padding`); with equal sizes `ragged_sizes` is None and no mask
 from __future__ import annotations
 
 import copy
-import math
 from collections.abc import Callable, Mapping, Sequence
-from functools import partial
 from typing import Any
 
 import numpy as np
@@ -24,64 +22,38 @@ import torch
 from torch import Tensor
 
 from scarcity.backbones import make_backbone
-from scarcity.batched.adaptation import LearningRateAdaptation
-from scarcity.batched.autoencoder import (
-    PARTS,
-    Moments,
-    ReplayMoments,
-    adam_step,
-    recon_loss_and_grads,
-    reconstruction_errors,
-    replay_loss_and_grads,
-)
 from scarcity.batched.draws import RoundDraws, draw_round
-from scarcity.batched.ensemble import held_out_scores
-from scarcity.batched.insights import (
-    SUPERVISED_KEYS,
+from scarcity.batched.models import StackedModel
+from scarcity.batched.padding import (
+    pad_clients,
+    real_rows,
+)
+from scarcity.batched.weights import WeightKeys, initial_weights
+from scarcity.components.adaptation import LearningRateAdaptation
+from scarcity.components.insights import (
+    ROUND_KEYS,
     PoolRound,
     build_insights,
     check_finite,
     statistics,
 )
-from scarcity.batched.linear import HeadRegularizer, HeadStats, fit_heads, gather_rows
-from scarcity.batched.memory import ReplayBuffers
-from scarcity.batched.models import StackedModel, fit_models
-from scarcity.batched.padding import (
-    at_least_one,
-    batch_mask,
-    masked_min_max,
-    masked_std_mean,
-    masked_var_mean,
-    pad_clients,
-    real_rows,
+from scarcity.components.memory import ReplayBuffers
+from scarcity.components.personal import stacked_representation, stacked_scores
+from scarcity.components.routing import StackedRouter
+from scarcity.components.structure_discovery import (
+    StackedAutoencoders,
+    stacked_self_supervised_report,
 )
-from scarcity.batched.router import route
+from scarcity.components.summaries import DataSummaries
+from scarcity.components.training import train_heads
 from scarcity.config import SimulationConfig
-from scarcity.core.aggregate import pairwise_average
 from scarcity.core.data import FederatedData
-from scarcity.core.experts import BASE_PORTFOLIO, EXTENDED_PORTFOLIO, MemoryConsolidationExpert
-from scarcity.core.gossip import GossipScheduler
+from scarcity.core.experts import BASE_PORTFOLIO, EXTENDED_PORTFOLIO
+from scarcity.core.gossip import GossipScheduler, stacked_gossip_round
 from scarcity.core.training import LocalObjective, ssl_rate
 from scarcity.population import FitResult
 from scarcity.results import Insight
 from scarcity.strategies.base import FitInstructions
-
-#: The autoencoder's stacked weights and their names in `Expert.get_weights`.
-AUTOENCODER_KEYS = {
-    "enc_w": "encoder.weight",
-    "enc_b": "encoder.bias",
-    "dec_w": "decoder.weight",
-    "dec_b": "decoder.bias",
-}
-#: Stacked keys of the Linear backbone's parameters, as checkpoints have always named them.
-LINEAR_KEYS = {"weight": "_w", "bias": "_b"}
-
-
-def model_key(owner: str, name: str) -> str:
-    """The pool's key of parameter `name` of the shared model (`owner` "shared") or of the
-    experts' heads ("head"): `shared_w` / `head_b` for Linear's, `head.0.weight` else."""
-    suffix = LINEAR_KEYS.get(name)
-    return f"{owner}{suffix}" if suffix is not None else f"{owner}.{name}"
 
 
 class ClientPool:
@@ -90,6 +62,15 @@ class ClientPool:
     sequential = False
     #: Where `Simulation.checkpoint` keeps this population's state.
     checkpoint_key = "pool"
+    #: The stacked components this pool holds (`scarcity.components`'s contract) → where the
+    #: checkpoint keeps each one's state (None: its keys at the top, as always stored).
+    COMPONENTS: dict[str, str | None] = {
+        "autoencoders": None,
+        "buffers": "memory",
+        "summaries": "previous_mean",
+        "adaptation": "lr",
+        "router": "router",
+    }
 
     def __init__(
         self,
@@ -122,24 +103,16 @@ class ClientPool:
             if self.ragged_sizes is None
             else real_rows(self.ragged_sizes, self.max_samples).unsqueeze(2).float()
         )
-        n_clients, k = self.num_clients, len(self.names)
+        n_clients = self.num_clients
         self.backbone = make_backbone(cfg)
-        #: The backbone's parameters (`named_parameters` names) → the pool's keys.
-        names = [spec.name for spec in self.backbone.specs()]
-        self.shared_keys = {name: model_key("shared", name) for name in names}
-        self.head_keys = {name: model_key("head", name) for name in names}
-        #: Every stacked tensor of an expert → its name in `Expert.get_weights`.
-        self.expert_keys = {
-            **{key: f"model.{name}" for name, key in self.head_keys.items()},
-            **AUTOENCODER_KEYS,
-        }
+        keys = WeightKeys.of(self.backbone)
+        self.shared_keys, self.head_keys, self.expert_keys = keys.shared, keys.head, keys.expert
         self.stacked_model = None if self.backbone.closed_form else StackedModel(self.backbone)
-        self._init_weights(generator)
-        self.adam = {f"{s}.{p}": torch.zeros_like(self.w[p]) for p in PARTS for s in ("m", "v")}
-        #: Adam steps each client's autoencoders took (a client out of rows skips a step).
-        self.ssl_steps = torch.zeros(n_clients, dtype=torch.long)
+        k, d, latent = len(self.names), cfg.input_dim, cfg.latent_dim
+        self.w = initial_weights(self.backbone, keys, n_clients, k, d, latent, generator)
+        self.autoencoders = StackedAutoencoders(self.w)
         self.buffers = ReplayBuffers(n_clients, cfg.memory_capacity, cfg.input_dim, cfg.latent_dim)
-        self.previous_mean = torch.full((n_clients,), math.nan, dtype=torch.float64)
+        self.summaries = DataSummaries(n_clients)
         self.adaptation = LearningRateAdaptation(
             n_clients,
             cfg.learning_rate,
@@ -147,13 +120,14 @@ class ClientPool:
             cfg.lr_increase_factor,
             cfg.lr_improvement_threshold,
         )
-        self.router_usage = torch.zeros(n_clients, k, dtype=torch.long)
+        self.router = StackedRouter(
+            n_clients, self.names, cfg.router_strategy, cfg.variance_threshold, rng
+        )
         self.meta_params: dict[str, float] = {}
         #: The autoencoders' Adam rate: `ssl_learning_rate`, or its share of the broadcast.
         self.ssl_lr = cfg.ssl_learning_rate
         self.data = data
         self.last: PoolRound | None = None
-        self._base_statistics: tuple[Tensor, ...] | None = None
         #: Whether per-client details (initial/final loss, uncertainty, mean |gradient|) are
         #: observable: they reach results only through insights (insight exchange, meta-learning)
         #: and a strategy that reads the initial loss (q-FedAvg).
@@ -161,39 +135,10 @@ class ClientPool:
         #: The last round's participants when they were a sample (None = every client).
         self.active: Tensor | None = None
 
-    def _init_weights(self, generator: torch.Generator) -> None:
-        """The reference's initial weights: per client, each expert's head (the backbone's
-        parameters in order), encoder and decoder (`make_linear`: weight then bias), then the
-        shared model — one uniform draw."""
-        cfg = self.config
-        d, latent = cfg.input_dim, cfg.latent_dim
-        specs = self.backbone.specs()
-        expert_parts = [(self.head_keys[s.name], s.shape, s.fan_in) for s in specs] + [
-            ("enc_w", (latent, d), d),
-            ("enc_b", (latent,), d),
-            ("dec_w", (d, latent), latent),
-            ("dec_b", (d,), latent),
-        ]
-        shared_parts = [(self.shared_keys[s.name], s.shape, s.fan_in) for s in specs]
-        per_expert = sum(math.prod(shape) for _, shape, _ in expert_parts)
-        per_client = len(self.names) * per_expert + sum(math.prod(s) for _, s, _ in shared_parts)
-        draw = torch.rand(self.num_clients, per_client, generator=generator)
-        offset = 0
-        pieces: dict[str, list[Tensor]] = {}
-        for _ in self.names:
-            for name, shape, fan_in in expert_parts:
-                pieces.setdefault(name, []).append(
-                    _uniform(draw, offset, self.num_clients, shape, fan_in)
-                )
-                offset += math.prod(shape)
-        self.w = {name: torch.stack(parts, dim=1).contiguous() for name, parts in pieces.items()}
-        if not self.names:  # the baseline: no experts, empty expert tensors keep shapes uniform
-            self.w = {
-                name: torch.zeros(self.num_clients, 0, *shape) for name, shape, _ in expert_parts
-            }
-        for name, shape, fan_in in shared_parts:
-            self.w[name] = _uniform(draw, offset, self.num_clients, shape, fan_in).contiguous()
-            offset += math.prod(shape)
+    @property
+    def adam(self) -> dict[str, Tensor]:
+        """The autoencoders' Adam moments, `m.enc_w` … [N, K, ...]."""
+        return self.autoencoders.adam
 
     # -- data -----------------------------------------------------------------------------
     def round_data(self, round_index: int) -> tuple[Tensor, Tensor]:
@@ -225,17 +170,7 @@ class ClientPool:
                 self.ssl_lr = ssl_rate(cfg, meta_lr)
         chosen: Tensor | None = None
         if cfg.expert_routing:
-            chosen = route(
-                cfg.router_strategy,
-                x,
-                self.names,
-                cfg.variance_threshold,
-                self._router_calls(),
-                self.rng,
-                self.ragged_sizes,
-                self.router_usage,
-            )
-            self.router_usage[torch.arange(n_clients), chosen] += 1
+            chosen = self.router.select(x, self.ragged_sizes)
             trained = chosen.unsqueeze(1).tolist()
         else:
             trained = [list(range(k))] * n_clients
@@ -263,15 +198,11 @@ class ClientPool:
         if shared is not None:
             source = shared
         elif ssl is not None and cfg.label_free:
-            source = self._self_supervised_report(x, ssl)
+            source = stacked_self_supervised_report(self.w, x, self.ragged_sizes, ssl)
         else:
             source = {key: value.mean(dim=1) for key, value in supervised.items()}
         self.last = PoolRound(
-            loss=source["train_loss"],
-            initial_loss=source["initial_loss"],
-            final_loss=source["final_loss"],
-            uncertainty=source["uncertainty"],
-            mean_grad=source["mean_grad"],
+            **{field: source[key] for field, key in ROUND_KEYS.items()},
             selected=chosen,
             supervised=supervised,
             ssl=ssl,
@@ -279,29 +210,6 @@ class ClientPool:
             summaries=summaries,
         )
         return self.last
-
-    def _self_supervised_report(self, x: Tensor, ssl: dict[str, Tensor]) -> dict[str, Tensor]:
-        """`Client._self_supervised_report` of every client, averaged over its experts."""
-        params = {p: self.w[p] for p in PARTS}
-        errors = reconstruction_errors(params, x)  # [N, K, n]
-        if self.ragged_sizes is None:
-            spread = errors.std(dim=2, correction=0)
-        else:
-            mask = real_rows(self.ragged_sizes, self.max_samples)
-            spread = masked_std_mean(errors.transpose(1, 2), mask)[0]
-        recon = ssl["recon_loss"]
-        return {
-            "train_loss": recon.mean(dim=1),
-            "initial_loss": ssl["initial_recon_loss"].mean(dim=1),
-            "final_loss": recon.mean(dim=1),
-            "uncertainty": spread.double().mean(dim=1),
-            "mean_grad": ssl["mean_grad"].mean(dim=1),
-        }
-
-    def _router_calls(self) -> int | Tensor:
-        """Each client's routing calls so far (one count while every client trained alike)."""
-        calls = self.router_usage.sum(dim=1)
-        return int(calls[0]) if bool((calls == calls[0]).all()) else calls
 
     def _train_heads(
         self,
@@ -312,245 +220,69 @@ class ClientPool:
         objective: LocalObjective | None = None,
     ) -> tuple[dict[str, Tensor] | None, dict[str, Tensor]]:
         """The shared model (FedAvg on) and the expert heads (all, or each client's routed
-        one) trained in one batched call: J heads per client, shared first."""
+        one) trained in one batched call (`train_heads`); the memory expert stores first."""
         cfg = self.config
-        n_clients, k = self.num_clients, len(self.names)
-        everyone = torch.arange(n_clients)
-        fa = cfg.federated_averaging
         if self.memory is not None:  # the memory expert's store draw (reference: per call)
+            everyone = torch.arange(self.num_clients)
             trains_memory = everyone if chosen is None else everyone[chosen == self.memory]
             self._store(x, draws.supervised_store, trains_memory)
-        if chosen is not None:
-            experts = chosen.unsqueeze(1)  # [N, 1]
-            heads = {
-                n: self.w[key][everyone, chosen].unsqueeze(1) for n, key in self.head_keys.items()
-            }
-        else:
-            experts = torch.arange(k).expand(n_clients, k)
-            heads = {name: self.w[key] for name, key in self.head_keys.items()}
-        if fa:
-            experts = torch.cat([torch.full((n_clients, 1), -1), experts], dim=1)
-            heads = {
-                name: torch.cat([self.w[self.shared_keys[name]].unsqueeze(1), t], dim=1)
-                for name, t in heads.items()
-            }
-        group = experts.shape[1]
-        params = {
-            name: t.reshape(n_clients * group, *t.shape[2:]).clone() for name, t in heads.items()
-        }
-        perms = None
-        if draws.supervised is not None or draws.shared is not None:
-            parts = [] if draws.shared is None else [draws.shared.unsqueeze(1)]
-            if draws.supervised is not None:  # none without experts (the baseline)
-                parts.append(draws.supervised)
-            sup = torch.cat(parts, dim=1)
-            perms = sup.reshape(n_clients * group, *sup.shape[2:])
-        row_expert = experts.reshape(-1)
-        is_meta = row_expert == (self.meta if self.meta is not None else -2)
-        meta_clients = everyone.repeat_interleave(group)[is_meta]
-
-        base = self.adaptation.base_lr  # the configured rate, or the meta-learner's
-
-        def learning_rates() -> Tensor:
-            lr = torch.full((len(row_expert),), base, dtype=torch.float64)
-            lr[is_meta] = base * self.adaptation.scale[meta_clients]
-            return lr.float()
-
-        def on_epoch(loss: Tensor) -> Tensor | None:
-            if len(meta_clients) == 0:
-                return None
-            self.adaptation.adapt("supervised", loss[is_meta], meta_clients)
-            return learning_rates()
-
-        train: Callable[..., HeadStats]
-        if self.stacked_model is None:  # Linear: closed-form gradients
-            train = partial(fit_heads, self.task, params["weight"], params["bias"])
-        else:
-            train = partial(fit_models, self.task, self.stacked_model, params)
-        stats = train(
+        return train_heads(
+            self.task,
+            self.w,
+            self.shared_keys if cfg.federated_averaging else None,
+            self.head_keys,
+            len(self.names),
             x,
             y,
-            group,
-            learning_rates(),
-            cfg.local_epochs,
-            cfg.batch_size,
-            perms,
-            on_epoch,
+            chosen,
+            draws.shared,
+            draws.supervised,
+            objective=objective,
+            model=self.stacked_model,
+            adaptation=self.adaptation,
+            meta=self.meta,
+            epochs=cfg.local_epochs,
+            batch_size=cfg.batch_size,
             details=self.details,
             sizes=self.ragged_sizes,
-            regularizer=_head_regularizer(objective, n_clients, group) if fa else None,
         )
-        first = 1 if fa else 0
-        for name, t in params.items():
-            t = t.view(n_clients, group, *t.shape[1:])
-            if fa:
-                self.w[self.shared_keys[name]].copy_(t[:, 0])
-            if chosen is not None:
-                self.w[self.head_keys[name]][everyone, chosen] = t[:, first]
-            else:
-                self.w[self.head_keys[name]].copy_(t[:, first:])
-        table = {
-            key: getattr(stats, key).double().view(n_clients, group) for key in SUPERVISED_KEYS
-        }
-        shared = {key: t[:, 0] for key, t in table.items()} if fa else None
-        return shared, {key: t[:, first:] for key, t in table.items()}
 
     def _train_autoencoders(
         self, x: Tensor, draws: RoundDraws
     ) -> tuple[dict[str, Tensor], Tensor | None]:
-        """Self-supervised (Adam) training of every expert's autoencoder, all at once."""
+        """Self-supervised training of every expert's autoencoder (the memory expert stores
+        its share of rows first)."""
         cfg = self.config
-        n_clients, k, n = self.num_clients, len(self.names), self.max_samples
-        count = n_clients * k
-        params = {p: self.w[p].view(count, *self.w[p].shape[2:]) for p in PARTS}
-        adam = {key: t.view(count, *t.shape[2:]) for key, t in self.adam.items()}
-        ragged = self.ragged_sizes
-        row_sizes = None if ragged is None else ragged.repeat_interleave(k)
-        full = Moments.of(x, ragged)  # per client, shared by its k experts
-        initial, _ = recon_loss_and_grads(params, full, with_grads=False)
-        replay: ReplayMoments | None = None
-        # Before the first step the rows just stored add nothing to the replay term.
-        first_replay: ReplayMoments | None = None
-        memory_rows = torch.arange(n_clients) * k + (self.memory or 0)
+        stored = None
         if self.memory is not None:
-            stored = self._store(x, draws.ssl_store, torch.arange(n_clients))
-            replay = self.buffers.moments()
-            if stored is not None and cfg.engine_version >= 2:
-                first_replay = self.buffers.moments(stored)
-            else:
-                first_replay = replay
-        experts = torch.arange(k).repeat(n_clients)
-        is_meta = experts == (self.meta if self.meta is not None else -1)
-        meta_clients = torch.arange(n_clients) if self.meta is not None else None
-
-        def learning_rates() -> Tensor:
-            lr = torch.full((count,), self.ssl_lr, dtype=torch.float64)
-            if meta_clients is not None:
-                lr[is_meta] = self.ssl_lr * self.adaptation.scale
-            return lr.float()
-
-        lr = learning_rates()
-        numel = sum(params[p][0].numel() for p in PARTS)
-        grad_sum = torch.zeros(count)
-        steps: int | Tensor = 0
-        epoch_losses = []
-        perms = None if draws.ssl is None else draws.ssl.reshape(count, *draws.ssl.shape[2:])
-        for epoch in range(cfg.ssl_epochs):
-            batches: list[Tensor | None] = (
-                [None] if perms is None else list(perms[:, epoch].split(cfg.batch_size, dim=1))
-            )
-            epoch_loss = torch.zeros(count, dtype=torch.float64)
-            for batch, idx in enumerate(batches):
-                if idx is not None and row_sizes is not None:
-                    # Unequal sizes: only the experts of clients with samples left in this
-                    # batch compute and step (the others' Adam is not stepped).
-                    alive_rows = row_sizes > batch * cfg.batch_size
-                    rows = alive_rows.nonzero().squeeze(1)
-                    real = batch_mask(idx[rows], row_sizes[rows]).sum(dim=1)
-                    moments = Moments.of(gather_rows(x, idx[rows], k, rows), real)
-                    part = {p: t[rows] for p, t in params.items()}
-                    current = first_replay if epoch == batch == 0 else replay
-                    loss, grads = self._ssl_loss_and_grads(part, moments, current, rows)
-                    epoch_loss.index_add_(0, rows, loss * (real / row_sizes[rows]))
-                    grad_sum.index_add_(0, rows, _mean_abs(grads, numel))
-                    steps = steps + alive_rows
-                    self.ssl_steps += alive_rows.view(n_clients, k)[:, 0]
-                    row_steps = self.ssl_steps.repeat_interleave(k)[rows]
-                    for p in PARTS:
-                        m, v = adam[f"m.{p}"][rows], adam[f"v.{p}"][rows]
-                        adam_step(part[p], grads[p], m, v, row_steps, lr[rows])
-                        params[p].index_copy_(0, rows, part[p])
-                        adam[f"m.{p}"].index_copy_(0, rows, m)
-                        adam[f"v.{p}"].index_copy_(0, rows, v)
-                    continue
-                moments = full if idx is None else Moments.of(gather_rows(x, idx, k))
-                current = first_replay if epoch == batch == 0 else replay
-                loss, grads = self._ssl_loss_and_grads(params, moments, current)
-                grad_sum += _mean_abs(grads, numel)
-                epoch_loss += loss * ((n if idx is None else idx.shape[1]) / n)
-                steps += 1
-                self.ssl_steps += 1  # one optimizer.step() of every expert's Adam
-                # Every client has stepped as often, unless client sampling left some behind.
-                uniform = bool((self.ssl_steps == self.ssl_steps[0]).all())
-                step = int(self.ssl_steps[0]) if uniform else self.ssl_steps.repeat_interleave(k)
-                for p in PARTS:
-                    adam_step(params[p], grads[p], adam[f"m.{p}"], adam[f"v.{p}"], step, lr)
-            epoch_losses.append(epoch_loss.float())
-            if meta_clients is not None:
-                self.adaptation.adapt("self_supervised", epoch_losses[-1][is_meta], meta_clients)
-                lr = learning_rates()
-        final, _ = recon_loss_and_grads(params, full, with_grads=False)
-        replay_error = None
-        if replay is not None:
-            replay_error = replay_loss_and_grads(
-                params["enc_w"][memory_rows], params["enc_b"][memory_rows], replay
-            )[0]
-        ssl = {
-            "initial_recon_loss": initial.float().double().view(n_clients, k),
-            "recon_loss": final.float().double().view(n_clients, k),
-            "mean_grad": (grad_sum / at_least_one(steps)).double().view(n_clients, k),
-        }
-        return ssl, None if replay_error is None else replay_error.float().double()
-
-    def _ssl_loss_and_grads(
-        self,
-        params: dict[str, Tensor],
-        moments: Moments,
-        replay: ReplayMoments | None,
-        rows: Tensor | None = None,
-    ) -> tuple[Tensor, dict[str, Tensor]]:
-        """Reconstruction loss (float64) and float32 gradients of the autoencoders `rows` (None =
-        all N·K, in order), plus the memory expert's latent-replay term."""
-        loss, grads = recon_loss_and_grads(params, moments)
-        if replay is not None and self.memory is not None:
-            k = len(self.names)
-            row_ids = torch.arange(len(loss)) if rows is None else rows
-            mem = (row_ids % k).eq(self.memory).nonzero().squeeze(1)
-            if rows is not None:
-                replay = replay.take(rows[mem].div(k, rounding_mode="floor"))
-            r_loss, r_w, r_b = replay_loss_and_grads(
-                params["enc_w"][mem], params["enc_b"][mem], replay
-            )
-            weight = MemoryConsolidationExpert.replay_weight
-            loss[mem] += weight * r_loss
-            grads["enc_w"][mem] += weight * r_w
-            grads["enc_b"][mem] += weight * r_b
-        return loss, {p: g.float() for p, g in grads.items()}
+            stored = self._store(x, draws.ssl_store, torch.arange(self.num_clients))
+        return self.autoencoders.train(
+            self.w,
+            x,
+            self.ragged_sizes,
+            draws.ssl,
+            epochs=cfg.ssl_epochs,
+            batch_size=cfg.batch_size,
+            lr=self.ssl_lr,
+            memory=self.memory,
+            buffers=self.buffers,
+            stored=stored,
+            fresh_replay=cfg.engine_version >= 2,
+            adaptation=self.adaptation,
+            meta=self.meta,
+        )
 
     def _store(self, x: Tensor, perm: Tensor | None, clients: Tensor) -> Tensor | None:
-        """Memory expert's `_before_train`: store a random share of inputs with their latents.
-        Returns how many rows each of `clients` stored (None: none stored)."""
-        if perm is None or len(clients) == 0:
-            return None
-        cfg = self.config
-        share = MemoryConsolidationExpert.store_fraction
-        k = min(self.max_samples, max(1, round(cfg.memory_capacity * share)))
+        """The memory expert's store draw for `clients` (`ReplayBuffers.store`)."""
         assert self.memory is not None
-        picked = gather_rows(x[clients], perm[clients, :k], 1)
-        enc_w = self.w["enc_w"][clients, self.memory]
-        enc_b = self.w["enc_b"][clients, self.memory]
-        z = torch.baddbmm(enc_b.unsqueeze(1), picked, enc_w.transpose(1, 2))
-        # A client smaller than k stores all of its rows (the rest of `picked` is padding).
-        counts = None if self.ragged_sizes is None else self.ragged_sizes[clients].clamp(max=k)
-        self.buffers.append(clients, picked, z, counts)
-        return torch.full((len(clients),), k) if counts is None else counts
+        encoder = (self.w["enc_w"][clients, self.memory], self.w["enc_b"][clients, self.memory])
+        return self.buffers.store(x, perm, clients, encoder, self.ragged_sizes)
 
     def _summarize(self, offset: float) -> dict[str, Tensor]:
         """Every expert's `summarize` for every client (one observation per round)."""
         if not self.names:
             return {}
-        var, mean, low, high, current = self._data_statistics(offset)
-        drift = torch.where(self.previous_mean.isnan(), 0.0, (current - self.previous_mean).abs())
-        self.previous_mean = current
-        out = {
-            "StructureExpert.mean": mean,
-            "StructureExpert.std": var.float().sqrt().double(),
-            "StructureExpert.variance": var,
-            "StructureExpert.min": low,
-            "StructureExpert.max": high,
-            "DriftExpert.current_mean": current,
-            "DriftExpert.drift": drift,
-        }
+        out = self.summaries.observe(self.base_x, self.ragged_sizes, offset)
         if self.memory is not None:
             memory = self.buffers.summary(self.replay_error())
             out.update({f"MemoryConsolidationExpert.{k}": v for k, v in memory.items()})
@@ -558,33 +290,6 @@ class ClientPool:
             meta = self.adaptation.summary()
             out.update({f"MetaAdaptationExpert.{k}": v for k, v in meta.items()})
         return out
-
-    def _data_statistics(self, offset: float) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-        """Variance, mean, min, max (StructureExpert) and mean (DriftExpert) of each client's
-        data, float64 [N]. Drift shifts every feature by one offset, so these are computed
-        once from the round-1 data and shifted."""
-        if self._base_statistics is None:
-            self._base_statistics = self._round_one_statistics()
-        var, mean, low, high, current = self._base_statistics
-        if offset == 0.0:
-            return var, mean, low, high, current
-        return var, mean + offset, low + offset, high + offset, current + offset
-
-    def _round_one_statistics(self) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-        x = self.base_x
-        if self.ragged_sizes is None:
-            var, mean = torch.var_mean(x.flatten(1), dim=1, correction=0)
-            flat = x.flatten(1)
-            return (
-                var.double(),
-                mean.double(),
-                flat.amin(dim=1).double(),
-                flat.amax(dim=1).double(),
-                x.mean(dim=(1, 2)).double(),
-            )
-        var, mean = masked_var_mean(x, self.ragged_sizes)
-        low, high = masked_min_max(x, self.ragged_sizes)
-        return var, mean, low.double(), high.double(), mean
 
     def replay_error(self) -> Tensor:
         """Each client's latent replay error (0 with an empty buffer), float64 [N]."""
@@ -610,13 +315,7 @@ class ClientPool:
         participants: Tensor,
     ) -> FitResult:
         """One batched local round of the participants; the others stay untouched."""
-        objective = None
-        if instructions.proximal_mu != 0 or instructions.correction is not None:
-            objective = LocalObjective(
-                instructions.proximal_mu,
-                None if global_weights is None else dict(global_weights),
-                instructions.correction,
-            )
+        objective = LocalObjective.of(instructions, global_weights)
         if len(participants) == self.num_clients:
             self.active = None
             self.train_round(round_index, objective)
@@ -658,13 +357,8 @@ class ClientPool:
             else real_rows(part.ragged_sizes, n).unsqueeze(2).float()
         )
         part.w = {key: t[clients] for key, t in self.w.items()}
-        part.adam = {key: t[clients] for key, t in self.adam.items()}
-        part.ssl_steps = self.ssl_steps[clients]
-        part.buffers = self.buffers.take(clients)
-        part.previous_mean = self.previous_mean[clients]
-        part.adaptation = self.adaptation.take(clients)
-        part.router_usage = self.router_usage[clients]
-        part._base_statistics = None
+        for name in self.COMPONENTS:
+            setattr(part, name, getattr(self, name).take(clients))
         part.last = None
         return part
 
@@ -672,13 +366,8 @@ class ClientPool:
         """Write back the state `_take(clients)` handed out, after its round."""
         for key, t in part.w.items():
             self.w[key][clients] = t
-        for key, t in part.adam.items():
-            self.adam[key][clients] = t
-        self.ssl_steps[clients] = part.ssl_steps
-        self.buffers.put(clients, part.buffers)
-        self.previous_mean[clients] = part.previous_mean
-        self.adaptation.put(clients, part.adaptation)
-        self.router_usage[clients] = part.router_usage
+        for name in self.COMPONENTS:
+            getattr(self, name).put(clients, getattr(part, name))
 
     def _client_ids(self) -> list[int]:
         assert self.last is not None
@@ -720,18 +409,14 @@ class ClientPool:
         rows = slice(None) if self.active is None else self.active
         heads = {name: self.w[key][rows] for name, key in self.head_keys.items()}
         selected = self.last.selected
-        return held_out_scores(self.task, heads, selected, shared, own, self.stacked_model)
+        return stacked_scores(self.task, heads, selected, shared, own, self.stacked_model)
 
     def encoders(self) -> tuple[Tensor, Tensor]:
         """`ReferencePopulation.encoders`: each participant's picked (or every) encoder."""
         assert self.last is not None
         rows = slice(None) if self.active is None else self.active
-        weight, bias = self.w["enc_w"][rows], self.w["enc_b"][rows]  # [P, K, L, d], [P, K, L]
-        selected = self.last.selected
-        if selected is None:
-            return weight.flatten(1, 2), bias.flatten(1, 2)
-        everyone = torch.arange(len(selected))
-        return weight[everyone, selected], bias[everyone, selected]
+        enc_w, enc_b = self.w["enc_w"][rows], self.w["enc_b"][rows]
+        return stacked_representation(enc_w, enc_b, self.last.selected)
 
     def insights(self) -> list[Insight]:
         """Every client's `Client.generate_insight()` of the last round."""
@@ -761,89 +446,27 @@ class ClientPool:
     ) -> list[tuple[int, int, str]]:
         """`gossip_round`: disjoint pairs of the last round's participants each average one
         random expert (same draws)."""
-        pairs = scheduler.pairs(rng, None if self.active is None else self.active.tolist())
-        if not pairs:
-            return []
-        chosen = [int(rng.integers(len(self.names))) for _ in pairs]
-        a = torch.tensor([p[0] for p in pairs])
-        b = torch.tensor([p[1] for p in pairs])
-        e = torch.tensor(chosen)
-        averaged = pairwise_average(
-            {p: self.w[p][a, e] for p in self.expert_keys},
-            {p: self.w[p][b, e] for p in self.expert_keys},
-        )
-        for p in self.expert_keys:
-            self.w[p][a, e] = averaged[p]
-            self.w[p][b, e] = averaged[p]
-        return [(pa, pb, self.names[i]) for (pa, pb), i in zip(pairs, chosen, strict=True)]
+        among = None if self.active is None else self.active.tolist()
+        return stacked_gossip_round(self.w, self.expert_keys, self.names, scheduler, rng, among)
 
     # -- checkpoint -----------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        return {
-            "weights": {key: t.clone() for key, t in self.w.items()},
-            "adam": {key: t.clone() for key, t in self.adam.items()},
-            "ssl_steps": self.ssl_steps.clone(),
-            "memory": self.buffers.state_dict(),
-            "previous_mean": self.previous_mean.clone(),
-            "lr": self.adaptation.state_dict(),
-            # "calls" stays for the checkpoint layout; the counts are the usage's row sums.
-            "router": {
-                "calls": int(self.router_usage.sum(dim=1).max()) if self.num_clients else 0,
-                "usage": self.router_usage.clone(),
-            },
-            "meta_params": dict(self.meta_params),
-        }
+        state: dict[str, Any] = {"weights": {key: t.clone() for key, t in self.w.items()}}
+        for name, key in self.COMPONENTS.items():
+            part = getattr(self, name).state_dict()
+            if key is None:
+                state.update(part)
+            else:
+                state[key] = part
+        state["meta_params"] = dict(self.meta_params)
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.w = {key: t.clone() for key, t in state["weights"].items()}
-        self.adam = {key: t.clone() for key, t in state["adam"].items()}
-        steps = state["ssl_steps"]  # one int for all clients in checkpoints of before
-        self.ssl_steps = (
-            torch.full((self.num_clients,), steps) if isinstance(steps, int) else steps.clone()
-        )
-        self.buffers.load_state_dict(state["memory"])
-        self.previous_mean = state["previous_mean"].clone()
-        self.adaptation.load_state_dict(state["lr"])
-        self.router_usage = state["router"]["usage"].clone()
+        for name, key in self.COMPONENTS.items():
+            getattr(self, name).load_state_dict(state if key is None else state[key])
         self.meta_params = dict(state["meta_params"])
-
-
-def _mean_abs(grads: dict[str, Tensor], numel: int) -> Tensor:
-    """Mean |gradient| of each row over all parts, as `fit` records it per step."""
-    return sum((g.abs().flatten(1).sum(dim=1) for g in grads.values()), torch.zeros(())) / numel
 
 
 def _index(names: tuple[str, ...], name: str) -> int | None:
     return names.index(name) if name in names else None
-
-
-def _uniform(
-    draw: Tensor, offset: int, clients: int, shape: tuple[int, ...], fan_in: int
-) -> Tensor:
-    """`make_linear`'s uniform(±1/√fan_in) from a slice of the shared draw."""
-    bound = 1.0 / math.sqrt(fan_in)
-    piece = draw[:, offset : offset + math.prod(shape)].reshape(clients, *shape)
-    return piece * (2 * bound) - bound
-
-
-def _head_regularizer(
-    objective: LocalObjective | None, clients: int, group: int
-) -> HeadRegularizer | None:
-    """The strategy's term on the shared model's rows (the first of each client's `group`)."""
-    if objective is None or not objective.active:
-        return None
-    rows = clients * group
-    shared = torch.arange(clients) * group
-    mu = torch.zeros(rows)
-    mu[shared] = objective.proximal_mu
-    anchor = None
-    if objective.anchor is not None:
-        anchor = {key: t.unsqueeze(0) for key, t in objective.anchor.items()}
-    correction = objective.correction
-    if correction is not None and group > 1:  # zeros on the expert heads' rows
-        spread = {}
-        for key, t in correction.items():
-            spread[key] = torch.zeros(rows, *t.shape[1:])
-            spread[key][shared] = t
-        correction = spread
-    return HeadRegularizer(LocalObjective(objective.proximal_mu, anchor), mu, correction)

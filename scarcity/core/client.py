@@ -13,7 +13,6 @@ One round on a client (`train_round`):
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -22,6 +21,9 @@ from torch import Tensor
 
 from scarcity import messages
 from scarcity.backbones import make_backbone
+from scarcity.components.insights import ROUND_KEYS, ClientRound, client_insight
+from scarcity.components.structure_discovery import self_supervised_report
+from scarcity.components.training import train_supervised
 from scarcity.config import SimulationConfig
 from scarcity.core.aggregate import pairwise_average
 from scarcity.core.experts import (
@@ -33,22 +35,8 @@ from scarcity.core.experts import (
     MetaAdaptationExpert,
 )
 from scarcity.core.router import Router
-from scarcity.core.training import LocalObjective, Task, ssl_rate, train_supervised
-from scarcity.results import ExpertReport, Insight
-
-
-@dataclass
-class ClientRound:
-    """What a client measured in its last round (plain floats)."""
-
-    loss: float = 0.0
-    initial_loss: float = 0.0
-    final_loss: float = 0.0
-    uncertainty: float = 0.0
-    mean_grad: float = 0.0
-    selected_expert: str = "all"
-    expert_metrics: dict[str, dict[str, float]] = field(default_factory=dict)
-    summaries: dict[str, dict[str, float]] = field(default_factory=dict)
+from scarcity.core.training import LocalObjective, Task, ssl_rate
+from scarcity.results import Insight
 
 
 def build_experts(config: SimulationConfig, task: Task, generator: torch.Generator) -> list[Expert]:
@@ -209,11 +197,7 @@ class Client:
             source = [self._self_supervised_report(e, metrics[e.name]) for e in self.experts]
         summaries = {e.name: e.summarize(self.x) for e in self.experts}
         self.last_round = ClientRound(
-            loss=_avg(s["train_loss"] for s in source),
-            initial_loss=_avg(s["initial_loss"] for s in source),
-            final_loss=_avg(s["final_loss"] for s in source),
-            uncertainty=_avg(s["uncertainty"] for s in source),
-            mean_grad=_avg(s["mean_grad"] for s in source),
+            **{field: _avg(s[key] for s in source) for field, key in ROUND_KEYS.items()},
             selected_expert=selected,
             expert_metrics=metrics,
             summaries=summaries,
@@ -221,33 +205,12 @@ class Client:
         return self.last_round
 
     def _self_supervised_report(self, expert: Expert, ssl: dict[str, float]) -> dict[str, float]:
-        """An expert's self-supervised training in the terms of a supervised one: its
-        reconstruction loss before and after, the spread of the per-sample reconstruction
-        errors as its uncertainty."""
-        errors = expert.reconstruction_errors(self.x)
-        return {
-            "train_loss": ssl["recon_loss"],
-            "initial_loss": ssl["initial_recon_loss"],
-            "final_loss": ssl["recon_loss"],
-            "uncertainty": float(errors.std(correction=0)),
-            "mean_grad": ssl["mean_grad"],
-        }
+        """An expert's self-supervised training in the terms of a supervised one."""
+        return self_supervised_report(ssl, expert.reconstruction_errors(self.x))
 
     def generate_insight(self) -> Insight:
         """The structured insight of the last round: learning metadata, no weights."""
-        r = self.last_round
-        return Insight(
-            client_id=self.client_id,
-            loss=r.loss,
-            mean_grad=r.mean_grad,
-            uncertainty=r.uncertainty,
-            loss_improvement=r.initial_loss - r.final_loss,
-            selected_expert=r.selected_expert,
-            experts={
-                name: ExpertReport(dict(r.expert_metrics.get(name, {})), dict(summary))
-                for name, summary in r.summaries.items()
-            },
-        )
+        return client_insight(self.client_id, self.last_round)
 
     def receive_meta_params(self, params: dict[str, float]) -> None:
         """Store the meta-learner's broadcast (mean, std, lr, updates, priors)."""

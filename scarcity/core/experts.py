@@ -30,8 +30,17 @@ from torch import Tensor
 from scarcity import messages
 from scarcity.backbones import Backbone
 from scarcity.backbones.linear import LinearBackbone
+from scarcity.components.adaptation import LearningRateRule
+from scarcity.components.memory import REPLAY_WEIGHT, ReplayBuffer
+from scarcity.components.structure_discovery import (
+    autoencoder_loss,
+    per_sample_errors,
+    reconstruction_loss,
+)
+from scarcity.components.summaries import DriftMeter, structure_summary
+from scarcity.components.training import fit, rows, train_supervised
 from scarcity.core.arrays import as_features, as_targets
-from scarcity.core.training import Task, fit, make_linear, rows, train_supervised
+from scarcity.core.training import Task, make_linear
 
 
 class Expert:
@@ -131,13 +140,11 @@ class Expert:
         )
 
     def reconstruction_loss(self, x: Tensor) -> float:
-        with torch.no_grad():
-            return float(torch.nn.functional.mse_loss(self.decoder(self.encoder(x)), x))
+        return reconstruction_loss(self.encoder, self.decoder, x)
 
     def reconstruction_errors(self, x: Tensor) -> Tensor:
         """Each sample's mean squared reconstruction error [n]."""
-        with torch.no_grad():
-            return ((self.decoder(self.encoder(x)) - x) ** 2).mean(dim=1)
+        return per_sample_errors(self.encoder, self.decoder, x)
 
     def train_self_supervised(
         self,
@@ -169,7 +176,7 @@ class Expert:
         }
 
     def _ssl_loss(self, xb: Tensor) -> Tensor:
-        return torch.nn.functional.mse_loss(self.decoder(self.encoder(xb)), xb)
+        return autoencoder_loss(self.encoder, self.decoder, xb)
 
     def _before_train(self, x: Tensor, generator: torch.Generator) -> None:
         """Hook before every training call (the memory expert stores latents here)."""
@@ -202,14 +209,7 @@ class StructureExpert(Expert):
     name = "StructureExpert"
 
     def summarize(self, x: Tensor) -> dict[str, float]:
-        var, mean = torch.var_mean(x, correction=0)
-        return {
-            "mean": float(mean),
-            "std": float(var.sqrt()),
-            "variance": float(var),
-            "min": float(x.min()),
-            "max": float(x.max()),
-        }
+        return structure_summary(x)
 
 
 class DriftExpert(Expert):
@@ -219,57 +219,46 @@ class DriftExpert(Expert):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.previous_mean: float | None = None
+        self.drift = DriftMeter()
 
     def summarize(self, x: Tensor) -> dict[str, float]:
-        current = float(x.mean())
-        drift = 0.0 if self.previous_mean is None else abs(current - self.previous_mean)
-        self.previous_mean = current
-        return {"current_mean": current, "drift": drift}
+        return self.drift.observe(x)
 
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "previous_mean": self.previous_mean}
+        return {**super().state_dict(), "previous_mean": self.drift.previous_mean}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
-        self.previous_mean = state["previous_mean"]
+        self.drift.previous_mean = state["previous_mean"]
 
 
 class MemoryConsolidationExpert(Expert):
     """Bounded replay buffer of (input, latent) pairs and latent replay error."""
 
     name = "MemoryConsolidationExpert"
-    #: Samples stored per training call, so a full buffer spans several rounds.
-    store_fraction = 0.2
-    #: Weight of the replay (consolidation) term in the self-supervised loss.
-    replay_weight = 0.5
 
     def __init__(self, *args: Any, memory_capacity: int = 50, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.memory_capacity = memory_capacity
-        in_dim, latent = self.encoder.in_features, self.encoder.out_features
-        self.memory_x = torch.zeros(0, in_dim)
-        self.memory_z = torch.zeros(0, latent)
+        self.memory = ReplayBuffer(
+            memory_capacity, self.encoder.in_features, self.encoder.out_features
+        )
+
+    @property
+    def memory_x(self) -> Tensor:
+        """The buffered inputs, oldest first."""
+        return self.memory.x
 
     def replay_error(self) -> float:
         """Mean squared distance between current and stored latents of the buffered inputs."""
-        if len(self.memory_x) == 0:
-            return 0.0
-        with torch.no_grad():
-            return float(((self.encoder(self.memory_x) - self.memory_z) ** 2).sum(1).mean())
+        return self.memory.replay_error(self.encoder)
 
     def _before_train(self, x: Tensor, generator: torch.Generator) -> None:
-        k = min(len(x), max(1, round(self.memory_capacity * self.store_fraction)))
-        idx = torch.randperm(len(x), generator=generator)[:k]
-        with torch.no_grad():
-            z = self.encoder(x[idx])
-        self.memory_x = torch.cat([self.memory_x, x[idx]])[-self.memory_capacity :]
-        self.memory_z = torch.cat([self.memory_z, z])[-self.memory_capacity :]
+        self.memory.store(x, self.encoder, generator)
         self.logger.debug(messages.replayed(self.replay_error()))
 
     def _ssl_loss(self, xb: Tensor) -> Tensor:
-        replay = ((self.encoder(self.memory_x) - self.memory_z) ** 2).sum(1).mean()
-        return super()._ssl_loss(xb) + self.replay_weight * replay
+        return super()._ssl_loss(xb) + REPLAY_WEIGHT * self.memory.replay_term(self.encoder)
 
     def train_self_supervised(
         self, x: Tensor | np.ndarray, *args: Any, **kwargs: Any
@@ -280,24 +269,14 @@ class MemoryConsolidationExpert(Expert):
         }
 
     def summarize(self, x: Tensor) -> dict[str, float]:
-        size = len(self.memory_x)
-        return {
-            "memory_buffer_size": float(size),
-            "memory_capacity": float(self.memory_capacity),
-            "avg_replay_error": self.replay_error(),
-            "memory_utilization": size / self.memory_capacity,
-        }
+        return self.memory.summary(self.encoder)
 
     def state_dict(self) -> dict[str, Any]:
-        return {
-            **super().state_dict(),
-            "memory_x": self.memory_x.clone(),
-            "memory_z": self.memory_z.clone(),
-        }
+        return {**super().state_dict(), **self.memory.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
-        self.memory_x, self.memory_z = state["memory_x"].clone(), state["memory_z"].clone()
+        self.memory.load_state_dict(state)
 
 
 class MetaAdaptationExpert(Expert):
@@ -314,85 +293,50 @@ class MetaAdaptationExpert(Expert):
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
-        self.decrease = lr_decrease_factor
-        self.increase = lr_increase_factor
-        self.threshold = lr_improvement_threshold
-        self.lr_scale = 1.0
-        self.last_loss: dict[str, float] = {}
-        self.total_adjustments = 0
-        self.round_adjustments = 0
-        # Running statistics of the lr history (count, mean, M2 of Welford's algorithm).
-        self.lr_count, self.lr_mean, self.lr_m2 = 1, self.learning_rate, 0.0
+        self.rule = LearningRateRule(
+            self.learning_rate, lr_decrease_factor, lr_increase_factor, lr_improvement_threshold
+        )
 
     @property
     def current_lr(self) -> float:
-        return self.learning_rate * self.lr_scale
+        return self.learning_rate * self.rule.scale
 
     def start_round(self) -> None:
-        self.round_adjustments = 0
+        self.rule.start_round()
 
     def set_learning_rate(self, lr: float) -> None:
         """A new base rate, still scaled by this expert's own adaptation."""
         self.learning_rate = lr
         for group in self.optimizer.param_groups:
-            group["lr"] = lr * self.lr_scale
+            group["lr"] = lr * self.rule.scale
 
     def set_ssl_learning_rate(self, lr: float) -> None:
         """A new autoencoder base rate, still scaled by this expert's own adaptation."""
         self.ssl_learning_rate = lr
         for group in self.ssl_optimizer.param_groups:
-            group["lr"] = lr * self.lr_scale
+            group["lr"] = lr * self.rule.scale
 
     def adapt(self, objective: str, loss: float) -> None:
         """Apply the seed's rule to one epoch loss of `objective` and record the new lr."""
-        previous = self.last_loss.get(objective)
-        self.last_loss[objective] = loss
-        if previous is None:
+        if not self.rule.adapt(objective, loss, self.learning_rate):
             return
-        if loss > previous:
-            self.lr_scale *= self.decrease
-        elif previous - loss > self.threshold:
-            self.lr_scale *= self.increase
-        else:
-            return
-        self.total_adjustments += 1
-        self.round_adjustments += 1
         for group in self.optimizer.param_groups:
-            group["lr"] = self.learning_rate * self.lr_scale
+            group["lr"] = self.learning_rate * self.rule.scale
         for group in self.ssl_optimizer.param_groups:
-            group["lr"] = self.ssl_learning_rate * self.lr_scale
-        self.lr_count += 1
-        delta = self.current_lr - self.lr_mean
-        self.lr_mean += delta / self.lr_count
-        self.lr_m2 += delta * (self.current_lr - self.lr_mean)
+            group["lr"] = self.ssl_learning_rate * self.rule.scale
 
     _on_epoch = adapt
 
     def summarize(self, x: Tensor) -> dict[str, float]:
-        self.logger.debug(messages.adjusted(self.round_adjustments, self.current_lr))
-        return {
-            "current_lr": self.current_lr,
-            "avg_lr": self.lr_mean,
-            "lr_history_length": float(self.lr_count),
-            "lr_variance": self.lr_m2 / self.lr_count,
-            "lr_adjustments": float(self.round_adjustments),
-        }
+        self.logger.debug(messages.adjusted(self.rule.round_adjustments, self.current_lr))
+        return self.rule.summary(self.learning_rate)
 
     def state_dict(self) -> dict[str, Any]:
-        return {
-            **super().state_dict(),
-            "lr_scale": self.lr_scale,
-            "last_loss": dict(self.last_loss),
-            "adjustments": [self.total_adjustments, self.round_adjustments],
-            "lr_stats": [self.lr_count, self.lr_mean, self.lr_m2],
-        }
+        return {**super().state_dict(), **self.rule.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
-        self.lr_scale = state["lr_scale"]
-        self.last_loss = dict(state["last_loss"])
-        self.total_adjustments, self.round_adjustments = state["adjustments"]
-        self.lr_count, self.lr_mean, self.lr_m2 = state["lr_stats"]
+        self.rule.load_state_dict(state)
 
 
 EXPERT_TYPES: dict[str, type[Expert]] = {

@@ -4,15 +4,20 @@ Each round the clients are shuffled and paired; with an odd count one client sit
 at random among those that have sat out least, so every client is paired within two rounds.
 With client sampling only the round's participants gossip (the others are offline).
 Each pair averages the full weights of one randomly chosen expert (`pairwise_average`), with no
-server involved (randomized gossip, Boyd et al. 2006).
+server involved (randomized gossip, Boyd et al. 2006). `gossip_round` syncs `Client` objects,
+`stacked_gossip_round` the pool's stacked weights with the same draws.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
 import numpy as np
+import torch
+from torch import Tensor
+
+from scarcity.core.aggregate import pairwise_average
 
 
 class _Syncable(Protocol):
@@ -72,3 +77,30 @@ def gossip_round(
             (clients[a].client_id, clients[b].client_id, clients[a].expert_names[expert_idx])
         )
     return synced
+
+
+def stacked_gossip_round(
+    weights: dict[str, Tensor],
+    expert_keys: Iterable[str],
+    names: Sequence[str],
+    scheduler: GossipScheduler,
+    rng: np.random.Generator,
+    among: Sequence[int] | None = None,
+) -> list[tuple[int, int, str]]:
+    """`gossip_round` on stacked weights ([N, K, ...] under `expert_keys`), in place: the
+    same pairs and expert draws, every pair's average in one operation."""
+    pairs = scheduler.pairs(rng, among)
+    if not pairs:
+        return []
+    chosen = [int(rng.integers(len(names))) for _ in pairs]
+    a = torch.tensor([p[0] for p in pairs])
+    b = torch.tensor([p[1] for p in pairs])
+    e = torch.tensor(chosen)
+    keys = list(expert_keys)
+    averaged = pairwise_average(
+        {p: weights[p][a, e] for p in keys}, {p: weights[p][b, e] for p in keys}
+    )
+    for p in keys:
+        weights[p][a, e] = averaged[p]
+        weights[p][b, e] = averaged[p]
+    return [(pa, pb, names[i]) for (pa, pb), i in zip(pairs, chosen, strict=True)]

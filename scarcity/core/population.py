@@ -14,10 +14,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from scarcity.components.personal import client_representation, client_scores
 from scarcity.config import SimulationConfig
 from scarcity.core.client import Client
 from scarcity.core.data import FederatedData
-from scarcity.core.ensemble import client_prediction, scores
 from scarcity.core.gossip import GossipScheduler, gossip_round
 from scarcity.core.server import insight_statistics
 from scarcity.core.training import LocalObjective
@@ -72,7 +72,7 @@ class ReferencePopulation:
         self._insights = None
         for row, client in enumerate(self.active):
             client.set_data(*self.data.client_data(client.client_id, round_index))
-            client.train_round(_objective(instructions, global_weights, row))
+            client.train_round(LocalObjective.of(instructions, global_weights, row))
         losses = [c.last_round.loss for c in self.active]
         weights = None
         if global_weights is not None:
@@ -102,15 +102,12 @@ class ReferencePopulation:
         [P]: on the `shared` test set, or on its `own` held-out rows (one pair each)."""
         sets = own if own is not None else [shared] * len(self.active)
         pairs = [
-            scores(
+            client_scores(
                 client.task,
-                client_prediction(
-                    [e.model for e in client.experts],
-                    client.expert_names,
-                    client.last_round.selected_expert,
-                    held[0],
-                ),
-                held[1],
+                [e.model for e in client.experts],
+                client.expert_names,
+                client.last_round.selected_expert,
+                held,
             )
             for client, held in zip(self.active, sets, strict=True)
             if held is not None
@@ -121,17 +118,13 @@ class ReferencePopulation:
     def encoders(self) -> tuple[Tensor, Tensor]:
         """Each participant's representation, as its router chose: the picked expert's
         encoder, else every expert's stacked, weight [P, z, d] and bias [P, z]."""
-        weights, biases = [], []
-        for client in self.active:
-            selected = client.last_round.selected_expert
-            experts = (
-                client.experts
-                if selected == "all"
-                else [client.experts[client.expert_names.index(selected)]]
+        pairs = [
+            client_representation(
+                [e.encoder for e in c.experts], c.expert_names, c.last_round.selected_expert
             )
-            weights.append(torch.cat([e.encoder.weight.detach() for e in experts]))
-            biases.append(torch.cat([e.encoder.bias.detach() for e in experts]))
-        return torch.stack(weights), torch.stack(biases)
+            for c in self.active
+        ]
+        return torch.stack([w for w, _ in pairs]), torch.stack([b for _, b in pairs])
 
     def statistics(self) -> dict[str, float]:
         if not self.clients[0].experts:  # the baseline: no expert summaries to aggregate
@@ -166,17 +159,3 @@ class ReferencePopulation:
     def load_state_dict(self, state: list[dict[str, Any]]) -> None:
         for client, client_state in zip(self.clients, state, strict=True):
             client.load_state_dict(client_state)
-
-
-def _objective(
-    instructions: FitInstructions, global_weights: Mapping[str, Tensor] | None, row: int
-) -> LocalObjective | None:
-    """Participant `row`'s share of the round's instructions."""
-    if instructions.proximal_mu == 0 and instructions.correction is None:
-        return None
-    correction = instructions.correction
-    return LocalObjective(
-        proximal_mu=instructions.proximal_mu,
-        anchor=None if global_weights is None else dict(global_weights),
-        correction=None if correction is None else {k: v[row] for k, v in correction.items()},
-    )

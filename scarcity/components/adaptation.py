@@ -1,8 +1,10 @@
-"""`MetaAdaptationExpert`'s learning-rate rule for every client at once.
+"""Learning-rate adaptation (`MetaAdaptationExpert`, seed stage 7), per client and stacked.
 
 After every epoch of an objective (supervised, self-supervised) the rate is multiplied by
 `decrease` when the epoch loss rose and by `increase` when it dropped by more than
-`threshold`; running mean and variance of the rate history use Welford's algorithm.
+`threshold`; running mean and variance of the rate history use Welford's algorithm
+(Welford 1962). `LearningRateRule` is one client's state, `LearningRateAdaptation` every
+client's as [N] tensors.
 """
 
 from __future__ import annotations
@@ -13,11 +15,75 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from scarcity.components import select_rows
+
 OBJECTIVES = ("supervised", "self_supervised")
 
 
+class LearningRateRule:
+    """One client's rate scale, last epoch loss per objective, adjustments and rate stats."""
+
+    def __init__(self, base_lr: float, decrease: float, increase: float, threshold: float) -> None:
+        self.decrease, self.increase, self.threshold = decrease, increase, threshold
+        self.scale = 1.0
+        self.last_loss: dict[str, float] = {}
+        self.total_adjustments = 0
+        self.round_adjustments = 0
+        # Running statistics of the rate history (count, mean, M2 of Welford's algorithm).
+        self.count, self.mean, self.m2 = 1, base_lr, 0.0
+
+    def start_round(self) -> None:
+        self.round_adjustments = 0
+
+    def adapt(self, objective: str, loss: float, base_lr: float) -> bool:
+        """Apply the rule to one epoch loss of `objective`; whether the scale changed."""
+        previous = self.last_loss.get(objective)
+        self.last_loss[objective] = loss
+        if previous is None:
+            return False
+        if loss > previous:
+            self.scale *= self.decrease
+        elif previous - loss > self.threshold:
+            self.scale *= self.increase
+        else:
+            return False
+        self.total_adjustments += 1
+        self.round_adjustments += 1
+        current = base_lr * self.scale
+        self.count += 1
+        delta = current - self.mean
+        self.mean += delta / self.count
+        self.m2 += delta * (current - self.mean)
+        return True
+
+    def summary(self, base_lr: float) -> dict[str, float]:
+        """`MetaAdaptationExpert.summarize`."""
+        return {
+            "current_lr": base_lr * self.scale,
+            "avg_lr": self.mean,
+            "lr_history_length": float(self.count),
+            "lr_variance": self.m2 / self.count,
+            "lr_adjustments": float(self.round_adjustments),
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        """The keys `MetaAdaptationExpert` has always stored."""
+        return {
+            "lr_scale": self.scale,
+            "last_loss": dict(self.last_loss),
+            "adjustments": [self.total_adjustments, self.round_adjustments],
+            "lr_stats": [self.count, self.mean, self.m2],
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.scale = state["lr_scale"]
+        self.last_loss = dict(state["last_loss"])
+        self.total_adjustments, self.round_adjustments = state["adjustments"]
+        self.count, self.mean, self.m2 = state["lr_stats"]
+
+
 class LearningRateAdaptation:
-    """Per-client rate scale, last epoch loss per objective, adjustment counts, rate stats."""
+    """Every client's rate scale, last epoch loss per objective, adjustment counts, rate stats."""
 
     def __init__(
         self,
@@ -81,7 +147,7 @@ class LearningRateAdaptation:
     def take(self, clients: Tensor) -> LearningRateAdaptation:
         """The state of `clients` alone (copies)."""
         part = LearningRateAdaptation(0, self.base_lr, self.decrease, self.increase, self.threshold)
-        part.load_state_dict(_select(self.state_dict(), clients))
+        part.load_state_dict(select_rows(self.state_dict(), clients))
         return part
 
     def put(self, clients: Tensor, part: LearningRateAdaptation) -> None:
@@ -107,12 +173,3 @@ class LearningRateAdaptation:
         self.last_loss = {key: t.clone() for key, t in state["last_loss"].items()}
         self.total_adjustments, self.round_adjustments = (t.clone() for t in state["adjustments"])
         self.count, self.mean, self.m2 = (t.clone() for t in state["stats"])
-
-
-def _select(state: Any, clients: Tensor) -> Any:
-    """Every tensor of a nested state with only the rows `clients`."""
-    if isinstance(state, Tensor):
-        return state[clients]
-    if isinstance(state, dict):
-        return {key: _select(value, clients) for key, value in state.items()}
-    return [_select(value, clients) for value in state]

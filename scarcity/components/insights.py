@@ -1,8 +1,10 @@
-"""What a pool round measured (`PoolRound`) and what the simulation reports from it.
+"""Insight assembly (seed stage 3), per client and stacked: what a round measured, as insights.
 
-`statistics` is `Server.aggregate_insights` computed from tensors; `build_insights` turns the
-round into every client's `Client.generate_insight()` dict in one pass (only when a consumer
-needs them: insight exchange or the meta-learner).
+`ClientRound` is what one client measured in its last round (floats) and `client_insight`
+its insight; `PoolRound` is the same for every client (float64 [N] tensors), `build_insights`
+turns it into every client's insight in one pass (only when a consumer needs them: insight
+exchange or the meta-learner), and `statistics` is `Server.aggregate_insights` computed from
+the tensors.
 """
 
 from __future__ import annotations
@@ -10,14 +12,54 @@ from __future__ import annotations
 import gc
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
 
 from scarcity.results import ExpertReport, Insight
 
+#: What a training call reports per model (`train_supervised`, `HeadStats`), in this order.
 SUPERVISED_KEYS = ("initial_loss", "train_loss", "final_loss", "uncertainty", "mean_grad")
+#: The client's own figures of a round (`ClientRound` / `PoolRound` fields) ← the key of the
+#: training report they are the mean of (the shared model's, else the trained experts').
+ROUND_KEYS = {
+    "loss": "train_loss",
+    "initial_loss": "initial_loss",
+    "final_loss": "final_loss",
+    "uncertainty": "uncertainty",
+    "mean_grad": "mean_grad",
+}
+
+
+@dataclass
+class ClientRound:
+    """What a client measured in its last round (plain floats)."""
+
+    loss: float = 0.0
+    initial_loss: float = 0.0
+    final_loss: float = 0.0
+    uncertainty: float = 0.0
+    mean_grad: float = 0.0
+    selected_expert: str = "all"
+    expert_metrics: dict[str, dict[str, float]] = field(default_factory=dict)
+    summaries: dict[str, dict[str, float]] = field(default_factory=dict)
+
+
+def client_insight(client_id: int, r: ClientRound) -> Insight:
+    """One client's structured insight of its round: learning metadata, no weights."""
+    return Insight(
+        client_id=client_id,
+        loss=r.loss,
+        mean_grad=r.mean_grad,
+        uncertainty=r.uncertainty,
+        loss_improvement=r.initial_loss - r.final_loss,
+        selected_expert=r.selected_expert,
+        experts={
+            name: ExpertReport(dict(r.expert_metrics.get(name, {})), dict(summary))
+            for name, summary in r.summaries.items()
+        },
+    )
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,313 @@
+"""Expert routing (seed stage 4), per client and stacked: pick the expert a client trains.
+
+Per client, strategies live in `ROUTER_STRATEGIES`; a new one is one function decorated with
+`@register_strategy("name")` taking `(data, expert_names, router, rng)` and returning an index
+(`router.usage` counts what this client trained so far); `Router` holds one client's counts.
+Stacked, `BATCHED_STRATEGIES` holds the same rules for every client at once (one expert index
+per client); a strategy registered only per client still works there, called once per client
+(with the same numpy stream and call count). `StackedRouter` holds every client's counts.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Sequence
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from scarcity.batched.padding import masked_var_mean
+from scarcity.core.arrays import as_features
+
+Strategy = Callable[[Tensor, Sequence[str], "Router", np.random.Generator], int]
+ROUTER_STRATEGIES: dict[str, Strategy] = {}
+
+
+def register_strategy(name: str) -> Callable[[Strategy], Strategy]:
+    """Add a routing strategy to the registry under `name`."""
+
+    def decorate(strategy: Strategy) -> Strategy:
+        ROUTER_STRATEGIES[name] = strategy
+        return strategy
+
+    return decorate
+
+
+@register_strategy("variance")
+def route_by_variance(
+    data: Tensor, expert_names: Sequence[str], router: Router, rng: np.random.Generator
+) -> int:
+    """High variance (> threshold) → StructureExpert, otherwise → DriftExpert."""
+    high = float(data.var(correction=0)) > router.threshold
+    wanted = "StructureExpert" if high else "DriftExpert"
+    if wanted in expert_names:
+        return list(expert_names).index(wanted)
+    return 0 if high else min(1, len(expert_names) - 1)
+
+
+def variance_preference(high: bool, expert_names: Sequence[str]) -> list[str]:
+    """`balanced` routing's order among experts trained equally often: MetaAdaptation first
+    (it adapts its learning rate only from a second training on, comparing epoch losses),
+    then the variance rule's pick, the other base expert, MemoryConsolidation."""
+    picked, other = (
+        ("StructureExpert", "DriftExpert") if high else ("DriftExpert", "StructureExpert")
+    )
+    order = ["MetaAdaptationExpert", picked, other, "MemoryConsolidationExpert"]
+    return [n for n in order if n in expert_names] + [n for n in expert_names if n not in order]
+
+
+@register_strategy("balanced")
+def route_balanced(
+    data: Tensor, expert_names: Sequence[str], router: Router, rng: np.random.Generator
+) -> int:
+    """The expert this client has trained least; ties in `variance_preference` order.
+
+    Each expert keeps state only from its own training (replay buffer, lr history), so every
+    one of them trains once in each run of len(experts) routed rounds; the data's variance
+    orders them."""
+    high = float(data.var(correction=0)) > router.threshold
+    order = variance_preference(high, expert_names)
+    fewest = min(router.usage[name] for name in expert_names)
+    return list(expert_names).index(next(n for n in order if router.usage[n] == fewest))
+
+
+@register_strategy("random")
+def route_randomly(
+    data: Tensor, expert_names: Sequence[str], router: Router, rng: np.random.Generator
+) -> int:
+    """Uniformly random expert."""
+    return int(rng.integers(len(expert_names)))
+
+
+@register_strategy("round_robin")
+def route_round_robin(
+    data: Tensor, expert_names: Sequence[str], router: Router, rng: np.random.Generator
+) -> int:
+    """Each expert in turn."""
+    return router.calls % len(expert_names)
+
+
+class Router:
+    """Selects one expert per call with a registered strategy and counts its choices."""
+
+    def __init__(
+        self,
+        num_experts: int = 2,
+        strategy: str = "variance",
+        threshold: float = 0.5,
+        rng: np.random.Generator | None = None,
+    ) -> None:
+        if strategy not in ROUTER_STRATEGIES:
+            raise ValueError(
+                f"router_strategy: unknown strategy {strategy!r}, "
+                f"choose one of {sorted(ROUTER_STRATEGIES)}"
+            )
+        self.num_experts = num_experts
+        self.strategy = strategy
+        self.threshold = threshold
+        self.rng = rng if rng is not None else np.random.default_rng(0)
+        self.calls = 0
+        self.usage: Counter[str] = Counter()
+
+    def select_expert(self, data: Any, expert_names: Sequence[str] | None = None) -> int:
+        """Index of the expert to train on `data` (a NumPy array or a tensor)."""
+        names = (
+            list(expert_names) if expert_names else [f"expert_{i}" for i in range(self.num_experts)]
+        )
+        index = ROUTER_STRATEGIES[self.strategy](as_features(data), names, self, self.rng)
+        self.calls += 1
+        self.usage[names[index]] += 1
+        return index
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"calls": self.calls, "usage": dict(self.usage)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.calls = state["calls"]
+        self.usage = Counter(state["usage"])
+
+
+# (data [N, n, d], expert names, threshold, calls so far, rng, client sizes or None, usage
+# [N, K]) → expert index per client [N]; with sizes the data is zero-padded after each client's
+# rows. Calls is one count for all, or one per client [N] when client sampling left them
+# unequal; usage counts how often each client trained each expert so far.
+Calls = int | Tensor
+BatchedStrategy = Callable[
+    [Tensor, Sequence[str], float, Calls, np.random.Generator, Tensor | None, Tensor], Tensor
+]
+BATCHED_STRATEGIES: dict[str, BatchedStrategy] = {}
+
+
+def _register(name: str) -> Callable[[BatchedStrategy], BatchedStrategy]:
+    def decorate(strategy: BatchedStrategy) -> BatchedStrategy:
+        BATCHED_STRATEGIES[name] = strategy
+        return strategy
+
+    return decorate
+
+
+@_register("variance")
+def stacked_by_variance(
+    x: Tensor,
+    names: Sequence[str],
+    threshold: float,
+    calls: Calls,
+    rng: np.random.Generator,
+    sizes: Tensor | None,
+    usage: Tensor,
+) -> Tensor:
+    """High variance (> threshold) → StructureExpert, otherwise → DriftExpert."""
+    high = _high_variance(x, threshold, sizes)
+    on_high = names.index("StructureExpert") if "StructureExpert" in names else 0
+    on_low = names.index("DriftExpert") if "DriftExpert" in names else min(1, len(names) - 1)
+    return torch.where(high, on_high, on_low)
+
+
+def _high_variance(x: Tensor, threshold: float, sizes: Tensor | None) -> Tensor:
+    """Whether each client's data variance is above `threshold` [N] (the reference's test)."""
+    if sizes is None:
+        variance = x.var(dim=(1, 2), correction=0).double()
+    else:
+        variance = masked_var_mean(x, sizes)[0]
+    return variance > threshold
+
+
+@_register("balanced")
+def stacked_balanced(
+    x: Tensor,
+    names: Sequence[str],
+    threshold: float,
+    calls: Calls,
+    rng: np.random.Generator,
+    sizes: Tensor | None,
+    usage: Tensor,
+) -> Tensor:
+    """Each client's least-trained expert, ties in `variance_preference` order."""
+    k = len(names)
+    rank = {
+        high: torch.tensor([variance_preference(high, names).index(n) for n in names])
+        for high in (False, True)
+    }
+    high = _high_variance(x, threshold, sizes)
+    ranks = torch.where(high.unsqueeze(1), rank[True], rank[False])  # [N, K]
+    return (usage * k + ranks).argmin(dim=1)
+
+
+@_register("random")
+def stacked_randomly(
+    x: Tensor,
+    names: Sequence[str],
+    threshold: float,
+    calls: Calls,
+    rng: np.random.Generator,
+    sizes: Tensor | None,
+    usage: Tensor,
+) -> Tensor:
+    """Uniformly random expert, one draw per client in client order (as the reference)."""
+    return torch.tensor([int(rng.integers(len(names))) for _ in range(len(x))])
+
+
+@_register("round_robin")
+def stacked_round_robin(
+    x: Tensor,
+    names: Sequence[str],
+    threshold: float,
+    calls: Calls,
+    rng: np.random.Generator,
+    sizes: Tensor | None,
+    usage: Tensor,
+) -> Tensor:
+    """Each expert in turn (by each client's own count of calls)."""
+    if isinstance(calls, Tensor):
+        return calls % len(names)
+    return torch.full((len(x),), calls % len(names))
+
+
+def route(
+    strategy: str,
+    x: Tensor,
+    names: Sequence[str],
+    threshold: float,
+    calls: Calls,
+    rng: np.random.Generator,
+    sizes: Tensor | None = None,
+    usage: Tensor | None = None,
+) -> Tensor:
+    """The expert each client trains this round; `sizes` [N] when `x` is padded (`padding`),
+    `usage` [N, K] each client's trainings of each expert so far (None = none yet)."""
+    if usage is None:
+        usage = torch.zeros(len(x), len(names), dtype=torch.long)
+    if strategy in BATCHED_STRATEGIES:
+        return BATCHED_STRATEGIES[strategy](x, names, threshold, calls, rng, sizes, usage).long()
+    per_client = ROUTER_STRATEGIES[strategy]
+    counts = calls.tolist() if isinstance(calls, Tensor) else [calls] * len(x)
+    data = list(x) if sizes is None else [xi[:n] for xi, n in zip(x, sizes.tolist(), strict=True)]
+    routers = [
+        SimpleNamespace(
+            threshold=threshold,
+            calls=c,
+            rng=rng,
+            usage=Counter(dict(zip(names, row, strict=True))),
+        )
+        for c, row in zip(counts, usage.tolist(), strict=True)
+    ]
+    return torch.tensor(
+        [
+            per_client(xi, list(names), router, rng)  # type: ignore[arg-type]
+            for xi, router in zip(data, routers, strict=True)
+        ]
+    )
+
+
+class StackedRouter:
+    """Every client's routing: one strategy, its counts of each expert trained [N, K]."""
+
+    def __init__(
+        self,
+        num_clients: int,
+        names: Sequence[str],
+        strategy: str,
+        threshold: float,
+        rng: np.random.Generator,
+    ) -> None:
+        self.names, self.strategy, self.threshold, self.rng = tuple(names), strategy, threshold, rng
+        self.usage = torch.zeros(num_clients, len(names), dtype=torch.long)
+
+    def select(self, x: Tensor, sizes: Tensor | None) -> Tensor:
+        """`Router.select_expert` of every client on its rows `x` [N, n, d] → index [N]."""
+        chosen = route(
+            self.strategy,
+            x,
+            self.names,
+            self.threshold,
+            self._calls(),
+            self.rng,
+            sizes,
+            self.usage,
+        )
+        self.usage[torch.arange(len(chosen)), chosen] += 1
+        return chosen
+
+    def _calls(self) -> Calls:
+        """Each client's routing calls so far (one count while every client trained alike)."""
+        calls = self.usage.sum(dim=1)
+        return int(calls[0]) if bool((calls == calls[0]).all()) else calls
+
+    def take(self, clients: Tensor) -> StackedRouter:
+        part = StackedRouter(0, self.names, self.strategy, self.threshold, self.rng)
+        part.usage = self.usage[clients]
+        return part
+
+    def put(self, clients: Tensor, part: StackedRouter) -> None:
+        self.usage[clients] = part.usage
+
+    def state_dict(self) -> dict[str, Any]:
+        # "calls" stays for the checkpoint layout; the counts are the usage's row sums.
+        calls = int(self.usage.sum(dim=1).max()) if len(self.usage) else 0
+        return {"calls": calls, "usage": self.usage.clone()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.usage = state["usage"].clone()
