@@ -10,8 +10,8 @@ import json
 import logging
 import os
 import sys
-from importlib import metadata
 from collections.abc import Sequence
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
