@@ -2,22 +2,52 @@
 
 The engine imports torch, numpy, pydantic and the standard library (scikit-learn only when a
 bundled data set is used) — never the service (`app`, `worker`, `models`).
+
+The names below are loaded on first use, so that `import scarcity.cli` (the `scarcity`
+command's `--help` and `--version`) does not pay for importing torch.
 """
 
-from scarcity.config import PRESETS, SimulationConfig, resolve_config
-from scarcity.core import (
-    Client,
-    DriftExpert,
-    Expert,
-    MemoryConsolidationExpert,
-    MetaAdaptationExpert,
-    MetaLearner,
-    Router,
-    Server,
-    StructureExpert,
-)
-from scarcity.results import GossipPair, RoundResult
-from scarcity.simulation import Simulation, SimulationError, run_simulation
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from scarcity.config import PRESETS, SimulationConfig, resolve_config
+    from scarcity.core import (
+        Client,
+        DriftExpert,
+        Expert,
+        MemoryConsolidationExpert,
+        MetaAdaptationExpert,
+        MetaLearner,
+        Router,
+        Server,
+        StructureExpert,
+    )
+    from scarcity.results import GossipPair, RoundResult
+    from scarcity.simulation import Simulation, SimulationError, run_simulation
+
+#: Each public name → the module that defines it.
+_HOMES = {
+    "PRESETS": "scarcity.config",
+    "SimulationConfig": "scarcity.config",
+    "resolve_config": "scarcity.config",
+    "Client": "scarcity.core",
+    "DriftExpert": "scarcity.core",
+    "Expert": "scarcity.core",
+    "MemoryConsolidationExpert": "scarcity.core",
+    "MetaAdaptationExpert": "scarcity.core",
+    "MetaLearner": "scarcity.core",
+    "Router": "scarcity.core",
+    "Server": "scarcity.core",
+    "StructureExpert": "scarcity.core",
+    "GossipPair": "scarcity.results",
+    "RoundResult": "scarcity.results",
+    "Simulation": "scarcity.simulation",
+    "SimulationError": "scarcity.simulation",
+    "run_simulation": "scarcity.simulation",
+}
 
 __all__ = [
     "PRESETS",
@@ -38,3 +68,16 @@ __all__ = [
     "resolve_config",
     "run_simulation",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'scarcity' has no attribute {name!r}")
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_HOMES])

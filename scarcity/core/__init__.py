@@ -1,16 +1,40 @@
-"""The SF-HFE building blocks: experts, router, client, server, meta-learner, gossip, data."""
+"""The SF-HFE building blocks: experts, router, client, server, meta-learner, gossip, data.
 
-from scarcity.core.client import Client
-from scarcity.core.experts import (
-    DriftExpert,
-    Expert,
-    MemoryConsolidationExpert,
-    MetaAdaptationExpert,
-    StructureExpert,
-)
-from scarcity.core.meta_learner import MetaLearner
-from scarcity.core.router import Router
-from scarcity.core.server import Server
+The names are loaded on first use: a module that needs one piece of `scarcity.core` (say
+`core.training`) then does not import the client, which imports the components, which may be
+on their way in (an import cycle otherwise hidden only by import order).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from scarcity.core.client import Client
+    from scarcity.core.experts import (
+        DriftExpert,
+        Expert,
+        MemoryConsolidationExpert,
+        MetaAdaptationExpert,
+        StructureExpert,
+    )
+    from scarcity.core.meta_learner import MetaLearner
+    from scarcity.core.router import Router
+    from scarcity.core.server import Server
+
+#: Each public name → the module that defines it.
+_HOMES = {
+    "Client": "scarcity.core.client",
+    "DriftExpert": "scarcity.core.experts",
+    "Expert": "scarcity.core.experts",
+    "MemoryConsolidationExpert": "scarcity.core.experts",
+    "MetaAdaptationExpert": "scarcity.core.experts",
+    "StructureExpert": "scarcity.core.experts",
+    "MetaLearner": "scarcity.core.meta_learner",
+    "Router": "scarcity.core.router",
+    "Server": "scarcity.core.server",
+}
 
 __all__ = [
     "Client",
@@ -23,3 +47,16 @@ __all__ = [
     "Server",
     "StructureExpert",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'scarcity.core' has no attribute {name!r}")
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_HOMES])

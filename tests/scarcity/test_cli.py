@@ -200,3 +200,29 @@ def test_version_prints_the_package_version(run_python):
     proc = run_python("-m", "scarcity", "--version")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == f"scarcity {metadata.version('scarcity')}"
+
+
+def test_help_and_version_import_no_torch(run_python):
+    """`scarcity --help` answers at once: the engine (torch) loads only for a run."""
+    code = (
+        "import sys\n"
+        "from scarcity.cli import main\n"
+        "for option in ('--help', '--version'):\n"
+        "    try:\n"
+        "        main([option])\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "print('torch' in sys.modules)\n"
+    )
+    proc = run_python("-c", code)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().endswith("False")
+
+
+def test_the_seed_names_load_on_first_use():
+    import scarcity
+
+    assert scarcity.Expert is scarcity.core.Expert
+    assert {"Client", "Server", "MetaLearner", "Router", "Simulation"} <= set(dir(scarcity))
+    with pytest.raises(AttributeError):
+        _ = scarcity.NoSuchName
