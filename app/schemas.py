@@ -470,7 +470,8 @@ class SweepCreate(BaseModel):
         None, description="A name for the sweep; its runs' names start so."
     )
     base: SimulationCreate = Field(  # type: ignore[valid-type]
-        description="What every run shares: a `POST /simulations` body without `name` or `seed`."
+        description="What every run shares: a `POST /simulations` body without `name` or "
+        "`seed` (422: the sweep's `name` names its runs, `seeds` seeds them)."
     )
     space: dict[str, SpaceValues | SpaceRange] = Field(
         default_factory=dict,

@@ -27,7 +27,7 @@ SWEEP_BASE = {"preset": "stage1", "rounds": 2}
 class Case:
     method: str
     path: str
-    field: str  # the `field` the 422 names (a dotted prefix for a dict key)
+    named: str  # the `field` the 422 names (a dotted prefix for a dict key)
     body: Any = None  # sent as JSON with \u escapes, as a hostile client would
     raw: str | None = None  # a body sent byte for byte
     params: dict[str, str] = field(default_factory=dict)
@@ -124,8 +124,8 @@ def refusal_problems(response: httpx.Response, case: Case) -> list[str]:
     if response.status_code != 422 or response.json().get("type") != "validation_error":
         return [*problems, f"{response.status_code} {response.text[:200]}"]
     named = [str(d["field"]) for d in response.json()["detail"]]
-    if not any(f == case.field or f.startswith(case.field) for f in named):
-        problems.append(f"names {named}, not {case.field!r}")
+    if not any(f == case.named or f.startswith(case.named) for f in named):
+        problems.append(f"names {named}, not {case.named!r}")
     return problems
 
 
