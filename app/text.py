@@ -17,6 +17,7 @@ from pydantic import AfterValidator
 MAX_INT64 = 2**63 - 1
 
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def unstorable_character(text: str) -> str | None:
@@ -30,6 +31,12 @@ def unstorable_character(text: str) -> str | None:
         "a NUL character (\\u0000)" if char == "\x00" else f"a lone surrogate (\\u{ord(char):04x})"
     )
     return f"{what} at position {found.start() + 1} is not allowed in text"
+
+
+def encodable(text: str) -> str:
+    """`text` with each lone surrogate written as its `\\uXXXX` escape, so that an answer
+    echoing it (a field name taken from a JSON key) can be encoded as UTF-8."""
+    return _SURROGATE.sub(lambda found: f"\\u{ord(found.group()):04x}", text)
 
 
 def _storable(text: str) -> str:

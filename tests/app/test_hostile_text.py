@@ -52,6 +52,14 @@ CASES = {
     ),
     "update: NUL in a tag key": Case("PATCH", SIMULATION, "tags.", {"tags": {"\x00": "x"}}),
     "update: lone surrogate in notes": Case("PATCH", SIMULATION, "notes", {"notes": "\udfff"}),
+    # A lone surrogate in a key comes back in the error's field name, escaped: still UTF-8.
+    "create: lone surrogate in a tag key": Case(
+        "POST", "/simulations", "tags.", {"tags": {"\ud800": "x"}}
+    ),
+    "update: lone surrogate as an unknown field": Case("PATCH", SIMULATION, "", {"\udc00": 1}),
+    "update: a lone surrogate key sent twice": Case(
+        "PATCH", SIMULATION, "", raw='{"\\ud800": "a", "\\ud800": "b"}'
+    ),
     "update: a key sent twice": Case("PATCH", SIMULATION, "name", raw='{"name": "a", "name": "b"}'),
     "sweep: NUL in name": Case("POST", "/sweeps", "name", {"name": "\x00", "base": SWEEP_BASE}),
     "sweep: NUL in a space value": Case(
