@@ -14,6 +14,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match, Mount
 
+from app.text import encodable
 from models.db import is_transient
 from scarcity.errors import ConfigError
 
@@ -134,8 +135,23 @@ def allowed_methods(request: Request) -> list[str]:
     ]
 
 
+def _echoable(detail: object) -> object:
+    """The detail with every string UTF-8-encodable: a field name may echo a JSON key that
+    holds a lone surrogate, which would otherwise fail the answer itself as a 500."""
+    if isinstance(detail, str):
+        return encodable(detail)
+    if isinstance(detail, list | tuple):
+        return [_echoable(item) for item in detail]
+    if isinstance(detail, dict):
+        return {
+            encodable(key) if isinstance(key, str) else key: _echoable(value)
+            for key, value in detail.items()
+        }
+    return detail
+
+
 def _body(error_type: str, detail: object) -> dict[str, object]:
-    return {"type": error_type, "detail": detail}
+    return {"type": error_type, "detail": _echoable(detail)}
 
 
 def install_error_handlers(app: FastAPI) -> None:

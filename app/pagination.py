@@ -8,6 +8,7 @@ import uuid
 from datetime import datetime
 
 from app.errors import Unprocessable
+from app.text import MAX_INT64
 
 
 def _encode(text: str) -> str:
@@ -39,7 +40,9 @@ def decode_offset_cursor(cursor: str) -> int:
     try:
         text = base64.urlsafe_b64decode(cursor.encode()).decode()
         if text.startswith("@") and text[1:].isdigit():
-            return int(text[1:])
+            offset = int(text[1:])
+            if offset <= MAX_INT64:  # the databases' OFFSET is signed 64-bit
+                return offset
     except ValueError:
         pass
     raise Unprocessable(

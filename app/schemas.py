@@ -20,6 +20,7 @@ from pydantic import (
     field_validator,
 )
 
+from app.text import StorableText
 from models.base import as_utc
 from models.settings import Settings, get_settings
 from scarcity.backbones import BACKBONES
@@ -55,10 +56,11 @@ def field_caps(settings: Settings | None = None) -> dict[str, int]:
 # What a researcher calls a run: free text the engine never reads (README, "Runs you can find").
 TAG_KEY_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
 MAX_TAGS = 50
-TagKey = Annotated[str, StringConstraints(pattern=TAG_KEY_PATTERN)]
-TagValue = Annotated[str, StringConstraints(max_length=500)]
-RunName = Annotated[str, StringConstraints(min_length=1, max_length=200)]
-RunNotes = Annotated[str, StringConstraints(max_length=10_000)]
+# Every free text of a request is `StorableText` (app/text.py): no NUL, no lone surrogate.
+TagKey = Annotated[StorableText, StringConstraints(pattern=TAG_KEY_PATTERN)]
+TagValue = Annotated[StorableText, StringConstraints(max_length=500)]
+RunName = Annotated[StorableText, StringConstraints(min_length=1, max_length=200)]
+RunNotes = Annotated[StorableText, StringConstraints(max_length=10_000)]
 RUN_FIELDS: dict[str, Any] = {
     "name": (RunName | None, Field(None, description="A name for the run (not unique).")),
     "tags": (
@@ -409,7 +411,7 @@ class Health(BaseModel):
 
 # --- sweeps ---------------------------------------------------------------------------------
 
-SpaceValue = str | int | float | bool | None
+SpaceValue = StorableText | int | float | bool | None
 
 
 class SpaceValues(BaseModel):
@@ -468,7 +470,8 @@ class SweepCreate(BaseModel):
         None, description="A name for the sweep; its runs' names start so."
     )
     base: SimulationCreate = Field(  # type: ignore[valid-type]
-        description="What every run shares: a `POST /simulations` body without `name` or `seed`."
+        description="What every run shares: a `POST /simulations` body without `name` or "
+        "`seed` (422: the sweep's `name` names its runs, `seeds` seeds them)."
     )
     space: dict[str, SpaceValues | SpaceRange] = Field(
         default_factory=dict,

@@ -9,11 +9,14 @@ metric; `scarcity.results.METRIC_NAMES` lists the names), `tags.<key>` (a key wi
 characters than letters, digits and `_` goes in backticks: tags.`lr-sweep`), or one of the
 attributes `name`, `status`, `preset`. The README documents operators and values. Every
 name and value is checked here, so an error is a 422 naming the field and the position, and
-`models/search.py` only turns valid conditions into SQL.
+`models/search.py` only turns valid conditions into SQL: no text a database refuses (NUL, a
+lone surrogate), no number outside what SQL compares (signed 64-bit integers, finite floats), no
+`like` pattern ending in its escape character.
 """
 
 from __future__ import annotations
 
+import math
 import types
 from typing import Any, Literal, Union, get_args, get_origin
 
@@ -21,6 +24,7 @@ from lark import Lark, Token, Transformer, UnexpectedCharacters, UnexpectedInput
 from lark.exceptions import VisitError
 
 from app.errors import Unprocessable
+from app.text import MAX_INT64, unstorable_character
 from models.search import ATTRIBUTES, Condition, Kind, SortKey, Term
 from scarcity.config import SimulationConfig, strategy_names
 from scarcity.results import METRIC_NAMES
@@ -120,6 +124,23 @@ def _pos(token: Token) -> int:
     return (token.start_pos or 0) + 1  # 1-based character position, as people count
 
 
+def _number(token: Token) -> float:
+    """A number the databases can compare: an integer within signed 64 bits, a finite float."""
+    where = _pos(token)
+    text = str(token)
+    if text.lstrip("+-").isdigit() and not -MAX_INT64 - 1 <= int(text) <= MAX_INT64:
+        raise _Invalid(f"the integer at position {where} is outside the signed 64-bit range", where)
+    value = float(token)
+    if not math.isfinite(value):
+        raise _Invalid(f"the number at position {where} is out of range", where)
+    return value
+
+
+def _ends_in_escape(pattern: str) -> bool:
+    """A `like` pattern whose last backslash escapes nothing (PostgreSQL refuses it)."""
+    return (len(pattern) - len(pattern.rstrip("\\"))) % 2 == 1
+
+
 class _Build(Transformer[Token, Any]):
     """Parse tree → `Condition` / `SortKey`, checking every name and value on the way."""
 
@@ -177,7 +198,7 @@ class _Build(Transformer[Token, Any]):
         if kind == "STRING":
             return str(token)[1:-1], "string", _pos(token)
         if kind == "NUMBER":
-            return float(token), "number", _pos(token)
+            return _number(token), "number", _pos(token)
         if kind in ("TRUE", "FALSE"):
             return kind == "TRUE", "bool", _pos(token)
         return None, "null", _pos(token)
@@ -202,6 +223,12 @@ class _Build(Transformer[Token, Any]):
             )
         if op == "like" and t.kind != "string":
             raise _Invalid(f"{label}: like compares strings, not a {t.kind}", where)
+        if op == "like" and _ends_in_escape(v):
+            raise _Invalid(
+                f"{label}: a like pattern cannot end in a lone \\ (the escape character: \\% "
+                f"and \\_ match % and _, \\\\ a backslash) at position {where}",
+                where,
+            )
         if t.kind == "bool" and op not in ("=", "!=", "in", "not in"):
             raise _Invalid(f"{label} is true or false: use = or != (position {where})", where)
         if choices is not None and op in ("=", "!=", "in", "not in") and v not in choices:
@@ -259,6 +286,9 @@ def _syntax_error(param: str, text: str, exc: UnexpectedInput) -> Unprocessable:
 
 
 def _parse(param: str, text: str, start: str) -> Any:
+    unstorable = unstorable_character(text)
+    if unstorable is not None:  # in a value or a quoted tag key it would reach the database
+        raise Unprocessable([{"field": param, "message": unstorable}])
     try:
         tree = _PARSER.parse(text, start=start)
     except UnexpectedInput as exc:

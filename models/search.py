@@ -89,7 +89,7 @@ def _condition(condition: Condition, final: FinalMetrics) -> ColumnElement[bool]
     if op == ">=":
         return expr >= value
     if op == "like":  # case-insensitive on both databases (SQLite's LIKE is, PostgreSQL's not)
-        return expr.ilike(value)
+        return expr.ilike(value, escape="\\")  # PostgreSQL's default escape, made SQLite's too
     values = [v for v in value if v is not None]
     has_null = len(values) < len(value)
     if op == "in":

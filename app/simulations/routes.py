@@ -116,7 +116,7 @@ def get_simulation(
     "/{simulation_id}",
     status_code=200,
     response_model=SimulationPublic,
-    dependencies=[Depends(require_json)],
+    dependencies=[Depends(require_json), Depends(require_utf8_json_object_keys_once)],
     responses={
         **ERRORS,
         400: {"model": ErrorBody, "description": "Body unreadable (not UTF-8)."},

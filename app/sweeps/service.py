@@ -66,6 +66,8 @@ def _problem(field: str, message: str) -> Unprocessable:
 
 
 def _check_space(body: SweepCreate) -> None:
+    if getattr(body.base, "seed", None) is not None:  # each run's seed comes from `seeds`
+        raise _problem("base.seed", "a sweep takes its runs' seeds from `seeds`: set that instead")
     for key, param in body.space.items():
         if key not in SimulationConfig.model_fields or key in NOT_VARIABLE:
             hint = "set `seeds` instead" if key in NOT_VARIABLE else "not a config field"
