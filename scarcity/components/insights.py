@@ -77,10 +77,48 @@ class PoolRound:
     replay_error: Tensor | None  # [N], with self-supervised training
     summaries: dict[str, Tensor]  # "Expert.key" → [N]
 
+    @classmethod
+    def of(
+        cls,
+        shared: dict[str, Tensor] | None,
+        supervised: dict[str, Tensor],
+        label_free: dict[str, Tensor] | None,
+        selected: Tensor | None,
+        ssl: dict[str, Tensor] | None,
+        replay_error: Tensor | None,
+        summaries: dict[str, Tensor],
+    ) -> PoolRound:
+        """A round's figures as `Client.train_round` takes them: the shared model's report
+        (FedAvg), else the self-supervised one (`label_free`), else the mean of the heads'."""
+        if shared is not None:
+            source = shared
+        elif label_free is not None:
+            source = label_free
+        else:
+            source = {key: value.mean(dim=1) for key, value in supervised.items()}
+        return cls(
+            **{field: source[key] for field, key in ROUND_KEYS.items()},
+            selected=selected,
+            supervised=supervised,
+            ssl=ssl,
+            replay_error=replay_error,
+            summaries=summaries,
+        )
+
     def selected_names(self, names: Sequence[str]) -> list[str]:
         if self.selected is None:
             return ["all"] * len(self.loss)
         return [names[i] for i in self.selected.tolist()]
+
+    def lines(self, names: Sequence[str], ids: Sequence[int]) -> list[tuple[int, float, str]]:
+        """(client id, loss, selected expert) of every client, for the round log."""
+        return list(zip(ids, self.loss.tolist(), self.selected_names(names), strict=True))
+
+    def usage(self, names: Sequence[str]) -> dict[str, int]:
+        """How many clients trained each expert (routing on)."""
+        assert self.selected is not None
+        counts = torch.bincount(self.selected, minlength=len(names)).tolist()
+        return dict(zip(names, counts, strict=True))
 
 
 def statistics(r: PoolRound, has_memory: bool) -> dict[str, float]:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import torch
 from torch import Tensor, nn
@@ -33,7 +33,12 @@ from scarcity.batched.models import AutogradStep, StackedModel
 from scarcity.batched.padding import at_least_one
 from scarcity.components.adaptation import LearningRateAdaptation
 from scarcity.components.insights import SUPERVISED_KEYS
+from scarcity.components.memory import store_memory_rows
 from scarcity.core.training import LocalObjective, Task, mean_loss, per_sample_loss
+
+if TYPE_CHECKING:
+    from scarcity.batched.draws import RoundDraws
+    from scarcity.components import StackedClients
 
 __all__ = [
     "FitStats",
@@ -43,6 +48,7 @@ __all__ = [
     "fit",
     "fit_stacked",
     "train_heads",
+    "train_heads_round",
     "train_supervised",
 ]
 
@@ -338,3 +344,41 @@ def train_heads(
     table = {key: getattr(stats, key).double().view(n_clients, group) for key in SUPERVISED_KEYS}
     shared = {key: t[:, 0] for key, t in table.items()} if fa else None
     return shared, {key: t[:, first:] for key, t in table.items()}
+
+
+def train_heads_round(
+    clients: StackedClients,
+    x: Tensor,
+    y: Tensor,
+    chosen: Tensor | None,
+    draws: RoundDraws,
+    objective: LocalObjective | None,
+) -> tuple[dict[str, Tensor] | None, dict[str, Tensor]]:
+    """A round's supervised training of `clients`, `Client.local_train` and `Expert.train`
+    of each (`train_heads`) on this round's rows `x`, `y`; the memory expert stores its share
+    of rows first (the reference's draw order)."""
+    cfg, keys = clients.config, clients.keys
+    if clients.memory is not None:
+        everyone = torch.arange(len(x))
+        trains_memory = everyone if chosen is None else everyone[chosen == clients.memory]
+        store_memory_rows(clients, x, draws.supervised_store, trains_memory)
+    return train_heads(
+        clients.task,
+        clients.w,
+        keys.shared if cfg.federated_averaging else None,
+        keys.head,
+        len(clients.names),
+        x,
+        y,
+        chosen,
+        draws.shared,
+        draws.supervised,
+        objective=objective,
+        model=clients.stacked_model,
+        adaptation=clients.adaptation,
+        meta=clients.meta,
+        epochs=cfg.local_epochs,
+        batch_size=cfg.batch_size,
+        details=clients.details,
+        sizes=clients.data.ragged_sizes,
+    )
