@@ -31,13 +31,30 @@ per-client forms, `ClientPool` the stacked ones: a stacked component's round rea
 it runs on through `StackedClients`, and `ClientPool`'s `COMPONENTS` table samples
 (`take_part` / `put_part`) and checkpoints (`components_state`) them.
 
-What a new per-client figure costs: a new summary key of a component (drift, replay, rates,
-data statistics) is its module alone — both forms report through `summary()` / `observe()`
-into the insight's expert summaries; a new training statistic of a model is
-`training` (its two trainers), each backbone's stacked step where it is measured during the
-steps, and one `insights.SUPERVISED_KEYS` name. A new client term is `objective` (the term,
-its closed-form gradient, how it reaches the stacked rows), the `FitInstructions` field that
-carries it and the strategy parameter that sets it.
+What a new per-client figure costs (the recount; files touched, tests aside):
+
+- a new top-level figure of the insight computed from what a round already measures (the
+  round's means of the training report: loss, initial and final loss, uncertainty, mean
+  |gradient|): 1 file, `scarcity/results.py` — one `Insight` field whose `figure` metadata
+  holds its description and its computation, one expression for both forms. `CLIENT_FIGURES`
+  lists those fields; `Insight.to_dict()`, both executions' insight assembly
+  (`insights.client_insight`, `insights.build_insights`) and the API's insight schema
+  (`app/schemas.py`'s `ClientInsightPublic`) are derived from it;
+- a new top-level figure from a new training statistic (as `mean_grad` was): 3 files —
+  `components/training.py` (the statistic, both forms: a `HeadStats` field computed in
+  `fit_stacked` and a key of `train_supervised`'s report; `SUPERVISED_KEYS` and the round's
+  means, `insights.ROUND_KEYS`, follow), `components/structure_discovery.py` (its value in a
+  label-free round, `self_supervised_report` and its stacked form) and `scarcity/results.py`
+  (the `Insight` field). Where it is measured inside the SGD step, each backbone's stacked step
+  too (`batched/linear.py`, `batched/models.py`);
+- a new training statistic of a model, shown in each expert's metrics only: 2 files,
+  `components/training.py` and `components/structure_discovery.py` (as above);
+- a new summary key of a component (drift, replay, rates, data statistics): its module alone
+  — both forms report through `summary()` / `observe()` into the insight's expert summaries.
+
+A new client term: 3 files — `components/objective.py` (the term, its closed-form gradient,
+how it reaches the stacked rows), `scarcity/strategies/base.py` (the `FitInstructions` field
+that carries it) and the strategy's module (the parameter that sets it).
 
 Every module has its test beside it (tests/scarcity/components/test_<module>.py): the stacked
 form equals the per-client form on literal inputs (1e-6), and a run of each execution agrees

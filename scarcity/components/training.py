@@ -16,13 +16,14 @@ One trainer per form:
   stacked call: every client's shared model and expert heads as the rows of one call.
 
 A new per-row statistic is one more field of `HeadStats` and key of `train_supervised`'s
-dict, both here, and its name in `scarcity.components.insights.SUPERVISED_KEYS`.
+dict, both here (`SUPERVISED_KEYS` are `HeadStats`' fields), and, where it is measured during
+the steps, each backbone's `StackedStep`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Protocol
 
 import torch
@@ -32,7 +33,6 @@ from scarcity.batched.linear import ClosedFormStep
 from scarcity.batched.models import AutogradStep, StackedModel
 from scarcity.batched.padding import at_least_one
 from scarcity.components.adaptation import LearningRateAdaptation
-from scarcity.components.insights import SUPERVISED_KEYS
 from scarcity.components.memory import store_memory_rows
 from scarcity.core.training import LocalObjective, Task, mean_loss, per_sample_loss
 
@@ -173,6 +173,11 @@ class HeadStats:
     final_loss: Tensor
     uncertainty: Tensor
     mean_grad: Tensor
+
+
+#: What a training call reports per model, in this order: `HeadStats`' fields, the keys of
+#: `train_supervised`'s dict.
+SUPERVISED_KEYS = tuple(f.name for f in fields(HeadStats))
 
 
 class StackedStep(Protocol):
