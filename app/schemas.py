@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from annotated_types import Le
 from pydantic import (
@@ -26,7 +26,7 @@ from models.settings import Settings, get_settings
 from scarcity.backbones import BACKBONES
 from scarcity.config import PRESETS, SimulationConfig
 from scarcity.partitions import PARTITIONERS
-from scarcity.results import METRIC_NAMES
+from scarcity.results import CLIENT_FIGURES, METRIC_NAMES
 from scarcity.strategies import STRATEGIES
 
 # The database stores rounds, client ids and row ids as INTEGER: a bigger query value is a 422,
@@ -256,14 +256,21 @@ class ExpertReportPublic(BaseModel):
 _Personal = Annotated[float | None, WithJsonSchema({"type": "number"})]
 
 
-class ClientInsightPublic(BaseModel):
+# An insight's id and per-client figures, in its order: the figures are the engine's
+# (scarcity.results.CLIENT_FIGURES), built at run time, so mypy sees a plain model here.
+if TYPE_CHECKING:
+    _ClientFigures = BaseModel
+else:
+    _ClientFigures = create_model(
+        "_ClientFigures",
+        client_id=(int, ...),
+        **{name: (float, Field(description=f.description)) for name, f in CLIENT_FIGURES.items()},
+    )
+
+
+class ClientInsightPublic(_ClientFigures):
     """One client's insight of a round: scarcity.results.Insight.to_dict(), as stored."""
 
-    client_id: int
-    loss: float = Field(description="Mean local training loss of the round.")
-    mean_grad: float = Field(description="Mean |gradient| of its local training.")
-    uncertainty: float = Field(description="Spread (std) of its per-row losses after training.")
-    loss_improvement: float = Field(description="Its loss before local training minus after.")
     selected_expert: str = Field(description="The expert the router picked (`all`: every one).")
     experts: dict[str, ExpertReportPublic]
     personal_accuracy: _Personal = Field(

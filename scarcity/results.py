@@ -4,8 +4,8 @@ stores."""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
 
@@ -60,33 +60,56 @@ class ExpertReport(Mapping[str, Any]):
 
 
 @dataclass(frozen=True)
+class ClientFigure:
+    """One per-client figure of an insight: what it measures (the API's description) and how
+    a round computes it from what the round measured (`scarcity.components.insights`: the
+    round's mean of each training report key, `r.loss`, `r.initial_loss`, …). One expression
+    serves both executions: a client's floats, or every client's float64 [N] tensors."""
+
+    description: str
+    compute: Callable[[Any], Any]
+
+
+def figure(description: str, compute: Callable[[Any], Any]) -> dict[str, ClientFigure]:
+    """The metadata that makes an `Insight` field a per-client figure."""
+    return {"figure": ClientFigure(description, compute)}
+
+
+@dataclass(frozen=True)
 class Insight(Mapping[str, Any]):
     """One client's structured insight of a round: learning metadata, no weights (stage 3).
 
     Both executions build this one type; `to_dict()` is its JSON form (what the API stores
     and serves), and read-only mapping access (`insight["loss"]`) is the seed's dict form.
+
+    The per-client figures are declared here once, each a field with its `figure` metadata
+    (`CLIENT_FIGURES`): the insight assembly of both executions computes them from it and the
+    API's insight schema takes their names and descriptions from it. Add, never rename.
     """
 
     client_id: int
-    loss: float
-    mean_grad: float
-    uncertainty: float
-    loss_improvement: float
+    loss: float = field(metadata=figure("Mean local training loss of the round.", lambda r: r.loss))
+    mean_grad: float = field(
+        metadata=figure("Mean |gradient| of its local training.", lambda r: r.mean_grad)
+    )
+    uncertainty: float = field(
+        metadata=figure(
+            "Spread (std) of its per-row losses after training.", lambda r: r.uncertainty
+        )
+    )
+    loss_improvement: float = field(
+        metadata=figure(
+            "Its loss before local training minus after.", lambda r: r.initial_loss - r.final_loss
+        )
+    )
     selected_expert: str
     experts: Mapping[str, ExpertReport]
     #: The global model's score on this client's own held-out rows (`personal_accuracy` or
     #: `personal_loss`), with `client_test_fraction`; empty = none, and absent from the dict.
     personal: Mapping[str, float] = field(default_factory=dict)
 
-    KEYS: ClassVar[tuple[str, ...]] = (
-        "client_id",
-        "loss",
-        "mean_grad",
-        "uncertainty",
-        "loss_improvement",
-        "selected_expert",
-        "experts",
-    )
+    #: The fields `to_dict()` always holds, in order (every field but `personal`).
+    KEYS: ClassVar[tuple[str, ...]]
 
     def __getitem__(self, key: str) -> Any:
         if key in self.personal:
@@ -102,28 +125,14 @@ class Insight(Mapping[str, Any]):
         return len(self.KEYS) + len(self.personal)
 
     @classmethod
-    def of(
-        cls,
-        client_id: int,
-        loss: float,
-        mean_grad: float,
-        uncertainty: float,
-        loss_improvement: float,
-        selected_expert: str,
-        experts: Mapping[str, ExpertReport],
-    ) -> Insight:
-        """`Insight(...)` of these fields (no personal scores) without the frozen dataclass's
-        `__init__`, as `ExpertReport.of`."""
+    def of(cls, *values: Any, **named: Any) -> Insight:
+        """`Insight(...)` of the `KEYS` fields, in their order or by name (no personal scores),
+        without the frozen dataclass's `__init__`, as `ExpertReport.of`."""
         insight = object.__new__(cls)
-        fields = insight.__dict__
-        fields["client_id"] = client_id
-        fields["loss"] = loss
-        fields["mean_grad"] = mean_grad
-        fields["uncertainty"] = uncertainty
-        fields["loss_improvement"] = loss_improvement
-        fields["selected_expert"] = selected_expert
-        fields["experts"] = experts
-        fields["personal"] = {}
+        state = insight.__dict__
+        state.update(zip(cls.KEYS, values, strict=False))  # the rest by name
+        state.update(named)
+        state["personal"] = {}
         return insight
 
     def to_dict(self) -> dict[str, Any]:
@@ -131,6 +140,13 @@ class Insight(Mapping[str, Any]):
         out["experts"] = {name: report.to_dict() for name, report in self.experts.items()}
         out.update(self.personal)
         return out
+
+
+Insight.KEYS = tuple(f.name for f in fields(Insight) if f.name != "personal")
+#: Every per-client figure of an insight (its top-level numbers), in `KEYS` order.
+CLIENT_FIGURES: Mapping[str, ClientFigure] = {
+    f.name: f.metadata["figure"] for f in fields(Insight) if "figure" in f.metadata
+}
 
 
 #: Every name a round's `metrics` can hold, with what it measures. A run reports the subset its

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from scarcity.batched.padding import padded_randperm
+from scarcity.config import SimulationConfig
 
 # Draws are stored as int32 (positions within one client's rows): at 10,000 clients the SSL
 # shuffles alone hold clients × experts × epochs × rows entries, in int64 the largest tensors
@@ -94,6 +95,36 @@ def draw_round(
         supervised=stacked(sup, len(trained[0]) if trained else 0, epochs),
         ssl_store=stacked(ssl_store),
         ssl=stacked(ssl, num_experts, ssl_epochs),
+    )
+
+
+def draw_config_round(
+    generator: torch.Generator,
+    config: SimulationConfig,
+    sizes: Tensor,
+    chosen: Tensor | None,
+    num_experts: int,
+    memory: int | None,
+) -> RoundDraws:
+    """`draw_round` of a round as `config` runs it: each client trains its router's pick
+    `chosen` [N] (None: every expert), none with `label_free`."""
+    if config.label_free:  # no supervised training: the pick only names the representation
+        trained: list[list[int]] = [[] for _ in range(len(sizes))]
+    elif chosen is not None:
+        trained = chosen.unsqueeze(1).tolist()
+    else:
+        trained = [list(range(num_experts))] * len(sizes)
+    return draw_round(
+        generator,
+        sizes=sizes.tolist(),
+        batch_size=config.batch_size,
+        trained=trained,
+        num_experts=num_experts,
+        memory=memory,
+        shared_epochs=config.local_epochs if config.federated_averaging else 0,
+        epochs=config.local_epochs,
+        ssl_epochs=config.ssl_epochs,
+        structure_discovery=config.structure_discovery,
     )
 
 

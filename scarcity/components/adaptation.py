@@ -10,12 +10,15 @@ client's as [N] tensors.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
 
 from scarcity.components import select_rows
+
+if TYPE_CHECKING:
+    from scarcity.config import SimulationConfig
 
 OBJECTIVES = ("supervised", "self_supervised")
 
@@ -104,6 +107,17 @@ class LearningRateAdaptation:
         self.count = torch.ones(num_clients, dtype=torch.long)
         self.mean = torch.full((num_clients,), base_lr, dtype=torch.float64)
         self.m2 = torch.zeros(num_clients, dtype=torch.float64)
+
+    @classmethod
+    def of(cls, num_clients: int, config: SimulationConfig) -> LearningRateAdaptation:
+        """Every client's adaptation as `config` sets it (`MetaAdaptationExpert`'s factors)."""
+        return cls(
+            num_clients,
+            config.learning_rate,
+            config.lr_decrease_factor,
+            config.lr_increase_factor,
+            config.lr_improvement_threshold,
+        )
 
     def start_round(self) -> None:
         self.round_adjustments.zero_()

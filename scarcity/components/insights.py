@@ -4,7 +4,8 @@
 its insight; `PoolRound` is the same for every client (float64 [N] tensors), `build_insights`
 turns it into every client's insight in one pass (only when a consumer needs them: insight
 exchange or the meta-learner), and `statistics` is `Server.aggregate_insights` computed from
-the tensors.
+the tensors. Both rounds hold the means of the training report (`ROUND_KEYS`); an insight's
+per-client figures are computed from them as `scarcity.results.CLIENT_FIGURES` declares.
 """
 
 from __future__ import annotations
@@ -12,75 +13,132 @@ from __future__ import annotations
 import gc
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor
 
-from scarcity.results import ExpertReport, Insight
+from scarcity.components.training import SUPERVISED_KEYS
+from scarcity.results import CLIENT_FIGURES, ExpertReport, Insight
 
-#: What a training call reports per model (`train_supervised`, `HeadStats`), in this order.
-SUPERVISED_KEYS = ("initial_loss", "train_loss", "final_loss", "uncertainty", "mean_grad")
-#: The client's own figures of a round (`ClientRound` / `PoolRound` fields) ← the key of the
-#: training report they are the mean of (the shared model's, else the trained experts').
-ROUND_KEYS = {
-    "loss": "train_loss",
-    "initial_loss": "initial_loss",
-    "final_loss": "final_loss",
-    "uncertainty": "uncertainty",
-    "mean_grad": "mean_grad",
-}
+__all__ = [
+    "ROUND_KEYS",
+    "SUPERVISED_KEYS",
+    "ClientRound",
+    "PoolRound",
+    "build_insights",
+    "check_finite",
+    "client_insight",
+    "statistics",
+]
+
+#: The round's means (`ClientRound` / `PoolRound` attributes) ← the key of the training report
+#: each is the mean of (the shared model's, else the trained experts'): every key of it, its
+#: `train_loss` as the round's `loss`. The insight's figures are computed from these.
+ROUND_KEYS = {"loss": "train_loss", **{k: k for k in SUPERVISED_KEYS if k != "train_loss"}}
 
 
-@dataclass
-class ClientRound:
-    """What a client measured in its last round (plain floats)."""
+class _Means:
+    """A round's means, read as attributes (`r.loss`, `r.initial_loss`, …, `ROUND_KEYS`)."""
 
-    loss: float = 0.0
-    initial_loss: float = 0.0
-    final_loss: float = 0.0
-    uncertainty: float = 0.0
-    mean_grad: float = 0.0
-    selected_expert: str = "all"
-    expert_metrics: dict[str, dict[str, float]] = field(default_factory=dict)
-    summaries: dict[str, dict[str, float]] = field(default_factory=dict)
+    means: dict[str, Any]
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.__dict__["means"][name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+class ClientRound(_Means):
+    """What a client measured in its last round (plain floats; zeros before the first)."""
+
+    def __init__(
+        self,
+        selected_expert: str = "all",
+        expert_metrics: dict[str, dict[str, float]] | None = None,
+        summaries: dict[str, dict[str, float]] | None = None,
+        **means: float,
+    ) -> None:
+        self.means: dict[str, float] = {name: 0.0 for name in ROUND_KEYS} | means
+        self.selected_expert = selected_expert
+        self.expert_metrics = expert_metrics if expert_metrics is not None else {}
+        self.summaries = summaries if summaries is not None else {}
 
 
 def client_insight(client_id: int, r: ClientRound) -> Insight:
     """One client's structured insight of its round: learning metadata, no weights."""
-    return Insight(
-        client_id=client_id,
-        loss=r.loss,
-        mean_grad=r.mean_grad,
-        uncertainty=r.uncertainty,
-        loss_improvement=r.initial_loss - r.final_loss,
-        selected_expert=r.selected_expert,
-        experts={
-            name: ExpertReport(dict(r.expert_metrics.get(name, {})), dict(summary))
-            for name, summary in r.summaries.items()
-        },
-    )
+    experts = {
+        name: ExpertReport(dict(r.expert_metrics.get(name, {})), dict(summary))
+        for name, summary in r.summaries.items()
+    }
+    figures = (f.compute(r) for f in CLIENT_FIGURES.values())
+    return Insight.of(client_id, *figures, r.selected_expert, experts)
 
 
-@dataclass(frozen=True)
-class PoolRound:
+class PoolRound(_Means):
     """What every client measured in the last round (float64 tensors, one row per client)."""
 
-    loss: Tensor
-    initial_loss: Tensor
-    final_loss: Tensor
-    uncertainty: Tensor
-    mean_grad: Tensor
-    selected: Tensor | None  # [N] expert index when routing
-    supervised: dict[str, Tensor]  # key → [N, J] (J = 1 with routing, K without)
-    ssl: dict[str, Tensor] | None  # initial_recon_loss, recon_loss, mean_grad → [N, K]
-    replay_error: Tensor | None  # [N], with self-supervised training
-    summaries: dict[str, Tensor]  # "Expert.key" → [N]
+    def __init__(
+        self,
+        *,
+        selected: Tensor | None,
+        supervised: dict[str, Tensor],
+        ssl: dict[str, Tensor] | None,
+        replay_error: Tensor | None,
+        summaries: dict[str, Tensor],
+        **means: Tensor,
+    ) -> None:
+        #: The round's means [N] (`ROUND_KEYS`).
+        self.means: dict[str, Tensor] = means
+        self.selected = selected  # [N] expert index when routing
+        self.supervised = supervised  # key → [N, J] (J = 1 with routing, K without)
+        self.ssl = ssl  # initial_recon_loss, recon_loss, mean_grad → [N, K]
+        self.replay_error = replay_error  # [N], with self-supervised training
+        self.summaries = summaries  # "Expert.key" → [N]
+
+    @classmethod
+    def of(
+        cls,
+        shared: dict[str, Tensor] | None,
+        supervised: dict[str, Tensor],
+        label_free: dict[str, Tensor] | None,
+        selected: Tensor | None,
+        ssl: dict[str, Tensor] | None,
+        replay_error: Tensor | None,
+        summaries: dict[str, Tensor],
+    ) -> PoolRound:
+        """A round's figures as `Client.train_round` takes them: the shared model's report
+        (FedAvg), else the self-supervised one (`label_free`), else the mean of the heads'."""
+        if shared is not None:
+            source = shared
+        elif label_free is not None:
+            source = label_free
+        else:
+            source = {key: value.mean(dim=1) for key, value in supervised.items()}
+        return cls(
+            **{field: source[key] for field, key in ROUND_KEYS.items()},
+            selected=selected,
+            supervised=supervised,
+            ssl=ssl,
+            replay_error=replay_error,
+            summaries=summaries,
+        )
 
     def selected_names(self, names: Sequence[str]) -> list[str]:
         if self.selected is None:
             return ["all"] * len(self.loss)
         return [names[i] for i in self.selected.tolist()]
+
+    def lines(self, names: Sequence[str], ids: Sequence[int]) -> list[tuple[int, float, str]]:
+        """(client id, loss, selected expert) of every client, for the round log."""
+        return list(zip(ids, self.loss.tolist(), self.selected_names(names), strict=True))
+
+    def usage(self, names: Sequence[str]) -> dict[str, int]:
+        """How many clients trained each expert (routing on)."""
+        assert self.selected is not None
+        counts = torch.bincount(self.selected, minlength=len(names)).tolist()
+        return dict(zip(names, counts, strict=True))
 
 
 def statistics(r: PoolRound, has_memory: bool) -> dict[str, float]:
@@ -101,10 +159,7 @@ def statistics(r: PoolRound, has_memory: bool) -> dict[str, float]:
 
 def check_finite(r: PoolRound, fail: Callable[[str], None]) -> None:
     """Call `fail(path)` for the first quantity of the round that is NaN or inf."""
-    named: list[tuple[str, Tensor | None]] = [
-        (key, getattr(r, key))
-        for key in ("loss", "initial_loss", "final_loss", "uncertainty", "mean_grad")
-    ]
+    named: list[tuple[str, Tensor | None]] = list(r.means.items())
     named += [(f"experts.metrics.{key}", t) for key, t in r.supervised.items()]
     named += [(f"experts.metrics.{key}", t) for key, t in (r.ssl or {}).items()]
     named.append(("experts.MemoryConsolidationExpert.metrics.replay_error", r.replay_error))
@@ -140,14 +195,9 @@ def _build(
     for key, value in r.summaries.items():
         expert, name = key.split(".", 1)
         summary_columns[list(names).index(expert)].append((name, value.tolist()))
-    columns = [
-        r.loss.tolist(),
-        r.mean_grad.tolist(),
-        r.uncertainty.tolist(),
-        (r.initial_loss - r.final_loss).tolist(),
-    ]
+    columns = [f.compute(r).tolist() for f in CLIENT_FIGURES.values()]
     result: list[Insight] = []
-    for c, (loss, grad, uncertainty, improvement) in enumerate(zip(*columns, strict=True)):
+    for c, figures in enumerate(zip(*columns, strict=True)):
         experts: dict[str, ExpertReport] = {}
         for e, name in enumerate(names):
             metrics: dict[str, float] = {}
@@ -163,17 +213,8 @@ def _build(
             experts[name] = ExpertReport.of(
                 metrics, {key: values[c] for key, values in summary_columns[e]}
             )
-        result.append(
-            Insight.of(
-                client_id=c if client_ids is None else client_ids[c],
-                loss=loss,
-                mean_grad=grad,
-                uncertainty=uncertainty,
-                loss_improvement=improvement,
-                selected_expert=selected[c],
-                experts=experts,
-            )
-        )
+        client_id = c if client_ids is None else client_ids[c]
+        result.append(Insight.of(client_id, *figures, selected[c], experts))
     return result
 
 

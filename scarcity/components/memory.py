@@ -14,13 +14,16 @@ does per client (k may differ between clients).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
 
 from scarcity.batched.autoencoder import ReplayMoments, replay_loss_and_grads
 from scarcity.batched.linear import gather_rows
+
+if TYPE_CHECKING:
+    from scarcity.components import StackedClients
 
 #: Share of the capacity stored per training call, so a full buffer spans several rounds.
 STORE_FRACTION = 0.2
@@ -176,3 +179,23 @@ class ReplayBuffers:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.x, self.z, self.size = (state[k].clone() for k in ("x", "z", "size"))
+
+
+def store_memory_rows(
+    clients: StackedClients, x: Tensor, perm: Tensor | None, which: Tensor
+) -> Tensor | None:
+    """The memory expert's store draw of the clients `which` (`ReplayBuffers.store`), with
+    its own encoder; how many rows each stored (None: none)."""
+    memory = clients.memory
+    assert memory is not None
+    encoder = (clients.w["enc_w"][which, memory], clients.w["enc_b"][which, memory])
+    return clients.buffers.store(x, perm, which, encoder, clients.data.ragged_sizes)
+
+
+def memory_replay_error(clients: StackedClients) -> Tensor:
+    """Each client's latent replay error under its memory expert's encoder (0 with an empty
+    buffer), float64 [N]."""
+    memory = clients.memory
+    assert memory is not None
+    w = clients.w
+    return clients.buffers.replay_error(w["enc_w"][:, memory], w["enc_b"][:, memory])

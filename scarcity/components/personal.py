@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
@@ -25,11 +26,16 @@ from torch import Tensor, nn
 from scarcity.batched.ensemble import held_out_scores as stacked_scores
 from scarcity.core.training import Task, per_sample_loss
 
+if TYPE_CHECKING:
+    from scarcity.components import StackedClients
+
 __all__ = [
     "client_prediction",
     "client_representation",
     "client_scores",
     "ensemble_metrics",
+    "participant_representations",
+    "participant_scores",
     "head_outputs",
     "scores",
     "stacked_representation",
@@ -93,6 +99,25 @@ def stacked_representation(
         return enc_w.flatten(1, 2), enc_b.flatten(1, 2)
     everyone = torch.arange(len(selected))
     return enc_w[everyone, selected], enc_b[everyone, selected]
+
+
+def participant_scores(
+    clients: StackedClients,
+    rows: Tensor | slice,
+    selected: Tensor | None,
+    shared: tuple[Tensor, Tensor] | None,
+    own: Sequence[tuple[Tensor, Tensor]] | None,
+) -> tuple[Tensor, Tensor]:
+    """`stacked_scores` of the participants `rows` of `clients`, with their pick `selected`."""
+    heads = {name: clients.w[key][rows] for name, key in clients.keys.head.items()}
+    return stacked_scores(clients.task, heads, selected, shared, own, clients.stacked_model)
+
+
+def participant_representations(
+    clients: StackedClients, rows: Tensor | slice, selected: Tensor | None
+) -> tuple[Tensor, Tensor]:
+    """`stacked_representation` of the participants `rows` of `clients`."""
+    return stacked_representation(clients.w["enc_w"][rows], clients.w["enc_b"][rows], selected)
 
 
 def ensemble_metrics(task: Task, loss: Tensor, accuracy: Tensor) -> dict[str, float]:

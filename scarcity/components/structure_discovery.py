@@ -12,7 +12,7 @@ in the reference's order.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
@@ -29,7 +29,11 @@ from scarcity.batched.autoencoder import (
 from scarcity.batched.linear import gather_rows
 from scarcity.batched.padding import at_least_one, batch_mask, masked_std_mean, real_rows
 from scarcity.components.adaptation import LearningRateAdaptation
-from scarcity.components.memory import REPLAY_WEIGHT, ReplayBuffers
+from scarcity.components.memory import REPLAY_WEIGHT, ReplayBuffers, store_memory_rows
+
+if TYPE_CHECKING:
+    from scarcity.batched.draws import RoundDraws
+    from scarcity.components import StackedClients
 
 
 def autoencoder_loss(encoder: nn.Module, decoder: nn.Module, x: Tensor) -> Tensor:
@@ -220,6 +224,38 @@ class StackedAutoencoders:
         self.steps = (
             torch.full((len(self.steps),), steps) if isinstance(steps, int) else steps.clone()
         )
+
+
+def train_autoencoders_round(
+    clients: StackedClients, x: Tensor, draws: RoundDraws
+) -> tuple[dict[str, Tensor], Tensor | None, dict[str, Tensor] | None]:
+    """A round's self-supervised training of `clients`, every expert's `train_self_supervised`
+    on this round's rows `x` (`StackedAutoencoders.train`; the memory expert stores its share
+    of rows first). Returns its report [N, K] per key, the memory expert's replay error [N]
+    (None without one) and, with `label_free`, the round in a supervised one's terms."""
+    cfg = clients.config
+    stored = None
+    if clients.memory is not None:
+        stored = store_memory_rows(clients, x, draws.ssl_store, torch.arange(len(x)))
+    ssl, replay = clients.autoencoders.train(
+        clients.w,
+        x,
+        clients.data.ragged_sizes,
+        draws.ssl,
+        epochs=cfg.ssl_epochs,
+        batch_size=cfg.batch_size,
+        lr=clients.ssl_lr,
+        memory=clients.memory,
+        buffers=clients.buffers,
+        stored=stored,
+        fresh_replay=cfg.engine_version >= 2,
+        adaptation=clients.adaptation,
+        meta=clients.meta,
+    )
+    report = None
+    if cfg.label_free:  # the self-supervised objective is the client's training
+        report = stacked_self_supervised_report(clients.w, x, clients.data.ragged_sizes, ssl)
+    return ssl, replay, report
 
 
 def stacked_self_supervised_report(

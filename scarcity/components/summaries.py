@@ -10,12 +10,16 @@ one client's; `DataSummaries` every client's, float64 [N] per key.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
 
 from scarcity.batched.padding import masked_min_max, masked_var_mean
+from scarcity.components.memory import memory_replay_error
+
+if TYPE_CHECKING:
+    from scarcity.components import StackedClients
 
 
 def structure_summary(x: Tensor) -> dict[str, float]:
@@ -89,6 +93,22 @@ class DataSummaries:
 
     def load_state_dict(self, state: Any) -> None:
         self.previous_mean = state.clone()
+
+
+def expert_summaries(clients: StackedClients, offset: float) -> dict[str, Tensor]:
+    """Every expert's `summarize` of every client's data, once a round ("Expert.key" → [N]):
+    the data statistics and drift, the memory expert's buffer, the meta expert's rates."""
+    if not clients.names:
+        return {}
+    data = clients.data
+    out = clients.summaries.observe(data.base_x, data.ragged_sizes, offset)
+    if clients.memory is not None:
+        memory = clients.buffers.summary(memory_replay_error(clients))
+        out.update({f"MemoryConsolidationExpert.{k}": v for k, v in memory.items()})
+    if clients.meta is not None:
+        meta = clients.adaptation.summary()
+        out.update({f"MetaAdaptationExpert.{k}": v for k, v in meta.items()})
+    return out
 
 
 def _statistics(x: Tensor, sizes: Tensor | None) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:

@@ -16,14 +16,15 @@ One trainer per form:
   stacked call: every client's shared model and expert heads as the rows of one call.
 
 A new per-row statistic is one more field of `HeadStats` and key of `train_supervised`'s
-dict, both here, and its name in `scarcity.components.insights.SUPERVISED_KEYS`.
+dict, both here (`SUPERVISED_KEYS` are `HeadStats`' fields), and, where it is measured during
+the steps, each backbone's `StackedStep`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING, Protocol
 
 import torch
 from torch import Tensor, nn
@@ -32,8 +33,12 @@ from scarcity.batched.linear import ClosedFormStep
 from scarcity.batched.models import AutogradStep, StackedModel
 from scarcity.batched.padding import at_least_one
 from scarcity.components.adaptation import LearningRateAdaptation
-from scarcity.components.insights import SUPERVISED_KEYS
+from scarcity.components.memory import store_memory_rows
 from scarcity.core.training import LocalObjective, Task, mean_loss, per_sample_loss
+
+if TYPE_CHECKING:
+    from scarcity.batched.draws import RoundDraws
+    from scarcity.components import StackedClients
 
 __all__ = [
     "FitStats",
@@ -43,6 +48,7 @@ __all__ = [
     "fit",
     "fit_stacked",
     "train_heads",
+    "train_heads_round",
     "train_supervised",
 ]
 
@@ -167,6 +173,11 @@ class HeadStats:
     final_loss: Tensor
     uncertainty: Tensor
     mean_grad: Tensor
+
+
+#: What a training call reports per model, in this order: `HeadStats`' fields, the keys of
+#: `train_supervised`'s dict.
+SUPERVISED_KEYS = tuple(f.name for f in fields(HeadStats))
 
 
 class StackedStep(Protocol):
@@ -338,3 +349,41 @@ def train_heads(
     table = {key: getattr(stats, key).double().view(n_clients, group) for key in SUPERVISED_KEYS}
     shared = {key: t[:, 0] for key, t in table.items()} if fa else None
     return shared, {key: t[:, first:] for key, t in table.items()}
+
+
+def train_heads_round(
+    clients: StackedClients,
+    x: Tensor,
+    y: Tensor,
+    chosen: Tensor | None,
+    draws: RoundDraws,
+    objective: LocalObjective | None,
+) -> tuple[dict[str, Tensor] | None, dict[str, Tensor]]:
+    """A round's supervised training of `clients`, `Client.local_train` and `Expert.train`
+    of each (`train_heads`) on this round's rows `x`, `y`; the memory expert stores its share
+    of rows first (the reference's draw order)."""
+    cfg, keys = clients.config, clients.keys
+    if clients.memory is not None:
+        everyone = torch.arange(len(x))
+        trains_memory = everyone if chosen is None else everyone[chosen == clients.memory]
+        store_memory_rows(clients, x, draws.supervised_store, trains_memory)
+    return train_heads(
+        clients.task,
+        clients.w,
+        keys.shared if cfg.federated_averaging else None,
+        keys.head,
+        len(clients.names),
+        x,
+        y,
+        chosen,
+        draws.shared,
+        draws.supervised,
+        objective=objective,
+        model=clients.stacked_model,
+        adaptation=clients.adaptation,
+        meta=clients.meta,
+        epochs=cfg.local_epochs,
+        batch_size=cfg.batch_size,
+        details=clients.details,
+        sizes=clients.data.ragged_sizes,
+    )

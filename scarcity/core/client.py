@@ -27,12 +27,11 @@ from scarcity.components.training import train_supervised
 from scarcity.config import SimulationConfig
 from scarcity.core.aggregate import pairwise_average
 from scarcity.core.experts import (
-    BASE_PORTFOLIO,
     EXPERT_TYPES,
-    EXTENDED_PORTFOLIO,
     Expert,
     MemoryConsolidationExpert,
     MetaAdaptationExpert,
+    portfolio,
 )
 from scarcity.core.router import Router
 from scarcity.core.training import LocalObjective, Task, ssl_rate
@@ -41,9 +40,9 @@ from scarcity.results import Insight
 
 def build_experts(config: SimulationConfig, task: Task, generator: torch.Generator) -> list[Expert]:
     """The portfolio a client holds: 2 experts, or 4 with `extended_experts`."""
-    if not config.expert_ensemble:
+    names = portfolio(config)
+    if not names:
         return []
-    names = EXTENDED_PORTFOLIO if config.extended_experts else BASE_PORTFOLIO
     common: dict[str, Any] = dict(
         input_dim=config.input_dim,
         output_dim=config.output_dim,

@@ -21,7 +21,7 @@ experts a client holds without / with `extended_experts`.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -41,6 +41,9 @@ from scarcity.components.summaries import DriftMeter, structure_summary
 from scarcity.components.training import fit, rows, train_supervised
 from scarcity.core.arrays import as_features, as_targets
 from scarcity.core.training import Task, make_linear
+
+if TYPE_CHECKING:
+    from scarcity.config import SimulationConfig
 
 
 class Expert:
@@ -345,3 +348,15 @@ EXPERT_TYPES: dict[str, type[Expert]] = {
 }
 BASE_PORTFOLIO = ("StructureExpert", "DriftExpert")
 EXTENDED_PORTFOLIO = (*BASE_PORTFOLIO, "MemoryConsolidationExpert", "MetaAdaptationExpert")
+
+
+def portfolio(config: SimulationConfig) -> tuple[str, ...]:
+    """The experts a client of `config` holds: none, 2, or 4 with `extended_experts`."""
+    if not config.expert_ensemble:
+        return ()
+    return EXTENDED_PORTFOLIO if config.extended_experts else BASE_PORTFOLIO
+
+
+def expert_index(names: tuple[str, ...], name: str) -> int | None:
+    """Where `name` is in a portfolio `names`, None when it is not there."""
+    return names.index(name) if name in names else None
