@@ -72,14 +72,31 @@ def gather_rows(t: Tensor, idx: Tensor, group: int, rows: Tensor | None = None) 
 
     Row r belongs to client r // group; `rows` [R] names the rows (None = all N·J in order).
     """
+    return _gather(t, _flat_index(t, idx, group, rows), idx.shape)
+
+
+def _flat_index(
+    t: Tensor, idx: Tensor, group: int, rows: Tensor | None, first_rows: Tensor | None = None
+) -> Tensor:
+    """`gather_rows`' positions in `t` flattened to [N·n, ...]: one computation for x and y.
+    `first_rows` [N·J, 1]: each row's client's first position, when the caller keeps it."""
+    if first_rows is None:
+        first_rows = _first_rows(t, group, rows)
+    return (idx + first_rows).view(-1)
+
+
+def _first_rows(t: Tensor, group: int, rows: Tensor | None) -> Tensor:
+    """[R, 1]: where each row's client starts in `t` flattened to [N·n, ...]."""
     clients, n = t.shape[:2]
     if rows is None:
-        owner = torch.arange(clients).repeat_interleave(group) * n
-    else:
-        owner = rows.div(group, rounding_mode="floor") * n
-    flat = (idx + owner.unsqueeze(1)).view(-1)
+        return (torch.arange(clients).repeat_interleave(group) * n).unsqueeze(1)
+    return (rows.div(group, rounding_mode="floor") * n).unsqueeze(1)
+
+
+def _gather(t: Tensor, flat: Tensor, shape: torch.Size) -> Tensor:
+    clients, n = t.shape[:2]
     picked = t.reshape(clients * n, *t.shape[2:]).index_select(0, flat)
-    return picked.view(len(idx), idx.shape[1], *t.shape[2:])
+    return picked.view(shape[0], shape[1], *t.shape[2:])
 
 
 def _full_forward(w: Tensor, b: Tensor, x: Tensor, group: int) -> Tensor:
@@ -129,6 +146,8 @@ class ClosedFormStep:
             # [N, n, 1]: for all J heads
             self.full_weight = (self.real / sizes.unsqueeze(1)).unsqueeze(2)
             self.row_sizes = sizes.repeat_interleave(group)
+        #: Where each row's client starts in the flattened data (every mini-batch gathers).
+        self.first_rows = _first_rows(x, group, None)
 
     def _full_forward(self) -> Tensor:
         return _full_forward(self.w, self.b, self.x, self.group)
@@ -163,8 +182,16 @@ class ClosedFormStep:
             epoch_loss += loss
             return 1
         if self.row_sizes is not None:
-            # Only heads whose client has samples left in this batch compute and step.
+            # Only heads whose client has samples left in this batch compute and step; while
+            # every head does, they step in place (the same arithmetic, no rows picked out).
             alive = self.row_sizes > batch * batch_size
+            if bool(alive.all()):
+                loss, count = _step_rows(
+                    task, w, b, x, y, idx, None, group, self.row_sizes, lr, self.numel,
+                    grad_sum, self.regularizer, self.first_rows,
+                )  # fmt: skip
+                epoch_loss += loss * (count / self.row_sizes)
+                return alive
             live = alive.nonzero().squeeze(1)
             loss, count = _step_rows(
                 task,
@@ -183,7 +210,8 @@ class ClosedFormStep:
             )
             epoch_loss.index_add_(0, live, loss * (count / self.row_sizes[live]))
             return alive
-        xb, yb = gather_rows(x, idx, group), gather_rows(y, idx, group)
+        flat = _flat_index(x, idx, group, None, self.first_rows)
+        xb, yb = _gather(x, flat, idx.shape), _gather(y, flat, idx.shape)
         prediction = torch.baddbmm(b.unsqueeze(1), xb, w.transpose(1, 2))
         loss, grad = loss_and_grad(task, prediction, yb, 1)
         grad_w, grad_b = torch.bmm(grad.transpose(1, 2), xb), grad.sum(dim=1)
@@ -234,18 +262,21 @@ def _step_rows(
     x: Tensor,
     y: Tensor,
     idx: Tensor,
-    rows: Tensor,
+    rows: Tensor | None,
     group: int,
     sizes: Tensor,
     lr: Tensor,
     numel: int,
     grad_sum: Tensor | None,
     regularizer: HeadRegularizer | None = None,
+    first_rows: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
-    """SGD step of the heads `rows` [R] on their samples `idx` [R, m] of zero-padded clients of
-    `sizes` [R] (each with at least one real sample here); returns their loss and sample count."""
-    xb, yb = gather_rows(x, idx, group, rows), gather_rows(y, idx, group, rows)
-    w_rows, b_rows = w[rows], b[rows]
+    """SGD step of the heads `rows` [R] (None: all of them, stepped in place) on their samples
+    `idx` [R, m] of zero-padded clients of `sizes` [R] (each with at least one real sample
+    here); returns their loss and sample count."""
+    flat = _flat_index(x, idx, group, rows, first_rows)
+    xb, yb = _gather(x, flat, idx.shape), _gather(y, flat, idx.shape)
+    w_rows, b_rows = (w, b) if rows is None else (w[rows], b[rows])
     prediction = torch.baddbmm(b_rows.unsqueeze(1), xb, w_rows.transpose(1, 2))
     real = batch_mask(idx, sizes)
     count = real.sum(dim=1)
@@ -254,6 +285,9 @@ def _step_rows(
     if regularizer is not None:
         extra_w, extra_b = regularizer.grads(w_rows, b_rows, rows)
         grad_w, grad_b = grad_w.add_(extra_w), grad_b.add_(extra_b)
+    if rows is None:
+        _step(w, b, grad_w, grad_b, lr, grad_sum, numel)
+        return loss, count
     row_sum = None if grad_sum is None else torch.zeros(len(rows))
     _step(w_rows, b_rows, grad_w, grad_b, lr[rows], row_sum, numel)
     w.index_copy_(0, rows, w_rows)
