@@ -133,14 +133,10 @@ def describe_database_error(exc: BaseException) -> str:
     """Why the database refused, in words ("disk full", "read-only", "locked" …), from the
     driver's error code; else the error's type name. Never the message: it may hold SQL."""
     driver_error = getattr(exc, "orig", None) or exc
-    code = _sqlite_code(driver_error)
-    if code:
-        primary = "_".join(code.split("_")[:2])
-        return _SQLITE_REASONS.get(primary, code)
+    sqlite_primary = "_".join(_sqlite_code(driver_error).split("_")[:2])
     sqlstate = getattr(driver_error, "sqlstate", None)
-    if sqlstate in _POSTGRES_REASONS:
-        return _POSTGRES_REASONS[sqlstate]
-    return type(driver_error).__name__
+    reason = _SQLITE_REASONS.get(sqlite_primary) or _POSTGRES_REASONS.get(str(sqlstate))
+    return reason or type(driver_error).__name__
 
 
 def check_writable(engine: Engine) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 from sqlalchemy import text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from models.db import describe_database_error, get_engine
 from tests.service_processes import Server
@@ -95,3 +95,13 @@ class _PostgresError(Exception):
 def test_postgres_errors_are_described_by_their_sqlstate(sqlstate: str | None, reason: str) -> None:
     error = OperationalError("UPDATE secret", {}, _PostgresError(sqlstate))
     assert describe_database_error(error) == reason
+
+
+def test_an_error_without_a_known_code_is_named_by_its_class(tmp_path: Path) -> None:
+    """A violated constraint is the statement's fault, not the database's state: as before."""
+    engine = get_engine(f"sqlite:///{tmp_path}/unique.db")
+    with engine.begin() as connection:
+        connection.execute(text("CREATE TABLE t (x INTEGER PRIMARY KEY)"))
+    with pytest.raises(IntegrityError) as raised, engine.begin() as connection:
+        connection.execute(text("INSERT INTO t VALUES (1), (1)"))
+    assert describe_database_error(raised.value) == "IntegrityError"
