@@ -15,7 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match, Mount
 
 from app.text import encodable
-from models.db import is_transient
+from models.db import describe_database_error, is_transient
 from scarcity.errors import ConfigError
 
 logger = logging.getLogger("app.errors")
@@ -190,7 +190,7 @@ def install_error_handlers(app: FastAPI) -> None:
             return JSONResponse(_body("internal_error", "internal server error"), 500)
         from worker.metrics import DB_ERRORS
 
-        reason = type(getattr(exc, "orig", None) or exc).__name__
+        reason = describe_database_error(exc)
         DB_ERRORS.labels(step="api").inc()
         logger.warning("database unavailable (%s)", reason)
         return JSONResponse(

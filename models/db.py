@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -30,6 +30,43 @@ POSTGRES_LOCK_TIMEOUT_MS = 10_000
 POSTGRES_IDLE_IN_TRANSACTION_TIMEOUT_MS = 5_000
 # SQLSTATEs of a transaction the server ended that is worth trying again.
 _TRANSIENT_SQLSTATES = {"25P03", "40001", "40P01", "57P01", "57P02", "57P03", "08000", "08003"}
+# Why a database refused work, in words for logs, 503s and /readyz: SQLite's primary result
+# codes (an extended code such as SQLITE_IOERR_WRITE is read by its primary part) and
+# PostgreSQL's SQLSTATEs. Anything else is named by its exception's type, as no message may
+# leak SQL, a URL or a password.
+_SQLITE_REASONS = {
+    "SQLITE_FULL": "disk full",
+    "SQLITE_READONLY": "read-only",
+    "SQLITE_BUSY": "locked",
+    "SQLITE_LOCKED": "locked",
+    "SQLITE_IOERR": "disk I/O error",
+    "SQLITE_CANTOPEN": "cannot open the database file",
+    "SQLITE_PERM": "permission denied",
+    "SQLITE_CORRUPT": "database file corrupt",
+    "SQLITE_NOTADB": "not a database file",
+}
+_POSTGRES_REASONS = {
+    "53100": "disk full",
+    "53200": "out of memory",
+    "53300": "too many connections",
+    "25006": "read-only",
+    "55P03": "locked",
+    "40P01": "deadlock",
+    "40001": "serialization failure",
+    "57014": "statement timed out",
+    "25P03": "idle in transaction too long",
+    "57P01": "server shutting down",
+    "57P02": "server crashed",
+    "57P03": "server not accepting connections now",
+    "08000": "connection lost",
+    "08003": "connection lost",
+    "08006": "connection lost",
+    "28P01": "authentication failed",
+    "3D000": "database does not exist",
+}
+# A pooled SQLite connection that failed with one of these is dropped: one opened while the
+# file could not be written stays read-only for good, and a fresh one sees the file as it is.
+_SQLITE_STALE_CONNECTION = ("SQLITE_READONLY", "SQLITE_IOERR", "SQLITE_CANTOPEN")
 
 
 def _configure_sqlite(engine: Engine) -> None:
@@ -42,6 +79,12 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
+
+    @event.listens_for(engine, "handle_error")
+    def _on_error(context: Any) -> None:
+        if _sqlite_code(context.original_exception).startswith(_SQLITE_STALE_CONNECTION):
+            context.is_disconnect = True  # discard this connection, not the whole pool
+            context.invalidate_pool_on_disconnect = False
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
@@ -79,6 +122,42 @@ def is_transient(exc: BaseException) -> bool:
             return True
         return getattr(exc.orig, "sqlstate", None) in _TRANSIENT_SQLSTATES
     return False
+
+
+def _sqlite_code(error: BaseException | None) -> str:
+    """The SQLite result code's name of a sqlite3 error (`SQLITE_FULL`), else ''."""
+    return str(getattr(error, "sqlite_errorname", "") or "")
+
+
+def describe_database_error(exc: BaseException) -> str:
+    """Why the database refused, in words ("disk full", "read-only", "locked" …), from the
+    driver's error code; else the error's type name. Never the message: it may hold SQL."""
+    driver_error = getattr(exc, "orig", None) or exc
+    sqlite_primary = "_".join(_sqlite_code(driver_error).split("_")[:2])
+    sqlstate = getattr(driver_error, "sqlstate", None)
+    reason = _SQLITE_REASONS.get(sqlite_primary) or _POSTGRES_REASONS.get(str(sqlstate))
+    return reason or type(driver_error).__name__
+
+
+def check_writable(engine: Engine) -> None:
+    """Raise the database's own error unless it takes a committed write right now.
+
+    The write rewrites the one row of `alembic_version` with itself (every migrated database
+    has it; no row is added and no value changes). It is committed, not rolled back, because
+    a full disk or an unwritable file only shows when the write reaches the file: SQLite keeps
+    an uncommitted change in memory, and PostgreSQL flushes its log at commit. On SQLite the
+    transaction begins IMMEDIATE, so a database locked by a writer answers too. A connection
+    the error made stale is dropped (`_on_error`), so the check is tried once more on a fresh
+    one, which reports the file as it is now.
+    """
+    for attempt in (1, 2):
+        try:
+            with engine.begin() as connection:
+                connection.execute(text("UPDATE alembic_version SET version_num = version_num"))
+            return
+        except DBAPIError as exc:
+            if attempt == 2 or not exc.connection_invalidated:
+                raise
 
 
 _engines: dict[str, Engine] = {}

@@ -45,8 +45,9 @@ DEFAULT_SCALING = {"digits": "minmax"}
 REGRESSION_DATASETS = frozenset({"synthetic", "diabetes"})
 
 #: The engine's numerical revision (`engine_version`): bumped by a change that moves results
-#: by float rounding, so that stored runs, which keep theirs, resume bit for bit.
-ENGINE_VERSION = 4
+#: by float rounding, or that fails runs an earlier engine let finish (5: an exploding loss), so
+#: that stored runs, which keep theirs, resume bit for bit and end as they did.
+ENGINE_VERSION = 5
 
 
 class _RunFields(BaseModel):
@@ -264,7 +265,8 @@ class _RunFields(BaseModel):
             "client moved gets no server step (2: float rounding there became a step of η); "
             "meta_learning needs insight_exchange (2: it read insights never sent). 4: Krum, "
             "Multi-Krum and Bulyan take their distances from half the matrix products (3: the "
-            "full product, symmetrised)."
+            "full product, symmetrised). 5: a loss or meta-parameter above 1e12 fails the run "
+            "as diverged (4: only NaN and inf did)."
         ),
     )
 

@@ -79,6 +79,10 @@ logger = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = 1
 SIM_STREAM = 0x51A  # second seed word of the simulation's numpy stream
+#: A loss or meta-parameter beyond this (in absolute value) means training diverged: real losses
+#: stay many orders of magnitude below it, a diverging run passes it a round or two after leaving
+#: its range (README, "Divergence"). Runs of an engine_version below 5 fail on NaN/inf only.
+DIVERGENCE_BOUND = 1e12
 
 
 class SimulationError(RuntimeError):
@@ -209,7 +213,7 @@ class Simulation:
         elif cfg.ensemble_evaluation and cfg.expert_ensemble:
             metrics.update(self._ensemble_metrics(k, participants))
         usage = population.expert_usage() if cfg.expert_routing else {}
-        _check_finite(k, metrics, meta_params)
+        _check_finite(k, metrics, meta_params, bounded=cfg.engine_version >= 5)
         population.check_finite(lambda path: _raise_diverged(k, path))
         self.rounds_completed = k
         lines = self._log_lines(k, metrics, meta_params, pairs)
@@ -493,9 +497,19 @@ def _raise_diverged(k: int, path: str, value: Any = "not finite") -> None:
     raise SimulationError(f"round {k}: {path} is {value}; training diverged (lower learning_rate)")
 
 
-def _check_finite(k: int, *payloads: Any) -> None:
-    """Refuse to report NaN/inf (they are not JSON): training diverged."""
-    for payload in payloads:
+def _check_finite(
+    k: int, metrics: Mapping[str, float], meta_params: Mapping[str, float], *, bounded: bool
+) -> None:
+    """Refuse to report NaN/inf (they are not JSON) and, when `bounded`, a loss (a metric
+    named `*loss*`) or a meta-parameter beyond `DIVERGENCE_BOUND`: training diverged."""
+    for payload in (metrics, meta_params):
         found = non_finite(payload)
         if found is not None:
             _raise_diverged(k, *found)
+    if not bounded:
+        return
+    watched = [(name, value) for name, value in metrics.items() if "loss" in name]
+    watched += [(f"meta-parameter {name}", value) for name, value in meta_params.items()]
+    for name, value in watched:
+        if isinstance(value, int | float) and abs(value) > DIVERGENCE_BOUND:
+            _raise_diverged(k, name, f"{value:.3g} (above {DIVERGENCE_BOUND:.0e})")

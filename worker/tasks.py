@@ -26,7 +26,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from models import SimulationStatus, lease, results_repo, sweeps_repo
-from models.db import is_transient, session_scope
+from models.db import describe_database_error, is_transient, session_scope
 from models.settings import get_settings
 from scarcity import RoundResult, Simulation, SimulationConfig
 from scarcity.core.data import describe_clients
@@ -90,7 +90,7 @@ def with_database(
             tries += 1
             metrics.DB_ERRORS.labels(step=what).inc()
             elapsed = time.monotonic() - start
-            reason = type(getattr(exc, "orig", None) or exc).__name__
+            reason = describe_database_error(exc)
             if elapsed + delay > bound:
                 raise DatabaseUnavailable(
                     f"{what}: database unavailable for {elapsed:.0f} s ({tries} tries, {reason})"
@@ -113,7 +113,7 @@ def with_database(
 def public_error(exc: BaseException) -> str:
     """What a user sees of an exception: the engine's message, but never SQL or parameters."""
     if isinstance(exc, SQLAlchemyError):
-        reason = type(getattr(exc, "orig", None) or exc).__name__
+        reason = describe_database_error(exc)
         return f"database error ({reason}); the worker's log has the details"
     return f"{type(exc).__name__}: {exc}"
 
@@ -146,7 +146,7 @@ class _Heartbeat:
                         return
             except Exception as exc:  # a blip must not kill the run; the next beat retries
                 metrics.DB_ERRORS.labels(step="heartbeat").inc()
-                logger.warning("heartbeat failed (%s)", type(exc).__name__)
+                logger.warning("heartbeat failed (%s)", describe_database_error(exc))
 
 
 def configure_torch() -> None:

@@ -257,6 +257,18 @@ def test_an_engine_failure_ends_failed_with_the_reason_and_a_log_line(
     assert any(line["level"] == "ERROR" and "diverged" in line["message"] for line in lines)
 
 
+def test_an_exploding_loss_ends_failed_naming_the_round_and_the_metric(
+    client: httpx.Client,
+) -> None:
+    """Finite but beyond 1e12 (engine_version 5): the same error as in-process and the CLI."""
+    exploding = {"preset": "stage5", "drift": 10, "rounds": 5}
+    sim = client.post("/simulations", json=exploding).json()
+    final = wait_for_status(client, sim["id"], {"succeeded", "failed", "cancelled"})
+    assert final["status"] == "failed"
+    assert "SimulationError: round 4: ensemble_loss is 9." in final["error"], final["error"]
+    assert final["config"]["engine_version"] == 5
+
+
 def test_resource_carries_the_last_rounds_metrics(client: httpx.Client) -> None:
     sim = client.post("/simulations", json={"preset": "stage2", "rounds": 3}).json()
     assert sim["final_metrics"] is None

@@ -81,6 +81,14 @@ def test_a_config_the_engine_refuses_exits_2_naming_the_field(run_python, settin
     assert f"\n  {line}" in proc.stderr, proc.stderr
 
 
+def test_an_exploding_loss_exits_1_naming_the_round_and_the_metric(run_python):
+    """The CLI reports divergence as the workers do (tests/scarcity/test_components.py)."""
+    args = ["--preset", "stage5", "--rounds", "5", "--set", "drift=10", "--no-progress"]
+    proc = run_python("-m", "scarcity", "run", *args)
+    assert proc.returncode == 1, proc.stderr
+    assert "simulation failed: round 4: ensemble_loss is 9." in proc.stderr, proc.stderr
+
+
 def test_a_strategy_run_from_the_command_line(run_python, tmp_path):
     out = tmp_path / "run.json"
     proc = run_python(

@@ -231,3 +231,25 @@ def test_a_diverging_run_stops_with_the_quantity_that_broke(execution):
     )
     with pytest.raises(SimulationError, match="diverged"):
         run_simulation(config)
+
+
+# Synthetic stage 5 under strong drift: every loss grows by orders of magnitude a round, but
+# stays finite for many rounds (its ensemble_loss passes 1e12 in round 4 and 1e27 by round 7).
+EXPLODING = {"preset": "stage5", "drift": 10.0, "rounds": 5}
+
+
+@pytest.mark.parametrize("execution", ["batched", "reference"])
+def test_an_exploding_loss_fails_the_run_naming_the_round_and_the_metric(execution):
+    from scarcity import SimulationError
+
+    config = resolve_config({**EXPLODING, "execution": execution})
+    assert config.engine_version == 5
+    with pytest.raises(SimulationError, match=r"^round 4: ensemble_loss is 9\.\d+e\+16 \(above"):
+        run_simulation(config)
+
+
+def test_runs_of_engine_version_4_keep_finishing_with_a_finite_exploding_loss():
+    """Stored runs are judged as they were made: only NaN/inf failed them."""
+    results = run_simulation(resolve_config({**EXPLODING, "engine_version": 4}))
+    assert [r.round for r in results] == [1, 2, 3, 4, 5]
+    assert results[-1].metrics["ensemble_loss"] > 1e23
