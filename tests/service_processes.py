@@ -29,12 +29,16 @@ class ServiceProcess:
 
     def __init__(self, args: list[str], env: Mapping[str, str], log_path: Path) -> None:
         self.log_path = log_path
-        self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self._args, self._env = args, env
+        self._start("wb")
+
+    def _start(self, log_mode: str) -> None:
+        self._log = open(self.log_path, log_mode)  # noqa: SIM115 - closed in stop()
         # Own process group: kill() takes the Celery pool children down too, like a crash.
         self.process = subprocess.Popen(
-            args,
+            self._args,
             cwd=ROOT,
-            env={**os.environ, **env},
+            env={**os.environ, **self._env},
             stdout=self._log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -111,6 +115,17 @@ class RedisServer(ServiceProcess):
         self.url = f"redis://127.0.0.1:{self.port}/0"
         args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1"]
         super().__init__([*args, "--save", "", "--appendonly", "no"], {}, log_path)
+        self._wait_listening()
+
+    def restart(self, down_seconds: float) -> None:
+        """Stop the server, stay down `down_seconds`, start it again on the same port: empty,
+        as a broker restarted without persistence (its clients see their connections drop)."""
+        self.stop()
+        time.sleep(down_seconds)
+        self._start("ab")
+        self._wait_listening()
+
+    def _wait_listening(self) -> None:
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port)):

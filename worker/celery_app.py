@@ -10,16 +10,19 @@ import logging
 import multiprocessing
 import threading
 import uuid
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
 from celery import Celery
+from celery.exceptions import CPendingDeprecationWarning
 from celery.signals import (
     worker_process_init,
     worker_ready,
     worker_shutdown,
     worker_shutting_down,
 )
+from celery.worker.consumer import Consumer
 
 from models.db import dispose_engines
 from models.settings import get_settings
@@ -37,7 +40,11 @@ def make_celery() -> Celery:
         task_reject_on_worker_lost=True,
         task_ignore_result=True,
         worker_prefetch_multiplier=1,
-        worker_cancel_long_running_tasks_on_connection_loss=True,
+        # A lost broker connection must not terminate running jobs: that would leave their
+        # runs leased as if their worker had died, and charge an attempt. The consumer below
+        # has them release their runs at the next round boundary instead.
+        worker_cancel_long_running_tasks_on_connection_loss=False,
+        worker_consumer="worker.celery_app:ReleasingConsumer",
         broker_connection_retry_on_startup=True,
         worker_soft_shutdown_timeout=10,
         worker_hijack_root_logger=False,
@@ -69,15 +76,42 @@ celery_app = make_celery()
 # Set in the main process when a warm shutdown (SIGTERM) begins; created before the pool forks,
 # so the pool's children see it: their running simulation stops at its next round boundary.
 _shutting_down = multiprocessing.Event()
+# How often the consumer lost its broker connection; created before the pool forks, like the
+# event above. A job that sees it change releases its run at its next round boundary: its
+# message can no longer be acknowledged, and the released run goes out in a new one.
+_broker_losses = multiprocessing.Value("i", 0)
+
+
+class ReleasingConsumer(Consumer):
+    """Celery's consumer, counting broker connection losses for the running jobs instead of
+    having Celery terminate them (a terminated job's run would wait out its lease and be
+    charged an attempt, though no worker died)."""
+
+    def on_connection_error_after_connected(self, exc: Exception) -> None:
+        with _broker_losses.get_lock():
+            _broker_losses.value += 1
+        # Celery then warns that it will cancel such jobs by default one day: this app chose
+        # not to. Set here, after Celery's logging setup turned its own warnings on.
+        warnings.filterwarnings(
+            "ignore", message=r"\s*In Celery 5\.1", category=CPendingDeprecationWarning
+        )
+        super().on_connection_error_after_connected(exc)
 
 
 @celery_app.task(name=TASK_NAME, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
 def run_simulation_task(simulation_id: str) -> str | None:
-    from worker.tasks import execute  # imports torch; keep the API's publish path light
+    from worker.tasks import execute, worker_name  # imports torch; keep the API's light
 
-    return execute(
-        uuid.UUID(simulation_id), should_stop=_shutting_down.is_set, publish=publish_many
-    )
+    losses_at_start = _broker_losses.value
+
+    def stop_reason() -> str | None:
+        if _shutting_down.is_set():
+            return f"{worker_name()} is shutting down"
+        if _broker_losses.value != losses_at_start:
+            return f"{worker_name()} lost the broker connection"
+        return None
+
+    return execute(uuid.UUID(simulation_id), should_stop=stop_reason, publish=publish_many)
 
 
 @worker_shutting_down.connect

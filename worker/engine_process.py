@@ -69,7 +69,7 @@ def main(
         configure_service_logging()
 
     from models import notify
-    from worker.tasks import configure_torch, execute  # torch loads here
+    from worker.tasks import configure_torch, execute, worker_name  # torch loads here
 
     notify.subscribe(lambda note: outbox.put(("note", note.payload())))
     configure_torch()
@@ -78,6 +78,9 @@ def main(
         ids = [str(simulation_id) for simulation_id in simulation_ids]
         outbox.put(("publish", ids))
         return len(ids)
+
+    def stopping() -> str | None:
+        return f"{worker_name()} is shutting down" if stop.is_set() else None
 
     while not stop.is_set():
         try:
@@ -89,6 +92,6 @@ def main(
         outbox.put(("taken", item))
         try:
             # A run stopped at shutdown resumes at the next start.
-            execute(uuid.UUID(item), should_stop=stop.is_set, publish=publish)
+            execute(uuid.UUID(item), should_stop=stopping, publish=publish)
         except Exception:
             logger.exception("embedded worker: simulation %s crashed", item)

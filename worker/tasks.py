@@ -59,7 +59,8 @@ class LeaseLost(Exception):
 
 
 class Interrupted(Exception):
-    """The process is shutting down; the row stays running and is resumed from its checkpoint."""
+    """The job must hand its run back (its message says why: a shutdown, a lost broker
+    connection); the row stays running and is resumed from its checkpoint."""
 
 
 class DatabaseUnavailable(Exception):
@@ -304,7 +305,11 @@ class _Job:
         return False
 
     def run(
-        self, *, time_limit: float, heartbeat_interval: float, should_stop: Callable[[], bool]
+        self,
+        *,
+        time_limit: float,
+        heartbeat_interval: float,
+        should_stop: Callable[[], str | None],
     ) -> tuple[SimulationStatus, str | None]:
         try:
             config = SimulationConfig.model_validate(self.claim.config)
@@ -336,7 +341,7 @@ class _Job:
                 pending.append(result)
                 _observe_round(result.duration_seconds)
                 last = result.round >= config.rounds
-                stopping = not last and should_stop()
+                stopping = None if last else should_stop()
                 overdue = not last and time.monotonic() > deadline
                 # The median rule reads the run's own stored rounds: each is written at once.
                 judged = (
@@ -344,7 +349,7 @@ class _Job:
                 )
                 now = time.monotonic()
                 checkpoint_due = (
-                    last or stopping or now - last_checkpoint >= self.checkpoint_seconds
+                    last or stopping is not None or now - last_checkpoint >= self.checkpoint_seconds
                 )
                 if not (
                     checkpoint_due
@@ -365,8 +370,8 @@ class _Job:
                     return SimulationStatus.cancelled, None
                 if judged and rule is not None and self.stops_early(rule, result.round):
                     return SimulationStatus.cancelled, None
-                if stopping:
-                    raise Interrupted
+                if stopping is not None:
+                    raise Interrupted(stopping)
                 if overdue:
                     return (
                         SimulationStatus.failed,
@@ -437,13 +442,13 @@ Publish = Callable[[Sequence[uuid.UUID]], object]
 
 def execute(
     simulation_id: uuid.UUID,
-    should_stop: Callable[[], bool] = lambda: False,
+    should_stop: Callable[[], str | None] = lambda: None,
     publish: Publish | None = None,
 ) -> str | None:
     """Run (or resume) one simulation to its end. Returns the final status, None if not claimed
     or not finished here (lease lost, released at a shutdown or after database errors).
 
-    `should_stop` is asked after each stored round: True releases the run there, and
+    `should_stop` is asked after each stored round: a reason releases the run there, and
     `publish` (when given) sends its job again so another worker resumes it at once. A run of a
     sweep frees a slot when it ends: in the same transaction the sweep's next pending runs are
     queued, and then handed to `publish` (else the reaper publishes them). Every log line
@@ -454,7 +459,7 @@ def execute(
 
 def _execute(
     simulation_id: uuid.UUID,
-    should_stop: Callable[[], bool],
+    should_stop: Callable[[], str | None],
     publish: Publish | None,
 ) -> str | None:
     from worker import metrics
@@ -481,12 +486,15 @@ def _execute(
         logger.warning("simulation %s: lease lost, another worker continues it", simulation_id)
         job.refund()
         return None
-    except Interrupted:
+    except Interrupted as stop:
         logger.info(
-            "simulation %s: stopped at shutdown after round %d", simulation_id, job.last_round
+            "simulation %s: stopped after round %d (%s); releasing it",
+            simulation_id,
+            job.last_round,
+            stop,
         )
         try:
-            job.release(f"{worker_name()} is shutting down")
+            job.release(str(stop))
         except DatabaseUnavailable as exc:
             job.give_up(exc)
             return None

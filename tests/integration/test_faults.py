@@ -2,9 +2,9 @@
 
 Each case ends `succeeded` with every round and the metrics of an uninterrupted run: the
 worker's connection terminated inside its round transaction, PostgreSQL restarted and down for
-20 s (a server of the test's own), a worker frozen (SIGSTOP) inside its round transaction past
-its lease, a worker stopped by SIGTERM while a second one is alive, and a worker whose clock
-runs ahead of the database's.
+20 s (a server of the test's own), Redis restarted twice under a running job, a worker frozen
+(SIGSTOP) inside its round transaction past its lease, a worker stopped by SIGTERM while a
+second one is alive, and a worker whose clock runs ahead of the database's.
 """
 
 from __future__ import annotations
@@ -51,10 +51,16 @@ def expected() -> list[dict]:
 
 
 @pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[str]:
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A Redis of the test's own, which it may restart."""
     server = RedisServer(tmp_path / "redis.log")
-    yield server.url
+    yield server
     server.stop()
+
+
+@pytest.fixture
+def own_redis(redis_server: RedisServer) -> str:
+    return redis_server.url
 
 
 def plain(url: str) -> str:
@@ -247,6 +253,37 @@ def test_sigterm_stops_at_a_round_boundary_and_another_worker_resumes_at_once(
     finally:
         for worker in workers:
             worker.stop()
+
+
+def test_broker_restarts_release_the_run_without_charging_an_attempt(
+    stack: dict[str, Any], redis_server: RedisServer, expected: list[dict]
+) -> None:
+    """Two Redis restarts (1 s down each) during one run with SCARCITY_MAX_ATTEMPTS=2: Celery
+    no longer terminates the task it cannot acknowledge; the job releases the run at its next
+    round boundary, the reaper re-sends it, and it ends as an uninterrupted run would, with no
+    attempt charged (`attempt - releases` stays 1: the attempt that finished)."""
+    api, url = stack["api"], stack["url"]
+    worker = Worker({**stack["env"], "SCARCITY_MAX_ATTEMPTS": "2"}, stack["tmp"] / "worker.log")
+    try:
+        sim_id = api.post("/simulations", json=JOB).json()["id"]
+        until("round 2", 60, reached, api, sim_id, 2)
+        redis_server.restart(down_seconds=1)
+        # The second restart meets the second attempt computing a round of its own.
+        until("a second claim", 60, claimed_by_pid, api, sim_id, 2)
+        resumed = api.get(f"/simulations/{sim_id}").json()["progress"]["rounds_completed"]
+        until("a resumed round", 60, reached, api, sim_id, resumed + 1)
+        redis_server.restart(down_seconds=1)
+        assert_identical_success(api, sim_id, expected)
+        lines = lifecycle(api, sim_id)
+        released = [x for x in lines if "released after round" in x and "broker connection" in x]
+        assert len(released) == 2, lines
+        with psycopg.connect(plain(url)) as db:
+            attempt, releases = db.execute(
+                "SELECT attempt, releases FROM simulations WHERE id = %s", (sim_id,)
+            ).fetchone() or (0, 0)
+        assert (attempt, releases) == (3, 2), lines
+    finally:
+        worker.stop()
 
 
 def test_a_worker_whose_clock_runs_ahead_takes_over_no_live_run(stack: dict[str, Any]) -> None:
