@@ -24,6 +24,9 @@ from models.settings import get_settings
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 READ_ONLY = "scarcity_read_only"  # execution option of sessions that never write
 POSTGRES_LOCK_TIMEOUT_MS = 10_000
+# Each PostgreSQL connection's application_name is this and host:pid of its process: the worker
+# taking over a frozen one's run finds that one's connections by it (models/stalled.py).
+APPLICATION_NAME_PREFIX = "scarcity "
 # A session left idle inside a transaction (its process frozen or stalled mid-transaction) is
 # ended by the server after this long, releasing its locks: a worker taking over a frozen one's
 # simulation then waits at most this long on them (docs/reliability.md).
@@ -93,6 +96,11 @@ def _configure_sqlite(engine: Engine) -> None:
         connection.exec_driver_sql(f"BEGIN {mode}")
 
 
+def worker_process() -> str:
+    """host:pid of this process (engines are made after a fork: the pid is the child's)."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
 def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
@@ -106,7 +114,7 @@ def make_engine(url: str) -> Engine:
             f"-c idle_in_transaction_session_timeout={POSTGRES_IDLE_IN_TRANSACTION_TIMEOUT_MS}",
             # pg_stat_activity shows which process holds a connection (engines are made after
             # a fork: the pid is the connecting process's own).
-            "application_name": f"scarcity {socket.gethostname()}:{os.getpid()}"[:63],
+            "application_name": f"{APPLICATION_NAME_PREFIX}{worker_process()}"[:63],
         },
     )
 

@@ -27,6 +27,7 @@ from models.results_repo import add_log, round_rows
 from models.round_metrics import RoundMetrics
 from models.simulation import FINISHED_STATUSES, Simulation, SimulationStatus
 from models.simulation_log import SimulationLog
+from models.stalled import end_stalled_connections
 from models.upsert import insert_for, upsert
 
 if TYPE_CHECKING:  # only read here: models/ does not import the engine
@@ -131,6 +132,32 @@ def _fenced(claim: Claim) -> Any:
     )
 
 
+def _end_stalled_writes(
+    session: Session, simulation_id: uuid.UUID, stale: datetime, lease_seconds: float
+) -> None:
+    """Before taking over an expired lease, end the connections its frozen worker still holds
+    locks on (models/stalled.py); else this claim and the rounds after it wait on them for as
+    long as the freeze lasts. Read without a lock: the row may be the one held."""
+    held = session.execute(
+        select(Simulation.attempt, Simulation.heartbeat_at).where(
+            Simulation.id == simulation_id,
+            Simulation.status == SimulationStatus.running,
+            Simulation.heartbeat_at < stale,  # NULL (released): its worker holds nothing
+        )
+    ).one_or_none()
+    if held is None:
+        return
+    expired_at = as_utc(held.heartbeat_at) + timedelta(seconds=lease_seconds)
+    for ended in end_stalled_connections(session, simulation_id, held.attempt, expired_at):
+        add_log(
+            session,
+            simulation_id,
+            f"ended the stalled connection of attempt {held.attempt} ({ended.worker}, "
+            f"backend {ended.pid}), frozen mid-write past its lease",
+            level="WARNING",
+        )
+
+
 def claim(
     session: Session,
     simulation_id: uuid.UUID,
@@ -153,6 +180,7 @@ def claim(
     """
     now, skew = read_clock(session)
     stale = now - timedelta(seconds=lease_seconds)
+    _end_stalled_writes(session, simulation_id, stale, lease_seconds)
     expired = and_(Simulation.status == SimulationStatus.running, _lapsed(stale))
     claimable = and_(
         Simulation.id == simulation_id,
