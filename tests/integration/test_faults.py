@@ -3,8 +3,9 @@
 Each case ends `succeeded` with every round and the metrics of an uninterrupted run: the
 worker's connection terminated inside its round transaction, PostgreSQL restarted and down for
 20 s (a server of the test's own), Redis restarted twice under a running job, a worker frozen
-(SIGSTOP) inside its round transaction past its lease, a worker stopped by SIGTERM while a
-second one is alive, and a worker whose clock runs ahead of the database's.
+(SIGSTOP) inside its round transaction past its lease (its backend idle, or active mid-write), a
+worker stopped by SIGTERM while a second one is alive, and a worker whose clock runs ahead of
+the database's.
 """
 
 from __future__ import annotations
@@ -208,6 +209,91 @@ def test_a_worker_frozen_inside_its_round_transaction_past_its_lease_is_taken_ov
                 finally:
                     os.killpg(group, signal.SIGCONT)
                 until("the woken worker's refund", 30, logged, api, sim_id, "lived on")
+    finally:
+        for worker in workers:
+            worker.stop()
+
+
+# Longer than lease + 10 s: a taker that waits out the freeze misses the test's bound.
+FREEZE_SECONDS = 15
+
+
+@contextlib.contextmanager
+def log_rows_taken(url: str, sim_id: str) -> Iterator[None]:
+    """Insert, uncommitted, the first log line of every round not yet stored, so that the
+    worker's next round write waits on them in its log upsert (a pipelined batch, after the
+    upserts of the round's other rows: it holds those meanwhile); rolled back at the end."""
+    with psycopg.connect(plain(url)) as locker:
+        locker.execute(
+            "INSERT INTO simulation_logs (simulation_id, round, seq, level, message)"
+            " SELECT %s, r, 0, 'INFO', 'test' FROM generate_series(1, %s) AS r"
+            " ON CONFLICT DO NOTHING",
+            (sim_id, JOB["rounds"]),
+        )
+        try:
+            yield
+        finally:
+            locker.rollback()
+
+
+def blocked_log_write(admin: psycopg.Connection) -> tuple[int, str] | None:
+    """(backend pid, application name) of a worker's log upsert waiting on a lock."""
+    row = admin.execute(
+        "SELECT pid, application_name FROM pg_stat_activity WHERE datname = current_database()"
+        " AND wait_event_type = 'Lock' AND application_name LIKE 'scarcity %%'"
+        " AND query ILIKE '%%INSERT INTO simulation_logs%%' LIMIT 1"
+    ).fetchone()
+    return (int(row[0]), str(row[1])) if row else None
+
+
+def backend_alive(admin: psycopg.Connection, pid: int) -> bool:
+    found = admin.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone()
+    return found is not None
+
+
+def test_a_worker_frozen_mid_write_with_its_backend_active_cannot_stall_the_run(
+    stack: dict[str, Any], expected: list[dict]
+) -> None:
+    """A backend whose client froze in the middle of a pipelined batch stays `active`: neither
+    idle_in_transaction_session_timeout nor any other server timeout ends it, and it keeps the
+    rows it wrote, which the worker taking the run over writes again. Here the frozen worker's
+    log upsert waits on rows the test holds, which keeps its backend active the same way for as
+    long as that backend lives (at most the freeze). The taker ends that backend and finishes
+    the run within lease + 10 s of the freeze, identical to an uninterrupted one; the frozen
+    worker, woken, finds its connection gone and its retry fenced off, and gives its attempt
+    back."""
+    api, url, env = stack["api"], stack["url"], {**stack["env"], "SCARCITY_MAX_ATTEMPTS": "2"}
+    lease = float(env["SCARCITY_WORKER_LEASE_SECONDS"])
+    workers = [Worker(env, stack["tmp"] / f"worker-{n}.log", name=f"w{n}") for n in (1, 2)]
+    group = 0
+    try:
+        with psycopg.connect(plain(url), autocommit=True) as admin:
+            sim_id = api.post("/simulations", json=JOB).json()["id"]
+            until("two rounds", 60, reached, api, sim_id, 2)
+            try:
+                with log_rows_taken(url, sim_id):
+                    backend, name = until("a round write", 30, blocked_log_write, admin)
+                    group = os.getpgid(int(name.rsplit(":", 1)[1]))
+                    os.killpg(group, signal.SIGSTOP)
+                    frozen_at = time.monotonic()
+                    while (
+                        backend_alive(admin, backend)
+                        and time.monotonic() - frozen_at < FREEZE_SECONDS
+                    ):
+                        time.sleep(0.05)
+                wait_for_status(api, sim_id, FINISHED, timeout=FREEZE_SECONDS + 60)
+                finished_after = time.monotonic() - frozen_at
+                assert_identical_success(api, sim_id, expected)
+                assert finished_after < lease + 10, (finished_after, lifecycle(api, sim_id))
+                # Frozen for longer than two leases, the run long finished meanwhile.
+                time.sleep(max(0.0, frozen_at + 2 * lease + 1 - time.monotonic()))
+            finally:
+                if group:
+                    os.killpg(group, signal.SIGCONT)
+            until("the woken worker's refund", 30, logged, api, sim_id, "lived on")
+            assert_identical_success(api, sim_id, expected)
+            lines = lifecycle(api, sim_id)
+            assert any("ended the stalled connection of attempt 1" in x for x in lines), lines
     finally:
         for worker in workers:
             worker.stop()
