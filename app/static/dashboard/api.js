@@ -34,9 +34,13 @@ export async function api(path, options = {}) {
   for (let attempt = 0; ; attempt++) {
     const headers = { ...(options.headers || {}) };
     if (options.body !== undefined) headers["Content-Type"] = "application/json";
-    if (apiKey()) headers.Authorization = `Bearer ${apiKey()}`;
+    const sent = apiKey();
+    if (sent) headers.Authorization = `Bearer ${sent}`;
     const response = await fetch(path, { ...options, headers });
     if (response.status !== 401 || attempt >= 5) return response;
+    // A refusal of a key that was replaced while this request was out says nothing about the
+    // new one: try that instead of asking again (slow answers to concurrent calls did).
+    if (apiKey() && apiKey() !== sent) continue;
     const again = await askForKey(apiKey() ? "That key was refused; try another." : "");
     if (!again) return response;
   }
