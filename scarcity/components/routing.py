@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Sequence
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -22,18 +22,26 @@ from torch import Tensor
 from scarcity.batched.padding import masked_var_mean
 from scarcity.core.arrays import as_features
 
+F = TypeVar("F")
 Strategy = Callable[[Tensor, Sequence[str], "Router", np.random.Generator], int]
 ROUTER_STRATEGIES: dict[str, Strategy] = {}
 
 
-def register_strategy(name: str) -> Callable[[Strategy], Strategy]:
-    """Add a routing strategy to the registry under `name`."""
+def _registrar(registry: dict[str, F]) -> Callable[[str], Callable[[F], F]]:
+    """A decorator factory adding functions to `registry` under a name."""
 
-    def decorate(strategy: Strategy) -> Strategy:
-        ROUTER_STRATEGIES[name] = strategy
-        return strategy
+    def register(name: str) -> Callable[[F], F]:
+        def decorate(strategy: F) -> F:
+            registry[name] = strategy
+            return strategy
 
-    return decorate
+        return decorate
+
+    return register
+
+
+#: Add a routing strategy to the per-client registry under `name`.
+register_strategy = _registrar(ROUTER_STRATEGIES)
 
 
 @register_strategy("variance")
@@ -141,12 +149,7 @@ BatchedStrategy = Callable[
 BATCHED_STRATEGIES: dict[str, BatchedStrategy] = {}
 
 
-def _register(name: str) -> Callable[[BatchedStrategy], BatchedStrategy]:
-    def decorate(strategy: BatchedStrategy) -> BatchedStrategy:
-        BATCHED_STRATEGIES[name] = strategy
-        return strategy
-
-    return decorate
+_register = _registrar(BATCHED_STRATEGIES)
 
 
 @_register("variance")
