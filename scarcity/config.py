@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, create_model, model_validator
 
 from scarcity.backbones import BACKBONES, backbone_params, make_backbone
+from scarcity.datasets import DATASETS, SYNTHETIC, Dataset, find_dataset
 from scarcity.errors import ConfigError
 from scarcity.partitions import PARTITIONERS, partition_params
 from scarcity.partitions.sizes import MAX_CLIENT_SIZE_FACTOR, MIN_CLIENT_SAMPLES
@@ -28,21 +29,26 @@ from scarcity.strategies import STRATEGIES, strategy_params
 PresetName = Literal[
     "stage1", "stage2", "stage3", "stage4", "stage5", "stage6", "stage7", "stage8", "baseline"
 ]
-DatasetName = Literal["synthetic", "digits", "breast_cancer", "wine", "iris", "diabetes"]
 AttackName = Literal["sign_flip", "gaussian", "label_flip"]
 
-# Feature count and class count (1 target for regression) of the data sets scikit-learn ships.
-DATASET_SHAPES: dict[str, tuple[int, int]] = {
-    "digits": (64, 10),
-    "breast_cancer": (30, 2),
-    "wine": (13, 3),
-    "iris": (4, 3),
-    "diabetes": (10, 1),
-}
-#: Feature scaling where it is not `standard`: digits are pixel intensities (0–16).
-DEFAULT_SCALING = {"digits": "minmax"}
-#: The bundled data sets with a real-valued target (the others are labelled).
-REGRESSION_DATASETS = frozenset({"synthetic", "diabetes"})
+
+def dataset_info(name: str) -> Dataset | None:
+    """The registered (or uploaded) data set `name`; None for synthetic data."""
+    if name == SYNTHETIC:
+        return None
+    found = find_dataset(name)
+    if found is None:
+        known = ", ".join([SYNTHETIC, *DATASETS])
+        raise ConfigError(
+            "dataset", f"unknown {name!r}: one of {known}, or an uploaded data set's id (ds_…)"
+        )
+    return found
+
+
+def is_regression(name: str) -> bool:
+    info = dataset_info(name)
+    return info is None or info.task == "regression"
+
 
 #: The engine's numerical revision (`engine_version`): bumped by a change that moves results
 #: by float rounding, or that fails runs an earlier engine let finish (5: an exploding loss), so
@@ -104,7 +110,15 @@ class _RunFields(BaseModel):
     variance_threshold: float = Field(
         0.5, ge=0, description="`variance` routing: data variance above it → StructureExpert."
     )
-    dataset: DatasetName = "synthetic"
+    dataset: str = Field(
+        SYNTHETIC,
+        description=(
+            "The data: synthetic (generated from the seed) or a data set GET /datasets lists "
+            "(built in, or an upload's id ds_…)."
+        ),
+        json_schema_extra=lambda schema: _list_datasets(schema),
+        max_length=64,
+    )
     # How a real data set is split among the clients (GET /partitions lists the rules and
     # the parameters each reads): disjoint shares at natural sizes, Flower Datasets' names.
     partition: str = Field(
@@ -122,12 +136,12 @@ class _RunFields(BaseModel):
             "sizes. False: each client holds its own rows once."
         ),
     )
-    feature_scaling: Literal["standard", "minmax"] | None = Field(
+    feature_scaling: Literal["standard", "minmax", "none"] | None = Field(
         None,
         description=(
             "Real data sets, with the training rows' statistics: standard (zero mean, unit "
-            "variance) or minmax (to [0, 1], as image pipelines scale pixels); null = minmax "
-            "for digits, standard for the others."
+            "variance), minmax (to [0, 1], as image pipelines scale pixels) or none (as "
+            "stored, e.g. a text's character codes); null = the data set's own (GET /datasets)."
         ),
     )
     feature_noise: float = Field(
@@ -316,9 +330,9 @@ class _Checks(_Fields):
 
     @model_validator(mode="after")
     def _check_combinations(self) -> Self:
-        shape = DATASET_SHAPES.get(self.dataset)
-        if shape is not None:
-            features, classes = shape
+        info = dataset_info(self.dataset)
+        if info is not None:
+            features, classes = info.features, info.classes
             if self.input_dim != features:
                 raise ConfigError(
                     "input_dim",
@@ -402,7 +416,8 @@ class _Checks(_Fields):
                 "partition",
                 f"unknown {self.partition!r}, expected one of {', '.join(PARTITIONERS)}",
             )
-        if self.dataset == "synthetic":
+        info = dataset_info(self.dataset)
+        if info is None:
             if self.feature_scaling is not None:
                 raise ConfigError("feature_scaling", "applies to a real data set, not synthetic")
             if partitioner.by_label:
@@ -420,10 +435,14 @@ class _Checks(_Fields):
             return
         if self.feature_scaling is None:
             # A frozen model: filled in during validation only, as pydantic allows.
-            object.__setattr__(
-                self, "feature_scaling", DEFAULT_SCALING.get(self.dataset, "standard")
+            object.__setattr__(self, "feature_scaling", info.scaling)
+        if partitioner.by_client_id and not info.natural_clients:
+            raise ConfigError(
+                "partition",
+                f"{self.partition} needs a data set whose rows name their client; "
+                f"{self.dataset} has none (GET /datasets shows natural_clients)",
             )
-        if partitioner.by_label and self.dataset in REGRESSION_DATASETS:
+        if partitioner.by_label and info.task == "regression":
             raise ConfigError(
                 "partition",
                 f"{self.partition} splits by label and {self.dataset} is a "
@@ -526,6 +545,13 @@ def _list_models(schema: dict[str, JsonValue]) -> None:
     """The `model` field's JSON schema names the registry's backbones."""
     names: list[JsonValue] = [*BACKBONES]
     schema["enum"] = names
+
+
+def _list_datasets(schema: dict[str, JsonValue]) -> None:
+    """The `dataset` field's JSON schema names the built-in data sets (an upload's id is
+    also accepted)."""
+    names: list[JsonValue] = [SYNTHETIC, *DATASETS]
+    schema["examples"] = names
 
 
 def _list_partitions(schema: dict[str, JsonValue]) -> None:
@@ -653,7 +679,10 @@ def resolve_config(
     preset = PRESETS.get(preset_name) if isinstance(preset_name, str) else None
     base: dict[str, Any] = dict(preset.overrides) if preset else {}
     dataset = fields.get("dataset")
-    if isinstance(dataset, str) and dataset in DATASET_SHAPES:
-        features, classes = DATASET_SHAPES[dataset]
-        base.update(input_dim=features, output_dim=classes)
+    info = find_dataset(dataset) if isinstance(dataset, str) and dataset != SYNTHETIC else None
+    if info is not None:
+        base.update(input_dim=info.features, output_dim=info.classes)
+        if info.natural_clients:
+            base.update(partition="natural", num_clients=info.natural_clients)
+        base.update(info.defaults)  # what a paper trains it with; the request may override
     return SimulationConfig.model_validate({**base, **fields})

@@ -36,17 +36,18 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from scarcity.attacks import malicious_clients
-from scarcity.config import REGRESSION_DATASETS, SimulationConfig
+from scarcity.config import SimulationConfig, is_regression
 from scarcity.core.training import Task
-from scarcity.partitions import PARTITIONERS
+from scarcity.datasets import load_arrays
+from scarcity.partitions import PARTITIONERS, PartitionError
 from scarcity.partitions.sizes import DATA_STREAM, requested_sizes
 
 NOISE_STREAM = 0x9015  # third seed word: feature noise, apart from the data draws
@@ -219,22 +220,11 @@ def _synthetic(config: SimulationConfig, rng: np.random.Generator) -> FederatedD
     )
 
 
-@cache
 def load_dataset(name: str) -> tuple[np.ndarray, np.ndarray]:
-    """Features and targets (integer labels, or floats for regression) of a data set bundled
-    with scikit-learn."""
-    from sklearn import datasets
-
-    loaders = {
-        "digits": datasets.load_digits,
-        "breast_cancer": datasets.load_breast_cancer,
-        "wine": datasets.load_wine,
-        "iris": datasets.load_iris,
-        "diabetes": datasets.load_diabetes,
-    }
-    bunch = loaders[name]()
-    target_type = np.float64 if name in REGRESSION_DATASETS else np.int64
-    return np.asarray(bunch.data, dtype=np.float64), np.asarray(bunch.target, dtype=target_type)
+    """Features and targets (integer labels, or floats for regression) of a registered data
+    set's training rows (`scarcity.datasets`)."""
+    arrays = load_arrays(name)
+    return arrays.x, arrays.y
 
 
 def stratified_split(
@@ -261,43 +251,72 @@ def holdout_split(
 
 @dataclass(frozen=True)
 class RealSplit:
-    """A real data set's standardised train and test arrays (rows in data-set order)."""
+    """A real data set's scaled train and test arrays (rows in data-set order), and each
+    row's natural client where the data set has them."""
 
     task: Task
     x_train: np.ndarray
     y_train: np.ndarray
     x_test: np.ndarray
     y_test: np.ndarray
+    client_ids: np.ndarray | None = None
+    test_client_ids: np.ndarray | None = None
 
 
 def load_split(config: SimulationConfig, rng: np.random.Generator) -> RealSplit:
-    """The train/test split of `config.dataset`, standardised with the train statistics."""
-    features, targets = load_dataset(config.dataset)
-    regression = config.dataset in REGRESSION_DATASETS
-    if regression:
-        train, test = holdout_split(len(targets), config.test_fraction, rng)
+    """The train/test split of `config.dataset` (its own when it has one, else a random
+    `test_fraction`), features scaled and a regression target standardised with the training
+    rows' statistics."""
+    arrays = load_arrays(config.dataset)
+    regression = is_regression(config.dataset)
+    features, targets = arrays.x, arrays.y
+    if arrays.test_x is not None and arrays.test_y is not None:
+        x_train, y_train, x_test, y_test = features, targets, arrays.test_x, arrays.test_y
+        ids, test_ids = arrays.client_ids, arrays.test_client_ids
     else:
-        train, test = stratified_split(targets, config.test_fraction, rng)
-    scale = _min_max if config.feature_scaling == "minmax" else _standardise
-    x = scale(features, train)
-    y = _standardise(targets[:, None], train) if regression else targets
+        if regression:
+            train, test = holdout_split(len(targets), config.test_fraction, rng)
+        else:
+            train, test = stratified_split(targets, config.test_fraction, rng)
+        x_train, y_train, x_test, y_test = (
+            features[train],
+            targets[train],
+            features[test],
+            targets[test],
+        )
+        ids = None if arrays.client_ids is None else arrays.client_ids[train]
+        test_ids = None if arrays.client_ids is None else arrays.client_ids[test]
+    scale = _scaler(config.feature_scaling, x_train)
+    if regression:
+        target_scale = _scaler("standard", y_train.reshape(len(y_train), -1))
+        y_train = target_scale(y_train.reshape(len(y_train), -1))
+        y_test = target_scale(y_test.reshape(len(y_test), -1))
     return RealSplit(
-        "regression" if regression else "classification", x[train], y[train], x[test], y[test]
+        "regression" if regression else "classification",
+        scale(x_train),
+        y_train,
+        scale(x_test),
+        y_test,
+        ids,
+        test_ids,
     )
 
 
-def _standardise(values: np.ndarray, train: np.ndarray) -> np.ndarray:
-    mean = values[train].mean(axis=0)
-    std = values[train].std(axis=0)
+def _scaler(kind: str | None, train: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    """Scaling with the training rows' statistics: standard (a constant feature to 0), minmax
+    to [0, 1], or none. Applied to rows after selection, elementwise as before, so the values
+    equal scaling the whole array and selecting afterwards."""
+    if kind == "none":
+        return lambda values: values
+    if kind == "minmax":
+        low = train.min(axis=0)
+        span = train.max(axis=0) - low
+        span[span == 0] = 1.0
+        return lambda values: (values - low) / span
+    mean = train.mean(axis=0)
+    std = train.std(axis=0)
     std[std == 0] = 1.0
-    return (values - mean) / std
-
-
-def _min_max(values: np.ndarray, train: np.ndarray) -> np.ndarray:
-    low = values[train].min(axis=0)
-    span = values[train].max(axis=0) - low
-    span[span == 0] = 1.0
-    return (values - low) / span
+    return lambda values: (values - mean) / std
 
 
 @dataclass(frozen=True)
@@ -331,8 +350,17 @@ def natural_split(config: SimulationConfig) -> NaturalSplit:
     if cached is None:
         rng = np.random.default_rng([config.seed, DATA_STREAM])
         data = load_split(config, rng)
-        labels = data.y_train if data.task == "classification" else np.zeros(len(data.y_train))
-        parts = tuple(np.sort(p) for p in partitioner.split(labels, config, rng))
+        if partitioner.by_client_id:
+            if data.client_ids is None:
+                raise PartitionError(
+                    "partition", f"{config.dataset} has no natural clients (no client id per row)"
+                )
+            keys = data.client_ids
+        elif data.task == "classification":
+            keys = data.y_train
+        else:
+            keys = np.zeros(len(data.y_train))
+        parts = tuple(np.sort(p) for p in partitioner.split(keys, config, rng))
         cached = NaturalSplit(data, parts)
         if len(_NATURAL_SPLITS) >= 64:  # a handful of configs per process is the common case
             _NATURAL_SPLITS.clear()

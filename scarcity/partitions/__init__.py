@@ -5,7 +5,15 @@ docstring) and one line here; the config's `partition` field is checked against 
 """
 
 from scarcity.params import Param, unique
-from scarcity.partitions import dirichlet, iid, inner_dirichlet, pathological, shard, size_skew
+from scarcity.partitions import (
+    dirichlet,
+    iid,
+    inner_dirichlet,
+    natural,
+    pathological,
+    shard,
+    size_skew,
+)
 from scarcity.partitions.base import Partitioner, PartitionError
 
 PARTITIONERS: dict[str, Partitioner] = {
@@ -19,6 +27,7 @@ PARTITIONERS: dict[str, Partitioner] = {
         size_skew.LINEAR,
         size_skew.SQUARE,
         size_skew.EXPONENTIAL,
+        natural.PARTITIONER,
     )
 }
 

@@ -17,7 +17,8 @@ import numpy as np
 from scarcity.errors import ConfigError
 from scarcity.params import Param, RunConfig
 
-#: (training labels, config, generator) → one index array per client.
+#: (training labels — or natural client ids for a `by_client_id` rule —, config, generator)
+#: → one index array per client.
 SplitFunction = Callable[["np.ndarray", "RunConfig", np.random.Generator], list[np.ndarray]]
 
 
@@ -39,6 +40,9 @@ class Partitioner:
     params: tuple[Param, ...] = ()
     #: Whether the rule splits by label (so it needs a labelled data set).
     by_label: bool = False
+    #: Whether the rule splits by each row's natural client id instead (the split function
+    #: gets the ids where the others get the labels; the data set must have them).
+    by_client_id: bool = False
 
 
 def require_rows(num_rows: int, num_clients: int) -> None:

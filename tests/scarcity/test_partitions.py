@@ -5,6 +5,8 @@ property, a pure function of the seed), on small literal label arrays against a 
 hand, and for the 422 it gives when a split cannot be made.
 """
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 from pydantic import ValidationError
@@ -39,7 +41,9 @@ def _split(partition, num_clients, seed=0, **extra):
 
 
 @pytest.mark.parametrize("num_clients", [10, 100])
-@pytest.mark.parametrize("partition", sorted(PARTITIONERS))
+@pytest.mark.parametrize(
+    "partition", sorted(name for name, p in PARTITIONERS.items() if not p.by_client_id)
+)
 def test_every_partition_is_disjoint_covers_what_it_says_and_is_seeded(partition, num_clients):
     config, split = _split(partition, num_clients)
     parts = split.parts
@@ -260,3 +264,27 @@ def test_fedavg_on_digits_dirichlet_matches_the_reference_figure_and_alpha_matte
     print(f"FedAvg digits test accuracy, mean of seeds 0-2: {mean}")
     assert abs(mean[0.5] - 0.911) <= 0.03
     assert mean[1.0] - mean[0.1] >= 0.03
+
+
+def test_natural_split_gives_each_id_its_rows_in_data_set_order():
+    ids = np.array([2, 0, 1, 0, 2, 2, 1])
+    config = SimpleNamespace(num_clients=3, dataset="literal")
+    parts = PARTITIONERS["natural"].split(ids, config, np.random.default_rng(0))
+    assert [p.tolist() for p in parts] == [[1, 3], [2, 6], [0, 4, 5]]
+
+
+def test_natural_split_samples_ids_when_fewer_clients_and_refuses_more():
+    ids = np.repeat(np.arange(10), 3)
+    config = SimpleNamespace(num_clients=4, dataset="literal")
+    parts = PARTITIONERS["natural"].split(ids, config, np.random.default_rng(5))
+    chosen = np.sort(np.random.default_rng(5).choice(np.arange(10), size=4, replace=False))
+    assert [p.tolist() for p in parts] == [list(range(3 * c, 3 * c + 3)) for c in chosen]
+    with pytest.raises(PartitionError, match="num_clients"):
+        PARTITIONERS["natural"].split(
+            ids, SimpleNamespace(num_clients=11, dataset="literal"), np.random.default_rng(0)
+        )
+
+
+def test_natural_partition_needs_a_data_set_with_natural_clients():
+    with pytest.raises(ValidationError, match="partition"):
+        resolve_config(preset="baseline", dataset="digits", partition="natural")

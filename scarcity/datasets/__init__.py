@@ -1,0 +1,49 @@
+"""The data sets a simulation can train on (the config's `dataset`): the registry.
+
+Each entry is one module (its source, licence and citation in the module docstring) and one
+line here. `synthetic` is not here: it is generated from the seed (`scarcity.core.data`). An
+uploaded data set is named by its id (`ds_` and 24 hex digits of its content's sha256) and
+found in the upload store (`scarcity.datasets.uploaded`).
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+from scarcity.datasets import scikit_learn
+from scarcity.datasets.base import Arrays, Dataset, DatasetUnavailable
+
+DATASETS: dict[str, Dataset] = {
+    d.name: d
+    for d in (
+        scikit_learn.DIGITS,
+        scikit_learn.BREAST_CANCER,
+        scikit_learn.WINE,
+        scikit_learn.IRIS,
+        scikit_learn.DIABETES,
+    )
+}
+
+SYNTHETIC = "synthetic"
+
+
+def find_dataset(name: str) -> Dataset | None:
+    """The data set called `name` (a registry name or an upload's id), None when unknown."""
+    known = DATASETS.get(name)
+    if known is not None:
+        return known
+    from scarcity.datasets import uploaded
+
+    return uploaded.find(name)
+
+
+@cache
+def load_arrays(name: str) -> Arrays:
+    """The rows of data set `name` (cached per process: an upload's id names fixed bytes)."""
+    dataset = find_dataset(name)
+    if dataset is None:
+        raise DatasetUnavailable(f"unknown data set {name!r}")
+    return dataset.load()
+
+
+__all__ = ["DATASETS", "SYNTHETIC", "Arrays", "Dataset", "DatasetUnavailable", "find_dataset"]
