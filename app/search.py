@@ -27,6 +27,8 @@ from app.errors import Unprocessable
 from app.text import MAX_INT64, unstorable_character
 from models.search import ATTRIBUTES, Condition, Kind, SortKey, Term
 from scarcity.config import SimulationConfig, strategy_names
+from scarcity.datasets import DATASETS, SYNTHETIC
+from scarcity.datasets.uploaded import is_upload_id
 from scarcity.results import METRIC_NAMES
 
 GRAMMAR = r"""
@@ -92,6 +94,13 @@ def _base_type(annotation: Any) -> Any:
     return annotation
 
 
+class _DatasetNames(tuple[str, ...]):
+    """The values of `config.dataset`: the registry's names, or any upload's id (ds_…)."""
+
+    def __contains__(self, value: object) -> bool:
+        return tuple.__contains__(self, value) or (isinstance(value, str) and is_upload_id(value))
+
+
 def _config_kinds() -> dict[str, tuple[Kind, tuple[Any, ...] | None]]:
     """Each config field's kind and, for a closed set of names, its choices."""
     kinds: dict[str, tuple[Kind, tuple[Any, ...] | None]] = {}
@@ -101,6 +110,8 @@ def _config_kinds() -> dict[str, tuple[Kind, tuple[Any, ...] | None]]:
             kinds[name] = ("string", get_args(base))
         elif name == "strategy":
             kinds[name] = ("string", tuple(strategy_names()))
+        elif name == "dataset":
+            kinds[name] = ("string", _DatasetNames((SYNTHETIC, *DATASETS, "ds_…")))
         elif base is bool:
             kinds[name] = ("bool", None)
         elif base in (int, float):

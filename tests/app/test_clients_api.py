@@ -81,6 +81,7 @@ def test_partitions_list_every_rule_and_bad_splits_are_422_naming_the_field(
         "linear",
         "square",
         "exponential",
+        "natural",
     }
     assert partitions["pathological"]["parameters"] == {
         "num_classes_per_partition": 2,
