@@ -344,6 +344,7 @@ def natural_split(config: SimulationConfig) -> NaturalSplit:
         config.seed,
         config.partition,
         config.num_clients,
+        config.engine_version,  # a rule may deal differently from one version on (shard: 6)
         *(getattr(config, name) for name in partitioner.parameters),
     )
     cached = _NATURAL_SPLITS.get(key)
