@@ -52,8 +52,8 @@ def is_regression(name: str) -> bool:
 
 #: The engine's numerical revision (`engine_version`): bumped by a change that moves results
 #: by float rounding, that fails runs an earlier engine let finish (5: an exploding loss), or
-#: that deals out other data (6: shard leaves random shards out), so that stored runs, which
-#: keep theirs, resume bit for bit and end as they did.
+#: that deals out other data (6: shard drops a random shard, resample_to_size keeps held-out
+#: rows distinct), so that stored runs, which keep theirs, resume bit for bit and end as they did.
 ENGINE_VERSION = 6
 
 
@@ -282,7 +282,8 @@ class _RunFields(BaseModel):
             "Multi-Krum and Bulyan take their distances from half the matrix products (3: the "
             "full product, symmetrised). 5: a loss or meta-parameter above 1e12 fails the run "
             "as diverged (4: only NaN and inf did). 6: shard leaves random shards out, as Flower "
-            "Datasets does (5: the highest labels' rows)."
+            "Datasets does (5: the highest labels' rows); under resample_to_size a client's "
+            "held-out rows are never copies of its training rows (5: they could be)."
         ),
     )
 
