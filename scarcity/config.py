@@ -51,9 +51,10 @@ def is_regression(name: str) -> bool:
 
 
 #: The engine's numerical revision (`engine_version`): bumped by a change that moves results
-#: by float rounding, or that fails runs an earlier engine let finish (5: an exploding loss), so
-#: that stored runs, which keep theirs, resume bit for bit and end as they did.
-ENGINE_VERSION = 5
+#: by float rounding, that fails runs an earlier engine let finish (5: an exploding loss), or
+#: that deals out other data (6: shard drops a random shard, resample_to_size keeps held-out
+#: rows distinct), so that stored runs, which keep theirs, resume bit for bit and end as they did.
+ENGINE_VERSION = 6
 
 
 class _RunFields(BaseModel):
@@ -280,7 +281,9 @@ class _RunFields(BaseModel):
             "meta_learning needs insight_exchange (2: it read insights never sent). 4: Krum, "
             "Multi-Krum and Bulyan take their distances from half the matrix products (3: the "
             "full product, symmetrised). 5: a loss or meta-parameter above 1e12 fails the run "
-            "as diverged (4: only NaN and inf did)."
+            "as diverged (4: only NaN and inf did). 6: shard leaves random shards out, as Flower "
+            "Datasets does (5: the highest labels' rows); under resample_to_size a client's "
+            "held-out rows are never copies of its training rows (5: they could be)."
         ),
     )
 

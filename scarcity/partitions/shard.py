@@ -2,11 +2,20 @@
 Deep Networks from Decentralized Data": sort by label, cut into 2·N shards, give each client
 2 at random).
 
-As Flower Datasets' `ShardPartitioner` with `num_shards_per_partition` and no `shard_size`:
-the rows are sorted by label (stable, so ties keep row order), cut into shards of
-⌊n / (N·s)⌋ consecutive rows, and each client gets s shards drawn at random without
-replacement; each client's rows are then shuffled. The last n mod (N·s) rows of the sorted
-order are left out, so the union is the training set less fewer than N·s rows.
+As Flower Datasets' `ShardPartitioner` (flwr-datasets 0.6.1) with `num_shards_per_partition` s,
+no `shard_size` and `keep_incomplete_shard=False`: the n rows are sorted by label (a stable
+sort, so ties keep row order, as its Arrow sort does), cut into shards of q = ⌊n / (N·s)⌋
+consecutive rows, which makes ⌊n / q⌋ whole shards: N·s + ⌊r / q⌋ with r = n mod (N·s). One
+permutation of the whole shards is drawn and its first N·s are dealt out in order, s to a
+client; then each client's rows are shuffled, client by client, from the same generator. The
+⌊r / q⌋ shards left over are random ones; only the last n mod q rows of the sorted order, less
+than a shard, are always left out. Every client holds s·q rows, and the union is the training
+set less r < N·s rows.
+
+Runs of `engine_version` 5 and earlier keep the rule they were made with: a permutation of the
+first N·s shards only, so the last n mod (N·s) rows of the sorted order (the highest labels) were
+always the ones left out. Both rules give every client s·q rows, and they agree whenever
+⌊n / q⌋ = N·s.
 """
 
 from __future__ import annotations
@@ -15,6 +24,9 @@ import numpy as np
 
 from scarcity.params import Param, RunConfig
 from scarcity.partitions.base import Partitioner, PartitionError, shuffled
+
+#: The first engine_version that draws the shards left over at random, as Flower Datasets does.
+RANDOM_LEFTOVER_SHARDS = 6
 
 
 def split(labels: np.ndarray, config: RunConfig, rng: np.random.Generator) -> list[np.ndarray]:
@@ -28,7 +40,11 @@ def split(labels: np.ndarray, config: RunConfig, rng: np.random.Generator) -> li
             f"{len(labels)} rows leave no row per shard",
         )
     order = np.argsort(labels, kind="stable")
-    picked = rng.permutation(shards).reshape(n, per_client)
+    if config.engine_version >= RANDOM_LEFTOVER_SHARDS:
+        whole_shards = len(labels) // shard_size
+        picked = rng.permutation(whole_shards)[:shards].reshape(n, per_client)
+    else:
+        picked = rng.permutation(shards).reshape(n, per_client)
     parts = [
         np.concatenate([order[s * shard_size : (s + 1) * shard_size] for s in row])
         for row in picked

@@ -14,9 +14,12 @@ from scarcity.core.data import (
     dirichlet_partition,
     fill_to_size,
     load_dataset,
+    load_split,
     make_federated_data,
+    split_to_size,
     stratified_split,
 )
+from scarcity.partitions.sizes import DATA_STREAM
 
 
 def test_synthetic_clients_differ_in_shift_and_scale():
@@ -89,6 +92,73 @@ def test_fill_to_size_samples_with_replacement_only_when_short():
     short = fill_to_size(np.array([3, 4]), 5, 100, rng)
     assert len(short) == 5 and set(short.tolist()) <= {3, 4}
     assert len(fill_to_size(np.array([], dtype=np.int64), 4, 10, rng)) == 4
+
+
+def test_split_to_size_keeps_the_held_out_rows_apart_from_the_training_rows():
+    rng = np.random.default_rng(0)
+    # five rows for 16 to train on and 4 held out: round(5 · 0.2) = 1 row held out, copied
+    train, test = split_to_size(np.array([3, 4, 5, 6, 7]), 20, 4, 0.2, 100, rng)
+    assert len(train) == 16 and len(test) == 4
+    assert len(set(test.tolist())) == 1 and len(set(train.tolist())) == 4
+    assert set(train.tolist()) | set(test.tolist()) == {3, 4, 5, 6, 7}
+    # two rows: one each side, however small the fraction
+    train, test = split_to_size(np.array([8, 9]), 10, 1, 0.05, 100, rng)
+    assert {*train.tolist()} | {*test.tolist()} == {8, 9} and len(test) == 1 and len(train) == 9
+    # one row trains; the held-out rows are other rows of the training set, distinct
+    train, test = split_to_size(np.array([9]), 10, 3, 0.3, 12, rng)
+    assert train.tolist() == [9] * 7 and len(set(test.tolist())) == 3 and 9 not in test
+    # no row: both sides from the training set, apart
+    train, test = split_to_size(np.array([], dtype=np.int64), 10, 3, 0.3, 12, rng)
+    assert len(train) == 7 and len(set(test.tolist())) == 3
+    assert not set(train.tolist()) & set(test.tolist()) and max(train.max(), test.max()) < 12
+
+
+def _rows(x):
+    return [tuple(r) for r in x.numpy().tolist()]
+
+
+@pytest.mark.parametrize(("num_clients", "alpha"), [(20, 0.1), (20, 0.5), (100, 0.1)])
+def test_resampled_clients_hold_out_no_copy_of_their_training_rows(num_clients, alpha):
+    """resample_to_size fills a short share by drawing its rows again; from engine_version 6 a
+    client's held-out rows are set aside first, so none is a copy of one of its training rows.
+    Digits has no two equal images, so equal feature rows are copies of one row."""
+    features, _ = load_dataset("digits")
+    assert len(np.unique(features, axis=0)) == len(features)
+    config = resolve_config(
+        preset="stage2",
+        dataset="digits",
+        resample_to_size=True,
+        partition="dirichlet",
+        dirichlet_alpha=alpha,
+        num_clients=num_clients,
+        samples_per_client=50,
+        client_test_fraction=0.2,
+    )
+    assert config.engine_version >= 6
+    data = make_federated_data(config)
+    assert list(data.sizes) == client_sizes(config) == [40] * num_clients
+    # each client's share of the split, as resampling starts from it
+    rng = np.random.default_rng([config.seed, DATA_STREAM])
+    split = load_split(config, rng)
+    parts = dirichlet_partition(split.y_train, num_clients, alpha, rng)
+    for i, part in enumerate(parts):
+        train, held = _rows(data.client_x[i]), _rows(data.client_test_x[i])
+        assert len(held) == 10 and not set(held) & set(train)
+        own = set(_rows(torch.from_numpy(split.x_train[part].astype(np.float32))))
+        if 2 <= len(part) < 50:  # a short share: its own rows, round(m·f) of them held out
+            assert set(train) | set(held) == own
+            assert len(set(held)) == max(1, min(len(part) - 1, round(len(part) * 0.2)))
+        elif len(part) == 1:  # one row: it trains, the held-out rows are others
+            assert set(train) == own and len(set(held)) == 10
+        elif len(part) >= 50:  # enough rows: 50 distinct ones, as before
+            assert len(set(train) | set(held)) == 50 and set(train) | set(held) <= own
+    # engine_version 5 kept its copies
+    earlier = make_federated_data(config.model_copy(update={"engine_version": 5}))
+    copies = sum(
+        len(set(_rows(t)) & set(_rows(x)))
+        for x, t in zip(earlier.client_x, earlier.client_test_x, strict=True)
+    )
+    assert copies > 0
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,7 @@ property, a pure function of the seed), on small literal label arrays against a 
 hand, and for the 422 it gives when a split cannot be made.
 """
 
+import math
 from types import SimpleNamespace
 
 import numpy as np
@@ -52,7 +53,7 @@ def test_every_partition_is_disjoint_covers_what_it_says_and_is_seeded(partition
     everything = np.concatenate(parts)
     assert len(everything) == len(set(everything.tolist()))  # no row twice, to one or two
     assert everything.min() >= 0 and everything.max() < train_rows
-    if partition == "shard":  # the label-sorted tail that fills no shard is left out
+    if partition == "shard":  # shards left over and rows that fill no shard are left out
         shards = num_clients * config.num_shards_per_partition
         assert train_rows - shards < len(everything) <= train_rows
         assert len({len(p) for p in parts}) == 1
@@ -161,14 +162,113 @@ def test_pathological_splits_each_class_evenly_among_its_holders():
     ]
 
 
-def test_shard_sorts_by_label_and_deals_equal_shards():
+def _flower_shard_partitioner(labels, num_partitions, num_shards_per_partition, seed=42):
+    """Flower Datasets 0.6.1's `ShardPartitioner` with `num_shards_per_partition`, no
+    `shard_size`, `keep_incomplete_shard=False`, `shuffle=True`, re-stated on a list of labels:
+    each partition's rows, as indices into `labels`, in the order it returns them.
+
+    It sorts the data set by label (a stable Arrow sort), computes the shard size as
+    int(rows / (partitions · shards per partition)) and the usable shards as
+    floor(rows / shard size), takes the first partitions · shards of a permutation of the
+    usable shards from `np.random.default_rng(seed)`, hands them out in runs of
+    `num_shards_per_partition`, and shuffles each partition's list in place, in partition order.
+    """
+    rng = np.random.default_rng(seed)
+    by_label = sorted(range(len(labels)), key=lambda row: labels[row])  # Python's sort is stable
+    used = num_partitions * num_shards_per_partition
+    size = int(len(labels) / used)
+    usable = math.floor(len(labels) / size)
+    chosen = rng.permutation(usable)[:used].tolist()
+    partitions = []
+    for pid in range(num_partitions):
+        mine = chosen[pid * num_shards_per_partition : (pid + 1) * num_shards_per_partition]
+        positions = []
+        for shard in mine:
+            positions.extend(range(shard * size, min((shard + 1) * size, len(labels))))
+        partitions.append(positions)
+    for positions in partitions:
+        rng.shuffle(positions)
+    return [[by_label[position] for position in positions] for positions in partitions]
+
+
+def _digits_training_labels():
+    return natural_split(resolve_config(preset="stage2", dataset="digits")).data.y_train
+
+
+@pytest.mark.parametrize(
+    ("labels", "num_clients", "per_client", "left_over"),
+    [
+        # Flower's own test data (labels i mod 3, 113 rows), 3 × 3 shards: sizes [36, 36, 36]
+        ([i % 3 for i in range(113)], 3, 3, 0),
+        # the same data, 5 × 3 shards of 7 rows: 16 whole shards, one of them left over
+        ([i % 3 for i in range(113)], 5, 3, 1),
+        # digits' 1,438 training rows, 30 × 3 shards of 15: 95 whole shards, 5 left over
+        ("digits", 30, 3, 5),
+    ],
+)
+def test_shard_equals_flower_datasets_shard_partitioner(labels, num_clients, per_client, left_over):
+    labels = _digits_training_labels().tolist() if labels == "digits" else labels
+    config = resolve_config(
+        preset="stage2",
+        dataset="iris",
+        partition="shard",
+        num_clients=num_clients,
+        num_shards_per_partition=per_client,
+    )
+    ours = PARTITIONERS["shard"].split(np.array(labels), config, np.random.default_rng(42))
+    flower = _flower_shard_partitioner(labels, num_clients, per_client, seed=42)
+    assert [p.tolist() for p in ours] == flower  # the same rows, in the same order
+    size = len(labels) // (num_clients * per_client)
+    assert [len(p) for p in flower] == [per_client * size] * num_clients
+    assert len(labels) // size - num_clients * per_client == left_over
+
+
+def test_shard_leaves_random_shards_out_of_digits_not_the_highest_labels():
+    """30 clients × 3 shards of 15 rows leave 1,438 − 1,350 = 88 rows out: from
+    engine_version 6 five random shards and the last 13 rows of the sorted order, before it
+    the last 88 rows, which were all 9s (88 of its 144)."""
+
+    def left_out(engine_version):
+        config = resolve_config(
+            preset="stage2",
+            dataset="digits",
+            partition="shard",
+            num_clients=30,
+            num_shards_per_partition=3,
+            engine_version=engine_version,
+        )
+        split = natural_split(config)
+        labels = split.data.y_train
+        out = np.setdiff1d(np.arange(len(labels)), np.concatenate(split.parts))
+        return labels, out
+
+    labels, before = left_out(5)
+    assert len(labels) == 1438 and (labels == 9).sum() == 144
+    assert len(before) == 88 and set(labels[before].tolist()) == {9}
+    labels, now = left_out(6)
+    assert len(now) == 88 and len(set(labels[now].tolist())) > 1
+    tail = np.argsort(labels, kind="stable")[-13:]  # 1,438 mod 15: no whole shard
+    assert set(tail.tolist()) <= set(now.tolist())
+
+
+def test_shard_of_engine_version_5_deals_the_first_shards_only():
+    """Stored runs keep their rule: a permutation of the N·s first shards, the tail left out."""
     labels = np.array([2, 0, 1, 0, 2, 1, 0, 1, 2, 9])  # 10 rows, 2 clients × 2 shards of 2
-    config = resolve_config(preset="stage2", dataset="iris", partition="shard", num_clients=2)
+    config = resolve_config(
+        preset="stage2", dataset="iris", partition="shard", num_clients=2, engine_version=5
+    )
     parts = PARTITIONERS["shard"].split(labels, config, np.random.default_rng(1))
     shards = [[1, 3], [6, 2], [5, 7], [0, 4]]  # the stable label order, cut in twos
     picked = np.random.default_rng(1).permutation(4).reshape(2, 2)
     expected = [sorted(shards[a] + shards[b]) for a, b in picked]
-    assert [sorted(p.tolist()) for p in parts] == expected  # row 8 (and 9) fill no shard
+    assert [sorted(p.tolist()) for p in parts] == expected  # rows 8 and 9 fill no shard
+    # from engine_version 6 the fifth shard, rows 8 and 9, is one of five drawn
+    newer = PARTITIONERS["shard"].split(
+        labels, config.model_copy(update={"engine_version": 6}), np.random.default_rng(1)
+    )
+    chosen = np.random.default_rng(1).permutation(5)[:4].reshape(2, 2)
+    shards.append([8, 9])
+    assert [sorted(p.tolist()) for p in newer] == [sorted(shards[a] + shards[b]) for a, b in chosen]
 
 
 def test_size_skewed_sizes_follow_flowers_rule():
