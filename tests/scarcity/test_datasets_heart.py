@@ -9,12 +9,16 @@ recomputed by hand from each hospital's test rows.
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from scarcity import Simulation, resolve_config
+from scarcity.core.data import make_federated_data, natural_split
 from scarcity.datasets import DatasetUnavailable, heart_disease
 from scarcity.datasets.heart_disease import hospital_rows, zscore
 
@@ -178,3 +182,68 @@ def test_two_logit_softmax_at_half_the_rate_is_flambys_logistic_regression():
     torch.testing.assert_close(difference, logistic.weight[0].detach())
     torch.testing.assert_close(softmax.weight.detach().sum(0), total)
     assert (difference - start).abs().max() > 1e-3  # it did move
+
+
+def test_natural_clients_are_the_hospitals_with_their_own_test_rows():
+    config = resolve_config(preset="baseline", dataset="heart_disease")
+    assert (config.num_clients, config.partition, config.feature_scaling) == (4, "natural", "none")
+    assert (config.batch_size, config.learning_rate, config.local_epochs, config.rounds) == (
+        4,
+        0.0005,
+        3,
+        15,
+    )
+    split = natural_split(config)
+    assert [len(p) for p in split.parts] == TRAIN
+    data = make_federated_data(config)
+    assert [len(y) for y in data.client_y] == TRAIN
+    assert [len(y) for y in data.client_test_y] == TEST
+    arrays = heart_disease.load()
+    for i, (x, y) in enumerate(zip(data.client_test_x, data.client_test_y, strict=True)):
+        np.testing.assert_allclose(x.numpy(), arrays.test_x[arrays.test_client_ids == i], atol=1e-6)
+        assert (y.numpy() == arrays.test_y[arrays.test_client_ids == i]).all()
+
+
+def test_client_test_fraction_and_other_partitions_keep_their_own_rule():
+    shared = {"preset": "baseline", "dataset": "heart_disease"}
+    fraction = make_federated_data(resolve_config(**shared, client_test_fraction=0.2))
+    assert [len(y) for y in fraction.client_test_y] == [round(n * 0.2) for n in TRAIN]
+    iid = make_federated_data(resolve_config(**shared, partition="iid"))
+    assert iid.client_test_y == ()
+
+
+def test_fedavg_learns_and_reports_each_hospitals_test_accuracy():
+    config = resolve_config(
+        preset="baseline", dataset="heart_disease", rounds=3, learning_rate=0.005, seed=1
+    )
+    started = time.perf_counter()
+    sim = Simulation(config)
+    results = list(sim.rounds())
+    assert time.perf_counter() - started < 10
+    final = results[-1].metrics
+    arrays = heart_disease.load()
+    model = sim.server.global_model
+    with torch.no_grad():
+        per_hospital = [
+            float(
+                (
+                    model(torch.from_numpy(arrays.test_x[arrays.test_client_ids == i]).float())
+                    .argmax(1)
+                    .numpy()
+                    == arrays.test_y[arrays.test_client_ids == i]
+                ).mean()
+            )
+            for i in range(4)
+        ]
+    assert final["personal_accuracy_mean"] == pytest.approx(np.mean(per_hospital))
+    assert final["personal_accuracy_worst10"] == pytest.approx(min(per_hospital))
+    assert final["personal_accuracy_mean"] > 0.6
+    assert results[-1].metrics["loss"] < results[0].metrics["loss"]
+
+
+def test_fewer_clients_than_hospitals_hold_their_own_hospitals_test_rows():
+    config = resolve_config(preset="baseline", dataset="heart_disease", num_clients=2, seed=3)
+    data = make_federated_data(config)
+    for train, test in zip(data.client_y, data.client_test_y, strict=True):
+        hospital = TRAIN.index(len(train))  # the four training sizes differ
+        assert len(test) == TEST[hospital]
