@@ -16,6 +16,7 @@ SUITES = (
     "search",
     "ablation",
     "sweep",
+    "papers",
 )
 
 

@@ -60,3 +60,16 @@ def test_the_strategy_by_alpha_sweep_gives_the_table_printed() -> None:
         assert statistics.fmean(finals[(strategy, 0.1)]) < statistics.fmean(
             finals[(strategy, 1.0)]
         )
+
+
+def test_the_heart_disease_fedavg_figure_is_its_defaults_over_flambys_seeds() -> None:
+    """`bench papers`' FedAvg row runs heart_disease on its defaults (FLamby's FedAvg)."""
+    printed = re.search(r"FedAvg (0\.\d+) \((0\.\d+)\)", README)
+    assert printed is not None
+    finals = [
+        _final({"preset": "baseline", "dataset": "heart_disease", "seed": seed})[
+            "personal_accuracy_mean"
+        ]
+        for seed in (42, 43, 44, 45, 46)
+    ]
+    assert f"{statistics.fmean(finals):.3f}" == printed.group(1)

@@ -30,7 +30,9 @@ short part is split first, in the data stream (`split_to_size`): round(m·f) of 
 out (at least one, and one left to train on), then each side filled to its size from its own
 rows, so held-out rows may repeat one another but never a training row; a part of one row
 trains on it, an empty one on the rest of the training set, and both hold out other rows of
-the training set. Parts large enough to be drawn without replacement are split as before.
+the training set. Parts large enough to be drawn without replacement are split as before. Natural clients of a data set whose
+test rows carry client ids (a hospital's own test set) hold those test rows as their own
+held-out rows when f = 0.
 
 Feature skew (`feature_noise` σ, NIID-Bench's noise): client i's training features get Gaussian
 noise of std σ·i/(N − 1), drawn once from their own stream (seed, "data", "noise").
@@ -395,7 +397,31 @@ def natural_split(config: SimulationConfig) -> NaturalSplit:
 
 def _natural(config: SimulationConfig) -> FederatedData:
     split = natural_split(config)
-    return _federated(config, split.data, split.parts)
+    return with_own_client_tests(_federated(config, split.data, split.parts), config, split)
+
+
+def with_own_client_tests(
+    data: FederatedData, config: SimulationConfig, split: NaturalSplit
+) -> FederatedData:
+    """Natural clients whose data set's test rows name their client (FLamby's hospitals):
+    each client's own held-out rows are the test rows of its id, so the personal metrics are
+    the global model's score on each client's own test set. Not with `client_test_fraction`
+    (which holds out a share of the client's training rows instead) nor another partition."""
+    ids, test_ids = split.data.client_ids, split.data.test_client_ids
+    if (
+        config.client_test_fraction > 0
+        or ids is None
+        or test_ids is None
+        or not PARTITIONERS[config.partition].by_client_id
+    ):
+        return data
+    owners = [ids[part[0]] for part in split.parts]  # one id per part, none empty
+    held = [torch.from_numpy(np.flatnonzero(test_ids == owner)) for owner in owners]
+    return dataclasses.replace(
+        data,
+        client_test_x=tuple(data.test_x[rows] for rows in held),
+        client_test_y=tuple(data.test_y[rows] for rows in held),
+    )
 
 
 def _federated(

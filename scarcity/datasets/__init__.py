@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from functools import cache
 
-from scarcity.datasets import scikit_learn
+from scarcity.datasets import heart_disease, scikit_learn
 from scarcity.datasets.base import Arrays, Dataset, DatasetUnavailable
 
 DATASETS: dict[str, Dataset] = {
@@ -21,6 +21,7 @@ DATASETS: dict[str, Dataset] = {
         scikit_learn.WINE,
         scikit_learn.IRIS,
         scikit_learn.DIABETES,
+        heart_disease.HEART_DISEASE,
     )
 }
 
