@@ -30,9 +30,9 @@ short part is split first, in the data stream (`split_to_size`): round(m·f) of 
 out (at least one, and one left to train on), then each side filled to its size from its own
 rows, so held-out rows may repeat one another but never a training row; a part of one row
 trains on it, an empty one on the rest of the training set, and both hold out other rows of
-the training set. Parts large enough to be drawn without replacement are split as before. Natural clients of a data set whose
-test rows carry client ids (a hospital's own test set) hold those test rows as their own
-held-out rows when f = 0.
+the training set. Parts large enough to be drawn without replacement are split as before.
+Natural clients of a data set whose test rows carry client ids (a hospital's own test set) hold
+those test rows as their own held-out rows when f = 0.
 
 Feature skew (`feature_noise` σ, NIID-Bench's noise): client i's training features get Gaussian
 noise of std σ·i/(N − 1), drawn once from their own stream (seed, "data", "noise").
