@@ -57,9 +57,7 @@ def test_the_strategy_by_alpha_sweep_gives_the_table_printed() -> None:
             assert shown == printed, (strategy, alpha)
     # the point of the example: label skew costs accuracy
     for strategy in ("fedavg", "fedmedian"):
-        assert statistics.fmean(finals[(strategy, 0.1)]) < statistics.fmean(
-            finals[(strategy, 1.0)]
-        )
+        assert statistics.fmean(finals[(strategy, 0.1)]) < statistics.fmean(finals[(strategy, 1.0)])
 
 
 def test_the_heart_disease_fedavg_figure_is_its_defaults_over_flambys_seeds() -> None:
