@@ -1,0 +1,1 @@
+"""Data sets: the built-in ones and each owner's uploads (`POST /datasets`)."""
