@@ -5,6 +5,7 @@ from models.base import Base
 from models.checkpoint import Checkpoint
 from models.client_data import ClientData
 from models.client_insight import ClientInsight
+from models.dataset import UploadedDataset
 from models.idempotency import IdempotencyKey
 from models.meta_params import MetaParams
 from models.round_metrics import RoundMetrics
@@ -26,4 +27,5 @@ __all__ = [
     "SimulationLog",
     "SimulationStatus",
     "Sweep",
+    "UploadedDataset",
 ]

@@ -6,7 +6,9 @@ README lists each with its default. The engine (`scarcity/`) never reads these.
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
@@ -89,6 +91,27 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(65_536, ge=1_024, description="Request body size cap.")
     max_page_size: int = Field(100, ge=1)
 
+    # Uploaded data sets (POST /datasets): where they are stored and how big they may be.
+    datasets_dir: str = Field(
+        "datasets",
+        description="The upload store: the API writes uploads here and every worker reads "
+        "them (one directory, or volume, shared by all).",
+    )
+    max_upload_bytes: int = Field(
+        64 * 1024 * 1024, ge=1_024, description="Request body cap of an upload (413 above)."
+    )
+    max_upload_rows: int = Field(1_000_000, ge=10, description="Rows of an uploaded file.")
+    max_upload_columns: int = Field(
+        1_024, ge=1, description="Feature columns of an uploaded file (label and clients aside)."
+    )
+    max_upload_classes: int = Field(1_024, ge=2, description="Classes of an uploaded label.")
+    max_upload_cells: int = Field(
+        32_000_000,
+        ge=10,
+        description="Rows × features of an upload (8 bytes each in memory): bounds what a "
+        "compressed Parquet or .npz file may unpack to.",
+    )
+
     torch_threads: int = Field(
         1, ge=1, description="Torch threads per running simulation (small ops: 1 is fastest)."
     )
@@ -119,3 +142,16 @@ class Settings(BaseSettings):
 @lru_cache
 def get_settings() -> Settings:
     return Settings()
+
+
+#: The engine reads its upload store from the environment (`scarcity.datasets.uploaded`).
+DATASETS_DIR_ENV = "SCARCITY_DATASETS_DIR"
+
+
+def export_datasets_dir(settings: Settings) -> Path:
+    """Hand the store directory to the engine in this process and the processes it starts
+    (the embedded engine process, Celery's pool): a value read from `.env` is not in the
+    environment otherwise. Made absolute, so a later change of directory keeps it."""
+    path = Path(settings.datasets_dir).resolve()
+    os.environ[DATASETS_DIR_ENV] = str(path)
+    return path
