@@ -76,6 +76,17 @@ async def require_json(request: Request) -> None:
         )
 
 
+async def require_multipart(request: Request) -> None:
+    """An upload is sent as a multipart form (`curl -F`): any other Content-Type is a 415."""
+    content_type = request.headers.get("content-type")
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    if media != "multipart/form-data":
+        raise UnsupportedMediaType(
+            f"Content-Type must be multipart/form-data (a form with the file), got "
+            f"{content_type or 'none'!r}"
+        )
+
+
 _BOMS = (b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff")
 
 

@@ -17,18 +17,19 @@ from fastapi.staticfiles import StaticFiles
 from app.admission import Admission
 from app.catalogue.routes import router as catalogue_router
 from app.compare.routes import router as compare_router
+from app.datasets.routes import router as datasets_router
 from app.errors import install_error_handlers
 from app.events import EventHub
 from app.limits import BodySizeLimit
 from app.metrics import RequestMetrics
-from app.openapi import drop_auth_when_open
+from app.openapi import drop_auth_when_open, spell_files_as_binary
 from app.request_id import RequestId
 from app.results.routes import router as results_router
 from app.simulations.routes import router as simulations_router
 from app.sweeps.routes import router as sweeps_router
 from app.system.routes import router as system_router
 from models.migrate import ensure_schema
-from models.settings import get_settings
+from models.settings import export_datasets_dir, get_settings
 
 STATIC = Path(__file__).parent / "static"
 logger = logging.getLogger("app")
@@ -78,6 +79,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 def create_app() -> FastAPI:
     settings = get_settings()
+    export_datasets_dir(settings)  # the engine here and in the embedded engine process reads it
     app = FastAPI(
         title="Scarcity",
         summary="SF-HFE simulations (Hierarchical Federated Ensembles, data scarcity) as jobs.",
@@ -90,8 +92,13 @@ def create_app() -> FastAPI:
         generate_unique_id_function=lambda route: route.name,
     )
     install_error_handlers(app)
+    spell_files_as_binary(app)
     drop_auth_when_open(app, open_api=not settings.api_key_list)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=settings.max_body_bytes,
+        overrides={("POST", "/datasets"): (settings.max_upload_bytes, "SCARCITY_MAX_UPLOAD_BYTES")},
+    )
     app.add_middleware(RequestId)
     app.add_middleware(RequestMetrics)
     # One router per domain (app/<domain>/routes.py); this order is the OpenAPI document's.
@@ -100,6 +107,7 @@ def create_app() -> FastAPI:
         results_router,
         compare_router,
         sweeps_router,
+        datasets_router,
         catalogue_router,
         system_router,
     ):

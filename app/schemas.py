@@ -406,6 +406,61 @@ class ModelPublic(BaseModel):
     )
 
 
+class UploadOptionsPublic(BaseModel):
+    label: str = Field(description="The label column (an .npz: the label array).")
+    client_column: str | None = Field(
+        None, description="The column (or array) of each row's natural client; null: none."
+    )
+    test_fraction: float | None = Field(
+        None, description="The share held out as the upload's own test split; null: none."
+    )
+    task: Literal["classification", "regression"] | None = Field(
+        None, description="The task as asked; null: decided from the label's values."
+    )
+
+
+class DatasetPublic(BaseModel):
+    """A data set a config's `dataset` can name: built in, or uploaded by you."""
+
+    id: str = Field(
+        description="The value of the config field `dataset`: a built-in data set's name, or "
+        "an upload's id (`ds_` and 24 hex digits of its content's sha256)."
+    )
+    kind: Literal["built_in", "upload"]
+    summary: str
+    source: str = Field(description="Where the rows come from (`uploaded` for an upload).")
+    task: Literal["classification", "regression"]
+    features: int = Field(description="Features per row: a run's `input_dim`.")
+    classes: int = Field(description="Classes (1 for a regression target): its `output_dim`.")
+    natural_clients: int = Field(
+        description="Natural clients the rows name (0: none); a run then splits by them "
+        "(`partition: natural`) unless it says otherwise."
+    )
+    own_test_split: bool = Field(description="Its own test rows (`test_fraction` is not read).")
+    feature_scaling: Literal["standard", "minmax", "none"] = Field(
+        description="The scaling a run gets when it leaves `feature_scaling` unset."
+    )
+    defaults: dict[str, Any] = Field(
+        description="Config fields a new run on it gets unless the request sets them."
+    )
+    rows: int | None = Field(None, description="An upload's rows, test rows included.")
+    test_rows: int | None = Field(None, description="An upload's rows held out for testing.")
+    filename: str | None = Field(None, description="The name of the file you uploaded.")
+    format: Literal["csv", "parquet", "npz"] | None = None
+    sha256: str | None = Field(None, description="The sha256 of the uploaded file's bytes.")
+    options: UploadOptionsPublic | None = Field(None, description="An upload's options.")
+    class_names: list[str] | None = Field(
+        None, description="Class i's name (an upload's labels, in sorted order)."
+    )
+    client_names: list[str] | None = Field(
+        None, description="Natural client i's name, in the order each first appears."
+    )
+    feature_names: list[str] | None = Field(None, description="The feature columns, in order.")
+    created_at: datetime | None = Field(None, description="When you uploaded it.")
+
+    _utc_times = field_validator("created_at")(_utc)
+
+
 class ErrorBody(BaseModel):
     type: str
     detail: Any

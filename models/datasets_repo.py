@@ -4,9 +4,9 @@ whether a simulation of the owner still names it. Callers own the transaction.""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, select
+from sqlalchemy import CursorResult, delete, select
 from sqlalchemy.orm import Session
 
 from models.base import utcnow
@@ -34,7 +34,10 @@ def add(
         description=dict(description),
         created_at=utcnow(),
     )
-    added = session.execute(statement.on_conflict_do_nothing(index_elements=["owner", "id"]))
+    added = cast(
+        CursorResult[Any],
+        session.execute(statement.on_conflict_do_nothing(index_elements=["owner", "id"])),
+    )
     row = get(session, owner, dataset_id)
     assert row is not None
     return row, bool(added.rowcount)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import functools
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -16,6 +20,15 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 SCARCITY = [sys.executable, "-m", "scarcity"]
+
+
+@functools.cache
+def datasets_dir() -> str:
+    """The upload store of every service process this test session starts (unless a test's
+    env names one): a temporary directory, shared by its API and workers as one volume is."""
+    path = tempfile.mkdtemp(prefix="scarcity-datasets-")
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path
 
 
 def free_port() -> int:
@@ -38,7 +51,7 @@ class ServiceProcess:
         self.process = subprocess.Popen(
             self._args,
             cwd=ROOT,
-            env={**os.environ, **self._env},
+            env={**os.environ, "SCARCITY_DATASETS_DIR": datasets_dir(), **self._env},
             stdout=self._log,
             stderr=subprocess.STDOUT,
             start_new_session=True,

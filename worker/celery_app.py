@@ -25,7 +25,7 @@ from celery.signals import (
 from celery.worker.consumer import Consumer
 
 from models.db import dispose_engines
-from models.settings import get_settings
+from models.settings import export_datasets_dir, get_settings
 
 logger = logging.getLogger("worker.celery")
 TASK_NAME = "scarcity.run_simulation"
@@ -33,6 +33,7 @@ TASK_NAME = "scarcity.run_simulation"
 
 def make_celery() -> Celery:
     settings = get_settings()
+    export_datasets_dir(settings)  # uploads: the engine in the pool processes reads the store
     app = Celery("scarcity", broker=settings.broker_url or "redis://127.0.0.1:6379/0")
     timeout = settings.publish_timeout_seconds
     app.conf.update(

@@ -562,7 +562,8 @@ def _assemble(
     columns: _Columns, options: Options, limits: Limits, digest: str, fmt: Format
 ) -> Ingested:
     y, task, class_names = _labels(columns.labels, options, limits)
-    client_ids, client_names = (None, [])
+    client_ids: np.ndarray | None = None
+    client_names: list[str] = []
     if columns.clients is not None:
         client_ids, client_names = _clients(columns.clients, options, limits)
     rows, features = columns.x.shape

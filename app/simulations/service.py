@@ -9,6 +9,7 @@ way (`app/sweeps/service.py`).
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import Response
@@ -17,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from app import idempotency, search
 from app.admission import Admission
+from app.datasets.service import owned_by, require_owned
 from app.errors import Conflict, NotFound, Unprocessable, config_error_detail
 from app.pagination import decode_cursor, decode_offset_cursor, encode_offset, encode_position
 from app.schemas import (
@@ -74,8 +76,12 @@ def check_limits(run_plan: RunPlan, settings: Settings) -> None:
         )
 
 
-def resolved_config(body: BaseModel, settings: Settings) -> SimulationConfig:
-    """The request's preset and overrides resolved to a full config, checked against the limits."""
+def resolved_config(
+    body: BaseModel, settings: Settings, owns: Callable[[str], bool]
+) -> SimulationConfig:
+    """The request's preset and overrides resolved to a full config, checked against the limits.
+    `owns(dataset)`: whether the caller may run on that data set (an upload of theirs)."""
+    require_owned(owns, getattr(body, "dataset", None))
     config = resolve_config(body.model_dump(exclude_none=True, exclude=set(RUN_FIELDS)))
     try:
         run_plan = plan(config)
@@ -99,7 +105,7 @@ async def create_simulation(
     idempotency_key: str | None,
 ) -> Any:
     """Resolve and check the request, then queue the run once per Idempotency-Key."""
-    config = resolved_config(body, settings)
+    config = resolved_config(body, settings, owned_by(owner))
 
     async def create() -> tuple[SimulationPublic, str]:
         simulation = await admission.submit(owner, config.model_dump(), run_attrs(body))

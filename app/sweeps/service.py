@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 
 from app import idempotency
 from app.admission import Admission
+from app.datasets.service import owned_by
 from app.errors import Conflict, NotFound, Unprocessable, validation_detail
 from app.labels import shown
 from app.negotiation import table
@@ -151,7 +152,7 @@ def _run_error(exc: ValidationError | Unprocessable, point: dict[str, Any], inde
 
 
 def plan_runs(
-    body: SweepCreate, settings: Settings, sweep_id: uuid.UUID
+    body: SweepCreate, settings: Settings, sweep_id: uuid.UUID, owner: str
 ) -> list[tuple[dict[str, Any], dict[str, Any]]]:
     """Every run's resolved config and attrs (name, tags, notes), each checked as a submission."""
     _check_space(body)
@@ -169,11 +170,12 @@ def plan_runs(
     tags = {**base.pop("tags", {}), "sweep": str(sweep_id)}
     notes = base.pop("notes", None)
     title = body.name or f"sweep {str(sweep_id)[:8]}"
+    owns = owned_by(owner)  # asked once per data set the runs name
     runs = []
     for index, (point, seed) in enumerate(expand(body)):
         try:
             request = SimulationCreate.model_validate({**base, **point, "seed": seed})
-            config = resolved_config(request, settings)
+            config = resolved_config(request, settings, owns)
         except (ValidationError, Unprocessable) as exc:
             raise _run_error(exc, point, index) from None
         name = " · ".join(part for part in (title, _shown(point), f"seed {seed}") if part)
@@ -217,7 +219,7 @@ def store_sweep(
     Committed here, before the ids are published: a worker must find the rows it is sent.
     """
     sweep_id = uuid.uuid4()
-    runs = plan_runs(body, settings, sweep_id)
+    runs = plan_runs(body, settings, sweep_id, owner)
     cap = settings.max_active_per_owner
     with session_scope() as session:
         if simulations_repo.count_active(session, owner, up_to=cap) >= cap:

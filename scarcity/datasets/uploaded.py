@@ -165,7 +165,12 @@ def write(store: Path, upload_id: str, arrays: Arrays, meta: Mapping[str, Any]) 
     if (store / f"{upload_id}.json").exists():
         return False
     stored = _arrays_to_store(arrays, regression=meta["task"] == "regression")
-    _write_atomically(store / f"{upload_id}.npz", lambda file: np.savez(file, **stored))
+    # numbers only, no pickled object: the reader loads with allow_pickle=False (mypy takes the
+    # arrays for savez's allow_pickle flag)
+    _write_atomically(
+        store / f"{upload_id}.npz",
+        lambda file: np.savez(file, **stored),  # type: ignore[arg-type]
+    )
     text = json.dumps({**meta, "name": upload_id}, indent=1, sort_keys=True).encode()
     _write_atomically(store / f"{upload_id}.json", lambda file: file.write(text))
     return True

@@ -363,6 +363,49 @@ def test_a_generated_client_calls_every_operation_and_parses_every_answer(
     gone = parsed(ops["get_sweep"].sync_detailed(sweep.id, client=client), 404)
     assert isinstance(gone, models.ErrorBody)
 
+    # --- data sets: upload (multipart), list, describe, run on it, delete -----------------------
+    types = importlib.import_module(f"{PACKAGE}.types")
+    rows = "".join(
+        f"{i % 7 * 0.5},{i % 3 == 0},{'ab'[i % 2]},{'pq'[i // 10 % 2]}\n" for i in range(40)
+    )
+    upload = models.BodyUploadDataset(
+        file=types.File(
+            payload=io.BytesIO(f"size,wet,kind,site\n{rows}".encode()), file_name="g.csv"
+        ),
+        label="kind",
+        client_column="site",
+        test_fraction=0.25,
+    )
+    uploaded = parsed(ops["upload_dataset"].sync_detailed(client=client, body=upload), 201)
+    assert uploaded.id.startswith("ds_") and uploaded.kind.value == "upload"
+    assert (uploaded.features, uploaded.classes, uploaded.natural_clients) == (2, 2, 2)
+    upload.file.payload.seek(0)
+    assert (
+        parsed(ops["upload_dataset"].sync_detailed(client=client, body=upload), 200).id
+        == uploaded.id
+    )
+    catalogue = parsed(ops["list_datasets"].sync_detailed(client=client), 200)
+    assert [d.id for d in catalogue][:2] == ["digits", "breast_cancer"]
+    assert uploaded.id in [d.id for d in catalogue]
+    one = parsed(ops["get_dataset"].sync_detailed(uploaded.id, client=client), 200)
+    assert one.class_names == ["a", "b"] and one.client_names == ["p", "q"]
+    assert parsed(ops["get_dataset"].sync_detailed("digits", client=client), 200).features == 64
+    on_upload = parsed(
+        ops["create_simulation"].sync_detailed(
+            client=client,
+            body=models.SimulationCreate.from_dict(
+                {"preset": "baseline", "rounds": 2, "dataset": uploaded.id}
+            ),
+        ),
+        202,
+    )
+    assert until(lambda: finished(on_upload.id)).status.value == "succeeded"
+    in_use = parsed(ops["delete_dataset"].sync_detailed(uploaded.id, client=client), 409)
+    assert isinstance(in_use, models.ErrorBody) and in_use.type_ == "conflict"
+    assert ops["delete_simulation"].sync_detailed(on_upload.id, client=client).status_code == 204
+    assert ops["delete_dataset"].sync_detailed(uploaded.id, client=client).status_code == 204
+    parsed(ops["get_dataset"].sync_detailed(uploaded.id, client=client), 404)
+
     # --- every operation of the document was called -------------------------------------------
     assert calls.called == set(calls.operations.values()), (
         f"not called: {sorted(set(calls.operations.values()) - calls.called)}"
