@@ -1,5 +1,7 @@
-"""The `scarcity` command: `run` a simulation in-process; `serve`, `worker`, `migrate` belong to
-the service and are imported lazily from `app.cli`, so the engine never imports the service.
+"""The `scarcity` command: `run` a simulation in-process; `datasets add|list` upload and list
+data sets on a running service (over HTTP, `scarcity.client`); `serve`, `worker`, `migrate`
+belong to the service and are imported lazily from `app.cli`, so the engine never imports the
+service.
 """
 
 from __future__ import annotations
@@ -84,9 +86,105 @@ def build_parser() -> argparse.ArgumentParser:
         help="torch intra-op threads (default $SCARCITY_TORCH_THREADS or 1, as the service's "
         "workers: equal thread counts give equal metrics; tiny ops run fastest on one)",
     )
+    _add_datasets_parser(sub)
     for name in SERVICE_COMMANDS:
         sub.add_parser(name, help=f"service: {name} (see app.cli)", add_help=False)
     return parser
+
+
+def _add_datasets_parser(sub: Any) -> None:
+    datasets = sub.add_parser(
+        "datasets", help="upload and list data sets on a running service (POST/GET /datasets)"
+    )
+    datasets.add_argument(
+        "--url",
+        default=os.environ.get("SCARCITY_URL", "http://127.0.0.1:8000"),
+        help="the service (default $SCARCITY_URL or http://127.0.0.1:8000)",
+    )
+    datasets.add_argument(
+        "--api-key",
+        default=os.environ.get("SCARCITY_API_KEY"),
+        help="bearer token of a service with API keys (default $SCARCITY_API_KEY)",
+    )
+    actions = datasets.add_subparsers(dest="action", required=True)
+    add = actions.add_parser(
+        "add", help="upload a CSV, Parquet or .npz file; prints its id (ds_…) on stdout"
+    )
+    add.add_argument("file", type=Path, help="the file to upload")
+    add.add_argument("--label", required=True, help="the label column (an .npz: its array)")
+    add.add_argument("--client-column", default=None, help="the column naming each row's client")
+    add.add_argument(
+        "--test-fraction",
+        type=float,
+        default=None,
+        help="hold out this share of each class as the data set's own test split",
+    )
+    add.add_argument(
+        "--task",
+        choices=("classification", "regression"),
+        default=None,
+        help="override the task read from the label's values",
+    )
+    actions.add_parser("list", help="the built-in data sets and your uploads")
+
+
+def datasets_command(args: argparse.Namespace) -> int:
+    """`scarcity datasets add|list`: 0, or 1 when the service refuses (its detail on stderr)."""
+    import httpx
+
+    from scarcity.client import ScarcityClient, ScarcityError
+
+    try:
+        with ScarcityClient(args.url, api_key=args.api_key, timeout=300) as api:
+            if args.action == "add":
+                found = api.upload_dataset(
+                    args.file,
+                    args.label,
+                    client_column=args.client_column,
+                    test_fraction=args.test_fraction,
+                    task=args.task,
+                )
+                print(found["id"])
+                print(f"{args.file.name}: {found['summary']}", file=sys.stderr)
+            else:
+                print(format_datasets(api.datasets()))
+    except OSError as error:  # the file, or the connection
+        print(f"scarcity datasets: {error}", file=sys.stderr)
+        return 1
+    except ScarcityError as error:
+        details = error.detail if isinstance(error.detail, list) else [error.detail]
+        lines = [
+            f"{d.get('field')}: {d.get('message')}" if isinstance(d, dict) else str(d)
+            for d in details
+        ]
+        print(f"scarcity datasets: HTTP {error.status}", *lines, sep="\n  ", file=sys.stderr)
+        return 1
+    except httpx.HTTPError as error:  # refused, timed out
+        print(f"scarcity datasets: {args.url}: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def format_datasets(rows: Sequence[dict[str, Any]]) -> str:
+    """`GET /datasets` as an aligned text table."""
+    header = ["id", "kind", "task", "rows", "features", "classes", "clients", "file"]
+    body = [
+        [
+            str(d["id"]),
+            str(d["kind"]),
+            str(d["task"]),
+            "-" if d.get("rows") is None else str(d["rows"]),
+            str(d["features"]),
+            str(d["classes"]),
+            str(d["natural_clients"]),
+            d.get("filename") or "-",
+        ]
+        for d in rows
+    ]
+    widths = [max(len(h), *(len(r[i]) for r in body)) for i, h in enumerate(header)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(header, widths, strict=True)).rstrip()]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in body]
+    return "\n".join(lines)
 
 
 def request_from_args(args: argparse.Namespace) -> dict[str, Any]:
@@ -212,6 +310,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args_list or args_list[0].startswith("-") and args_list[0] not in own_options:
         args_list = ["run", *args_list]
     args = build_parser().parse_args(args_list)
+    if args.command == "datasets":
+        return datasets_command(args)
     return run_command(args)
 
 

@@ -15,6 +15,8 @@ field). This module speaks HTTP only; the engine itself is `scarcity.Simulation`
 
 from __future__ import annotations
 
+import builtins
+import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from types import TracebackType
@@ -223,6 +225,36 @@ class ScarcityClient:
         """The config fields that differ and every metric's series aligned by round."""
         params = {"ids": ",".join(simulation_ids)}
         return dict(self._call("GET", "/compare", params=params).json())
+
+    # -- data sets ----------------------------------------------------------------------
+    def upload_dataset(
+        self,
+        path: str | os.PathLike[str],
+        label: str,
+        *,
+        client_column: str | None = None,
+        test_fraction: float | None = None,
+        task: str | None = None,
+    ) -> dict[str, Any]:
+        """Upload a CSV, Parquet or .npz file; its description, whose `id` (`ds_…`) a config's
+        `dataset` takes. The same bytes with the same options give the same id again."""
+        fields = {"label": label, "client_column": client_column, "task": task}
+        data = {k: v for k, v in fields.items() if v is not None}
+        if test_fraction is not None:
+            data["test_fraction"] = repr(float(test_fraction))
+        with open(path, "rb") as file:
+            files = {"file": (os.path.basename(path), file, "application/octet-stream")}
+            return dict(self._call("POST", "/datasets", data=data, files=files).json())
+
+    def datasets(self) -> builtins.list[dict[str, Any]]:
+        """The built-in data sets and your uploads."""
+        return list(self._call("GET", "/datasets").json())
+
+    def dataset(self, dataset_id: str) -> dict[str, Any]:
+        return dict(self._call("GET", f"/datasets/{dataset_id}").json())
+
+    def delete_dataset(self, dataset_id: str) -> None:
+        self._call("DELETE", f"/datasets/{dataset_id}")
 
     # -- sweeps --------------------------------------------------------------------------
     def sweep(
