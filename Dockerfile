@@ -28,9 +28,10 @@ RUN pip install --no-deps . && cd / && rm -rf /src
 ARG GIT_COMMIT=""
 ENV SCARCITY_GIT_COMMIT=${GIT_COMMIT}
 
-# Runtime directory of the unprivileged user: ./logs (and ./scarcity.db in embedded mode).
+# Runtime directory of the unprivileged user: ./logs, ./datasets (uploads; compose mounts a
+# volume there, which takes this directory's owner) and ./scarcity.db in embedded mode.
 WORKDIR /data
-RUN chown scarcity:scarcity /data
+RUN mkdir -p /data/datasets && chown -R scarcity:scarcity /data
 USER scarcity
 
 EXPOSE 8000

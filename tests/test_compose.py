@@ -106,6 +106,21 @@ def test_healthchecks_volume_and_a_scalable_worker(compose: dict[str, Any]) -> N
     assert "container_name" not in worker and "ports" not in worker
 
 
+def test_api_and_workers_share_one_upload_store(compose: dict[str, Any]) -> None:
+    """The API writes uploads where every worker reads them: one named volume, mounted at the
+    store directory the settings name, in both services."""
+    services = compose["services"]
+    mounts = set()
+    for name in ("api", "worker"):
+        store = settings_from(services[name]["environment"]).datasets_dir
+        (mount,) = [v for v in services[name]["volumes"] if v.endswith(f":{store}")]
+        mounts.add(mount)
+    (mount,) = mounts
+    assert mount.split(":")[0] in compose["volumes"]
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert f"mkdir -p {mount.split(':')[1]}" in dockerfile  # owned by the image's user
+
+
 def test_dockerfile_builds_a_cpu_only_non_root_image() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert dockerfile.startswith("#") and "FROM python:3.11-slim\n" in dockerfile
