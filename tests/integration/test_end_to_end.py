@@ -77,6 +77,25 @@ def check_stage8_metrics(url: str) -> None:
         assert client.get(f"/simulations/{sim_id}/metrics?format=csv").text == csv_text
 
 
+def check_a_run_on_an_upload(url: str) -> None:
+    """The API writes an upload into the store; the worker that runs on it reads it there."""
+    rows = "".join(f"{i % 5},{(i * 7) % 3},{'xy'[i % 2]},{'pq'[i % 4 // 2]}\n" for i in range(40))
+    data = f"a,b,label,site\n{rows}".encode()
+    with httpx.Client(base_url=url, timeout=30) as client:
+        form = {"label": "label", "client_column": "site", "test_fraction": "0.25"}
+        uploaded = client.post("/datasets", data=form, files={"file": ("u.csv", data)})
+        assert uploaded.status_code == 201, uploaded.text
+        dataset_id = uploaded.json()["id"]
+        job = {"preset": "stage5", "federated_averaging": True, "dataset": dataset_id}
+        sim_id = client.post("/simulations", json={**job, "rounds": 3}).json()["id"]
+        final = wait_for_status(client, sim_id, {"succeeded", "failed", "cancelled"})
+        assert final["status"] == "succeeded", final
+        assert final["config"]["partition"] == "natural" and final["config"]["num_clients"] == 2
+        rounds = client.get(f"/simulations/{sim_id}/metrics").json()["rounds"]
+        assert [r["round"] for r in rounds] == [1, 2, 3]
+        assert all("test_accuracy" in r["metrics"] for r in rounds)
+
+
 @pytest.fixture
 def embedded_url(tmp_path: Path) -> Iterator[str]:
     server = Server({"SCARCITY_DATABASE_URL": f"sqlite:///{tmp_path}/e2e.db"}, tmp_path / "api.log")
@@ -108,3 +127,4 @@ def test_embedded_mode_runs_jobs_and_stores_every_round(embedded_url: str) -> No
 def test_distributed_mode_runs_jobs_on_a_celery_worker(distributed_url: str) -> None:
     run_jobs_and_check(distributed_url)
     check_stage8_metrics(distributed_url)
+    check_a_run_on_an_upload(distributed_url)
