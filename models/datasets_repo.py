@@ -4,9 +4,9 @@ whether a simulation of the owner still names it. Callers own the transaction.""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import CursorResult, delete, select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from models.base import utcnow
@@ -34,13 +34,12 @@ def add(
         description=dict(description),
         created_at=utcnow(),
     )
-    added = cast(
-        CursorResult[Any],
-        session.execute(statement.on_conflict_do_nothing(index_elements=["owner", "id"])),
-    )
+    # RETURNING says whether the row went in (a driver's rowcount may be -1 for it)
+    conflict_free = statement.on_conflict_do_nothing(index_elements=["owner", "id"])
+    added = session.execute(conflict_free.returning(UploadedDataset.__table__.c.id)).first()
     row = get(session, owner, dataset_id)
     assert row is not None
-    return row, bool(added.rowcount)
+    return row, added is not None
 
 
 def get(session: Session, owner: str, dataset_id: str) -> UploadedDataset | None:
