@@ -99,8 +99,9 @@ def upload(
     dataset_id = uploaded.upload_id(digest)
     with session_scope(read_only=True) as session:
         row = datasets_repo.get(session, owner, dataset_id)
-        if row is not None:
-            return _public(row, detail=True), False
+    held = uploaded.description(dataset_id, store)
+    if row is not None and held is not None:
+        return _public(row, detail=True), False  # (a row whose files are gone: written again)
 
     def parsed() -> Ingested:
         try:
@@ -108,7 +109,7 @@ def upload(
         except IngestError as error:
             raise Unprocessable([{"field": error.field, "message": error.message}]) from None
 
-    ingested = None if uploaded.description(dataset_id, store) else parsed()
+    ingested = None if held else parsed()
     with uploaded.store_lock(store):
         description = uploaded.description(dataset_id, store)
         if description is None:  # new, or removed since the look above

@@ -154,6 +154,14 @@ def test_the_same_bytes_and_options_are_the_same_data_set(client: httpx.Client) 
     assert described["own_test_split"] is True
     assert described["test_rows"] == held_out_rows(table(4), 0.2) > 0
     assert described["options"]["test_fraction"] == 0.2
+    # a store that lost the files (a volume replaced) gets them back from a re-upload
+    for path in Path(datasets_dir()).glob(f"{first.json()['id']}.*"):
+        path.unlink()
+    healed = upload(client, data, "a.csv", label="species", client_column="site")
+    assert healed.status_code == 200 and healed.json() == first.json()
+    assert stored_files(first.json()["id"]) == [
+        f"{first.json()['id']}.{s}" for s in ("json", "npz")
+    ]
 
 
 @pytest.mark.parametrize(

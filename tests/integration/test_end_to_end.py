@@ -86,6 +86,8 @@ def check_a_run_on_an_upload(url: str) -> None:
         uploaded = client.post("/datasets", data=form, files={"file": ("u.csv", data)})
         assert uploaded.status_code == 201, uploaded.text
         dataset_id = uploaded.json()["id"]
+        again = client.post("/datasets", data=form, files={"file": ("u.csv", data)})
+        assert again.status_code == 200 and again.json()["id"] == dataset_id
         job = {"preset": "stage5", "federated_averaging": True, "dataset": dataset_id}
         sim_id = client.post("/simulations", json={**job, "rounds": 3}).json()["id"]
         final = wait_for_status(client, sim_id, {"succeeded", "failed", "cancelled"})
