@@ -8,7 +8,7 @@ found in the upload store (`scarcity.datasets.uploaded`).
 
 from __future__ import annotations
 
-from functools import cache
+from functools import lru_cache
 
 from scarcity.datasets import heart_disease, scikit_learn
 from scarcity.datasets.base import Arrays, Dataset, DatasetUnavailable
@@ -38,9 +38,11 @@ def find_dataset(name: str) -> Dataset | None:
     return uploaded.find(name)
 
 
-@cache
+@lru_cache(maxsize=4)
 def load_arrays(name: str) -> Arrays:
-    """The rows of data set `name` (cached per process: an upload's id names fixed bytes)."""
+    """The rows of data set `name`, cached per process for the few data sets a worker uses in
+    turn (an upload's id names fixed bytes); a long-lived worker that meets many uploads keeps
+    only the last four."""
     dataset = find_dataset(name)
     if dataset is None:
         raise DatasetUnavailable(f"unknown data set {name!r}")
