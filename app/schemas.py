@@ -25,6 +25,7 @@ from models.base import as_utc
 from models.settings import Settings, get_settings
 from scarcity.backbones import BACKBONES
 from scarcity.config import PRESETS, SimulationConfig
+from scarcity.datasets import DATASETS, SYNTHETIC
 from scarcity.partitions import PARTITIONERS
 from scarcity.results import CLIENT_FIGURES, METRIC_NAMES
 from scarcity.strategies import STRATEGIES
@@ -92,8 +93,13 @@ def _make_simulation_create() -> type[BaseModel]:
             annotation = Literal[tuple(PARTITIONERS)]
         if name == "model":
             annotation = Literal[tuple(BACKBONES)]
+        # The data set is an open set (uploads): its schema gives the built-in names as examples.
+        extra = {"examples": [SYNTHETIC, *DATASETS]} if name == "dataset" else None
         # Built at run time from the engine's fields, so mypy cannot follow the types here.
-        fields[name] = (annotation | None, Field(None, description=info.description))  # type: ignore[operator]
+        fields[name] = (
+            annotation | None,  # type: ignore[operator]
+            Field(None, description=info.description, json_schema_extra=extra),
+        )
     return create_model(  # type: ignore[call-overload]
         "SimulationCreate",
         __config__=ConfigDict(

@@ -99,9 +99,9 @@ function buildField(name, prop) {
   } else if (s.type === "array") {  // hidden_sizes: integers typed as "64, 32"
     kind = "integers";
     input = el("input", { type: "text", id, name, placeholder: "64, 32", inputmode: "numeric" });
-  } else if (s.enum) {
+  } else if (s.enum || s.examples) {  // examples: an open set, filled in from its catalogue
     kind = "enum";
-    input = el("select", { id, name }, ...s.enum.map((v) => new Option(v, v)));
+    input = el("select", { id, name }, ...(s.enum || s.examples).map((v) => new Option(v, v)));
   } else if (s.type === "integer" || s.type === "number") {
     kind = s.type;
     const min = s.minimum ?? s.exclusiveMinimum;
@@ -301,12 +301,23 @@ async function submit(event) {
   }
 }
 
+// The data set choices: synthetic, the built-in ones and the caller's uploads (GET /datasets).
+function listDatasets(datasets) {
+  const f = form.fields.get("dataset");
+  if (!f) return;
+  const label = (d) => (d.kind === "upload" ? `${d.filename || d.summary} (${d.id})` : d.id);
+  f.input.replaceChildren(
+    new Option("synthetic", "synthetic"),
+    ...datasets.map((d) => new Option(label(d), d.id)),
+  );
+}
+
 // Loads the presets and the schema and builds the form (again once an API key is given).
 export async function initForm() {
   try {
-    const [presets, openapi, strategies, partitions, models] = await Promise.all([
+    const [presets, openapi, strategies, partitions, models, datasets] = await Promise.all([
       apiJSON("/presets"), apiJSON("/openapi.json"), apiJSON("/strategies"), apiJSON("/partitions"),
-      apiJSON("/models"),
+      apiJSON("/models"), apiJSON("/datasets"),
     ]);
     form.presets = presets;
     form.models = models;
@@ -321,6 +332,7 @@ export async function initForm() {
     }));
     select.value = names.includes("stage8") ? "stage8" : names[names.length - 1];
     buildForm(schema);
+    listDatasets(datasets);
     applyPreset();
     for (const name of ["strategy", "model"]) {
       const f = form.fields.get(name);
