@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 import sys
 
 SUITES = (
@@ -24,6 +25,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("suites", nargs="*", choices=[*SUITES, []], default=[])
     parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
+    parser.add_argument(
+        "--full",
+        action="store_true",
+        help="the papers' own protocols where a suite has a reduced default (papers)",
+    )
     args = parser.parse_args(argv)
     for name in args.suites or SUITES:
         try:
@@ -32,7 +38,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[{name}] not available: {exc}")
             continue
         print(f"=== {name} ===", flush=True)
-        module.main(quick=args.quick)
+        if "full" in inspect.signature(module.main).parameters:
+            module.main(quick=args.quick, full=args.full)
+        else:
+            module.main(quick=args.quick)
     return 0
 
 
