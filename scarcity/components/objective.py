@@ -139,9 +139,15 @@ class HeadRegularizer:
     mu: Tensor
     correction: dict[str, Tensor] | None = None
 
-    def term(self, params: dict[str, Tensor]) -> Tensor:
-        """The term itself over all rows (summed), for autograd (`models.fit_models`)."""
-        return replace(self.objective, correction=self.correction).term(params, self.mu)
+    def term(self, params: dict[str, Tensor], rows: Tensor | slice | None = None) -> Tensor:
+        """The term itself over the heads `rows` (None = all; summed), whose parameters are
+        `params`, for autograd (`models.fit_models`)."""
+        if rows is None:
+            return replace(self.objective, correction=self.correction).term(params, self.mu)
+        correction = self.correction
+        if correction is not None:
+            correction = {key: t[rows] for key, t in correction.items()}
+        return replace(self.objective, correction=correction).term(params, self.mu[rows])
 
     def grads(self, w: Tensor, b: Tensor, rows: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """The term's gradient for the heads `rows` (None = all), whose weights are `w`, `b`."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pydantic
 import pytest
 import torch
+import torch.nn.functional as F
 
 from scarcity import Simulation, resolve_config, run_simulation
 from scarcity.backbones import BACKBONES, make_backbone
@@ -157,6 +158,79 @@ def test_autograd_over_stacked_models_equals_the_closed_form_for_linear(task, ba
             getattr(auto, key).double(), getattr(closed, key).double(), rtol=1e-5, atol=1e-6
         )
     assert not torch.equal(w, w2.new_zeros(w2.shape))  # it trained
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"dataset": "digits", "model": "cnn", "cnn_channels": 4},
+        {"dataset": "digits", "model": "mlp", "hidden_sizes": [16]},
+    ],
+)
+def test_a_stacked_row_computes_the_same_whichever_rows_share_its_call(fields):
+    """What lets a step run only the rows with samples left, in chunks: a row's outputs and
+    gradients are bit for bit those of the call over all rows, in any call of two or more."""
+    backbone = make_backbone(resolve_config(fields))
+    model = StackedModel(backbone)
+    g = torch.Generator().manual_seed(2)
+    rows, m = 9, 5
+    params = {s.name: torch.randn(rows, *s.shape, generator=g) * 0.3 for s in backbone.specs()}
+    x = torch.rand(rows, m, backbone.input_dim, generator=g)
+    y = torch.randint(backbone.output_dim, (rows, m), generator=g)
+
+    def run(picked):
+        leaves = {k: v[picked].detach().requires_grad_() for k, v in params.items()}
+        out = model.rows(leaves, x[picked])
+        loss = F.cross_entropy(out.flatten(0, 1), y[picked].flatten(), reduction="sum")
+        return out.detach(), torch.autograd.grad(loss, list(leaves.values()))
+
+    everyone, grads = run(torch.arange(rows))
+    for picked in (torch.tensor([0, 1]), torch.tensor([2, 5, 8]), torch.arange(3, 9)):
+        out, part = run(picked)
+        assert torch.equal(out, everyone[picked])
+        assert all(torch.equal(a, b[picked]) for a, b in zip(part, grads, strict=True))
+
+
+@pytest.mark.parametrize("model", ["cnn", "mlp"])
+def test_the_stacked_step_gives_the_same_numbers_in_chunks_of_two(model, monkeypatch):
+    """Clients of unequal size (the largest alone in its last batches), a strategy's term, full
+    and mini-batches: the smallest chunks change no bit of the weights or statistics."""
+    from scarcity.batched import models
+
+    fields = {"dataset": "digits"}
+    backbone = make_backbone(resolve_config(fields, model=model))
+    g = torch.Generator().manual_seed(4)
+    sizes, group, epochs = torch.tensor([5, 2, 7, 12, 3]), 2, 2
+    d, out, rows = backbone.input_dim, backbone.output_dim, len(sizes) * group
+    x = pad_clients([torch.rand(int(n), d, generator=g) for n in sizes])
+    y = pad_clients([torch.randint(out, (int(n),), generator=g) for n in sizes])
+    params = {s.name: torch.randn(rows, *s.shape, generator=g) * 0.3 for s in backbone.specs()}
+    anchor = {s.name: torch.randn(1, *s.shape, generator=g) for s in backbone.specs()}
+    mu = torch.tensor([0.3, 0.0] * len(sizes))
+    regularizer = HeadRegularizer(LocalObjective(0.3, anchor), mu, None)
+    perms = torch.stack(
+        [
+            torch.stack([padded_randperm(int(n), 12, g) for _ in range(epochs)])
+            for n in sizes.repeat_interleave(group)
+        ]
+    )
+    lr = torch.full((rows,), 0.05)
+    results = []
+    for chunk_values in (models.CHUNK_VALUES, 1):  # as configured, then two rows a call
+        monkeypatch.setattr(models, "CHUNK_VALUES", chunk_values)
+        stacked = StackedModel(backbone)
+        for batch_size, batches in ((3, perms), (0, None)):
+            trained = {k: v.clone() for k, v in params.items()}
+            stats = fit_models(
+                "classification", stacked, trained, x, y, group, lr, epochs, batch_size,
+                batches, sizes=sizes, regularizer=regularizer,
+            )  # fmt: skip
+            results.append((trained, stats))
+    for (a, sa), (b, sb) in zip(results[:2], results[2:], strict=True):
+        assert all(torch.equal(a[k], b[k]) for k in a)
+        for key in ("initial_loss", "train_loss", "final_loss", "uncertainty", "mean_grad"):
+            assert torch.equal(getattr(sa, key), getattr(sb, key)), key
+    assert all(not torch.equal(results[0][0][k], params[k]) for k in params)  # it trained
 
 
 def test_the_pool_stacks_every_parameter_of_the_backbone():
