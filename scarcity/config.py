@@ -93,7 +93,8 @@ class _RunFields(BaseModel):
         "linear",
         description=(
             "The supervised model of the shared model and of every expert (GET /models lists "
-            "them): linear (the seed's), mlp (hidden_sizes, ReLU) or cnn (8×8 digits images). "
+            "them): linear (the seed's), mlp (hidden_sizes, ReLU), cnn (8×8 digits images) or "
+            "simple_cnn (28×28 images: NIID-Bench's CNN for MNIST and Fashion-MNIST). "
             "The experts' autoencoders stay linear (encoder → latent → decoder)."
         ),
         json_schema_extra=lambda schema: _list_models(schema),

@@ -13,6 +13,7 @@ from scarcity.backbones.base import Backbone, ParamSpec
 from scarcity.backbones.cnn import CNNBackbone
 from scarcity.backbones.linear import LinearBackbone
 from scarcity.backbones.mlp import MLPBackbone
+from scarcity.backbones.simple_cnn import SimpleCNNBackbone
 from scarcity.params import Param, unique
 
 #: name → (class, builder from the config's fields).
@@ -20,6 +21,7 @@ BACKBONES: dict[str, tuple[type[Backbone], Callable[[Any], Backbone]]] = {
     "linear": (LinearBackbone, lambda c: LinearBackbone(c.input_dim, c.output_dim)),
     "mlp": (MLPBackbone, lambda c: MLPBackbone(c.input_dim, c.output_dim, c.hidden_sizes)),
     "cnn": (CNNBackbone, lambda c: CNNBackbone(c.input_dim, c.output_dim, c.cnn_channels)),
+    "simple_cnn": (SimpleCNNBackbone, lambda c: SimpleCNNBackbone(c.input_dim, c.output_dim)),
 }
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import torch
 from torch import nn
@@ -46,6 +46,10 @@ class Backbone(ABC):
     params: ClassVar[tuple[Param, ...]] = ()
     #: Their names (set from `params`).
     parameters: ClassVar[tuple[str, ...]] = ()
+    #: How the batched execution runs a stack of these models (`scarcity.batched.models`):
+    #: `vmap`, one vectorised call over the stacked parameters, or `loop`, the module once per
+    #: model. Part of the numbers (the two take different kernels), so fixed per backbone.
+    stacking: ClassVar[Literal["vmap", "loop"]] = "vmap"
 
     def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)

@@ -55,10 +55,16 @@ class StackedModel:
         def one(params: dict[str, Tensor], x: Tensor) -> Tensor:
             return functional_call(self.template, params, (x,))
 
-        #: params [R, ...], x [R, m, in] → [R, m, out] (every row its own samples).
-        self.rows = vmap(one)
-        #: params [N, J, ...], x [N, n, in] → [N, J, n, out] (a client's J models, its data).
-        self.grouped = vmap(vmap(one, in_dims=(0, None)))
+        self.rows: Callable[[dict[str, Tensor], Tensor], Tensor]
+        self.grouped: Callable[[dict[str, Tensor], Tensor], Tensor]
+        if backbone.stacking == "loop":
+            self.rows, self.grouped = _looped(one), _looped(_looped(one, per_row_x=False))
+        else:
+            #: params [R, ...], x [R, m, in] → [R, m, out] (every row its own samples).
+            self.rows = vmap(one)
+            #: params [N, J, ...], x [N, n, in] → [N, J, n, out] (a client's J models, its
+            #: data).
+            self.grouped = vmap(vmap(one, in_dims=(0, None)))
         #: Values every layer outputs for one sample (the activations' size).
         self.values_per_sample = _values_per_sample(self.template, backbone.input_dim)
 
@@ -73,6 +79,27 @@ class StackedModel:
         """Models run at once on `samples` samples each: their activations within
         `CHUNK_VALUES`, and at least two."""
         return max(2, CHUNK_VALUES // max(1, samples * self.values_per_sample))
+
+
+def _looped(
+    one: Callable[[dict[str, Tensor], Tensor], Tensor], per_row_x: bool = True
+) -> Callable[[dict[str, Tensor], Tensor], Tensor]:
+    """`vmap(one)` as a loop over the leading axis of the parameters (and of `x`, unless
+    `per_row_x` is false: then every row takes all of `x`). `unbind` and `stack` carry the
+    gradients of all rows at once."""
+
+    def rows(params: dict[str, Tensor], x: Tensor) -> Tensor:
+        names = list(params)
+        per_row = zip(*(params[name].unbind(0) for name in names), strict=True)
+        inputs = x.unbind(0) if per_row_x else [x] * len(params[names[0]])
+        return torch.stack(
+            [
+                one(dict(zip(names, values, strict=True)), xi)
+                for values, xi in zip(per_row, inputs, strict=True)
+            ]
+        )
+
+    return rows
 
 
 def _values_per_sample(module: nn.Module, input_dim: int) -> int:

@@ -10,10 +10,10 @@ from tests.service_processes import wait_for_status
 
 def test_models_list_every_backbone_and_the_form_offers_them(client: httpx.Client) -> None:
     models = {m["name"]: m for m in client.get("/models").json()}
-    assert list(models) == ["linear", "mlp", "cnn"]
+    assert list(models) == ["linear", "mlp", "cnn", "simple_cnn"]
     assert models["mlp"]["parameters"] == {"hidden_sizes": [64]}
     assert models["cnn"]["parameters"] == {"cnn_channels": 8}
-    assert models["linear"]["parameters"] == {}
+    assert models["linear"]["parameters"] == models["simple_cnn"]["parameters"] == {}
     schema = client.get("/openapi.json").json()["components"]["schemas"]["SimulationCreate"]
     assert schema["properties"]["model"]["anyOf"][0]["enum"] == list(models)
 
@@ -40,6 +40,7 @@ def test_an_mlp_run_over_http_stores_its_config_and_rounds(client: httpx.Client)
     ("body", "field"),
     [
         ({"model": "cnn"}, "model"),  # synthetic data are no 8×8 images
+        ({"model": "simple_cnn"}, "model"),  # nor 28×28 ones
         ({"model": "resnet"}, "model"),
         ({"model": "mlp", "hidden_sizes": [0]}, "hidden_sizes"),
         ({"model": "mlp", "hidden_sizes": []}, "hidden_sizes"),

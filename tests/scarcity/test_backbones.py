@@ -101,7 +101,7 @@ def test_every_parameter_gets_its_layers_fan_in():
     ]
     cnn = make_backbone(resolve_config(dataset="digits", model="cnn", cnn_channels=3))
     assert [s.fan_in for s in cnn.specs()] == [9, 9, 48, 48]  # 1·3·3, then 3·4·4
-    assert set(BACKBONES) == {"linear", "mlp", "cnn"}
+    assert set(BACKBONES) == {"linear", "mlp", "cnn", "simple_cnn"}
 
 
 @pytest.mark.parametrize(
@@ -163,6 +163,7 @@ def test_autograd_over_stacked_models_equals_the_closed_form_for_linear(task, ba
 @pytest.mark.parametrize(
     "fields",
     [
+        {"model": "simple_cnn", "input_dim": 784, "output_dim": 10},
         {"dataset": "digits", "model": "cnn", "cnn_channels": 4},
         {"dataset": "digits", "model": "mlp", "hidden_sizes": [16]},
     ],
@@ -191,13 +192,15 @@ def test_a_stacked_row_computes_the_same_whichever_rows_share_its_call(fields):
         assert all(torch.equal(a, b[picked]) for a, b in zip(part, grads, strict=True))
 
 
-@pytest.mark.parametrize("model", ["cnn", "mlp"])
+@pytest.mark.parametrize("model", ["simple_cnn", "cnn", "mlp"])
 def test_the_stacked_step_gives_the_same_numbers_in_chunks_of_two(model, monkeypatch):
     """Clients of unequal size (the largest alone in its last batches), a strategy's term, full
     and mini-batches: the smallest chunks change no bit of the weights or statistics."""
     from scarcity.batched import models
 
-    fields = {"dataset": "digits"}
+    fields = (
+        {"input_dim": 784, "output_dim": 10} if model == "simple_cnn" else {"dataset": "digits"}
+    )
     backbone = make_backbone(resolve_config(fields, model=model))
     g = torch.Generator().manual_seed(4)
     sizes, group, epochs = torch.tensor([5, 2, 7, 12, 3]), 2, 2
@@ -231,6 +234,29 @@ def test_the_stacked_step_gives_the_same_numbers_in_chunks_of_two(model, monkeyp
         for key in ("initial_loss", "train_loss", "final_loss", "uncertainty", "mean_grad"):
             assert torch.equal(getattr(sa, key), getattr(sb, key)), key
     assert all(not torch.equal(results[0][0][k], params[k]) for k in params)  # it trained
+
+
+def test_the_simple_cnn_is_niid_benchs_44426_parameters():
+    config = resolve_config(model="simple_cnn", input_dim=784, output_dim=10)
+    backbone = make_backbone(config)
+    # conv 1→6 5×5, conv 6→16 5×5, linear 256→120→84→10, each with its bias
+    by_layer = [6 * (25 + 1), 16 * (6 * 25 + 1), 120 * (256 + 1), 84 * (120 + 1), 10 * (84 + 1)]
+    assert by_layer == [156, 2416, 30840, 10164, 850] and sum(by_layer) == 44_426
+    assert sum(spec.numel for spec in backbone.specs()) == 44_426
+    assert [s.fan_in for s in backbone.specs()] == [25, 25, 150, 150, 256, 256, 120, 120, 84, 84]
+    model = backbone.make(torch.Generator().manual_seed(0))
+    x = torch.rand(3, 784, generator=torch.Generator().manual_seed(1))
+    w = [p.detach() for p in model.parameters()]
+    # NIID-Bench's forward, written out with the functional ops.
+    h = F.max_pool2d(F.relu(F.conv2d(x.view(3, 1, 28, 28), w[0], w[1])), 2)
+    h = F.max_pool2d(F.relu(F.conv2d(h, w[2], w[3])), 2).view(3, 256)
+    h = F.relu(F.linear(F.relu(F.linear(h, w[4], w[5])), w[6], w[7]))
+    torch.testing.assert_close(model(x), F.linear(h, w[8], w[9]))
+
+
+def test_the_simple_cnn_refuses_other_image_sizes_naming_model():
+    with pytest.raises(pydantic.ValidationError, match="model: simple_cnn takes 28×28 images"):
+        resolve_config(dataset="digits", model="simple_cnn")
 
 
 def test_the_pool_stacks_every_parameter_of_the_backbone():
