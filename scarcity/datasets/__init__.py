@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from scarcity.datasets import heart_disease, scikit_learn
+from scarcity.datasets import fashion_mnist, heart_disease, mnist, scikit_learn
 from scarcity.datasets.base import Arrays, Dataset, DatasetUnavailable
 
 DATASETS: dict[str, Dataset] = {
@@ -22,6 +22,8 @@ DATASETS: dict[str, Dataset] = {
         scikit_learn.IRIS,
         scikit_learn.DIABETES,
         heart_disease.HEART_DISEASE,
+        fashion_mnist.FASHION_MNIST,
+        mnist.MNIST,
     )
 }
 

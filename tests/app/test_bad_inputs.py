@@ -49,7 +49,7 @@ def names_parameter(response: httpx.Response, name: str) -> bool:
         ({"drift": -0.1}, "drift", "greater than or equal to 0"),
         # unknown preset / data set / enum value, unknown and forbidden fields
         ({"preset": "STAGE8"}, "preset", "stage1"),
-        ({"dataset": "mnist"}, "dataset", "breast_cancer"),
+        ({"dataset": "cifar10"}, "dataset", "breast_cancer"),
         ({"router_strategy": "best"}, "router_strategy", "round_robin"),
         ({"owner": "someone-else"}, "owner", "unknown field"),
         ({"status": "succeeded"}, "status", "unknown field"),

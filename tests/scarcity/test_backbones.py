@@ -61,6 +61,25 @@ CASES = {
         "strategy": "scaffold",
         "batch_size": 16,
     },
+    "simple_cnn_stage7_mnist_minibatch": {
+        **SMALL_DIGITS,
+        "preset": "stage7",
+        "dataset": "mnist",
+        "test_fraction": 0.03,  # 300 rows: every expert of every client scores them
+        "model": "simple_cnn",
+        "learning_rate": 0.05,
+        "batch_size": 8,
+    },
+    "simple_cnn_fedprox_fashion_mnist_sampled": {
+        "preset": "baseline",
+        "dataset": "fashion_mnist",
+        "partition": "dirichlet",
+        "num_clients": 100,
+        "clients_per_round": 3,
+        "strategy": "fedprox",
+        "proximal_mu": 0.1,
+        "rounds": 2,
+    },
     "mlp_stage4_synthetic_full_batch": {
         "preset": "stage4",
         "model": "mlp",
