@@ -18,6 +18,7 @@ SUITES = (
     "ablation",
     "sweep",
     "papers",
+    "fmnist",
 )
 
 
