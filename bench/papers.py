@@ -353,7 +353,7 @@ def niid_bench_fmnist(quick: bool = False, full: bool = False) -> PaperTable:
             f"epoch(s), batch {protocol.batch_size}, 10 parties all every round"
             + ("" if full else "; NIID-Bench: 50 rounds, 10 epochs, 3 seeds (--full)"),
             "data: fashion_mnist (Debian's dataset-fashion-mnist: 60,000 train, its 10,000 "
-            "test), pixels min-max scaled to [0, 1] (NIID-Bench: ToTensor)",
+            "test), pixel intensities / 255, as NIID-Bench's ToTensor gives them",
             "model: simple_cnn (NIID-Bench's SimpleCNNMNIST, 44,426 parameters)",
             f"client SGD lr {protocol.learning_rate:g} without momentum (NIID-Bench: lr 0.01, "
             "momentum 0.9, weight decay 1e-5: the same step once momentum has built up); "
