@@ -14,6 +14,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    JsonValue,
     StringConstraints,
     WithJsonSchema,
     create_model,
@@ -94,7 +95,8 @@ def _make_simulation_create() -> type[BaseModel]:
         if name == "model":
             annotation = Literal[tuple(BACKBONES)]
         # The data set is an open set (uploads): its schema gives the built-in names as examples.
-        extra = {"examples": [SYNTHETIC, *DATASETS]} if name == "dataset" else None
+        names: list[JsonValue] = [SYNTHETIC, *DATASETS]
+        extra: dict[str, JsonValue] | None = {"examples": names} if name == "dataset" else None
         # Built at run time from the engine's fields, so mypy cannot follow the types here.
         fields[name] = (
             annotation | None,  # type: ignore[operator]
