@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from scarcity.backbones.base import Backbone, ParamSpec
+from scarcity.backbones.char_rnn import CharRNNBackbone
 from scarcity.backbones.cnn import CNNBackbone
 from scarcity.backbones.linear import LinearBackbone
 from scarcity.backbones.mlp import MLPBackbone
@@ -22,6 +23,12 @@ BACKBONES: dict[str, tuple[type[Backbone], Callable[[Any], Backbone]]] = {
     "mlp": (MLPBackbone, lambda c: MLPBackbone(c.input_dim, c.output_dim, c.hidden_sizes)),
     "cnn": (CNNBackbone, lambda c: CNNBackbone(c.input_dim, c.output_dim, c.cnn_channels)),
     "simple_cnn": (SimpleCNNBackbone, lambda c: SimpleCNNBackbone(c.input_dim, c.output_dim)),
+    "char_rnn": (
+        CharRNNBackbone,
+        lambda c: CharRNNBackbone(
+            c.input_dim, c.output_dim, c.rnn_hidden, c.rnn_layers, c.feature_scaling
+        ),
+    ),
 }
 
 

@@ -201,7 +201,7 @@ def test_a_generated_client_calls_every_operation_and_parses_every_answer(
     partitions = parsed(ops["list_partitions"].sync_detailed(client=client), 200)
     assert "dirichlet" in {p.name for p in partitions}
     backbones = parsed(ops["list_models"].sync_detailed(client=client), 200)
-    assert [m.name for m in backbones] == ["linear", "mlp", "cnn", "simple_cnn"]
+    assert [m.name for m in backbones] == ["linear", "mlp", "cnn", "simple_cnn", "char_rnn"]
 
     # --- a run: create (idempotent), wait, every result ------------------------------------------
     tag = f"gen-{uuid.uuid4().hex[:8]}"

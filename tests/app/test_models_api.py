@@ -10,10 +10,11 @@ from tests.service_processes import wait_for_status
 
 def test_models_list_every_backbone_and_the_form_offers_them(client: httpx.Client) -> None:
     models = {m["name"]: m for m in client.get("/models").json()}
-    assert list(models) == ["linear", "mlp", "cnn", "simple_cnn"]
+    assert list(models) == ["linear", "mlp", "cnn", "simple_cnn", "char_rnn"]
     assert models["mlp"]["parameters"] == {"hidden_sizes": [64]}
     assert models["cnn"]["parameters"] == {"cnn_channels": 8}
     assert models["linear"]["parameters"] == models["simple_cnn"]["parameters"] == {}
+    assert models["char_rnn"]["parameters"] == {"rnn_hidden": 64, "rnn_layers": 1}
     schema = client.get("/openapi.json").json()["components"]["schemas"]["SimulationCreate"]
     assert schema["properties"]["model"]["anyOf"][0]["enum"] == list(models)
 

@@ -120,7 +120,7 @@ def test_every_parameter_gets_its_layers_fan_in():
     ]
     cnn = make_backbone(resolve_config(dataset="digits", model="cnn", cnn_channels=3))
     assert [s.fan_in for s in cnn.specs()] == [9, 9, 48, 48]  # 1·3·3, then 3·4·4
-    assert set(BACKBONES) == {"linear", "mlp", "cnn", "simple_cnn"}
+    assert set(BACKBONES) == {"linear", "mlp", "cnn", "simple_cnn", "char_rnn"}
 
 
 @pytest.mark.parametrize(

@@ -39,6 +39,8 @@ def test_each_owner_lists_what_it_declares():
     assert {p.name for cls, _ in BACKBONES.values() for p in cls.params} == {
         "hidden_sizes",
         "cnn_channels",
+        "rnn_hidden",
+        "rnn_layers",
     }
     assert BACKBONES["mlp"][0].parameters == ("hidden_sizes",)
     for partitioner in PARTITIONERS.values():
