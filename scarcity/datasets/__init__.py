@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from scarcity.datasets import fashion_mnist, heart_disease, mnist, scikit_learn
+from scarcity.datasets import fashion_mnist, heart_disease, mnist, scikit_learn, shakespeare
 from scarcity.datasets.base import Arrays, Dataset, DatasetUnavailable
 
 DATASETS: dict[str, Dataset] = {
@@ -24,6 +24,7 @@ DATASETS: dict[str, Dataset] = {
         heart_disease.HEART_DISEASE,
         fashion_mnist.FASHION_MNIST,
         mnist.MNIST,
+        shakespeare.SHAKESPEARE,
     )
 }
 
