@@ -32,7 +32,8 @@ rows, so held-out rows may repeat one another but never a training row; a part o
 trains on it, an empty one on the rest of the training set, and both hold out other rows of
 the training set. Parts large enough to be drawn without replacement are split as before.
 Natural clients of a data set whose test rows carry client ids (a hospital's own test set) hold
-those test rows as their own held-out rows when f = 0.
+those test rows as their own held-out rows when f = 0, and a natural split that drew fewer
+clients than the data set has is scored on the drawn clients' test rows only (LEAF's protocol).
 
 Feature skew (`feature_noise` σ, NIID-Bench's noise): client i's training features get Gaussian
 noise of std σ·i/(N − 1), drawn once from their own stream (seed, "data", "noise").
@@ -388,11 +389,31 @@ def natural_split(config: SimulationConfig) -> NaturalSplit:
         else:
             keys = np.zeros(len(data.y_train))
         parts = tuple(np.sort(p) for p in partitioner.split(keys, config, rng))
+        if partitioner.by_client_id:
+            data = drawn_clients_test(data, parts)
         cached = NaturalSplit(data, parts)
         if len(_NATURAL_SPLITS) >= 64:  # a handful of configs per process is the common case
             _NATURAL_SPLITS.clear()
         _NATURAL_SPLITS[key] = cached
     return cached
+
+
+def drawn_clients_test(data: RealSplit, parts: tuple[np.ndarray, ...]) -> RealSplit:
+    """A natural split that drew some of a data set's clients (LEAF samples its users) is
+    scored on those clients' own test rows, as LEAF scores it, not on every client's: the
+    test rows whose id is one the run holds, in data-set order."""
+    if data.client_ids is None or data.test_client_ids is None:
+        return data
+    held = np.unique(np.concatenate([data.client_ids[p] for p in parts]))
+    if len(held) == len(np.unique(data.client_ids)):
+        return data  # every client drawn: the whole test set
+    keep = np.flatnonzero(np.isin(data.test_client_ids, held))
+    return dataclasses.replace(
+        data,
+        x_test=data.x_test[keep],
+        y_test=data.y_test[keep],
+        test_client_ids=data.test_client_ids[keep],
+    )
 
 
 def _natural(config: SimulationConfig) -> FederatedData:
