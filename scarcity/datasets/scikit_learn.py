@@ -9,15 +9,24 @@ epoch), enough for FedAvg of the Linear model to pass 0.9 test accuracy on digit
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
-from scarcity.datasets.base import Arrays, Dataset, as_float, as_labels
+from scarcity.datasets.base import Arrays, Dataset, Scaling, as_float, as_labels
 
 SMALL_MODEL_DEFAULTS = {"learning_rate": 0.1, "batch_size": 16, "local_epochs": 1}
 
 
-def _loader(name: str, regression: bool = False) -> Callable[[], Arrays]:
+def _toy(
+    name: str,
+    summary: str,
+    citation: str,
+    features: int,
+    classes: int,
+    scaling: Scaling = "standard",
+) -> Dataset:
+    """One of scikit-learn's toy sets, read with its `load_<name>` (1 class: regression)."""
+    regression = classes == 1
+
     def load() -> Arrays:
         from sklearn import datasets
 
@@ -25,59 +34,46 @@ def _loader(name: str, regression: bool = False) -> Callable[[], Arrays]:
         y = as_float(bunch.target) if regression else as_labels(bunch.target)
         return Arrays(as_float(bunch.data), y)
 
-    return load
+    return Dataset(
+        name=name,
+        summary=summary,
+        source=f"scikit-learn's bundled toy data sets (BSD-3-Clause); {citation}",
+        task="regression" if regression else "classification",
+        features=features,
+        classes=classes,
+        load=load,
+        scaling=scaling,
+        defaults=SMALL_MODEL_DEFAULTS,
+    )
 
 
-SOURCE = "scikit-learn's bundled toy data sets (BSD-3-Clause)"
-
-DIGITS = Dataset(
-    name="digits",
-    summary="8×8 grey images of handwritten digits, 1,797 rows, 10 classes.",
-    source=f"{SOURCE}; UCI Optical Recognition of Handwritten Digits (Alpaydin & Kaynak 1998)",
-    task="classification",
-    features=64,
-    classes=10,
-    load=_loader("digits"),
+DIGITS = _toy(
+    "digits",
+    "8×8 grey images of handwritten digits, 1,797 rows, 10 classes.",
+    "UCI Optical Recognition of Handwritten Digits (Alpaydin & Kaynak 1998)",
+    64,
+    10,
     scaling="minmax",  # pixel intensities 0–16
-    defaults=SMALL_MODEL_DEFAULTS,
 )
-BREAST_CANCER = Dataset(
-    name="breast_cancer",
-    summary="Breast cancer Wisconsin (diagnostic), 569 rows, 30 features, 2 classes.",
-    source=f"{SOURCE}; UCI (Wolberg, Street & Mangasarian 1995)",
-    task="classification",
-    features=30,
-    classes=2,
-    load=_loader("breast_cancer"),
-    defaults=SMALL_MODEL_DEFAULTS,
+BREAST_CANCER = _toy(
+    "breast_cancer",
+    "Breast cancer Wisconsin (diagnostic), 569 rows, 30 features, 2 classes.",
+    "UCI (Wolberg, Street & Mangasarian 1995)",
+    30,
+    2,
 )
-WINE = Dataset(
-    name="wine",
-    summary="Wine recognition, 178 rows, 13 features, 3 classes.",
-    source=f"{SOURCE}; UCI (Aeberhard & Forina 1991)",
-    task="classification",
-    features=13,
-    classes=3,
-    load=_loader("wine"),
-    defaults=SMALL_MODEL_DEFAULTS,
+WINE = _toy(
+    "wine",
+    "Wine recognition, 178 rows, 13 features, 3 classes.",
+    "UCI (Aeberhard & Forina 1991)",
+    13,
+    3,
 )
-IRIS = Dataset(
-    name="iris",
-    summary="Fisher's iris, 150 rows, 4 features, 3 classes.",
-    source=f"{SOURCE}; Fisher (1936)",
-    task="classification",
-    features=4,
-    classes=3,
-    load=_loader("iris"),
-    defaults=SMALL_MODEL_DEFAULTS,
-)
-DIABETES = Dataset(
-    name="diabetes",
-    summary="Diabetes progression after one year, 442 rows, 10 features (regression).",
-    source=f"{SOURCE}; Efron, Hastie, Johnstone & Tibshirani (2004)",
-    task="regression",
-    features=10,
-    classes=1,
-    load=_loader("diabetes", regression=True),
-    defaults=SMALL_MODEL_DEFAULTS,
+IRIS = _toy("iris", "Fisher's iris, 150 rows, 4 features, 3 classes.", "Fisher (1936)", 4, 3)
+DIABETES = _toy(
+    "diabetes",
+    "Diabetes progression after one year, 442 rows, 10 features (regression).",
+    "Efron, Hastie, Johnstone & Tibshirani (2004)",
+    10,
+    1,
 )
