@@ -365,11 +365,13 @@ def niid_bench_fmnist(quick: bool = False, full: bool = False) -> PaperTable:
         ),
     )
     from scarcity import resolve_config, run_simulation
+    from scarcity.simulation import SimulationError
 
     for partition in partitions:
         for method in strategies:
             started = time.perf_counter()
-            ours = []
+            ours: list[float] = []
+            notes = [] if full else ["reduced protocol: not the paper's"]
             for seed in protocol.seeds:
                 config = resolve_config(
                     preset="baseline",
@@ -385,16 +387,20 @@ def niid_bench_fmnist(quick: bool = False, full: bool = False) -> PaperTable:
                     **({"proximal_mu": protocol.proximal_mu} if method == "FedProx" else {}),
                     **NIID_PARTITIONS[partition],
                 )
-                ours.append(run_simulation(config)[-1].metrics["test_accuracy"])
-            table.rows.append(
-                PaperRow(
-                    f"{method} {partition}",
-                    (NIID_FMNIST[partition][method],),
-                    tuple(ours),
-                    time.perf_counter() - started,
-                    "" if full else "reduced protocol: not the paper's",
-                )
+                try:
+                    ours.append(run_simulation(config)[-1].metrics["test_accuracy"])
+                except SimulationError as exc:  # a row of the table, not the end of it
+                    ours.append(float("nan"))
+                    notes.append(f"seed {seed}: {exc}")
+            row = PaperRow(
+                f"{method} {partition}",
+                (NIID_FMNIST[partition][method],),
+                tuple(ours),
+                time.perf_counter() - started,
+                "; ".join(notes),
             )
+            print(f"  {row.method}: {', '.join(f'{v:.4f}' for v in ours)}", flush=True)
+            table.rows.append(row)
     return table
 
 
