@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -69,3 +70,33 @@ def run_python(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]
         )
 
     return run
+
+
+RESUME_SCRIPT = (
+    "import json, pathlib\n"
+    "from scarcity import Simulation, SimulationConfig\n"
+    "config = SimulationConfig.model_validate_json(pathlib.Path('config.json').read_text())\n"
+    "sim = Simulation.restore(config, pathlib.Path('ckpt.bin').read_bytes())\n"
+    "rows = [r.to_dict() for r in sim.rounds()]\n"
+    "pathlib.Path('rest.json').write_text(json.dumps(rows))\n"
+)
+
+
+@pytest.fixture
+def resume_in_new_process(
+    tmp_path: Path, run_python: Callable[..., subprocess.CompletedProcess[str]]
+) -> Callable[..., list[dict[str, Any]]]:
+    """Checkpoint a simulation, restore it in a fresh interpreter and return the rounds that
+    one runs to the end (`to_dict()`, wall-clock durations dropped)."""
+
+    def resume(sim: Any, config: Any) -> list[dict[str, Any]]:
+        (tmp_path / "ckpt.bin").write_bytes(sim.checkpoint())
+        (tmp_path / "config.json").write_text(config.model_dump_json())
+        proc = run_python("-c", RESUME_SCRIPT)
+        assert proc.returncode == 0, proc.stderr
+        rest = json.loads((tmp_path / "rest.json").read_text())
+        for row in rest:
+            del row["duration_seconds"]
+        return list(rest)
+
+    return resume

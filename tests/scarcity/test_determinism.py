@@ -52,27 +52,13 @@ def test_checkpoint_restore_in_same_process_continues_exactly():
         assert _comparable(list(restored.rounds())) == full[k:]
 
 
-def test_checkpoint_restore_in_a_new_process_continues_exactly(tmp_path, run_python):
+def test_checkpoint_restore_in_a_new_process_continues_exactly(resume_in_new_process):
     config = resolve_config(CONFIG)
     full = _comparable(run_simulation(config))
     sim = Simulation(config)
     sim.run_round()
     sim.run_round()
-    (tmp_path / "ckpt.bin").write_bytes(sim.checkpoint())
-    (tmp_path / "config.json").write_text(config.model_dump_json())
-    script = (
-        "import json, pathlib\n"
-        "from scarcity import Simulation, SimulationConfig\n"
-        "config = SimulationConfig.model_validate_json(pathlib.Path('config.json').read_text())\n"
-        "sim = Simulation.restore(config, pathlib.Path('ckpt.bin').read_bytes())\n"
-        "rows = [r.to_dict() for r in sim.rounds()]\n"
-        "pathlib.Path('rest.json').write_text(json.dumps(rows))\n"
-    )
-    proc = run_python("-c", script)
-    assert proc.returncode == 0, proc.stderr
-    rest = json.loads((tmp_path / "rest.json").read_text())
-    for row in rest:
-        del row["duration_seconds"]
+    rest = resume_in_new_process(sim, config)
     assert [r["round"] for r in rest] == [3, 4, 5]
     assert rest == json.loads(json.dumps(full[2:]))
 

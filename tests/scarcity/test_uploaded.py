@@ -143,7 +143,7 @@ def _comparable(results: list) -> list:
 
 
 def test_a_run_on_an_upload_resumes_exactly_in_a_new_process_after_other_uploads(
-    store: Path, tmp_path: Path, run_python
+    store: Path, resume_in_new_process
 ) -> None:
     arrays, meta = rows(5, n=60)
     upload_id = an_id(5)
@@ -155,23 +155,9 @@ def test_a_run_on_an_upload_resumes_exactly_in_a_new_process_after_other_uploads
     sim = Simulation(config)
     sim.run_round()
     sim.run_round()
-    (tmp_path / "ckpt.bin").write_bytes(sim.checkpoint())
-    (tmp_path / "config.json").write_text(config.model_dump_json())
     for seed in (6, 7):  # the store grows meanwhile
         other, other_meta = rows(seed, n=30 + seed)
         uploaded.write(store, an_id(seed), other, other_meta)
-    script = (
-        "import json, pathlib\n"
-        "from scarcity import Simulation, SimulationConfig\n"
-        "config = SimulationConfig.model_validate_json(pathlib.Path('config.json').read_text())\n"
-        "sim = Simulation.restore(config, pathlib.Path('ckpt.bin').read_bytes())\n"
-        "rows = [r.to_dict() for r in sim.rounds()]\n"
-        "pathlib.Path('rest.json').write_text(json.dumps(rows))\n"
-    )
-    proc = run_python("-c", script)
-    assert proc.returncode == 0, proc.stderr
-    rest = json.loads((tmp_path / "rest.json").read_text())
-    for row in rest:
-        del row["duration_seconds"]
+    rest = resume_in_new_process(sim, config)
     assert [r["round"] for r in rest] == [3, 4]
     assert rest == json.loads(json.dumps(full[2:]))
