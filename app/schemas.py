@@ -29,6 +29,7 @@ from scarcity.config import PRESETS, SimulationConfig
 from scarcity.datasets import DATASETS, SYNTHETIC
 from scarcity.partitions import PARTITIONERS
 from scarcity.results import CLIENT_FIGURES, METRIC_NAMES
+from scarcity.scenarios import SCENARIOS
 from scarcity.strategies import STRATEGIES
 
 # The database stores rounds, client ids and row ids as INTEGER: a bigger query value is a 422,
@@ -94,6 +95,8 @@ def _make_simulation_create() -> type[BaseModel]:
             annotation = Literal[tuple(PARTITIONERS)]
         if name == "model":
             annotation = Literal[tuple(BACKBONES)]
+        if name == "scenario":
+            annotation = Literal[tuple(SCENARIOS)]
         # The data set is an open set (uploads): its schema gives the built-in names as examples.
         names: list[JsonValue] = [SYNTHETIC, *DATASETS]
         extra: dict[str, JsonValue] | None = {"examples": names} if name == "dataset" else None
@@ -393,6 +396,16 @@ class StrategyPublic(BaseModel):
     paper: str = Field(description="The paper whose update rule this is.")
     parameters: dict[str, Any] = Field(
         description="Config fields the strategy reads, with the default a request gets."
+    )
+
+
+class ScenarioPublic(BaseModel):
+    name: str = Field(description="The value of the config field `scenario`.")
+    summary: str
+    paper: str = Field(description="The paper whose set-up this builds (none for static).")
+    parameters: dict[str, Any] = Field(
+        description="Config fields the scenario reads, with the default a request gets (null: "
+        "decided by the data set's task)."
     )
 
 

@@ -59,6 +59,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="federated strategy of the shared model (fedavg, fedprox, fedadam, krum, …; "
         "from stage2 or the baseline preset)",
     )
+    run.add_argument(
+        "--scenario",
+        default=None,
+        help="how the clients' data changes over the rounds (static, drift, tasks, …)",
+    )
     run.add_argument("--clients", type=int, default=None, help="number of clients")
     run.add_argument("--rounds", type=int, default=None, help="number of global rounds")
     run.add_argument("--seed", type=int, default=None, help="random seed")
@@ -192,6 +197,7 @@ def request_from_args(args: argparse.Namespace) -> dict[str, Any]:
     for option, field in (
         ("preset", "preset"),
         ("strategy", "strategy"),
+        ("scenario", "scenario"),
         ("clients", "num_clients"),
         ("rounds", "rounds"),
         ("seed", "seed"),

@@ -24,6 +24,7 @@ from scarcity.datasets import DATASETS, SYNTHETIC, Dataset, find_dataset
 from scarcity.errors import ConfigError
 from scarcity.partitions import PARTITIONERS, partition_params
 from scarcity.partitions.sizes import MAX_CLIENT_SIZE_FACTOR, MIN_CLIENT_SAMPLES
+from scarcity.scenarios import SCENARIOS, scenario_class, scenario_params
 from scarcity.strategies import STRATEGIES, strategy_params
 
 PresetName = Literal[
@@ -156,6 +157,16 @@ class _RunFields(BaseModel):
         ),
     )
     drift: float = Field(0.0, ge=0, le=100, description="Per-round shift of client data; 0 = none.")
+    scenario: str = Field(
+        "static",
+        description=(
+            "How the clients' data changes over the rounds (GET /scenarios lists them): static "
+            "(the same rows every round), drift (concepts over time blocks), tasks (a task "
+            "sequence per client), …"
+        ),
+        json_schema_extra=lambda schema: _list_scenarios(schema),
+    )
+    # (Each scenario's own fields come here: scarcity.scenarios.)
     test_fraction: float = Field(0.2, gt=0, lt=1, description="Held-out share of the data set.")
     client_test_fraction: float = Field(
         0.0,
@@ -378,6 +389,7 @@ class _Checks(_Fields):
                 "server and needs insight_exchange",
             )
         self._resolve_strategy()
+        self._resolve_scenario()
         if self.malicious_fraction > 0 and self.attack != "label_flip":
             if not self.federated_averaging:
                 raise ConfigError(
@@ -498,6 +510,13 @@ class _Checks(_Fields):
         for name, value in resolved.items():
             fill(self, name, value)
 
+    def _resolve_scenario(self) -> None:
+        """Unset scenario parameters take the scenario's defaults (for this data set's task)."""
+        cls = scenario_class(self.scenario)
+        classification = not is_regression(self.dataset)
+        for name, value in cls.resolve(self, classification).items():
+            object.__setattr__(self, name, value)
+
     @property
     def stage(self) -> int:
         return int(self.preset.removeprefix("stage"))
@@ -510,6 +529,7 @@ def _assemble() -> type[_Checks]:
         "model": backbone_params(),
         "partition": partition_params(),
         "strategy": strategy_params(),
+        "scenario": scenario_params(),
     }
     fields: dict[str, Any] = {}
     for name, info in _RunFields.model_fields.items():
@@ -542,6 +562,12 @@ def strategy_names() -> list[str]:
 def _list_strategies(schema: dict[str, JsonValue]) -> None:
     """The `strategy` field's JSON schema names the registry's strategies (the form's choices)."""
     names: list[JsonValue] = [*strategy_names()]
+    schema["enum"] = names
+
+
+def _list_scenarios(schema: dict[str, JsonValue]) -> None:
+    """The `scenario` field's JSON schema names the registry's scenarios (the form's choices)."""
+    names: list[JsonValue] = [*SCENARIOS]
     schema["enum"] = names
 
 

@@ -3,7 +3,9 @@
 Validating a `SimulationConfig` checks each field and every combination of fields without
 reading any data. What needs the data set comes here: the split of a real data set among the
 clients (a partitioner may find it cannot be made, e.g. more clients than rows), each client's
-size, the clients drawn per round and the work estimate the API budgets. `plan` raises
+size, the clients drawn per round and the work estimate the API budgets, and whether a
+scenario can deal its rows (a class-incremental task sequence needs every client to hold every
+task's classes). `plan` raises
 `ConfigError` naming the field to change; the API answers it as a 422 on that field.
 """
 
@@ -12,8 +14,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from scarcity.config import SimulationConfig, participants_per_round
-from scarcity.core.data import NaturalSplit, client_sizes, natural_split
+from scarcity.core.data import (
+    NaturalSplit,
+    client_sizes,
+    make_federated_data,
+    natural_split,
+    scenario_rows,
+)
 from scarcity.errors import ConfigError
+from scarcity.scenarios import make_scenario
 
 __all__ = ["ConfigError", "RunPlan", "plan"]
 
@@ -50,6 +59,9 @@ def plan(config: SimulationConfig) -> RunPlan:
     natural = config.dataset != "synthetic" and not config.resample_to_size
     split = natural_split(config) if natural else None  # a PartitionError is a ConfigError
     passes = config.local_epochs + (config.ssl_epochs if config.structure_discovery else 0)
+    if config.scenario == "tasks" and getattr(config, "task_kind") == "class_split":  # noqa: B009
+        # every client must hold a row of every task's classes: the scenario checks its rows
+        make_scenario(config, scenario_rows(make_federated_data(config)), config.output_dim)
     return RunPlan(
         config=config,
         split=split,

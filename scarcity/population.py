@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 from torch import Tensor
@@ -21,6 +21,9 @@ from torch import Tensor
 from scarcity.core.gossip import GossipScheduler
 from scarcity.results import Insight
 from scarcity.strategies.base import FitInstructions
+
+if TYPE_CHECKING:
+    from scarcity.core.data import FederatedData
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,9 @@ class ClientPopulation(Protocol):
     sequential: bool
     #: Where `Simulation.checkpoint` keeps this population's state.
     checkpoint_key: str
+
+    def set_data(self, data: FederatedData) -> None:
+        """From now on the clients hold `data`'s rows (a scenario's new segment)."""
 
     def broadcast(self, weights: Mapping[str, Tensor], participants: Tensor) -> None:
         """The participants' shared models start the round from `weights`."""

@@ -181,6 +181,15 @@ METRIC_NAMES: Mapping[str, str] = {
     "representation (its routed expert's latent), fitted on half of the held-out rows the "
     "ensemble would predict and scored on the other half",
     "probe_loss": "label_free: the same probe's mean squared error (regression)",
+    "next_block_accuracy": "scenario drift: mean accuracy over the round's clients of the model "
+    "each uses on its held-out rows under its concept of the next time block (FedDrift's train "
+    "at t, test at t + 1; none in the last block)",
+    "avg_task_accuracy": "scenario tasks: mean accuracy over the tasks seen so far, each on the "
+    "clients' held-out rows of that task",
+    "forgetting": "scenario tasks: mean over the finished tasks of their best accuracy at the "
+    "end of a task minus their accuracy now (Chaudhry et al. 2018)",
+    "backward_transfer": "scenario tasks: mean over the finished tasks of their accuracy now "
+    "minus their accuracy when they finished (Lopez-Paz & Ranzato 2017)",
 }
 
 

@@ -55,7 +55,7 @@ from scarcity.attacks import Adversary, flip_labels
 from scarcity.backbones import make_backbone
 from scarcity.batched import ClientPool
 from scarcity.config import SimulationConfig, resolve_config, stored_config
-from scarcity.core.data import FederatedData, make_federated_data
+from scarcity.core.data import FederatedData, make_federated_data, scenario_rows, with_rows
 from scarcity.core.ensemble import ensemble_metrics
 from scarcity.core.gossip import GossipScheduler
 from scarcity.core.meta_learner import MetaLearner
@@ -72,6 +72,7 @@ from scarcity.results import (
     non_finite,
 )
 from scarcity.sampling import draw_participants
+from scarcity.scenarios import EvalSets, Scenario, Score, make_scenario, scenario_class
 from scarcity.strategies import ClientUpdates, FitInstructions, make_strategy
 from scarcity.strategies.functions import clip_updates
 
@@ -104,6 +105,13 @@ class Simulation:
         if cfg.attack == "label_flip" and self.adversary.active:
             data = flip_labels(data, self.adversary.attackers, cfg.output_dim)
         self.data: FederatedData = data
+        #: The clients' rows before a scenario moves them (`scenario`): what `rows` start from.
+        self.base_data = data
+        self.scenario: Scenario | None = None
+        if scenario_class(cfg.scenario).moves_data:
+            self.scenario = make_scenario(cfg, scenario_rows(data), cfg.output_dim)
+        #: The scenario's segment whose rows the clients hold (None: none taken yet).
+        self._segment: object = None
         self.strategy = make_strategy(cfg)
         self.population: ClientPopulation
         if cfg.execution == "batched":
@@ -156,6 +164,8 @@ class Simulation:
         participants = draw_participants(cfg, self.rng)
         # the drawn ids, said wherever the round is reported; None when every client took part
         sampled = tuple(participants.tolist()) if len(participants) < cfg.num_clients else None
+        if self.scenario is not None:
+            self._hold_scenario_rows(k)
         global_weights = self.server.global_weights() if cfg.federated_averaging else None
         instructions = FitInstructions()
         if global_weights is not None:
@@ -212,6 +222,8 @@ class Simulation:
             metrics.update(self._probe_metrics(k, participants))
         elif cfg.ensemble_evaluation and cfg.expert_ensemble:
             metrics.update(self._ensemble_metrics(k, participants))
+        if self.scenario is not None:
+            metrics.update(self.scenario.metrics(k, self._scorer(participants)))
         usage = population.expert_usage() if cfg.expert_routing else {}
         _check_finite(k, metrics, meta_params, bounded=cfg.engine_version >= 5)
         population.check_finite(lambda path: _raise_diverged(k, path))
@@ -240,6 +252,42 @@ class Simulation:
             duration_seconds=time.perf_counter() - started,
             participants=sampled,
         )
+
+    def _hold_scenario_rows(self, k: int) -> None:
+        """The clients hold the scenario's rows of round k (re-stacked when they change)."""
+        assert self.scenario is not None
+        segment = self.scenario.segment(k)
+        if segment != self._segment:
+            self.data = with_rows(self.base_data, self.scenario.rows(k))
+            self.population.set_data(self.data)
+            self._segment = segment
+
+    def _scorer(self, participants: Tensor) -> Score:
+        """A scenario's scorer (`scarcity.scenarios.Score`): the mean over the participants of
+        the accuracy of the model each uses on its own rows of a scenario's held-out sets (the
+        shared model with FedAvg, else its experts' ensemble); None for regression or a run
+        with no supervised model (label_free)."""
+        cfg = self.config
+
+        def score(sets: EvalSets) -> float | None:
+            if self.data.task != "classification":
+                return None
+            if cfg.federated_averaging:
+                x = torch.cat([x for x, _ in sets])
+                y = torch.cat([y for _, y in sets])
+                owner = torch.cat(
+                    [torch.full((len(y),), i, dtype=torch.long) for i, (_, y) in enumerate(sets)]
+                )
+                scores = self.server.evaluate_clients(x, y, owner, cfg.num_clients)[participants]
+            elif cfg.expert_ensemble and not cfg.label_free:
+                own = [sets[i] for i in participants.tolist()]
+                scores = self.population.ensemble_scores(None, own)[1]
+            else:
+                return None
+            scores = scores[~scores.isnan()]
+            return float(scores.mean()) if len(scores) else None
+
+        return score
 
     def _held_out(
         self, k: int, participants: Tensor
@@ -410,6 +458,7 @@ class Simulation:
             "adversary": self.adversary.state_dict(),
             "meta_learner": self.meta_learner.state_dict(),
             "gossip": self.gossip.state_dict(),
+            "scenario": {} if self.scenario is None else self.scenario.state_dict(),
         }
         return checkpoint_format.dumps(state)
 
@@ -446,6 +495,8 @@ class Simulation:
             sim.adversary.load_state_dict(state["adversary"])
         sim.meta_learner.load_state_dict(state["meta_learner"])
         sim.gossip.load_state_dict(state["gossip"])
+        if sim.scenario is not None:
+            sim.scenario.load_state_dict(state["scenario"])
         return sim
 
 

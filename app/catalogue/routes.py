@@ -1,6 +1,6 @@
-"""The catalogue: presets, strategies, partitions and models a config can name. Each route
-calls one function of `app/catalogue/service.py`; all are CPU only, so `async` keeps them off
-the thread pool."""
+"""The catalogue: presets, strategies, scenarios, partitions and models a config can name. Each
+route calls one function of `app/catalogue/service.py`; all are CPU only, so `async` keeps them
+off the thread pool."""
 
 from __future__ import annotations
 
@@ -9,7 +9,13 @@ from fastapi import APIRouter
 from app.catalogue import service
 from app.deps import OwnerDep
 from app.responses import UNAUTHORIZED
-from app.schemas import ModelPublic, PartitionPublic, PresetPublic, StrategyPublic
+from app.schemas import (
+    ModelPublic,
+    PartitionPublic,
+    PresetPublic,
+    ScenarioPublic,
+    StrategyPublic,
+)
 
 # Tagged "system" as they were before the catalogue had a package: the tag is part of the
 # published document (generated clients group operations by it).
@@ -33,6 +39,17 @@ async def list_presets(_: OwnerDep) -> list[PresetPublic]:
 async def list_strategies(_: OwnerDep) -> list[StrategyPublic]:
     """Every federated strategy (`strategy` in a config) with its parameters and paper."""
     return service.strategies()
+
+
+@router.get(
+    "/scenarios",
+    status_code=200,
+    response_model=list[ScenarioPublic],
+    responses={401: UNAUTHORIZED},
+)
+async def list_scenarios(_: OwnerDep) -> list[ScenarioPublic]:
+    """Every scenario over time (`scenario` in a config), its parameters and its paper."""
+    return service.scenarios()
 
 
 @router.get(

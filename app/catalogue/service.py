@@ -1,12 +1,20 @@
-"""The catalogue: what a config can name (presets, strategies, partitions, models), listed from
-the engine's registries so the API never goes stale when the engine gains one. CPU only."""
+"""The catalogue: what a config can name (presets, strategies, scenarios, partitions, models),
+listed from the engine's registries so the API never goes stale when the engine gains one. CPU
+only."""
 
 from __future__ import annotations
 
-from app.schemas import ModelPublic, PartitionPublic, PresetPublic, StrategyPublic
+from app.schemas import (
+    ModelPublic,
+    PartitionPublic,
+    PresetPublic,
+    ScenarioPublic,
+    StrategyPublic,
+)
 from scarcity.backbones import BACKBONES
 from scarcity.config import PRESETS, SimulationConfig, resolve_config
 from scarcity.partitions import PARTITIONERS
+from scarcity.scenarios import SCENARIOS
 from scarcity.strategies import STRATEGIES
 
 
@@ -27,6 +35,18 @@ def strategies() -> list[StrategyPublic]:
             name=name, summary=cls.summary, paper=cls.paper, parameters=dict(cls.defaults)
         )
         for name, cls in STRATEGIES.items()
+    ]
+
+
+def scenarios() -> list[ScenarioPublic]:
+    return [
+        ScenarioPublic(
+            name=name,
+            summary=cls.summary,
+            paper=cls.paper,
+            parameters={p.name: cls.defaults.get(p.name) for p in cls.params},
+        )
+        for name, cls in SCENARIOS.items()
     ]
 
 

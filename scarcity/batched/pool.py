@@ -131,6 +131,10 @@ class ClientPool:
         return self.last
 
     # -- the population interface ----------------------------------------------------------
+    def set_data(self, data: FederatedData) -> None:
+        """From now on the clients hold `data`'s rows (a scenario's new segment)."""
+        self.data = StackedData.of(data)
+
     def broadcast(self, weights: Mapping[str, Tensor], participants: Tensor) -> None:
         """The participants' shared models start the round from the global `weights`."""
         rows = slice(None) if len(participants) == self.data.num_clients else participants

@@ -61,6 +61,7 @@ from scarcity.core.training import Task
 from scarcity.datasets import load_arrays
 from scarcity.partitions import PARTITIONERS, PartitionError
 from scarcity.partitions.sizes import DATA_STREAM, requested_sizes
+from scarcity.scenarios import ClientRows
 
 NOISE_STREAM = 0x9015  # third seed word: feature noise, apart from the data draws
 CLIENT_TEST_STREAM = 0x7E57  # third seed word: each client's held-out rows
@@ -134,6 +135,37 @@ class FederatedData:
     def sizes(self) -> tuple[int, ...]:
         """Training samples of each client."""
         return tuple(len(x) for x in self.client_x)
+
+
+def scenario_rows(data: FederatedData) -> ClientRows:
+    """Each client's training rows and the held-out rows a scenario judges it on: its own
+    (`client_test_fraction`, a natural client's test rows), else its block of synthetic data's
+    test set, else the test set dealt out in turn (row i to client i mod N)."""
+    n = len(data.client_x)
+    if data.client_test_y:
+        sets = data.client_test_sets()
+    elif data.test_rows_per_client:
+        sets = data.test_blocks()
+    else:
+        x, y = data.test_set()
+        sets = [(x[c::n], y[c::n]) for c in range(n)]
+    return ClientRows(
+        data.client_x,
+        data.client_y,
+        tuple(x for x, _ in sets),
+        tuple(y for _, y in sets),
+    )
+
+
+def with_rows(data: FederatedData, rows: ClientRows) -> FederatedData:
+    """`data` with the clients' rows of a scenario's round: training rows and own held-out rows."""
+    return dataclasses.replace(
+        data,
+        client_x=rows.train_x,
+        client_y=rows.train_y,
+        client_test_x=rows.eval_x,
+        client_test_y=rows.eval_y,
+    )
 
 
 def client_sizes(config: SimulationConfig) -> list[int]:

@@ -56,6 +56,10 @@ class ReferencePopulation:
         self.active: list[Client] = self.clients
         self._insights: list[Insight] | None = None
 
+    def set_data(self, data: FederatedData) -> None:
+        """From now on the clients hold `data`'s rows (a scenario's new segment)."""
+        self.data = data
+
     def broadcast(self, weights: Mapping[str, Tensor], participants: Tensor) -> None:
         shared = dict(weights)
         for i in participants.tolist():

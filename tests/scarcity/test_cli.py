@@ -93,12 +93,15 @@ def test_a_strategy_run_from_the_command_line(run_python, tmp_path):
     out = tmp_path / "run.json"
     proc = run_python(
         "-m", "scarcity", "run", "--preset", "baseline", "--strategy", "fedprox",
+        "--scenario", "drift", "--set", "drift_blocks=2",
         "--set", "dataset=digits", "--set", "clients_per_round=3", "--rounds", "2",
         "--no-progress", "--json", str(out),
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     saved = json.loads(out.read_text())
     assert saved["config"]["strategy"] == "fedprox" and saved["config"]["proximal_mu"] == 0.01
+    assert saved["config"]["scenario"] == "drift" and saved["config"]["drift_kind"] == "label_swap"
+    assert "next_block_accuracy" in saved["rounds"][0]["metrics"]
     # where the numbers came from
     provenance = saved["provenance"]
     assert provenance["torch"] == torch.__version__ and provenance["torch_threads"] >= 1

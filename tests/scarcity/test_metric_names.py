@@ -29,6 +29,22 @@ CONFIGS = [
         "rounds": 1,
         "client_test_fraction": 0.25,
     },
+    {
+        "preset": "baseline",
+        "dataset": "iris",
+        "num_clients": 3,
+        "rounds": 2,
+        "scenario": "drift",
+        "drift_blocks": 2,
+    },
+    {
+        "preset": "baseline",
+        "dataset": "iris",
+        "num_clients": 3,
+        "rounds": 2,
+        "scenario": "tasks",
+        "num_tasks": 2,
+    },
 ]
 
 
@@ -41,6 +57,8 @@ CONFIGS = [
         "stage8-labelled",
         "baseline-dp-attack",
         "baseline-regression",
+        "drift",
+        "tasks",
     ],
 )
 def test_every_reported_metric_is_a_known_name(overrides: dict) -> None:

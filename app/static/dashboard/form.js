@@ -13,6 +13,8 @@ const LABELS = {
   num_classes_per_partition: "Classes per client", num_shards_per_partition: "Shards per client",
   feature_noise: "Feature noise σ", client_test_fraction: "Client test fraction",
   model: "Model", hidden_sizes: "Hidden sizes", cnn_channels: "CNN filters",
+  scenario: "Scenario", drift_blocks: "Time blocks", drift_kind: "Concept change", drift_mode: "Drift mode",
+  num_tasks: "Tasks", task_kind: "Task kind",
   name: "Name", tags: "Tags", notes: "Notes",
 };
 const GROUPS = [
@@ -20,9 +22,10 @@ const GROUPS = [
   ["Model and training", ["model", "hidden_sizes", "cnn_channels", "input_dim", "output_dim", "learning_rate", "local_epochs", "batch_size", "router_strategy"]],
   ["Data", ["dataset", "partition", "dirichlet_alpha", "min_partition_size", "self_balancing", "num_classes_per_partition", "class_assignment_mode", "num_shards_per_partition", "samples_per_client", "quantity_skew", "resample_to_size", "feature_scaling", "feature_noise", "drift", "test_fraction", "client_test_fraction"]],
   ["Strategy (shared model)", ["strategy", "reptile_step_size", "server_learning_rate", "server_momentum", "beta_1", "beta_2", "tau", "proximal_mu", "trim_beta", "num_malicious_clients", "num_clients_to_keep", "q_param", "qffl_learning_rate", "dp_clipping_norm", "dp_noise_multiplier", "dp_clipping"]],
+  ["Scenario over time", ["scenario", "drift_blocks", "drift_kind", "drift_mode", "num_tasks", "task_kind"]],
   ["Participation and attackers", ["clients_per_round", "fraction_fit", "min_fit_clients", "malicious_fraction", "attack", "attack_scale"]],
 ];
-const form = { presets: [], strategies: [], partitions: [], models: [], fields: new Map() };
+const form = { presets: [], strategies: [], scenarios: [], partitions: [], models: [], fields: new Map() };
 
 // Only the chosen partition's parameters are shown (GET /partitions says which it reads);
 // samples_per_client and quantity_skew also size synthetic clients and resampled ones.
@@ -65,6 +68,7 @@ function showChosenParameters(field, catalogue) {
 function showStrategyParameters() {
   showChosenParameters("strategy", form.strategies);
   showChosenParameters("model", form.models);
+  showChosenParameters("scenario", form.scenarios);
 }
 
 function resolveSchema(prop) {
@@ -315,10 +319,11 @@ function listDatasets(datasets) {
 // Loads the presets and the schema and builds the form (again once an API key is given).
 export async function initForm() {
   try {
-    const [presets, openapi, strategies, partitions, models, datasets] = await Promise.all([
+    const [presets, openapi, strategies, partitions, models, datasets, scenarios] = await Promise.all([
       apiJSON("/presets"), apiJSON("/openapi.json"), apiJSON("/strategies"), apiJSON("/partitions"),
-      apiJSON("/models"), apiJSON("/datasets"),
+      apiJSON("/models"), apiJSON("/datasets"), apiJSON("/scenarios"),
     ]);
+    form.scenarios = scenarios;
     form.presets = presets;
     form.models = models;
     form.strategies = strategies;
@@ -334,7 +339,7 @@ export async function initForm() {
     buildForm(schema);
     listDatasets(datasets);
     applyPreset();
-    for (const name of ["strategy", "model"]) {
+    for (const name of ["strategy", "model", "scenario"]) {
       const f = form.fields.get(name);
       if (f) f.input.addEventListener("change", showStrategyParameters);
     }

@@ -1,0 +1,192 @@
+"""`drift`: concept drift over time blocks, as FedDrift builds it.
+
+Jothimurugesan, Hsieh, Wang, Joshi & Gibbons (2023), "Federated Learning under Distributed
+Concept Drift", AISTATS. The rounds are cut into `drift_blocks` consecutive time blocks of
+near-equal length (the first ones a round longer). Each client holds one concept per block:
+concept j in block j, except the clients that drift late (each client, drawn once from the
+scenario's stream with probability ½), which hold concept j − 1 in block j — so clients drift at
+different times, as FedDrift staggers them. A concept is a transformation of the client's rows
+(`drift_kind`):
+
+- `label_swap`: concept j ≥ 1 swaps classes 2(j−1) and 2(j−1)+1 (mod the classes), FedDrift's
+  label swaps; the features stay (a classification data set only);
+- `rotation`: concept j rotates every row by j·180°/B (B blocks): a square image about its
+  centre, tabular features pairwise in their planes (`scarcity.scenarios.base.rotate`);
+- `shift`: concept j adds j to every feature (j standard deviations of a standardised feature;
+  labels and targets stay: covariate shift).
+
+`drift_mode` `sudden`: a client's rows change at the first round of its new block. `gradual`: over
+the block in which a client changes, a growing share of its rows (i/m in the block's i-th of m
+rounds, rows in an order drawn once per client) follows the new concept, the rest the old one.
+A client is judged on its held-out rows under its concept of the block (the new one while it moves).
+
+`next_block_accuracy` (FedDrift's figure: train at time t, test on t + 1): the mean over the
+round's participants of the accuracy of the model each would use on its held-out rows under its
+concept of the next block; the last block has none.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Mapping
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from scarcity.errors import ConfigError
+from scarcity.params import Param, RunConfig
+from scarcity.scenarios.base import (
+    ClientRows,
+    Scenario,
+    Score,
+    block_of,
+    block_starts,
+    rotate,
+    scenario_rng,
+    swap_labels,
+)
+
+DRIFT_BLOCKS = Param(
+    "drift_blocks",
+    int | None,
+    None,
+    "drift: time blocks the rounds are cut into; clients change concept between blocks "
+    "(default 4, at most the rounds).",
+    ge=2,
+    le=1000,
+)
+DRIFT_KIND = Param(
+    "drift_kind",
+    Literal["label_swap", "rotation", "shift"] | None,
+    None,
+    "drift: what a new concept does to a client's rows: label_swap (two classes swap labels; "
+    "the default for classification), rotation (images about their centre, tabular features "
+    "pairwise), shift (every feature + j; the default for regression).",
+)
+DRIFT_MODE = Param(
+    "drift_mode",
+    Literal["sudden", "gradual"] | None,
+    None,
+    "drift: sudden (a client's rows change at once; the default) or gradual (a growing share "
+    "of its rows over the block).",
+)
+
+
+class Drift(Scenario):
+    name: ClassVar[str] = "drift"
+    paper: ClassVar[str] = (
+        "Jothimurugesan, Hsieh, Wang, Joshi & Gibbons 2023, Federated Learning under "
+        "Distributed Concept Drift (AISTATS)"
+    )
+    summary: ClassVar[str] = (
+        "Concept drift: time blocks, a concept per client per block, clients drifting at "
+        "different times (FedDrift)."
+    )
+    params: ClassVar[tuple[Param, ...]] = (DRIFT_BLOCKS, DRIFT_KIND, DRIFT_MODE)
+    defaults: ClassVar[Mapping[str, Any]] = {"drift_blocks": 4, "drift_mode": "sudden"}
+
+    @classmethod
+    def resolve(cls, config: RunConfig, classification: bool) -> dict[str, Any]:
+        values = super().resolve(config, classification)
+        if config.drift_kind is None:
+            values["drift_kind"] = "label_swap" if classification else "shift"
+        kind = values.get("drift_kind", config.drift_kind)
+        if kind == "label_swap" and not classification:
+            raise ConfigError(
+                "drift_kind",
+                "label_swap swaps class labels: a regression data set drifts by rotation or shift",
+            )
+        blocks = values.get("drift_blocks", config.drift_blocks)
+        if blocks > config.rounds:
+            raise ConfigError(
+                "drift_blocks", f"{blocks} blocks need at least as many rounds ({config.rounds})"
+            )
+        return values
+
+    def __init__(self, config: RunConfig, base: ClientRows, classes: int) -> None:
+        super().__init__(config, base, classes)
+        self.blocks = int(config.drift_blocks)
+        self.starts = block_starts(config.rounds, self.blocks)
+        rng = scenario_rng(config, 0xD1F7)
+        #: 1 for the clients that drift a block late, 0 for the others [N].
+        self.lag = rng.integers(0, 2, size=base.num_clients)
+        #: Gradual drift: the order in which each client's rows take up the new concept.
+        self.order = [rng.permutation(len(x)) for x in base.train_x]
+
+    # -- the schedule ---------------------------------------------------------------------
+    def concept(self, client: int, block: int) -> int:
+        """Client `client`'s concept in block `block` (0-based; block −1 is concept 0)."""
+        return max(0, block - int(self.lag[client]))
+
+    def block(self, round_index: int) -> int:
+        return block_of(round_index, self.config.rounds, self.blocks)
+
+    def share(self, client: int, round_index: int) -> float:
+        """The share of the client's rows under its block's concept in round `round_index`:
+        1, except while a gradual drift moves it (i/m in the i-th of the block's m rounds)."""
+        b = self.block(round_index)
+        if self.config.drift_mode == "sudden" or self.concept(client, b) == self.concept(
+            client, b - 1
+        ):
+            return 1.0
+        end = self.starts[b + 1] if b + 1 < self.blocks else self.config.rounds + 1
+        return (round_index - self.starts[b] + 1) / (end - self.starts[b])
+
+    def segment(self, round_index: int) -> Any:
+        b = self.block(round_index)
+        moving = self.config.drift_mode == "gradual" and any(
+            self.concept(c, b) != self.concept(c, b - 1) for c in range(self.base.num_clients)
+        )
+        return (b, round_index) if moving else (b,)
+
+    # -- the rows ------------------------------------------------------------------------
+    def transform(self, x: Tensor, y: Tensor, concept: int) -> tuple[Tensor, Tensor]:
+        """Rows under concept `concept` (0: as they are)."""
+        if concept == 0:
+            return x, y
+        kind = self.config.drift_kind
+        if kind == "label_swap":
+            return x, swap_labels(y, concept, self.classes)
+        if kind == "rotation":
+            return rotate(x, concept * 180.0 / self.blocks), y
+        return x + float(concept), y
+
+    def rows(self, round_index: int) -> ClientRows:
+        b = self.block(round_index)
+        train_x, train_y = [], []
+        for c, (x, y) in enumerate(zip(self.base.train_x, self.base.train_y, strict=True)):
+            new, old = self.concept(c, b), self.concept(c, b - 1)
+            share = self.share(c, round_index)
+            if share >= 1.0 or new == old:
+                x, y = self.transform(x, y, new)
+            else:  # gradual: the first ⌈share·n⌉ rows of the client's order take the new concept
+                moved = torch.from_numpy(np.sort(self.order[c][: math.ceil(share * len(x))]))
+                stay = torch.ones(len(x), dtype=torch.bool)
+                stay[moved] = False
+                x_new, y_new = self.transform(x[moved], y[moved], new)
+                x_old, y_old = self.transform(x[stay], y[stay], old)
+                x, y = x.clone(), y.clone()
+                x[moved], y[moved], x[stay], y[stay] = x_new, y_new, x_old, y_old
+            train_x.append(x)
+            train_y.append(y)
+        eval_x, eval_y = self._eval(b)
+        return ClientRows(tuple(train_x), tuple(train_y), eval_x, eval_y)
+
+    @functools.lru_cache(maxsize=2)  # noqa: B019 (one scenario per simulation, two blocks held)
+    def _eval(self, block: int) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...]]:
+        """Every client's held-out rows under its concept of block `block`."""
+        pairs = [
+            self.transform(x, y, self.concept(c, block))
+            for c, (x, y) in enumerate(zip(self.base.eval_x, self.base.eval_y, strict=True))
+        ]
+        return tuple(x for x, _ in pairs), tuple(y for _, y in pairs)
+
+    def metrics(self, round_index: int, score: Score) -> dict[str, float]:
+        b = self.block(round_index)
+        if b + 1 >= self.blocks:
+            return {}
+        accuracy = score(list(zip(*self._eval(b + 1), strict=True)))
+        return {} if accuracy is None else {"next_block_accuracy": accuracy}
