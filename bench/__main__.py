@@ -19,6 +19,7 @@ SUITES = (
     "sweep",
     "papers",
     "fmnist",
+    "scenarios",
 )
 
 

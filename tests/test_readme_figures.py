@@ -71,3 +71,19 @@ def test_the_heart_disease_fedavg_figure_is_its_defaults_over_flambys_seeds() ->
         for seed in (42, 43, 44, 45, 46)
     ]
     assert f"{statistics.fmean(finals):.3f}" == printed.group(1)
+
+
+def test_the_task_sequence_example_gives_the_table_printed() -> None:
+    body = re.search(r"^(\{\"preset\": \"baseline\".*\"scenario\": \"tasks\".*\})$", README, re.M)
+    assert body is not None
+    request = json.loads(body.group(1))
+    table = README[body.end() :]
+    for kind in ("class_split", "rotated"):
+        row = re.search(rf"^\| {kind} \| (.+?) \| (.+?) \| (.+?) \|$", table, re.M)
+        assert row is not None, kind
+        metrics = _final({**request, "task_kind": kind})
+        shown = [
+            f"{metrics[name]:.3f}"
+            for name in ("avg_task_accuracy", "forgetting", "backward_transfer")
+        ]
+        assert shown == list(row.groups()), kind
