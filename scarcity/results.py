@@ -184,6 +184,10 @@ METRIC_NAMES: Mapping[str, str] = {
     "next_block_accuracy": "scenario drift: mean accuracy over the round's clients of the model "
     "each uses on its held-out rows under its concept of the next time block (FedDrift's train "
     "at t, test at t + 1; none in the last block)",
+    "drift_accuracy_drop": "scenario drift, a block's first round: accuracy on the clients' "
+    "current concepts in the round before minus in this one",
+    "drift_recovery_rounds": "scenario drift: rounds since the drift began when the accuracy is "
+    "back within 0.01 of its level before it (reported once per drift)",
     "avg_task_accuracy": "scenario tasks: mean accuracy over the tasks seen so far, each on the "
     "clients' held-out rows of that task",
     "forgetting": "scenario tasks: mean over the finished tasks of their best accuracy at the "

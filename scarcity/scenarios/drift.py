@@ -22,7 +22,11 @@ A client is judged on its held-out rows under its concept of the block (the new 
 
 `next_block_accuracy` (FedDrift's figure: train at time t, test on t + 1): the mean over the
 round's participants of the accuracy of the model each would use on its held-out rows under its
-concept of the next block; the last block has none.
+concept of the next block; the last block has none. After each drift (a block's first round),
+`drift_accuracy_drop`: the accuracy on the clients' current concepts in the round before minus
+in this one; and in the first round it is back within 0.01 of that level,
+`drift_recovery_rounds`: the rounds it took (1: the drift's own round). A drift not recovered
+from before the next one reports no recovery.
 """
 
 from __future__ import annotations
@@ -48,6 +52,9 @@ from scarcity.scenarios.base import (
     scenario_rng,
     swap_labels,
 )
+
+#: A drift is recovered from once the accuracy is back within this of its level before the drift.
+RECOVERY_TOLERANCE = 0.01
 
 DRIFT_BLOCKS = Param(
     "drift_blocks",
@@ -115,6 +122,10 @@ class Drift(Scenario):
         self.lag = rng.integers(0, 2, size=base.num_clients)
         #: Gradual drift: the order in which each client's rows take up the new concept.
         self.order = [rng.permutation(len(x)) for x in base.train_x]
+        #: The accuracy on the current concept in the last round, and the level before the
+        #: drift being recovered from (None: none pending).
+        self.last: float | None = None
+        self.before: float | None = None
 
     # -- the schedule ---------------------------------------------------------------------
     def concept(self, client: int, block: int) -> int:
@@ -186,7 +197,33 @@ class Drift(Scenario):
 
     def metrics(self, round_index: int, score: Score) -> dict[str, float]:
         b = self.block(round_index)
-        if b + 1 >= self.blocks:
+        current = score(list(zip(*self._eval(b), strict=True)))
+        if current is None:
             return {}
-        accuracy = score(list(zip(*self._eval(b + 1), strict=True)))
-        return {} if accuracy is None else {"next_block_accuracy": accuracy}
+        out = self._recovery(round_index, b, current)
+        if b + 1 < self.blocks:
+            upcoming = score(list(zip(*self._eval(b + 1), strict=True)))
+            if upcoming is not None:
+                out["next_block_accuracy"] = upcoming
+        return out
+
+    def _recovery(self, round_index: int, block: int, accuracy: float) -> dict[str, float]:
+        """The drop and the recovery after each drift: in a block's first round (block ≥ 1)
+        `drift_accuracy_drop` = the accuracy on the current concept in the previous round minus
+        now; in the first round whose accuracy is back within `RECOVERY_TOLERANCE` of that level,
+        `drift_recovery_rounds` = the rounds since the drift began (1: at once)."""
+        out: dict[str, float] = {}
+        if block > 0 and round_index == self.starts[block] and self.last is not None:
+            self.before = self.last
+            out["drift_accuracy_drop"] = self.before - accuracy
+        if self.before is not None and accuracy >= self.before - RECOVERY_TOLERANCE:
+            out["drift_recovery_rounds"] = float(round_index - self.starts[block] + 1)
+            self.before = None
+        self.last = accuracy
+        return out
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"last": self.last, "before": self.before}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.last, self.before = state["last"], state["before"]

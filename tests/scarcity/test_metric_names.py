@@ -36,6 +36,8 @@ CONFIGS = [
         "rounds": 2,
         "scenario": "drift",
         "drift_blocks": 2,
+        "drift_kind": "rotation",
+        "learning_rate": 0.1,
     },
     {
         "preset": "baseline",

@@ -264,3 +264,20 @@ def test_bad_scenario_settings_are_errors_naming_the_field():
     with pytest.raises(ConfigError) as raised:
         plan(config)
     assert raised.value.field == "num_tasks"
+
+
+def test_the_drop_after_a_drift_and_the_rounds_to_recover_on_literal_accuracies():
+    config = drift_config(rounds=6, drift_blocks=3)  # blocks start at rounds 1, 3 and 5
+    scenario = Drift(config, literal_rows(), classes=4)
+    current = {1: 0.5, 2: 0.8, 3: 0.6, 4: 0.795, 5: 0.7, 6: 0.75}
+    reported = {}
+    for r in range(1, 7):
+        calls = iter([current[r], 0.0])  # the current concept's rows, then the next block's
+        reported[r] = scenario.metrics(r, lambda _sets, calls=calls: next(calls))
+    assert "drift_accuracy_drop" not in reported[1] | reported[2]
+    assert reported[3]["drift_accuracy_drop"] == pytest.approx(0.8 - 0.6)
+    assert "drift_recovery_rounds" not in reported[3]
+    assert reported[4]["drift_recovery_rounds"] == 2  # 0.795 is within 0.01 of 0.8
+    assert reported[5]["drift_accuracy_drop"] == pytest.approx(0.795 - 0.7)
+    assert "drift_recovery_rounds" not in reported[5] | reported[6]  # 0.75 < 0.795 − 0.01
+    assert "next_block_accuracy" in reported[4] and "next_block_accuracy" not in reported[5]
