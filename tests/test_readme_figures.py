@@ -87,3 +87,21 @@ def test_the_task_sequence_example_gives_the_table_printed() -> None:
             for name in ("avg_task_accuracy", "forgetting", "backward_transfer")
         ]
         assert shown == list(row.groups()), kind
+
+
+def test_the_drift_example_drops_as_printed_and_never_recovers() -> None:
+    body = re.search(r"^(\{\"preset\": \"baseline\".*\"scenario\": \"tasks\".*\})$", README, re.M)
+    printed = re.search(
+        r"and (\d+) rounds drops (0\.\d+), (0\.\d+) and (0\.\d+) at the three drifts", README
+    )
+    assert body is not None and printed is not None
+    request = {k: v for k, v in json.loads(body.group(1)).items() if k != "num_tasks"}
+    request |= {"scenario": "drift", "drift_blocks": 4, "rounds": int(printed.group(1))}
+    results = run_simulation(resolve_config(request))
+    drops = [
+        f"{r.metrics['drift_accuracy_drop']:.3f}"
+        for r in results
+        if "drift_accuracy_drop" in r.metrics
+    ]
+    assert drops == list(printed.groups()[1:])
+    assert not any("drift_recovery_rounds" in r.metrics for r in results)
