@@ -223,7 +223,7 @@ class Simulation:
         elif cfg.ensemble_evaluation and cfg.expert_ensemble:
             metrics.update(self._ensemble_metrics(k, participants))
         if self.scenario is not None:
-            metrics.update(self.scenario.metrics(k, self._scorer(participants)))
+            metrics.update(self.scenario.metrics(k, self._scorer(participants, personal)))
         usage = population.expert_usage() if cfg.expert_routing else {}
         _check_finite(k, metrics, meta_params, bounded=cfg.engine_version >= 5)
         population.check_finite(lambda path: _raise_diverged(k, path))
@@ -262,17 +262,21 @@ class Simulation:
             self.population.set_data(self.data)
             self._segment = segment
 
-    def _scorer(self, participants: Tensor) -> Score:
+    def _scorer(self, participants: Tensor, personal: Tensor | None) -> Score:
         """A scenario's scorer (`scarcity.scenarios.Score`): the mean over the participants of
         the accuracy of the model each uses on its own rows of a scenario's held-out sets (the
         shared model with FedAvg, else its experts' ensemble); None for regression or a run
-        with no supervised model (label_free)."""
+        with no supervised model (label_free). `personal`: the shared model's scores of the
+        round on the clients' current held-out rows, reused when a scenario asks for them."""
         cfg = self.config
+        current = [(id(x), id(y)) for x, y in zip(self.data.client_test_x, self.data.client_test_y)]
 
         def score(sets: EvalSets) -> float | None:
             if self.data.task != "classification":
                 return None
-            if cfg.federated_averaging:
+            if personal is not None and [(id(x), id(y)) for x, y in sets] == current:
+                scores = personal[participants]  # already scored this round
+            elif cfg.federated_averaging:
                 x = torch.cat([x for x, _ in sets])
                 y = torch.cat([y for _, y in sets])
                 owner = torch.cat(
