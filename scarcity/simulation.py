@@ -269,7 +269,8 @@ class Simulation:
         with no supervised model (label_free). `personal`: the shared model's scores of the
         round on the clients' current held-out rows, reused when a scenario asks for them."""
         cfg = self.config
-        current = [(id(x), id(y)) for x, y in zip(self.data.client_test_x, self.data.client_test_y)]
+        rows = zip(self.data.client_test_x, self.data.client_test_y, strict=True)
+        current = [(id(x), id(y)) for x, y in rows]
 
         def score(sets: EvalSets) -> float | None:
             if self.data.task != "classification":
