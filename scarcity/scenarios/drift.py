@@ -232,14 +232,13 @@ class Drift(Scenario):
     def rows(self, round_index: int) -> ClientRows:
         b = self.block(round_index)
         if self.stream:
-            train_x, train_y = zip(
-                *(
-                    (x[self.chunk(len(x), b)], y[self.chunk(len(y), b)])
-                    for x, y in zip(self.base.train_x, self.base.train_y, strict=True)
-                ),
-                strict=True,
+            chunks = [
+                (x[self.chunk(len(x), b)], y[self.chunk(len(y), b)])
+                for x, y in zip(self.base.train_x, self.base.train_y, strict=True)
+            ]
+            return ClientRows(
+                tuple(x for x, _ in chunks), tuple(y for _, y in chunks), *self._eval(b)
             )
-            return ClientRows(tuple(train_x), tuple(train_y), *self._eval(b))
         train_x, train_y = [], []
         for c, (x, y) in enumerate(zip(self.base.train_x, self.base.train_y, strict=True)):
             new, old = self.concept(c, b), self.concept(c, b - 1)
