@@ -10,7 +10,15 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from scarcity.datasets import fashion_mnist, heart_disease, mnist, scikit_learn, shakespeare
+from scarcity.datasets import (
+    fashion_mnist,
+    heart_disease,
+    mnist,
+    rainfall,
+    river_streams,
+    scikit_learn,
+    shakespeare,
+)
 from scarcity.datasets.base import Arrays, Dataset, DatasetUnavailable
 
 DATASETS: dict[str, Dataset] = {
@@ -25,6 +33,10 @@ DATASETS: dict[str, Dataset] = {
         fashion_mnist.FASHION_MNIST,
         mnist.MNIST,
         shakespeare.SHAKESPEARE,
+        river_streams.SEA,
+        river_streams.STAGGER,
+        river_streams.HYPERPLANE,
+        rainfall.RAINFALL,
     )
 }
 
@@ -41,6 +53,12 @@ def find_dataset(name: str) -> Dataset | None:
     return uploaded.find(name)
 
 
+def is_stream(name: str) -> bool:
+    """Whether data set `name` is a registered stream (its row order is time)."""
+    known = DATASETS.get(name)
+    return known is not None and known.stream
+
+
 @lru_cache(maxsize=4)
 def load_arrays(name: str) -> Arrays:
     """The rows of data set `name`, cached per process for the few data sets a worker uses in
@@ -52,4 +70,12 @@ def load_arrays(name: str) -> Arrays:
     return dataset.load()
 
 
-__all__ = ["DATASETS", "SYNTHETIC", "Arrays", "Dataset", "DatasetUnavailable", "find_dataset"]
+__all__ = [
+    "DATASETS",
+    "SYNTHETIC",
+    "Arrays",
+    "Dataset",
+    "DatasetUnavailable",
+    "find_dataset",
+    "is_stream",
+]

@@ -75,6 +75,12 @@ class Dataset:
     defaults: Mapping[str, Any] = field(default_factory=dict)
     #: The source has its own train/test split (then `test_fraction` is not read).
     own_test_split: bool = False
+    #: The rows are a stream: their order is time (row i arrived before row i + 1). A split
+    #: keeps that order (the train and test rows, and each client's rows, are in row order), and
+    #: `scenario: drift` defaults to `drift_kind: stream` on it.
+    stream: bool = False
+    #: A stream's documented concept-drift points: the first row of each new concept.
+    drift_points: tuple[int, ...] = ()
 
     def describe(self) -> dict[str, Any]:
         """What `GET /datasets` shows of it."""

@@ -13,7 +13,20 @@ different times, as FedDrift staggers them. A concept is a transformation of the
 - `rotation`: concept j rotates every row by j·180°/B (B blocks): a square image about its
   centre, tabular features pairwise in their planes (`scarcity.scenarios.base.rotate`);
 - `shift`: concept j adds j to every feature (j standard deviations of a standardised feature;
-  labels and targets stay: covariate shift).
+  labels and targets stay: covariate shift);
+- `stream` (the default on a stream data set, whose row order is time: `sea`, `stagger`,
+  `hyperplane`, `rainfall`): the concept is the stream's own. Each client's training rows, in
+  time order, are cut into `drift_blocks` consecutive chunks of near-equal size (the first ones
+  a row longer), and so are its held-out rows; in block b the client trains on its chunk b and
+  is judged on its held-out chunk b, and `next_block_accuracy` scores held-out chunk b + 1:
+  FedDrift's train at t, test at t + 1 on a real stream. Every client follows the one timeline
+  (no client drifts late; the stream decides when its concept changes). The rows reach the
+  clients as the partition deals them, each client's in time order (a split keeps data-set
+  order), so under `iid` every client holds a uniform share of the whole stream and its chunk b
+  covers the same stretch of time as every other client's; its held-out rows are the test rows
+  dealt in turn (row i to client i mod N), in time order too. A client's own random held-out
+  rows (`client_test_fraction`) have no time order, nor do resampled clients
+  (`resample_to_size`): both are refused, as is `gradual` (the chunks follow one another).
 
 `drift_mode` `sudden`: a client's rows change at the first round of its new block. `gradual`: over
 the block in which a client changes, a growing share of its rows (i/m in the block's i-th of m
@@ -40,6 +53,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from scarcity.datasets import is_stream
 from scarcity.errors import ConfigError
 from scarcity.params import Param, RunConfig
 from scarcity.scenarios.base import (
@@ -67,11 +81,13 @@ DRIFT_BLOCKS = Param(
 )
 DRIFT_KIND = Param(
     "drift_kind",
-    Literal["label_swap", "rotation", "shift"] | None,
+    Literal["label_swap", "rotation", "shift", "stream"] | None,
     None,
     "drift: what a new concept does to a client's rows: label_swap (two classes swap labels; "
     "the default for classification), rotation (images about their centre, tabular features "
-    "pairwise), shift (every feature + j; the default for regression).",
+    "pairwise), shift (every feature + j; the default for regression), stream (a stream data "
+    "set's own drift: block b trains on the b-th time chunk of each client's rows; the "
+    "default on a stream).",
 )
 DRIFT_MODE = Param(
     "drift_mode",
@@ -98,9 +114,14 @@ class Drift(Scenario):
     @classmethod
     def resolve(cls, config: RunConfig, classification: bool) -> dict[str, Any]:
         values = super().resolve(config, classification)
+        stream = is_stream(config.dataset)
         if config.drift_kind is None:
-            values["drift_kind"] = "label_swap" if classification else "shift"
+            values["drift_kind"] = (
+                "stream" if stream else "label_swap" if classification else "shift"
+            )
         kind = values.get("drift_kind", config.drift_kind)
+        if kind == "stream":
+            cls._check_stream(config, stream, values.get("drift_mode", config.drift_mode))
         if kind == "label_swap" and not classification:
             raise ConfigError(
                 "drift_kind",
@@ -113,6 +134,30 @@ class Drift(Scenario):
             )
         return values
 
+    @staticmethod
+    def _check_stream(config: RunConfig, stream: bool, mode: str) -> None:
+        """A stream's chunks need its rows in time order on every client."""
+        if not stream:
+            raise ConfigError(
+                "drift_kind",
+                f"stream cuts a stream data set's rows in time order; {config.dataset} is not "
+                "one (sea, stagger, hyperplane and rainfall are)",
+            )
+        if mode == "gradual":
+            raise ConfigError("drift_mode", "a stream's time chunks follow one another: sudden")
+        if config.client_test_fraction > 0:
+            raise ConfigError(
+                "client_test_fraction",
+                "a client's own held-out rows are drawn at random, out of time order: the "
+                "stream drift kind is judged on the test rows dealt in turn (leave it 0)",
+            )
+        if getattr(config, "resample_to_size", False):  # noqa: B009 (a field of the run)
+            raise ConfigError(
+                "resample_to_size",
+                "resampled clients hold rows out of time order: the stream drift kind needs "
+                "natural sizes",
+            )
+
     def __init__(self, config: RunConfig, base: ClientRows, classes: int) -> None:
         super().__init__(config, base, classes)
         self.blocks = int(config.drift_blocks)
@@ -120,6 +165,20 @@ class Drift(Scenario):
         rng = scenario_rng(config, 0xD1F7)
         #: 1 for the clients that drift a block late, 0 for the others [N].
         self.lag = rng.integers(0, 2, size=base.num_clients)
+        self.stream = config.drift_kind == "stream"
+        if self.stream:
+            self.lag[:] = 0  # one timeline: concept b is time chunk b for every client
+            short = [
+                c
+                for c in range(base.num_clients)
+                if min(len(base.train_y[c]), len(base.eval_y[c])) < self.blocks
+            ]
+            if short:
+                raise ConfigError(
+                    "drift_blocks",
+                    f"client {short[0]} holds fewer training or held-out rows than the "
+                    f"{self.blocks} time chunks the stream is cut into",
+                )
         #: Gradual drift: the order in which each client's rows take up the new concept.
         self.order = [rng.permutation(len(x)) for x in base.train_x]
         #: The accuracy on the current concept in the last round, and the level before the
@@ -165,8 +224,21 @@ class Drift(Scenario):
             return rotate(x, concept * 180.0 / self.blocks), y
         return x + float(concept), y
 
+    def chunk(self, rows: int, block: int) -> slice:
+        """A stream's time chunk `block` of a client's `rows` rows in time order: consecutive,
+        near-equal (the first ones a row longer)."""
+        return chunk_of(rows, self.blocks, block)
+
     def rows(self, round_index: int) -> ClientRows:
         b = self.block(round_index)
+        if self.stream:
+            chunks = [
+                (x[self.chunk(len(x), b)], y[self.chunk(len(y), b)])
+                for x, y in zip(self.base.train_x, self.base.train_y, strict=True)
+            ]
+            return ClientRows(
+                tuple(x for x, _ in chunks), tuple(y for _, y in chunks), *self._eval(b)
+            )
         train_x, train_y = [], []
         for c, (x, y) in enumerate(zip(self.base.train_x, self.base.train_y, strict=True)):
             new, old = self.concept(c, b), self.concept(c, b - 1)
@@ -188,7 +260,14 @@ class Drift(Scenario):
 
     @functools.lru_cache(maxsize=2)  # noqa: B019 (one scenario per simulation, two blocks held)
     def _eval(self, block: int) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...]]:
-        """Every client's held-out rows under its concept of block `block`."""
+        """Every client's held-out rows under its concept of block `block` (a stream: its held-out
+        time chunk `block`)."""
+        if self.stream:
+            pairs = [
+                (x[self.chunk(len(x), block)], y[self.chunk(len(y), block)])
+                for x, y in zip(self.base.eval_x, self.base.eval_y, strict=True)
+            ]
+            return tuple(x for x, _ in pairs), tuple(y for _, y in pairs)
         pairs = [
             self.transform(x, y, self.concept(c, block))
             for c, (x, y) in enumerate(zip(self.base.eval_x, self.base.eval_y, strict=True))
@@ -227,3 +306,11 @@ class Drift(Scenario):
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.last, self.before = state["last"], state["before"]
+
+
+def chunk_of(rows: int, blocks: int, block: int) -> slice:
+    """Chunk `block` (0-based) of `rows` consecutive rows cut into `blocks` near-equal parts,
+    the first ones a row longer (`numpy.array_split`'s cut)."""
+    small, extra = divmod(rows, blocks)
+    start = block * small + min(block, extra)
+    return slice(start, start + small + (1 if block < extra else 0))
