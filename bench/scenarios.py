@@ -2,8 +2,9 @@
 
 FedAvg (the `baseline` preset) of NIID-Bench's simple CNN on Fashion-MNIST's 60,000 training rows
 dealt iid to 100 clients (E=1, batch 32, the data set's default learning rate, one torch thread),
-run with every scenario that moves the data, in one process, and the median seconds of a round
-(round 1, with its first-call overheads, left out) printed beside `static`'s on the same data:
+run with every scenario that moves the data, in one process, the runs taking turns round by
+round, and the median seconds of a round (round 1, with its first-call overheads, left out)
+printed beside `static`'s on the same data:
 
 - drift, label swaps and rotations, over 3 time blocks (each client re-stacked when its concept
   changes, the next block's concept scored every round);
@@ -49,10 +50,15 @@ def base_config(quick: bool) -> dict[str, Any]:
     }
 
 
-def seconds_per_round(config: dict[str, Any]) -> float:
-    sim = Simulation(resolve_config(config))
-    durations = [result.duration_seconds for result in sim.rounds()]
-    return statistics.median(durations[1:])
+def seconds_per_round(base: dict[str, Any]) -> dict[str, float]:
+    """Every variant's median round, the variants taking turns round by round (so a change in
+    the machine's load falls on all of them alike)."""
+    sims = {name: Simulation(resolve_config(base | extra)) for name, extra in VARIANTS.items()}
+    durations: dict[str, list[float]] = {name: [] for name in sims}
+    for _ in range(base["rounds"]):
+        for name, sim in sims.items():
+            durations[name].append(sim.run_round().duration_seconds)
+    return {name: statistics.median(times[1:]) for name, times in durations.items()}
 
 
 def main(quick: bool = False) -> None:
@@ -60,16 +66,16 @@ def main(quick: bool = False) -> None:
     base = base_config(quick)
     print(
         f"{base['dataset']}, {base['num_clients']} clients, {base['rounds']} rounds "
-        "(median s/round, round 1 left out)"
+        "(median s/round, round 1 left out; the variants take turns)"
     )
-    static = seconds_per_round(base)
-    print(f"{'static':<20} {static:8.3f} s/round")
-    for name, overrides in VARIANTS.items():
+    seconds = seconds_per_round(base)
+    static = seconds["static"]
+    for name, value in seconds.items():
         if name == "static":
+            print(f"{name:<20} {value:8.3f} s/round")
             continue
-        seconds = seconds_per_round(base | overrides)
         target = "  (target ≤ 1.2×)" if name in SAME_WORK else "  (trains a fifth of the rows)"
-        print(f"{name:<20} {seconds:8.3f} s/round  {seconds / static:5.2f}× static{target}")
+        print(f"{name:<20} {value:8.3f} s/round  {value / static:5.2f}× static{target}")
 
 
 if __name__ == "__main__":
