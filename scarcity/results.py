@@ -188,12 +188,12 @@ METRIC_NAMES: Mapping[str, str] = {
     "current concepts in the round before minus in this one",
     "drift_recovery_rounds": "scenario drift: rounds since the drift began when the accuracy is "
     "back within 0.01 of its level before it (reported once per drift)",
-    "avg_task_accuracy": "scenario tasks: mean accuracy over the tasks seen so far, each on the "
-    "clients' held-out rows of that task",
-    "forgetting": "scenario tasks: mean over the finished tasks of their best accuracy at the "
-    "end of a task minus their accuracy now (Chaudhry et al. 2018)",
-    "backward_transfer": "scenario tasks: mean over the finished tasks of their accuracy now "
-    "minus their accuracy when they finished (Lopez-Paz & Ranzato 2017)",
+    "avg_task_accuracy": "scenario tasks, a task's last round: mean accuracy over the tasks seen "
+    "so far, each on the clients' held-out rows of that task",
+    "forgetting": "scenario tasks, a task's last round: mean over the earlier tasks of their best "
+    "accuracy at the end of a task minus their accuracy now (Chaudhry et al. 2018)",
+    "backward_transfer": "scenario tasks, a task's last round: mean over the earlier tasks of "
+    "their accuracy now minus at their own end (Lopez-Paz & Ranzato 2017)",
 }
 
 

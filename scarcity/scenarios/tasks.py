@@ -15,14 +15,15 @@ longer), and is judged on every task seen so far. A task (`task_kind`):
   the scenario's stream (permuted MNIST); task 0 is the data as it is.
 
 The metrics (classification) come from the accuracy matrix a[l][j], the accuracy on task j's
-held-out rows after training through task l, here the mean over the round's participants of the
-model each would use. With t the current task and the current round's model as row t:
-`avg_task_accuracy` = mean over j ≤ t of a[t][j] (the average accuracy over the tasks seen);
-`forgetting` (Chaudhry, Dokania, Ajanthan & Torr 2018, ECCV) = mean over j < t of
-max_{j ≤ l < t} a[l][j] − a[t][j]; `backward_transfer` (Lopez-Paz & Ranzato 2017, "Gradient
-Episodic Memory", NeurIPS) = mean over j < t of a[t][j] − a[j][j]. The rows a[l] of finished
-tasks are those of each task's last round; in the last round of the run these are the papers'
-end-of-sequence figures.
+held-out rows after training through task l (the last round of task l), here the mean over the
+round's participants of the model each would use; they are reported in the last round of each
+task, as the papers report them (scoring every task seen in every round would cost a pass over
+their held-out rows each). At the end of task t: `avg_task_accuracy` = mean over j ≤ t of
+a[t][j] (the average accuracy over the tasks seen); `forgetting` (Chaudhry, Dokania, Ajanthan &
+Torr 2018, ECCV) = mean over j < t of max_{j ≤ l < t} a[l][j] − a[t][j]; `backward_transfer`
+(Lopez-Paz & Ranzato 2017, "Gradient Episodic Memory", NeurIPS) = mean over j < t of
+a[t][j] − a[j][j]. The run's last round ends the last task: its figures are the papers'
+end-of-sequence ones.
 """
 
 from __future__ import annotations
@@ -164,13 +165,15 @@ class Tasks(Scenario):
 
     def metrics(self, round_index: int, score: Score) -> dict[str, float]:
         t = self.task(round_index)
+        if round_index != self.last_round_of(t):
+            return {}  # the matrix's rows are the tasks' ends (scoring every task seen costs)
         row = []
         for j in range(t + 1):
             accuracy = score(list(zip(*self._eval(j), strict=True)))
             if accuracy is None:
                 return {}
             row.append(accuracy)
-        if round_index == self.last_round_of(t) and len(self.finished) == t:
+        if len(self.finished) == t:
             self.finished.append(row)
         return task_metrics(self.finished[:t], row)
 
