@@ -2,6 +2,7 @@
 
 A round (`Simulation.run_round`) is one sequence of steps, whichever execution holds the clients:
 1. this round's participants are drawn (`clients_per_round` / `fraction_fit`; all by default);
+   a scenario may keep some of them away (`Scenario.available`: offline, or never joining);
 2. FedAvg on: the strategy says what the participants add to their local objective
    (`Strategy.configure_fit`) and the server broadcasts the global model to them;
 3. every participant trains locally on this round's data (`ClientPopulation.fit`); the others
