@@ -162,7 +162,9 @@ class _RunFields(BaseModel):
         description=(
             "How the clients' data changes over the rounds (GET /scenarios lists them): static "
             "(the same rows every round), drift (concepts over time blocks), tasks (a task "
-            "sequence per client), …"
+            "sequence per client), availability (clients online or offline round by round), "
+            "few_labels (a share of each client's rows labelled), arrivals (clients that never "
+            "train, scored as newcomers), …"
         ),
         json_schema_extra=lambda schema: _list_scenarios(schema),
     )

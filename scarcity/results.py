@@ -157,7 +157,8 @@ METRIC_NAMES: Mapping[str, str] = {
     "with label_free)",
     "test_loss": "shared model's loss on the held-out test set (federated_averaging)",
     "test_accuracy": "shared model's accuracy on the held-out test set (labelled data sets)",
-    "clients_sampled": "clients drawn this round (only when fewer than all)",
+    "clients_sampled": "clients that trained this round: those drawn, less any the scenario "
+    "keeps away (availability: offline; arrivals: unseen); only when fewer than all",
     "attackers_sampled": "Byzantine clients among them (malicious_fraction > 0)",
     "data_mean": "mean of the clients' data",
     "data_std": "standard deviation of the clients' data",
@@ -194,6 +195,12 @@ METRIC_NAMES: Mapping[str, str] = {
     "accuracy at the end of a task minus their accuracy now (Chaudhry et al. 2018)",
     "backward_transfer": "scenario tasks, a task's last round: mean over the earlier tasks of "
     "their accuracy now minus at their own end (Lopez-Paz & Ranzato 2017)",
+    "unseen_accuracy_k0": "scenario arrivals: mean accuracy of the shared model on the held-out "
+    "rows of the clients that never train (Yuan et al. 2022's participation gap)",
+    "unseen_accuracy_k1": "scenario arrivals: the same after 1 step of local SGD on each unseen "
+    "client's own training rows",
+    "unseen_accuracy_k5": "scenario arrivals: the same after 5 steps of local SGD on each unseen "
+    "client's own training rows",
 }
 
 

@@ -2,6 +2,7 @@
 
 A round (`Simulation.run_round`) is one sequence of steps, whichever execution holds the clients:
 1. this round's participants are drawn (`clients_per_round` / `fraction_fit`; all by default);
+   a scenario may keep some of them away (`Scenario.available`: offline, or never joining);
 2. FedAvg on: the strategy says what the participants add to their local objective
    (`Strategy.configure_fit`) and the server broadcasts the global model to them;
 3. every participant trains locally on this round's data (`ClientPopulation.fit`); the others
@@ -108,7 +109,7 @@ class Simulation:
         #: The clients' rows before a scenario moves them (`scenario`): what `rows` start from.
         self.base_data = data
         self.scenario: Scenario | None = None
-        if scenario_class(cfg.scenario).moves_data:
+        if scenario_class(cfg.scenario).consulted:
             self.scenario = make_scenario(cfg, scenario_rows(data), cfg.output_dim)
         #: The scenario's segment whose rows the clients hold (None: none taken yet).
         self._segment: object = None
@@ -162,9 +163,11 @@ class Simulation:
         started = time.perf_counter()
         population = self.population
         participants = draw_participants(cfg, self.rng)
-        # the drawn ids, said wherever the round is reported; None when every client took part
+        if self.scenario is not None:  # offline or never-joining clients do not train
+            participants = self.scenario.available(k, participants)
+        # the ids that trained, said wherever the round is reported; None when every client did
         sampled = tuple(participants.tolist()) if len(participants) < cfg.num_clients else None
-        if self.scenario is not None:
+        if self.scenario is not None and self.scenario.moves_data:
             self._hold_scenario_rows(k)
         global_weights = self.server.global_weights() if cfg.federated_averaging else None
         instructions = FitInstructions()
@@ -224,6 +227,8 @@ class Simulation:
             metrics.update(self._ensemble_metrics(k, participants))
         if self.scenario is not None:
             metrics.update(self.scenario.metrics(k, self._scorer(participants, personal)))
+            if global_weights is not None:
+                metrics.update(self.scenario.model_metrics(k, self.server.global_model))
         usage = population.expert_usage() if cfg.expert_routing else {}
         _check_finite(k, metrics, meta_params, bounded=cfg.engine_version >= 5)
         population.check_finite(lambda path: _raise_diverged(k, path))

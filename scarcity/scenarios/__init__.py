@@ -9,8 +9,11 @@ from __future__ import annotations
 
 from scarcity.errors import ConfigError
 from scarcity.params import Param, RunConfig, unique
+from scarcity.scenarios.arrivals import Arrivals
+from scarcity.scenarios.availability import Availability
 from scarcity.scenarios.base import ClientRows, EvalSets, Scenario, Score
 from scarcity.scenarios.drift import Drift
+from scarcity.scenarios.few_labels import FewLabels
 from scarcity.scenarios.static import Static
 from scarcity.scenarios.tasks import Tasks
 
@@ -18,6 +21,9 @@ SCENARIOS: dict[str, type[Scenario]] = {
     "static": Static,
     "drift": Drift,
     "tasks": Tasks,
+    "availability": Availability,
+    "few_labels": FewLabels,
+    "arrivals": Arrivals,
 }
 
 
@@ -42,9 +48,12 @@ def make_scenario(config: RunConfig, base: ClientRows, classes: int) -> Scenario
 
 __all__ = [
     "SCENARIOS",
+    "Arrivals",
+    "Availability",
     "ClientRows",
     "Drift",
     "EvalSets",
+    "FewLabels",
     "Scenario",
     "Score",
     "Static",

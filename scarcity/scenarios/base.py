@@ -7,7 +7,9 @@ client holds (`Scenario.rows`), as a pure function of the config and the round (
 come from their own stream of the seed), so both executions see the same rows and a run resumed
 from a checkpoint continues exactly. Its metrics (`Scenario.metrics`) score the model each client
 would use on rows the scenario chooses (the next block's concept, every task seen so far), through
-a `Score` the simulation provides.
+a `Score` the simulation provides. A scenario may also decide who trains (`Scenario.available`:
+clients offline, or never joining) and judge the shared model itself (`Scenario.model_metrics`,
+e.g. after a few steps of adaptation on a newcomer's rows).
 
 A scenario module defines one `Scenario` subclass, cites the paper whose set-up it builds, declares
 the config fields it reads (`scarcity.params.Param`, filled with `defaults` when the scenario is
@@ -26,7 +28,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from scarcity.errors import ConfigError
 from scarcity.params import Param, RunConfig
@@ -74,7 +76,10 @@ class Scenario(ABC):
     params: ClassVar[tuple[Param, ...]] = ()
     #: The value of each of its fields that a request leaving it unset (null) gets.
     defaults: ClassVar[Mapping[str, Any]] = {}
-    #: Whether the rows ever differ from the partition's (False: the run is what it always was).
+    #: Whether the simulation consults the scenario at all (False: static, the run as it was).
+    consulted: ClassVar[bool] = True
+    #: Whether the rows ever differ from the partition's (False: every client trains and is
+    #: judged on the partition's rows, as in a static run).
     moves_data: ClassVar[bool] = True
     #: Whether the scenario needs class labels (a classification data set).
     needs_labels: ClassVar[bool] = False
@@ -105,8 +110,18 @@ class Scenario(ABC):
         """Rounds with equal segments hold equal rows (the clients' rows re-stack on a change)."""
         return 0
 
+    def available(self, round_index: int, drawn: Tensor) -> Tensor:
+        """Which of the round's drawn participants (ascending ids [P]) train in round
+        `round_index`, ascending, at least one: all of them unless the scenario keeps some away."""
+        return drawn
+
     def metrics(self, round_index: int, score: Score) -> dict[str, float]:
         """The scenario's own figures of round `round_index`, after training."""
+        return {}
+
+    def model_metrics(self, round_index: int, model: nn.Module) -> dict[str, float]:
+        """The scenario's figures of the shared model as round `round_index` left it (runs with
+        federated_averaging only). `model` is the server's: read it, never change it."""
         return {}
 
     def state_dict(self) -> dict[str, Any]:
@@ -120,6 +135,19 @@ class Scenario(ABC):
 def scenario_rng(config: RunConfig, *words: int) -> np.random.Generator:
     """The scenario's own random stream: a fixed function of the seed, apart from the data's."""
     return np.random.default_rng([config.seed, *SCENARIO_STREAM, *words])
+
+
+def keep_allowed(
+    config: RunConfig, round_index: int, drawn: Tensor, allowed: np.ndarray, word: int
+) -> Tensor:
+    """The drawn participants [P] that `allowed` [N] (bool, at least one True) lets train; when
+    none of them may, one allowed client drawn from the scenario's stream (`word`, the round),
+    so that every round trains someone and the run's own draws stay as they were."""
+    kept = drawn[torch.from_numpy(allowed[drawn.numpy()])]
+    if len(kept):
+        return kept
+    pick = scenario_rng(config, word, round_index).choice(np.flatnonzero(allowed))
+    return torch.tensor([int(pick)], dtype=drawn.dtype)
 
 
 def block_of(round_index: int, rounds: int, blocks: int) -> int:

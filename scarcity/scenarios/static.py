@@ -11,4 +11,5 @@ from scarcity.scenarios.base import Scenario
 class Static(Scenario):
     name: ClassVar[str] = "static"
     summary: ClassVar[str] = "The same rows in every round (the default)."
+    consulted: ClassVar[bool] = False
     moves_data: ClassVar[bool] = False

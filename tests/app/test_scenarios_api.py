@@ -11,7 +11,14 @@ from tests.service_processes import wait_for_status
 
 def test_scenarios_are_listed_with_their_parameters(client: httpx.Client) -> None:
     scenarios = {s["name"]: s for s in client.get("/scenarios").json()}
-    assert list(scenarios) == ["static", "drift", "tasks"]
+    assert list(scenarios) == [
+        "static",
+        "drift",
+        "tasks",
+        "availability",
+        "few_labels",
+        "arrivals",
+    ]
     assert scenarios["static"]["parameters"] == {}
     assert scenarios["drift"]["parameters"] == {
         "drift_blocks": 4,
@@ -19,6 +26,14 @@ def test_scenarios_are_listed_with_their_parameters(client: httpx.Client) -> Non
         "drift_mode": "sudden",
     }
     assert "FedDrift" in scenarios["drift"]["summary"] and scenarios["tasks"]["paper"]
+    assert scenarios["availability"]["parameters"] == {
+        "availability_rate": 0.5,
+        "availability_mode": "random",
+        "availability_period": 10,
+    }
+    assert scenarios["few_labels"]["parameters"] == {"labelled_fraction": 0.1}
+    assert scenarios["arrivals"]["parameters"] == {"unseen_fraction": 0.2, "adapt_steps": [0, 1, 5]}
+    assert "Yuan" in scenarios["arrivals"]["paper"]
     schema = client.get("/openapi.json").json()["components"]["schemas"]["SimulationCreate"]
     assert schema["properties"]["scenario"]["anyOf"][0]["enum"] == list(scenarios)
 
@@ -37,6 +52,8 @@ def test_bad_scenario_settings_are_422_naming_the_field(client: httpx.Client) ->
             },
             "num_tasks",
         ),
+        ({"preset": "stage8", "dataset": "iris", "scenario": "arrivals"}, "scenario"),
+        ({"dataset": "iris", "scenario": "arrivals", "adapt_steps": [2]}, "adapt_steps.0"),
     ]:
         response = client.post("/simulations", json={"preset": "baseline", **body})
         assert response.status_code == 422, (body, response.text)

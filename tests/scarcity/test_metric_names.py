@@ -47,6 +47,28 @@ CONFIGS = [
         "scenario": "tasks",
         "num_tasks": 2,
     },
+    {
+        "preset": "baseline",
+        "dataset": "iris",
+        "num_clients": 4,
+        "rounds": 1,
+        "scenario": "arrivals",
+        "unseen_fraction": 0.25,
+    },
+    {
+        "preset": "baseline",
+        "dataset": "iris",
+        "num_clients": 3,
+        "rounds": 1,
+        "scenario": "availability",
+    },
+    {
+        "preset": "baseline",
+        "dataset": "iris",
+        "num_clients": 3,
+        "rounds": 1,
+        "scenario": "few_labels",
+    },
 ]
 
 
@@ -61,6 +83,9 @@ CONFIGS = [
         "baseline-regression",
         "drift",
         "tasks",
+        "arrivals",
+        "availability",
+        "few_labels",
     ],
 )
 def test_every_reported_metric_is_a_known_name(overrides: dict) -> None:

@@ -15,6 +15,8 @@ const LABELS = {
   model: "Model", hidden_sizes: "Hidden sizes", cnn_channels: "CNN filters",
   scenario: "Scenario", drift_blocks: "Time blocks", drift_kind: "Concept change", drift_mode: "Drift mode",
   num_tasks: "Tasks", task_kind: "Task kind",
+  availability_rate: "Online share", availability_mode: "Availability", availability_period: "On/off period (rounds)",
+  labelled_fraction: "Labelled fraction", unseen_fraction: "Unseen clients", adapt_steps: "Adaptation steps",
   name: "Name", tags: "Tags", notes: "Notes",
 };
 const GROUPS = [
@@ -22,7 +24,7 @@ const GROUPS = [
   ["Model and training", ["model", "hidden_sizes", "cnn_channels", "input_dim", "output_dim", "learning_rate", "local_epochs", "batch_size", "router_strategy"]],
   ["Data", ["dataset", "partition", "dirichlet_alpha", "min_partition_size", "self_balancing", "num_classes_per_partition", "class_assignment_mode", "num_shards_per_partition", "samples_per_client", "quantity_skew", "resample_to_size", "feature_scaling", "feature_noise", "drift", "test_fraction", "client_test_fraction"]],
   ["Strategy (shared model)", ["strategy", "reptile_step_size", "server_learning_rate", "server_momentum", "beta_1", "beta_2", "tau", "proximal_mu", "trim_beta", "num_malicious_clients", "num_clients_to_keep", "q_param", "qffl_learning_rate", "dp_clipping_norm", "dp_noise_multiplier", "dp_clipping"]],
-  ["Scenario over time", ["scenario", "drift_blocks", "drift_kind", "drift_mode", "num_tasks", "task_kind"]],
+  ["Scenario over time", ["scenario", "drift_blocks", "drift_kind", "drift_mode", "num_tasks", "task_kind", "availability_rate", "availability_mode", "availability_period", "labelled_fraction", "unseen_fraction", "adapt_steps"]],
   ["Participation and attackers", ["clients_per_round", "fraction_fit", "min_fit_clients", "malicious_fraction", "attack", "attack_scale"]],
 ];
 const form = { presets: [], strategies: [], scenarios: [], partitions: [], models: [], fields: new Map() };

@@ -36,7 +36,7 @@ const METRIC_CHARTS = [
   { key: "recon", title: "Reconstruction loss and replay error", names: ["recon_loss", "replay_error"] },
   { key: "drift", title: "Drift", names: ["drift"] },
   { key: "accuracy", title: "Accuracy (shared model on the test set, the clients' ensembles, the label-free probe, personalised)", names: ["test_accuracy", "ensemble_accuracy", "probe_accuracy", "personal_accuracy_mean", "personal_accuracy_worst10"] },
-  { key: "scenario", title: "Over time (scenarios: the next block's concept, the tasks seen, forgetting, backward transfer)", names: ["next_block_accuracy", "avg_task_accuracy", "forgetting", "backward_transfer"] },
+  { key: "scenario", title: "Over time (scenarios: the next block's concept, the tasks seen, forgetting, backward transfer, unseen clients after 0, 1 and 5 local steps)", names: ["next_block_accuracy", "avg_task_accuracy", "forgetting", "backward_transfer", "unseen_accuracy_k0", "unseen_accuracy_k1", "unseen_accuracy_k5"] },
 ];
 const CHARTED = new Set(METRIC_CHARTS.flatMap((c) => c.names));
 
