@@ -464,6 +464,16 @@ class DatasetPublic(BaseModel):
     defaults: dict[str, Any] = Field(
         description="Config fields a new run on it gets unless the request sets them."
     )
+    stream: bool = Field(
+        False,
+        description="Its rows are a stream in time order (`scenario: drift` then defaults to "
+        "`drift_kind: stream`).",
+    )
+    drift_points: list[int] = Field(
+        default_factory=list,
+        description="A stream's documented concept-drift points: the first row of each new "
+        "concept.",
+    )
     rows: int | None = Field(None, description="An upload's rows, test rows included.")
     test_rows: int | None = Field(None, description="An upload's rows held out for testing.")
     filename: str | None = Field(None, description="The name of the file you uploaded.")

@@ -95,6 +95,8 @@ class Dataset:
             "own_test_split": self.own_test_split,
             "feature_scaling": self.scaling,
             "defaults": dict(self.defaults),
+            "stream": self.stream,
+            "drift_points": list(self.drift_points),
         }
 
 

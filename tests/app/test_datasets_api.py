@@ -127,6 +127,9 @@ def test_an_upload_is_described_listed_and_a_run_on_it_completes(
     assert [d["id"] for d in listed[: len(DATASETS)]] == list(DATASETS)
     mine = next(d for d in listed if d["id"] == dataset_id)
     assert mine["rows"] == 60 and mine["class_names"] is None  # the listing leaves names out
+    assert not mine["stream"] and mine["drift_points"] == []
+    sea = next(d for d in listed if d["id"] == "sea")  # a stream says where its concepts change
+    assert sea["stream"] and sea["drift_points"] == [2500, 5000, 7500]
 
     run = client.post("/simulations", json={**RUN, "dataset": dataset_id})
     assert run.status_code == 202, run.text
