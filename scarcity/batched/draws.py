@@ -128,6 +128,24 @@ def draw_config_round(
     )
 
 
+def draw_epochs(
+    generator: torch.Generator, sizes: Sequence[int], epochs: int, batch_size: int
+) -> Tensor | None:
+    """One model per client trained `epochs` epochs as `fit` trains it: each client's shuffle
+    of each epoch, client by client, [C, epochs, n] (n = the largest client); None when no
+    client shuffles (every one trains full-batch)."""
+    n = max(sizes)
+    shuffles = [0 < batch_size < size for size in sizes]
+    if not any(shuffles):
+        return None
+    perms = [
+        perm
+        for size, shuffled in zip(sizes, shuffles, strict=True)
+        for perm in _epoch_perms(epochs, size, n, shuffled, generator)
+    ]
+    return torch.stack(perms).view(len(sizes), epochs, n)
+
+
 def _epoch_perms(
     epochs: int, size: int, n: int, shuffled: bool, generator: torch.Generator
 ) -> list[Tensor]:
