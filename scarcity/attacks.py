@@ -69,17 +69,21 @@ class Adversary:
     def tamper(
         self, weights: Mapping[str, Tensor], global_weights: Mapping[str, Tensor], mask: Tensor
     ) -> dict[str, Tensor]:
-        """The models the server receives: the attackers' rows replaced (inputs untouched)."""
+        """The models the server receives: the attackers' rows replaced (inputs untouched).
+        `global_weights` is what they received: one model, or one per participant [P, ...]
+        (IFCA's clusters)."""
         if self.attack == "label_flip" or not bool(mask.any()):
             return dict(weights)
         out = {}
         for key, stacked in weights.items():
             g = global_weights[key]
+            if g.dim() == stacked.dim():  # each participant's own: the attackers' rows
+                g = g[mask]
             sent = stacked.clone()
             if self.attack == "sign_flip":
                 sent[mask] = g - self.scale * (stacked[mask] - g)
             else:  # gaussian
-                shape = (int(mask.sum()), *g.shape)
+                shape = stacked[mask].shape
                 noise = torch.randn(shape, generator=self.generator) * self.scale
                 sent[mask] = g + noise
             out[key] = sent

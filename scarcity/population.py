@@ -3,7 +3,8 @@
 `Simulation.run_round` talks to the clients only through `ClientPopulation`: broadcast the
 global model to this round's participants, let them fit it (with the strategy's
 `FitInstructions`), read back their models stacked along a leading client axis (`FitResult`),
-then insights, statistics, meta-parameters, gossip and expert usage. `ReferencePopulation`
+then insights, statistics, meta-parameters, gossip and expert usage, and the model each client
+uses when its strategy personalises (`scarcity.components.client_models`). `ReferencePopulation`
 (`scarcity.core.population`) holds one `Client` object per client, the readable definition;
 `ClientPool` (`scarcity.batched`) holds every client as tensors with a leading client axis.
 Both take the same random draws in the same order, so they agree up to float rounding.
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 from torch import Tensor
 
+from scarcity.components.client_models import ClientModels
 from scarcity.core.gossip import GossipScheduler
 from scarcity.results import Insight
 from scarcity.strategies.base import FitInstructions
@@ -69,6 +71,41 @@ class ClientPopulation(Protocol):
 
     def insights(self) -> list[Insight]:
         """Each participant's insight of the last round."""
+        ...
+
+    # The model each client uses, as the strategy's `client_model` asks.
+    def start_personal(self, weights: Mapping[str, Tensor]) -> None:
+        """Every client's personal model starts as `weights` (Ditto's v⁰ = w⁰)."""
+
+    def own_models(self) -> ClientModels:
+        """Every client's shared model as it holds it (`local`: its own model)."""
+        ...
+
+    def personal_models(self) -> ClientModels:
+        """Every client's personal model (Ditto)."""
+        ...
+
+    def finetuned_models(
+        self, weights: Mapping[str, Tensor], round_index: int, epochs: int
+    ) -> ClientModels:
+        """A copy of `weights` fine-tuned by every client on its rows of round `round_index`."""
+        ...
+
+    def choose(
+        self, round_index: int, candidates: Mapping[str, Tensor], participants: Tensor
+    ) -> Tensor:
+        """IFCA: each participant estimates its cluster among the `candidates` [k, ...] (the
+        lowest loss on its rows of the round), keeps the estimate and starts the round from
+        that model; returns the estimates [P]."""
+        ...
+
+    def cluster_choices(self, round_index: int, candidates: Mapping[str, Tensor]) -> Tensor:
+        """Every client's kept estimate [N]; one that never took part, the cluster it would
+        choose now on its rows of round `round_index` (not kept)."""
+        ...
+
+    def chosen_models(self, candidates: Mapping[str, Tensor], choices: Tensor) -> ClientModels:
+        """Every client's model: the candidate `choices` [N] names."""
         ...
 
     def ensemble_scores(

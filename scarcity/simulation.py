@@ -9,7 +9,8 @@ A round (`Simulation.run_round`) is one sequence of steps, whichever execution h
    keep their state untouched;
 4. FedAvg on: honest clients clip their update (client-side DP), attackers tamper with theirs
    (`malicious_fraction`), the strategy aggregates the participants' models into the new
-   global model (`Strategy.aggregate`), which is evaluated on the held-out test set;
+   global model (`Strategy.aggregate`), which is evaluated on the held-out test set, and each
+   client's own held-out rows score the model it uses (`score_clients`);
 5. every participant's insight is aggregated (data statistics, drift, uncertainty,
    reconstruction, replay); with `insight_exchange` the server keeps them in `memory`;
 6. `meta_learning`: the meta-learner updates and broadcasts its meta-parameters (+ structural
@@ -20,6 +21,16 @@ A round (`Simulation.run_round`) is one sequence of steps, whichever execution h
    `ensemble_accuracy` (`scarcity.core.ensemble`); with `label_free` (no label was read) a
    linear probe of their representation on the same rows instead: `probe_accuracy` /
    `probe_loss` (`scarcity.core.probe`).
+
+A personalised strategy (`Strategy.client_model`) changes what step 2 sends and what the scores
+read: `local` broadcasts the initial model to every client once, before round 1, and nothing
+after (each client's shared model is its own; the server's stays the initial one); `ifca` sends
+each participant the cluster model it chose (`Strategy.candidates`, chosen by the clients);
+`ditto` has the participants also train their personal models; `fedavg_ft` fine-tunes a copy of
+the global model on every client's rows before they are scored. Personal metrics score the
+model each client uses; for `local` and `ifca`, which have no one global model, `test_loss` and
+`test_accuracy` are the mean over all clients of their own model's (their cluster's) on the test
+set.
 
 All randomness of a run comes from one `torch.Generator` and one `numpy.random.Generator`
 seeded from `config.seed` (the data, the attackers and DP noise from separate streams), never
@@ -55,6 +66,7 @@ from scarcity import messages
 from scarcity.attacks import Adversary, flip_labels
 from scarcity.backbones import make_backbone
 from scarcity.batched import ClientPool
+from scarcity.components.client_models import ClientModels
 from scarcity.config import SimulationConfig, resolve_config, stored_config
 from scarcity.core.data import FederatedData, make_federated_data, scenario_rows, with_rows
 from scarcity.core.ensemble import ensemble_metrics
@@ -81,6 +93,7 @@ logger = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = 1
 SIM_STREAM = 0x51A  # second seed word of the simulation's numpy stream
+CLUSTER_STREAM = 0xC1A5  # second seed word of the extra server models' draw (IFCA's clusters)
 #: A loss or meta-parameter beyond this (in absolute value) means training diverged: real losses
 #: stay many orders of magnitude below it, a diverging run passes it a round or two after leaving
 #: its range (README, "Divergence"). Runs of an engine_version below 5 fail on NaN/inf only.
@@ -114,6 +127,7 @@ class Simulation:
         #: The scenario's segment whose rows the clients hold (None: none taken yet).
         self._segment: object = None
         self.strategy = make_strategy(cfg)
+        kind = self.strategy.client_model
         self.population: ClientPopulation
         if cfg.execution == "batched":
             self.population = ClientPool(
@@ -122,9 +136,12 @@ class Simulation:
                 self.generator,
                 self.rng,
                 measure_initial_loss=self.strategy.uses_initial_loss,
+                client_model=kind,
             )
         else:
-            self.population = ReferencePopulation(cfg, self.data, self.generator, self.rng)
+            self.population = ReferencePopulation(
+                cfg, self.data, self.generator, self.rng, client_model=kind
+            )
         self.server = Server(
             cfg.num_clients,
             cfg.input_dim,
@@ -136,6 +153,34 @@ class Simulation:
         self.meta_learner = MetaLearner(alpha=cfg.meta_ema_alpha, base_lr=cfg.learning_rate)
         self.gossip = GossipScheduler(cfg.num_clients)
         self.rounds_completed = 0
+        #: The last round whose aggregate is applied (what `score_clients` scores), and the
+        #: models the clients use then (built once: a fine-tuned copy trains).
+        self._scored_round = 0
+        self._client_models: ClientModels | None = None
+        if cfg.federated_averaging:
+            self._start_clients()
+
+    def _start_clients(self) -> None:
+        """What a personalised strategy's clients and server hold before round 1: `local`'s
+        common initial model, Ditto's personal models v⁰ = w⁰, IFCA's cluster models (the
+        first the initial model, the others drawn from a stream of their own)."""
+        kind, initial = self.strategy.client_model, self.server.global_weights()
+        if kind == "own":
+            self.population.broadcast(initial, torch.arange(self.config.num_clients))
+        elif kind == "personal":
+            self.population.start_personal(initial)
+        if self.strategy.num_models > 1:
+            generator = torch.Generator().manual_seed(
+                int(np.random.SeedSequence([self.config.seed, CLUSTER_STREAM]).generate_state(1)[0])
+            )
+            backbone = make_backbone(self.config)
+            models = [initial] + [
+                dict(backbone.make(generator).state_dict())
+                for _ in range(self.strategy.num_models - 1)
+            ]
+            self.strategy.start({key: torch.stack([m[key] for m in models]) for key in initial})
+        elif kind == "cluster":
+            self.strategy.start({key: t.unsqueeze(0) for key, t in initial.items()})
 
     @property
     def pool(self) -> ClientPool | None:
@@ -170,18 +215,29 @@ class Simulation:
         if self.scenario is not None and self.scenario.moves_data:
             self._hold_scenario_rows(k)
         global_weights = self.server.global_weights() if cfg.federated_averaging else None
+        self._client_models = None
         instructions = FitInstructions()
+        # What each participant received (IFCA: its cluster's model, stacked [P, ...]).
+        received = global_weights
+        choice = None
         if global_weights is not None:
             instructions = self.strategy.configure_fit(k, global_weights, participants)
-            population.broadcast(global_weights, participants)
+            candidates = self.strategy.candidates()
+            if candidates is not None:
+                choice = population.choose(k, candidates, participants)
+                received = {key: t[choice] for key, t in candidates.items()}
+            elif self.strategy.client_model != "own":  # local: no broadcast after the start
+                population.broadcast(global_weights, participants)
         fit = population.fit(k, instructions, global_weights, participants)
         metrics: dict[str, float] = {"loss": fit.mean_loss}
         attackers = self.adversary.mask(participants) if self.adversary.active else None
         personal = None
         if global_weights is not None:
-            updates = self._received_updates(fit, global_weights, instructions, attackers)
+            assert received is not None
+            updates = self._received_updates(fit, received, instructions, attackers, choice)
             self.server.set_global_weights(self.strategy.aggregate(k, global_weights, updates))
-            metrics.update(self.server.evaluate(*self.data.test_set(k)))
+            self._scored_round, self._client_models = k, None
+            metrics.update(self._test_metrics(k))
             personal = self._personal_scores(k)
             if personal is not None:
                 metrics.update(personal_metrics(self.data.task, personal))
@@ -331,12 +387,57 @@ class Simulation:
         return probe_metrics(self.data.task, scores)
 
     def _personal_scores(self, k: int) -> torch.Tensor | None:
-        """The global model on every client's own held-out rows, per client (None without
-        `client_test_fraction`)."""
+        """Every client's own held-out rows scored with the model it uses, per client (None
+        without `client_test_fraction` or natural clients' own test rows)."""
         if not self.data.client_test_y:
             return None
-        x, y, owner = self.data.pooled_client_tests(k)
-        return self.server.evaluate_clients(x, y, owner, self.config.num_clients)
+        return self.score_clients(*self.data.pooled_client_tests(k))
+
+    def score_clients(self, x: Tensor, y: Tensor, owner: Tensor) -> Tensor:
+        """Each client's score of the model it would use: the global model, or its
+        personalised one (`Strategy.client_model`: its own, personal, fine-tuned or cluster
+        model), as the last round left them. `x`, `y`: stacked rows, `owner` [rows]: the
+        client id of each. Accuracy per client (classification) or mean loss (regression),
+        float64 [num_clients]; NaN for a client without rows."""
+        if self.strategy.client_model == "global":
+            return self.server.evaluate_clients(x, y, owner, self.config.num_clients)
+        return self.client_models().scores(self.data.task, x, y, owner)
+
+    def client_models(self) -> ClientModels:
+        """The model each client uses, when its strategy personalises, as the last round left
+        it (before round 1: the initial ones; `fedavg_ft`'s copies fine-tuned on the rows of
+        round 1). Built once a round."""
+        if self._client_models is None:
+            self._client_models = self._build_client_models()
+        return self._client_models
+
+    def _build_client_models(self) -> ClientModels:
+        population, kind = self.population, self.strategy.client_model
+        k = max(self._scored_round, 1)
+        if kind == "own":
+            return population.own_models()
+        if kind == "personal":
+            return population.personal_models()
+        if kind == "finetuned":
+            epochs = self.strategy.finetune_epochs()
+            return population.finetuned_models(self.server.global_weights(), k, epochs)
+        candidates = self.strategy.candidates()
+        if kind != "cluster" or candidates is None:
+            raise ValueError(f"strategy {self.strategy.name}: no models of the clients' own")
+        return population.chosen_models(candidates, population.cluster_choices(k, candidates))
+
+    def _test_metrics(self, k: int) -> dict[str, float]:
+        """`test_loss` (and `test_accuracy`) on the test set: the global model's, or, for a
+        strategy without one model for all (`local`, `ifca`), the mean over all clients of the
+        model each uses."""
+        x, y = self.data.test_set(k)
+        if self.strategy.client_model not in ("own", "cluster"):
+            return self.server.evaluate(x, y)
+        loss, accuracy = self.client_models().shared_scores(self.data.task, x, y)
+        out = {"test_loss": float(loss.mean())}
+        if self.data.task == "classification":
+            out["test_accuracy"] = float(accuracy.mean())
+        return out
 
     def _received_updates(
         self,
@@ -344,9 +445,12 @@ class Simulation:
         global_weights: Mapping[str, torch.Tensor],
         instructions: FitInstructions,
         attackers: torch.Tensor | None,
+        choice: torch.Tensor | None = None,
     ) -> ClientUpdates:
         """The participants' models as the server receives them: honest clients clipped when
-        the strategy asks them to (client-side DP), attackers' rows [P] tampered with."""
+        the strategy asks them to (client-side DP), attackers' rows [P] tampered with
+        (relative to what each received: `global_weights`, or stacked [P, ...] when each
+        chose its own, `choice`)."""
         assert fit.weights is not None
         weights = fit.weights
         if instructions.clip_norm is not None:
@@ -362,6 +466,7 @@ class Simulation:
             participants=fit.participants,
             num_clients=self.config.num_clients,
             sequential=self.population.sequential,
+            choice=choice,
         )
 
     def _participation_lines(self, k: int, sampled: tuple[int, ...] | None) -> list[str]:
@@ -422,6 +527,7 @@ class Simulation:
             f"Round {k}/{self.config.rounds}: "
             + ", ".join(f"{name}={value:.4f}" for name, value in metrics.items())
         ]
+        lines += self.strategy.round_lines(self.config.num_clients <= MAX_DETAIL_CLIENTS)
         if self.config.num_clients <= MAX_DETAIL_CLIENTS:
             lines += [
                 f"Client {client_id}: loss={loss:.4f}, expert={expert}"
@@ -494,7 +600,7 @@ class Simulation:
         sim = cls(resolved)
         if saved != sim.config.model_dump(mode="json"):
             raise ValueError("checkpoint: it was written by a simulation with another config")
-        sim.rounds_completed = state["rounds_completed"]
+        sim.rounds_completed = sim._scored_round = state["rounds_completed"]
         sim.generator.set_state(state["torch_rng"])
         sim.rng.bit_generator.state = json.loads(state["numpy_rng"])
         sim.population.load_state_dict(state[sim.population.checkpoint_key])
@@ -530,9 +636,9 @@ def run_simulation(
 
 
 def personal_metrics(task: str, scores: torch.Tensor) -> dict[str, float]:
-    """Mean over the clients of the global model's score on their own rows, and the mean of
-    the worst 10 % of clients (at least one): accuracy (lowest) or loss (highest), as LEAF
-    reports the spread of per-client accuracy."""
+    """Mean over the clients of their model's score on their own rows (the global model, or
+    the one each uses), and the mean of the worst 10 % of clients (at least one): accuracy
+    (lowest) or loss (highest), as LEAF reports the spread of per-client accuracy."""
     scores = scores[~scores.isnan()]
     worst = max(1, math.ceil(len(scores) / 10))
     name = "personal_accuracy" if task == "classification" else "personal_loss"
@@ -544,7 +650,7 @@ def personal_metrics(task: str, scores: torch.Tensor) -> dict[str, float]:
 
 
 def with_personal_scores(insights: list[Insight], task: str, scores: torch.Tensor) -> list[Insight]:
-    """Each client's insight with its own score of the global model."""
+    """Each client's insight with its own score of the model it uses."""
     key = "personal_accuracy" if task == "classification" else "personal_loss"
     return [
         dataclasses.replace(i, personal={key: float(scores[i.client_id])})

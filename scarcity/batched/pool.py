@@ -3,9 +3,11 @@
 `ClientPool` holds what N `Client` objects hold and runs `Client.train_round` for all clients
 at once, as a composition of the stacked client components (`scarcity.components`): padded
 data and drift, stacked weights (`weights`), supervised training, structure discovery, replay,
-rate adaptation, data summaries, routing, insights and personal evaluation. Random draws are
-taken in the reference's order (`draws`), so for the same config both paths compute the same
-numbers up to float rounding. Row layout: [N, K, ...] for experts.
+rate adaptation, data summaries, routing, insights and personal evaluation, and, as the
+strategy's `client_model` asks, Ditto's personal models (`personal_models`) or IFCA's cluster
+estimates (`clusters`). Random draws are taken in the reference's order (`draws`), so for the
+same config both paths compute the same numbers up to float rounding. Row layout: [N, K, ...]
+for experts.
 """
 
 from __future__ import annotations
@@ -23,10 +25,23 @@ from scarcity.batched.models import StackedModel
 from scarcity.batched.weights import WeightKeys, initial_weights
 from scarcity.components import components_state, load_components, put_part, take_part
 from scarcity.components.adaptation import LearningRateAdaptation
+from scarcity.components.client_models import StackedModels
+from scarcity.components.clusters import (
+    StackedClusterChoices,
+    choose,
+    stacked_candidate_losses,
+)
 from scarcity.components.data import StackedData
 from scarcity.components.insights import PoolRound, build_insights, check_finite, statistics
 from scarcity.components.memory import ReplayBuffers
 from scarcity.components.personal import participant_representations, participant_scores
+from scarcity.components.personal_models import (
+    DITTO_STREAM,
+    FINETUNE_STREAM,
+    StackedPersonalModels,
+    finetuned_stacked,
+    round_generator,
+)
 from scarcity.components.routing import StackedRouter
 from scarcity.components.structure_discovery import StackedAutoencoders, train_autoencoders_round
 from scarcity.components.summaries import DataSummaries, expert_summaries
@@ -38,7 +53,7 @@ from scarcity.core.gossip import GossipScheduler, stacked_gossip_round
 from scarcity.core.training import LocalObjective, ssl_rate
 from scarcity.population import FitResult
 from scarcity.results import Insight
-from scarcity.strategies.base import FitInstructions
+from scarcity.strategies.base import ClientModel, FitInstructions
 
 
 class ClientPool:
@@ -66,6 +81,7 @@ class ClientPool:
         rng: np.random.Generator,
         *,
         measure_initial_loss: bool = False,
+        client_model: ClientModel = "global",
     ) -> None:
         cfg = self.config = config
         self.task, self.generator, self.rng = data.task, generator, rng
@@ -93,6 +109,18 @@ class ClientPool:
         self.last: PoolRound | None = None
         #: The last round's participants when they were a sample (None = every client).
         self.active: Tensor | None = None
+        #: What the strategy's `client_model` has the clients keep, checkpointed beside the
+        #: other components (only then: a stored run's layout is unchanged).
+        self.components = dict(self.COMPONENTS)
+        self.personal: StackedPersonalModels | None = None
+        self.clusters: StackedClusterChoices | None = None
+        if client_model == "personal":
+            zeros = {name: torch.zeros_like(self.w[key]) for name, key in self.shared_keys.items()}
+            self.personal = StackedPersonalModels(zeros)
+            self.components["personal"] = "personal"
+        elif client_model == "cluster":
+            self.clusters = StackedClusterChoices.of(n)
+            self.components["clusters"] = "clusters"
 
     @property
     def ragged_sizes(self) -> Tensor | None:
@@ -158,6 +186,9 @@ class ClientPool:
             part = take_part(self, participants, ("data", *self.COMPONENTS))
             last = self.last = part.train_round(round_index, objective)
             put_part(self, participants, part, self.COMPONENTS)
+        if instructions.personal_mu is not None:
+            assert global_weights is not None
+            self._train_personal(round_index, participants, global_weights, instructions)
         weights = None
         if global_weights is not None:
             weights = {name: self.w[key][self._rows()] for name, key in self.shared_keys.items()}
@@ -168,6 +199,94 @@ class ClientPool:
             sample_counts=self.sample_counts()[participants],
             initial_loss=last.initial_loss,
         )
+
+    def _train_personal(
+        self,
+        round_index: int,
+        participants: Tensor,
+        anchor: Mapping[str, Tensor],
+        instructions: FitInstructions,
+    ) -> None:
+        """Ditto: the participants' personal models train around the broadcast `anchor`."""
+        assert self.personal is not None and instructions.personal_mu is not None
+        cfg = self.config
+        everyone = len(participants) == self.data.num_clients
+        self.personal.train(
+            self.task,
+            None if everyone else participants,
+            self.data if everyone else self.data.take(participants),
+            round_index,
+            anchor,
+            instructions.personal_mu,
+            self.stacked_model,
+            epochs=cfg.local_epochs,
+            batch_size=cfg.batch_size,
+            lr=cfg.learning_rate,
+            generator=round_generator(cfg.seed, DITTO_STREAM, round_index),
+        )
+
+    # -- the model each client uses (`scarcity.components.client_models`) ------------------
+    def start_personal(self, weights: Mapping[str, Tensor]) -> None:
+        assert self.personal is not None
+        self.personal.start(weights)
+
+    def own_models(self) -> StackedModels:
+        own = {name: self.w[key] for name, key in self.shared_keys.items()}
+        return StackedModels(own, self.stacked_model)
+
+    def personal_models(self) -> StackedModels:
+        assert self.personal is not None
+        return StackedModels(self.personal.params, self.stacked_model)
+
+    def finetuned_models(
+        self, weights: Mapping[str, Tensor], round_index: int, epochs: int
+    ) -> StackedModels:
+        cfg = self.config
+        params = finetuned_stacked(
+            weights,
+            self.task,
+            self.data,
+            round_index,
+            self.stacked_model,
+            epochs=epochs,
+            batch_size=cfg.batch_size,
+            lr=cfg.learning_rate,
+            generator=round_generator(cfg.seed, FINETUNE_STREAM, round_index),
+        )
+        return StackedModels(params, self.stacked_model)
+
+    def _candidate_losses(
+        self, round_index: int, candidates: Mapping[str, Tensor], clients: Tensor
+    ) -> Tensor:
+        """Each of `clients`' loss of every candidate on its rows of the round [C, k]."""
+        everyone = len(clients) == self.data.num_clients
+        data = self.data if everyone else self.data.take(clients)
+        x, y = data.round(round_index)
+        return stacked_candidate_losses(
+            self.task, candidates, x, y, data.ragged_sizes, self.stacked_model
+        )
+
+    def choose(
+        self, round_index: int, candidates: Mapping[str, Tensor], participants: Tensor
+    ) -> Tensor:
+        assert self.clusters is not None
+        losses = self._candidate_losses(round_index, candidates, participants)
+        chosen = self.clusters.choose(losses, participants)
+        for name, key in self.shared_keys.items():
+            self.w[key][participants] = candidates[name][chosen]
+        return chosen
+
+    def cluster_choices(self, round_index: int, candidates: Mapping[str, Tensor]) -> Tensor:
+        assert self.clusters is not None
+        kept = self.clusters.cluster.clone()
+        unset = (kept < 0).nonzero().squeeze(1)
+        if len(unset):  # never took part: the cluster it would choose now (not kept)
+            losses = self._candidate_losses(round_index, candidates, unset)
+            kept[unset] = choose(losses)
+        return kept
+
+    def chosen_models(self, candidates: Mapping[str, Tensor], choices: Tensor) -> StackedModels:
+        return StackedModels(candidates, self.stacked_model, choices)
 
     def _rows(self) -> Tensor | slice:
         """The last round's participants' rows of the stacked tensors."""
@@ -224,10 +343,10 @@ class ClientPool:
 
     def state_dict(self) -> dict[str, Any]:
         weights = {key: t.clone() for key, t in self.w.items()}
-        state = {"weights": weights, **components_state(self, self.COMPONENTS)}
+        state = {"weights": weights, **components_state(self, self.components)}
         return {**state, "meta_params": dict(self.meta_params)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.w = {key: t.clone() for key, t in state["weights"].items()}
-        load_components(self, self.COMPONENTS, state)
+        load_components(self, self.components, state)
         self.meta_params = dict(state["meta_params"])

@@ -8,6 +8,8 @@ One round on a client (`train_round`):
 4. with structure discovery (stage 8) every expert also trains its autoencoder;
 5. every expert summarises the data (one observation per round, which DriftExpert compares).
 `generate_insight()` turns the round into a JSON-able insight; `sync_with` is the gossip step.
+As the strategy's `client_model` asks, a client also keeps Ditto's personal model (`personal`)
+or its IFCA cluster estimate (`cluster`), `scarcity.components.personal_models` / `clusters`.
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ from torch import Tensor
 
 from scarcity import messages
 from scarcity.backbones import make_backbone
+from scarcity.components.clusters import ClusterChoice
 from scarcity.components.insights import ROUND_KEYS, ClientRound, client_insight
+from scarcity.components.personal_models import PersonalModel
 from scarcity.components.structure_discovery import self_supervised_report
 from scarcity.components.training import train_supervised
 from scarcity.config import SimulationConfig
@@ -36,6 +40,7 @@ from scarcity.core.experts import (
 from scarcity.core.router import Router
 from scarcity.core.training import LocalObjective, Task, ssl_rate
 from scarcity.results import Insight
+from scarcity.strategies.base import ClientModel
 
 
 def build_experts(config: SimulationConfig, task: Task, generator: torch.Generator) -> list[Expert]:
@@ -81,6 +86,7 @@ class Client:
         task: Task = "regression",
         generator: torch.Generator | None = None,
         rng: np.random.Generator | None = None,
+        client_model: ClientModel = "global",
     ) -> None:
         self.client_id = client_id
         self.config = config if config is not None else SimulationConfig()
@@ -102,10 +108,14 @@ class Client:
         self.router = Router(
             len(self.experts), cfg.router_strategy, cfg.variance_threshold, self.rng
         )
-        self.model = make_backbone(cfg).make(self.generator)
+        backbone = make_backbone(cfg)
+        self.model = backbone.make(self.generator)
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=cfg.learning_rate)
         self.meta_params: dict[str, float] = {}
         self.last_round = ClientRound()
+        #: Ditto's personal model (started by `PersonalModel.start`), IFCA's estimate.
+        self.personal = PersonalModel(backbone.template()) if client_model == "personal" else None
+        self.cluster = ClusterChoice() if client_model == "cluster" else None
 
     @property
     def expert_names(self) -> list[str]:
@@ -243,13 +253,19 @@ class Client:
 
     # -- checkpoint ------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        return {
+        state: dict[str, Any] = {
             "experts": [e.state_dict() for e in self.experts],
             "router": self.router.state_dict(),
             "model": self.get_model_weights(),
             "optimizer": self.optimizer.state_dict(),
             "meta_params": dict(self.meta_params),
         }
+        # Only with the strategy that keeps them: a stored run's layout is unchanged.
+        if self.personal is not None:
+            state["personal"] = self.personal.state_dict()
+        if self.cluster is not None:
+            state["cluster"] = self.cluster.state_dict()
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         for expert, expert_state in zip(self.experts, state["experts"], strict=True):
@@ -258,6 +274,10 @@ class Client:
         self.set_model_weights(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.meta_params = dict(state["meta_params"])
+        if self.personal is not None:
+            self.personal.load_state_dict(state["personal"])
+        if self.cluster is not None:
+            self.cluster.load_state_dict(state["cluster"])
 
 
 def _avg(values: Any) -> float:

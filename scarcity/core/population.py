@@ -1,20 +1,31 @@
 """The per-client reference execution of a population: one `Client` object per client.
 
 Readable and slow: each participant trains in turn, exactly as the seed's loop over clients.
-`scarcity.batched.ClientPool` computes the same round for all clients at once.
+`scarcity.batched.ClientPool` computes the same round for all clients at once. The model each
+client uses (`scarcity.components.client_models`) is one module per client here.
 """
 
 from __future__ import annotations
 
+import copy
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
+from scarcity.backbones import make_backbone
+from scarcity.components.client_models import ModuleModels
+from scarcity.components.clusters import candidate_losses, choose
 from scarcity.components.personal import client_representation, client_scores
+from scarcity.components.personal_models import (
+    DITTO_STREAM,
+    FINETUNE_STREAM,
+    finetuned,
+    round_generator,
+)
 from scarcity.config import SimulationConfig
 from scarcity.core.client import Client
 from scarcity.core.data import FederatedData
@@ -23,7 +34,7 @@ from scarcity.core.server import insight_statistics
 from scarcity.core.training import LocalObjective
 from scarcity.population import FitResult
 from scarcity.results import Insight, non_finite
-from scarcity.strategies.base import FitInstructions
+from scarcity.strategies.base import ClientModel, FitInstructions
 
 
 class ReferencePopulation:
@@ -39,7 +50,9 @@ class ReferencePopulation:
         data: FederatedData,
         generator: torch.Generator,
         rng: np.random.Generator,
+        client_model: ClientModel = "global",
     ) -> None:
+        self.config = config
         self.data = data
         self.clients = [
             Client(
@@ -50,9 +63,12 @@ class ReferencePopulation:
                 data.task,
                 generator=generator,
                 rng=rng,
+                client_model=client_model,
             )
             for i in range(config.num_clients)
         ]
+        #: The backbone's module without values, for models built from given weights.
+        self.template = make_backbone(config).template()
         self.active: list[Client] = self.clients
         self._insights: list[Insight] | None = None
 
@@ -77,6 +93,23 @@ class ReferencePopulation:
         for row, client in enumerate(self.active):
             client.set_data(*self.data.client_data(client.client_id, round_index))
             client.train_round(LocalObjective.of(instructions, global_weights, row))
+        if instructions.personal_mu is not None:  # Ditto: each personal model, in turn
+            assert global_weights is not None
+            cfg = self.config
+            generator = round_generator(cfg.seed, DITTO_STREAM, round_index)
+            for client in self.active:
+                assert client.personal is not None
+                client.personal.train(
+                    client.task,
+                    client.x,
+                    client.y,
+                    global_weights,
+                    instructions.personal_mu,
+                    epochs=cfg.local_epochs,
+                    batch_size=cfg.batch_size,
+                    lr=cfg.learning_rate,
+                    generator=generator,
+                )
         losses = [c.last_round.loss for c in self.active]
         weights = None
         if global_weights is not None:
@@ -91,6 +124,79 @@ class ReferencePopulation:
                 [c.last_round.initial_loss for c in self.active], dtype=torch.float64
             ),
         )
+
+    # -- the model each client uses (`scarcity.components.client_models`) ------------------
+    def start_personal(self, weights: Mapping[str, Tensor]) -> None:
+        for client in self.clients:
+            assert client.personal is not None
+            client.personal.start(weights)
+
+    def own_models(self) -> ModuleModels:
+        return ModuleModels([c.model for c in self.clients])
+
+    def personal_models(self) -> ModuleModels:
+        return ModuleModels([c.personal.model for c in self.clients if c.personal is not None])
+
+    def finetuned_models(
+        self, weights: Mapping[str, Tensor], round_index: int, epochs: int
+    ) -> ModuleModels:
+        cfg = self.config
+        generator = round_generator(cfg.seed, FINETUNE_STREAM, round_index)
+        return ModuleModels(
+            [
+                finetuned(
+                    self.template,
+                    weights,
+                    self.data.task,
+                    *self.data.client_data(c.client_id, round_index),
+                    epochs=epochs,
+                    batch_size=cfg.batch_size,
+                    lr=cfg.learning_rate,
+                    generator=generator,
+                )
+                for c in self.clients
+            ]
+        )
+
+    def _modules(self, candidates: Mapping[str, Tensor]) -> list[nn.Module]:
+        """Each candidate [k, ...] as a module of the backbone."""
+        k = len(next(iter(candidates.values())))
+        modules = []
+        for j in range(k):
+            module = copy.deepcopy(self.template)
+            module.load_state_dict({key: t[j] for key, t in candidates.items()})
+            modules.append(module)
+        return modules
+
+    def choose(
+        self, round_index: int, candidates: Mapping[str, Tensor], participants: Tensor
+    ) -> Tensor:
+        modules = self._modules(candidates)
+        chosen = []
+        for i in participants.tolist():
+            client = self.clients[i]
+            assert client.cluster is not None
+            x, y = self.data.client_data(i, round_index)
+            j = client.cluster.choose(candidate_losses(client.task, modules, x, y))
+            client.set_model_weights({key: t[j] for key, t in candidates.items()})
+            chosen.append(j)
+        return torch.tensor(chosen, dtype=torch.long)
+
+    def cluster_choices(self, round_index: int, candidates: Mapping[str, Tensor]) -> Tensor:
+        modules = self._modules(candidates)
+        kept = []
+        for client in self.clients:
+            assert client.cluster is not None
+            j = client.cluster.cluster
+            if j < 0:  # never took part: the cluster it would choose now (not kept)
+                x, y = self.data.client_data(client.client_id, round_index)
+                j = int(choose(candidate_losses(client.task, modules, x, y)))
+            kept.append(j)
+        return torch.tensor(kept, dtype=torch.long)
+
+    def chosen_models(self, candidates: Mapping[str, Tensor], choices: Tensor) -> ModuleModels:
+        modules = self._modules(candidates)
+        return ModuleModels([modules[j] for j in choices.tolist()])
 
     def insights(self) -> list[Insight]:
         if self._insights is None:  # built once a round: statistics and checks read them too

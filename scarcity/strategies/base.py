@@ -5,7 +5,12 @@ Each round the engine asks the strategy what the participating clients are told 
 train the shared model, then hands the strategy every participant's model stacked along a
 leading client axis (`ClientUpdates`) and takes the new global model from `aggregate`.
 Strategies hold their own state (server momentum, optimiser moments, control variates, noise
-generator) and checkpoint it with `state_dict` / `load_state_dict`.
+generator, cluster models) and checkpoint it with `state_dict` / `load_state_dict`.
+
+A personalised strategy also says which model each client uses (`client_model`): the global
+one, or a model of the client's own that the engine's clients hold (its local model, a
+personal model, a fine-tuned copy) or the server model it chose among `candidates()` (IFCA).
+Personal evaluation (`Simulation.score_clients`) scores that model.
 
 A strategy module defines one `Strategy` subclass (or a small family of them), cites its paper in
 its docstring, declares the config fields it reads in `params` (`scarcity.params.Param`: the
@@ -19,13 +24,16 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from torch import Tensor
 
 from scarcity.params import Param, RunConfig
 
 Weights = Mapping[str, Tensor]
+
+#: Which model a client uses, the one personal evaluation scores (`Strategy.client_model`).
+ClientModel = Literal["global", "own", "personal", "finetuned", "cluster"]
 
 
 @dataclass(frozen=True)
@@ -47,6 +55,9 @@ class ClientUpdates:
     #: as the seed's loop did; False contracts over the client axis. Equal up to float rounding;
     #: the strategies built on FedAvg's mean honour it, so stored runs continue exactly.
     sequential: bool = False
+    #: Which of `Strategy.candidates()` each participant chose and trained [P] (int64; IFCA's
+    #: cluster estimate); None when every participant received the global model.
+    choice: Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -64,6 +75,10 @@ class FitInstructions:
     #: Client-side clipping: each honest client clips its update w_i − w_global to this L2 norm
     #: before sending it (DP-FedAvg with client-side clipping); None = no clipping.
     clip_norm: float | None = None
+    #: Ditto: each participant also trains its personal model v by local SGD on
+    #: f_i(v) + λ/2·‖v − w_global‖² (this λ) around the broadcast model; None = no personal
+    #: model trains.
+    personal_mu: float | None = None
 
 
 class Strategy(ABC):
@@ -83,6 +98,14 @@ class Strategy(ABC):
     #: Whether `aggregate` reads `ClientUpdates.initial_loss` (else the batched execution may
     #: skip measuring it and pass zeros).
     uses_initial_loss: ClassVar[bool] = False
+    #: The model each client uses, which personal evaluation scores: "global" the server's
+    #: global model; "own" a model only the client trains (its shared model, started from
+    #: the common initial model and never broadcast to again); "personal" a personal model
+    #: the clients keep beside the shared one (trained as `FitInstructions.personal_mu` says);
+    #: "finetuned" a copy of the global model each client fine-tunes on its own training rows
+    #: (`finetune_epochs`) before it is scored; "cluster" the server model among
+    #: `candidates()` it chose when it last took part.
+    client_model: ClassVar[ClientModel] = "global"
 
     def __init__(self, config: RunConfig) -> None:
         self.config = config
@@ -111,6 +134,30 @@ class Strategy(ABC):
     def round_metrics(self) -> dict[str, float]:
         """Figures of the last aggregate worth reporting with the round (e.g. DP noise)."""
         return {}
+
+    def round_lines(self, detail: bool) -> list[str]:
+        """Lines of the last aggregate for the round's log (`detail`: per-client lines are
+        wanted, a small run)."""
+        return []
+
+    @property
+    def num_models(self) -> int:
+        """How many models the server keeps: more than one are `candidates()`, which the
+        engine draws at the start (`start`)."""
+        return 1
+
+    def start(self, models: Mapping[str, Tensor]) -> None:  # noqa: B027 (one model: no-op)
+        """The `num_models` initial server models, stacked [num_models, ...]."""
+
+    def candidates(self) -> dict[str, Tensor] | None:
+        """The server models each participant chooses one from, by its loss on its own
+        training rows, stacked [C, ...] (IFCA's clusters); None: the global model is
+        broadcast."""
+        return None
+
+    def finetune_epochs(self) -> int:
+        """`client_model` "finetuned": the local epochs of each client's fine-tuning."""
+        return 0
 
     def state_dict(self) -> dict[str, Any]:
         """Everything `aggregate` / `configure_fit` carry from round to round."""
