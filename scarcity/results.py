@@ -104,8 +104,8 @@ class Insight(Mapping[str, Any]):
     )
     selected_expert: str
     experts: Mapping[str, ExpertReport]
-    #: The global model's score on this client's own held-out rows (`personal_accuracy` or
-    #: `personal_loss`), with `client_test_fraction`; empty = none, and absent from the dict.
+    #: The score of the model this client uses (the global one, or its own) on its own held-out
+    #: rows (`personal_accuracy` or `personal_loss`), with `client_test_fraction`; empty = none.
     personal: Mapping[str, float] = field(default_factory=dict)
 
     #: The fields `to_dict()` always holds, in order (every field but `personal`).
@@ -155,8 +155,11 @@ CLIENT_FIGURES: Mapping[str, ClientFigure] = {
 METRIC_NAMES: Mapping[str, str] = {
     "loss": "mean local training loss of the round's clients (their reconstruction loss "
     "with label_free)",
-    "test_loss": "shared model's loss on the held-out test set (federated_averaging)",
-    "test_accuracy": "shared model's accuracy on the held-out test set (labelled data sets)",
+    "test_loss": "shared model's loss on the held-out test set (federated_averaging; the local "
+    "and ifca strategies, which have no one model for all: the mean over all clients of their "
+    "own model's, their cluster model's)",
+    "test_accuracy": "shared model's accuracy on the held-out test set (labelled data sets; "
+    "local and ifca: the mean over all clients, as test_loss)",
     "clients_sampled": "clients that trained this round: those drawn, less any the scenario "
     "keeps away (availability: offline; arrivals: unseen); only when fewer than all",
     "attackers_sampled": "Byzantine clients among them (malicious_fraction > 0)",
@@ -168,11 +171,14 @@ METRIC_NAMES: Mapping[str, str] = {
     "avg_uncertainty": "mean uncertainty of the clients' insights (insight_exchange)",
     "dp_noise_multiplier": "DP-FedAvg's noise multiplier z of the round",
     "dp_noise_std": "DP-FedAvg's Gaussian noise std of the round",
-    "personal_accuracy_mean": "shared model's mean accuracy on the clients' own held-out rows "
+    "ifca_clusters_chosen": "IFCA: how many of the num_clusters cluster models the round's "
+    "participants chose (the non-empty clusters)",
+    "personal_accuracy_mean": "mean over the clients of the accuracy of the model each uses (the "
+    "shared model, or its own: local, ditto, fedavg_ft, ifca) on its own held-out rows "
     "(client_test_fraction, labelled data sets)",
     "personal_accuracy_worst10": "its mean over the worst 10 % of clients",
-    "personal_loss_mean": "shared model's mean loss on the clients' own held-out rows "
-    "(client_test_fraction, regression)",
+    "personal_loss_mean": "mean over the clients of the loss of the model each uses (as "
+    "personal_accuracy_mean) on its own held-out rows (client_test_fraction, regression)",
     "personal_loss_worst10": "its mean over the worst 10 % of clients",
     "ensemble_loss": "mean over the round's clients of their expert ensemble's loss (the routed "
     "expert, or all experts' mean) on held-out rows: their own with client_test_fraction, "

@@ -9,16 +9,20 @@ from __future__ import annotations
 
 from scarcity.errors import ConfigError
 from scarcity.params import Param, RunConfig, unique
-from scarcity.strategies.base import ClientUpdates, FitInstructions, Strategy
+from scarcity.strategies.base import ClientModel, ClientUpdates, FitInstructions, Strategy
 from scarcity.strategies.bulyan import Bulyan
+from scarcity.strategies.ditto import Ditto
 from scarcity.strategies.dp_fedavg import DPFedAvg
 from scarcity.strategies.fedavg import FedAvg
+from scarcity.strategies.fedavg_ft import FedAvgFT
 from scarcity.strategies.fedavgm import FedAvgM
 from scarcity.strategies.fedmedian import FedMedian
 from scarcity.strategies.fedopt import FedAdagrad, FedAdam, FedYogi
 from scarcity.strategies.fedprox import FedProx
 from scarcity.strategies.fedtrimmedavg import FedTrimmedAvg
+from scarcity.strategies.ifca import IFCA
 from scarcity.strategies.krum import Krum, MultiKrum
+from scarcity.strategies.local import Local
 from scarcity.strategies.qfedavg import QFedAvg
 from scarcity.strategies.reptile import Reptile
 from scarcity.strategies.scaffold import Scaffold
@@ -39,6 +43,10 @@ STRATEGIES: dict[str, type[Strategy]] = {
     "qfedavg": QFedAvg,
     "dp_fedavg": DPFedAvg,
     "scaffold": Scaffold,
+    "local": Local,
+    "fedavg_ft": FedAvgFT,
+    "ditto": Ditto,
+    "ifca": IFCA,
 }
 
 
@@ -61,18 +69,23 @@ def make_strategy(config: RunConfig) -> Strategy:
 __all__ = [
     "STRATEGIES",
     "Bulyan",
+    "ClientModel",
     "ClientUpdates",
     "DPFedAvg",
+    "Ditto",
     "FedAdagrad",
     "FedAdam",
     "FedAvg",
+    "FedAvgFT",
     "FedAvgM",
     "FedMedian",
     "FedProx",
     "FedTrimmedAvg",
     "FedYogi",
     "FitInstructions",
+    "IFCA",
     "Krum",
+    "Local",
     "MultiKrum",
     "QFedAvg",
     "Reptile",

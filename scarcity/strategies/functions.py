@@ -24,6 +24,8 @@ leading participant axis [P, ...]; a model (the global one) maps the same keys t
 - `local_steps`, `scaffold_client_controls`: SCAFFOLD's option-II control variates
   (Karimireddy, Kale, Mohri, Reddi, Stich & Suresh 2020, "SCAFFOLD: Stochastic Controlled
   Averaging for Federated Learning").
+- `cluster_means`: IFCA's per-cluster model average (Ghosh, Chung, Yin & Ramchandran 2020, "An
+  Efficient Framework for Clustered Federated Learning").
 """
 
 from __future__ import annotations
@@ -123,6 +125,26 @@ def reptile(
         states = [{key: value[i] for key, value in stacked.items()} for i in range(size)]
         return reptile_step(global_weights, states, step_size)
     return reptile_step_stacked(global_weights, stacked, step_size)
+
+
+def cluster_means(
+    clusters: Weights,
+    stacked: Weights,
+    sample_counts: Tensor,
+    choice: Tensor,
+    sequential: bool = False,
+) -> dict[str, Tensor]:
+    """Each cluster model [C, ...] becomes the sample-weighted mean (`weighted_mean`) of the
+    participants' models that chose it (`choice` [P]); a cluster no participant chose stays."""
+    out = {key: value.clone() for key, value in clusters.items()}
+    for j in range(next(iter(clusters.values())).shape[0]):
+        members = (choice == j).nonzero().squeeze(1)
+        if len(members) == 0:
+            continue
+        averaged = weighted_mean(rows(stacked, members), sample_counts[members], sequential)
+        for key, value in averaged.items():
+            out[key][j] = value
+    return out
 
 
 # -- coordinate-wise robust statistics ----------------------------------------------------

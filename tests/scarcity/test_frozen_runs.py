@@ -5,7 +5,9 @@ the client side was reshaped into components did.
 before that reshaping: per case the resolved config, a checkpoint after round 2 and every round's
 metrics, meta-parameters and insights. A stored run of then must give the same numbers from the
 start and from its checkpoint: bit for bit on the machine that wrote the file, floats to 1e-5 on
-another CPU (`test_stored_runs.assert_same`).
+another CPU (`test_stored_runs.assert_same`). The strategies added since have a file of their own
+(`fixtures/personalised_strategies.json.gz`: local, fedavg_ft, ditto, ifca, written when they
+were added), held to the same.
 """
 
 import base64
@@ -18,11 +20,18 @@ import pytest
 from scarcity import Simulation, resolve_config
 from tests.scarcity.test_stored_runs import assert_same, this_machine
 
-FROZEN = json.loads(
-    gzip.decompress((Path(__file__).parent / "fixtures" / "before_components.json.gz").read_bytes())
-)
-CASES = FROZEN["cases"]
-SAME_MACHINE = this_machine() == FROZEN["machine"]
+FIXTURES = ("before_components.json.gz", "personalised_strategies.json.gz")
+
+
+def _load(name: str) -> dict:
+    return json.loads(gzip.decompress((Path(__file__).parent / "fixtures" / name).read_bytes()))
+
+
+FROZEN = {name: _load(name) for name in FIXTURES}
+#: Every case of every file, and whether the file was written on this machine.
+CASES = {
+    case: (frozen, data) for frozen in FROZEN.values() for case, data in frozen["cases"].items()
+}
 
 
 def _observed(results):
@@ -48,9 +57,10 @@ def test_every_preset_and_strategy_is_frozen_in_both_executions():
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_a_frozen_run_gives_the_same_numbers_and_resumes_to_them(name):
-    case = CASES[name]
+    frozen, case = CASES[name]
+    same_machine = this_machine() == frozen["machine"]
     results = list(Simulation(resolve_config(case["config"])).rounds())
-    assert_same(_observed(results), _stored(case), same_machine=SAME_MACHINE)
+    assert_same(_observed(results), _stored(case), same_machine=same_machine)
     sim = Simulation.restore(case["config"], base64.b64decode(case["checkpoint_after_round_2"]))
     assert sim.rounds_completed == 2
-    assert_same(_observed(list(sim.rounds())), _stored(case, 2), same_machine=SAME_MACHINE)
+    assert_same(_observed(list(sim.rounds())), _stored(case, 2), same_machine=same_machine)

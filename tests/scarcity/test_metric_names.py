@@ -69,6 +69,14 @@ CONFIGS = [
         "rounds": 1,
         "scenario": "few_labels",
     },
+    {
+        "preset": "baseline",
+        "dataset": "iris",
+        "num_clients": 4,
+        "rounds": 1,
+        "strategy": "ifca",
+        "client_test_fraction": 0.25,
+    },
 ]
 
 
@@ -86,6 +94,7 @@ CONFIGS = [
         "arrivals",
         "availability",
         "few_labels",
+        "baseline-ifca",
     ],
 )
 def test_every_reported_metric_is_a_known_name(overrides: dict) -> None:

@@ -7,6 +7,7 @@ loop), never by calling the torch code. Models are a small Linear layer: `weight
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from types import SimpleNamespace
 from typing import Any
@@ -27,14 +28,18 @@ from scarcity.strategies import (
 )
 from scarcity.strategies import functions as F
 from scarcity.strategies.bulyan import Bulyan
+from scarcity.strategies.ditto import Ditto
 from scarcity.strategies.dp_fedavg import DPFedAvg
 from scarcity.strategies.fedavg import FedAvg
+from scarcity.strategies.fedavg_ft import FedAvgFT
 from scarcity.strategies.fedavgm import FedAvgM
 from scarcity.strategies.fedmedian import FedMedian
 from scarcity.strategies.fedopt import FedAdagrad, FedAdam, FedYogi
 from scarcity.strategies.fedprox import FedProx
 from scarcity.strategies.fedtrimmedavg import FedTrimmedAvg
+from scarcity.strategies.ifca import IFCA
 from scarcity.strategies.krum import Krum, MultiKrum
+from scarcity.strategies.local import Local
 from scarcity.strategies.qfedavg import QFedAvg
 from scarcity.strategies.reptile import Reptile
 from scarcity.strategies.scaffold import Scaffold
@@ -110,7 +115,16 @@ def updates(
         participants=torch.tensor(ids, dtype=torch.long),
         num_clients=size if num_clients is None else num_clients,
         sequential=sequential,
+        choice=torch.tensor([i % 2 for i in range(size)]),  # IFCA's: alternate clusters
     )
+
+
+def started(strategy: Strategy) -> Strategy:
+    """The strategy with its server models drawn, as the engine starts one that keeps several
+    (IFCA's two clusters: the global model and one around it)."""
+    if strategy.client_model == "cluster":
+        strategy.start(to_model(np.stack([GLOBAL, rng_rows(9, 1, GLOBAL)[0]])))
+    return strategy
 
 
 def run_rounds(
@@ -124,6 +138,8 @@ def run_rounds(
     global model."""
     out = []
     g = to_model(global_flat)
+    if start == 1:
+        started(strategy)
     for r, clients in enumerate(rounds, start=start):
         u = updates(clients)
         fit = strategy.configure_fit(r, g, u.participants)
@@ -206,7 +222,7 @@ def test_strategies_leave_their_inputs_untouched():
     for name, cls in STRATEGIES.items():
         u = updates(CLIENTS)
         g = to_model(GLOBAL)
-        strategy = cls(cfg(strategy=name, reptile_step_size=0.5))
+        strategy = started(cls(cfg(strategy=name, reptile_step_size=0.5)))
         strategy.configure_fit(1, g, u.participants)
         strategy.aggregate(1, g, u)
         np.testing.assert_array_equal(to_flat(u.weights), CLIENTS.astype(np.float64))
@@ -736,6 +752,78 @@ def test_scaffold_local_steps():
     assert F.local_steps(counts, 3, 0).tolist() == [3, 3, 3, 3]
     assert F.local_steps(counts, 3, 8).tolist() == [3, 3, 6, 15]
     assert F.local_steps(counts, 2, 100).tolist() == [2, 2, 2, 2]
+
+
+# -- local, FedAvg-FT, Ditto, IFCA ---------------------------------------------------------
+
+
+def test_local_averages_nothing_and_the_personalised_globals_are_fedavgs():
+    g, u = to_model(GLOBAL), updates(CLIENTS)
+    assert same_round(Local(cfg()).aggregate(1, g, u), g)  # the server's model stays w⁰
+    for cls, extra in ((Ditto, {"ditto_lambda": 0.3}), (FedAvgFT, {"finetune_epochs": 2})):
+        out = cls(cfg(**extra)).aggregate(1, g, u)
+        np.testing.assert_allclose(to_flat(out), np_fedavg(CLIENTS, COUNTS), **TOL)
+    fit = Ditto(cfg(ditto_lambda=0.3)).configure_fit(1, g, torch.arange(5))
+    assert fit.personal_mu == 0.3 and fit.proximal_mu == 0 and fit.correction is None
+    assert Ditto(cfg()).configure_fit(1, g, torch.arange(5)).personal_mu == 0.1  # default
+    assert (
+        FedAvgFT(cfg()).finetune_epochs() == 1
+        and FedAvgFT(cfg(finetune_epochs=3)).finetune_epochs() == 3
+    )
+    kinds = {name: cls.client_model for name, cls in STRATEGIES.items()}
+    assert {k: v for k, v in kinds.items() if v != "global"} == {
+        "local": "own",
+        "fedavg_ft": "finetuned",
+        "ditto": "personal",
+        "ifca": "cluster",
+    }
+
+
+def np_cluster_means(clusters, clients, counts, choice):
+    out = clusters.astype(np.float64).copy()
+    for j in range(len(clusters)):
+        members = [i for i, c in enumerate(choice) if c == j]
+        if members:
+            out[j] = sum(counts[i] * clients[i].astype(np.float64) for i in members)
+            out[j] /= sum(counts[i] for i in members)
+    return out
+
+
+@pytest.mark.parametrize("sequential", [False, True])
+def test_ifca_averages_each_cluster_over_the_clients_that_chose_it(sequential):
+    """Three clusters, five clients choosing 2, 0, 2, 0, 2: clusters 0 and 2 become their
+    members' sample-weighted means, cluster 1 (no member) stays."""
+    clusters = rng_rows(30, 3, GLOBAL)
+    choice = [2, 0, 2, 0, 2]
+    strategy = IFCA(cfg(num_clusters=3))
+    assert strategy.num_models == 3 and IFCA(cfg()).num_models == 2
+    strategy.start(to_model(clusters))
+    u = dataclasses.replace(updates(CLIENTS, sequential=sequential), choice=torch.tensor(choice))
+    g = to_model(GLOBAL)
+    assert same_round(strategy.aggregate(1, g, u), g)  # no one global model
+    got = strategy.candidates()
+    assert got is not None
+    np.testing.assert_allclose(
+        to_flat(got), np_cluster_means(clusters, CLIENTS, COUNTS, choice), **TOL
+    )
+    np.testing.assert_array_equal(to_flat(got)[1], clusters[1].astype(np.float64))
+    assert strategy.round_metrics() == {"ifca_clusters_chosen": 2.0}
+    line = strategy.round_lines(detail=True)[0]
+    assert line == "IFCA clusters: 0 ← clients 1, 3; 1 ← clients none; 2 ← clients 0, 2, 4"
+    assert strategy.round_lines(detail=False)[0].endswith("2 ← 3 clients")
+    with pytest.raises(ValueError, match="choices"):
+        strategy.aggregate(2, g, dataclasses.replace(u, choice=None))
+
+
+def test_ifca_with_one_cluster_is_fedavg():
+    one = IFCA(cfg(num_clusters=1))
+    one.start(to_model(GLOBAL[None]))
+    u = dataclasses.replace(updates(CLIENTS), choice=torch.zeros(5, dtype=torch.long))
+    one.aggregate(1, to_model(GLOBAL), u)
+    got = one.candidates()
+    assert got is not None
+    expected = FedAvg(cfg()).aggregate(1, to_model(GLOBAL), u)
+    assert all(torch.equal(got[k][0], expected[k]) for k in expected)
 
 
 # -- checkpoints -----------------------------------------------------------------------

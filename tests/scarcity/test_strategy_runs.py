@@ -121,9 +121,18 @@ def test_reductions_hold_exactly_on_digits():
 
 
 def test_every_strategy_changes_the_outcome_with_its_parameters():
+    """Ditto and FedAvg-FT keep FedAvg's global model (test_personalised_strategies.py): what
+    they change is what the clients are scored with."""
     fedavg = _digits_metrics()[-1]["test_loss"]
+    held = {"client_test_fraction": 0.25}
+    fedavg_personal = _digits_metrics(**held)[-1]["personal_accuracy_mean"]
     for strategy in sorted(set(STRATEGIES) - {"fedavg"}):
-        got = _digits_metrics(strategy=strategy, **PARAMETERS.get(strategy, {}))[-1]
+        parameters = PARAMETERS.get(strategy, {})
+        if STRATEGIES[strategy].client_model in ("personal", "finetuned"):
+            got = _digits_metrics(strategy=strategy, **parameters, **held)[-1]
+            assert got["personal_accuracy_mean"] != fedavg_personal, strategy
+            continue
+        got = _digits_metrics(strategy=strategy, **parameters)[-1]
         assert got["test_loss"] != fedavg, strategy
 
 
