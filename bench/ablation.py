@@ -15,7 +15,10 @@ Digits, 20 clients, Dirichlet α ∈ {0.1, 0.5}, each client holding out 20 % of
 - stages 4–7 (insights, not weights: no shared model, the clients' experts scored as
   ensembles on their own rows, `ensemble_accuracy`);
 - the FL baselines: preset `baseline`, the shared model alone, FedAvg and FedProx
-  (`test_accuracy` on the test set, `personal_accuracy_mean` on the clients' own rows).
+  (`test_accuracy` on the test set, `personal_accuracy_mean` on the clients' own rows), and
+  the personalised ones against FedAvg: local training, FedAvg-FT, Ditto and IFCA, each with
+  its defaults (`personal_accuracy_mean` scores the model each client uses; `test_accuracy`
+  of local and IFCA is the mean over the clients of their own model's, their cluster's).
 
 Printed per run and α, as mean ± sample std over the seeds of the final round: the shared
 model's `test_accuracy` (baselines only), the personalised accuracy (every figure measured on
@@ -61,6 +64,8 @@ SHORT = {
     "personal_accuracy_mean": "shared",
 }
 FULL = "stage8 (full)"
+#: The personalised baselines, compared with FedAvg.
+PERSONALISED = ("local", "fedavg_ft", "ditto", "ifca")
 
 
 @dataclass(frozen=True)
@@ -102,6 +107,10 @@ def runs() -> list[Run]:
             "baseline fedprox",
             {"preset": "baseline", "strategy": "fedprox"},
             reference="baseline fedavg",
+        ),
+        *(
+            Run(f"baseline {name}", {"preset": "baseline", "strategy": name}, "baseline fedavg")
+            for name in PERSONALISED
         ),
     ]
 

@@ -192,8 +192,13 @@ def test_strategies_list_every_strategy_with_its_parameters_and_paper(
     assert {"fedavg", "reptile", "fedprox", "fedadam", "krum", "scaffold", "dp_fedavg"} <= set(
         strategies
     )
-    assert len(strategies) == 15
+    assert len(strategies) == 19
     assert strategies["fedprox"]["parameters"] == {"proximal_mu": 0.01}
+    assert strategies["local"]["parameters"] == {}
+    assert strategies["fedavg_ft"]["parameters"] == {"finetune_epochs": 1}
+    assert strategies["ditto"]["parameters"] == {"ditto_lambda": 0.1}
+    assert strategies["ifca"]["parameters"] == {"num_clusters": 2}
+    assert "Ghosh" in strategies["ifca"]["paper"] and "2021" in strategies["ditto"]["paper"]
     assert "Li" in strategies["fedprox"]["paper"] and "2020" in strategies["fedprox"]["paper"]
     assert all(s["summary"] and s["paper"] for s in strategies.values())
     schema = client.get("/openapi.json").json()["components"]["schemas"]["SimulationCreate"]
