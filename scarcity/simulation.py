@@ -325,10 +325,11 @@ class Simulation:
 
     def _scorer(self, participants: Tensor, personal: Tensor | None) -> Score:
         """A scenario's scorer (`scarcity.scenarios.Score`): the mean over the participants of
-        the accuracy of the model each uses on its own rows of a scenario's held-out sets (the
-        shared model with FedAvg, else its experts' ensemble); None for regression or a run
-        with no supervised model (label_free). `personal`: the shared model's scores of the
-        round on the clients' current held-out rows, reused when a scenario asks for them."""
+        the accuracy of the model each uses on its own rows of a scenario's held-out sets (with
+        FedAvg the shared model, or the personalised one its strategy has it use:
+        `score_clients`; else its experts' ensemble); None for regression or a run with no
+        supervised model (label_free). `personal`: the round's scores of the clients' current
+        held-out rows, reused when a scenario asks for them."""
         cfg = self.config
         rows = zip(self.data.client_test_x, self.data.client_test_y, strict=True)
         current = [(id(x), id(y)) for x, y in rows]
@@ -344,7 +345,7 @@ class Simulation:
                 owner = torch.cat(
                     [torch.full((len(y),), i, dtype=torch.long) for i, (_, y) in enumerate(sets)]
                 )
-                scores = self.server.evaluate_clients(x, y, owner, cfg.num_clients)[participants]
+                scores = self.score_clients(x, y, owner)[participants]
             elif cfg.expert_ensemble and not cfg.label_free:
                 own = [sets[i] for i in participants.tolist()]
                 scores = self.population.ensemble_scores(None, own)[1]
