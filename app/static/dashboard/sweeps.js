@@ -159,7 +159,8 @@ function drawParallel(body, columns) {
     visualMap: {
       type: "continuous", dimension: axes.length - 1, orient: "vertical", right: 0, top: "middle",
       min: Math.min(...means), max: Math.max(...means) > Math.min(...means) ? Math.max(...means) : Math.min(...means) + 1,
-      calculable: true, text: [metric, ""],
+      // the handles and ends read the metric's values ("0.1", "1.0"), not integers
+      calculable: true, text: [metric, ""], formatter: (v) => fmt(v),
     },
     series: [{ type: "parallel", data: lines, lineStyle: { width: 2, opacity: 0.8 } }],
   }, true);
