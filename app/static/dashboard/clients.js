@@ -59,24 +59,55 @@ class ClientsChart {
 
 // Clients × rounds heatmap of one per-client insight (GET /simulations/{id}/insights), drawn
 // with Apache ECharts. Numbers on a continuous scale; the selected expert as categories.
+// Above MAX_HEATMAP_CELLS the clients are binned (consecutive ids, each cell the bin's mean, the
+// most common expert) so the cells fit, and above MAX_HEATMAP_ROWS fetched only the latest
+// rounds are shown; a notice under the caption says which.
 const HEATMAP_INSIGHTS = ["loss", "uncertainty", "mean_grad", "loss_improvement", "selected_expert", "personal_accuracy", "personal_loss"];
-const MAX_HEATMAP_CELLS = 20000;
-const heatmapState = { insights: [], chart: null };
+export const MAX_HEATMAP_CELLS = 20000;
+const MAX_HEATMAP_ROWS = 200000;
+const PAGE = 10000;
+const heatmapState = { insights: [], chart: null, bin: 1, clients: 0, rounds: [] };
+
+async function fetchInsights(id, rounds) {
+  const rows = [];
+  const pages = async (query) => {
+    for (let offset = 0; ; offset += PAGE) {
+      const page = (await apiJSON(`/simulations/${id}/insights?${query}limit=${PAGE}&offset=${offset}`)).insights;
+      rows.push(...page);
+      if (page.length < PAGE) break;
+    }
+  };
+  if (!rounds) await pages("");
+  else for (const r of rounds) await pages(`round=${r}&`);
+  return rows;
+}
+
+const count = (n) => n.toLocaleString("en-US");
 
 // isCurrent() is false once the page has moved on to another run: its answer is dropped.
 export async function loadHeatmap(id, isCurrent) {
   const box = $("#heatmap-box");
   const sim = await apiJSON(`/simulations/${id}`);
-  const cells = sim.config.num_clients * sim.progress.rounds_completed;
-  if (!cells || cells > MAX_HEATMAP_CELLS) { box.hidden = true; return; }
-  const rows = [];
-  for (let offset = 0; ; offset += 10000) {
-    const page = (await apiJSON(`/simulations/${id}/insights?limit=10000&offset=${offset}`)).insights;
-    rows.push(...page);
-    if (page.length < 10000) break;
-  }
+  const clients = sim.config.num_clients;
+  const done = sim.progress.rounds_completed;
+  if (!clients || !done) { box.hidden = true; return; }
+  // the latest rounds that fit MAX_HEATMAP_ROWS, fetched round by round when not all do
+  const shownRounds = Math.min(done, Math.max(1, Math.floor(MAX_HEATMAP_ROWS / clients)));
+  const rounds = shownRounds < done ? Array.from({ length: shownRounds }, (_, i) => done - shownRounds + 1 + i) : null;
+  const rows = await fetchInsights(id, rounds);
   if (!isCurrent()) return;
   heatmapState.insights = rows;
+  heatmapState.clients = clients;
+  heatmapState.bin = Math.max(1, Math.ceil((clients * shownRounds) / MAX_HEATMAP_CELLS));
+  const notes = [];
+  if (heatmapState.bin > 1) {
+    notes.push(`${count(clients)} clients × ${count(done)} rounds is more than the ${count(MAX_HEATMAP_CELLS)} cells drawn: ` +
+      `each row is a bin of ${heatmapState.bin} consecutive clients (their mean; the most common expert).`);
+  }
+  if (rounds) notes.push(`Only the last ${count(shownRounds)} of ${count(done)} rounds are shown (GET /simulations/{id}/insights?round=… has every one).`);
+  const notice = $("#heatmap-notice");
+  notice.textContent = notes.join(" ");
+  box.dataset.bin = String(heatmapState.bin);
   const available = HEATMAP_INSIGHTS.filter((k) => rows.some((r) => r.insight[k] !== undefined));
   box.hidden = !rows.length || !available.length;
   if (box.hidden) return;
@@ -87,28 +118,52 @@ export async function loadHeatmap(id, isCurrent) {
   drawHeatmap();
 }
 
+// [round, client or bin, value] cells; a bin's number is the mean, its category the most common.
+function heatmapCells(rows, key, bin, categorical) {
+  if (bin === 1) return rows.map((r) => [r.round, r.client_id, r.insight[key]]);
+  const groups = new Map();
+  for (const r of rows) {
+    const at = `${r.round}:${Math.floor(r.client_id / bin)}`;
+    if (!groups.has(at)) groups.set(at, { round: r.round, bin: Math.floor(r.client_id / bin), values: [] });
+    groups.get(at).values.push(r.insight[key]);
+  }
+  return [...groups.values()].map((g) => {
+    if (!categorical) return [g.round, g.bin * bin, g.values.reduce((a, b) => a + b, 0) / g.values.length];
+    const tally = new Map();
+    for (const v of g.values) tally.set(v, (tally.get(v) || 0) + 1);
+    return [g.round, g.bin * bin, [...tally.entries()].sort((a, b) => b[1] - a[1] || String(a[0]).localeCompare(String(b[0])))[0][0]];
+  });
+}
+
 function drawHeatmap() {
   const key = $("#heatmap-insight").value;
+  const bin = heatmapState.bin;
   const rows = heatmapState.insights.filter((r) => r.insight[key] !== undefined);
-  const rounds = [...new Set(rows.map((r) => r.round))].sort((a, b) => a - b);
-  const clients = [...new Set(rows.map((r) => r.client_id))].sort((a, b) => a - b);
   const categorical = rows.some((r) => typeof r.insight[key] === "string");
-  const categories = categorical ? [...new Set(rows.map((r) => r.insight[key]))].sort() : [];
+  const cells = heatmapCells(rows, key, bin, categorical);
+  const rounds = [...new Set(cells.map((c) => c[0]))].sort((a, b) => a - b);
+  const clients = [...new Set(cells.map((c) => c[1]))].sort((a, b) => a - b);
+  const rowName = (c) => (bin === 1 ? String(c) : `${c}–${Math.min(c + bin, heatmapState.clients) - 1}`);
+  const categories = categorical ? [...new Set(cells.map((c) => c[2]))].sort() : [];
   const value = (v) => (categorical ? categories.indexOf(v) : v);
-  const data = rows.map((r) => [rounds.indexOf(r.round), clients.indexOf(r.client_id), value(r.insight[key])]);
-  const numbers = data.map((d) => d[2]);
+  const roundAt = new Map(rounds.map((r, i) => [r, i]));
+  const clientAt = new Map(clients.map((c, i) => [c, i]));
+  const data = cells.map(([r, c, v]) => [roundAt.get(r), clientAt.get(c), value(v)]);
+  let lo = Infinity, hi = -Infinity;
+  for (const d of data) { if (d[2] < lo) lo = d[2]; if (d[2] > hi) hi = d[2]; }
   const visualMap = categorical
     ? { type: "piecewise", categories: categories.map((_, i) => i), dimension: 2, orient: "horizontal", left: "center", bottom: 0,
         formatter: (i) => categories[i], inRange: { color: CLASS_PALETTE.slice(0, categories.length) } }
-    : { min: Math.min(...numbers), max: Math.max(...numbers), calculable: true, orient: "horizontal", left: "center", bottom: 0,
-        inRange: { color: ["#f7fbff", "#6baed6", "#08306b"] } };
+    : { min: lo, max: hi > lo ? hi : lo + 1, calculable: true, orient: "horizontal", left: "center", bottom: 0,
+        formatter: (v) => fmt(v), inRange: { color: ["#f7fbff", "#6baed6", "#08306b"] } };
   if (!heatmapState.chart) heatmapState.chart = echarts.init($("#heatmap"), null, { renderer: "canvas" });
+  const who = bin === 1 ? "client" : "clients";
   heatmapState.chart.setOption({
     animation: false,
-    tooltip: { formatter: (p) => `client ${clients[p.value[1]]}, round ${rounds[p.value[0]]}: ${categorical ? categories[p.value[2]] : fmt(p.value[2])}` },
-    grid: { left: 50, right: 10, top: 10, bottom: 60 },
+    tooltip: { formatter: (p) => `${who} ${rowName(clients[p.value[1]])}, round ${rounds[p.value[0]]}: ${categorical ? categories[p.value[2]] : fmt(p.value[2])}` },
+    grid: { left: 60, right: 10, top: 10, bottom: 60 },
     xAxis: { type: "category", data: rounds, name: "round", nameLocation: "middle", nameGap: 25 },
-    yAxis: { type: "category", data: clients, name: "client", nameLocation: "middle", nameGap: 35 },
+    yAxis: { type: "category", data: bin === 1 ? clients : clients.map(rowName), name: who, nameLocation: "middle", nameGap: 45 },
     visualMap,
     series: [{ type: "heatmap", data }],
   }, true);
@@ -176,6 +231,7 @@ export async function loadClients(id, isCurrent) {
 export function resetClients() {
   if (clientsChart) { clientsChart.destroy(); clientsChart = null; }
   $("#heatmap-box").hidden = true;
+  $("#heatmap-notice").textContent = "";
   $("#gossip-graph-box").hidden = true;
 }
 

@@ -1,10 +1,10 @@
 // The run view: one simulation at a time, its status, progress, log, charts by round and
 // exports; the per-client views below it come from clients.js.
-import { api, apiJSON, errorText, eventStream } from "./api.js";
+import { api, apiJSON, apiKey, errorText, eventStream } from "./api.js";
 import { ChartBox } from "./charts.js";
 import { loadClients, loadGossipGraph, loadHeatmap, resetClients } from "./clients.js";
 import { simulationsChanged } from "./notices.js";
-import { $, download, FINISHED, fmt, shortId } from "./util.js";
+import { $, download, el, FINISHED, fmt, shortId } from "./util.js";
 
 export async function downloadCSV(id) {
   const response = await api(`/simulations/${id}/metrics?format=csv`);
@@ -116,12 +116,50 @@ function renderRounds() {
   const gossipSeries = pairExperts.map((e) => [e, col((r) => (r.gossip_pairs || []).filter((p) => (p.expert || "pairs") === e).length)]);
   if (pairExperts.length > 1) gossipSeries.unshift(["all pairs", col((r) => (r.gossip_pairs || []).length)]);
   charts.gossip.update(xs, rounds.some((r) => (r.gossip_pairs || []).length) ? gossipSeries : []);
-  const last = rounds[rounds.length - 1];
-  const pairs = last && last.gossip_pairs ? last.gossip_pairs : [];
-  $("#gossip-latest").textContent = pairs.length
-    ? `Gossip in round ${last.round}: ` + pairs.map((p) => `client ${p.client_a} ↔ client ${p.client_b}${p.expert ? ` (${p.expert})` : ""}`).join(", ")
-    : "";
+  showLatestGossip(rounds[rounds.length - 1]);
   renderMeta();
+}
+
+// Above LIST_MAX items a list is summarised (a count, a sample) rather than printed whole:
+// a 1,000-client round has hundreds of gossip pairs and uncertain clients.
+const LIST_MAX = 50;
+const SAMPLE = 10;
+
+const pairText = (p) => `client ${p.client_a} ↔ client ${p.client_b}${p.expert ? ` (${p.expert})` : ""}`;
+
+// The last round's gossip pairs: all of them when few; else the count per expert, a sample and a
+// link to the round's JSON (GET /simulations/{id}/metrics?from_round=r&to_round=r).
+function showLatestGossip(last) {
+  const box = $("#gossip-latest");
+  const pairs = last && last.gossip_pairs ? last.gossip_pairs : [];
+  box.dataset.pairs = String(pairs.length);
+  if (pairs.length <= LIST_MAX) {
+    if (pairs.length) box.replaceChildren(`Gossip in round ${last.round}: ${pairs.map(pairText).join(", ")}`);
+    else box.replaceChildren();
+    return;
+  }
+  const perExpert = new Map();
+  for (const p of pairs) perExpert.set(p.expert || "pairs", (perExpert.get(p.expert || "pairs") || 0) + 1);
+  const counts = [...perExpert.entries()].sort((a, b) => String(a[0]).localeCompare(String(b[0])))
+    .map(([e, n]) => `${e}: ${n}`).join(", ");
+  const url = `/simulations/${watchState.id}/metrics?from_round=${last.round}&to_round=${last.round}`;
+  const link = el("a", { href: url, class: "all-pairs", target: "_blank", rel: "noopener", text: `all ${pairs.length} pairs (JSON)`,
+    onclick: (event) => {
+      if (!apiKey()) return;  // open API: the browser follows the link
+      event.preventDefault();  // a key rides only on api(): fetch it and save the file
+      apiJSON(url).then((body) => download(`scarcity-${shortId(watchState.id)}-round-${last.round}.json`,
+        JSON.stringify(body, null, 2), "application/json")).catch((err) => alert(String(err.message || err)));
+    } });
+  box.replaceChildren(
+    `Gossip in round ${last.round}: ${pairs.length} pairs (${counts}); the first ${SAMPLE}: `,
+    pairs.slice(0, SAMPLE).map(pairText).join(", "), " … ", link);
+}
+
+// "3, 7, 12" or, above LIST_MAX ids, "412 clients (3, 7, 12, … )".
+function clientList(ids) {
+  if (!ids.length) return "none";
+  if (ids.length <= LIST_MAX) return ids.join(", ");
+  return `${ids.length} clients (${ids.slice(0, SAMPLE).join(", ")}, …)`;
 }
 
 function renderMeta() {
@@ -137,8 +175,8 @@ function renderMeta() {
   const last = rows[rows.length - 1];
   const high = last && last.high_uncertainty_clients;
   $("#uncertainty-latest").textContent = Array.isArray(high)
-    ? `Meta-learner, round ${last.round}: high-uncertainty clients ${high.join(", ") || "none"}; ` +
-      `low-uncertainty clients ${(last.low_uncertainty_clients || []).join(", ") || "none"}`
+    ? `Meta-learner, round ${last.round}: high-uncertainty clients ${clientList(high)}; ` +
+      `low-uncertainty clients ${clientList(last.low_uncertainty_clients || [])}`
     : "";
 }
 
