@@ -251,15 +251,39 @@ function clearFieldError(name) {
   $(".field-error", f.wrap).textContent = "";
 }
 
+// false when the field is not on the form or hidden (another strategy's, model's, …): the
+// summary by the Run button then carries the message.
 function showFieldError(name, message) {
   const wrap = document.querySelector(`#run-form [data-field="${CSS.escape(name)}"]`);
-  if (!wrap) return false;
+  if (!wrap || wrap.hidden) return false;
   wrap.classList.add("invalid");
   const box = $(".field-error", wrap);
   box.textContent = box.textContent ? `${box.textContent}; ${message}` : message;
   const details = wrap.closest("details");
   if (details) details.open = true;
   return true;
+}
+
+// The 422's summary, next to the Run button: each field marked in red as a link to it (the form
+// is long; the field may be far above), then what belongs to no field shown.
+function showSummary(marked, general) {
+  const box = $("#form-error");
+  const links = marked.map((name) => {
+    const wrap = document.querySelector(`#run-form [data-field="${CSS.escape(name)}"]`);
+    const label = $("label", wrap);
+    return el("button", { type: "button", class: "link", "data-field": name, text: label ? label.textContent : name,
+      onclick: () => { wrap.scrollIntoView({ block: "center" }); const input = $("input, select", wrap); if (input) input.focus(); } });
+  });
+  const parts = [];
+  if (links.length) {
+    parts.push(`Not run: fix ${links.length === 1 ? "this field" : `these ${links.length} fields`} (in red): `);
+    links.forEach((a, i) => parts.push(...(i ? [", ", a] : [a])));
+    if (general.length) parts.push(". ");
+  } else if (general.length) {
+    parts.push("Not run: ");
+  }
+  if (general.length) parts.push(general.join("; "));
+  box.replaceChildren(...parts);
 }
 
 async function submit(event) {
@@ -291,11 +315,13 @@ async function submit(event) {
     try { data = await response.clone().json(); } catch { /* not JSON */ }
     if (response.status === 422 && data && Array.isArray(data.detail)) {
       const general = [];
+      const marked = [];
       for (const d of data.detail) {
         const name = String(d.field || "").split(".")[0];
-        if (!name || !showFieldError(name, d.message)) general.push((d.field ? `${d.field}: ` : "") + d.message);
+        if (name && showFieldError(name, d.message)) { if (!marked.includes(name)) marked.push(name); }
+        else general.push((d.field ? `${d.field}: ` : "") + d.message);
       }
-      $("#form-error").textContent = general.length ? general.join("; ") : "Fix the fields marked in red.";
+      showSummary(marked, general);
     } else if (response.status === 413) {
       $("#form-error").textContent = "Request too large (413).";
     } else {

@@ -1,4 +1,6 @@
-// History: newest first, filters, pagination, final metrics, actions, compare selection.
+// History: newest first, filters (status, preset and the filter language of GET /simulations?filter=),
+// pagination, final metrics, actions, compare selection, names, tags and notes edited in place
+// (PATCH /simulations/{id}).
 import { api, apiJSON, errorText } from "./api.js";
 import { COMPARE_MAX, selected, updateCompareControls } from "./compare.js";
 import { cloneIntoForm } from "./form.js";
@@ -44,6 +46,7 @@ function historyRow(sim) {
   const actions = el("td", { class: "actions" },
     el("button", { type: "button", text: "Open", onclick: () => { watch(sim.id); $("#watch").scrollIntoView({ behavior: "smooth" }); } }),
     el("button", { type: "button", text: "Clone", title: "Fill the form with this run's settings", onclick: () => cloneIntoForm(sim) }),
+    el("button", { type: "button", class: "edit", text: "Edit", title: "Edit the name, tags and notes", onclick: (e) => editRun(e.target.closest("tr"), sim) }),
     el("button", { type: "button", text: "CSV", onclick: () => downloadCSV(sim.id) }),
     el("button", { type: "button", text: "JSON", onclick: () => downloadJSON(sim.id) }),
     active ? el("button", { type: "button", text: "Cancel", onclick: () => cancelSimulation(sim.id) }) : null,
@@ -55,7 +58,8 @@ function historyRow(sim) {
     el("td", { "data-label": "Created", title: sim.id, text: created.toLocaleString([], { dateStyle: "short", timeStyle: "medium" }) }),
     el("td", { "data-label": "Run", class: "run" },
       el("span", { class: "run-name", text: sim.name || shortId(sim.id), title: sim.notes || sim.id }),
-      ...Object.entries(sim.tags || {}).map(([k, v]) => el("span", { class: "tag", text: `${k}=${v}` }))),
+      ...Object.entries(sim.tags || {}).map(([k, v]) => el("span", { class: "tag", text: `${k}=${v}` })),
+      sim.notes ? el("span", { class: "run-notes", text: sim.notes }) : null),
     el("td", { "data-label": "Preset", text: sim.preset }),
     el("td", { "data-label": "Differs", class: "differs", text: "" }),
     el("td", { "data-label": "Status" }, el("span", { class: "status", "data-status": sim.status, text: sim.status })),
@@ -65,14 +69,85 @@ function historyRow(sim) {
   );
 }
 
+// "key=value, key2=value2" ⇄ tags, as the form types them.
+const tagsText = (tags) => Object.entries(tags || {}).map(([k, v]) => `${k}=${v}`).join(", ");
+
+function parseTags(text) {
+  const tags = {};
+  for (const part of text.split(",").map((p) => p.trim()).filter(Boolean)) {
+    const at = part.indexOf("=");
+    if (at <= 0) throw new Error(`"${part}" is not key=value`);
+    tags[part.slice(0, at).trim()] = part.slice(at + 1).trim();
+  }
+  return tags;
+}
+
+// The row's editor, in a row of its own below it: Save sends only what changed (tags merge key
+// by key, so a removed tag is sent as null) and the row is redrawn from the API's answer.
+function editRun(row, sim) {
+  const open = row.nextElementSibling;
+  if (open && open.classList.contains("edit-row")) { open.remove(); return; }
+  const name = el("input", { type: "text", name: "name", value: sim.name || "", maxlength: "200" });
+  const tags = el("input", { type: "text", name: "tags", value: tagsText(sim.tags), placeholder: "study=lr, team=fl" });
+  const notes = el("textarea", { name: "notes", rows: "2" });
+  notes.value = sim.notes || "";
+  const error = el("p", { class: "error", role: "alert" });
+  const close = () => editor.remove();
+  const save = async (event) => {
+    event.preventDefault();
+    error.textContent = "";
+    const body = {};
+    try {
+      const wanted = parseTags(tags.value);
+      const changes = Object.fromEntries([
+        ...Object.keys(sim.tags || {}).filter((k) => !(k in wanted)).map((k) => [k, null]),
+        ...Object.entries(wanted).filter(([k, v]) => (sim.tags || {})[k] !== v),
+      ]);
+      if (Object.keys(changes).length) body.tags = changes;
+    } catch (err) { error.textContent = `tags: ${err.message}`; return; }
+    if (name.value.trim() !== (sim.name || "")) body.name = name.value.trim() || null;
+    if (notes.value.trim() !== (sim.notes || "")) body.notes = notes.value.trim() || null;
+    if (!Object.keys(body).length) { close(); return; }
+    const response = await api(`/simulations/${sim.id}`, { method: "PATCH", body: JSON.stringify(body) });
+    if (!response.ok) { error.textContent = await errorText(response); return; }
+    const updated = await response.json();
+    historyState.rows = historyState.rows.map((s) => (s.id === updated.id ? updated : s));
+    close();
+    row.replaceWith(historyRow(updated));
+    showDiffers();
+  };
+  const editor = el("tr", { class: "edit-row", "data-edit": sim.id },
+    el("td", { colspan: "9" }, el("form", { class: "run-edit", onsubmit: save },
+      el("label", {}, "Name", name), el("label", {}, "Tags", tags), el("label", {}, "Notes", notes),
+      el("div", { class: "form-actions" },
+        el("button", { type: "submit", class: "primary", text: "Save" }),
+        el("button", { type: "button", text: "Cancel", onclick: close })),
+      error)));
+  row.after(editor);
+  tags.focus();
+}
+
 export async function loadHistory({ append = false } = {}) {
   const params = new URLSearchParams({ limit: "20" });
   if ($("#filter-status").value) params.set("status", $("#filter-status").value);
   if ($("#filter-preset").value) params.set("preset", $("#filter-preset").value);
+  const query = $("#filter-query").value.trim();
+  if (query) params.set("filter", query);
   if (append && historyState.cursor) params.set("cursor", historyState.cursor);
   let page;
+  const response = await api(`/simulations?${params}`).catch((err) => err);
+  if (response instanceof Response && response.status === 422) {
+    // the filter did not parse: the server says where, next to the box; the list stays as it was
+    $("#filter-error").textContent = await errorText(response);
+    $("#filter-form").classList.add("invalid");
+    return;
+  }
+  $("#filter-error").textContent = "";
+  $("#filter-form").classList.remove("invalid");
   try {
-    page = await apiJSON(`/simulations?${params}`);
+    if (!(response instanceof Response)) throw response;
+    if (!response.ok) throw new Error(await errorText(response));
+    page = await response.json();
   } catch (err) {
     $("#history-empty").hidden = false;
     $("#history-empty").textContent = `Could not load the history: ${err.message || err}`;
@@ -85,10 +160,16 @@ export async function loadHistory({ append = false } = {}) {
   if (append) body.append(...rows); else body.replaceChildren(...rows);
   showDiffers();
   $("#history-empty").hidden = historyState.rows.length > 0;
-  $("#history-empty").textContent = "No simulations yet.";
+  $("#history-empty").textContent = query ? "No simulations match the filter." : "No simulations yet.";
   $("#history-more").hidden = !historyState.cursor;
   clearTimeout(historyState.timer);
-  if (historyState.rows.some((s) => !FINISHED.has(s.status))) historyState.timer = setTimeout(refreshHistory, 3000);
+  if (historyState.rows.some((s) => !FINISHED.has(s.status))) historyState.timer = setTimeout(pollHistory, 3000);
+}
+
+// The list of active runs refreshes itself, but not under an open editor (it would lose the text).
+function pollHistory() {
+  if (document.querySelector("#history-rows tr.edit-row")) historyState.timer = setTimeout(pollHistory, 3000);
+  else refreshHistory();
 }
 
 export function refreshHistory() { return loadHistory({ append: false }); }
@@ -131,5 +212,6 @@ export function initHistory() {
   $("#filter-status").addEventListener("change", refreshHistory);
   $("#filter-preset").addEventListener("change", refreshHistory);
   $("#history-refresh").addEventListener("click", refreshHistory);
+  $("#filter-form").addEventListener("submit", (event) => { event.preventDefault(); refreshHistory(); });
   $("#history-more").addEventListener("click", () => loadHistory({ append: true }));
 }
