@@ -513,3 +513,202 @@ def test_dashboard_lists_sweeps_and_sorts_their_results(browser: Browser, server
     assert not log.foreign, f"requests left 127.0.0.1: {sorted(set(log.foreign))}"
     assert not errors, f"JavaScript errors: {errors}"
     page.context.close()
+
+
+def _legend_value(page: Page, chart: str, series: int) -> str:
+    return page.locator(f'#charts [data-chart="{chart}"] .u-legend .u-series').nth(series).locator(
+        ".u-value"
+    ).inner_text()
+
+
+def _dataset(page: Page, selector: str) -> dict[str, str]:
+    return page.evaluate(f"() => ({{...document.querySelector('{selector}').dataset}})")
+
+
+def test_dashboard_charts_zoom_log_smooth_and_scale_to_1000_clients(
+    browser: Browser, server: Server
+) -> None:
+    """A stage 6 run of 1,000 clients × 21 rounds (~5 s): the line charts zoom by dragging and
+    reset on a double click, switch the y axis to log and smooth with the raw value in the hover;
+    the page summarises its 500 gossip pairs a round and bins the 21,000-cell heatmap (above
+    20,000) with a notice; the history edits tags and notes in place and shows a bad filter's
+    422 by its box; the form's 422 sits by the field and its summary by the Run button."""
+    import httpx
+
+    from tests.service_processes import wait_for_status
+
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        big = client.post(
+            "/simulations",
+            json={"preset": "stage6", "num_clients": 1000, "rounds": 21, "samples_per_client": 8},
+        ).json()
+        wait_for_status(client, big["id"], {"succeeded"}, timeout=180)
+        rounds = client.get(f"/simulations/{big['id']}/metrics").json()["rounds"]
+    last_pairs = rounds[-1]["gossip_pairs"]
+    assert len(last_pairs) > 50, "the run must make more gossip pairs than the page lists"
+    ARTIFACTS.mkdir(exist_ok=True)
+    log = RequestLog()
+    errors: list[str] = []
+    page = _new_page(browser, log, 1400, 1000)
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(f"{server.url}/#sim={big['id']}")
+    expect(page.locator("#sim-status")).to_have_text("succeeded", timeout=45_000)
+    loss = page.locator('#charts [data-chart="loss"]')
+    expect(loss).to_have_attribute("data-points", "21")
+    heatmap = page.locator("#heatmap-box")
+    expect(heatmap).to_be_visible(timeout=60_000)
+
+    # --- zoom: drag across the middle of the loss chart, then a double click resets it -------
+    full = _dataset(page, '#charts [data-chart="loss"]')
+    assert (float(full["xMin"]), float(full["xMax"])) == (1.0, 21.0), full
+    over = loss.locator(".u-over")
+    over.scroll_into_view_if_needed()
+    box = over.bounding_box()
+    assert box is not None
+    y = box["y"] + box["height"] / 2
+    page.mouse.move(box["x"] + box["width"] * 0.3, y)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.5, y, steps=5)
+    page.mouse.move(box["x"] + box["width"] * 0.6, y, steps=5)
+    page.mouse.up()
+    zoomed = _dataset(page, '#charts [data-chart="loss"]')
+    x_min, x_max = float(zoomed["xMin"]), float(zoomed["xMax"])
+    assert 5 < x_min < x_max < 15 and x_max - x_min < 10, zoomed
+    page.mouse.dblclick(box["x"] + box["width"] * 0.5, y)
+    reset = _dataset(page, '#charts [data-chart="loss"]')
+    assert (float(reset["xMin"]), float(reset["xMax"])) == (1.0, 21.0), reset
+
+    # --- hover shows each value; smoothing keeps the raw one in the legend ---------------------
+    page.select_option('#charts [data-chart="loss"] select.chart-smoothing', "0.9")
+    expect(loss).to_have_attribute("data-smoothing", "0.9")
+    page.mouse.move(box["x"] + box["width"] * 0.75, y)
+    hovered = int(_legend_value(page, "loss", 0))
+    series = loss.get_attribute("data-series").split(",")
+    shown = _legend_value(page, "loss", 1 + series.index("loss"))
+    raw_text, ema_text = shown.split(" (EMA ")
+    stored = next(r for r in rounds if r["round"] == hovered)["metrics"]["loss"]
+    assert abs(float(raw_text) - stored) <= 1e-4 * max(1.0, abs(stored)), (shown, stored)
+    assert abs(float(ema_text.rstrip(")")) - stored) > 1e-4, shown  # the line is smoothed
+    page.select_option('#charts [data-chart="loss"] select.chart-smoothing', "0")
+
+    # --- log y: offered only when every value is above 0; the axis becomes uPlot's distr 3 ---
+    log_box = loss.locator("input.chart-log")
+    expect(log_box).to_be_enabled()
+    linear = _dataset(page, '#charts [data-chart="loss"]')
+    assert linear["yDistr"] == "1"
+    log_box.check()
+    expect(loss).to_have_attribute("data-y-distr", "3")
+    logged = _dataset(page, '#charts [data-chart="loss"]')
+    y_lo, y_hi = float(logged["yMin"]), float(logged["yMax"])
+    low = min(r["metrics"]["loss"] for r in rounds)
+    high = max(r["metrics"]["loss"] for r in rounds)
+    # a log range is whole decades around the data, unlike the linear one
+    assert 0 < y_lo <= low and y_hi >= high and (y_lo, y_hi) != (
+        float(linear["yMin"]),
+        float(linear["yMax"]),
+    ), (logged, linear)
+    loss.screenshot(path=str(ARTIFACTS / "dashboard-chart-log.png"))
+    drift_values = [r["metrics"]["drift"] for r in rounds if "drift" in r["metrics"]]
+    if drift_values and min(drift_values) <= 0:  # stage 6 reports drift 0: no log offered
+        expect(page.locator('#charts [data-chart="drift"] input.chart-log')).to_be_disabled()
+    log_box.uncheck()
+    expect(loss).to_have_attribute("data-y-distr", "1")
+
+    # --- 1,000 clients: the pairs are counted and sampled, the full list a link away ----------
+    gossip = page.locator("#gossip-latest")
+    expect(gossip).to_have_attribute("data-pairs", str(len(last_pairs)))
+    expect(gossip).to_contain_text(f"{len(last_pairs)} pairs (")
+    assert gossip.inner_text().count("↔") == 10
+    href = gossip.locator("a.all-pairs").get_attribute("href")
+    served = page.evaluate(f"async () => (await (await fetch('{href}')).json())")
+    assert served["rounds"][0]["gossip_pairs"] == last_pairs
+    assert page.locator("#gossip-latest").bounding_box()["height"] < 120
+    expect(page.locator("#uncertainty-latest")).to_contain_text("clients (")
+    parts = page.evaluate(
+        "() => [...document.querySelectorAll('#watch-body > *')].map((n) => [n.id || n.tagName,"
+        " n.getBoundingClientRect().height])"
+    )
+    height = sum(h for _, h in parts)
+    print("watch panel parts", parts)
+    assert height < 2600, f"the 1,000-client run's panel is {height}px tall: {parts}"
+
+    # --- the heatmap above 20,000 cells: bins of 2 clients, and a notice saying so -----------
+    expect(page.locator("#heatmap-notice")).to_contain_text("bin of 2 consecutive clients")
+    expect(heatmap).to_have_attribute("data-bin", "2")
+    expect(heatmap).to_have_attribute("data-cells", str(500 * 21))
+    drawn = page.evaluate(
+        """() => { const c = echarts.getInstanceByDom(document.querySelector('#heatmap'));
+             const o = c.getOption(); const v = o.visualMap[0];
+             return {clients: o.yAxis[0].data, rounds: o.xAxis[0].data,
+                     ends: [v.formatter(v.min), v.formatter(v.max)], min: v.min, max: v.max}; }"""
+    )
+    assert len(drawn["clients"]) == 500 and drawn["clients"][1] == "2–3", drawn["clients"][:3]
+    # the colour scale reads the values, not integers: "0.8049", not "1"
+    assert drawn["ends"][0] != drawn["ends"][1], drawn
+    assert abs(float(drawn["ends"][0]) - drawn["min"]) < 1e-3 * max(1, abs(drawn["min"])), drawn
+    heatmap.scroll_into_view_if_needed()
+    heatmap.screenshot(path=str(ARTIFACTS / "dashboard-heatmap-binned.png"))
+    page.evaluate("document.querySelector('#watch').scrollIntoView()")
+    page.screenshot(path=str(ARTIFACTS / "dashboard-1000-clients.png"), full_page=True)
+
+    # --- history: tags and notes edited in place, stored through PATCH ------------------------
+    row = page.locator(f'#history-rows tr[data-id="{big["id"]}"]')
+    row.get_by_role("button", name="Edit").click()
+    editor = page.locator(f'#history-rows tr.edit-row[data-edit="{big["id"]}"]')
+    editor.locator('input[name="tags"]').fill("study=scale, size=1000")
+    editor.locator('textarea[name="notes"]').fill("a thousand clients")
+    editor.get_by_role("button", name="Save").click()
+    expect(editor).to_have_count(0)
+    expect(row.locator(".tag")).to_have_text(["study=scale", "size=1000"])
+    expect(row.locator(".run-notes")).to_have_text("a thousand clients")
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        stored_sim = client.get(f"/simulations/{big['id']}").json()
+    assert stored_sim["tags"] == {"study": "scale", "size": "1000"}
+    assert stored_sim["notes"] == "a thousand clients"
+    row.get_by_role("button", name="Edit").click()
+    editor.locator('input[name="tags"]').fill("study=scale")  # size removed: sent as null
+    editor.get_by_role("button", name="Save").click()
+    expect(row.locator(".tag")).to_have_text(["study=scale"])
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        assert client.get(f"/simulations/{big['id']}").json()["tags"] == {"study": "scale"}
+        bad = client.get("/simulations", params={"filter": "config.bogus = 1"})
+    assert bad.status_code == 422
+    message = bad.json()["detail"][0]["message"]
+
+    # --- the filter box: the server's 422 by the box, then a filter that matches --------------
+    page.fill("#filter-query", "config.bogus = 1")
+    page.press("#filter-query", "Enter")
+    expect(page.locator("#filter-error")).to_contain_text(message)
+    expect(page.locator("#filter-form")).to_have_class("filter-form invalid")
+    page.locator("#history").scroll_into_view_if_needed()
+    page.screenshot(path=str(ARTIFACTS / "dashboard-filter-error.png"))
+    page.fill("#filter-query", "tags.study = 'scale'")
+    page.press("#filter-query", "Enter")
+    expect(page.locator("#filter-error")).to_be_empty()
+    expect(page.locator("#history-rows tr")).to_have_count(1)
+    expect(page.locator("#history-rows tr").first).to_have_attribute("data-id", big["id"])
+
+    # --- the form: each 422 by its field, the summary by the Run button -----------------------
+    page.select_option("#f-preset", "baseline")
+    page.fill("#f-num_clients", "0")
+    page.fill("#f-rounds", "0")
+    page.get_by_role("button", name="Run", exact=True).click()
+    for field in ("num_clients", "rounds"):
+        expect(page.locator(f'[data-field="{field}"] .field-error')).to_contain_text(
+            "greater than or equal to 1"
+        )
+    summary = page.locator("#form-error")
+    expect(summary.locator("button.link")).to_have_text(["Clients", "Rounds"])
+    run_box = page.locator("#run-button").bounding_box()
+    summary_box = summary.bounding_box()
+    assert run_box and summary_box
+    gap = summary_box["y"] - (run_box["y"] + run_box["height"])
+    assert -run_box["height"] <= gap < 40, (run_box, summary_box)  # beside it or just under
+    summary.locator("button.link").first.click()
+    expect(page.locator("#f-num_clients")).to_be_focused()
+    page.locator("#run-form .form-actions").scroll_into_view_if_needed()
+    page.screenshot(path=str(ARTIFACTS / "dashboard-form-errors.png"))
+
+    assert not log.foreign, f"requests left 127.0.0.1: {sorted(set(log.foreign))}"
+    assert not errors, f"JavaScript errors: {errors}"
+    page.context.close()
