@@ -504,6 +504,14 @@ def test_dashboard_lists_sweeps_and_sorts_their_results(browser: Browser, server
         ".getOption(); return [o.series[0].data.length, o.parallelAxis.map((a) => a.name)]; }"
     )
     assert drawn[0] == len(rows) and drawn[1][0] == "learning_rate", drawn
+    # the colour scale's ends read the metric's values ("1.63", "2.41"), not rounded integers
+    scale = page.evaluate(
+        "() => { const v = echarts.getInstanceByDom(document.querySelector('#sweep-parallel'))"
+        ".getOption().visualMap[0];"
+        " return [v.min, v.max, v.formatter(v.min), v.formatter(v.max)]; }"
+    )
+    for value, label in zip(scale[:2], scale[2:], strict=True):
+        assert abs(float(label) - value) <= 1e-4 * max(1.0, abs(value)), scale
     page.select_option("#sweep-metric", "test_loss")
     expect(parallel).to_have_attribute("data-metric", "test_loss")
     expect(parallel).to_have_attribute("data-lines", str(len(rows)))
@@ -516,9 +524,12 @@ def test_dashboard_lists_sweeps_and_sorts_their_results(browser: Browser, server
 
 
 def _legend_value(page: Page, chart: str, series: int) -> str:
-    return page.locator(f'#charts [data-chart="{chart}"] .u-legend .u-series').nth(series).locator(
-        ".u-value"
-    ).inner_text()
+    return (
+        page.locator(f'#charts [data-chart="{chart}"] .u-legend .u-series')
+        .nth(series)
+        .locator(".u-value")
+        .inner_text()
+    )
 
 
 def _dataset(page: Page, selector: str) -> dict[str, str]:
@@ -603,9 +614,14 @@ def test_dashboard_charts_zoom_log_smooth_and_scale_to_1000_clients(
     low = min(r["metrics"]["loss"] for r in rounds)
     high = max(r["metrics"]["loss"] for r in rounds)
     # a log range is whole decades around the data, unlike the linear one
-    assert 0 < y_lo <= low and y_hi >= high and (y_lo, y_hi) != (
-        float(linear["yMin"]),
-        float(linear["yMax"]),
+    assert (
+        0 < y_lo <= low
+        and y_hi >= high
+        and (y_lo, y_hi)
+        != (
+            float(linear["yMin"]),
+            float(linear["yMax"]),
+        )
     ), (logged, linear)
     loss.screenshot(path=str(ARTIFACTS / "dashboard-chart-log.png"))
     drift_values = [r["metrics"]["drift"] for r in rounds if "drift" in r["metrics"]]
@@ -629,7 +645,6 @@ def test_dashboard_charts_zoom_log_smooth_and_scale_to_1000_clients(
         " n.getBoundingClientRect().height])"
     )
     height = sum(h for _, h in parts)
-    print("watch panel parts", parts)
     assert height < 2600, f"the 1,000-client run's panel is {height}px tall: {parts}"
 
     # --- the heatmap above 20,000 cells: bins of 2 clients, and a notice saying so -----------
