@@ -324,6 +324,12 @@ class ClientDataPublic(BaseModel):
         "attackers whose clients were described before the flag was kept; its round-1 log line "
         "names them).",
     )
+    rounds_trained: int = Field(
+        0,
+        description="How many of the stored rounds it trained in: fewer than the rounds when "
+        "clients are sampled (clients_per_round, fraction_fit) or a scenario keeps it away "
+        "(availability, arrivals).",
+    )
 
 
 class ClientsPublic(BaseModel):

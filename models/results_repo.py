@@ -194,6 +194,17 @@ def client_data(session: Session, simulation_id: uuid.UUID) -> list[ClientData]:
     return list(session.scalars(query.order_by(ClientData.client_id)))
 
 
+def rounds_trained(session: Session, simulation_id: uuid.UUID, num_clients: int) -> list[int]:
+    """How many of the stored rounds each client trained in: a round's `participants`, or every
+    client when it names none (everyone took part)."""
+    counts = [0] * num_clients
+    query = select(RoundMetrics.participants).where(RoundMetrics.simulation_id == simulation_id)
+    for participants in session.scalars(query):
+        for client_id in range(num_clients) if participants is None else participants:
+            counts[client_id] += 1
+    return counts
+
+
 def save_client_data(
     session: Session, simulation_id: uuid.UUID, rows: Sequence[dict[str, Any]]
 ) -> None:

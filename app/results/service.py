@@ -189,16 +189,18 @@ def client_data(session: Session, simulation_id: uuid.UUID, owner: str) -> list[
             session, simulation_id, [c.to_dict() for c in describe_clients(config)]
         )
         rows = results_repo.client_data(session, simulation_id)
-    return [row.to_dict() for row in rows]
+    trained = results_repo.rounds_trained(session, simulation_id, len(rows))
+    return [row.to_dict() | {"rounds_trained": n} for row, n in zip(rows, trained, strict=True)]
 
 
 def client_data_csv(clients: list[dict[str, Any]]) -> str:
     """One line per client: its rows, whether it is an attacker (`true` / `false`, empty when
-    not recorded), then one column per class (or per target's mean, std)."""
+    not recorded), the rounds it trained in, then one column per class (or per target's mean,
+    std)."""
     first = clients[0] if clients else {}
     labels = len(first.get("label_counts") or [])
     targets = len(first.get("target_mean") or [])
-    header = ["client_id", "train_samples", "test_samples", "malicious"]
+    header = ["client_id", "train_samples", "test_samples", "malicious", "rounds_trained"]
     header += [f"label_{k}" for k in range(labels)]
     header += [f"target_{j}_{stat}" for j in range(targets) for stat in ("mean", "std")]
     out = io.StringIO()
@@ -214,6 +216,7 @@ def client_data_csv(clients: list[dict[str, Any]]) -> str:
                 c["train_samples"],
                 c["test_samples"],
                 {True: "true", False: "false", None: ""}[c["malicious"]],
+                c["rounds_trained"],
                 *(c["label_counts"] or []),
                 *moments,
             ]

@@ -144,9 +144,9 @@ def test_a_large_synthetic_run_is_described_by_its_worker_not_by_the_api(sqlite_
             results_repo.save_client_data(session, row.id, written)
             results_repo.save_client_data(session, row.id, [{**written[0], "train_samples": 7}])
         with sessions.begin() as session:
-            # the first write stands; a row written without the flag has none
+            # the first write stands; a row written without the flag has none; no round yet
             assert service.client_data(session, row.id, "") == [
-                {**w, "malicious": None} for w in written
+                {**w, "malicious": None, "rounds_trained": 0} for w in written
             ]
     finally:
         engine.dispose()

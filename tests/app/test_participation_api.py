@@ -61,6 +61,12 @@ def test_a_sampled_runs_rounds_name_the_engines_participants_in_both_executions(
         with ScarcityClient(server.url) as api:
             assert [row["participants"] for row in api.metrics(str(sim["id"]))] == participants
         stored[execution] = participants
+        # participation per client: the rounds each one trained in, JSON and CSV
+        clients = client.get(f"/simulations/{sim['id']}/clients").json()["clients"]
+        counted = [sum(c["client_id"] in ids for ids in participants) for c in clients]
+        assert [c["rounds_trained"] for c in clients] == counted and sum(counted) == 16
+        rows = _csv(client, f"/simulations/{sim['id']}/clients")
+        assert [int(r["rounds_trained"]) for r in rows] == counted
     assert stored["batched"] == stored["reference"]
 
 
@@ -94,3 +100,4 @@ def test_a_run_every_client_takes_part_in_has_no_participants_and_no_attackers(
     assert "participants" not in table.splitlines()[0]
     clients = client.get(f"/simulations/{sim['id']}/clients").json()["clients"]
     assert [c["malicious"] for c in clients] == [False] * 10
+    assert [c["rounds_trained"] for c in clients] == [4] * 10  # every client, every round
