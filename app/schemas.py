@@ -390,6 +390,43 @@ class AttemptsPublic(BaseModel):
     attempts: list[AttemptPublic]
 
 
+class TensorPublic(BaseModel):
+    name: str = Field(description="Its key in the file (the state dict's name).")
+    shape: list[int]
+    dtype: str = Field(description="float32, …")
+
+
+class BackbonePublic(BaseModel):
+    name: str = Field(description="The config's `model` (`GET /models`).")
+    fields: dict[str, Any] = Field(description="The config fields it reads (hidden_sizes, …).")
+    input_dim: int
+    output_dim: int
+    description: str
+
+
+class ModelArchitecturePublic(BaseModel):
+    """What `GET /simulations/{id}/model` returns for the same query: the architecture and
+    every tensor (a safetensors file also holds this under `scarcity.architecture`)."""
+
+    simulation_id: uuid.UUID
+    round: int
+    kind: Literal["global", "client_experts"] = Field(
+        description="`global`: the shared model (the backbone's state dict); `client_experts`: "
+        "one client's experts, `<expert>.model.<param>` (a backbone each) and "
+        "`<expert>.encoder.*` / `<expert>.decoder.*` (its linear autoencoder)."
+    )
+    client_id: int | None
+    backbone: BackbonePublic
+    task: Literal["classification", "regression"]
+    feature_scaling: str | None = Field(
+        description="How the run scaled its input features (the model expects them so)."
+    )
+    engine_version: int
+    experts: list[str] | None = Field(None, description="client_experts: the client's experts.")
+    latent_dim: int | None = Field(None, description="client_experts: the autoencoders' width.")
+    tensors: list[TensorPublic]
+
+
 class PresetPublic(BaseModel):
     name: str
     description: str

@@ -16,6 +16,7 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from models.attempt import Attempt
+from models.checkpoint import Checkpoint
 from models.client_data import ClientData
 from models.client_insight import ClientInsight
 from models.meta_params import UNCERTAINTY_GROUPS, MetaParams
@@ -221,3 +222,12 @@ def save_client_data(
 def attempts(session: Session, simulation_id: uuid.UUID) -> list[Attempt]:
     query = select(Attempt).where(Attempt.simulation_id == simulation_id)
     return list(session.scalars(query.order_by(Attempt.attempt)))
+
+
+def checkpoint(session: Session, simulation_id: uuid.UUID) -> tuple[int, bytes] | None:
+    """The engine checkpoint of a running simulation (the round it was taken after, its bytes),
+    or None (none taken yet, or the run ended: its checkpoint is deleted then)."""
+    saved = session.execute(
+        select(Checkpoint.round, Checkpoint.state).where(Checkpoint.simulation_id == simulation_id)
+    ).one_or_none()
+    return None if saved is None else (saved.round, saved.state)

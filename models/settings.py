@@ -115,6 +115,13 @@ class Settings(BaseSettings):
     torch_threads: int = Field(
         1, ge=1, description="Torch threads per running simulation (small ops: 1 is fastest)."
     )
+    model_replay_seconds: float = Field(
+        120.0,
+        ge=0,
+        description="GET /simulations/{id}/model recomputes the run up to the round asked "
+        "for; it refuses (409) when the stored rounds it would recompute took longer than "
+        "this. 0: only a running run's checkpointed round, which needs no recomputing.",
+    )
     worker_metrics_port: int | None = Field(
         None,
         ge=1,

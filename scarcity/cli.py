@@ -1,7 +1,8 @@
-"""The `scarcity` command: `run` a simulation in-process; `datasets add|list` upload and list
-data sets on a running service (over HTTP, `scarcity.client`); `serve`, `worker`, `migrate`
-belong to the service and are imported lazily from `app.cli`, so the engine never imports the
-service.
+"""The `scarcity` command: `run` a simulation in-process; on a running service (over HTTP,
+`scarcity.client`): `datasets add|list` upload and list data sets, `model` downloads a trained
+model and `export mlflow|tensorboard` sends runs to the experiment trackers; `serve`, `worker`,
+`migrate` belong to the service and are imported lazily from `app.cli`, so the engine never
+imports the service.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -92,25 +93,85 @@ def build_parser() -> argparse.ArgumentParser:
         "workers: equal thread counts give equal metrics; tiny ops run fastest on one)",
     )
     _add_datasets_parser(sub)
+    _add_model_parser(sub)
+    _add_export_parser(sub)
     for name in SERVICE_COMMANDS:
         sub.add_parser(name, help=f"service: {name} (see app.cli)", add_help=False)
     return parser
+
+
+def _add_service_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--url",
+        default=os.environ.get("SCARCITY_URL", "http://127.0.0.1:8000"),
+        help="the service (default $SCARCITY_URL or http://127.0.0.1:8000)",
+    )
+    parser.add_argument(
+        "--api-key",
+        default=os.environ.get("SCARCITY_API_KEY"),
+        help="bearer token of a service with API keys (default $SCARCITY_API_KEY)",
+    )
+
+
+def _add_model_parser(sub: Any) -> None:
+    model = sub.add_parser(
+        "model",
+        help="download a run's global model (or a client's experts) after a round "
+        "(GET /simulations/{id}/model)",
+    )
+    model.add_argument("simulation_id", help="the simulation's id")
+    model.add_argument("--round", type=int, required=True, help="the round (1 …)")
+    model.add_argument(
+        "--client", type=int, default=None, help="a client's experts instead of the global model"
+    )
+    model.add_argument(
+        "--format",
+        choices=("safetensors", "torch"),
+        default="safetensors",
+        help="safetensors (default; the architecture in its metadata) or a torch state dict",
+    )
+    model.add_argument("-o", "--output", type=Path, required=True, help="the file to write")
+    _add_service_options(model)
+
+
+def _add_export_parser(sub: Any) -> None:
+    export = sub.add_parser(
+        "export",
+        help="send runs of a service to MLflow or TensorBoard (needs 'scarcity[export]')",
+    )
+    trackers = export.add_subparsers(dest="tracker", required=True)
+    mlflow = trackers.add_parser(
+        "mlflow", help="config as params, metrics by round, the final model as an artifact"
+    )
+    mlflow.add_argument("simulation_ids", nargs="+", metavar="ID", help="simulations to export")
+    mlflow.add_argument(
+        "--to",
+        default=os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db"),
+        help="tracking URI (default $MLFLOW_TRACKING_URI or MLflow's own default, "
+        "sqlite:///mlflow.db, with artifacts in mlruns/ beside it; a file store such as "
+        "./mlruns needs MLFLOW_ALLOW_FILE_STORE=true in MLflow 3)",
+    )
+    mlflow.add_argument("--experiment", default="scarcity", help="experiment name")
+    mlflow.add_argument(
+        "--no-model", action="store_true", help="skip the final models (no recomputing)"
+    )
+    _add_service_options(mlflow)
+    board = trackers.add_parser("tensorboard", help="event files: a scalar per metric by round")
+    board.add_argument("simulation_ids", nargs="+", metavar="ID", help="simulations to export")
+    board.add_argument(
+        "--to",
+        type=Path,
+        default=Path("runs"),
+        help="log directory (default runs/); each run in DIR/<id>",
+    )
+    _add_service_options(board)
 
 
 def _add_datasets_parser(sub: Any) -> None:
     datasets = sub.add_parser(
         "datasets", help="upload and list data sets on a running service (POST/GET /datasets)"
     )
-    datasets.add_argument(
-        "--url",
-        default=os.environ.get("SCARCITY_URL", "http://127.0.0.1:8000"),
-        help="the service (default $SCARCITY_URL or http://127.0.0.1:8000)",
-    )
-    datasets.add_argument(
-        "--api-key",
-        default=os.environ.get("SCARCITY_API_KEY"),
-        help="bearer token of a service with API keys (default $SCARCITY_API_KEY)",
-    )
+    _add_service_options(datasets)
     actions = datasets.add_subparsers(dest="action", required=True)
     add = actions.add_parser(
         "add", help="upload a CSV, Parquet or .npz file; prints its id (ds_…) on stdout"
@@ -133,28 +194,21 @@ def _add_datasets_parser(sub: Any) -> None:
     actions.add_parser("list", help="the built-in data sets and your uploads")
 
 
-def datasets_command(args: argparse.Namespace) -> int:
-    """`scarcity datasets add|list`: 0, or 1 when the service refuses (its detail on stderr)."""
+def service_command(args: argparse.Namespace, command: str, action: Callable[[Any], None]) -> int:
+    """Run `action(api)` against the service: 0, or 1 when the service refuses (its detail on
+    stderr), a file or the connection fails, or an optional package is missing."""
     import httpx
 
     from scarcity.client import ScarcityClient, ScarcityError
 
     try:
         with ScarcityClient(args.url, api_key=args.api_key, timeout=300) as api:
-            if args.action == "add":
-                found = api.upload_dataset(
-                    args.file,
-                    args.label,
-                    client_column=args.client_column,
-                    test_fraction=args.test_fraction,
-                    task=args.task,
-                )
-                print(found["id"])
-                print(f"{args.file.name}: {found['summary']}", file=sys.stderr)
-            else:
-                print(format_datasets(api.datasets()))
+            action(api)
+    except ImportError as error:  # an optional extra (scarcity[export])
+        print(f"scarcity {command}: {error}", file=sys.stderr)
+        return 1
     except OSError as error:  # the file, or the connection
-        print(f"scarcity datasets: {error}", file=sys.stderr)
+        print(f"scarcity {command}: {error}", file=sys.stderr)
         return 1
     except ScarcityError as error:
         details = error.detail if isinstance(error.detail, list) else [error.detail]
@@ -162,12 +216,64 @@ def datasets_command(args: argparse.Namespace) -> int:
             f"{d.get('field')}: {d.get('message')}" if isinstance(d, dict) else str(d)
             for d in details
         ]
-        print(f"scarcity datasets: HTTP {error.status}", *lines, sep="\n  ", file=sys.stderr)
+        print(f"scarcity {command}: HTTP {error.status}", *lines, sep="\n  ", file=sys.stderr)
         return 1
     except httpx.HTTPError as error:  # refused, timed out
-        print(f"scarcity datasets: {args.url}: {error}", file=sys.stderr)
+        print(f"scarcity {command}: {args.url}: {error}", file=sys.stderr)
         return 1
     return 0
+
+
+def datasets_command(args: argparse.Namespace) -> int:
+    """`scarcity datasets add|list`."""
+
+    def act(api: Any) -> None:
+        if args.action == "add":
+            found = api.upload_dataset(
+                args.file,
+                args.label,
+                client_column=args.client_column,
+                test_fraction=args.test_fraction,
+                task=args.task,
+            )
+            print(found["id"])
+            print(f"{args.file.name}: {found['summary']}", file=sys.stderr)
+        else:
+            print(format_datasets(api.datasets()))
+
+    return service_command(args, "datasets", act)
+
+
+def model_command(args: argparse.Namespace) -> int:
+    """`scarcity model ID --round R [--client C] -o FILE`: the file's path on stdout."""
+
+    def act(api: Any) -> None:
+        blob = api.model(args.simulation_id, args.round, client_id=args.client, format=args.format)
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_bytes(blob)
+        print(args.output)
+
+    return service_command(args, "model", act)
+
+
+def export_command(args: argparse.Namespace) -> int:
+    """`scarcity export mlflow|tensorboard ID...`: one line per run on stdout (its id and
+    where it went)."""
+    from scarcity import export
+
+    def act(api: Any) -> None:
+        with_model = args.tracker == "mlflow" and not args.no_model
+        runs = [export.read_run(api, i, model=with_model) for i in args.simulation_ids]
+        if args.tracker == "mlflow":
+            found = export.to_mlflow(runs, args.to, args.experiment)
+            for run in runs:
+                model = "with" if run.model is not None else "without"
+                print(f"{run.id}\tmlflow run {found[run.id]} ({model} its final model)")
+        else:
+            for simulation_id, folder in export.to_tensorboard(runs, args.to).items():
+                print(f"{simulation_id}\t{folder}")
+
+    return service_command(args, "export", act)
 
 
 def format_datasets(rows: Sequence[dict[str, Any]]) -> str:
@@ -318,6 +424,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(args_list)
     if args.command == "datasets":
         return datasets_command(args)
+    if args.command == "model":
+        return model_command(args)
+    if args.command == "export":
+        return export_command(args)
     return run_command(args)
 
 

@@ -221,6 +221,36 @@ class ScarcityClient:
         rows = self._call("GET", f"/simulations/{simulation_id}/clients").json()["clients"]
         return _frame(rows) if frame else rows
 
+    def model(
+        self,
+        simulation_id: str,
+        round: int,
+        *,
+        client_id: int | None = None,
+        format: str = "safetensors",
+    ) -> bytes:
+        """The global model (or a client's experts) after `round`, as the file's bytes:
+        `safetensors` (`safetensors.torch.load(data)`) or `torch` (a state dict,
+        `torch.load(io.BytesIO(data), weights_only=True)`). The service recomputes the run up
+        to that round, so this can take as long as those rounds took."""
+        params: dict[str, Any] = {"round": round, "format": format}
+        if client_id is not None:
+            params["client_id"] = client_id
+        path = f"/simulations/{simulation_id}/model"
+        timeout = httpx.Timeout(self.http.timeout.read, read=None)  # no bound on the replay
+        return self._call("GET", path, params=params, timeout=timeout).content
+
+    def model_architecture(
+        self, simulation_id: str, round: int, *, client_id: int | None = None
+    ) -> dict[str, Any]:
+        """What `model` returns for the same query: the backbone (name, its config fields,
+        input and output dims), the task and every tensor's name, shape and dtype."""
+        params: dict[str, Any] = {"round": round}
+        if client_id is not None:
+            params["client_id"] = client_id
+        path = f"/simulations/{simulation_id}/model/architecture"
+        return dict(self._call("GET", path, params=params).json())
+
     def compare(self, *simulation_ids: str) -> dict[str, Any]:
         """The config fields that differ and every metric's series aligned by round."""
         params = {"ids": ",".join(simulation_ids)}

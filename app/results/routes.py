@@ -7,11 +7,11 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from app import events
-from app.deps import OwnerDep, ReadSessionDep, SessionDep, reject_unknown_query
+from app.deps import OwnerDep, ReadSessionDep, SessionDep, SettingsDep, reject_unknown_query
 from app.responses import NOT_ACCEPTABLE, conflict, csv_table
 from app.responses import SIMULATION_ERRORS as ERRORS
 from app.results import service
@@ -23,6 +23,7 @@ from app.schemas import (
     LogsPublic,
     MetaParamsPublic,
     MetricsPublic,
+    ModelArchitecturePublic,
 )
 
 router = APIRouter(
@@ -181,4 +182,71 @@ def get_clients(
     `format=csv` for one row per client; `format` wins over `Accept`."""
     return service.clients(
         session, simulation_id, owner, format=format, accept=request.headers.get("accept")
+    )
+
+
+_MODEL_ROUND = Query(ge=1, le=MAX_INT, description="The round after which the model is taken.")
+_MODEL_CLIENT = Query(
+    None, ge=0, le=MAX_INT, description="A client's experts instead of the global model."
+)
+_MODEL_ERRORS = {
+    **ERRORS,
+    **conflict(
+        "No such model: the round has not run, the run has no global model (no FedAvg) or its "
+        "clients no experts, or recomputing it is refused (too long, or not reproduced)."
+    ),
+}
+
+
+@router.get(
+    "/model",
+    status_code=200,
+    response_class=Response,
+    responses={
+        200: {
+            "content": {"application/octet-stream": {"schema": {"type": "string"}}},
+            "description": "safetensors (its metadata holds the architecture under "
+            "`scarcity.architecture`) or a torch state dict (`torch.load(weights_only=True)`).",
+        },
+        **_MODEL_ERRORS,
+    },
+)
+def get_model(
+    simulation_id: uuid.UUID,
+    session: ReadSessionDep,
+    owner: OwnerDep,
+    settings: SettingsDep,
+    round: int = _MODEL_ROUND,
+    client_id: int | None = _MODEL_CLIENT,
+    format: str = Query("safetensors", pattern="^(safetensors|torch)$"),
+) -> Response:
+    """The global model (or a client's experts) after a round, recomputed from the run's
+    seed and checked against the stored round: safetensors or a torch state dict."""
+    return service.model(
+        session,
+        simulation_id,
+        owner,
+        settings,
+        round=round,
+        client_id=client_id,
+        format="torch" if format == "torch" else "safetensors",
+    )
+
+
+@router.get(
+    "/model/architecture",
+    status_code=200,
+    response_model=ModelArchitecturePublic,
+    responses=_MODEL_ERRORS,
+)
+def get_model_architecture(
+    simulation_id: uuid.UUID,
+    session: ReadSessionDep,
+    owner: OwnerDep,
+    round: int = _MODEL_ROUND,
+    client_id: int | None = _MODEL_CLIENT,
+) -> ModelArchitecturePublic:
+    """What `/model` sends for the same query: backbone, dimensions, every tensor's shape."""
+    return service.model_architecture(
+        session, simulation_id, owner, round=round, client_id=client_id
     )

@@ -6,9 +6,15 @@ from __future__ import annotations
 
 import csv
 import io
+import threading
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
+import torch
+from fastapi import Response
 from sqlalchemy.orm import Session
 
 from app.errors import Conflict, Unprocessable
@@ -20,12 +26,17 @@ from app.schemas import (
     LogsPublic,
     MetaParamsPublic,
     MetaParamsRow,
+    ModelArchitecturePublic,
 )
 from app.simulations.service import get_simulation
 from models import results_repo
 from models.base import as_utc
+from models.settings import Settings
+from scarcity import artifacts
 from scarcity.config import SimulationConfig
 from scarcity.core.data import describe_clients
+from scarcity.errors import ConfigError
+from scarcity.simulation import SimulationError
 
 
 def check_round_range(from_round: int | None, to_round: int | None) -> None:
@@ -236,3 +247,136 @@ def clients(
     rows = client_data(session, simulation_id, owner)
     body = {"simulation_id": simulation_id, "clients": rows}
     return table(body, lambda: client_data_csv(rows), format=format, accept=accept)
+
+
+# -- trained models ---------------------------------------------------------------------------
+#: Recomputations run one at a time in an API process: each is CPU-bound, and torch's thread
+#: count, which the numbers depend on, is the whole process's.
+_REPLAY_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True)
+class _ModelSource:
+    """What recomputing a round's model needs, read in one transaction."""
+
+    config: SimulationConfig
+    stored_metrics: dict[str, float]
+    #: A running run's checkpoint when it was taken at or before the round (else None).
+    checkpoint: bytes | None
+    #: The first round to recompute (after the checkpoint's) and the stored rounds' seconds.
+    first_round: int
+    seconds: float
+    #: The torch thread count the run's last attempt computed with.
+    threads: int
+
+
+def _model_source(
+    session: Session, simulation_id: uuid.UUID, owner: str, round: int, client_id: int | None
+) -> _ModelSource:
+    """The owner's run and round, or why it has no such model: 404 (not the owner's), 422 (a
+    round or client the run never has), 409 (not run yet, or no model of that kind)."""
+    simulation = get_simulation(session, simulation_id, owner)
+    config = SimulationConfig.model_validate(simulation.config)
+    if round > config.rounds:
+        message = f"round {round}: the run has {config.rounds} rounds"
+        raise Unprocessable([{"field": "round", "message": message}])
+    if client_id is not None and client_id >= config.num_clients:
+        message = f"client_id {client_id}: the run has {config.num_clients} clients (0…)"
+        raise Unprocessable([{"field": "client_id", "message": message}])
+    try:
+        artifacts.check_request(config, client_id)
+    except artifacts.NoModel as error:
+        raise Conflict(f"simulation {simulation_id}: {error}") from None
+    if round > simulation.rounds_completed:
+        raise Conflict(
+            f"simulation {simulation_id}: round {round} has not run "
+            f"({simulation.status}, {simulation.rounds_completed} rounds stored)"
+        )
+    stored = results_repo.round_metrics(session, simulation_id, round, round)
+    if not stored:  # a progress without its rows: never written by the worker, but say so
+        raise Conflict(f"simulation {simulation_id}: round {round} is not stored")
+    saved = results_repo.checkpoint(session, simulation_id)
+    checkpoint = saved[1] if saved is not None and saved[0] <= round else None
+    first = saved[0] + 1 if checkpoint is not None and saved is not None else 1
+    durations = results_repo.round_metrics(session, simulation_id, first, round)
+    attempts = results_repo.attempts(session, simulation_id)
+    threads = int(attempts[-1].environment.get("torch_threads", 1)) if attempts else 1
+    return _ModelSource(
+        config=config,
+        stored_metrics=dict(stored[0].metrics),
+        checkpoint=checkpoint,
+        first_round=first,
+        seconds=sum(row.duration_seconds for row in durations),
+        threads=max(1, threads),
+    )
+
+
+@contextmanager
+def _torch_threads(threads: int) -> Iterator[None]:
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def model_architecture(
+    session: Session, simulation_id: uuid.UUID, owner: str, *, round: int, client_id: int | None
+) -> ModelArchitecturePublic:
+    """What `model` would send for the same query, without computing it."""
+    source = _model_source(session, simulation_id, owner, round, client_id)
+    described = artifacts.architecture(source.config, client_id)
+    return ModelArchitecturePublic(simulation_id=simulation_id, round=round, **described)
+
+
+def model(
+    session: Session,
+    simulation_id: uuid.UUID,
+    owner: str,
+    settings: Settings,
+    *,
+    round: int,
+    client_id: int | None,
+    format: artifacts.Format,
+) -> Response:
+    """The global model (or a client's experts) after `round`, as a file: recomputed from the
+    run's seed, or from its checkpoint while it runs, and checked against the stored round's
+    metrics (`scarcity.artifacts`; docs/design.md, "Trained models")."""
+    source = _model_source(session, simulation_id, owner, round, client_id)
+    if source.first_round <= round and source.seconds > settings.model_replay_seconds:
+        raise Conflict(
+            f"simulation {simulation_id}: round {round}'s model is recomputed from round "
+            f"{source.first_round}, which took {source.seconds:.1f} s when the run computed "
+            f"it, above {settings.model_replay_seconds:g} s (SCARCITY_MODEL_REPLAY_SECONDS)"
+        )
+    session.rollback()  # no transaction stays open while the rounds are recomputed
+    try:
+        with _REPLAY_LOCK, _torch_threads(source.threads):
+            simulation, result = artifacts.replay(source.config, round, source.checkpoint)
+    except (SimulationError, ConfigError, OSError, ValueError) as error:
+        raise Conflict(f"simulation {simulation_id}: recomputing it failed: {error}") from None
+    if result is not None:
+        differ = artifacts.mismatches(source.stored_metrics, result.metrics)
+        if differ:
+            raise Conflict(
+                f"simulation {simulation_id}: recomputing round {round} did not reproduce its "
+                f"stored metrics ({'; '.join(differ[:3])}): it was computed by another engine "
+                "or on a CPU that rounds otherwise"
+            )
+    if client_id is None:
+        tensors = artifacts.global_model(simulation)
+    else:
+        tensors = artifacts.client_experts(simulation, client_id)
+    described = {
+        "simulation_id": str(simulation_id),
+        "round": round,
+        **artifacts.architecture(source.config, client_id),
+    }
+    who = "global" if client_id is None else f"client-{client_id}"
+    filename = f"{simulation_id}-round-{round}-{who}{artifacts.SUFFIXES[format]}"
+    return Response(
+        artifacts.encode(tensors, format, described),
+        media_type="application/octet-stream",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )

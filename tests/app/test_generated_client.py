@@ -276,6 +276,20 @@ def test_a_generated_client_calls_every_operation_and_parses_every_answer(
     meta = parsed(ops["get_meta_params"].sync_detailed(run.id, client=client), 200)
     assert [r.round_ for r in meta.rounds] == [1, 2, 3]
 
+    # trained models: a client's experts (stage 8 shares no global model), as a file
+    described = parsed(
+        ops["get_model_architecture"].sync_detailed(run.id, client=client, round_=3, client_id=0),
+        200,
+    )
+    assert described.kind.value == "client_experts" and described.client_id == 0
+    file = ops["get_model"].sync_detailed(run.id, client=client, round_=3, client_id=0)
+    assert file.status_code == 200
+    from safetensors.torch import load
+
+    assert set(load(file.content)) == {t.name for t in described.tensors}
+    no_global = parsed(ops["get_model"].sync_detailed(run.id, client=client, round_=3), 409)
+    assert isinstance(no_global, models.ErrorBody) and "no global model" in no_global.detail
+
     # --- patch, find, compare ------------------------------------------------------------------
     patch = models.SimulationUpdate.from_dict({"notes": "generated", "tags": {"kept": "yes"}})
     patched = parsed(ops["update_simulation"].sync_detailed(run.id, client=client, body=patch), 200)
