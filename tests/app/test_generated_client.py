@@ -200,6 +200,8 @@ def test_a_generated_client_calls_every_operation_and_parses_every_answer(
     assert "fedprox" in {s.name for s in strategies}
     partitions = parsed(ops["list_partitions"].sync_detailed(client=client), 200)
     assert "dirichlet" in {p.name for p in partitions}
+    scenarios = parsed(ops["list_scenarios"].sync_detailed(client=client), 200)
+    assert [s.name for s in scenarios][:3] == ["static", "drift", "tasks"]
     backbones = parsed(ops["list_models"].sync_detailed(client=client), 200)
     assert [m.name for m in backbones] == ["linear", "mlp", "cnn", "simple_cnn", "char_rnn"]
 
