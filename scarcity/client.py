@@ -18,6 +18,7 @@ from __future__ import annotations
 import builtins
 import os
 import time
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any
@@ -213,8 +214,22 @@ class ScarcityClient:
             ).json()["insights"]
             rows += [{"round": i["round"], **i["insight"]} for i in page]
             if len(page) < 1000:
+                if not rows:
+                    self._say_why_no_insights(simulation_id)
                 return _frame(rows) if frame else rows
             offset += len(page)
+
+    def _say_why_no_insights(self, simulation_id: str) -> None:
+        """An empty answer is right for a run whose clients send no insights; say so, rather
+        than hand back an empty table without a word."""
+        config = self.get(simulation_id)["config"]
+        if not (config.get("insight_exchange") or config.get("meta_learning")):
+            warnings.warn(
+                f"simulation {simulation_id} stores no insights: its clients send none "
+                f"(preset {config.get('preset')}: insight_exchange is off; stage3 and later "
+                "send them)",
+                stacklevel=3,
+            )
 
     def clients(self, simulation_id: str, *, frame: bool = False) -> Any:
         """What each client holds: rows, held-out rows, label histogram or target moments."""

@@ -37,6 +37,10 @@ def test_submit_stream_wait_and_fetch_a_run(api: ScarcityClient) -> None:
     assert [c["train_samples"] for c in api.clients(run["id"])] == [20, 20, 20]
     # resuming the stream after round 2 gives round 3 only
     assert [r["round"] for r in api.rounds(run["id"], after_round=2)] == [3]
+    # a run whose clients send no insights: empty, and a warning says why
+    baseline = api.wait(api.submit("baseline", **SMALL)["id"])
+    with pytest.warns(UserWarning, match="insight_exchange is off"):
+        assert api.insights(baseline["id"]) == []
 
 
 def test_tag_find_compare_and_errors(api: ScarcityClient) -> None:
