@@ -113,6 +113,15 @@ class _RunFields(BaseModel):
     variance_threshold: float = Field(
         0.5, ge=0, description="`variance` routing: data variance above it → StructureExpert."
     )
+    drift_detector: Literal["none", "adwin", "page_hinkley"] = Field(
+        "none",
+        description=(
+            "DriftExpert's detector on each client's training-loss stream (the routed "
+            "expert's loss, one value a round it trains): none, adwin or page_hinkley (river's). "
+            "An alarm re-initialises the expert the client trained and resets its router's "
+            "counts; metric drift_alarms. Needs expert_routing and labels (not label_free)."
+        ),
+    )
     dataset: str = Field(
         SYNTHETIC,
         description=(
@@ -383,6 +392,16 @@ class _Checks(_Fields):
                     raise ConfigError(toggle, "needs the experts (expert_ensemble true)")
         if self.label_free:
             self._check_label_free()
+        if self.drift_detector != "none" and not (self.expert_ensemble and self.expert_routing):
+            raise ConfigError(
+                "drift_detector",
+                "watches the loss of the expert the router picked and re-initialises it: "
+                "needs the experts (expert_ensemble) and expert_routing",
+            )
+        if self.drift_detector != "none" and self.label_free:
+            raise ConfigError(
+                "drift_detector", "watches a supervised training loss, which label_free never has"
+            )
         if self.meta_learning and not self.insight_exchange and self.engine_version >= 3:
             # Earlier engines let it read the insights the clients never sent.
             raise ConfigError(

@@ -135,6 +135,10 @@ class ClientPopulation(Protocol):
         (a, b, expert name)."""
         ...
 
+    def drift_alarms(self) -> list[int]:
+        """The last round's participants whose `drift_detector` alarmed (ids, ascending)."""
+        ...
+
     def expert_usage(self) -> dict[str, int]:
         """How many participants trained each expert in the last round (routing on)."""
         ...

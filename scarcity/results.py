@@ -195,6 +195,13 @@ METRIC_NAMES: Mapping[str, str] = {
     "current concepts in the round before minus in this one",
     "drift_recovery_rounds": "scenario drift: rounds since the drift began when the accuracy is "
     "back within 0.01 of its level before it (reported once per drift)",
+    "drift_alarms": "drift_detector: how many of the round's clients its detector alarmed on "
+    "(each re-initialised the expert it trained and reset its router's counts)",
+    "drift_detection_delay": "drift_detector on scenario drift: mean over the clients' true "
+    "concept changes detected so far of the rounds from the change to the client's first alarm "
+    "(0: in the change's own round)",
+    "drift_false_alarms": "drift_detector on scenario drift: alarms so far on a client with no "
+    "concept change since its last alarm",
     "avg_task_accuracy": "scenario tasks, a task's last round: mean accuracy over the tasks seen "
     "so far, each on the clients' held-out rows of that task",
     "forgetting": "scenario tasks, a task's last round: mean over the earlier tasks of their best "

@@ -86,6 +86,7 @@ from scarcity.results import (
 )
 from scarcity.sampling import draw_participants
 from scarcity.scenarios import EvalSets, Scenario, Score, make_scenario, scenario_class
+from scarcity.scenarios.drift import DetectionScore, Drift
 from scarcity.strategies import ClientUpdates, FitInstructions, make_strategy
 from scarcity.strategies.functions import clip_updates
 
@@ -126,6 +127,10 @@ class Simulation:
             self.scenario = make_scenario(cfg, scenario_rows(data), cfg.output_dim)
         #: The scenario's segment whose rows the clients hold (None: none taken yet).
         self._segment: object = None
+        #: `drift_detector` on a drift scenario: its alarms scored against the true changes.
+        self.detection: DetectionScore | None = None
+        if isinstance(self.scenario, Drift) and cfg.drift_detector != "none":
+            self.detection = DetectionScore(self.scenario)
         self.strategy = make_strategy(cfg)
         kind = self.strategy.client_model
         self.population: ClientPopulation
@@ -242,6 +247,10 @@ class Simulation:
             if personal is not None:
                 metrics.update(personal_metrics(self.data.task, personal))
             metrics.update(self.strategy.round_metrics())
+        alarmed: list[int] = []
+        if cfg.drift_detector != "none":
+            alarmed = population.drift_alarms()
+            metrics["drift_alarms"] = float(len(alarmed))
         if sampled is not None:
             metrics["clients_sampled"] = float(len(sampled))
         if attackers is not None:
@@ -285,12 +294,16 @@ class Simulation:
             metrics.update(self.scenario.metrics(k, self._scorer(participants, personal)))
             if global_weights is not None:
                 metrics.update(self.scenario.model_metrics(k, self.server.global_model))
+        if self.detection is not None:
+            metrics.update(self.detection.metrics(k, alarmed))
         usage = population.expert_usage() if cfg.expert_routing else {}
         _check_finite(k, metrics, meta_params, bounded=cfg.engine_version >= 5)
         population.check_finite(lambda path: _raise_diverged(k, path))
         self.rounds_completed = k
         lines = self._log_lines(k, metrics, meta_params, pairs)
         lines[1:1] = self._participation_lines(k, sampled)
+        if alarmed:
+            lines.insert(1, "Drift alarms (expert re-initialised): " + _ids(alarmed))
         for line in lines:  # round summary, meta-parameters, attackers at INFO, the rest DEBUG
             level = (
                 logging.INFO
@@ -577,6 +590,8 @@ class Simulation:
             "gossip": self.gossip.state_dict(),
             "scenario": {} if self.scenario is None else self.scenario.state_dict(),
         }
+        if self.detection is not None:  # only then: a stored run's layout is unchanged
+            state["drift_detection"] = self.detection.state_dict()
         return checkpoint_format.dumps(state)
 
     @classmethod
@@ -614,6 +629,8 @@ class Simulation:
         sim.gossip.load_state_dict(state["gossip"])
         if sim.scenario is not None:
             sim.scenario.load_state_dict(state["scenario"])
+        if sim.detection is not None:
+            sim.detection.load_state_dict(state["drift_detection"])
         return sim
 
 
@@ -659,6 +676,13 @@ def with_personal_scores(insights: list[Insight], task: str, scores: torch.Tenso
         else i
         for i in insights
     ]
+
+
+def _ids(clients: list[int]) -> str:
+    """Client ids for a log line, at most `MAX_DETAIL_CLIENTS` of them."""
+    shown = ", ".join(map(str, clients[:MAX_DETAIL_CLIENTS]))
+    more = len(clients) > MAX_DETAIL_CLIENTS
+    return "clients " + shown + (f" … ({len(clients)} in all)" if more else "")
 
 
 def _raise_diverged(k: int, path: str, value: Any = "not finite") -> None:

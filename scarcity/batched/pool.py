@@ -32,6 +32,7 @@ from scarcity.components.clusters import (
     stacked_candidate_losses,
 )
 from scarcity.components.data import StackedData
+from scarcity.components.drift_detection import StackedDetectors, reinit_generator
 from scarcity.components.insights import PoolRound, build_insights, check_finite, statistics
 from scarcity.components.memory import ReplayBuffers
 from scarcity.components.personal import participant_representations, participant_scores
@@ -121,6 +122,13 @@ class ClientPool:
         elif client_model == "cluster":
             self.clusters = StackedClusterChoices.of(n)
             self.components["clusters"] = "clusters"
+        #: `drift_detector`: every client's detector (checkpointed only then) and the
+        #: participants it alarmed in the last round.
+        self.detectors: StackedDetectors | None = None
+        self.alarmed: list[int] = []
+        if cfg.drift_detector != "none":
+            self.detectors = StackedDetectors(n, cfg.drift_detector)
+            self.components["detectors"] = "drift_losses"
 
     @property
     def ragged_sizes(self) -> Tensor | None:
@@ -186,6 +194,8 @@ class ClientPool:
             part = take_part(self, participants, ("data", *self.COMPONENTS))
             last = self.last = part.train_round(round_index, objective)
             put_part(self, participants, part, self.COMPONENTS)
+        if self.detectors is not None:
+            self._detect_drift(participants, last)
         if instructions.personal_mu is not None:
             assert global_weights is not None
             self._train_personal(round_index, participants, global_weights, instructions)
@@ -199,6 +209,24 @@ class ClientPool:
             sample_counts=self.sample_counts()[participants],
             initial_loss=last.initial_loss,
         )
+
+    def _detect_drift(self, participants: Tensor, last: PoolRound) -> None:
+        """`Client._detect_drift` for every participant: the routed expert's training loss
+        to each detector; each alarmed client's trained head is drawn afresh (from the same
+        generator as the reference's) and its router's counts reset."""
+        assert self.detectors is not None and last.selected is not None
+        ids = participants.tolist()
+        self.alarmed = self.detectors.observe(ids, last.supervised["train_loss"][:, 0])
+        for c in self.alarmed:
+            expert = int(last.selected[ids.index(c)])
+            generator = reinit_generator(self.config.seed, c, self.detectors.seen(c))
+            fresh = self.backbone.make(generator).state_dict()
+            for name, key in self.head_keys.items():
+                self.w[key][c, expert] = fresh[name]
+            self.router.usage[c] = 0
+
+    def drift_alarms(self) -> list[int]:
+        return list(self.alarmed)
 
     def _train_personal(
         self,

@@ -24,6 +24,7 @@ from torch import Tensor
 from scarcity import messages
 from scarcity.backbones import make_backbone
 from scarcity.components.clusters import ClusterChoice
+from scarcity.components.drift_detection import reinit_generator
 from scarcity.components.insights import ROUND_KEYS, ClientRound, client_insight
 from scarcity.components.personal_models import PersonalModel
 from scarcity.components.structure_discovery import self_supervised_report
@@ -32,6 +33,7 @@ from scarcity.config import SimulationConfig
 from scarcity.core.aggregate import pairwise_average
 from scarcity.core.experts import (
     EXPERT_TYPES,
+    DriftExpert,
     Expert,
     MemoryConsolidationExpert,
     MetaAdaptationExpert,
@@ -64,6 +66,8 @@ def build_experts(config: SimulationConfig, task: Task, generator: torch.Generat
         extra: dict[str, Any] = {}
         if cls is MemoryConsolidationExpert:
             extra = {"memory_capacity": config.memory_capacity}
+        elif cls is DriftExpert:
+            extra = {"drift_detector": config.drift_detector}
         elif cls is MetaAdaptationExpert:
             extra = {
                 "lr_decrease_factor": config.lr_decrease_factor,
@@ -113,6 +117,8 @@ class Client:
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=cfg.learning_rate)
         self.meta_params: dict[str, float] = {}
         self.last_round = ClientRound()
+        #: Whether `drift_detector` alarmed in the last round.
+        self.drift_alarm = False
         #: Ditto's personal model (started by `PersonalModel.start`), IFCA's estimate.
         self.personal = PersonalModel(backbone.template()) if client_model == "personal" else None
         self.cluster = ClusterChoice() if client_model == "cluster" else None
@@ -211,7 +217,24 @@ class Client:
             expert_metrics=metrics,
             summaries=summaries,
         )
+        self.drift_alarm = self._detect_drift(selected, supervised)
         return self.last_round
+
+    def _detect_drift(self, selected: str, supervised: dict[str, dict[str, float]]) -> bool:
+        """`drift_detector`: feed the routed expert's training loss to DriftExpert's detector;
+        on an alarm, re-initialise that expert's head and reset the router's counts
+        (`scarcity.components.drift_detection`)."""
+        drift = next((e for e in self.experts if isinstance(e, DriftExpert)), None)
+        if drift is None or drift.detector is None:
+            return False
+        if not drift.detector.observe(supervised[selected]["train_loss"]):
+            return False
+        expert = self.experts[self.expert_names.index(selected)]
+        seen = len(drift.detector.losses)
+        generator = reinit_generator(self.config.seed, self.client_id, seen)
+        expert.model.load_state_dict(make_backbone(self.config).make(generator).state_dict())
+        self.router.load_state_dict({"calls": 0, "usage": {}})
+        return True
 
     def _self_supervised_report(self, expert: Expert, ssl: dict[str, float]) -> dict[str, float]:
         """An expert's self-supervised training in the terms of a supervised one."""

@@ -6,7 +6,8 @@ backbone, `scarcity.backbones`, the seed's Linear by default) and a linear autoe
 The subclasses differ in what they summarise and in one training hook:
 
 - `StructureExpert`: data statistics (mean, std, variance, min, max).
-- `DriftExpert`: |mean − previous mean| between consecutive observations (one per round).
+- `DriftExpert`: |mean − previous mean| between consecutive observations (one per round);
+  with `drift_detector`, a river detector on the client's training-loss stream.
 - `MemoryConsolidationExpert`: bounded replay buffer of (input, latent) pairs; the replay error
   is the mean squared distance between the current and the stored latent of the same inputs,
   and self-supervised training adds it as a consolidation term (latent replay against
@@ -31,6 +32,7 @@ from scarcity import messages
 from scarcity.backbones import Backbone
 from scarcity.backbones.linear import LinearBackbone
 from scarcity.components.adaptation import LearningRateRule
+from scarcity.components.drift_detection import LossDetector
 from scarcity.components.memory import REPLAY_WEIGHT, ReplayBuffer
 from scarcity.components.structure_discovery import (
     autoencoder_loss,
@@ -216,23 +218,31 @@ class StructureExpert(Expert):
 
 
 class DriftExpert(Expert):
-    """Concept drift: |mean − previous mean| between consecutive observations."""
+    """Concept drift: |mean − previous mean| between consecutive observations; with a
+    `drift_detector`, also the detector on the client's training-loss stream
+    (`scarcity.components.drift_detection`), which the client consults after each round."""
 
     name = "DriftExpert"
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, drift_detector: str = "none", **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.drift = DriftMeter()
+        self.detector = LossDetector(drift_detector) if drift_detector != "none" else None
 
     def summarize(self, x: Tensor) -> dict[str, float]:
         return self.drift.observe(x)
 
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "previous_mean": self.drift.previous_mean}
+        state = {**super().state_dict(), "previous_mean": self.drift.previous_mean}
+        if self.detector is not None:  # only then: a stored run's layout is unchanged
+            state["losses"] = self.detector.state_dict()
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         self.drift.previous_mean = state["previous_mean"]
+        if self.detector is not None:
+            self.detector.load_state_dict(state["losses"])
 
 
 class MemoryConsolidationExpert(Expert):

@@ -251,6 +251,9 @@ class ReferencePopulation:
         among = [c.client_id for c in self.active]
         return gossip_round(self.clients, scheduler, rng, among)
 
+    def drift_alarms(self) -> list[int]:
+        return [c.client_id for c in self.active if c.drift_alarm]
+
     def expert_usage(self) -> dict[str, int]:
         counts = Counter(c.last_round.selected_expert for c in self.active)
         return {name: counts[name] for name in self.clients[0].expert_names}

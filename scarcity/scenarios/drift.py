@@ -39,7 +39,9 @@ concept of the next block; the last block has none. After each drift (a block's 
 `drift_accuracy_drop`: the accuracy on the clients' current concepts in the round before minus
 in this one; and in the first round it is back within 0.01 of that level,
 `drift_recovery_rounds`: the rounds it took (1: the drift's own round). A drift not recovered
-from before the next one reports no recovery.
+from before the next one reports no recovery. With a `drift_detector`, `DetectionScore` also
+scores its alarms against each client's true changes: `drift_detection_delay` and
+`drift_false_alarms`.
 """
 
 from __future__ import annotations
@@ -306,6 +308,54 @@ class Drift(Scenario):
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.last, self.before = state["last"], state["before"]
+
+
+class DetectionScore:
+    """How well a `drift_detector` finds a drift scenario's true changes (each client's concept
+    change: `Drift.concept` differs between the blocks of two consecutive rounds, whether or not
+    the client trains then). A change is pending until the client's first alarm;
+    `drift_detection_delay` is the mean over the detected changes so far of the rounds from the
+    change to that alarm (0: in the change's own round), `drift_false_alarms` the number of
+    alarms so far with no change pending (none since the client's last alarm)."""
+
+    def __init__(self, scenario: Drift) -> None:
+        self.scenario = scenario
+        n = len(scenario.lag)
+        #: Each client's round of its undetected change (0: none pending).
+        self.pending = [0] * n
+        self.delays: list[int] = []
+        self.false_alarms = 0
+
+    def metrics(self, round_index: int, alarmed: list[int]) -> dict[str, float]:
+        """Round `round_index`'s changes and alarms (client ids) counted in; the run's figures."""
+        scenario = self.scenario
+        if round_index > 1:
+            b, before = scenario.block(round_index), scenario.block(round_index - 1)
+            for c in range(len(self.pending)):
+                if scenario.concept(c, b) != scenario.concept(c, before):
+                    self.pending[c] = round_index
+        for c in alarmed:
+            if self.pending[c]:
+                self.delays.append(round_index - self.pending[c])
+                self.pending[c] = 0
+            else:
+                self.false_alarms += 1
+        out = {"drift_false_alarms": float(self.false_alarms)}
+        if self.delays:
+            out["drift_detection_delay"] = sum(self.delays) / len(self.delays)
+        return out
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "pending": list(self.pending),
+            "delays": list(self.delays),
+            "false_alarms": self.false_alarms,
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.pending = list(state["pending"])
+        self.delays = list(state["delays"])
+        self.false_alarms = int(state["false_alarms"])
 
 
 def chunk_of(rows: int, blocks: int, block: int) -> slice:
