@@ -77,6 +77,16 @@ CONFIGS = [
         "strategy": "ifca",
         "client_test_fraction": 0.25,
     },
+    {
+        "preset": "stage4",
+        "dataset": "iris",
+        "num_clients": 3,
+        "rounds": 8,
+        "scenario": "drift",
+        "drift_blocks": 2,
+        "learning_rate": 0.1,
+        "drift_detector": "page_hinkley",
+    },
 ]
 
 
@@ -95,6 +105,7 @@ CONFIGS = [
         "availability",
         "few_labels",
         "baseline-ifca",
+        "drift-detector",
     ],
 )
 def test_every_reported_metric_is_a_known_name(overrides: dict) -> None:
