@@ -113,6 +113,15 @@ class _RunFields(BaseModel):
     variance_threshold: float = Field(
         0.5, ge=0, description="`variance` routing: data variance above it → StructureExpert."
     )
+    gossip_peers: Literal["random", "insight"] = Field(
+        "random",
+        description=(
+            "Gossip: random (disjoint random pairs, one random expert each, plain average) or "
+            "insight (the server pairs the clients that chose the same expert, then those of "
+            "the most similar data mean, and each peer's expert weighs inversely to its "
+            "uncertainty). insight needs gossip, expert_routing and insight_exchange."
+        ),
+    )
     drift_detector: Literal["none", "adwin", "page_hinkley"] = Field(
         "none",
         description=(
@@ -398,6 +407,14 @@ class _Checks(_Fields):
                 "watches the loss of the expert the router picked and re-initialises it: "
                 "needs the experts (expert_ensemble) and expert_routing",
             )
+        if self.gossip_peers == "insight":
+            for needed in ("gossip", "expert_routing", "insight_exchange"):
+                if not getattr(self, needed):
+                    raise ConfigError(
+                        "gossip_peers",
+                        "insight pairs the clients by the expert each chose and the insights "
+                        f"they send the server: needs {needed}",
+                    )
         if self.drift_detector != "none" and self.label_free:
             raise ConfigError(
                 "drift_detector", "watches a supervised training loss, which label_free never has"

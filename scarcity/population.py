@@ -20,7 +20,7 @@ import numpy as np
 from torch import Tensor
 
 from scarcity.components.client_models import ClientModels
-from scarcity.core.gossip import GossipScheduler
+from scarcity.core.gossip import GossipScheduler, WeightedPair
 from scarcity.results import Insight
 from scarcity.strategies.base import FitInstructions
 
@@ -133,6 +133,11 @@ class ClientPopulation(Protocol):
     ) -> list[tuple[int, int, str]]:
         """Disjoint pairs of the last round's participants each average one random expert:
         (a, b, expert name)."""
+        ...
+
+    def sync_pairs(self, pairs: Sequence[WeightedPair]) -> list[tuple[int, int, str]]:
+        """Each server-made pair (a, b, expert, a's weight) ends with the weighted average of
+        that expert: (a, b, expert name)."""
         ...
 
     def drift_alarms(self) -> list[int]:

@@ -15,7 +15,8 @@ A round (`Simulation.run_round`) is one sequence of steps, whichever execution h
    reconstruction, replay); with `insight_exchange` the server keeps them in `memory`;
 6. `meta_learning`: the meta-learner updates and broadcasts its meta-parameters (+ structural
    priors with `structure_discovery`);
-7. `gossip`: random disjoint pairs of clients average one expert each;
+7. `gossip`: random disjoint pairs of clients average one expert each (`gossip_peers:
+   insight`: pairs the server makes from the insights, weighted averages; `core.gossip`);
 8. `ensemble_evaluation`: every participant's experts, as its router chose, predict held-out
    rows (its own with `client_test_fraction`, else the test set): `ensemble_loss`,
    `ensemble_accuracy` (`scarcity.core.ensemble`); with `label_free` (no label was read) a
@@ -70,7 +71,7 @@ from scarcity.components.client_models import ClientModels
 from scarcity.config import SimulationConfig, resolve_config, stored_config
 from scarcity.core.data import FederatedData, make_federated_data, scenario_rows, with_rows
 from scarcity.core.ensemble import ensemble_metrics
-from scarcity.core.gossip import GossipScheduler
+from scarcity.core.gossip import GossipScheduler, insight_pairs
 from scarcity.core.meta_learner import MetaLearner
 from scarcity.core.population import ReferencePopulation
 from scarcity.core.probe import probe_metrics, probe_scores
@@ -283,7 +284,11 @@ class Simulation:
 
         pairs: list[GossipPair] = []
         if cfg.gossip:
-            synced = population.gossip(self.gossip, self.rng)
+            synced = (
+                population.sync_pairs(insight_pairs(insights, k))  # the server pairs by insights
+                if cfg.gossip_peers == "insight"
+                else population.gossip(self.gossip, self.rng)
+            )
             pairs = [GossipPair(a, b, name) for a, b, name in synced]
 
         if cfg.label_free:

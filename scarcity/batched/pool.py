@@ -50,7 +50,12 @@ from scarcity.components.training import train_heads_round
 from scarcity.config import SimulationConfig
 from scarcity.core.data import FederatedData
 from scarcity.core.experts import expert_index, portfolio
-from scarcity.core.gossip import GossipScheduler, stacked_gossip_round
+from scarcity.core.gossip import (
+    GossipScheduler,
+    WeightedPair,
+    stacked_gossip_round,
+    stacked_weighted_gossip,
+)
 from scarcity.core.training import LocalObjective, ssl_rate
 from scarcity.population import FitResult
 from scarcity.results import Insight
@@ -224,6 +229,9 @@ class ClientPool:
             for name, key in self.head_keys.items():
                 self.w[key][c, expert] = fresh[name]
             self.router.usage[c] = 0
+
+    def sync_pairs(self, pairs: Sequence[WeightedPair]) -> list[tuple[int, int, str]]:
+        return stacked_weighted_gossip(self.w, self.expert_keys, self.names, pairs)
 
     def drift_alarms(self) -> list[int]:
         return list(self.alarmed)

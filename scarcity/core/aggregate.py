@@ -49,6 +49,13 @@ def pairwise_average(a: Weights, b: Weights) -> dict[str, Tensor]:
     return {key: (a[key] + b[key]) / 2 for key in a}
 
 
+def weighted_pair(a: Weights, b: Weights, weight_a: float) -> dict[str, Tensor]:
+    """The weights both gossip peers hold after a weighted sync: w·a + (1 − w)·b, key by key."""
+    if a.keys() != b.keys():
+        raise ValueError("weighted_pair needs weights of the same architecture")
+    return {key: weight_a * a[key] + (1.0 - weight_a) * b[key] for key in a}
+
+
 def ema(previous: float, observation: float, alpha: float) -> float:
     """One exponential-moving-average step: (1 − α)·previous + α·observation."""
     return (1.0 - alpha) * previous + alpha * observation

@@ -6,6 +6,20 @@ With client sampling only the round's participants gossip (the others are offlin
 Each pair averages the full weights of one randomly chosen expert (`pairwise_average`), with no
 server involved (randomized gossip, Boyd et al. 2006). `gossip_round` syncs `Client` objects,
 `stacked_gossip_round` the pool's stacked weights with the same draws.
+
+`gossip_peers: insight` lets the server pair the clients by what their insights say instead
+(`insight_pairs`, no random draw): the clients that chose the same expert are paired among
+themselves, neighbours in the order of their data mean (StructureExpert's `mean`; pairing
+neighbours of the sorted order is the matching of least total difference), each pair averaging
+the expert they both chose; the clients left over (one per expert at most) are paired the same
+way, each such pair averaging the expert of the peer with the lower uncertainty; an odd one out
+(the last in that order) sits out. In even rounds the first client of each expert's order joins
+the left-over ones first, so the pairs alternate (1–2, 3–4, … then 2–3, 4–5, …) and an expert
+travels along the whole order over the rounds instead of staying within fixed pairs. Each
+peer's expert weighs inversely to its uncertainty (the spread of its per-row losses):
+w_a = u_b / (u_a + u_b), ½ when both are 0, as inverse-variance weighting trusts the surer
+estimate. `weighted_gossip` applies those pairs to `Client`s, `stacked_weighted_gossip` to
+stacked weights.
 """
 
 from __future__ import annotations
@@ -17,7 +31,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from scarcity.core.aggregate import pairwise_average
+from scarcity.core.aggregate import pairwise_average, weighted_pair
+from scarcity.results import Insight
+
+#: A server-made gossip pair: client a, client b, the expert they average, a's weight.
+WeightedPair = tuple[int, int, str, float]
 
 
 class _Syncable(Protocol):
@@ -104,3 +122,72 @@ def stacked_gossip_round(
         weights[p][a, e] = averaged[p]
         weights[p][b, e] = averaged[p]
     return [(pa, pb, names[i]) for (pa, pb), i in zip(pairs, chosen, strict=True)]
+
+
+def insight_pairs(insights: Sequence[Insight], round_index: int = 1) -> list[WeightedPair]:
+    """`gossip_peers: insight`: round `round_index`'s pairs from the participants' insights
+    (the rule in the module docstring)."""
+
+    def order(i: Insight) -> tuple[float, int]:
+        return (i.experts["StructureExpert"].summary["mean"], i.client_id)
+
+    def weight(a: Insight, b: Insight) -> float:
+        total = a.uncertainty + b.uncertainty
+        return b.uncertainty / total if total > 0 else 0.5
+
+    by_expert: dict[str, list[Insight]] = {}
+    for insight in insights:
+        by_expert.setdefault(insight.selected_expert, []).append(insight)
+    pairs: list[WeightedPair] = []
+    left: list[Insight] = []
+    for name in sorted(by_expert):
+        group = sorted(by_expert[name], key=order)
+        if round_index % 2 == 0 and len(group) > 1:  # even rounds: the pairs shifted by one
+            left.append(group.pop(0))
+        if len(group) % 2:
+            left.append(group.pop())
+        pairs += [(a.client_id, b.client_id, name, weight(a, b)) for a, b in _neighbours(group)]
+    for a, b in _neighbours(sorted(left, key=order)[: len(left) // 2 * 2]):
+        surer = min((a, b), key=lambda i: (i.uncertainty, i.client_id))
+        pairs.append((a.client_id, b.client_id, surer.selected_expert, weight(a, b)))
+    return pairs
+
+
+def _neighbours(items: Sequence[Insight]) -> list[tuple[Insight, Insight]]:
+    return list(zip(items[0::2], items[1::2], strict=True))
+
+
+def weighted_gossip(
+    clients: Sequence[Any], pairs: Sequence[WeightedPair]
+) -> list[tuple[int, int, str]]:
+    """Each pair of `Client`s ends with the weighted average of the named expert."""
+    for a, b, name, weight_a in pairs:
+        index = clients[a].expert_names.index(name)
+        averaged = weighted_pair(
+            clients[a].get_expert_weights(index), clients[b].get_expert_weights(index), weight_a
+        )
+        clients[a].set_expert_weights(index, averaged)
+        clients[b].set_expert_weights(index, averaged)
+    return [(a, b, name) for a, b, name, _ in pairs]
+
+
+def stacked_weighted_gossip(
+    weights: dict[str, Tensor],
+    expert_keys: Iterable[str],
+    names: Sequence[str],
+    pairs: Sequence[WeightedPair],
+) -> list[tuple[int, int, str]]:
+    """`weighted_gossip` on stacked weights ([N, K, ...] under `expert_keys`), in place."""
+    if not pairs:
+        return []
+    a = torch.tensor([p[0] for p in pairs])
+    b = torch.tensor([p[1] for p in pairs])
+    e = torch.tensor([names.index(p[2]) for p in pairs])
+    for key in expert_keys:
+        wa = weights[key][a, e]
+        shape = (len(pairs),) + (1,) * (wa.dim() - 1)
+        w = torch.tensor([p[3] for p in pairs], dtype=wa.dtype).view(shape)
+        averaged = w * wa + (1.0 - w) * weights[key][b, e]
+        weights[key][a, e] = averaged
+        weights[key][b, e] = averaged
+    return [(pa, pb, name) for pa, pb, name, _ in pairs]

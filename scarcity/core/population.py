@@ -29,7 +29,7 @@ from scarcity.components.personal_models import (
 from scarcity.config import SimulationConfig
 from scarcity.core.client import Client
 from scarcity.core.data import FederatedData
-from scarcity.core.gossip import GossipScheduler, gossip_round
+from scarcity.core.gossip import GossipScheduler, WeightedPair, gossip_round, weighted_gossip
 from scarcity.core.server import insight_statistics
 from scarcity.core.training import LocalObjective
 from scarcity.population import FitResult
@@ -250,6 +250,9 @@ class ReferencePopulation:
     ) -> list[tuple[int, int, str]]:
         among = [c.client_id for c in self.active]
         return gossip_round(self.clients, scheduler, rng, among)
+
+    def sync_pairs(self, pairs: Sequence[WeightedPair]) -> list[tuple[int, int, str]]:
+        return weighted_gossip(self.clients, pairs)
 
     def drift_alarms(self) -> list[int]:
         return [c.client_id for c in self.active if c.drift_alarm]

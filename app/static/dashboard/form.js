@@ -19,7 +19,7 @@ const LABELS = {
   labelled_fraction: "Labelled fraction", unseen_fraction: "Unseen clients", adapt_steps: "Adaptation steps",
   finetune_epochs: "Fine-tuning epochs", ditto_lambda: "Ditto λ", num_clusters: "Clusters (IFCA)",
   name: "Name", tags: "Tags", notes: "Notes",
-  drift_detector: "Drift detector (loss stream)",
+  drift_detector: "Drift detector (loss stream)", gossip_peers: "Gossip peers",
 };
 const GROUPS = [
   ["Run", ["name", "tags", "notes", "num_clients", "rounds", "seed"]],
@@ -27,7 +27,7 @@ const GROUPS = [
   ["Data", ["dataset", "partition", "dirichlet_alpha", "min_partition_size", "self_balancing", "num_classes_per_partition", "class_assignment_mode", "num_shards_per_partition", "samples_per_client", "quantity_skew", "resample_to_size", "feature_scaling", "feature_noise", "drift", "test_fraction", "client_test_fraction"]],
   ["Strategy (shared model)", ["strategy", "reptile_step_size", "server_learning_rate", "server_momentum", "beta_1", "beta_2", "tau", "proximal_mu", "trim_beta", "num_malicious_clients", "num_clients_to_keep", "q_param", "qffl_learning_rate", "dp_clipping_norm", "dp_noise_multiplier", "dp_clipping", "finetune_epochs", "ditto_lambda", "num_clusters"]],
   ["Scenario over time", ["scenario", "drift_blocks", "drift_kind", "drift_mode", "num_tasks", "task_kind", "availability_rate", "availability_mode", "availability_period", "labelled_fraction", "unseen_fraction", "adapt_steps"]],
-  ["Experts: drift detection", ["drift_detector"]],
+  ["Experts: drift detection and gossip", ["drift_detector", "gossip_peers"]],
   ["Participation and attackers", ["clients_per_round", "fraction_fit", "min_fit_clients", "malicious_fraction", "attack", "attack_scale"]],
 ];
 const form = { presets: [], strategies: [], scenarios: [], partitions: [], models: [], fields: new Map() };
