@@ -101,13 +101,15 @@ class _RunFields(BaseModel):
         json_schema_extra=lambda schema: _list_models(schema),
     )
     # (Each backbone's own fields come here: scarcity.backbones.)
-    router_strategy: Literal["variance", "random", "round_robin", "balanced"] = Field(
+    router_strategy: Literal["variance", "random", "round_robin", "balanced", "loss"] = Field(
         "variance",
         description=(
             "Expert routing: variance (the seed's rule: StructureExpert above "
-            "variance_threshold, else DriftExpert), random, round_robin, or balanced (each "
+            "variance_threshold, else DriftExpert), random, round_robin, balanced (each "
             "client's least-trained expert, ties by the variance rule; the stage7/stage8 "
-            "default, so every expert of the portfolio trains)."
+            "default, so every expert of the portfolio trains), or loss (the expert with the "
+            "lowest loss on the client's rows of the round before training, as IFCA picks a "
+            "cluster; needs labels)."
         ),
     )
     variance_threshold: float = Field(
@@ -406,6 +408,12 @@ class _Checks(_Fields):
                 "drift_detector",
                 "watches the loss of the expert the router picked and re-initialises it: "
                 "needs the experts (expert_ensemble) and expert_routing",
+            )
+        if self.router_strategy == "loss" and self.label_free:
+            raise ConfigError(
+                "router_strategy",
+                "loss routing measures each expert's supervised loss, which label_free never "
+                "reads (choose variance, random, round_robin or balanced)",
             )
         if self.gossip_peers == "insight":
             for needed in ("gossip", "expert_routing", "insight_exchange"):

@@ -43,7 +43,7 @@ from scarcity.components.personal_models import (
     finetuned_stacked,
     round_generator,
 )
-from scarcity.components.routing import StackedRouter
+from scarcity.components.routing import StackedRouter, stacked_expert_losses
 from scarcity.components.structure_discovery import StackedAutoencoders, train_autoencoders_round
 from scarcity.components.summaries import DataSummaries, expert_summaries
 from scarcity.components.training import train_heads_round
@@ -101,6 +101,9 @@ class ClientPool:
         self.stacked_model = None if self.backbone.closed_form else StackedModel(self.backbone)
         n, k, d, latent = self.data.num_clients, len(self.names), cfg.input_dim, cfg.latent_dim
         self.w = initial_weights(self.backbone, keys, n, k, d, latent, generator)
+        if cfg.router_strategy == "loss" and k:  # `ReferencePopulation`: client 0's heads
+            for key in keys.head.values():
+                self.w[key][:] = self.w[key][0].clone()
         self.autoencoders = StackedAutoencoders(self.w)
         self.buffers = ReplayBuffers(n, cfg.memory_capacity, d, latent)
         self.summaries = DataSummaries(n)
@@ -158,7 +161,15 @@ class ClientPool:
         if meta_lr is not None:  # `Client.train_round`: the broadcast rate replaces the base
             self.adaptation.base_lr = meta_lr
             self.ssl_lr = ssl_rate(cfg, meta_lr) if cfg.label_free else self.ssl_lr
-        chosen = self.router.select(x, self.ragged_sizes) if cfg.expert_routing else None
+        chosen = None
+        if cfg.expert_routing:
+            losses = None
+            if cfg.router_strategy == "loss":  # `Client.route`: each head's loss, before training
+                heads = {name: self.w[key] for name, key in self.head_keys.items()}
+                losses = stacked_expert_losses(
+                    self.task, heads, x, y, self.ragged_sizes, self.stacked_model
+                )
+            chosen = self.router.select(x, self.ragged_sizes, losses)
         k = len(self.names)
         draws = draw_config_round(self.generator, cfg, self.data.sizes, chosen, k, self.memory)
         shared = ssl = replay = report = None

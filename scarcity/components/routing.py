@@ -6,21 +6,38 @@ Per client, strategies live in `ROUTER_STRATEGIES`; a new one is one function de
 Stacked, `BATCHED_STRATEGIES` holds the same rules for every client at once (one expert index
 per client); a strategy registered only per client still works there, called once per client
 (with the same numpy stream and call count). `StackedRouter` holds every client's counts.
+
+`loss` routing (Ghosh et al. 2020, "An Efficient Framework for Clustered Federated Learning",
+NeurIPS, Algorithm 2's cluster estimate ĵ = argmin_j F_i(θ_j), with a client's experts as the
+candidates): each client trains the expert with the lowest mean loss on its training rows of
+the round, measured before training (`candidate_losses` per client, `stacked_expert_losses`
+stacked). Its own held-out rows are not used: they are the rows its ensemble is scored on.
+As IFCA's clients all start from the server's same k models, every client's expert heads start
+from the same weights under `loss` routing (client 0's draw, copied by both populations), and
+gossip (averaging expert j of two peers) keeps an expert index one candidate across clients, so
+the experts specialise across clients as IFCA's cluster models do.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from types import SimpleNamespace
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from scarcity.batched.linear import ClosedFormStep
+from scarcity.batched.models import AutogradStep
 from scarcity.batched.padding import masked_var_mean
+from scarcity.components.training import StackedStep
 from scarcity.core.arrays import as_features
+from scarcity.core.training import Task
+
+if TYPE_CHECKING:
+    from scarcity.batched.models import StackedModel
 
 F = TypeVar("F")
 Strategy = Callable[[Tensor, Sequence[str], "Router", np.random.Generator], int]
@@ -82,6 +99,17 @@ def route_balanced(
     return list(expert_names).index(next(n for n in order if router.usage[n] == fewest))
 
 
+@register_strategy("loss")
+def route_by_loss(
+    data: Tensor, expert_names: Sequence[str], router: Router, rng: np.random.Generator
+) -> int:
+    """The expert with the lowest loss on the client's rows before training (`router.losses`,
+    the client's measure of each expert), as IFCA picks a cluster; ties to the first."""
+    if router.losses is None:
+        raise ValueError("router_strategy loss: the client measures each expert's loss first")
+    return int(router.losses.argmin())
+
+
 @register_strategy("random")
 def route_randomly(
     data: Tensor, expert_names: Sequence[str], router: Router, rng: np.random.Generator
@@ -119,9 +147,15 @@ class Router:
         self.rng = rng if rng is not None else np.random.default_rng(0)
         self.calls = 0
         self.usage: Counter[str] = Counter()
+        #: `loss` routing: each expert's loss on this round's rows [K] (None: not measured).
+        self.losses: Tensor | None = None
 
-    def select_expert(self, data: Any, expert_names: Sequence[str] | None = None) -> int:
-        """Index of the expert to train on `data` (a NumPy array or a tensor)."""
+    def select_expert(
+        self, data: Any, expert_names: Sequence[str] | None = None, losses: Tensor | None = None
+    ) -> int:
+        """Index of the expert to train on `data` (a NumPy array or a tensor); `losses`: each
+        expert's loss on it, which `loss` routing reads."""
+        self.losses = losses
         names = (
             list(expert_names) if expert_names else [f"expert_{i}" for i in range(self.num_experts)]
         )
@@ -279,18 +313,24 @@ class StackedRouter:
         self.names, self.strategy, self.threshold, self.rng = tuple(names), strategy, threshold, rng
         self.usage = torch.zeros(num_clients, len(names), dtype=torch.long)
 
-    def select(self, x: Tensor, sizes: Tensor | None) -> Tensor:
-        """`Router.select_expert` of every client on its rows `x` [N, n, d] → index [N]."""
-        chosen = route(
-            self.strategy,
-            x,
-            self.names,
-            self.threshold,
-            self._calls(),
-            self.rng,
-            sizes,
-            self.usage,
-        )
+    def select(self, x: Tensor, sizes: Tensor | None, losses: Tensor | None = None) -> Tensor:
+        """`Router.select_expert` of every client on its rows `x` [N, n, d] → index [N];
+        `losses` [N, K]: each client's loss of each expert, which `loss` routing reads."""
+        if self.strategy == "loss":
+            if losses is None:
+                raise ValueError("router_strategy loss: each expert's loss is measured first")
+            chosen = losses.argmin(dim=1)
+        else:
+            chosen = route(
+                self.strategy,
+                x,
+                self.names,
+                self.threshold,
+                self._calls(),
+                self.rng,
+                sizes,
+                self.usage,
+            )
         self.usage[torch.arange(len(chosen)), chosen] += 1
         return chosen
 
@@ -314,3 +354,25 @@ class StackedRouter:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.usage = state["usage"].clone()
+
+
+def stacked_expert_losses(
+    task: Task,
+    heads: Mapping[str, Tensor],
+    x: Tensor,
+    y: Tensor,
+    sizes: Tensor | None,
+    model: StackedModel | None,
+) -> Tensor:
+    """`loss` routing's measure for every client: the mean loss of each of its K heads
+    (`heads`: backbone parameter → [C, K, ...]) on its rows `x` [C, n, ...], `y` (zero-padded,
+    `sizes` [C], when they differ) → [C, K], the stacked form of `candidate_losses`."""
+    clients, k = next(iter(heads.values())).shape[:2]
+    params = {key: t.reshape(clients * k, *t.shape[2:]) for key, t in heads.items()}
+    form: StackedStep
+    if model is None:  # Linear: the closed-form forward
+        form = ClosedFormStep(task, params["weight"], params["bias"], x, y, k, sizes)
+    else:
+        form = AutogradStep(task, model, params, x, y, k, sizes)
+    with torch.no_grad():
+        return form.initial_loss().view(clients, k)

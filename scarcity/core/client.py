@@ -23,7 +23,7 @@ from torch import Tensor
 
 from scarcity import messages
 from scarcity.backbones import make_backbone
-from scarcity.components.clusters import ClusterChoice
+from scarcity.components.clusters import ClusterChoice, candidate_losses
 from scarcity.components.drift_detection import reinit_generator
 from scarcity.components.insights import ROUND_KEYS, ClientRound, client_insight
 from scarcity.components.personal_models import PersonalModel
@@ -156,7 +156,12 @@ class Client:
     def route(self) -> list[Expert]:
         """The router's pick this round (routing on), else every expert."""
         if self.config.expert_routing:
-            return [self.experts[self.router.select_expert(self.x, self.expert_names)]]
+            losses = None
+            if self.router.strategy == "loss":  # each expert's loss on the rows, before training
+                heads = [e.model for e in self.experts]
+                losses = candidate_losses(self.task, heads, self.x, self.y)
+            index = self.router.select_expert(self.x, self.expert_names, losses)
+            return [self.experts[index]]
         return list(self.experts)
 
     def train_experts(self) -> tuple[str, dict[str, dict[str, float]]]:

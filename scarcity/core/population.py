@@ -67,6 +67,13 @@ class ReferencePopulation:
             )
             for i in range(config.num_clients)
         ]
+        if config.router_strategy == "loss" and self.clients[0].experts:
+            # IFCA's clients start from the same candidates: every client's heads are client
+            # 0's (drawn as before, so no other draw moves), which makes an expert index mean
+            # one candidate across clients from round 1 on.
+            for client in self.clients[1:]:
+                for expert, first in zip(client.experts, self.clients[0].experts, strict=True):
+                    expert.model.load_state_dict(first.model.state_dict())
         #: The backbone's module without values, for models built from given weights.
         self.template = make_backbone(config).template()
         self.active: list[Client] = self.clients
