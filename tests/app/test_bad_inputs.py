@@ -71,6 +71,10 @@ def test_bad_values_are_422_naming_the_field(
         # a combination the config refuses (its validation, no data read)
         ({"preset": "stage1", "meta_reptile": True}, "meta_reptile", "needs federated_averaging"),
         ({"model": "cnn"}, "model", "cnn takes 8×8 images"),
+        ({"preset": "baseline", "drift_detector": "adwin"}, "drift_detector", "expert_routing"),
+        ({"preset": "stage8", "drift_detector": "adwin"}, "drift_detector", "label_free"),
+        ({"preset": "stage4", "gossip_peers": "insight"}, "gossip_peers", "needs gossip"),
+        ({"preset": "stage8", "router_strategy": "loss"}, "router_strategy", "label_free"),
         # a split the run plan finds cannot be made (the data set tried)
         (
             {
