@@ -21,8 +21,11 @@ def test_stacked_router_equals_the_per_client_routers(strategy: str):
     for router in routers:
         router.rng = shared
     for _ in range(5):
-        picks = [r.select_expert(xi, names) for r, xi in zip(routers, x, strict=True)]
-        assert stacked.select(x, None).tolist() == picks
+        losses = torch.rand(4, len(names), generator=g)  # what `loss` routing reads
+        picks = [
+            r.select_expert(xi, names, li) for r, xi, li in zip(routers, x, losses, strict=True)
+        ]
+        assert stacked.select(x, None, losses).tolist() == picks
     usage = [[r.usage[n] for n in names] for r in routers]
     assert stacked.usage.tolist() == usage
     restored = StackedRouter(4, names, strategy, 0.5, np.random.default_rng(7))
