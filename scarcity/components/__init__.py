@@ -25,7 +25,8 @@ The modules: `data` (each client's rows of a round, padded, and the drift rule),
 (local SGD: one per-client trainer, one stacked trainer, and a round's supervised training),
 `structure_discovery` (autoencoders, and a round's self-supervised training), `memory`
 (replay), `adaptation` (learning rates), `routing`, `summaries` (data statistics and drift,
-every expert's summary), `insights` (assembly), `personal` (evaluation), and `objective`, the
+every expert's summary), `drift_detection` (DriftExpert's detector on the training-loss
+stream), `insights` (assembly), `personal` (evaluation), and `objective`, the
 strategy's client terms both trainers add to the loss. `scarcity.core.Client` composes the
 per-client forms, `ClientPool` the stacked ones: a stacked component's round reads the clients
 it runs on through `StackedClients`, and `ClientPool`'s `COMPONENTS` table samples
