@@ -298,6 +298,16 @@ class _RunFields(BaseModel):
         0.01, gt=0, le=10, description="Adam learning rate of the experts' autoencoders."
     )
     memory_capacity: int = Field(50, ge=1, description="Replay buffer size of MemoryExpert.")
+    replay_size: int = Field(
+        0,
+        ge=0,
+        le=100_000,
+        description=(
+            "Experience replay: past training rows (with labels) each client keeps, chosen by "
+            "reservoir sampling; every local epoch of its supervised training (shared model, "
+            "experts) passes over the round's rows plus the buffer's. 0 = off."
+        ),
+    )
     lr_decrease_factor: float = Field(0.9, gt=0, le=1, description="MetaAdaptation on loss rise.")
     lr_increase_factor: float = Field(1.05, ge=1, le=10, description="MetaAdaptation on drop.")
     lr_improvement_threshold: float = Field(0.1, ge=0, description="Drop that raises the LR.")
@@ -426,6 +436,11 @@ class _Checks(_Fields):
         if self.drift_detector != "none" and self.label_free:
             raise ConfigError(
                 "drift_detector", "watches a supervised training loss, which label_free never has"
+            )
+        if self.replay_size > 0 and self.label_free:
+            raise ConfigError(
+                "replay_size",
+                "replays labelled rows in supervised training, which label_free does not run",
             )
         if self.meta_learning and not self.insight_exchange and self.engine_version >= 3:
             # Earlier engines let it read the insights the clients never sent.

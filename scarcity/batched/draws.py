@@ -56,27 +56,39 @@ def draw_round(
     epochs: int,
     ssl_epochs: int,
     structure_discovery: bool,
+    train_sizes: Sequence[int] | None = None,
 ) -> RoundDraws:
     """`sizes[c]`: client c's samples; `trained[c]`: the experts it trains supervised;
-    `shared_epochs` 0 = no FedAvg. A client shuffles when 0 < batch_size < its size."""
+    `shared_epochs` 0 = no FedAvg. A client shuffles when 0 < batch_size < its size.
+    `train_sizes[c]`: the rows client c trains supervised on when they are not its samples
+    (replay adds its buffer's, `scarcity.components.replay`); the supervised draws are then
+    [.., n_train] with n_train the largest of them."""
     n = max(sizes)
     shuffles = [0 < batch_size < size for size in sizes]
     minibatch = any(shuffles)
+    if train_sizes is None:
+        train_sizes, n_train, train_minibatch = sizes, n, minibatch
+    else:
+        n_train = max(train_sizes)
+        train_minibatch = any(0 < batch_size < size for size in train_sizes)
     shared: list[Tensor] = []
     sup_store: list[Tensor] = []
     sup: list[Tensor] = []
     ssl_store: list[Tensor] = []
     ssl: list[Tensor] = []
-    empty = torch.zeros(n, dtype=INDEX)
-    for size, shuffled, experts in zip(sizes, shuffles, trained, strict=True):
-        if minibatch:
-            shared.extend(_epoch_perms(shared_epochs, size, n, shuffled, generator))
+    empty = torch.zeros(n_train, dtype=INDEX)
+    for size, train_size, shuffled, experts in zip(
+        sizes, train_sizes, shuffles, trained, strict=True
+    ):
+        sup_shuffled = 0 < batch_size < train_size
+        if train_minibatch:
+            shared.extend(_epoch_perms(shared_epochs, train_size, n_train, sup_shuffled, generator))
         store = empty
         for e in experts:
             if e == memory:
-                store = _perm(size, n, generator)
-            if minibatch:
-                sup.extend(_epoch_perms(epochs, size, n, shuffled, generator))
+                store = _perm(train_size, n_train, generator)
+            if train_minibatch:
+                sup.extend(_epoch_perms(epochs, train_size, n_train, sup_shuffled, generator))
         sup_store.append(store)
         if structure_discovery:
             for e in range(num_experts):
@@ -86,13 +98,13 @@ def draw_round(
                     ssl.extend(_epoch_perms(ssl_epochs, size, n, shuffled, generator))
     clients = len(trained)
 
-    def stacked(items: list[Tensor], *shape: int) -> Tensor | None:
-        return torch.stack(items).view(clients, *shape, n) if items else None
+    def stacked(items: list[Tensor], *shape: int, width: int = n) -> Tensor | None:
+        return torch.stack(items).view(clients, *shape, width) if items else None
 
     return RoundDraws(
-        shared=stacked(shared, shared_epochs),
-        supervised_store=stacked(sup_store) if memory is not None else None,
-        supervised=stacked(sup, len(trained[0]) if trained else 0, epochs),
+        shared=stacked(shared, shared_epochs, width=n_train),
+        supervised_store=stacked(sup_store, width=n_train) if memory is not None else None,
+        supervised=stacked(sup, len(trained[0]) if trained else 0, epochs, width=n_train),
         ssl_store=stacked(ssl_store),
         ssl=stacked(ssl, num_experts, ssl_epochs),
     )
@@ -105,9 +117,11 @@ def draw_config_round(
     chosen: Tensor | None,
     num_experts: int,
     memory: int | None,
+    train_sizes: Tensor | None = None,
 ) -> RoundDraws:
     """`draw_round` of a round as `config` runs it: each client trains its router's pick
-    `chosen` [N] (None: every expert), none with `label_free`."""
+    `chosen` [N] (None: every expert), none with `label_free`; `train_sizes` [N]: the rows
+    each trains supervised on, when replay adds to its samples."""
     if config.label_free:  # no supervised training: the pick only names the representation
         trained: list[list[int]] = [[] for _ in range(len(sizes))]
     elif chosen is not None:
@@ -125,6 +139,7 @@ def draw_config_round(
         epochs=config.local_epochs,
         ssl_epochs=config.ssl_epochs,
         structure_discovery=config.structure_discovery,
+        train_sizes=None if train_sizes is None else train_sizes.tolist(),
     )
 
 

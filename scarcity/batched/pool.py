@@ -5,7 +5,8 @@ at once, as a composition of the stacked client components (`scarcity.components
 data and drift, stacked weights (`weights`), supervised training, structure discovery, replay,
 rate adaptation, data summaries, routing, insights and personal evaluation, and, as the
 strategy's `client_model` asks, Ditto's personal models (`personal_models`) or IFCA's cluster
-estimates (`clusters`). Random draws are taken in the reference's order (`draws`), so for the
+estimates (`clusters`); with `replay_size`, every client's reservoir of past training rows
+(`replay`). Random draws are taken in the reference's order (`draws`), so for the
 same config both paths compute the same numbers up to float rounding. Row layout: [N, K, ...]
 for experts.
 """
@@ -43,6 +44,7 @@ from scarcity.components.personal_models import (
     finetuned_stacked,
     round_generator,
 )
+from scarcity.components.replay import RowReservoirs, reservoir_generator
 from scarcity.components.routing import StackedRouter, stacked_expert_losses
 from scarcity.components.structure_discovery import StackedAutoencoders, train_autoencoders_round
 from scarcity.components.summaries import DataSummaries, expert_summaries
@@ -137,6 +139,14 @@ class ClientPool:
         if cfg.drift_detector != "none":
             self.detectors = StackedDetectors(n, cfg.drift_detector)
             self.components["detectors"] = "drift_losses"
+        #: The components a round's participants take with them (`take_part`).
+        self.round_components: tuple[str, ...] = tuple(self.COMPONENTS)
+        self.replay: RowReservoirs | None = None
+        if cfg.replay_size > 0:
+            base = self.data
+            self.replay = RowReservoirs.empty(n, cfg.replay_size, base.base_x, base.base_y)
+            self.components["replay"] = "replay"
+            self.round_components = (*self.round_components, "replay")
 
     @property
     def ragged_sizes(self) -> Tensor | None:
@@ -171,14 +181,27 @@ class ClientPool:
                 )
             chosen = self.router.select(x, self.ragged_sizes, losses)
         k = len(self.names)
-        draws = draw_config_round(self.generator, cfg, self.data.sizes, chosen, k, self.memory)
+        sizes = self.data.sizes
+        if self.replay is None:
+            train_x, train_y, train_sizes = x, y, None
+        else:  # supervised training passes over the round's rows and the buffer's
+            train_x, train_y, train_sizes = self.replay.union(x, y, sizes)
+        draws = draw_config_round(self.generator, cfg, sizes, chosen, k, self.memory, train_sizes)
         shared = ssl = replay = report = None
         supervised: dict[str, Tensor] = {}
         if not cfg.label_free:
-            shared, supervised = train_heads_round(self, x, y, chosen, draws, objective)
+            ragged = None
+            if train_sizes is not None and bool((train_sizes != train_sizes[0]).any()):
+                ragged = train_sizes
+            shared, supervised = train_heads_round(
+                self, train_x, train_y, chosen, draws, objective, ragged, self.replay is not None
+            )
         if cfg.structure_discovery:
             ssl, replay, report = train_autoencoders_round(self, x, draws)
         observed = expert_summaries(self, self.data.offset(round_index))
+        if self.replay is not None:  # the round's rows are offered after its training
+            order = list(range(len(sizes)))
+            self.replay.offer(x, y, sizes, order, reservoir_generator(cfg.seed, round_index))
         self.last = PoolRound.of(shared, supervised, report, chosen, ssl, replay, observed)
         return self.last
 
@@ -207,9 +230,9 @@ class ClientPool:
         if everyone:  # the stacked tensors themselves, no copies
             last = self.train_round(round_index, objective)
         else:
-            part = take_part(self, participants, ("data", *self.COMPONENTS))
+            part = take_part(self, participants, ("data", *self.round_components))
             last = self.last = part.train_round(round_index, objective)
-            put_part(self, participants, part, self.COMPONENTS)
+            put_part(self, participants, part, self.round_components)
         if self.detectors is not None:
             self._detect_drift(participants, last)
         if instructions.personal_mu is not None:

@@ -182,14 +182,19 @@ class ReplayBuffers:
 
 
 def store_memory_rows(
-    clients: StackedClients, x: Tensor, perm: Tensor | None, which: Tensor
+    clients: StackedClients,
+    x: Tensor,
+    perm: Tensor | None,
+    which: Tensor,
+    sizes: Tensor | None,
 ) -> Tensor | None:
     """The memory expert's store draw of the clients `which` (`ReplayBuffers.store`), with
-    its own encoder; how many rows each stored (None: none)."""
+    its own encoder; how many rows each stored (None: none). `sizes`: the ragged row counts
+    of `x` (None: every client's rows are real)."""
     memory = clients.memory
     assert memory is not None
     encoder = (clients.w["enc_w"][which, memory], clients.w["enc_b"][which, memory])
-    return clients.buffers.store(x, perm, which, encoder, clients.data.ragged_sizes)
+    return clients.buffers.store(x, perm, which, encoder, sizes)
 
 
 def memory_replay_error(clients: StackedClients) -> Tensor:

@@ -236,7 +236,9 @@ def train_autoencoders_round(
     cfg = clients.config
     stored = None
     if clients.memory is not None:
-        stored = store_memory_rows(clients, x, draws.ssl_store, torch.arange(len(x)))
+        stored = store_memory_rows(
+            clients, x, draws.ssl_store, torch.arange(len(x)), clients.data.ragged_sizes
+        )
     ssl, replay = clients.autoencoders.train(
         clients.w,
         x,

@@ -358,15 +358,20 @@ def train_heads_round(
     chosen: Tensor | None,
     draws: RoundDraws,
     objective: LocalObjective | None,
+    sizes: Tensor | None = None,
+    replayed: bool = False,
 ) -> tuple[dict[str, Tensor] | None, dict[str, Tensor]]:
     """A round's supervised training of `clients`, `Client.local_train` and `Expert.train`
     of each (`train_heads`) on this round's rows `x`, `y`; the memory expert stores its share
-    of rows first (the reference's draw order)."""
+    of rows first (the reference's draw order). `replayed`: `x`, `y` are the round's rows
+    with the replay buffer's (`scarcity.components.replay`), `sizes` their ragged counts."""
     cfg, keys = clients.config, clients.keys
+    if not replayed:
+        sizes = clients.data.ragged_sizes
     if clients.memory is not None:
         everyone = torch.arange(len(x))
         trains_memory = everyone if chosen is None else everyone[chosen == clients.memory]
-        store_memory_rows(clients, x, draws.supervised_store, trains_memory)
+        store_memory_rows(clients, x, draws.supervised_store, trains_memory, sizes)
     return train_heads(
         clients.task,
         clients.w,
@@ -385,5 +390,5 @@ def train_heads_round(
         epochs=cfg.local_epochs,
         batch_size=cfg.batch_size,
         details=clients.details,
-        sizes=clients.data.ragged_sizes,
+        sizes=sizes,
     )

@@ -10,6 +10,8 @@ One round on a client (`train_round`):
 `generate_insight()` turns the round into a JSON-able insight; `sync_with` is the gossip step.
 As the strategy's `client_model` asks, a client also keeps Ditto's personal model (`personal`)
 or its IFCA cluster estimate (`cluster`), `scarcity.components.personal_models` / `clusters`.
+With `replay_size` it keeps a reservoir of past training rows (`replay`,
+`scarcity.components.replay`) that steps 2 and 3 train on beside the round's rows.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from scarcity.components.clusters import ClusterChoice, candidate_losses
 from scarcity.components.drift_detection import reinit_generator
 from scarcity.components.insights import ROUND_KEYS, ClientRound, client_insight
 from scarcity.components.personal_models import PersonalModel
+from scarcity.components.replay import RowReservoir
 from scarcity.components.structure_discovery import self_supervised_report
 from scarcity.components.training import train_supervised
 from scarcity.config import SimulationConfig
@@ -122,6 +125,8 @@ class Client:
         #: Ditto's personal model (started by `PersonalModel.start`), IFCA's estimate.
         self.personal = PersonalModel(backbone.template()) if client_model == "personal" else None
         self.cluster = ClusterChoice() if client_model == "cluster" else None
+        #: Past training rows replayed in supervised training (`replay_size`; None: off).
+        self.replay = RowReservoir(cfg.replay_size) if cfg.replay_size > 0 else None
 
     @property
     def expert_names(self) -> list[str]:
@@ -136,17 +141,24 @@ class Client:
         self.x, self.y = x, y
 
     # -- training --------------------------------------------------------------------------
+    def training_rows(self) -> tuple[Tensor, Tensor]:
+        """What supervised training passes over: the round's rows, then the replay buffer's."""
+        if self.replay is None:
+            return self.x, self.y
+        return self.replay.training_rows(self.x, self.y)
+
     def local_train(self, objective: LocalObjective | None = None) -> dict[str, float]:
         """Train the shared model on the private data (FedAvg's client update); `objective`
         adds the strategy's terms (FedProx, SCAFFOLD) to the loss."""
         cfg = self.config
         regularizer = objective.regularizer(self.model) if objective is not None else None
+        x, y = self.training_rows()
         return train_supervised(
             self.model,
             self.optimizer,
             self.task,
-            self.x,
-            self.y,
+            x,
+            y,
             cfg.local_epochs,
             cfg.batch_size,
             self.generator,
@@ -172,9 +184,9 @@ class Client:
         selected = chosen[0].name if cfg.expert_routing else "all"
         if cfg.label_free:
             return selected, {}
+        x, y = self.training_rows()
         metrics = {
-            e.name: e.train(self.x, self.y, cfg.local_epochs, cfg.batch_size, self.generator)
-            for e in chosen
+            e.name: e.train(x, y, cfg.local_epochs, cfg.batch_size, self.generator) for e in chosen
         }
         return selected, metrics
 
@@ -293,6 +305,8 @@ class Client:
             state["personal"] = self.personal.state_dict()
         if self.cluster is not None:
             state["cluster"] = self.cluster.state_dict()
+        if self.replay is not None:
+            state["replay"] = self.replay.state_dict()
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -306,6 +320,8 @@ class Client:
             self.personal.load_state_dict(state["personal"])
         if self.cluster is not None:
             self.cluster.load_state_dict(state["cluster"])
+        if self.replay is not None:
+            self.replay.load_state_dict(state["replay"])
 
 
 def _avg(values: Any) -> float:

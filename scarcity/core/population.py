@@ -26,6 +26,7 @@ from scarcity.components.personal_models import (
     finetuned,
     round_generator,
 )
+from scarcity.components.replay import reservoir_generator
 from scarcity.config import SimulationConfig
 from scarcity.core.client import Client
 from scarcity.core.data import FederatedData
@@ -100,6 +101,11 @@ class ReferencePopulation:
         for row, client in enumerate(self.active):
             client.set_data(*self.data.client_data(client.client_id, round_index))
             client.train_round(LocalObjective.of(instructions, global_weights, row))
+        if self.config.replay_size > 0:  # the round's rows are offered after its training
+            generator = reservoir_generator(self.config.seed, round_index)
+            for client in self.active:
+                assert client.replay is not None
+                client.replay.offer(client.x, client.y, generator)
         if instructions.personal_mu is not None:  # Ditto: each personal model, in turn
             assert global_weights is not None
             cfg = self.config
