@@ -260,6 +260,25 @@ class _RunFields(BaseModel):
         False, description="Reptile server step θ ← θ + ε·mean(θ_i − θ) instead of FedAvg."
     )
     reptile_step_size: float = Field(1.0, gt=0, le=1, description="Reptile ε.")
+    meta_init: bool = Field(
+        False,
+        description=(
+            "Reptile meta-initialisation (Nichol et al. 2018): the server keeps an "
+            "initialisation per expert (and for the shared model), moved each round towards "
+            "the mean of the participants' adapted weights by meta_step_size; a client's first "
+            "round starts its experts from it, and arrivals' unseen clients adapt from it. "
+            "Sends expert weights to the server."
+        ),
+    )
+    meta_step_size: float = Field(
+        1.0,
+        gt=0,
+        le=1,
+        description=(
+            "Reptile's outer step ε of meta_init: θ ← θ + ε·(mean of adapted − θ); 1 = the "
+            "mean of the round's adapted weights."
+        ),
+    )
 
     # Federated strategy of the shared model (federated_averaging on): the server's aggregate
     # and what clients are told to do. Parameters left unset (null) take the chosen strategy's
@@ -398,6 +417,12 @@ class _Checks(_Fields):
                 "client_test_fraction",
                 "evaluates the shared model (federated_averaging) or the "
                 "experts (ensemble_evaluation) on each client's rows and needs one of them",
+            )
+        if self.meta_init and not self.expert_ensemble and self.scenario != "arrivals":
+            raise ConfigError(
+                "meta_init",
+                "without experts it initialises only the shared model, which only the unseen "
+                "clients of scenario arrivals start from",
             )
         if self.meta_reptile and not self.federated_averaging:
             raise ConfigError("meta_reptile", "needs federated_averaging (the shared model)")

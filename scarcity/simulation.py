@@ -71,7 +71,9 @@ from scarcity.components.client_models import ClientModels
 from scarcity.config import SimulationConfig, resolve_config, stored_config
 from scarcity.core.data import FederatedData, make_federated_data, scenario_rows, with_rows
 from scarcity.core.ensemble import ensemble_metrics
+from scarcity.core.experts import portfolio
 from scarcity.core.gossip import GossipScheduler, insight_pairs
+from scarcity.core.meta_init import MetaInitialisation
 from scarcity.core.meta_learner import MetaLearner
 from scarcity.core.population import ReferencePopulation
 from scarcity.core.probe import probe_metrics, probe_scores
@@ -165,6 +167,16 @@ class Simulation:
         self._client_models: ClientModels | None = None
         if cfg.federated_averaging:
             self._start_clients()
+        #: Reptile's meta-initialisation of the experts (`meta_init`; None: off).
+        self.meta_init: MetaInitialisation | None = None
+        if cfg.meta_init:
+            self.meta_init = MetaInitialisation(
+                portfolio(cfg),
+                self.population,
+                cfg.num_clients,
+                cfg.meta_step_size,
+                self.server.global_weights() if cfg.federated_averaging else None,
+            )
 
     def _start_clients(self) -> None:
         """What a personalised strategy's clients and server hold before round 1: `local`'s
@@ -234,7 +246,11 @@ class Simulation:
                 received = {key: t[choice] for key, t in candidates.items()}
             elif self.strategy.client_model != "own":  # local: no broadcast after the start
                 population.broadcast(global_weights, participants)
+        if self.meta_init is not None:  # first-time participants start from θ
+            self.meta_init.start(population, participants)
         fit = population.fit(k, instructions, global_weights, participants)
+        if self.meta_init is not None:
+            self.meta_init.update(population, participants, fit.weights)
         metrics: dict[str, float] = {"loss": fit.mean_loss}
         attackers = self.adversary.mask(participants) if self.adversary.active else None
         personal = None
@@ -298,7 +314,10 @@ class Simulation:
         if self.scenario is not None:
             metrics.update(self.scenario.metrics(k, self._scorer(participants, personal)))
             if global_weights is not None:
-                metrics.update(self.scenario.model_metrics(k, self.server.global_model))
+                model = self.server.global_model
+                if self.meta_init is not None:  # newcomers adapt from the meta-initialisation
+                    model = self.meta_init.model(model)
+                metrics.update(self.scenario.model_metrics(k, model))
         if self.detection is not None:
             metrics.update(self.detection.metrics(k, alarmed))
         usage = population.expert_usage() if cfg.expert_routing else {}
@@ -597,6 +616,8 @@ class Simulation:
         }
         if self.detection is not None:  # only then: a stored run's layout is unchanged
             state["drift_detection"] = self.detection.state_dict()
+        if self.meta_init is not None:  # only when on: a stored run's layout is unchanged
+            state["meta_init"] = self.meta_init.state_dict()
         return checkpoint_format.dumps(state)
 
     @classmethod
@@ -636,6 +657,8 @@ class Simulation:
             sim.scenario.load_state_dict(state["scenario"])
         if sim.detection is not None:
             sim.detection.load_state_dict(state["drift_detection"])
+        if sim.meta_init is not None:
+            sim.meta_init.load_state_dict(state["meta_init"])
         return sim
 
 

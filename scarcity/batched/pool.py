@@ -405,6 +405,18 @@ class ClientPool:
         """One expert's weights in `Expert.get_weights` form (keys `part.param`)."""
         return {name: self.w[key][client, expert].clone() for key, name in self.expert_keys.items()}
 
+    def stacked_expert_weights(self, expert: int, clients: Tensor) -> dict[str, Tensor]:
+        """Expert `expert`'s weights of `clients`, [C, ...] each (`Expert.get_weights` keys)."""
+        keys = self.expert_keys.items()
+        return {name: self.w[key][clients, expert].clone() for key, name in keys}
+
+    def set_stacked_expert_weights(
+        self, expert: int, clients: Tensor, weights: Mapping[str, Tensor]
+    ) -> None:
+        """Expert `expert` of every one of `clients` set to `weights` (one value each)."""
+        for key, name in self.expert_keys.items():
+            self.w[key][clients, expert] = weights[name]
+
     def gossip(
         self, scheduler: GossipScheduler, rng: np.random.Generator
     ) -> list[tuple[int, int, str]]:

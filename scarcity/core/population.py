@@ -258,6 +258,18 @@ class ReferencePopulation:
         for client in self.clients:
             client.receive_meta_params(params)
 
+    def stacked_expert_weights(self, expert: int, clients: Tensor) -> dict[str, Tensor]:
+        """Expert `expert`'s weights of `clients`, [C, ...] each (`Expert.get_weights` keys)."""
+        weights = [self.clients[c].get_expert_weights(expert) for c in clients.tolist()]
+        return {key: torch.stack([w[key] for w in weights]) for key in weights[0]}
+
+    def set_stacked_expert_weights(
+        self, expert: int, clients: Tensor, weights: Mapping[str, Tensor]
+    ) -> None:
+        """Expert `expert` of every one of `clients` set to `weights` (one value each)."""
+        for c in clients.tolist():
+            self.clients[c].set_expert_weights(expert, {k: t.clone() for k, t in weights.items()})
+
     def gossip(
         self, scheduler: GossipScheduler, rng: np.random.Generator
     ) -> list[tuple[int, int, str]]:

@@ -28,7 +28,7 @@ const GROUPS = [
   ["Strategy (shared model)", ["strategy", "reptile_step_size", "server_learning_rate", "server_momentum", "beta_1", "beta_2", "tau", "proximal_mu", "trim_beta", "num_malicious_clients", "num_clients_to_keep", "q_param", "qffl_learning_rate", "dp_clipping_norm", "dp_noise_multiplier", "dp_clipping", "finetune_epochs", "ditto_lambda", "num_clusters"]],
   ["Scenario over time", ["scenario", "drift_blocks", "drift_kind", "drift_mode", "num_tasks", "task_kind", "availability_rate", "availability_mode", "availability_period", "labelled_fraction", "unseen_fraction", "adapt_steps"]],
   ["Experts: drift detection and gossip", ["drift_detector", "gossip_peers"]],
-  ["Memory and meta-initialisation", ["replay_size"]],
+  ["Memory and meta-initialisation", ["replay_size", "meta_init", "meta_step_size"]],
   ["Participation and attackers", ["clients_per_round", "fraction_fit", "min_fit_clients", "malicious_fraction", "attack", "attack_scale"]],
 ];
 const form = { presets: [], strategies: [], scenarios: [], partitions: [], models: [], fields: new Map() };
