@@ -54,8 +54,9 @@ def is_regression(name: str) -> bool:
 #: The engine's numerical revision (`engine_version`): bumped by a change that moves results
 #: by float rounding, that fails runs an earlier engine let finish (5: an exploding loss), or
 #: that deals out other data (6: shard drops a random shard, resample_to_size keeps held-out
-#: rows distinct), so that stored runs, which keep theirs, resume bit for bit and end as they did.
-ENGINE_VERSION = 6
+#: rows distinct; 7: the label-free probe is cross-validated, beside an untrained encoder's), so
+#: that stored runs, which keep theirs, resume bit for bit and end as they did.
+ENGINE_VERSION = 7
 
 
 class _RunFields(BaseModel):
@@ -346,7 +347,9 @@ class _RunFields(BaseModel):
             "full product, symmetrised). 5: a loss or meta-parameter above 1e12 fails the run "
             "as diverged (4: only NaN and inf did). 6: shard leaves random shards out, as Flower "
             "Datasets does (5: the highest labels' rows); under resample_to_size a client's "
-            "held-out rows are never copies of its training rows (5: they could be)."
+            "held-out rows are never copies of its training rows (5: they could be). 7: "
+            "label_free's probe is 5-fold cross-validated and reported beside an untrained "
+            "encoder's (6: fitted on half the held-out rows, scored on the other half)."
         ),
     )
 

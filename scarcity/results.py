@@ -185,9 +185,15 @@ METRIC_NAMES: Mapping[str, str] = {
     "else the test set (ensemble_evaluation)",
     "ensemble_accuracy": "the same ensembles' mean accuracy (labelled data sets)",
     "probe_accuracy": "label_free: mean accuracy of a linear probe on each client's "
-    "representation (its routed expert's latent), fitted on half of the held-out rows the "
-    "ensemble would predict and scored on the other half",
+    "representation (its routed expert's latent) on the held-out rows the ensemble would "
+    "predict, 5-fold cross-validated (engine_version < 7: fitted on half of them, scored on "
+    "the other half)",
     "probe_loss": "label_free: the same probe's mean squared error (regression)",
+    "probe_accuracy_untrained": "label_free, engine_version ≥ 7: the same probe on an untrained "
+    "encoder of the same width (drawn as the experts' are initialised), the reference for "
+    "probe_accuracy",
+    "probe_loss_untrained": "label_free, engine_version ≥ 7: the untrained encoder's probe_loss "
+    "(regression)",
     "next_block_accuracy": "scenario drift: mean accuracy over the round's clients of the model "
     "each uses on its held-out rows under its concept of the next time block (FedDrift's train "
     "at t, test at t + 1; none in the last block)",

@@ -76,7 +76,13 @@ from scarcity.core.gossip import GossipScheduler, insight_pairs
 from scarcity.core.meta_init import MetaInitialisation
 from scarcity.core.meta_learner import MetaLearner
 from scarcity.core.population import ReferencePopulation
-from scarcity.core.probe import probe_metrics, probe_scores
+from scarcity.core.probe import (
+    CROSS_VALIDATED,
+    PROBE_FOLDS,
+    probe_metrics,
+    probe_scores,
+    untrained_encoders,
+)
 from scarcity.core.server import Server
 from scarcity.messages import MAX_DETAIL_CLIENTS
 from scarcity.population import ClientPopulation, FitResult
@@ -421,8 +427,15 @@ class Simulation:
             assert shared is not None
             own = [shared] * len(participants)
         weight, bias = self.population.encoders()
-        scores = probe_scores(self.data.task, self.config.output_dim, weight, bias, own)
-        return probe_metrics(self.data.task, scores)
+        cfg, task = self.config, self.data.task
+        if cfg.engine_version < CROSS_VALIDATED:  # stored runs keep the half split
+            return probe_metrics(task, probe_scores(task, cfg.output_dim, weight, bias, own))
+        metrics = probe_metrics(
+            task, probe_scores(task, cfg.output_dim, weight, bias, own, PROBE_FOLDS)
+        )
+        untrained = untrained_encoders(weight, cfg.seed, k)
+        scores = probe_scores(task, cfg.output_dim, *untrained, own, PROBE_FOLDS)
+        return metrics | probe_metrics(task, scores, "_untrained")
 
     def _personal_scores(self, k: int) -> torch.Tensor | None:
         """Every client's own held-out rows scored with the model it uses, per client (None
