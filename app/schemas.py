@@ -47,6 +47,7 @@ FIELD_LIMITS: dict[str, str] = {
     "local_epochs": "max_local_epochs",
     "latent_dim": "max_dim",
     "memory_capacity": "max_samples_per_client",
+    "replay_size": "max_samples_per_client",  # replayed rows train like the client's own
 }
 
 

@@ -45,13 +45,12 @@ class RunPlan:
     @property
     def work(self) -> int:
         """The work estimate: participants × rounds × the largest client's rows × passes (the
-        batched execution pads every client to the largest one)."""
-        return (
-            self.participants_per_round
-            * self.config.rounds
-            * max(self.client_sizes)
-            * self.passes_per_round
-        )
+        batched execution pads every client to the largest one), plus the replayed rows of
+        each local epoch (`replay_size`)."""
+        cfg = self.config
+        replayed = cfg.replay_size * cfg.local_epochs
+        rows = max(self.client_sizes) * self.passes_per_round + replayed
+        return self.participants_per_round * cfg.rounds * rows
 
 
 def plan(config: SimulationConfig) -> RunPlan:

@@ -70,6 +70,8 @@ def test_bad_values_are_422_naming_the_field(
     [
         # a combination the config refuses (its validation, no data read)
         ({"preset": "stage1", "meta_reptile": True}, "meta_reptile", "needs federated_averaging"),
+        ({"preset": "stage8", "replay_size": 20}, "replay_size", "label_free does not run"),
+        ({"preset": "baseline", "meta_init": True}, "meta_init", "scenario arrivals"),
         ({"model": "cnn"}, "model", "cnn takes 8×8 images"),
         ({"preset": "baseline", "drift_detector": "adwin"}, "drift_detector", "expert_routing"),
         ({"preset": "stage8", "drift_detector": "adwin"}, "drift_detector", "label_free"),

@@ -47,6 +47,9 @@ def test_synthetic_sizes_participants_and_the_work_estimate():
     assert run.participants_per_round == 5
     assert run.passes_per_round == 2 + 5  # local training and the autoencoders' (stage 8)
     assert run.work == 5 * 3 * max(run.client_sizes) * 7
+    # replayed rows train in every local epoch (label_free trains no head to replay into)
+    replayed = plan(config.model_copy(update={"label_free": False, "replay_size": 30}))
+    assert replayed.work == 5 * 3 * (max(run.client_sizes) * 7 + 30 * 2)
 
 
 def test_own_held_out_rows_are_not_counted_as_training_rows():
