@@ -128,6 +128,16 @@ class ClientPopulation(Protocol):
 
     def receive_meta_params(self, params: dict[str, float]) -> None: ...
 
+    def stacked_expert_weights(self, expert: int, clients: Tensor) -> dict[str, Tensor]:
+        """Expert `expert`'s weights of `clients`, [C, ...] each (`Expert.get_weights` keys):
+        what `meta_init` reads."""
+        ...
+
+    def set_stacked_expert_weights(
+        self, expert: int, clients: Tensor, weights: Mapping[str, Tensor]
+    ) -> None:
+        """Expert `expert` of every one of `clients` set to `weights` (`meta_init`'s start)."""
+
     def gossip(
         self, scheduler: GossipScheduler, rng: np.random.Generator
     ) -> list[tuple[int, int, str]]:
