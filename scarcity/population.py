@@ -154,6 +154,11 @@ class ClientPopulation(Protocol):
         """The last round's participants whose `drift_detector` alarmed (ids, ascending)."""
         ...
 
+    def expert_bytes(self, name: str) -> int:
+        """Bytes of one client's weights of expert `name`, what a gossip pair exchanges
+        (`scarcity.accounting`)."""
+        ...
+
     def expert_usage(self) -> dict[str, int]:
         """How many participants trained each expert in the last round (routing on)."""
         ...

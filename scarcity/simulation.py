@@ -21,7 +21,9 @@ A round (`Simulation.run_round`) is one sequence of steps, whichever execution h
    rows (its own with `client_test_fraction`, else the test set): `ensemble_loss`,
    `ensemble_accuracy` (`scarcity.core.ensemble`); with `label_free` (no label was read) a
    linear probe of their representation on the same rows instead: `probe_accuracy` /
-   `probe_loss` (`scarcity.core.probe`).
+   `probe_loss` (`scarcity.core.probe`);
+9. from `engine_version` 7: the bytes steps 2–7 moved, up and down, and the run's totals
+   (`scarcity.accounting`).
 
 A personalised strategy (`Strategy.client_model`) changes what step 2 sends and what the scores
 read: `local` broadcasts the initial model to every client once, before round 1, and nothing
@@ -64,6 +66,14 @@ from torch import Tensor
 
 from scarcity import checkpoint as checkpoint_format
 from scarcity import messages
+from scarcity.accounting import (
+    BYTES_ENGINE_VERSION,
+    Ledger,
+    Traffic,
+    gossip_traffic,
+    insight_bytes,
+    scalar_bytes,
+)
 from scarcity.attacks import Adversary, flip_labels
 from scarcity.backbones import make_backbone
 from scarcity.batched import ClientPool
@@ -166,6 +176,7 @@ class Simulation:
         )
         self.meta_learner = MetaLearner(alpha=cfg.meta_ema_alpha, base_lr=cfg.learning_rate)
         self.gossip = GossipScheduler(cfg.num_clients)
+        self.ledger = Ledger()
         self.rounds_completed = 0
         #: The last round whose aggregate is applied (what `score_clients` scores), and the
         #: models the clients use then (built once: a fine-tuned copy trains).
@@ -231,6 +242,8 @@ class Simulation:
         k = self.rounds_completed + 1
         started = time.perf_counter()
         population = self.population
+        counting = cfg.engine_version >= BYTES_ENGINE_VERSION  # stored runs report no bytes
+        traffic = Traffic()
         participants = draw_participants(cfg, self.rng)
         if self.scenario is not None:  # offline or never-joining clients do not train
             participants = self.scenario.available(k, participants)
@@ -263,6 +276,8 @@ class Simulation:
         if global_weights is not None:
             assert received is not None
             updates = self._received_updates(fit, received, instructions, attackers, choice)
+            if counting:
+                traffic += self.strategy.traffic(global_weights, instructions, updates)
             self.server.set_global_weights(self.strategy.aggregate(k, global_weights, updates))
             self._scored_round, self._client_models = k, None
             metrics.update(self._test_metrics(k))
@@ -291,6 +306,8 @@ class Simulation:
         if cfg.insight_exchange:
             for insight in insights:
                 self.server.receive_insight(insight)
+            if counting:
+                traffic += Traffic(up=sum(insight_bytes(i) for i in insights))
             metrics["avg_uncertainty"] = stats["avg_uncertainty"]
 
         meta_params: dict[str, float] = {}
@@ -302,6 +319,8 @@ class Simulation:
                 self.meta_learner.compute_structural_priors(insights)
             meta_params = self.meta_learner.broadcast_params()
             population.receive_meta_params(meta_params)
+            if counting:
+                traffic += Traffic(down=len(participants) * scalar_bytes(meta_params))
             uncertainty_groups = {key: tuple(groups[key]) for key in UNCERTAINTY_GROUPS}
 
         pairs: list[GossipPair] = []
@@ -312,6 +331,9 @@ class Simulation:
                 else population.gossip(self.gossip, self.rng)
             )
             pairs = [GossipPair(a, b, name) for a, b, name in synced]
+            if counting:
+                sizes = {name: population.expert_bytes(name) for name in {p.expert for p in pairs}}
+                traffic += gossip_traffic(sizes[p.expert] for p in pairs)
 
         if cfg.label_free:
             metrics.update(self._probe_metrics(k, participants))
@@ -326,6 +348,8 @@ class Simulation:
                 metrics.update(self.scenario.model_metrics(k, model))
         if self.detection is not None:
             metrics.update(self.detection.metrics(k, alarmed))
+        if counting:
+            metrics.update(self.ledger.record(traffic))
         usage = population.expert_usage() if cfg.expert_routing else {}
         _check_finite(k, metrics, meta_params, bounded=cfg.engine_version >= 5)
         population.check_finite(lambda path: _raise_diverged(k, path))
@@ -605,7 +629,8 @@ class Simulation:
 
     # -- checkpoints ----------------------------------------------------------------------
     def checkpoint(self) -> bytes:
-        """Every model, optimiser, buffer, meta-learner, gossip and RNG state after the last round.
+        """Every model, optimiser, buffer, meta-learner, gossip and RNG state after the last round,
+        and the byte totals.
 
         Not included: the insights already returned in earlier `RoundResult`s (so a restored
         server's `memory` holds only insights from after the restore; `insights_received`
@@ -626,6 +651,7 @@ class Simulation:
             "meta_learner": self.meta_learner.state_dict(),
             "gossip": self.gossip.state_dict(),
             "scenario": {} if self.scenario is None else self.scenario.state_dict(),
+            "accounting": self.ledger.state_dict(),
         }
         if self.detection is not None:  # only then: a stored run's layout is unchanged
             state["drift_detection"] = self.detection.state_dict()
@@ -672,6 +698,7 @@ class Simulation:
             sim.detection.load_state_dict(state["drift_detection"])
         if sim.meta_init is not None:
             sim.meta_init.load_state_dict(state["meta_init"])
+        sim.ledger.load_state_dict(state.get("accounting"))  # None: written before the totals
         return sim
 
 

@@ -423,6 +423,12 @@ class ClientPool:
         among = None if self.active is None else self.active.tolist()
         return stacked_gossip_round(self.w, self.expert_keys, self.names, scheduler, rng, among)
 
+    def expert_bytes(self, name: str) -> int:
+        expert = self.names.index(name)
+        return sum(
+            self.w[key][0, expert].numel() * self.w[key].element_size() for key in self.expert_keys
+        )
+
     def state_dict(self) -> dict[str, Any]:
         weights = {key: t.clone() for key, t in self.w.items()}
         state = {"weights": weights, **components_state(self, self.components)}

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from scarcity.accounting import tensor_bytes
 from scarcity.backbones import make_backbone
 from scarcity.components.client_models import ModuleModels
 from scarcity.components.clusters import candidate_losses, choose
@@ -281,6 +282,10 @@ class ReferencePopulation:
 
     def drift_alarms(self) -> list[int]:
         return [c.client_id for c in self.active if c.drift_alarm]
+
+    def expert_bytes(self, name: str) -> int:
+        client = self.clients[0]
+        return tensor_bytes(client.get_expert_weights(client.expert_names.index(name)))
 
     def expert_usage(self) -> dict[str, int]:
         counts = Counter(c.last_round.selected_expert for c in self.active)

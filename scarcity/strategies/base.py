@@ -28,6 +28,7 @@ from typing import Any, ClassVar, Literal
 
 from torch import Tensor
 
+from scarcity.accounting import Traffic, tensor_bytes
 from scarcity.params import Param, RunConfig
 
 Weights = Mapping[str, Tensor]
@@ -130,6 +131,18 @@ class Strategy(ABC):
         self, round_index: int, global_weights: Weights, updates: ClientUpdates
     ) -> dict[str, Tensor]:
         """The new global model from the current one and the participants' models."""
+
+    def traffic(
+        self, global_weights: Weights, instructions: FitInstructions, updates: ClientUpdates
+    ) -> Traffic:
+        """The bytes this round of the strategy moves between the server and the participants
+        (`scarcity.accounting`), asked before `aggregate`. The default: the global model down
+        to each participant, each participant's model up. A strategy that moves something
+        else (control variates, several models, nothing) says so here."""
+        participants = int(updates.participants.shape[0])
+        return Traffic(
+            up=tensor_bytes(updates.weights), down=participants * tensor_bytes(global_weights)
+        )
 
     def round_metrics(self) -> dict[str, float]:
         """Figures of the last aggregate worth reporting with the round (e.g. DP noise)."""

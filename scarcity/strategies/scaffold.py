@@ -11,7 +11,8 @@ Each participant trains with the gradient g + c − c_i (`FitInstructions.correc
     c    ← c + (1/N)·Σ_i (c_i⁺ − c_i)               (N = all clients)
 
 and the participants keep c_i⁺ (the others' c_i stay). η_g = `server_learning_rate`,
-default 1.0.
+default 1.0. Each round the server sends (w, c) to each participant and it sends back its model
+and Δc_i = c_i⁺ − c_i (`traffic`): twice FedAvg's bytes each way.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
+from scarcity.accounting import Traffic, tensor_bytes
 from scarcity.params import Param, RunConfig
 from scarcity.strategies.base import ClientUpdates, FitInstructions, Strategy, Weights
 from scarcity.strategies.fedavgm import SERVER_LEARNING_RATE
@@ -89,6 +91,15 @@ class Scaffold(Strategy):
             key: value.index_copy(0, participants, new[key]) for key, value in c_clients.items()
         }
         return weights
+
+    def traffic(
+        self, global_weights: Weights, instructions: FitInstructions, updates: ClientUpdates
+    ) -> Traffic:
+        """FedAvg's bytes plus the control variate c down and Δc_i up, each shaped like the
+        model, at the controls' dtype."""
+        c, _ = self._controls(global_weights, updates.num_clients)
+        control = int(updates.participants.shape[0]) * tensor_bytes(c)
+        return super().traffic(global_weights, instructions, updates) + Traffic(control, control)
 
     def state_dict(self) -> dict[str, Any]:
         return {"server_control": self.server_control, "client_controls": self.client_controls}
