@@ -29,10 +29,12 @@ WORKDIR /src
 # Dependencies first, in their own layer: rebuilt only when the lock changes. Every package is
 # pinned with its hashes in requirements.lock (runtime only: no test tools in the image); torch
 # is pinned by version and comes from PyTorch's CPU index (its `+cpu` build of 2.13.0), which
-# lives only here, so a local `pip install` keeps the platform default.
+# lives only here, so a local `pip install` keeps the platform default. torch goes first: opacus
+# (in the lock) requires it, and a hash-checked install takes an unpinned requirement only when
+# it is already installed.
 COPY requirements.lock ./
-RUN pip install --require-hashes -r requirements.lock \
-    && pip install --extra-index-url https://download.pytorch.org/whl/cpu 'torch==2.13.0' \
+RUN pip install --extra-index-url https://download.pytorch.org/whl/cpu 'torch==2.13.0' \
+    && pip install --require-hashes -r requirements.lock \
     && rm requirements.lock
 
 # Then the project itself (installed into site-packages; /src is removed afterwards).

@@ -12,7 +12,9 @@ TORCH_INDEX ?=
 # requirements-test.lock (a superset, same versions) for the tests. Re-install only when a lock
 # or pyproject.toml changes. torch is pinned here and in pyproject.toml but not in the locks:
 # its CPU build lives on PyTorch's own index, not PyPI (README, "Installing"). It is installed
-# with its dependencies: the locks pin the CPU build's, and a CUDA build brings its own.
+# with its dependencies: the locks pin the CPU build's, and a CUDA build brings its own. It goes
+# first: opacus (in the locks) requires it, and a hash-checked install takes an unpinned
+# requirement only when it is already installed.
 LOCK_HASH = $(shell cat $(1) pyproject.toml | sha1sum | cut -c1-12)
 RUN_STAMP := .venv/.installed-run-$(call LOCK_HASH,requirements.lock)
 TEST_STAMP := .venv/.installed-test-$(call LOCK_HASH,requirements-test.lock)
@@ -25,8 +27,8 @@ install-test: $(TEST_STAMP)  ## plus the test tools (pytest, schemathesis, playw
 
 define install_from
 	@test -x $(PY) || python3 -m venv .venv
-	$(PY) -m pip install -q --require-hashes -r $(1)
 	$(PY) -m pip install -q $(TORCH_INDEX) '$(TORCH)'
+	$(PY) -m pip install -q --require-hashes -r $(1)
 	$(PY) -m pip install -q --no-deps -e .
 endef
 

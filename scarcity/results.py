@@ -229,6 +229,9 @@ METRIC_NAMES: Mapping[str, str] = {
     "expert each gossip pair receives (engine_version ≥ 7)",
     "bytes_up_total": "bytes_up summed over the run's rounds so far",
     "bytes_down_total": "bytes_down summed over the run's rounds so far",
+    "epsilon": "DP-FedAvg: the privacy spent so far, ε at dp_delta (Opacus' RDP accountant, "
+    "user-level, q = participants / clients); omitted when dp_noise_multiplier is 0 "
+    "(engine_version ≥ 7)",
 }
 
 
