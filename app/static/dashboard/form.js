@@ -25,7 +25,7 @@ const GROUPS = [
   ["Run", ["name", "tags", "notes", "num_clients", "rounds", "seed"]],
   ["Model and training", ["model", "hidden_sizes", "cnn_channels", "input_dim", "output_dim", "learning_rate", "local_epochs", "batch_size", "router_strategy"]],
   ["Data", ["dataset", "partition", "dirichlet_alpha", "min_partition_size", "self_balancing", "num_classes_per_partition", "class_assignment_mode", "num_shards_per_partition", "samples_per_client", "quantity_skew", "resample_to_size", "feature_scaling", "feature_noise", "drift", "test_fraction", "client_test_fraction"]],
-  ["Strategy (shared model)", ["strategy", "reptile_step_size", "server_learning_rate", "server_momentum", "beta_1", "beta_2", "tau", "proximal_mu", "trim_beta", "num_malicious_clients", "num_clients_to_keep", "q_param", "qffl_learning_rate", "dp_clipping_norm", "dp_noise_multiplier", "dp_clipping", "finetune_epochs", "ditto_lambda", "num_clusters"]],
+  ["Strategy (shared model)", ["strategy", "reptile_step_size", "server_learning_rate", "server_momentum", "beta_1", "beta_2", "tau", "proximal_mu", "trim_beta", "num_malicious_clients", "num_clients_to_keep", "q_param", "qffl_learning_rate", "dp_clipping_norm", "dp_noise_multiplier", "dp_clipping", "dp_delta", "finetune_epochs", "ditto_lambda", "num_clusters"]],
   ["Scenario over time", ["scenario", "drift_blocks", "drift_kind", "drift_mode", "num_tasks", "task_kind", "availability_rate", "availability_mode", "availability_period", "labelled_fraction", "unseen_fraction", "adapt_steps"]],
   ["Experts: drift detection and gossip", ["drift_detector", "gossip_peers"]],
   ["Memory and meta-initialisation", ["replay_size", "meta_init", "meta_step_size"]],

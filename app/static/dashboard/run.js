@@ -37,6 +37,10 @@ const METRIC_CHARTS = [
   { key: "drift", title: "Drift", names: ["drift"] },
   { key: "accuracy", title: "Accuracy (shared model on the test set, the clients' ensembles, the label-free probe, personalised)", names: ["test_accuracy", "ensemble_accuracy", "probe_accuracy", "personal_accuracy_mean", "personal_accuracy_worst10"] },
   { key: "scenario", title: "Over time (scenarios: the next block's concept, the tasks seen, forgetting, backward transfer, unseen clients after 0, 1 and 5 local steps)", names: ["next_block_accuracy", "avg_task_accuracy", "forgetting", "backward_transfer", "unseen_accuracy_k0", "unseen_accuracy_k1", "unseen_accuracy_k5"] },
+  // Bytes are orders of magnitude above the other metrics: charts of their own.
+  { key: "bytes", title: "Communication per round (bytes the clients sent up and received down)", names: ["bytes_up", "bytes_down"] },
+  { key: "bytes_total", title: "Communication so far (bytes, the run's totals)", names: ["bytes_up_total", "bytes_down_total"] },
+  { key: "privacy", title: "Privacy spent (DP-FedAvg: ε at dp_delta)", names: ["epsilon"] },
 ];
 const CHARTED = new Set(METRIC_CHARTS.flatMap((c) => c.names));
 
