@@ -7,14 +7,15 @@ framing are not counted):
 
 - FedAvg on (`federated_averaging`): what the strategy's round moves
   (`Strategy.traffic`): by default the global model down to each participant and each
-  participant's shared model up; SCAFFOLD adds the server control variate c down and the
-  client's Δc up.
+  participant's shared model up (and its loss of the global model for q-FedAvg, which reads
+  it); SCAFFOLD adds the server control variate c down and the client's Δc up.
 - `insight_exchange`: each participant's insight up (`insight_bytes`): every number it
   carries as the 8-byte int64 / float64 Python holds it (client id, the per-client figures,
   each expert's metrics and summary, the personal score) and the selected expert's name in
   UTF-8; the keys are a schema both ends know and are not counted.
 - `meta_learning`: the broadcast meta-parameters (8 bytes each, as above) down to each
-  participant (the clients offline this round receive nothing).
+  participant. The engine hands them to every client at once; one not drawn is offline and
+  gets the broadcast of the next round it takes part in, counted then.
 - `gossip`: each pair exchanges one expert's weights both ways: each client of a pair sends its
   copy up (to its peer) and receives the peer's down, so a pair adds 2 × the expert's bytes to
   each direction.

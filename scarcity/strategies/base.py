@@ -137,12 +137,14 @@ class Strategy(ABC):
     ) -> Traffic:
         """The bytes this round of the strategy moves between the server and the participants
         (`scarcity.accounting`), asked before `aggregate`. The default: the global model down
-        to each participant, each participant's model up. A strategy that moves something
-        else (control variates, several models, nothing) says so here."""
+        to each participant, each participant's model up, and its loss of the global model
+        when the strategy reads it (`uses_initial_loss`: q-FedAvg's F_k). A strategy that moves
+        something else (control variates, several models, nothing) says so here."""
         participants = int(updates.participants.shape[0])
-        return Traffic(
-            up=tensor_bytes(updates.weights), down=participants * tensor_bytes(global_weights)
-        )
+        up = tensor_bytes(updates.weights)
+        if self.uses_initial_loss:
+            up += tensor_bytes([updates.initial_loss])
+        return Traffic(up=up, down=participants * tensor_bytes(global_weights))
 
     def round_metrics(self) -> dict[str, float]:
         """Figures of the last aggregate worth reporting with the round (e.g. DP noise)."""

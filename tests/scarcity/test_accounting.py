@@ -57,6 +57,12 @@ def test_scaffold_adds_the_control_variate_down_and_its_change_up():
     assert result.metrics["bytes_up"] == result.metrics["bytes_down"] == 3 * (LINEAR + LINEAR)
 
 
+def test_qfedavg_clients_also_send_their_loss_of_the_global_model():
+    (result,) = run(BASELINE, strategy="qfedavg", rounds=1)
+    assert result.metrics["bytes_up"] == 3 * (LINEAR + 8)  # F_k(w) as a float64
+    assert result.metrics["bytes_down"] == 3 * LINEAR
+
+
 def test_a_strategy_that_moves_something_else_overrides_one_method(monkeypatch):
     class Silent(FedAvg):  # e.g. local training only: nothing reaches the server
         name: ClassVar[str] = "fedavg"
@@ -93,9 +99,10 @@ def test_stage6_with_the_shared_model_adds_fedavgs_bytes():
     "overrides",
     [
         {**BASELINE, "strategy": "scaffold"},
+        {**BASELINE, "strategy": "qfedavg"},
         {**STAGE6, "clients_per_round": 3, "federated_averaging": True, "rounds": 3},
     ],
-    ids=["scaffold-sampled", "stage6-sampled-fedavg"],
+    ids=["scaffold-sampled", "qfedavg-sampled", "stage6-sampled-fedavg"],
 )
 def test_batched_and_reference_count_the_same_bytes(overrides):
     batched = bytes_of(run(overrides, execution="batched"))
