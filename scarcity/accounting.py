@@ -8,7 +8,9 @@ framing are not counted):
 - FedAvg on (`federated_averaging`): what the strategy's round moves
   (`Strategy.traffic`): by default the global model down to each participant and each
   participant's shared model up (and its loss of the global model for q-FedAvg, which reads
-  it); SCAFFOLD adds the server control variate c down and the client's Δc up.
+  it); SCAFFOLD adds the server control variate c down and the client's Δc up; IFCA sends all
+  k cluster models down and gets the chosen cluster's index up with the model; `local` moves
+  nothing.
 - `insight_exchange`: each participant's insight up (`insight_bytes`): every number it
   carries as the 8-byte int64 / float64 Python holds it (client id, the per-client figures,
   each expert's metrics and summary, the personal score) and the selected expert's name in

@@ -14,7 +14,8 @@ Each client keeps its last estimate: personal metrics score the current model of
 (a client that has not taken part yet, the cluster it would choose now). `test_loss` and
 `test_accuracy` are the mean over all clients of their cluster model's on the test set. The
 round reports `ifca_clusters_chosen` (the clusters some participant chose) and logs who chose
-which. Default k = 2.
+which. Default k = 2. A round moves all k models down to each participant and its model and
+its cluster's index (int64) up (`traffic`).
 """
 
 from __future__ import annotations
@@ -25,8 +26,15 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
+from scarcity.accounting import Traffic, tensor_bytes
 from scarcity.params import Param, RunConfig
-from scarcity.strategies.base import ClientModel, ClientUpdates, Strategy, Weights
+from scarcity.strategies.base import (
+    ClientModel,
+    ClientUpdates,
+    FitInstructions,
+    Strategy,
+    Weights,
+)
 from scarcity.strategies.functions import cluster_means, option
 
 NUM_CLUSTERS = Param(
@@ -63,6 +71,17 @@ class IFCA(Strategy):
         if self.clusters is None:
             raise ValueError("ifca: the cluster models were never started")
         return self.clusters
+
+    def traffic(
+        self, global_weights: Weights, instructions: FitInstructions, updates: ClientUpdates
+    ) -> Traffic:
+        """Each participant receives every cluster model and returns its trained model with
+        the index of the cluster it chose (asked before `aggregate`: the models it received)."""
+        clusters = self.candidates()
+        assert clusters is not None and updates.choice is not None
+        participants = int(updates.participants.shape[0])
+        up = tensor_bytes(updates.weights) + tensor_bytes([updates.choice])
+        return Traffic(up=up, down=participants * tensor_bytes(clusters))
 
     def aggregate(
         self, round_index: int, global_weights: Weights, updates: ClientUpdates

@@ -8,7 +8,8 @@ clients before round 1) and from then on trains only its own model, w_i ← Loca
 the rounds it takes part in; nothing is broadcast or averaged. The server's model stays w⁰.
 Personal metrics score each client's own model on its own held-out rows; `test_loss` and
 `test_accuracy` are the mean over all clients of their own models' loss and accuracy on the
-test set (`Simulation`).
+test set (`Simulation`). A round moves nothing (`traffic`); the initial model each client got
+before round 1 is not a round's.
 """
 
 from __future__ import annotations
@@ -17,7 +18,14 @@ from typing import ClassVar
 
 from torch import Tensor
 
-from scarcity.strategies.base import ClientModel, ClientUpdates, Strategy, Weights
+from scarcity.accounting import Traffic
+from scarcity.strategies.base import (
+    ClientModel,
+    ClientUpdates,
+    FitInstructions,
+    Strategy,
+    Weights,
+)
 
 
 class Local(Strategy):
@@ -30,6 +38,11 @@ class Local(Strategy):
         "No federation: each client trains its own model from a common start, nothing averaged."
     )
     client_model: ClassVar[ClientModel] = "own"
+
+    def traffic(
+        self, global_weights: Weights, instructions: FitInstructions, updates: ClientUpdates
+    ) -> Traffic:
+        return Traffic()  # no broadcast, no upload
 
     def aggregate(
         self, round_index: int, global_weights: Weights, updates: ClientUpdates

@@ -4,14 +4,13 @@ resumed exactly from a checkpoint, and absent from runs of engine_version 6."""
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
 
 from scarcity import Simulation, resolve_config, run_simulation
 from scarcity import checkpoint as checkpoint_format
-from scarcity.accounting import BYTE_METRICS, Traffic
-from scarcity.strategies import STRATEGIES, FedAvg
+from scarcity.accounting import BYTE_METRICS
 
 FLOAT32 = 4
 #: synthetic data's defaults: 10 features, one regression target, a latent of 4
@@ -63,15 +62,20 @@ def test_qfedavg_clients_also_send_their_loss_of_the_global_model():
     assert result.metrics["bytes_down"] == 3 * LINEAR
 
 
-def test_a_strategy_that_moves_something_else_overrides_one_method(monkeypatch):
-    class Silent(FedAvg):  # e.g. local training only: nothing reaches the server
-        name: ClassVar[str] = "fedavg"
+def test_local_training_moves_nothing():
+    assert {v for r in run(BASELINE, strategy="local") for v in bytes_of([r])[0].values()} == {0}
 
-        def traffic(self, global_weights, instructions, updates):
-            return Traffic()
 
-    monkeypatch.setitem(STRATEGIES, "fedavg", Silent)
-    assert {v for r in run(BASELINE) for v in bytes_of([r])[0].values()} == {0.0}
+def test_ifca_sends_every_cluster_model_down_and_the_chosen_index_up():
+    (result,) = run(BASELINE, strategy="ifca", num_clusters=3, rounds=1)
+    assert result.metrics["bytes_down"] == 3 * 3 * LINEAR  # 3 participants × 3 clusters
+    assert result.metrics["bytes_up"] == 3 * (LINEAR + 8)  # its model and an int64 index
+
+
+@pytest.mark.parametrize("strategy", ["ditto", "fedavg_ft"])
+def test_personal_models_stay_on_the_clients(strategy):
+    (result,) = run(BASELINE, strategy=strategy, rounds=1)
+    assert result.metrics["bytes_up"] == result.metrics["bytes_down"] == 3 * LINEAR
 
 
 def test_insights_meta_parameters_and_gossip_of_stage6():
@@ -100,9 +104,10 @@ def test_stage6_with_the_shared_model_adds_fedavgs_bytes():
     [
         {**BASELINE, "strategy": "scaffold"},
         {**BASELINE, "strategy": "qfedavg"},
+        {**BASELINE, "strategy": "ifca"},
         {**STAGE6, "clients_per_round": 3, "federated_averaging": True, "rounds": 3},
     ],
-    ids=["scaffold-sampled", "qfedavg-sampled", "stage6-sampled-fedavg"],
+    ids=["scaffold-sampled", "qfedavg-sampled", "ifca-sampled", "stage6-sampled-fedavg"],
 )
 def test_batched_and_reference_count_the_same_bytes(overrides):
     batched = bytes_of(run(overrides, execution="batched"))
