@@ -34,7 +34,18 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 LOCAL_HOSTS = {"127.0.0.1"}
-ROUND_CHARTS = ["loss", "recon", "drift", "other", "meta", "priors", "experts", "gossip"]
+ROUND_CHARTS = [
+    "loss",
+    "recon",
+    "drift",
+    "other",
+    "bytes",
+    "bytes_total",
+    "meta",
+    "priors",
+    "experts",
+    "gossip",
+]
 
 
 @pytest.fixture(scope="module")
