@@ -2,11 +2,11 @@
 
 Both on `python -m bench strategies`' baseline runs (the shared Linear model alone, digits,
 Dirichlet α=0.5, 144 samples per client, E=1, batch 16, lr 0.1), 1 torch thread, at N=1000:
-1. *bytes*: FedAvg with accounting (`engine_version` 7: bytes_up/down and the totals) against
-   without (`engine_version` 6, which counts nothing): seconds per round and their ratio.
+1. *bytes*: FedAvg with accounting (`engine_version` 8: bytes_up/down and the totals) against
+   without (`engine_version` 7, which counts nothing): seconds per round and their ratio.
 2. *ε*: DP-FedAvg (z = 1, 100 of the 1,000 clients a round, so q = 0.1 and the accountant
-   takes its subsampled path) with the accountant (engine_version 7, which also counts bytes)
-   against without (6), the same way; and what the accountant costs once: importing Opacus
+   takes its subsampled path) with the accountant (engine_version 8, which also counts bytes)
+   against without (7), the same way; and what the accountant costs once: importing Opacus
    (once per process) and one round's RDP at its orders (once per run and (z, q)).
 Each pass builds both runs and times their rounds after the first (warm-up), the two versions
 interleaved round by round (each first in half the passes) so that a change of machine load
@@ -28,19 +28,25 @@ from typing import Any
 import torch
 
 from bench.strategies import baseline_config
+from scarcity.accounting import BYTES_ENGINE_VERSION
 
 SIZE, QUICK_SIZE = (1000, 6, 8), (200, 4, 3)  # clients, rounds per pass, passes
 DP = {"strategy": "dp_fedavg", "dp_noise_multiplier": 1.0}
 TARGET = 1.05
+#: The engine_version that counts (bytes and ε) and the one before it, which does not.
+WITH = BYTES_ENGINE_VERSION
+WITHOUT = WITH - 1
 
 
 def interleaved(num_clients: int, rounds: int, passes: int, **overrides: Any) -> dict[int, float]:
-    """Median seconds per round of engine_version 6 and 7 on the same config."""
+    """Median seconds per round of engine_version 7 and 8 on the same config."""
     from scarcity import Simulation
 
-    seconds: dict[int, list[float]] = {6: [], 7: []}
+    seconds: dict[int, list[float]] = {WITHOUT: [], WITH: []}
     for i in range(passes):
-        order = (6, 7) if i % 2 == 0 else (7, 6)  # each goes first in half the passes
+        order = (
+            (WITHOUT, WITH) if i % 2 == 0 else (WITH, WITHOUT)
+        )  # each goes first in half the passes
         sims = {
             v: Simulation(baseline_config(num_clients, rounds, engine_version=v, **overrides))
             for v in order
@@ -54,9 +60,9 @@ def interleaved(num_clients: int, rounds: int, passes: int, **overrides: Any) ->
 
 
 def report(label: str, timed: dict[int, float]) -> None:
-    ratio = timed[7] / timed[6]
+    ratio = timed[WITH] / timed[WITHOUT]
     print(
-        f"  {label:<58} without {timed[6]:.4f} s/round, with {timed[7]:.4f} s/round, "
+        f"  {label:<58} without {timed[WITHOUT]:.4f} s/round, with {timed[WITH]:.4f} s/round, "
         f"{ratio:.3f}x (target <= {TARGET}x)",
         flush=True,
     )
@@ -130,15 +136,16 @@ def main(quick: bool = False) -> None:
         f"× {rounds - 1} rounds, versions interleaved"
     )
     fedavg = interleaved(num_clients, rounds, passes)
-    report("fedavg: bytes (7) vs none (6)", fedavg)
+    report(f"fedavg: bytes ({WITH}) vs none ({WITHOUT})", fedavg)
     dp = interleaved(num_clients, rounds, passes, clients_per_round=participants, **DP)
-    report(f"dp_fedavg z=1, {participants}/{num_clients} a round: ε + bytes (7) vs none (6)", dp)
+    label = f"dp_fedavg z=1, {participants}/{num_clients} a round: ε + bytes"
+    report(f"{label} ({WITH}) vs none ({WITHOUT})", dp)
     later = one_time_costs(num_clients, participants)
     counted = own_work(num_clients)
     print(
         f"  the work alone: counting {counted:.1f} µs a FedAvg round at {num_clients} "
-        f"participants ({100 * counted * 1e-6 / fedavg[6]:.3f} % of its round); a later "
-        f"round's ε {100 * later / dp[6]:.2f} % of a dp_fedavg round",
+        f"participants ({100 * counted * 1e-6 / fedavg[WITHOUT]:.3f} % of its round); a later "
+        f"round's ε {100 * later / dp[WITHOUT]:.2f} % of a dp_fedavg round",
         flush=True,
     )
 

@@ -1,6 +1,6 @@
 """Communication cost: the bytes a round's clients send up and receive down.
 
-From `engine_version` 7 every round reports `bytes_up` and `bytes_down` (summed over the
+From `engine_version` 8 every round reports `bytes_up` and `bytes_down` (summed over the
 clients) and the run's running totals `bytes_up_total` and `bytes_down_total`. A round counts
 what it moves, at the dtype it moves it (a tensor is numel × element size; headers, keys and
 framing are not counted):
@@ -37,7 +37,7 @@ from torch import Tensor
 from scarcity.results import CLIENT_FIGURES, Insight
 
 #: The engine_version from which rounds report their bytes.
-BYTES_ENGINE_VERSION = 7
+BYTES_ENGINE_VERSION = 8
 #: Bytes of one number of an insight or of the meta-parameters: a Python int or float, i.e.
 #: an int64 or a float64.
 SCALAR_BYTES = 8

@@ -54,9 +54,10 @@ def is_regression(name: str) -> bool:
 #: The engine's numerical revision (`engine_version`): bumped by a change that moves results
 #: by float rounding, that fails runs an earlier engine let finish (5: an exploding loss), or
 #: that deals out other data (6: shard drops a random shard, resample_to_size keeps held-out
-#: rows distinct; 7: the label-free probe is cross-validated, beside an untrained encoder's), so
-#: that stored runs, which keep theirs, resume bit for bit and end as they did.
-ENGINE_VERSION = 7
+#: rows distinct; 7: the label-free probe is cross-validated, beside an untrained encoder's), or
+#: that reports metrics a stored run did not (8: bytes moved, DP-FedAvg's ε), so that stored
+#: runs, which keep theirs, resume bit for bit and end as they did.
+ENGINE_VERSION = 8
 
 
 class _RunFields(BaseModel):
@@ -349,7 +350,10 @@ class _RunFields(BaseModel):
             "Datasets does (5: the highest labels' rows); under resample_to_size a client's "
             "held-out rows are never copies of its training rows (5: they could be). 7: "
             "label_free's probe is 5-fold cross-validated and reported beside an untrained "
-            "encoder's (6: fitted on half the held-out rows, scored on the other half)."
+            "encoder's (6: fitted on half the held-out rows, scored on the other half). 8: every "
+            "round reports the bytes its clients sent and received (bytes_up, bytes_down and "
+            "the run's totals) and dp_fedavg the privacy spent (epsilon at dp_delta); 7 reports "
+            "neither."
         ),
     )
 

@@ -222,16 +222,16 @@ METRIC_NAMES: Mapping[str, str] = {
     "client's own training rows",
     "bytes_up": "bytes the round's clients sent, summed over them: their models (and a "
     "strategy's extras, e.g. SCAFFOLD's Δc) with federated_averaging, their insights with "
-    "insight_exchange, the expert each gossip pair sends its peer (engine_version ≥ 7; "
+    "insight_exchange, the expert each gossip pair sends its peer (engine_version ≥ 8; "
     "scarcity.accounting)",
     "bytes_down": "bytes the round's clients received, summed over them: the global model (and "
     "a strategy's extras, e.g. SCAFFOLD's c), the meta-parameters with meta_learning, the "
-    "expert each gossip pair receives (engine_version ≥ 7)",
+    "expert each gossip pair receives (engine_version ≥ 8)",
     "bytes_up_total": "bytes_up summed over the run's rounds so far",
     "bytes_down_total": "bytes_down summed over the run's rounds so far",
     "epsilon": "DP-FedAvg: the privacy spent so far, ε at dp_delta (Opacus' RDP accountant, "
     "user-level, q = participants / clients); omitted when dp_noise_multiplier is 0 "
-    "(engine_version ≥ 7)",
+    "(engine_version ≥ 8)",
 }
 
 

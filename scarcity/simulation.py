@@ -22,7 +22,7 @@ A round (`Simulation.run_round`) is one sequence of steps, whichever execution h
    `ensemble_accuracy` (`scarcity.core.ensemble`); with `label_free` (no label was read) a
    linear probe of their representation on the same rows instead: `probe_accuracy` /
    `probe_loss` (`scarcity.core.probe`);
-9. from `engine_version` 7: the bytes steps 2–7 moved, up and down, and the run's totals
+9. from `engine_version` 8: the bytes steps 2–7 moved, up and down, and the run's totals
    (`scarcity.accounting`).
 
 A personalised strategy (`Strategy.client_model`) changes what step 2 sends and what the scores
@@ -651,12 +651,13 @@ class Simulation:
             "meta_learner": self.meta_learner.state_dict(),
             "gossip": self.gossip.state_dict(),
             "scenario": {} if self.scenario is None else self.scenario.state_dict(),
-            "accounting": self.ledger.state_dict(),
         }
         if self.detection is not None:  # only then: a stored run's layout is unchanged
             state["drift_detection"] = self.detection.state_dict()
         if self.meta_init is not None:  # only when on: a stored run's layout is unchanged
             state["meta_init"] = self.meta_init.state_dict()
+        if self.config.engine_version >= BYTES_ENGINE_VERSION:  # a stored run's layout stays
+            state["accounting"] = self.ledger.state_dict()
         return checkpoint_format.dumps(state)
 
     @classmethod

@@ -12,7 +12,7 @@ clips the honest ones, and the server does not clip again. The noise comes from 
 strategy's own generator, seeded from the run's seed and checkpointed. Defaults C = 1.0,
 z = 1.0, server-side clipping.
 
-Privacy spent (from `engine_version` 7): each round reports `epsilon`, the ε of the (ε, δ)-DP
+Privacy spent (from `engine_version` 8): each round reports `epsilon`, the ε of the (ε, δ)-DP
 guarantee after the rounds so far at δ = `dp_delta`, from Opacus' RDP accountant (Mironov 2017;
 Mironov, Talwar & Zhang 2019, the sampled Gaussian mechanism; Balle et al. 2020's conversion
 to (ε, δ)) for noise multiplier z, sampling rate q = P / N (participants per round over all
@@ -88,7 +88,7 @@ DP_DELTA = Param(
     lt=1,
 )
 #: The first engine_version whose rounds report `epsilon` (stored runs report what they did).
-PRIVACY_ENGINE_VERSION = 7
+PRIVACY_ENGINE_VERSION = 8
 
 
 @functools.cache

@@ -1,6 +1,6 @@
 """Every round's bytes up and down (`scarcity.accounting`): equal to the sizes of what the round
 moves, counted here independently of the engine's counting, the same in both executions,
-resumed exactly from a checkpoint, and absent from runs of engine_version 6."""
+resumed exactly from a checkpoint, and absent from runs of engine_version 7 (the version before)."""
 
 from __future__ import annotations
 
@@ -138,9 +138,15 @@ def test_a_checkpoint_without_totals_starts_them_at_zero():
 
 
 @pytest.mark.parametrize("overrides", [BASELINE, STAGE6], ids=["baseline", "stage6"])
-def test_engine_version_6_reports_no_bytes_and_the_rest_unchanged(overrides):
-    before = run(overrides, engine_version=6)
+def test_engine_version_7_reports_no_bytes_and_the_rest_unchanged(overrides):
+    before = run(overrides, engine_version=7)
     now = run(overrides)
     for old, new in zip(before, now, strict=True):
         assert not set(BYTE_METRICS) & set(old.metrics)
         assert dict(old.metrics) == {k: v for k, v in new.metrics.items() if k not in BYTE_METRICS}
+
+
+def test_a_run_that_counts_nothing_keeps_its_checkpoint_layout():
+    sim = Simulation(resolve_config({**BASELINE, "engine_version": 7}))
+    sim.run_round()
+    assert "accounting" not in checkpoint_format.loads(sim.checkpoint())

@@ -503,7 +503,7 @@ def test_the_first_replay_step_is_exact_where_features_are_zero_in_a_batch():
     reference = run_simulation(config.model_copy(update={"execution": "reference"}))
     assert_same_results(reference, run_simulation(config))
     earlier = run_simulation(config.model_copy(update={"engine_version": 1}))
-    # engine_version 1 reports no bytes (7 does): the rest is compared
+    # engine_version 1 reports no bytes (8 does): the rest is compared
     uncounted = [
         dataclasses.replace(
             r, metrics={k: v for k, v in r.metrics.items() if k not in BYTE_METRICS}

@@ -59,6 +59,6 @@ def test_without_noise_epsilon_is_infinite_and_not_reported():
     assert all("epsilon" not in r.metrics and "dp_noise_std" in r.metrics for r in results)
 
 
-def test_engine_version_6_reports_no_epsilon():
-    results = run_simulation(resolve_config({**DP, "engine_version": 6}))
+def test_engine_version_7_reports_no_epsilon():
+    results = run_simulation(resolve_config({**DP, "engine_version": 7}))
     assert all("epsilon" not in r.metrics and "dp_noise_std" in r.metrics for r in results)
