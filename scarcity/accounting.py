@@ -18,6 +18,8 @@ framing are not counted):
 - `meta_learning`: the broadcast meta-parameters (8 bytes each, as above) down to each
   participant. The engine hands them to every client at once; one not drawn is offline and
   gets the broadcast of the next round it takes part in, counted then.
+- `meta_init`: θ of every expert down to each participant taking part for the first time, and
+  every participant's adapted experts up (the shared model's θ moves with FedAvg's models).
 - `gossip`: each pair exchanges one expert's weights both ways: each client of a pair sends its
   copy up (to its peer) and receives the peer's down, so a pair adds 2 × the expert's bytes to
   each direction.

@@ -266,6 +266,8 @@ class Simulation:
             elif self.strategy.client_model != "own":  # local: no broadcast after the start
                 population.broadcast(global_weights, participants)
         if self.meta_init is not None:  # first-time participants start from θ
+            if counting:
+                traffic += self._meta_init_traffic(participants)
             self.meta_init.start(population, participants)
         fit = population.fit(k, instructions, global_weights, participants)
         if self.meta_init is not None:
@@ -422,6 +424,15 @@ class Simulation:
             return float(scores.mean()) if len(scores) else None
 
         return score
+
+    def _meta_init_traffic(self, participants: Tensor) -> Traffic:
+        """`meta_init`: θ of every expert down to each participant taking part for the first
+        time, and every participant's adapted experts up (the shared model's θ moves with the
+        models FedAvg already sends)."""
+        assert self.meta_init is not None
+        experts = sum(self.population.expert_bytes(name) for name in self.meta_init.names)
+        newcomers = int((~self.meta_init.trained[participants]).sum())
+        return Traffic(up=len(participants) * experts, down=newcomers * experts)
 
     def _held_out(
         self, k: int, participants: Tensor

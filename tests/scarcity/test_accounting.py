@@ -99,6 +99,20 @@ def test_stage6_with_the_shared_model_adds_fedavgs_bytes():
         assert shared[0].metrics[key] - alone[0].metrics[key] == 5 * LINEAR
 
 
+def test_meta_init_sends_theta_to_newcomers_and_every_participants_experts_up():
+    config = {"preset": "stage2", "num_clients": 5, "clients_per_round": 3, "rounds": 2}
+    results = run(config, meta_init=True, samples_per_client=20)
+    experts = 2 * EXPERT  # stage 2's portfolio: StructureExpert and DriftExpert
+    seen: set[int] = set()
+    for r in results:
+        assert r.participants is not None
+        newcomers = len(set(r.participants) - seen)
+        seen |= set(r.participants)
+        assert r.metrics["bytes_up"] == 3 * LINEAR + 3 * experts
+        assert r.metrics["bytes_down"] == 3 * LINEAR + newcomers * experts
+    assert len(seen) > 3  # the second round brought someone new
+
+
 @pytest.mark.parametrize(
     "overrides",
     [
