@@ -271,6 +271,8 @@ class Simulation:
             self.meta_init.start(population, participants)
         fit = population.fit(k, instructions, global_weights, participants)
         if self.meta_init is not None:
+            if cfg.drift_detector != "none":  # an alarmed expert restarts from θ, not afresh
+                self.meta_init.restart(population, self._alarmed_experts())
             self.meta_init.update(population, participants, fit.weights)
         metrics: dict[str, float] = {"loss": fit.mean_loss}
         attackers = self.adversary.mask(participants) if self.adversary.active else None
@@ -424,6 +426,11 @@ class Simulation:
             return float(scores.mean()) if len(scores) else None
 
         return score
+
+    def _alarmed_experts(self) -> list[tuple[int, str]]:
+        """(client, the expert it trained) of the last round's drift alarms."""
+        trained = {client: expert for client, _, expert in self.population.client_lines()}
+        return [(client, trained[client]) for client in self.population.drift_alarms()]
 
     def _meta_init_traffic(self, participants: Tensor) -> Traffic:
         """`meta_init`: θ of every expert down to each participant taking part for the first

@@ -20,6 +20,9 @@ version's largest step; Nichol et al.'s experiments start the outer step at 1); 
 averages over more rounds' participants. It adds expert weights to what reaches the server:
 from stage 3 the seed sends the server no weights, so `meta_init` is an explicit choice.
 
+With a `drift_detector`, an expert whose client's detector alarms restarts from its θ (the
+experience of every client so far) instead of a fresh draw, before θ's update of the round.
+
 The meta-parameters the seed broadcasts (EMA statistics, the learning-rate rule) stay as they
 were; this is a second, separate mechanism.
 """
@@ -93,6 +96,13 @@ class MetaInitialisation:
             return
         for e, name in enumerate(self.names):
             population.set_stacked_expert_weights(e, newcomers, self.theta[name])
+
+    def restart(self, population: ExpertWeights, alarmed: list[tuple[int, str]]) -> None:
+        """`drift_detector`: each (client, expert) whose detector alarmed restarts that expert
+        from θ (instead of the fresh draw it gets without `meta_init`)."""
+        for client, name in alarmed:
+            e = self.names.index(name)
+            population.set_stacked_expert_weights(e, torch.tensor([client]), self.theta[name])
 
     def update(
         self,
