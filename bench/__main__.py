@@ -20,6 +20,7 @@ SUITES = (
     "papers",
     "fmnist",
     "scenarios",
+    "mechanisms",
     "accounting",
 )
 
