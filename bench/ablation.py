@@ -262,10 +262,10 @@ def cell(run: Run, reference: Run | None, label: str) -> str:
     digits = {BYTES.label: 2, "alarms": 1}.get(label, 3)
     spread = len(values) > 1
     mean = statistics.fmean(values)
+    if label == BYTES.label:
+        return f"{mean:.{digits}f}"  # what a round moves follows from the config alone
     std = statistics.stdev(values) if spread else 0.0
     text = f"{mean:.{digits}f} ± {std:.{digits}f}" if spread else f"{mean:.{digits}f}"
-    if label == BYTES.label:
-        return text  # fixed by the config: no spread to judge against
     if label == OWN_ROWS.label:
         text = f"{next(s for s in PERSONAL.values() if s in run.results[0])} {text}"
     if reference is None:
