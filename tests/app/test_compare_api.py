@@ -34,6 +34,10 @@ def test_compare_names_the_differing_fields_and_aligns_rounds(client: httpx.Clie
         "data_mean",
         "data_std",
         "drift",
+        "bytes_up",  # what every round moves (engine_version 8)
+        "bytes_down",
+        "bytes_up_total",
+        "bytes_down_total",
     }
 
     same = client.post("/simulations", json=base | {"rounds": 2, "name": "slow again"}).json()
