@@ -56,7 +56,10 @@ def run_jobs_and_check(url: str) -> None:
             }
             # what each client holds: written by the worker as the run started
             described = client.get(f"/simulations/{sim_id}/clients").json()["clients"]
-            assert described == [c.to_dict() for c in describe_clients(resolve_config(job))]
+            assert described == [
+                c.to_dict() | {"rounds_trained": rounds}  # every client, every round
+                for c in describe_clients(resolve_config(job))
+            ]
             meta = client.get(f"/simulations/{sim_id}/meta-params").json()["rounds"]
             assert [m["round"] for m in meta] == list(range(1, rounds + 1))
             assert all({"mean", "std", "lr", "updates"} <= m.keys() for m in meta)
