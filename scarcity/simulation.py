@@ -79,7 +79,13 @@ from scarcity.backbones import make_backbone
 from scarcity.batched import ClientPool
 from scarcity.components.client_models import ClientModels
 from scarcity.config import SimulationConfig, resolve_config, stored_config
-from scarcity.core.data import FederatedData, make_federated_data, scenario_rows, with_rows
+from scarcity.core.data import (
+    FederatedData,
+    make_federated_data,
+    pool_client_rows,
+    scenario_rows,
+    with_rows,
+)
 from scarcity.core.ensemble import ensemble_metrics
 from scarcity.core.experts import portfolio
 from scarcity.core.gossip import GossipScheduler, insight_pairs
@@ -411,11 +417,7 @@ class Simulation:
             if personal is not None and [(id(x), id(y)) for x, y in sets] == current:
                 scores = personal[participants]  # already scored this round
             elif cfg.federated_averaging:
-                x = torch.cat([x for x, _ in sets])
-                y = torch.cat([y for _, y in sets])
-                owner = torch.cat(
-                    [torch.full((len(y),), i, dtype=torch.long) for i, (_, y) in enumerate(sets)]
-                )
+                x, y, owner = pool_client_rows([x for x, _ in sets], [y for _, y in sets])
                 scores = self.score_clients(x, y, owner)[participants]
             elif cfg.expert_ensemble and not cfg.label_free:
                 own = [sets[i] for i in participants.tolist()]

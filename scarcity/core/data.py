@@ -48,7 +48,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -121,10 +121,7 @@ class FederatedData:
 
     @functools.cached_property
     def _pooled_client_tests(self) -> tuple[Tensor, Tensor, Tensor]:
-        owner = torch.cat(
-            [torch.full((len(y),), i, dtype=torch.long) for i, y in enumerate(self.client_test_y)]
-        )
-        return torch.cat(self.client_test_x), torch.cat(self.client_test_y), owner
+        return pool_client_rows(self.client_test_x, self.client_test_y)
 
     def pooled_client_tests(self, round_index: int = 1) -> tuple[Tensor, Tensor, Tensor]:
         """Every client's held-out rows in one batch, and the client each row belongs to."""
@@ -135,6 +132,12 @@ class FederatedData:
     def sizes(self) -> tuple[int, ...]:
         """Training samples of each client."""
         return tuple(len(x) for x in self.client_x)
+
+
+def pool_client_rows(xs: Sequence[Tensor], ys: Sequence[Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+    """Per-client rows (client i's xs[i], ys[i]) in one batch, and the client of each row."""
+    owner = torch.cat([torch.full((len(y),), i, dtype=torch.long) for i, y in enumerate(ys)])
+    return torch.cat(list(xs)), torch.cat(list(ys)), owner
 
 
 def scenario_rows(data: FederatedData) -> ClientRows:
