@@ -11,6 +11,7 @@ taken by autograd: logistic and linear regression need one product each way.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -23,6 +24,11 @@ from scarcity.core.training import Task
 
 if TYPE_CHECKING:
     from scarcity.components.training import HeadStats
+
+
+#: Heads that may sit a mini-batch out while all compute (`ClosedFormStep.step`): below it
+#: picking out the live ones costs more ops than the finished ones' wasted arithmetic.
+MASKED_ROWS = 32
 
 
 def per_sample_loss(task: Task, prediction: Tensor, target: Tensor) -> Tensor:
@@ -146,6 +152,7 @@ class ClosedFormStep:
             # [N, n, 1]: for all J heads
             self.full_weight = (self.real / sizes.unsqueeze(1)).unsqueeze(2)
             self.row_sizes = sizes.repeat_interleave(group)
+            self.sorted_row_sizes = sorted(self.row_sizes.tolist())
         #: Where each row's client starts in the flattened data (every mini-batch gathers).
         self.first_rows = _first_rows(x, group, None)
 
@@ -182,16 +189,19 @@ class ClosedFormStep:
             epoch_loss += loss
             return 1
         if self.row_sizes is not None:
-            # Only heads whose client has samples left in this batch compute and step; while
-            # every head does, they step in place (the same arithmetic, no rows picked out).
-            alive = self.row_sizes > batch * batch_size
-            if bool(alive.all()):
+            # Only heads whose client has samples left in this batch step. While few heads
+            # have run out, all compute in place and those weigh nothing (no rows picked out:
+            # fewer ops); else the live ones are picked out. Same arithmetic either way.
+            start = batch * batch_size
+            finished = bisect_right(self.sorted_row_sizes, start)
+            if finished <= max(self.rows - finished, MASKED_ROWS):
                 loss, count = _step_rows(
                     task, w, b, x, y, idx, None, group, self.row_sizes, lr, self.numel,
-                    grad_sum, self.regularizer, self.first_rows,
+                    grad_sum, self.regularizer, self.first_rows, masked=finished > 0,
                 )  # fmt: skip
                 epoch_loss += loss * (count / self.row_sizes)
-                return alive
+                return 1 if finished == 0 else self.row_sizes > start
+            alive = self.row_sizes > start
             live = alive.nonzero().squeeze(1)
             loss, count = _step_rows(
                 task,
@@ -270,20 +280,26 @@ def _step_rows(
     grad_sum: Tensor | None,
     regularizer: HeadRegularizer | None = None,
     first_rows: Tensor | None = None,
+    masked: bool = False,
 ) -> tuple[Tensor, Tensor]:
     """SGD step of the heads `rows` [R] (None: all of them, stepped in place) on their samples
     `idx` [R, m] of zero-padded clients of `sizes` [R] (each with at least one real sample
-    here); returns their loss and sample count."""
+    here, unless `masked`: then heads without one get a zero gradient, so they stay put);
+    returns their loss and sample count."""
     flat = _flat_index(x, idx, group, rows, first_rows)
     xb, yb = _gather(x, flat, idx.shape), _gather(y, flat, idx.shape)
     w_rows, b_rows = (w, b) if rows is None else (w[rows], b[rows])
     prediction = torch.baddbmm(b_rows.unsqueeze(1), xb, w_rows.transpose(1, 2))
     real = batch_mask(idx, sizes)
     count = real.sum(dim=1)
-    loss, grad = loss_and_grad(task, prediction, yb, 1, real / count.unsqueeze(1))
+    divisor = count.clamp(min=1) if masked else count  # 0/0 would be NaN
+    loss, grad = loss_and_grad(task, prediction, yb, 1, real / divisor.unsqueeze(1))
     grad_w, grad_b = torch.bmm(grad.transpose(1, 2), xb), grad.sum(dim=1)
     if regularizer is not None:
         extra_w, extra_b = regularizer.grads(w_rows, b_rows, rows)
+        if masked:  # a strategy's term moves only the heads that step
+            stepping = (count > 0).to(extra_w.dtype)
+            extra_w, extra_b = extra_w * stepping[:, None, None], extra_b * stepping[:, None]
         grad_w, grad_b = grad_w.add_(extra_w), grad_b.add_(extra_b)
     if rows is None:
         _step(w, b, grad_w, grad_b, lr, grad_sum, numel)

@@ -16,17 +16,12 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor
+from torch.nn.utils.rnn import pad_sequence
 
 
 def pad_clients(tensors: Sequence[Tensor]) -> Tensor:
     """Stack per-client tensors [n_i, ...] into [N, max n_i, ...], zeros after each n_i."""
-    longest = max(len(t) for t in tensors)
-    if all(len(t) == longest for t in tensors):
-        return torch.stack(list(tensors))
-    out = tensors[0].new_zeros(len(tensors), longest, *tensors[0].shape[1:])
-    for row, t in zip(out, tensors, strict=True):
-        row[: len(t)] = t
-    return out
+    return pad_sequence(list(tensors), batch_first=True)  # one C++ loop over the clients
 
 
 def real_rows(sizes: Tensor, length: int) -> Tensor:

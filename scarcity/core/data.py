@@ -131,7 +131,7 @@ class FederatedData:
     @property
     def sizes(self) -> tuple[int, ...]:
         """Training samples of each client."""
-        return tuple(len(x) for x in self.client_x)
+        return tuple(x.shape[0] for x in self.client_x)  # not len(): a Python-level call
 
 
 def pool_client_rows(xs: Sequence[Tensor], ys: Sequence[Tensor]) -> tuple[Tensor, Tensor, Tensor]:

@@ -512,3 +512,49 @@ def test_the_first_replay_step_is_exact_where_features_are_zero_in_a_batch():
     ]
     with pytest.raises(AssertionError, match="replay_error"):
         assert_same_results(uncounted, earlier)
+
+
+class _Pull:
+    """A proximal-like term pulling each head to zero (the `HeadRegularizer.grads` contract)."""
+
+    def grads(self, w, b, rows=None):
+        return 0.3 * w, 0.3 * b
+
+
+@pytest.mark.parametrize("regularizer", [None, _Pull()], ids=["plain", "regularized"])
+def test_heads_that_ran_out_of_rows_stay_put_whether_masked_or_picked_out(
+    monkeypatch, regularizer
+):
+    """Clients of 2, 5 and 16 rows, batch 4: from batch 1 some heads sit out. Computing all of
+    them with the finished ones weighted 0 (`MASKED_ROWS` large) or picking the live ones out
+    (`MASKED_ROWS` 0) must give the same weights and statistics bit for bit, and a head of a
+    client out of rows must not move (nor be pulled by the strategy's term)."""
+    import scarcity.batched.linear as linear
+
+    g = torch.Generator().manual_seed(3)
+    sizes = torch.tensor([2, 5, 16])
+    x = pad_clients([torch.randn(int(n), 4, generator=g) for n in sizes])
+    y = pad_clients([torch.randint(0, 3, (int(n),), generator=g) for n in sizes])
+    perms = torch.stack([padded_randperm(int(n), 16, g) for n in sizes for _ in range(2)])
+    w0, b0 = torch.randn(6, 3, 4, generator=g), torch.randn(6, 3, generator=g)
+    runs = {}
+    for masked_rows in (0, 10**6):
+        monkeypatch.setattr(linear, "MASKED_ROWS", masked_rows)
+        w, b = w0.clone(), b0.clone()
+        stats = fit_heads(
+            "classification", w, b, x, y, 2, torch.full((6,), 0.2), 1, 4, perms.unsqueeze(1),
+            sizes=sizes, regularizer=regularizer,
+        )  # fmt: skip
+        runs[masked_rows] = (w, b, stats)
+    (w_pick, b_pick, s_pick), (w_mask, b_mask, s_mask) = runs.values()
+    assert torch.equal(w_pick, w_mask) and torch.equal(b_pick, b_mask)
+    for key in ("initial_loss", "train_loss", "final_loss", "uncertainty", "mean_grad"):
+        assert torch.equal(getattr(s_pick, key), getattr(s_mask, key)), key
+    # The 2-row client's heads stepped once (batch 0) only: one more step, from the same start,
+    # on its two rows alone reproduces them.
+    w_one, b_one = w0[:2].clone(), b0[:2].clone()
+    fit_heads(
+        "classification", w_one, b_one, x[:1, :2], y[:1, :2], 2, torch.full((2,), 0.2), 1, 4,
+        perms[:2, None, :2], regularizer=regularizer,
+    )  # fmt: skip
+    assert torch.allclose(w_mask[:2], w_one, atol=1e-6) and torch.allclose(b_mask[:2], b_one)
