@@ -522,9 +522,7 @@ class _Pull:
 
 
 @pytest.mark.parametrize("regularizer", [None, _Pull()], ids=["plain", "regularized"])
-def test_heads_that_ran_out_of_rows_stay_put_whether_masked_or_picked_out(
-    monkeypatch, regularizer
-):
+def test_heads_that_ran_out_of_rows_stay_put_whether_masked_or_picked_out(monkeypatch, regularizer):
     """Clients of 2, 5 and 16 rows, batch 4: from batch 1 some heads sit out. Computing all of
     them with the finished ones weighted 0 (`MASKED_ROWS` large) or picking the live ones out
     (`MASKED_ROWS` 0) must give the same weights and statistics bit for bit, and a head of a
