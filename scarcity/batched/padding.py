@@ -16,12 +16,18 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor
-from torch.nn.utils.rnn import pad_sequence
 
 
 def pad_clients(tensors: Sequence[Tensor]) -> Tensor:
     """Stack per-client tensors [n_i, ...] into [N, max n_i, ...], zeros after each n_i."""
-    return pad_sequence(list(tensors), batch_first=True)  # one C++ loop over the clients
+    sizes = [t.shape[0] for t in tensors]  # not len(): a Python-level call per tensor
+    longest = max(sizes)
+    if all(size == longest for size in sizes):
+        return torch.stack(list(tensors))
+    rows = torch.cat(list(tensors))  # every real row in order, placed in one masked copy
+    out = rows.new_zeros(len(sizes), longest, *rows.shape[1:])
+    out[real_rows(torch.tensor(sizes), longest)] = rows
+    return out
 
 
 def real_rows(sizes: Tensor, length: int) -> Tensor:

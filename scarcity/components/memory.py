@@ -95,9 +95,33 @@ class ReplayBuffers:
 
     def __init__(self, num_clients: int, capacity: int, input_dim: int, latent_dim: int) -> None:
         self.capacity = capacity
-        self.x = torch.zeros(num_clients, capacity, input_dim)
-        self.z = torch.zeros(num_clients, capacity, latent_dim)
+        self._shapes = (num_clients, capacity, input_dim), (num_clients, capacity, latent_dim)
+        # Allocated on first use: runs without the memory expert never touch them.
+        self._x: Tensor | None = None
+        self._z: Tensor | None = None
         self.size = torch.zeros(num_clients, dtype=torch.long)
+
+    @property
+    def x(self) -> Tensor:
+        """Every client's stored inputs [N, capacity, d] (zeros where unused)."""
+        if self._x is None:
+            self._x = torch.zeros(self._shapes[0])
+        return self._x
+
+    @x.setter
+    def x(self, value: Tensor) -> None:
+        self._x = value
+
+    @property
+    def z(self) -> Tensor:
+        """Their latents [N, capacity, latent]."""
+        if self._z is None:
+            self._z = torch.zeros(self._shapes[1])
+        return self._z
+
+    @z.setter
+    def z(self, value: Tensor) -> None:
+        self._z = value
 
     def append(self, clients: Tensor, x: Tensor, z: Tensor, counts: Tensor | None = None) -> None:
         """Add rows x [M, k, d] and their latents z [M, k, L] to the buffers of `clients`.

@@ -488,10 +488,13 @@ def _federated(
             return _f32(y)
         return torch.from_numpy(np.ascontiguousarray(y))
 
+    # One gather for all clients, then each client's rows as a view (not one copy each).
+    rows = np.concatenate([np.asarray(c, dtype=np.intp) for c in chosen])
+    sizes = [len(c) for c in chosen]
     return FederatedData(
         task=data.task,
-        client_x=tuple(_f32(data.x_train[c]) for c in chosen),
-        client_y=tuple(targets(data.y_train[c]) for c in chosen),
+        client_x=_f32(data.x_train[rows]).split(sizes),
+        client_y=targets(data.y_train[rows]).split(sizes),
         test_x=_f32(data.x_test),
         test_y=targets(data.y_test),
         drift=config.drift,
