@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 #: picking out the live ones costs more ops than the finished ones' wasted arithmetic.
 MASKED_ROWS = 32
 
+_MINUS_ONE = torch.tensor(-1.0)
+
 
 def per_sample_loss(task: Task, prediction: Tensor, target: Tensor) -> Tensor:
     """Loss of every sample, the last axis of `prediction` being the outputs.
@@ -61,7 +63,7 @@ def loss_and_grad(
         picked = prediction.gather(-1, index)
         per_sample = (norm.log() + top - picked).squeeze(-1)
         grad = exp.div_(norm)
-        grad.scatter_add_(-1, index, torch.full(index.shape, -1.0))
+        grad.scatter_add_(-1, index, _MINUS_ONE.expand(index.shape))  # a view, no allocation
         if weight is None:
             return per_sample.mean(dim=sample_dim), grad.div_(n)
         return (per_sample * weight).sum(dim=sample_dim), grad.mul_(weight.unsqueeze(-1))
