@@ -295,14 +295,20 @@ def train_heads(
     else:
         experts = torch.arange(num_experts).expand(n_clients, num_experts)
         heads = {name: w[key] for name, key in head_keys.items()}
+    # The shared model alone (FedAvg without experts) trains in place: no copy out and back.
+    in_place = shared_keys is not None and experts.shape[1] == 0
     if shared_keys is not None:
         experts = torch.cat([torch.full((n_clients, 1), -1), experts], dim=1)
-        heads = {
-            name: torch.cat([w[shared_keys[name]].unsqueeze(1), t], dim=1)
+    group = experts.shape[1]
+    if shared_keys is not None and in_place:
+        params = {name: w[shared_keys[name]] for name in heads}
+    elif shared_keys is not None:  # torch.cat copies: the rows train on their own tensors
+        params = {
+            name: torch.cat([w[shared_keys[name]].unsqueeze(1), t], dim=1).flatten(0, 1)
             for name, t in heads.items()
         }
-    group = experts.shape[1]
-    params = {name: t.reshape(n_clients * group, *t.shape[2:]).clone() for name, t in heads.items()}
+    else:
+        params = {name: t.flatten(0, 1).clone() for name, t in heads.items()}
     perms = None
     if expert_perms is not None or shared_perms is not None:
         parts = [] if shared_perms is None else [shared_perms.unsqueeze(1)]
@@ -339,6 +345,8 @@ def train_heads(
     stats = fit_stacked(form, learning_rates(), epochs, batch_size, perms, on_epoch, details)
     first = 1 if fa else 0
     for name, t in params.items():
+        if in_place:
+            break
         t = t.view(n_clients, group, *t.shape[1:])
         if shared_keys is not None:
             w[shared_keys[name]].copy_(t[:, 0])
