@@ -157,6 +157,12 @@ class ClosedFormStep:
             self.sorted_row_sizes = sorted(self.row_sizes.tolist())
         #: Where each row's client starts in the flattened data (every mini-batch gathers).
         self.first_rows = _first_rows(x, group, None)
+        # Views every mini-batch reads, made once (w and b change in place: they stay current).
+        self.x_flat = x.reshape(clients * n, *x.shape[2:])
+        self.y_flat = y.reshape(clients * n, *y.shape[2:])
+        self.b_col, self.w_t = b.unsqueeze(1), w.transpose(1, 2)
+        self.size_col = None if self.row_sizes is None else self.row_sizes.unsqueeze(1)
+        self._rates: tuple[Tensor, Tensor, Tensor] | None = None
 
     def _full_forward(self) -> Tensor:
         return _full_forward(self.w, self.b, self.x, self.group)
@@ -176,8 +182,9 @@ class ClosedFormStep:
         grad_sum: Tensor | None,
         epoch_loss: Tensor,
     ) -> int | Tensor:
-        task, w, b, x, y, group = self.task, self.w, self.b, self.x, self.y, self.group
+        task, w, b, x, group = self.task, self.w, self.b, self.x, self.group
         clients, n = x.shape[:2]
+        lr_w, lr_b = self._rate_views(lr)
         if idx is None:
             loss, grad = loss_and_grad(task, self._full_forward(), self.target, 1, self.full_weight)
             loss = loss.reshape(self.rows)
@@ -187,7 +194,7 @@ class ClosedFormStep:
             if self.regularizer is not None:
                 extra_w, extra_b = self.regularizer.grads(w, b)
                 grad_w, grad_b = grad_w.add_(extra_w), grad_b.add_(extra_b)
-            _step(w, b, grad_w, grad_b, lr, grad_sum, self.numel)
+            _step(w, b, grad_w, grad_b, lr_w, lr_b, grad_sum, self.numel)
             epoch_loss += loss
             return 1
         if self.row_sizes is not None:
@@ -197,42 +204,96 @@ class ClosedFormStep:
             start = batch * batch_size
             finished = bisect_right(self.sorted_row_sizes, start)
             if finished <= max(self.rows - finished, MASKED_ROWS):
-                loss, count = _step_rows(
-                    task, w, b, x, y, idx, None, group, self.row_sizes, lr, self.numel,
-                    grad_sum, self.regularizer, self.first_rows, masked=finished > 0,
-                )  # fmt: skip
+                loss, count = self._step_all(idx, lr_w, lr_b, grad_sum, masked=finished > 0)
                 epoch_loss += loss * (count / self.row_sizes)
                 return 1 if finished == 0 else self.row_sizes > start
             alive = self.row_sizes > start
             live = alive.nonzero().squeeze(1)
-            loss, count = _step_rows(
-                task,
-                w,
-                b,
-                x,
-                y,
-                idx[live],
-                live,
-                group,
-                self.row_sizes[live],
-                lr,
-                self.numel,
-                grad_sum,
-                self.regularizer,
-            )
+            loss, count = self._step_live(idx[live], live, lr, grad_sum)
             epoch_loss.index_add_(0, live, loss * (count / self.row_sizes[live]))
             return alive
-        flat = _flat_index(x, idx, group, None, self.first_rows)
-        xb, yb = _gather(x, flat, idx.shape), _gather(y, flat, idx.shape)
-        prediction = torch.baddbmm(b.unsqueeze(1), xb, w.transpose(1, 2))
+        xb, yb = self._batch(idx)
+        prediction = torch.baddbmm(self.b_col, xb, self.w_t)
         loss, grad = loss_and_grad(task, prediction, yb, 1)
         grad_w, grad_b = torch.bmm(grad.transpose(1, 2), xb), grad.sum(dim=1)
         if self.regularizer is not None:
             extra_w, extra_b = self.regularizer.grads(w, b)
             grad_w, grad_b = grad_w.add_(extra_w), grad_b.add_(extra_b)
-        _step(w, b, grad_w, grad_b, lr, grad_sum, self.numel)
+        _step(w, b, grad_w, grad_b, lr_w, lr_b, grad_sum, self.numel)
         epoch_loss += loss * (idx.shape[1] / n)
         return 1
+
+    def _rate_views(self, lr: Tensor) -> tuple[Tensor, Tensor]:
+        """`lr` shaped to scale the weights' and the biases' gradients (made once per rate)."""
+        if self._rates is None or self._rates[0] is not lr:
+            self._rates = (lr, lr[:, None, None], lr[:, None])
+        return self._rates[1], self._rates[2]
+
+    def _batch(self, idx: Tensor) -> tuple[Tensor, Tensor]:
+        """Every head's samples `idx` [N·J, m]: inputs [N·J, m, in] and targets."""
+        flat = (idx + self.first_rows).view(-1)
+        x, y = self.x_flat.index_select(0, flat), self.y_flat.index_select(0, flat)
+        return x.view(*idx.shape, *x.shape[1:]), y.view(*idx.shape, *y.shape[1:])
+
+    def _step_all(
+        self, idx: Tensor, lr_w: Tensor, lr_b: Tensor, grad_sum: Tensor | None, masked: bool
+    ) -> tuple[Tensor, Tensor]:
+        """SGD step of every head, in place, on its samples `idx` [N·J, m] of zero-padded
+        clients (each with at least one real sample here, unless `masked`: then heads without
+        one get a zero gradient, so they stay put); returns their loss and sample count."""
+        assert self.row_sizes is not None and self.size_col is not None
+        w, b = self.w, self.b
+        xb, yb = self._batch(idx)
+        prediction = torch.baddbmm(self.b_col, xb, self.w_t)
+        real = idx < self.size_col
+        count = real.sum(dim=1)
+        divisor = count.clamp(min=1) if masked else count  # 0/0 would be NaN
+        loss, grad = loss_and_grad(self.task, prediction, yb, 1, real / divisor.unsqueeze(1))
+        grad_w, grad_b = torch.bmm(grad.transpose(1, 2), xb), grad.sum(dim=1)
+        if self.regularizer is not None:
+            extra_w, extra_b = self.regularizer.grads(w, b)
+            if masked:  # a strategy's term moves only the heads that step
+                stepping = (count > 0).to(extra_w.dtype)
+                extra_w, extra_b = extra_w * stepping[:, None, None], extra_b * stepping[:, None]
+            grad_w, grad_b = grad_w.add_(extra_w), grad_b.add_(extra_b)
+        _step(w, b, grad_w, grad_b, lr_w, lr_b, grad_sum, self.numel)
+        return loss, count
+
+    def _step_live(
+        self, idx: Tensor, rows: Tensor, lr: Tensor, grad_sum: Tensor | None
+    ) -> tuple[Tensor, Tensor]:
+        """SGD step of the heads `rows` [R] alone, each with at least one real sample among
+        `idx` [R, m]; returns their loss and sample count."""
+        assert self.row_sizes is not None
+        w, b, x, y = self.w, self.b, self.x, self.y
+        flat = _flat_index(x, idx, self.group, rows)
+        xb, yb = _gather(x, flat, idx.shape), _gather(y, flat, idx.shape)
+        w_rows, b_rows = w[rows], b[rows]
+        prediction = torch.baddbmm(b_rows.unsqueeze(1), xb, w_rows.transpose(1, 2))
+        real = batch_mask(idx, self.row_sizes[rows])
+        count = real.sum(dim=1)
+        loss, grad = loss_and_grad(self.task, prediction, yb, 1, real / count.unsqueeze(1))
+        grad_w, grad_b = torch.bmm(grad.transpose(1, 2), xb), grad.sum(dim=1)
+        if self.regularizer is not None:
+            extra_w, extra_b = self.regularizer.grads(w_rows, b_rows, rows)
+            grad_w, grad_b = grad_w.add_(extra_w), grad_b.add_(extra_b)
+        row_sum = None if grad_sum is None else torch.zeros(len(rows))
+        lr_rows = lr[rows]
+        _step(
+            w_rows,
+            b_rows,
+            grad_w,
+            grad_b,
+            lr_rows[:, None, None],
+            lr_rows[:, None],
+            row_sum,
+            self.numel,
+        )
+        w.index_copy_(0, rows, w_rows)
+        b.index_copy_(0, rows, b_rows)
+        if grad_sum is not None and row_sum is not None:
+            grad_sum.index_add_(0, rows, row_sum)
+        return loss, count
 
     def final_std_mean(self) -> tuple[Tensor, Tensor]:
         losses = per_sample_loss(self.task, self._full_forward(), self.target)  # [N, n, J]
@@ -267,65 +328,19 @@ def fit_heads(
     return fit_stacked(form, lr, epochs, batch_size, perms, on_epoch, details)
 
 
-def _step_rows(
-    task: Task,
-    w: Tensor,
-    b: Tensor,
-    x: Tensor,
-    y: Tensor,
-    idx: Tensor,
-    rows: Tensor | None,
-    group: int,
-    sizes: Tensor,
-    lr: Tensor,
-    numel: int,
-    grad_sum: Tensor | None,
-    regularizer: HeadRegularizer | None = None,
-    first_rows: Tensor | None = None,
-    masked: bool = False,
-) -> tuple[Tensor, Tensor]:
-    """SGD step of the heads `rows` [R] (None: all of them, stepped in place) on their samples
-    `idx` [R, m] of zero-padded clients of `sizes` [R] (each with at least one real sample
-    here, unless `masked`: then heads without one get a zero gradient, so they stay put);
-    returns their loss and sample count."""
-    flat = _flat_index(x, idx, group, rows, first_rows)
-    xb, yb = _gather(x, flat, idx.shape), _gather(y, flat, idx.shape)
-    w_rows, b_rows = (w, b) if rows is None else (w[rows], b[rows])
-    prediction = torch.baddbmm(b_rows.unsqueeze(1), xb, w_rows.transpose(1, 2))
-    real = batch_mask(idx, sizes)
-    count = real.sum(dim=1)
-    divisor = count.clamp(min=1) if masked else count  # 0/0 would be NaN
-    loss, grad = loss_and_grad(task, prediction, yb, 1, real / divisor.unsqueeze(1))
-    grad_w, grad_b = torch.bmm(grad.transpose(1, 2), xb), grad.sum(dim=1)
-    if regularizer is not None:
-        extra_w, extra_b = regularizer.grads(w_rows, b_rows, rows)
-        if masked:  # a strategy's term moves only the heads that step
-            stepping = (count > 0).to(extra_w.dtype)
-            extra_w, extra_b = extra_w * stepping[:, None, None], extra_b * stepping[:, None]
-        grad_w, grad_b = grad_w.add_(extra_w), grad_b.add_(extra_b)
-    if rows is None:
-        _step(w, b, grad_w, grad_b, lr, grad_sum, numel)
-        return loss, count
-    row_sum = None if grad_sum is None else torch.zeros(len(rows))
-    _step(w_rows, b_rows, grad_w, grad_b, lr[rows], row_sum, numel)
-    w.index_copy_(0, rows, w_rows)
-    b.index_copy_(0, rows, b_rows)
-    if grad_sum is not None and row_sum is not None:
-        grad_sum.index_add_(0, rows, row_sum)
-    return loss, count
-
-
 def _step(
     w: Tensor,
     b: Tensor,
     grad_w: Tensor,
     grad_b: Tensor,
-    lr: Tensor,
+    lr_w: Tensor,
+    lr_b: Tensor,
     grad_sum: Tensor | None,
     numel: int,
 ) -> None:
-    """One SGD step in place, and the mean |gradient| of each row into `grad_sum`."""
+    """One SGD step in place (`lr_w` [R, 1, 1], `lr_b` [R, 1]: each row's rate), and the mean
+    |gradient| of each row into `grad_sum`."""
     if grad_sum is not None:
         grad_sum += (grad_w.abs().sum(dim=(1, 2)) + grad_b.abs().sum(dim=1)) / numel
-    w -= lr[:, None, None] * grad_w
-    b -= lr[:, None] * grad_b
+    w -= lr_w * grad_w
+    b -= lr_b * grad_b
