@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections.abc import Callable
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 import torch
@@ -148,11 +149,9 @@ class ClosedFormStep:
         if task == "classification":
             target = target.expand(clients, n, group)
         self.target = target
-        self.full_weight = self.row_sizes = self.real = None
+        self.sizes = sizes
+        self.row_sizes = None
         if sizes is not None:
-            self.real = real_rows(sizes, n)
-            # [N, n, 1]: for all J heads
-            self.full_weight = (self.real / sizes.unsqueeze(1)).unsqueeze(2)
             self.row_sizes = sizes.repeat_interleave(group)
             self.sorted_row_sizes = sorted(self.row_sizes.tolist())
         #: Where each row's client starts in the flattened data (every mini-batch gathers).
@@ -163,6 +162,19 @@ class ClosedFormStep:
         self.b_col, self.w_t = b.unsqueeze(1), w.transpose(1, 2)
         self.size_col = None if self.row_sizes is None else self.row_sizes.unsqueeze(1)
         self._rates: tuple[Tensor, Tensor, Tensor] | None = None
+
+    @cached_property
+    def real(self) -> Tensor | None:
+        """[N, n]: which positions hold a real row (None without padding); the full-batch
+        passes read it, the mini-batches do not."""
+        return None if self.sizes is None else real_rows(self.sizes, self.x.shape[1])
+
+    @cached_property
+    def full_weight(self) -> Tensor | None:
+        """[N, n, 1]: each real row's share of its client's mean, for all J heads."""
+        if self.sizes is None or self.real is None:
+            return None
+        return (self.real / self.sizes.unsqueeze(1)).unsqueeze(2)
 
     def _full_forward(self) -> Tensor:
         return _full_forward(self.w, self.b, self.x, self.group)

@@ -164,6 +164,9 @@ def check_finite(r: PoolRound, fail: Callable[[str], None]) -> None:
     named += [(f"experts.metrics.{key}", t) for key, t in (r.ssl or {}).items()]
     named.append(("experts.MemoryConsolidationExpert.metrics.replay_error", r.replay_error))
     named += [(f"experts.{key.replace('.', '.summary.', 1)}", t) for key, t in r.summaries.items()]
+    tensors = [t.reshape(-1).double() for _, t in named if t is not None]
+    if not tensors or bool(torch.isfinite(torch.cat(tensors)).all()):
+        return  # one check for all: the usual case
     for path, tensor in named:
         if tensor is not None and not bool(torch.isfinite(tensor).all()):
             fail(path)

@@ -317,18 +317,21 @@ def train_heads(
         sup = torch.cat(parts, dim=1)
         perms = sup.reshape(n_clients * group, *sup.shape[2:])
     row_expert = experts.reshape(-1)
-    is_meta = row_expert == (meta if meta is not None else -2)
-    meta_clients = everyone.repeat_interleave(group)[is_meta]
+    is_meta = meta_clients = None  # without the meta-adaptation expert: one rate for all
+    if meta is not None:
+        is_meta = row_expert == meta
+        meta_clients = everyone.repeat_interleave(group)[is_meta]
 
     base = adaptation.base_lr  # the configured rate, or the meta-learner's
 
     def learning_rates() -> Tensor:
         lr = torch.full((len(row_expert),), base, dtype=torch.float64)
-        lr[is_meta] = base * adaptation.scale[meta_clients]
+        if is_meta is not None:
+            lr[is_meta] = base * adaptation.scale[meta_clients]
         return lr.float()
 
     def on_epoch(loss: Tensor) -> Tensor | None:
-        if len(meta_clients) == 0:
+        if is_meta is None or meta_clients is None or len(meta_clients) == 0:
             return None
         adaptation.adapt("supervised", loss[is_meta], meta_clients)
         return learning_rates()

@@ -67,7 +67,15 @@ class Server:
 
     def set_global_weights(self, weights: Mapping[str, Tensor]) -> None:
         """The global model becomes `weights` (a strategy's aggregate)."""
-        self.global_model.load_state_dict(dict(weights))
+        state = self.global_model.state_dict(keep_vars=True)
+        if state.keys() != weights.keys() or any(
+            state[key].shape != value.shape for key, value in weights.items()
+        ):  # let load_state_dict say what is wrong
+            self.global_model.load_state_dict(dict(weights))
+            return
+        with torch.no_grad():  # its checks and hooks cost more than the copy at small models
+            for key, value in weights.items():
+                state[key].copy_(value)
 
     def aggregate_models(
         self, client_weights: Sequence[Mapping[str, Tensor]], sample_counts: Sequence[int]
