@@ -137,6 +137,13 @@ class RowReservoirs:
         n, filled = x.shape[1], self.filled
         total = sizes + filled
         width = int(total.max())
+        if bool((sizes == n).all()):  # no padding in x: the buffers follow it, their empty
+            # slots already zero
+            return (
+                torch.cat([x, self.x], dim=1)[:, :width].contiguous(),
+                torch.cat([y, self.y], dim=1)[:, :width].contiguous(),
+                total,
+            )
         clients = torch.arange(len(x))
         out_x = x.new_zeros(len(x), width, *x.shape[2:])
         out_y = y.new_zeros(len(y), width, *y.shape[2:])
@@ -153,10 +160,15 @@ class RowReservoirs:
     ) -> None:
         """`RowReservoir.offer` of every client (`sizes` [N] real rows of `x`, `y`); the
         uniforms are drawn client by client in `order` (positions in this component)."""
-        u = torch.ones(len(x), x.shape[1], dtype=torch.float64)  # padding: never kept
-        for c in order:
-            size = int(sizes[c])
-            u[c, :size] = torch.rand(size, generator=generator, dtype=torch.float64)
+        # One draw for all: a CPU generator's float64 uniforms come one at a time, so
+        # rand(a + b) gives the values of rand(a) then rand(b), client by client in `order`.
+        clients = torch.tensor(order, dtype=torch.long)
+        counts = sizes[clients]
+        drawn = torch.rand(int(counts.sum()), generator=generator, dtype=torch.float64)
+        block = torch.ones(len(clients), x.shape[1], dtype=torch.float64)  # padding: never kept
+        block[torch.arange(x.shape[1]) < counts.unsqueeze(1)] = drawn
+        u = torch.ones(len(x), x.shape[1], dtype=torch.float64)
+        u[clients] = block
         where = slots(self.seen, u, self.capacity)
         where[torch.arange(x.shape[1]) >= sizes.unsqueeze(1)] = -1
         cap = self.capacity
