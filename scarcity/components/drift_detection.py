@@ -96,8 +96,17 @@ class StackedDetectors:
 
     def observe(self, clients: Sequence[int], losses: Tensor) -> list[int]:
         """Feed each of `clients` its loss (`losses` [len(clients)]); the clients alarmed."""
-        values = losses.tolist()
-        return [c for c, v in zip(clients, values, strict=True) if self.detectors[c].observe(v)]
+        # `LossDetector.observe` inlined: a round calls it for every client.
+        alarmed = []
+        detectors = self.detectors
+        for c, value in zip(clients, losses.double().tolist(), strict=True):
+            detector = detectors[c]
+            detector.losses.append(value)
+            river = detector.detector
+            river.update(value)
+            if river.drift_detected:
+                alarmed.append(c)
+        return alarmed
 
     def seen(self, client: int) -> int:
         return len(self.detectors[client].losses)

@@ -16,22 +16,48 @@ from typing import Any
 
 from scarcity import messages
 from scarcity.core.aggregate import ema
+from scarcity.results import ExpertReport, Insight
 
 
 def _mean(values: Sequence[float]) -> float:
     return sum(values) / len(values) if values else 0.0
 
 
-def _expert_values(insights: Sequence[Mapping[str, Any]], expert: str, key: str) -> list[float]:
-    # Each mapping looked up once (an insight's lookups are Python calls, 1,000s a round).
-    values = []
+def _field(insight: Mapping[str, Any], key: str) -> Any:
+    """`insight[key]`; an `Insight`'s field read directly (its mapping form is a Python call
+    per lookup, 1,000s a round)."""
+    if type(insight) is Insight and key in Insight.KEYS and key not in insight.personal:
+        return getattr(insight, key)
+    return insight[key]
+
+
+def _summaries(insights: Sequence[Mapping[str, Any]], expert: str) -> list[Mapping[str, Any]]:
+    """The `expert` summary of each insight that has the expert, in order."""
+    summaries = []
     for insight in insights:
+        if type(insight) is Insight:
+            report = insight.experts.get(expert)
+            if report is not None:
+                summaries.append(
+                    report.summary if type(report) is ExpertReport else report["summary"]
+                )
+            continue
         experts = insight.get("experts", {})
         if expert in experts:
-            summary = experts[expert]["summary"]
-            if key in summary:
-                values.append(float(summary[key]))
-    return values
+            summaries.append(experts[expert]["summary"])
+    return summaries
+
+
+def _values(summaries: Sequence[Mapping[str, Any]], key: str) -> list[float]:
+    return [float(summary[key]) for summary in summaries if key in summary]
+
+
+#: The priors that average an expert's summary value: expert → (prior, summary key).
+_PRIOR_SUMMARIES = {
+    "MemoryConsolidationExpert": ("prior_replay_error", "avg_replay_error"),
+    "DriftExpert": ("prior_drift", "drift"),
+    "MetaAdaptationExpert": ("prior_lr_adjustments", "lr_adjustments"),
+}
 
 
 class MetaLearner:
@@ -53,7 +79,9 @@ class MetaLearner:
 
     def aggregate(self, insights: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         """Average uncertainty and the clients above / at-or-below it."""
-        uncertainties = {int(i["client_id"]): float(i["uncertainty"]) for i in insights}
+        uncertainties = {
+            int(_field(i, "client_id")): float(_field(i, "uncertainty")) for i in insights
+        }
         avg = _mean(list(uncertainties.values()))
         summary = {
             "avg_uncertainty": avg,
@@ -73,9 +101,9 @@ class MetaLearner:
 
     def update_global_params(self, insights: Sequence[Mapping[str, Any]]) -> dict[str, float]:
         """EMA of the clients' StructureExpert mean/std; lr from the average loss."""
-        means = _expert_values(insights, "StructureExpert", "mean")
-        stds = _expert_values(insights, "StructureExpert", "std")
-        losses = [float(i["loss"]) for i in insights if "loss" in i]
+        structure = _summaries(insights, "StructureExpert")
+        means, stds = _values(structure, "mean"), _values(structure, "std")
+        losses = [float(_field(i, "loss")) for i in insights if type(i) is Insight or "loss" in i]
         if means:
             self.all_means.append(_mean(means))
             self.mean = ema(self.mean, self.all_means[-1], self.alpha)
@@ -97,22 +125,23 @@ class MetaLearner:
 
     def compute_structural_priors(self, insights: Sequence[Mapping[str, Any]]) -> dict[str, float]:
         """Cross-client averages of reconstruction loss, replay error, drift, lr adjustments."""
-        recon = []
-        for insight in insights:
-            for report in insight["experts"].values():
-                metrics = report["metrics"]
+        recon: list[float] = []
+        summaries: dict[str, list[Mapping[str, Any]]] = {name: [] for name in _PRIOR_SUMMARIES}
+        for insight in insights:  # one pass: each insight's experts read once
+            experts = _field(insight, "experts")
+            for report in experts.values():
+                metrics = report.metrics if type(report) is ExpertReport else report["metrics"]
                 if "recon_loss" in metrics:
                     recon.append(float(metrics["recon_loss"]))
-        self.priors = {
-            "prior_recon_loss": _mean(recon),
-            "prior_replay_error": _mean(
-                _expert_values(insights, "MemoryConsolidationExpert", "avg_replay_error")
-            ),
-            "prior_drift": _mean(_expert_values(insights, "DriftExpert", "drift")),
-            "prior_lr_adjustments": _mean(
-                _expert_values(insights, "MetaAdaptationExpert", "lr_adjustments")
-            ),
-        }
+            for name, found in summaries.items():
+                if name in experts:
+                    report = experts[name]
+                    found.append(
+                        report.summary if type(report) is ExpertReport else report["summary"]
+                    )
+        self.priors = {"prior_recon_loss": _mean(recon)}
+        for name, (prior, key) in _PRIOR_SUMMARIES.items():
+            self.priors[prior] = _mean(_values(summaries[name], key))
         self.logger.debug("%s: %s", messages.PRIORS_UPDATED, self.priors)
         return dict(self.priors)
 

@@ -171,6 +171,22 @@ def test_meta_learner_aggregates_uncertainty():
     assert summary["low_uncertainty_clients"] == [0, 1]
 
 
+def test_the_meta_learner_reads_typed_insights_as_their_dict_form():
+    """Typed insights are read field by field, dicts through the mapping: the same values."""
+    config = resolve_config(preset="stage8", num_clients=6, rounds=2, seed=3)
+    insights = list(run_simulation(config)[1].insights)
+    insights[1] = dataclasses.replace(insights[1], personal={"personal_accuracy": 0.5})
+    typed, plain = MetaLearner(), MetaLearner()
+    assert typed.aggregate(insights) == plain.aggregate([i.to_dict() for i in insights])
+    typed.update_global_params(insights)
+    plain.update_global_params([i.to_dict() for i in insights])
+    typed.compute_structural_priors(insights)
+    plain.compute_structural_priors([i.to_dict() for i in insights])
+    assert typed.broadcast_params() == plain.broadcast_params()
+    assert typed.priors["prior_recon_loss"] > 0 and typed.mean != 0.0
+    assert typed.std != 1.0
+
+
 @pytest.mark.parametrize("execution", ["batched", "reference"])
 def test_both_executions_report_one_typed_insight(execution):
     config = resolve_config(preset="stage8", num_clients=3, rounds=1, execution=execution)
