@@ -57,7 +57,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -445,14 +445,13 @@ class Simulation:
 
     def _held_out(
         self, k: int, participants: Tensor
-    ) -> tuple[tuple[Tensor, Tensor] | None, list[tuple[Tensor, Tensor]] | None]:
+    ) -> tuple[tuple[Tensor, Tensor] | None, Sequence[tuple[Tensor, Tensor]] | None]:
         """The rows each participant's ensemble is scored on, as (shared, own): its own with
         `client_test_fraction`, else the global test set (shared); synthetic data's test set is
         one block per client, drawn from that client's distribution, so each gets its own."""
         data = self.data
         if data.client_test_y or data.test_rows_per_client:
-            sets = data.client_test_sets(k) if data.client_test_y else data.test_blocks(k)
-            return None, [sets[i] for i in participants.tolist()]
+            return None, data.held_out_rows(k).take(participants)
         return data.test_set(k), None
 
     def _ensemble_metrics(self, k: int, participants: Tensor) -> dict[str, float]:

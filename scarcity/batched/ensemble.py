@@ -14,7 +14,7 @@ from torch import Tensor
 
 from scarcity.batched.linear import per_sample_loss
 from scarcity.batched.models import StackedModel
-from scarcity.batched.padding import pad_clients, real_rows
+from scarcity.batched.padding import PaddedRows, real_rows
 from scarcity.core.training import Task
 
 #: Clients evaluated on a shared test set at once (bounds the [clients, rows, out] products).
@@ -67,8 +67,8 @@ def held_out_scores(
     model: StackedModel | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Each participant's ensemble loss and accuracy (NaN for regression), float64 [P]: on the
-    `shared` test set, or on its `own` held-out rows (one pair per participant; NaN for one
-    with none)."""
+    `shared` test set, or on its `own` held-out rows (one pair per participant, or them padded:
+    `PaddedRows`; NaN for one with none)."""
     p = len(next(iter(heads.values())))
     if own is None:
         assert shared is not None
@@ -95,9 +95,8 @@ def held_out_scores(
             for start in range(0, p, chunk)
         ]
         return torch.cat([a for a, _ in parts]), torch.cat([b for _, b in parts])
-    sizes = torch.tensor([len(y) for _, y in own])
-    x, y = pad_clients([x for x, _ in own]), pad_clients([y for _, y in own])
-    return _scores(task, pool_predictions(heads, selected, x, model), y, sizes)
+    rows = own if isinstance(own, PaddedRows) else PaddedRows.of(own)
+    return _scores(task, pool_predictions(heads, selected, rows.x, model), rows.y, rows.sizes)
 
 
 def _scores(

@@ -12,7 +12,7 @@ padded: callers get `sizes` None and keep their unmasked fast path.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
 from torch import Tensor
@@ -28,6 +28,39 @@ def pad_clients(tensors: Sequence[Tensor]) -> Tensor:
     out = rows.new_zeros(len(sizes), longest, *rows.shape[1:])
     out[real_rows(torch.tensor(sizes), longest)] = rows
     return out
+
+
+class PaddedRows(Sequence[tuple[Tensor, Tensor]]):
+    """Per-client (x, y) rows held padded: `x` [N, n, ...], `y` [N, n, ...] (zeros after each
+    client's `sizes` [N] rows, n the largest), read as the sequence of each client's real rows.
+    Batched consumers take the padded tensors as they are, without padding them again."""
+
+    def __init__(self, x: Tensor, y: Tensor, sizes: Tensor) -> None:
+        self.x, self.y, self.sizes = x, y, sizes
+        self._counts: list[int] = sizes.tolist()
+
+    @classmethod
+    def of(cls, pairs: Sequence[tuple[Tensor, Tensor]]) -> PaddedRows:
+        sizes = torch.tensor([len(y) for _, y in pairs], dtype=torch.long)
+        return cls(pad_clients([x for x, _ in pairs]), pad_clients([y for _, y in pairs]), sizes)
+
+    def __len__(self) -> int:
+        return len(self._counts)
+
+    def __getitem__(self, client: int) -> tuple[Tensor, Tensor]:  # type: ignore[override]
+        size = self._counts[client]
+        return self.x[client, :size], self.y[client, :size]
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        return (self[c] for c in range(len(self)))
+
+    def take(self, clients: Tensor) -> PaddedRows:
+        """The rows of `clients` [P], padded to the longest of them (as `pad_clients` of their
+        rows would be)."""
+        sizes = self.sizes[clients]
+        width = int(sizes.max()) if len(sizes) else 0
+        x, y = self.x[clients, :width].contiguous(), self.y[clients, :width].contiguous()
+        return type(self)(x, y, sizes)
 
 
 def real_rows(sizes: Tensor, length: int) -> Tensor:

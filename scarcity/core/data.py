@@ -56,6 +56,7 @@ import torch
 from torch import Tensor
 
 from scarcity.attacks import malicious_clients
+from scarcity.batched.padding import PaddedRows, real_rows
 from scarcity.config import SimulationConfig, is_regression
 from scarcity.core.training import Task
 from scarcity.datasets import load_arrays
@@ -118,6 +119,31 @@ class FederatedData:
             self._shift(x, y, round_index)
             for x, y in zip(self.client_test_x, self.client_test_y, strict=True)
         ]
+
+    def held_out_rows(self, round_index: int = 1) -> PaddedRows:
+        """Every client's held-out rows in round `round_index`, padded: its own
+        (`client_test_sets`), else synthetic data's test block (`test_blocks`). The padding is
+        done once; a round only shifts the rows (drift)."""
+        rows = self._held_out_rows
+        if self.drift * (round_index - 1) == 0:
+            return rows
+        x, y = self._shift(rows.x, rows.y, round_index)
+        width = rows.x.shape[1]
+        if bool((rows.sizes != width).any()):  # the padding stays zero
+            pad = ~real_rows(rows.sizes, width)
+            x = x.masked_fill(pad.view(*pad.shape, *[1] * (x.dim() - 2)), 0)
+            y = y.masked_fill(pad.view(*pad.shape, *[1] * (y.dim() - 2)), 0)
+        return PaddedRows(x, y, rows.sizes)
+
+    @functools.cached_property
+    def _held_out_rows(self) -> PaddedRows:
+        if self.client_test_y:
+            return PaddedRows.of(list(zip(self.client_test_x, self.client_test_y, strict=True)))
+        n = self.test_rows_per_client
+        blocks = len(self.test_x) // n
+        x = self.test_x[: blocks * n].reshape(blocks, n, *self.test_x.shape[1:])
+        y = self.test_y[: blocks * n].reshape(blocks, n, *self.test_y.shape[1:])
+        return PaddedRows(x, y, torch.full((blocks,), n, dtype=torch.long))
 
     @functools.cached_property
     def _pooled_client_tests(self) -> tuple[Tensor, Tensor, Tensor]:

@@ -8,6 +8,7 @@ import torch
 from pydantic import ValidationError
 
 from scarcity import Simulation, resolve_config, run_simulation
+from scarcity.batched.padding import pad_clients
 from scarcity.config import MAX_CLIENT_SIZE_FACTOR, MIN_CLIENT_SAMPLES
 from scarcity.core.data import (
     client_sizes,
@@ -39,6 +40,31 @@ def test_drift_shifts_every_client_each_round():
     assert not torch.equal(y1, y3)
     still = make_federated_data(resolve_config(preset="stage1"))
     assert still.client_data(2, 4)[0] is still.client_data(2, 1)[0]
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        dict(quantity_skew=1.0, client_test_fraction=0.3, drift=0.7),  # ragged own rows
+        dict(dataset="digits", partition="dirichlet", client_test_fraction=0.25, drift=0.5),
+        dict(drift=0.5),  # synthetic data's test block per client
+    ],
+)
+def test_the_padded_held_out_rows_are_each_clients_rows_of_the_round(overrides):
+    data = make_federated_data(resolve_config(preset="stage7", num_clients=12, **overrides))
+    participants = torch.tensor([7, 0, 3, 11])
+    for k in (1, 3):
+        sets = data.client_test_sets(k) if data.client_test_y else data.test_blocks(k)
+        chosen = [sets[c] for c in participants.tolist()]
+        rows = data.held_out_rows(k).take(participants)
+        assert torch.equal(rows.sizes, torch.tensor([len(y) for _, y in chosen]))
+        assert torch.equal(rows.x, pad_clients([x for x, _ in chosen]))  # zero padding, too
+        assert torch.equal(rows.y, pad_clients([y for _, y in chosen]))
+        assert all(
+            torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+            for a, b in zip(rows, chosen, strict=True)
+        )
+    assert not torch.equal(data.held_out_rows(1).x, data.held_out_rows(3).x)
 
 
 @pytest.mark.parametrize("name", ["digits", "breast_cancer", "wine", "iris", "diabetes"])
