@@ -73,6 +73,10 @@ class ClientPopulation(Protocol):
         """Each participant's insight of the last round."""
         ...
 
+    def insight_bytes(self, insights: Sequence[Insight]) -> int:
+        """Σ `accounting.insight_bytes` of `insights()` (the list it returned)."""
+        ...
+
     # The model each client uses, as the strategy's `client_model` asks.
     def start_personal(self, weights: Mapping[str, Tensor]) -> None:
         """Every client's personal model starts as `weights` (Ditto's v⁰ = w⁰)."""

@@ -68,10 +68,10 @@ from scarcity import checkpoint as checkpoint_format
 from scarcity import messages
 from scarcity.accounting import (
     BYTES_ENGINE_VERSION,
+    SCALAR_BYTES,
     Ledger,
     Traffic,
     gossip_traffic,
-    insight_bytes,
     scalar_bytes,
 )
 from scarcity.attacks import Adversary, flip_labels
@@ -307,8 +307,13 @@ class Simulation:
         # Per-client dicts only when a consumer needs them.
         needed = cfg.insight_exchange or cfg.meta_learning
         insights = population.insights() if needed else []
+        if counting and cfg.insight_exchange:  # personal scores counted below
+            traffic += Traffic(up=population.insight_bytes(insights))
         if insights and personal is not None:
             insights = with_personal_scores(insights, self.data.task, personal)
+            if counting and cfg.insight_exchange:  # one number for each that has a score
+                scored = int((~personal[participants].isnan()).sum())
+                traffic += Traffic(up=SCALAR_BYTES * scored)
         stats = population.statistics()
         for key in ("data_mean", "data_std", "drift", "replay_error", "recon_loss"):
             if key in stats:  # none without experts (the baseline preset)
@@ -316,8 +321,6 @@ class Simulation:
         if cfg.insight_exchange:
             for insight in insights:
                 self.server.receive_insight(insight)
-            if counting:
-                traffic += Traffic(up=sum(insight_bytes(i) for i in insights))
             metrics["avg_uncertainty"] = stats["avg_uncertainty"]
 
         meta_params: dict[str, float] = {}

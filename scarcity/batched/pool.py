@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from scarcity.accounting import insight_bytes
 from scarcity.backbones import make_backbone
 from scarcity.batched.draws import draw_config_round
 from scarcity.batched.models import StackedModel
@@ -392,6 +393,25 @@ class ClientPool:
     def insights(self) -> list[Insight]:
         ids = None if self.active is None else self.active.tolist()
         return build_insights(self.last_round, self.names, self.memory, ids)
+
+    def insight_bytes(self, insights: Sequence[Insight]) -> int:
+        """Σ `insight_bytes` of the round's insights, measuring one per selected expert: the
+        insights of a round carry the same figures and summaries, and the metrics of what the
+        client trained (every expert, or the one it selected), so those that selected the same
+        expert are as long."""
+        if not insights:
+            return 0
+        selected = self.last_round.selected
+        if selected is None:
+            return len(insights) * insight_bytes(insights[0])
+        counts = torch.bincount(selected, minlength=len(self.names))
+        first = torch.full((len(self.names),), len(selected), dtype=torch.long)
+        first.scatter_reduce_(0, selected, torch.arange(len(selected)), "amin")
+        return sum(
+            count * insight_bytes(insights[i])
+            for count, i in zip(counts.tolist(), first.tolist(), strict=True)
+            if count
+        )
 
     # -- shared model, meta-parameters, gossip, checkpoint ---------------------------------
     def sample_counts(self) -> Tensor:

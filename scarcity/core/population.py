@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from scarcity.accounting import tensor_bytes
+from scarcity.accounting import insight_bytes, tensor_bytes
 from scarcity.backbones import make_backbone
 from scarcity.components.client_models import ModuleModels
 from scarcity.components.clusters import candidate_losses, choose
@@ -216,6 +216,9 @@ class ReferencePopulation:
         if self._insights is None:  # built once a round: statistics and checks read them too
             self._insights = [c.generate_insight() for c in self.active]
         return self._insights
+
+    def insight_bytes(self, insights: Sequence[Insight]) -> int:
+        return sum(insight_bytes(i) for i in insights)
 
     def ensemble_scores(
         self,

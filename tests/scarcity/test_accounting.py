@@ -164,3 +164,33 @@ def test_a_run_that_counts_nothing_keeps_its_checkpoint_layout():
     sim = Simulation(resolve_config({**BASELINE, "engine_version": 7}))
     sim.run_round()
     assert "accounting" not in checkpoint_format.loads(sim.checkpoint())
+
+
+@pytest.mark.parametrize("preset", ["stage3", "stage4"])
+def test_insights_with_personal_scores_count_every_number_they_carry(preset):
+    """Stage 3 trains every expert, stage 4 the routed one; with FedAvg and own held-out rows
+    each insight also carries its client's personal score."""
+    config = {"preset": preset, "num_clients": 6, "clients_per_round": 3, "rounds": 2}
+    for r in run(config, federated_averaging=True, client_test_fraction=0.3):
+        assert len(r.insights) == 3 and all("personal_loss" in i for i in r.insights)
+        insights = sum(payload_bytes(i.to_dict()) for i in r.insights)
+        assert r.metrics["bytes_up"] == insights + 3 * LINEAR
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"preset": "stage7", "clients_per_round": 7, "replay_size": 5, "meta_init": True},
+        {"preset": "stage8", "clients_per_round": 7},
+        {"preset": "stage8", "label_free": True},
+        {"preset": "stage3"},
+    ],
+)
+@pytest.mark.parametrize("execution", ["batched", "reference"])
+def test_a_rounds_insight_bytes_are_the_sum_over_its_insights(overrides, execution):
+    sim = Simulation(resolve_config(num_clients=9, rounds=2, execution=execution, **overrides))
+    for _ in range(2):
+        sim.run_round()
+        insights = sim.population.insights()
+        expected = sum(payload_bytes(i.to_dict()) for i in insights)
+        assert sim.population.insight_bytes(insights) == expected > 0
