@@ -23,12 +23,14 @@ def _mean(values: Sequence[float]) -> float:
     return sum(values) / len(values) if values else 0.0
 
 
-def _field(insight: Mapping[str, Any], key: str) -> Any:
-    """`insight[key]`; an `Insight`'s field read directly (its mapping form is a Python call
-    per lookup, 1,000s a round)."""
-    if type(insight) is Insight and key in Insight.KEYS and key not in insight.personal:
-        return getattr(insight, key)
-    return insight[key]
+def _column(insights: Sequence[Mapping[str, Any]], key: str) -> list[Any]:
+    """`insight[key]` of each insight; an `Insight`'s field read directly (its mapping form is
+    a Python call per lookup, 1,000s a round)."""
+    field = key in Insight.KEYS
+    return [
+        getattr(i, key) if field and type(i) is Insight and key not in i.personal else i[key]
+        for i in insights
+    ]
 
 
 def _summaries(insights: Sequence[Mapping[str, Any]], expert: str) -> list[Mapping[str, Any]]:
@@ -79,9 +81,8 @@ class MetaLearner:
 
     def aggregate(self, insights: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         """Average uncertainty and the clients above / at-or-below it."""
-        uncertainties = {
-            int(_field(i, "client_id")): float(_field(i, "uncertainty")) for i in insights
-        }
+        ids, values = _column(insights, "client_id"), _column(insights, "uncertainty")
+        uncertainties = {int(c): float(u) for c, u in zip(ids, values, strict=True)}
         avg = _mean(list(uncertainties.values()))
         summary = {
             "avg_uncertainty": avg,
@@ -103,7 +104,8 @@ class MetaLearner:
         """EMA of the clients' StructureExpert mean/std; lr from the average loss."""
         structure = _summaries(insights, "StructureExpert")
         means, stds = _values(structure, "mean"), _values(structure, "std")
-        losses = [float(_field(i, "loss")) for i in insights if type(i) is Insight or "loss" in i]
+        reported = [i for i in insights if type(i) is Insight or "loss" in i]
+        losses = [float(loss) for loss in _column(reported, "loss")]
         if means:
             self.all_means.append(_mean(means))
             self.mean = ema(self.mean, self.all_means[-1], self.alpha)
@@ -127,8 +129,7 @@ class MetaLearner:
         """Cross-client averages of reconstruction loss, replay error, drift, lr adjustments."""
         recon: list[float] = []
         summaries: dict[str, list[Mapping[str, Any]]] = {name: [] for name in _PRIOR_SUMMARIES}
-        for insight in insights:  # one pass: each insight's experts read once
-            experts = _field(insight, "experts")
+        for experts in _column(insights, "experts"):  # one pass: each insight's experts once
             for report in experts.values():
                 metrics = report.metrics if type(report) is ExpertReport else report["metrics"]
                 if "recon_loss" in metrics:
