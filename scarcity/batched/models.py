@@ -140,6 +140,9 @@ class AutogradStep:
     (`fit_stacked`); arguments as `linear.ClosedFormStep`, the parameters a dict [N·J, ...]."""
 
     always_measures_grads = True
+    #: A full-batch first step keeps its loss, the models' loss before training, as
+    #: `initial_loss` (`fit_stacked` then asks for it after that step, saving a forward pass).
+    full_step_keeps_initial = True
 
     def __init__(
         self,
@@ -162,6 +165,9 @@ class AutogradStep:
         if self.row_sizes is not None:
             self.full_weight = real_rows(self.row_sizes, n) / self.row_sizes.unsqueeze(1)
         self.targets = _client_targets(y, group)
+        self.steps = 0
+        #: The first step's loss when that step was full-batch (None otherwise).
+        self.first_full_loss: Tensor | None = None
 
     def _full_losses(self) -> Tensor:
         """Every row's per-sample losses on all of its client's data [N·J, n], no gradient."""
@@ -188,6 +194,8 @@ class AutogradStep:
         return out
 
     def initial_loss(self) -> Tensor:
+        if self.first_full_loss is not None:  # the same forward pass, already taken
+            return self.first_full_loss
         return (self._full_losses() * self.full_weight).sum(dim=1)
 
     def step(
@@ -199,14 +207,20 @@ class AutogradStep:
         grad_sum: Tensor | None,
         epoch_loss: Tensor,
     ) -> int | Tensor:
+        first, self.steps = self.steps == 0, self.steps + 1
         if idx is None:
+            # `initial_loss`'s own chunks and sums: the first step's loss is that value.
+            kept: list[Tensor] = []
             for clients, block, params in self._client_chunks():
                 leaves = {k: v.detach().requires_grad_() for k, v in params.items()}
                 prediction = self.model.on_clients(leaves, self.x[clients], self.group)
                 losses = per_sample_loss(self.task, prediction, self.targets[block])
                 loss = (losses * self.full_weight[block]).sum(dim=1)
+                kept.append(loss.detach())
                 self._descend(block, leaves, loss, lr[block], grad_sum, None)
                 epoch_loss[block] += loss.detach()
+            if first:
+                self.first_full_loss = torch.cat(kept)
             return 1
         row_sizes = self.row_sizes
         alive = None if row_sizes is None else row_sizes > batch * batch_size

@@ -189,7 +189,9 @@ class StackedStep(Protocol):
     always_measures_grads: bool
 
     def initial_loss(self) -> Tensor:
-        """Each row's mean loss on all of its client's rows before training [rows]."""
+        """Each row's mean loss on all of its client's rows before training [rows] (called
+        before the first step, or right after it where the form sets
+        `full_step_keeps_initial` and that step was full-batch)."""
         ...
 
     def step(
@@ -229,7 +231,10 @@ def fit_stacked(
     feed insights only, and skipping them saves two full passes.
     """
     rows = form.rows
-    initial = form.initial_loss() if details else torch.zeros(rows)
+    # A form whose full-batch step keeps its loss (`full_step_keeps_initial`) gives the
+    # initial loss after its first step: no forward pass of its own.
+    after_first = perms is None and epochs > 0 and getattr(form, "full_step_keeps_initial", False)
+    initial = form.initial_loss() if details and not after_first else torch.zeros(rows)
     grad_sum = torch.zeros(rows)
     sums = grad_sum if details or form.always_measures_grads else None
     steps: int | Tensor = 0
@@ -242,6 +247,8 @@ def fit_stacked(
         for batch, idx in enumerate(batches):
             steps = steps + form.step(idx, batch, batch_size, lr, sums, epoch_loss)
         epoch_losses.append(epoch_loss)
+        if details and after_first and epoch == 0:
+            initial = form.initial_loss()
         if on_epoch is not None:
             new_lr = on_epoch(epoch_loss)
             if new_lr is not None:

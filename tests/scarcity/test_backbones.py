@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from scarcity import Simulation, resolve_config, run_simulation
 from scarcity.backbones import BACKBONES, make_backbone
 from scarcity.batched.linear import HeadRegularizer, fit_heads
-from scarcity.batched.models import StackedModel, fit_models
+from scarcity.batched.models import AutogradStep, StackedModel, fit_models
 from scarcity.batched.padding import pad_clients, padded_randperm
 from scarcity.core.training import LocalObjective, make_linear
 from tests.scarcity.test_batched import assert_same_results
@@ -326,3 +326,28 @@ def test_an_mlp_ensemble_scores_the_same_in_memory_bounded_chunks(monkeypatch):
         "classification", heads, torch.tensor([0, 1] * 3), (x, y), None, model
     )
     assert not torch.equal(routed[0], whole[0])  # the routed head alone, not the mean
+
+
+def test_a_full_batch_fit_takes_its_initial_loss_from_its_first_step(monkeypatch):
+    """The first full-batch step computes the models' loss before training: the fit reports
+    it as the initial loss, bit for bit the loss of a pass of its own, without that pass."""
+    backbone = make_backbone(resolve_config({"dataset": "digits"}, model="mlp"))
+    g = torch.Generator().manual_seed(5)
+    sizes, group, epochs = torch.tensor([5, 2, 7]), 2, 2
+    x = pad_clients([torch.rand(int(n), backbone.input_dim, generator=g) for n in sizes])
+    y = pad_clients([torch.randint(backbone.output_dim, (int(n),), generator=g) for n in sizes])
+    rows = len(sizes) * group
+    params = {s.name: torch.randn(rows, *s.shape, generator=g) * 0.3 for s in backbone.specs()}
+    stacked = StackedModel(backbone)
+    before = AutogradStep("classification", stacked, params, x, y, group, sizes).initial_loss()
+    calls = []
+    on_clients = stacked.on_clients
+    monkeypatch.setattr(stacked, "on_clients", lambda *a: calls.append(1) or on_clients(*a))
+    lr = torch.full((rows,), 0.05)
+    trained = {k: v.clone() for k, v in params.items()}
+    stats = fit_models(
+        "classification", stacked, trained, x, y, group, lr, epochs, 0, None, sizes=sizes
+    )
+    assert torch.equal(stats.initial_loss, before)
+    assert len(calls) == epochs + 1  # a pass a step, and the final statistics' pass
+    assert not torch.equal(stats.final_loss, before)  # it trained
