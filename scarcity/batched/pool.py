@@ -46,7 +46,7 @@ from scarcity.components.personal_models import (
     round_generator,
 )
 from scarcity.components.replay import RowReservoirs, reservoir_generator
-from scarcity.components.routing import StackedRouter, stacked_expert_losses
+from scarcity.components.routing import ExpertLosses, StackedRouter
 from scarcity.components.structure_discovery import StackedAutoencoders, train_autoencoders_round
 from scarcity.components.summaries import DataSummaries, expert_summaries
 from scarcity.components.training import train_heads_round
@@ -112,6 +112,8 @@ class ClientPool:
         self.summaries = DataSummaries(n)
         self.adaptation = LearningRateAdaptation.of(n, cfg)
         self.router = StackedRouter(n, self.names, cfg.router_strategy, cfg.variance_threshold, rng)
+        #: `loss` routing's measures, kept to skip the heads unchanged since (not checkpointed).
+        self.expert_losses = ExpertLosses()
         self.meta_params: dict[str, float] = {}
         #: The autoencoders' Adam rate: `ssl_learning_rate`, or its share of the broadcast.
         self.ssl_lr = cfg.ssl_learning_rate
@@ -177,7 +179,7 @@ class ClientPool:
             losses = None
             if cfg.router_strategy == "loss":  # `Client.route`: each head's loss, before training
                 heads = {name: self.w[key] for name, key in self.head_keys.items()}
-                losses = stacked_expert_losses(
+                losses = self.expert_losses.measure(
                     self.task, heads, x, y, self.ragged_sizes, self.stacked_model
                 )
             chosen = self.router.select(x, self.ragged_sizes, losses)

@@ -12,6 +12,7 @@ NeurIPS, Algorithm 2's cluster estimate ĵ = argmin_j F_i(θ_j), with a client's
 candidates): each client trains the expert with the lowest mean loss on its training rows of
 the round, measured before training (`candidate_losses` per client, `stacked_expert_losses`
 stacked). Its own held-out rows are not used: they are the rows its ensemble is scored on.
+Stacked, `ExpertLosses` measures again only the heads that changed since the last round.
 As IFCA's clients all start from the server's same k models, every client's expert heads start
 from the same weights under `loss` routing (client 0's draw, copied by both populations), and
 gossip (averaging expert j of two peers) keeps an expert index one candidate across clients, so
@@ -376,3 +377,94 @@ def stacked_expert_losses(
         form = AutogradStep(task, model, params, x, y, k, sizes)
     with torch.no_grad():
         return form.initial_loss().view(clients, k)
+
+
+class ExpertLosses:
+    """`stacked_expert_losses` round after round, measuring again only what changed.
+
+    A head's loss is a function of its weights and its client's rows alone (a stacked row
+    computes the same whichever rows share its call, two or more): a head whose weights, and
+    whose client's rows, labels and size, are bit for bit those of its last measure keeps that
+    measure. In a round only a few heads change (the trained one, gossip's and drift's), so
+    the others' forward passes are skipped. Linear's closed form is measured whole (its
+    forward is cheap). Nothing is kept across a checkpoint: a restored run measures afresh.
+    """
+
+    def __init__(self) -> None:
+        #: What the last measure was taken on (heads [C, K, ...], x, y, sizes) and its result.
+        self.inputs: tuple[dict[str, Tensor], Tensor, Tensor, Tensor | None] | None = None
+        self.losses: Tensor | None = None
+        self.model: StackedModel | None = None
+
+    def measure(
+        self,
+        task: Task,
+        heads: Mapping[str, Tensor],
+        x: Tensor,
+        y: Tensor,
+        sizes: Tensor | None,
+        model: StackedModel | None,
+    ) -> Tensor:
+        """`stacked_expert_losses(task, heads, x, y, sizes, model)` → [C, K]."""
+        changed = None if model is not self.model else self._changed(heads, x, y, sizes)
+        if model is None or changed is None or self.losses is None:
+            losses = stacked_expert_losses(task, heads, x, y, sizes, model)
+        else:
+            losses = self.losses.clone()
+            client, expert = changed.nonzero(as_tuple=True)
+            if len(client) == 1 and changed.numel() > 1:  # no call of a single row
+                flat = (client * changed.shape[1] + expert + 1) % changed.numel()
+                client = torch.cat([client, flat // changed.shape[1]])
+                expert = torch.cat([expert, flat % changed.shape[1]])
+            if len(client):
+                part = {key: t[client, expert].unsqueeze(1) for key, t in heads.items()}
+                some = None if sizes is None else sizes[client]
+                measured = stacked_expert_losses(task, part, x[client], y[client], some, model)
+                losses[client, expert] = measured[:, 0]
+        kept = None if sizes is None else sizes.clone()
+        self.inputs = ({key: t.clone() for key, t in heads.items()}, x.clone(), y.clone(), kept)
+        self.losses, self.model = losses, model
+        return losses
+
+    def _changed(
+        self, heads: Mapping[str, Tensor], x: Tensor, y: Tensor, sizes: Tensor | None
+    ) -> Tensor | None:
+        """Which heads [C, K] differ in any bit from the last measure's, or whose client's
+        rows, labels or size do; None when the shapes or types differ (all are measured)."""
+        if self.inputs is None:
+            return None
+        before, x0, y0, sizes0 = self.inputs
+        if (
+            before.keys() != heads.keys()
+            or any(_layout(before[k]) != _layout(t) for k, t in heads.items())
+            or (_layout(x0), _layout(y0)) != (_layout(x), _layout(y))
+            or (sizes is None) != (sizes0 is None)
+        ):
+            return None
+        clients, k = next(iter(heads.values())).shape[:2]
+        changed = torch.zeros(clients * k, dtype=torch.bool)
+        for key, t in heads.items():
+            changed |= _rows_differ(t, before[key], clients * k)
+        rows = _rows_differ(x, x0, clients) | _rows_differ(y, y0, clients)
+        if sizes is not None and sizes0 is not None:
+            rows |= sizes != sizes0
+        return changed.view(clients, k) | rows.unsqueeze(1)
+
+
+def _rows_differ(a: Tensor, b: Tensor, rows: int) -> Tensor:
+    """Whether each of the `rows` leading rows of `a` differs from `b`'s in any bit [rows]
+    (so -0.0 differs from 0.0, and a NaN matches one of the same bits): compared as
+    integers, eight bytes at once where the rows allow."""
+    a, b = a.reshape(rows, -1), b.reshape(rows, -1)
+    if a.is_floating_point():
+        size = a.element_size()
+        bits = torch.int64 if (size * a.shape[1]) % 8 == 0 else _INTEGERS[size]
+        a, b = a.contiguous().view(bits), b.contiguous().view(bits)
+    return (a != b).any(dim=1)
+
+
+def _layout(t: Tensor) -> tuple[torch.Size, torch.dtype]:
+    return t.shape, t.dtype
+
+
+_INTEGERS = {1: torch.int8, 2: torch.int16, 4: torch.int32, 8: torch.int64}

@@ -15,7 +15,7 @@ from scarcity import Simulation, resolve_config
 from scarcity.backbones import make_backbone
 from scarcity.batched.models import StackedModel
 from scarcity.components.clusters import candidate_losses
-from scarcity.components.routing import Router, stacked_expert_losses
+from scarcity.components.routing import ExpertLosses, Router, stacked_expert_losses
 from tests.scarcity.test_batched import assert_same_results
 
 
@@ -51,6 +51,58 @@ def test_stacked_expert_losses_are_each_clients_candidate_losses(model):
     for c, n in enumerate(sizes.tolist()):
         expected = candidate_losses("classification", heads[c], x[c, :n], y[c, :n])
         assert torch.allclose(losses[c], expected, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"dataset": "digits", "model": "mlp", "hidden_sizes": [16]},
+        {"dataset": "digits", "model": "cnn", "cnn_channels": 4},
+        {"model": "simple_cnn", "input_dim": 784, "output_dim": 10},
+    ],
+)
+def test_expert_losses_measure_again_only_what_changed_bit_for_bit(fields, monkeypatch):
+    """Round after round, a head whose weights and client rows are unchanged keeps its
+    measure; whatever changed (a head, a client's rows, one head alone) is measured again,
+    and every measure is bit for bit a fresh `stacked_expert_losses`."""
+    from scarcity.components import routing
+
+    backbone = make_backbone(resolve_config(fields))
+    model = StackedModel(backbone)
+    g = torch.Generator().manual_seed(6)
+    clients, k, n = 5, 3, 6
+    heads = {s.name: torch.randn(clients, k, *s.shape, generator=g) * 0.3 for s in backbone.specs()}
+    sizes = torch.tensor([6, 2, 5, 6, 3])
+    x = torch.rand(clients, n, backbone.input_dim, generator=g)
+    y = torch.randint(backbone.output_dim, (clients, n), generator=g)
+    for c, size in enumerate(sizes.tolist()):
+        x[c, size:], y[c, size:] = 0.0, 0
+    measured = []
+    fresh = routing.stacked_expert_losses
+    monkeypatch.setattr(
+        routing,
+        "stacked_expert_losses",
+        lambda task, h, *a: measured.append(next(iter(h.values())).shape[:2]) or fresh(task, h, *a),
+    )
+    memo = ExpertLosses()
+
+    def check(rows: int) -> None:
+        measured.clear()
+        losses = memo.measure("classification", heads, x, y, sizes, model)
+        assert torch.equal(losses, fresh("classification", heads, x, y, sizes, model))
+        assert sum(shape[0] * shape[1] for shape in measured) == rows
+
+    check(clients * k)  # the first measure: every head
+    check(0)  # nothing changed
+    for t in heads.values():
+        t[1, 2] += 0.1
+        t[3, 0] -= 0.2
+    check(2)
+    next(iter(heads.values()))[4, 1] *= -1.0
+    check(2)  # a lone changed head is measured beside another, never alone in its call
+    x[2, :2] += 0.5
+    check(k)  # a client's rows changed: each of its heads
+    check(0)
 
 
 @pytest.mark.parametrize("overrides", [{}, {"quantity_skew": 0.5, "clients_per_round": 4}])
