@@ -429,8 +429,8 @@ class ClientPool:
 
     def stacked_expert_weights(self, expert: int, clients: Tensor) -> dict[str, Tensor]:
         """Expert `expert`'s weights of `clients`, [C, ...] each (`Expert.get_weights` keys)."""
-        keys = self.expert_keys.items()
-        return {name: self.w[key][clients, expert].clone() for key, name in keys}
+        keys = self.expert_keys.items()  # a copy: index_select gathers faster than indexing
+        return {name: self.w[key][:, expert].index_select(0, clients) for key, name in keys}
 
     def set_stacked_expert_weights(
         self, expert: int, clients: Tensor, weights: Mapping[str, Tensor]
