@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import ClassVar, Literal
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from scarcity.params import Param
 
@@ -96,11 +96,19 @@ class Backbone(ABC):
         module = self.template()
         params = dict(module.named_parameters())
         with torch.no_grad():
-            for spec in self.specs():
-                bound = 1.0 / math.sqrt(spec.fan_in)
-                draw = torch.rand(spec.shape, generator=generator)
-                params[spec.name].copy_(draw * (2 * bound) - bound)
+            for name, value in self.draw(generator).items():
+                params[name].copy_(value)
         return module
+
+    def draw(self, generator: torch.Generator) -> dict[str, Tensor]:
+        """`make`'s parameters alone, by `named_parameters` name, without building a module
+        (a stacked population draws them into its own tensors)."""
+        values = {}
+        for spec in self.specs():
+            bound = 1.0 / math.sqrt(spec.fan_in)
+            draw = torch.rand(spec.shape, generator=generator)
+            values[spec.name] = draw * (2 * bound) - bound
+        return values
 
     @property
     def closed_form(self) -> bool:

@@ -262,7 +262,7 @@ class ClientPool:
         for c in self.alarmed:
             expert = int(last.selected[ids.index(c)])
             generator = reinit_generator(self.config.seed, c, self.detectors.seen(c))
-            fresh = self.backbone.make(generator).state_dict()
+            fresh = self.backbone.draw(generator)
             for name, key in self.head_keys.items():
                 self.w[key][c, expert] = fresh[name]
             self.router.usage[c] = 0

@@ -108,6 +108,26 @@ def test_the_linear_backbone_draws_the_seeds_linear_layer():
         assert torch.equal(made.state_dict()[key], value)
 
 
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"dataset": "wine"},
+        {"dataset": "digits", "model": "mlp", "hidden_sizes": [16, 8]},
+        {"dataset": "digits", "model": "cnn", "cnn_channels": 4},
+    ],
+)
+def test_draw_gives_makes_parameters_and_leaves_the_generator_as_make_does(fields):
+    """A drift-restarted head is drawn without a module: the values `make` loads, bit for bit,
+    and the generator left where `make` leaves it."""
+    backbone = make_backbone(resolve_config(fields))
+    g_make, g_draw = torch.Generator().manual_seed(8), torch.Generator().manual_seed(8)
+    made = dict(backbone.make(g_make).named_parameters())
+    drawn = backbone.draw(g_draw)
+    assert drawn.keys() == made.keys()
+    assert all(torch.equal(drawn[name], value) for name, value in made.items())
+    assert torch.equal(g_make.get_state(), g_draw.get_state())
+
+
 def test_every_parameter_gets_its_layers_fan_in():
     mlp = make_backbone(resolve_config(model="mlp", hidden_sizes=[7, 5]))
     assert [(s.name, s.shape, s.fan_in) for s in mlp.specs()] == [
