@@ -314,6 +314,8 @@ def train_heads(
             name: torch.cat([w[shared_keys[name]].unsqueeze(1), t], dim=1).flatten(0, 1)
             for name, t in heads.items()
         }
+    elif chosen is not None:  # gathering the routed heads copies them already
+        params = {name: t.flatten(0, 1) for name, t in heads.items()}
     else:
         params = {name: t.flatten(0, 1).clone() for name, t in heads.items()}
     perms = None
