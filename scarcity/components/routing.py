@@ -387,8 +387,12 @@ class ExpertLosses:
     whose client's rows, labels and size, are bit for bit those of its last measure keeps that
     measure. In a round only a few heads change (the trained one, gossip's and drift's), so
     the others' forward passes are skipped. Linear's closed form is measured whole (its
-    forward is cheap). Nothing is kept across a checkpoint: a restored run measures afresh.
+    forward is cheap), and so are heads too large to keep a copy of (`KEPT_VALUES`). Nothing
+    is kept across a checkpoint: a restored run measures afresh.
     """
+
+    #: The most values (heads and rows) a measure keeps a copy of: 256 MiB of float32.
+    KEPT_VALUES = 1 << 26
 
     def __init__(self) -> None:
         #: What the last measure was taken on (heads [C, K, ...], x, y, sizes) and its result.
@@ -421,6 +425,10 @@ class ExpertLosses:
                 some = None if sizes is None else sizes[client]
                 measured = stacked_expert_losses(task, part, x[client], y[client], some, model)
                 losses[client, expert] = measured[:, 0]
+        values = sum(t.numel() for t in heads.values()) + x.numel() + y.numel()
+        if model is None or values > self.KEPT_VALUES:
+            self.inputs = self.losses = None
+            return losses
         kept = None if sizes is None else sizes.clone()
         self.inputs = ({key: t.clone() for key, t in heads.items()}, x.clone(), y.clone(), kept)
         self.losses, self.model = losses, model

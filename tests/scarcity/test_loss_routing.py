@@ -103,6 +103,10 @@ def test_expert_losses_measure_again_only_what_changed_bit_for_bit(fields, monke
     x[2, :2] += 0.5
     check(k)  # a client's rows changed: each of its heads
     check(0)
+    monkeypatch.setattr(ExpertLosses, "KEPT_VALUES", x.numel())  # too large to keep a copy of
+    check(0)  # (the last copy still holds)
+    check(clients * k)
+    check(clients * k)
 
 
 @pytest.mark.parametrize("overrides", [{}, {"quantity_skew": 0.5, "clients_per_round": 4}])
