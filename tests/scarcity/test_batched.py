@@ -397,6 +397,36 @@ def test_padded_randperm_is_the_reference_draw_then_the_padding():
     assert padded_randperm(4, 4, torch.Generator()).shape == (4,)
 
 
+def test_stacked_round_draws_equal_one_padded_randperm_per_row_in_order():
+    """A round's draws, stacked in one copy, are the per-row `padded_randperm`s taken from the
+    same generator in the same order, with identity rows for full-batch clients and zeros
+    for a client that stores nothing."""
+    from scarcity.batched.draws import draw_epochs, draw_round
+
+    sizes, g = [5, 2, 7, 1], torch.Generator().manual_seed(9)
+    draws = draw_round(
+        g, sizes=sizes, batch_size=3, trained=[[0], [1], [0], [1]], num_experts=2, memory=1,
+        shared_epochs=1, epochs=2, ssl_epochs=0, structure_discovery=False,
+    )  # fmt: skip
+    g = torch.Generator().manual_seed(9)
+    shared, store, sup = [], [], []
+    for size, expert in zip(sizes, [0, 1, 0, 1], strict=True):
+        shuffled = 3 < size
+
+        def draw(size: int = size, shuffled: bool = shuffled) -> torch.Tensor:
+            return padded_randperm(size, 7, g) if shuffled else torch.arange(7)
+
+        shared.append(draw())
+        store.append(padded_randperm(size, 7, g) if expert == 1 else torch.zeros(7))
+        sup += [draw(), draw()]
+    assert draws.shared is not None and draws.supervised is not None
+    assert draws.supervised_store is not None and draws.shared.dtype == torch.int32
+    assert draws.shared.view(4, 7).tolist() == torch.stack(shared).tolist()
+    assert draws.supervised_store.tolist() == torch.stack(store).long().tolist()
+    assert draws.supervised.view(8, 7).tolist() == torch.stack(sup).tolist()
+    assert draw_epochs(torch.Generator(), [1, 2], 2, 3) is None  # no client shuffles
+
+
 def test_pad_clients_zero_fills_and_stacks_equal_sizes_unchanged():
     a, b = torch.ones(3, 2), torch.full((1, 2), 2.0)
     padded = pad_clients([a, b])
