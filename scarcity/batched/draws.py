@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from scarcity.batched.padding import real_rows
+from scarcity.batched.padding import padded_randperm
 from scarcity.config import SimulationConfig
 
 # Draws are stored as int32 (positions within one client's rows): at 10,000 clients the SSL
@@ -25,53 +25,8 @@ from scarcity.config import SimulationConfig
 INDEX = torch.int32
 
 
-class _Permutations:
-    """Rows of permutations, each drawn as `padded_randperm` draws it (its client's own
-    `randperm`, then the padding positions in order) but stacked in one masked copy at the end
-    instead of one concatenation and conversion per row: rows of a 1,000-client round are
-    thousands. A row may instead be the identity (a client that trains full-batch) or zeros
-    (no draw, `empty`)."""
-
-    def __init__(self, width: int) -> None:
-        self.width = width
-        self.drawn: list[Tensor] = []
-        self.sizes: list[int] = []  # how many leading positions a draw fills (0: none)
-        self.zero_rows: list[int] = []
-
-    def __len__(self) -> int:
-        return len(self.sizes)
-
-    def draw(self, size: int, generator: torch.Generator) -> None:
-        self.drawn.append(torch.randperm(size, generator=generator))
-        self.sizes.append(size)
-
-    def identity(self) -> None:
-        self.sizes.append(0)
-
-    def empty(self) -> None:
-        self.zero_rows.append(len(self.sizes))
-        self.sizes.append(0)
-
-    def epochs(self, epochs: int, size: int, shuffled: bool, generator: torch.Generator) -> None:
-        """One client's shuffle of each epoch; the identity (no draw) when it trains
-        full-batch."""
-        for _ in range(epochs):
-            if shuffled:
-                self.draw(size, generator)
-            else:
-                self.identity()
-
-    def stacked(self, *shape: int) -> Tensor | None:
-        """The rows as [*shape, width] (None without rows)."""
-        if not self.sizes:
-            return None
-        # Padding position j of a row holds j, as does every position of an identity row.
-        out = torch.arange(self.width).repeat(len(self.sizes), 1)
-        if self.zero_rows:
-            out[self.zero_rows] = 0
-        if self.drawn:
-            out[real_rows(torch.tensor(self.sizes), self.width)] = torch.cat(self.drawn)
-        return out.to(INDEX).view(*shape, self.width)
+def _perm(size: int, n: int, generator: torch.Generator) -> Tensor:
+    return padded_randperm(size, n, generator).to(INDEX)
 
 
 @dataclass(frozen=True)
@@ -116,36 +71,42 @@ def draw_round(
     else:
         n_train = max(train_sizes)
         train_minibatch = any(0 < batch_size < size for size in train_sizes)
-    shared, sup_store, sup = (_Permutations(n_train) for _ in range(3))
-    ssl_store, ssl = _Permutations(n), _Permutations(n)
+    shared: list[Tensor] = []
+    sup_store: list[Tensor] = []
+    sup: list[Tensor] = []
+    ssl_store: list[Tensor] = []
+    ssl: list[Tensor] = []
+    empty = torch.zeros(n_train, dtype=INDEX)
     for size, train_size, shuffled, experts in zip(
         sizes, train_sizes, shuffles, trained, strict=True
     ):
         sup_shuffled = 0 < batch_size < train_size
         if train_minibatch:
-            shared.epochs(shared_epochs, train_size, sup_shuffled, generator)
-        stores = False
+            shared.extend(_epoch_perms(shared_epochs, train_size, n_train, sup_shuffled, generator))
+        store = empty
         for e in experts:
             if e == memory:
-                sup_store.draw(train_size, generator)
-                stores = True
+                store = _perm(train_size, n_train, generator)
             if train_minibatch:
-                sup.epochs(epochs, train_size, sup_shuffled, generator)
-        if not stores:
-            sup_store.empty()
+                sup.extend(_epoch_perms(epochs, train_size, n_train, sup_shuffled, generator))
+        sup_store.append(store)
         if structure_discovery:
             for e in range(num_experts):
                 if e == memory:
-                    ssl_store.draw(size, generator)
+                    ssl_store.append(_perm(size, n, generator))
                 if minibatch:
-                    ssl.epochs(ssl_epochs, size, shuffled, generator)
+                    ssl.extend(_epoch_perms(ssl_epochs, size, n, shuffled, generator))
     clients = len(trained)
+
+    def stacked(items: list[Tensor], *shape: int, width: int = n) -> Tensor | None:
+        return torch.stack(items).view(clients, *shape, width) if items else None
+
     return RoundDraws(
-        shared=shared.stacked(clients, shared_epochs),
-        supervised_store=sup_store.stacked(clients) if memory is not None else None,
-        supervised=sup.stacked(clients, len(trained[0]) if trained else 0, epochs),
-        ssl_store=ssl_store.stacked(clients),
-        ssl=ssl.stacked(clients, num_experts, ssl_epochs),
+        shared=stacked(shared, shared_epochs, width=n_train),
+        supervised_store=stacked(sup_store, width=n_train) if memory is not None else None,
+        supervised=stacked(sup, len(trained[0]) if trained else 0, epochs, width=n_train),
+        ssl_store=stacked(ssl_store),
+        ssl=stacked(ssl, num_experts, ssl_epochs),
     )
 
 
@@ -192,7 +153,18 @@ def draw_epochs(
     shuffles = [0 < batch_size < size for size in sizes]
     if not any(shuffles):
         return None
-    perms = _Permutations(n)
-    for size, shuffled in zip(sizes, shuffles, strict=True):
-        perms.epochs(epochs, size, shuffled, generator)
-    return perms.stacked(len(sizes), epochs)
+    perms = [
+        perm
+        for size, shuffled in zip(sizes, shuffles, strict=True)
+        for perm in _epoch_perms(epochs, size, n, shuffled, generator)
+    ]
+    return torch.stack(perms).view(len(sizes), epochs, n)
+
+
+def _epoch_perms(
+    epochs: int, size: int, n: int, shuffled: bool, generator: torch.Generator
+) -> list[Tensor]:
+    """One client's shuffle of each epoch; the identity (no draw) when it trains full-batch."""
+    if shuffled:
+        return [_perm(size, n, generator) for _ in range(epochs)]
+    return [torch.arange(n, dtype=INDEX)] * epochs
