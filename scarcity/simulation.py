@@ -100,6 +100,7 @@ from scarcity.core.probe import (
     untrained_encoders,
 )
 from scarcity.core.server import Server
+from scarcity.long_lived import LongLivedInsights
 from scarcity.messages import MAX_DETAIL_CLIENTS
 from scarcity.population import ClientPopulation, FitResult
 from scarcity.results import (
@@ -184,6 +185,8 @@ class Simulation:
         self.gossip = GossipScheduler(cfg.num_clients)
         self.ledger = Ledger()
         self.rounds_completed = 0
+        #: Keeps the server's insight memory out of the garbage collector's full scans.
+        self.long_lived = LongLivedInsights()
         #: The last round whose aggregate is applied (what `score_clients` scores), and the
         #: models the clients use then (built once: a fine-tuned copy trains).
         self._scored_round = 0
@@ -237,8 +240,11 @@ class Simulation:
     # -- running --------------------------------------------------------------------------
     def rounds(self) -> Iterator[RoundResult]:
         """The remaining rounds, one result each."""
-        while self.rounds_completed < self.config.rounds:
-            yield self.run_round()
+        try:
+            while self.rounds_completed < self.config.rounds:
+                yield self.run_round()
+        finally:  # also when the caller stops early
+            self.long_lived.release()
 
     def run_round(self) -> RoundResult:
         """Run the next round and return its result."""
@@ -321,6 +327,7 @@ class Simulation:
         if cfg.insight_exchange:
             for insight in insights:
                 self.server.receive_insight(insight)
+            self.long_lived.kept(len(insights))
             metrics["avg_uncertainty"] = stats["avg_uncertainty"]
 
         meta_params: dict[str, float] = {}
@@ -367,6 +374,8 @@ class Simulation:
         _check_finite(k, metrics, meta_params, bounded=cfg.engine_version >= 5)
         population.check_finite(lambda path: _raise_diverged(k, path))
         self.rounds_completed = k
+        if k == cfg.rounds:
+            self.long_lived.release()
         lines = self._log_lines(k, metrics, meta_params, pairs)
         lines[1:1] = self._participation_lines(k, sampled)
         if alarmed:

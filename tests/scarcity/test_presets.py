@@ -168,3 +168,28 @@ def test_the_server_keeps_the_most_recent_insights_and_counts_all():
     last = [i["client_id"] for r in results for i in r.insights][-5:]
     assert [i["client_id"] for i in sim.server.memory] == last
     assert [i["client_id"] for i in results[-1].insights] == [0, 1, 2, 3]  # results keep all
+
+
+def test_a_thousand_clients_insights_are_kept_out_of_full_collections_until_the_run_ends(
+    monkeypatch,
+):
+    """From `FREEZE_FROM` insights a round the objects alive are frozen (the collector's full
+    scans skip them), and handed back when the run ends, also when its caller stops early."""
+    import gc
+
+    import scarcity.long_lived as long_lived
+
+    monkeypatch.setattr(long_lived, "FREEZE_FROM", 4)  # 4 clients stand in for 1,000
+    gc.unfreeze()
+    sim = Simulation(resolve_config(preset="stage3", num_clients=4, rounds=3))
+    sim.run_round()
+    assert gc.get_freeze_count() > 0 and sim.long_lived.frozen
+    rounds = sim.rounds()
+    next(rounds)
+    rounds.close()  # stopped before the last round
+    assert gc.get_freeze_count() == 0 and not sim.long_lived.frozen
+    sim.run_round()  # the last round releases them itself
+    assert gc.get_freeze_count() == 0
+    small = Simulation(resolve_config(preset="stage3", num_clients=3, rounds=1))
+    small.run_round()  # below FREEZE_FROM: nothing frozen
+    assert gc.get_freeze_count() == 0 and not small.long_lived.frozen
