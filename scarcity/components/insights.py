@@ -198,6 +198,15 @@ def _build(
     for key, value in r.summaries.items():
         expert, name = key.split(".", 1)
         summary_columns[list(names).index(expert)].append((name, value.tolist()))
+    # Each expert's summary of every client, built by zip (not a comprehension per client).
+    summaries = [
+        [dict(zip(keys, row, strict=True)) for row in zip(*values, strict=True)]
+        if keys
+        else [{} for _ in range(len(selected))]
+        for keys, values in (
+            (tuple(k for k, _ in cols), [v for _, v in cols]) for cols in summary_columns
+        )
+    ]
     columns = [f.compute(r).tolist() for f in CLIENT_FIGURES.values()]
     result: list[Insight] = []
     for c, figures in enumerate(zip(*columns, strict=True)):
@@ -213,9 +222,7 @@ def _build(
                 metrics["mean_grad"] = ssl["mean_grad"][c][e]
                 if e == memory and replay is not None:
                     metrics["replay_error"] = replay[c]
-            experts[name] = ExpertReport.of(
-                metrics, {key: values[c] for key, values in summary_columns[e]}
-            )
+            experts[name] = ExpertReport.of(metrics, summaries[e][c])
         client_id = c if client_ids is None else client_ids[c]
         result.append(Insight.of(client_id, *figures, selected[c], experts))
     return result
