@@ -199,7 +199,7 @@ def _build(
         expert, name = key.split(".", 1)
         summary_columns[list(names).index(expert)].append((name, value.tolist()))
     # Each expert's summary of every client, built by zip (not a comprehension per client).
-    summaries = [
+    summaries: list[list[dict[str, float]]] = [
         [dict(zip(keys, row, strict=True)) for row in zip(*values, strict=True)]
         if keys
         else [{} for _ in range(len(selected))]
