@@ -75,6 +75,15 @@ class ReplayMoments:
         """The moments of the buffers `rows` only."""
         return ReplayMoments(*(getattr(self, f.name)[rows] for f in dataclasses.fields(self)))
 
+    def replace_rows(self, rows: Tensor, other: ReplayMoments) -> ReplayMoments:
+        """These moments with the buffers `rows` taken from `other` (one per row), a copy."""
+        return ReplayMoments(
+            *(
+                getattr(self, f.name).index_copy(0, rows, getattr(other, f.name))
+                for f in dataclasses.fields(self)
+            )
+        )
+
 
 def recon_loss_and_grads(
     params: dict[str, Tensor], m: Moments, with_grads: bool = True
@@ -127,11 +136,8 @@ def recon_loss_and_grads(
     }
 
 
-def replay_loss_and_grads(
-    enc_w: Tensor, enc_b: Tensor, r: ReplayMoments
-) -> tuple[Tensor, Tensor, Tensor]:
-    """Mean over the buffer of ‖E·mx + e − mz‖² per row [B] and its gradients (E, e)."""
-    w, b = enc_w.double(), enc_b.double()
+def _replay_sums(w: Tensor, b: Tensor, r: ReplayMoments) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """W·Σxxᵀ, W·Σx, Σ‖E·mx + e − mz‖² and 1 / rows, per row (float64 `w`, `b`)."""
     w_xx = torch.bmm(w, r.xx)  # [B, L, d]
     w_x = torch.bmm(w, r.x.unsqueeze(2)).squeeze(2)  # [B, L]
     sq = (
@@ -142,7 +148,21 @@ def replay_loss_and_grads(
         - 2 * (b * r.z).sum(dim=1)
         + r.zz
     )
-    inv = 1.0 / r.divisor.clamp(min=1)
+    return w_xx, w_x, sq, 1.0 / r.divisor.clamp(min=1)
+
+
+def replay_loss(enc_w: Tensor, enc_b: Tensor, r: ReplayMoments) -> Tensor:
+    """`replay_loss_and_grads`'s loss alone."""
+    _, _, sq, inv = _replay_sums(enc_w.double(), enc_b.double(), r)
+    return sq * inv
+
+
+def replay_loss_and_grads(
+    enc_w: Tensor, enc_b: Tensor, r: ReplayMoments
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Mean over the buffer of ‖E·mx + e − mz‖² per row [B] and its gradients (E, e)."""
+    w, b = enc_w.double(), enc_b.double()
+    w_xx, w_x, sq, inv = _replay_sums(w, b, r)
     grad_w = (
         2 * inv[:, None, None] * (w_xx + b.unsqueeze(2) * r.x.unsqueeze(1) - r.xz.transpose(1, 2))
     )

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
-from scarcity.batched.autoencoder import ReplayMoments, replay_loss_and_grads
+from scarcity.batched.autoencoder import ReplayMoments, replay_loss
 from scarcity.batched.linear import gather_rows
 
 if TYPE_CHECKING:
@@ -91,7 +91,12 @@ class ReplayBuffer:
 
 
 class ReplayBuffers:
-    """(input, latent) pairs of every client, with the number of rows in use."""
+    """(input, latent) pairs of every client, with the number of rows in use.
+
+    `x`, `z` and `size` change only through `append`, `put` and `load_state_dict` (or by
+    assigning them whole): the buffers' moments are kept from one call of `moments` to the
+    next, and only the buffers changed in between are summed again (a round stores to few
+    of them)."""
 
     def __init__(self, num_clients: int, capacity: int, input_dim: int, latent_dim: int) -> None:
         self.capacity = capacity
@@ -99,7 +104,10 @@ class ReplayBuffers:
         # Allocated on first use: runs without the memory expert never touch them.
         self._x: Tensor | None = None
         self._z: Tensor | None = None
-        self.size = torch.zeros(num_clients, dtype=torch.long)
+        # `moments()` as last computed, and the buffers changed since ([N] bool).
+        self._moments: ReplayMoments | None = None
+        self._size = torch.zeros(num_clients, dtype=torch.long)
+        self._changed = torch.zeros(num_clients, dtype=torch.bool)
 
     @property
     def x(self) -> Tensor:
@@ -110,7 +118,7 @@ class ReplayBuffers:
 
     @x.setter
     def x(self, value: Tensor) -> None:
-        self._x = value
+        self._x, self._moments = value, None
 
     @property
     def z(self) -> Tensor:
@@ -121,7 +129,16 @@ class ReplayBuffers:
 
     @z.setter
     def z(self, value: Tensor) -> None:
-        self._z = value
+        self._z, self._moments = value, None
+
+    @property
+    def size(self) -> Tensor:
+        """Rows in use in each buffer [N]."""
+        return self._size
+
+    @size.setter
+    def size(self, value: Tensor) -> None:
+        self._size, self._moments = value, None
 
     def append(self, clients: Tensor, x: Tensor, z: Tensor, counts: Tensor | None = None) -> None:
         """Add rows x [M, k, d] and their latents z [M, k, L] to the buffers of `clients`.
@@ -140,6 +157,7 @@ class ReplayBuffers:
             self.z[clients] = z_all.gather(1, keep.expand(-1, -1, z.shape[2]))
         added = x.shape[1] if counts is None else counts
         self.size[clients] = (self.size[clients] + added).clamp(max=cap)
+        self._changed[clients] = True
 
     def store(
         self,
@@ -171,16 +189,28 @@ class ReplayBuffers:
         float64 moments would leave rounding noise there, which Adam turns into a full step on
         weights whose true gradient is zero (features that are 0 in the batch)."""
         if leave_out_newest is None:
-            return ReplayMoments.of(self.x, self.z, self.size)
+            return self._current_moments()
         slots = torch.arange(self.capacity)
         keep = (slots < self.capacity - leave_out_newest.unsqueeze(1)).unsqueeze(2)
         return ReplayMoments.of(
             self.x * keep, self.z * keep, self.size - leave_out_newest, divisor=self.size
         )
 
+    def _current_moments(self) -> ReplayMoments:
+        """Every buffer's moments: those kept, with the changed buffers' summed again (one
+        buffer's sums do not depend on the others in the batch, so they come out the same)."""
+        if self._moments is None or len(self._changed) != len(self.size):
+            self._moments = ReplayMoments.of(self.x, self.z, self.size)
+        elif bool(self._changed.any()):
+            rows = self._changed.nonzero().squeeze(1)
+            fresh = ReplayMoments.of(self.x[rows], self.z[rows], self.size[rows])
+            self._moments = self._moments.replace_rows(rows, fresh)
+        self._changed = torch.zeros(len(self.size), dtype=torch.bool)
+        return self._moments
+
     def replay_error(self, enc_w: Tensor, enc_b: Tensor) -> Tensor:
         """Mean squared distance between current and stored latents (0 when empty), [N]."""
-        error = replay_loss_and_grads(enc_w, enc_b, self.moments())[0]
+        error = replay_loss(enc_w, enc_b, self.moments())
         return torch.where(self.size > 0, error.float().double(), 0.0)
 
     def summary(self, replay_error: Tensor) -> dict[str, Tensor]:
@@ -192,11 +222,19 @@ class ReplayBuffers:
         """The buffers of `clients` alone (copies)."""
         part = ReplayBuffers(0, self.capacity, self.x.shape[2], self.z.shape[2])
         part.x, part.z, part.size = self.x[clients], self.z[clients], self.size[clients]
+        if self._moments is not None:  # after the assignments, which drop the part's
+            part._moments = self._moments.take(clients)
+        part._changed = self._changed[clients]
         return part
 
     def put(self, clients: Tensor, part: ReplayBuffers) -> None:
         """Write back what `take(clients)` returned (after it changed)."""
         self.x[clients], self.z[clients], self.size[clients] = part.x, part.z, part.size
+        if self._moments is not None and part._moments is not None:
+            self._moments = self._moments.replace_rows(clients, part._moments)
+            self._changed[clients] = part._changed
+        else:
+            self._changed[clients] = True
 
     def state_dict(self) -> dict[str, Any]:
         return {"x": self.x.clone(), "z": self.z.clone(), "size": self.size.clone()}

@@ -24,6 +24,7 @@ from scarcity.batched.autoencoder import (
     adam_step,
     recon_loss_and_grads,
     reconstruction_errors,
+    replay_loss,
     replay_loss_and_grads,
 )
 from scarcity.batched.linear import gather_rows
@@ -190,9 +191,9 @@ class StackedAutoencoders:
         final, _ = recon_loss_and_grads(params, full, with_grads=False)
         replay_error = None
         if replay is not None:
-            replay_error = replay_loss_and_grads(
+            replay_error = replay_loss(
                 params["enc_w"][memory_rows], params["enc_b"][memory_rows], replay
-            )[0]
+            )
         ssl = {
             "initial_recon_loss": initial.float().double().view(n_clients, k),
             "recon_loss": final.float().double().view(n_clients, k),

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 from torch import nn
 
+from scarcity.batched.autoencoder import ReplayMoments
 from scarcity.batched.padding import pad_clients
 from scarcity.components.memory import ReplayBuffer, ReplayBuffers
 
@@ -60,3 +63,44 @@ def test_sampled_clients_store_alone_and_the_state_round_trips():
     restored = ReplayBuffers(3, CAPACITY, D, LATENT)
     restored.load_state_dict(stacked.state_dict())
     assert torch.equal(restored.x, stacked.x) and torch.equal(restored.size, stacked.size)
+
+
+def test_kept_moments_equal_the_moments_summed_afresh():
+    """`moments()` sums again only the buffers changed since its last call (by `append`,
+    `put` or a restore); every field equals the sums over every buffer, bit for bit."""
+    g = torch.Generator().manual_seed(3)
+    stacked = ReplayBuffers(6, CAPACITY, D, LATENT)
+
+    def check() -> None:
+        kept = stacked.moments()
+        fresh = ReplayMoments.of(stacked.x, stacked.z, stacked.size)
+        for field in dataclasses.fields(fresh):
+            assert torch.equal(getattr(kept, field.name), getattr(fresh, field.name)), field.name
+
+    check()
+    for clients in ([0, 1, 2, 3, 4, 5], [1, 4], [5], [0, 2, 3]):
+        rows = torch.tensor(clients)
+        n = len(clients)
+        stacked.append(
+            rows, torch.randn(n, 3, D, generator=g), torch.randn(n, 3, LATENT, generator=g)
+        )
+        check()
+    part = stacked.take(torch.tensor([1, 3]))
+    part.append(
+        torch.tensor([0]), torch.randn(1, 2, D, generator=g), torch.randn(1, 2, LATENT, generator=g)
+    )
+    assert part.moments().xx.shape[0] == 2
+    stacked.put(torch.tensor([1, 3]), part)
+    check()
+    stacked.load_state_dict(ReplayBuffers(6, CAPACITY, D, LATENT).state_dict())
+    check()
+
+
+def test_buffers_assigned_whole_are_summed_afresh():
+    stacked = ReplayBuffers(2, CAPACITY, D, LATENT)
+    stacked.append(torch.arange(2), torch.ones(2, 3, D), torch.ones(2, 3, LATENT))
+    assert stacked.moments().count.tolist() == [3.0, 3.0]
+    stacked.size = torch.tensor([1, 3])
+    assert stacked.moments().count.tolist() == [1.0, 3.0]
+    stacked.x = torch.zeros(2, CAPACITY, D)
+    assert stacked.moments().x.abs().sum() == 0
