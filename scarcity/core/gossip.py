@@ -180,14 +180,21 @@ def stacked_weighted_gossip(
     """`weighted_gossip` on stacked weights ([N, K, ...] under `expert_keys`), in place."""
     if not pairs:
         return []
-    a = torch.tensor([p[0] for p in pairs])
-    b = torch.tensor([p[1] for p in pairs])
-    e = torch.tensor([names.index(p[2]) for p in pairs])
+    index = {name: names.index(name) for name in {p[2] for p in pairs}}
+    k = len(names)
+    # Rows of the [N·K, ...] view: client·K + expert.
+    a = torch.tensor([p[0] * k + index[p[2]] for p in pairs])
+    b = torch.tensor([p[1] * k + index[p[2]] for p in pairs])
+    # Each weight rounds once from the float to the key's dtype, as the float64 tensor does.
+    weight64 = torch.tensor([p[3] for p in pairs], dtype=torch.float64)
     for key in expert_keys:
-        wa = weights[key][a, e]
-        shape = (len(pairs),) + (1,) * (wa.dim() - 1)
-        w = torch.tensor([p[3] for p in pairs], dtype=wa.dtype).view(shape)
-        averaged = w * wa + (1.0 - w) * weights[key][b, e]
-        weights[key][a, e] = averaged
-        weights[key][b, e] = averaged
+        stacked = weights[key]
+        rows = stacked.flatten(0, 1)  # a view, unless the layout asks for a copy
+        wa = rows.index_select(0, a)
+        w = weight64.to(wa.dtype).view((len(pairs),) + (1,) * (wa.dim() - 1))
+        averaged = w * wa + (1.0 - w) * rows.index_select(0, b)
+        rows.index_copy_(0, a, averaged)
+        rows.index_copy_(0, b, averaged)
+        if rows.data_ptr() != stacked.data_ptr():
+            stacked.copy_(rows.view(stacked.shape))
     return [(pa, pb, name) for pa, pb, name, _ in pairs]

@@ -77,6 +77,11 @@ def test_a_weighted_sync_is_the_same_stacked_and_per_client():
         assert torch.equal(stacked["k"][c, 1], expected)
     assert torch.equal(stacked["k"][1], values[1])  # not paired: unchanged
     assert torch.equal(stacked["k"][:, 0], values[:, 0])  # the other expert: unchanged
+    # Weights laid out so that [clients · experts] is no view: synced in place all the same.
+    strided = {"k": values.transpose(0, 1).contiguous().transpose(0, 1)}
+    assert not strided["k"].is_contiguous()
+    stacked_weighted_gossip(strided, ["k"], ("StructureExpert", "DriftExpert"), pairs)
+    assert torch.equal(strided["k"], stacked["k"])
 
 
 @pytest.mark.parametrize("sampled", [None, 4])
