@@ -54,7 +54,10 @@ def slots(seen: Tensor, uniforms: Tensor, capacity: int) -> Tensor:
     (seen + i + 1)-th row. Later rows overwrite earlier ones at the same slot."""
     t = seen.unsqueeze(-1) + torch.arange(1, uniforms.shape[-1] + 1)
     j = (uniforms * t.double()).floor().long()
-    return torch.where(t <= capacity, t - 1, torch.where(j < capacity, j, -1))
+    replaced = j.masked_fill_(j >= capacity, -1)
+    if seen.numel() and int(seen.min()) >= capacity:  # every buffer full: no row fills one
+        return replaced
+    return torch.where(t <= capacity, t - 1, replaced)
 
 
 class RowReservoir:
@@ -162,24 +165,30 @@ class RowReservoirs:
         uniforms are drawn client by client in `order` (positions in this component)."""
         # One draw for all: a CPU generator's float64 uniforms come one at a time, so
         # rand(a + b) gives the values of rand(a) then rand(b), client by client in `order`.
+        n = x.shape[1]
         clients = torch.tensor(order, dtype=torch.long)
         counts = sizes[clients]
         drawn = torch.rand(int(counts.sum()), generator=generator, dtype=torch.float64)
-        block = torch.ones(len(clients), x.shape[1], dtype=torch.float64)  # padding: never kept
-        block[torch.arange(x.shape[1]) < counts.unsqueeze(1)] = drawn
-        u = torch.ones(len(x), x.shape[1], dtype=torch.float64)
-        u[clients] = block
-        where = slots(self.seen, u, self.capacity)
-        where[torch.arange(x.shape[1]) >= sizes.unsqueeze(1)] = -1
+        if bool((sizes == n).all()) and order == list(range(len(x))):
+            # Every client offers all n rows, in its own order: the draws are the grid.
+            where = slots(self.seen, drawn.view(len(x), n), self.capacity)
+        else:
+            block = torch.ones(len(clients), n, dtype=torch.float64)  # padding: never kept
+            block[torch.arange(n) < counts.unsqueeze(1)] = drawn
+            u = torch.ones(len(x), n, dtype=torch.float64)
+            u[clients] = block
+            where = slots(self.seen, u, self.capacity)
+            where[torch.arange(n) >= sizes.unsqueeze(1)] = -1
         cap = self.capacity
         # The last offered row for each slot wins (a dump column takes the rows not kept).
-        rows = torch.arange(x.shape[1]).expand_as(where)
+        rows = torch.arange(n).expand_as(where)
         winner = torch.full((len(x), cap + 1), -1, dtype=torch.long)
         winner.scatter_reduce_(1, torch.where(where < 0, cap, where), rows, "amax")
         winner = winner[:, :cap]
         hit = winner >= 0
         client = torch.arange(len(x)).unsqueeze(1).expand_as(hit)[hit]
-        self.x[hit], self.y[hit] = x[client, winner[hit]], y[client, winner[hit]]
+        row = winner[hit]
+        self.x[hit], self.y[hit] = x[client, row], y[client, row]
         self.seen = self.seen + sizes
 
     def take(self, clients: Tensor) -> Self:
