@@ -137,6 +137,10 @@ class ClientPopulation(Protocol):
         what `meta_init` reads."""
         ...
 
+    def every_expert_weights(self, clients: Tensor) -> list[dict[str, Tensor]]:
+        """`stacked_expert_weights` of every expert, in order."""
+        ...
+
     def set_stacked_expert_weights(
         self, expert: int, clients: Tensor, weights: Mapping[str, Tensor]
     ) -> None:

@@ -432,6 +432,17 @@ class ClientPool:
         keys = self.expert_keys.items()  # a copy: index_select gathers faster than indexing
         return {name: self.w[key][:, expert].index_select(0, clients) for key, name in keys}
 
+    def every_expert_weights(self, clients: Tensor) -> list[dict[str, Tensor]]:
+        """`stacked_expert_weights` of every expert, in order: one copy per key, each
+        expert's block of it laid out as `stacked_expert_weights` lays it out."""
+        everyone = len(clients) == self.data.num_clients  # the ascending participants
+        out: list[dict[str, Tensor]] = [{} for _ in self.names]
+        for key, name in self.expert_keys.items():
+            t = self.w[key] if everyone else self.w[key].index_select(0, clients)
+            for e, block in enumerate(t.transpose(0, 1).contiguous()):
+                out[e][name] = block
+        return out
+
     def set_stacked_expert_weights(
         self, expert: int, clients: Tensor, weights: Mapping[str, Tensor]
     ) -> None:

@@ -49,6 +49,10 @@ class ExpertWeights(Protocol):
         """Expert `expert`'s weights of `clients`, each [C, ...] (`Expert.get_weights` keys)."""
         ...
 
+    def every_expert_weights(self, clients: Tensor) -> list[dict[str, Tensor]]:
+        """`stacked_expert_weights` of every expert, in order."""
+        ...
+
     def set_stacked_expert_weights(
         self, expert: int, clients: Tensor, weights: Mapping[str, Tensor]
     ) -> None:
@@ -112,8 +116,8 @@ class MetaInitialisation:
     ) -> None:
         """One Reptile step of every θ from the participants' adapted models (`shared`
         [P, ...]: their shared models, None without one)."""
-        for e, name in enumerate(self.names):
-            adapted = population.stacked_expert_weights(e, participants)
+        every = population.every_expert_weights(participants)
+        for name, adapted in zip(self.names, every, strict=True):
             self.theta[name] = reptile_update(self.theta[name], adapted, self.step_size)
         if shared is not None and SHARED in self.theta:
             self.theta[SHARED] = reptile_update(self.theta[SHARED], shared, self.step_size)

@@ -267,6 +267,11 @@ class ReferencePopulation:
         weights = [self.clients[c].get_expert_weights(expert) for c in clients.tolist()]
         return {key: torch.stack([w[key] for w in weights]) for key in weights[0]}
 
+    def every_expert_weights(self, clients: Tensor) -> list[dict[str, Tensor]]:
+        """`stacked_expert_weights` of every expert, in order."""
+        experts = len(self.clients[0].experts)
+        return [self.stacked_expert_weights(e, clients) for e in range(experts)]
+
     def set_stacked_expert_weights(
         self, expert: int, clients: Tensor, weights: Mapping[str, Tensor]
     ) -> None:

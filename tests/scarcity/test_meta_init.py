@@ -28,6 +28,9 @@ class LiteralPopulation:
     def stacked_expert_weights(self, expert: int, clients: Tensor) -> dict[str, Tensor]:
         return {"model.weight": self.weights[clients, expert].clone()}
 
+    def every_expert_weights(self, clients: Tensor) -> list[dict[str, Tensor]]:
+        return [self.stacked_expert_weights(e, clients) for e in range(self.weights.shape[1])]
+
     def set_stacked_expert_weights(
         self, expert: int, clients: Tensor, weights: Mapping[str, Tensor]
     ) -> None:
@@ -147,3 +150,24 @@ def test_arriving_clients_adapt_better_from_the_meta_initialisation_than_from_a_
         scores = [sim.scenario.adapted_accuracy(3, c, start)[1] for c in unseen]  # type: ignore[attr-defined]
         random.append(float(np.mean(scores)))
     assert min(meta) > max(random)
+
+
+@pytest.mark.parametrize("execution", ["batched", "reference"])
+def test_every_expert_weights_are_each_experts_stacked_weights(execution: str):
+    """What the Reptile step reads in one call equals the per-expert reads, in value and in
+    layout (a mean's rounding follows the layout)."""
+    config = resolve_config(
+        dict(preset="stage7", num_clients=5, rounds=1, meta_init=True), execution=execution
+    )
+    simulation = Simulation(config)
+    simulation.run_round()
+    population = simulation.population
+    for clients in (torch.arange(5), torch.tensor([1, 3, 4])):
+        every = population.every_expert_weights(clients)
+        assert len(every) == 4
+        for e, weights in enumerate(every):
+            alone = population.stacked_expert_weights(e, clients)
+            assert weights.keys() == alone.keys()
+            for key, value in alone.items():
+                assert torch.equal(weights[key], value), key
+                assert weights[key].stride() == value.stride(), key
