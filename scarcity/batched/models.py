@@ -33,7 +33,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
 from scarcity.backbones import Backbone
-from scarcity.batched.linear import HeadRegularizer, gather_rows, per_sample_loss
+from scarcity.batched.linear import ClosedFormStep, HeadRegularizer, gather_rows, per_sample_loss
 from scarcity.batched.padding import batch_mask, masked_std_mean, real_rows
 from scarcity.core.training import Task
 
@@ -312,3 +312,26 @@ def fit_models(
 
     form = AutogradStep(task, model, params, x, y, group, sizes, regularizer)
     return fit_stacked(form, lr, epochs, batch_size, perms, on_epoch, details)
+
+
+def mean_losses(
+    task: Task,
+    params: dict[str, Tensor],
+    x: Tensor,
+    y: Tensor,
+    group: int,
+    sizes: Tensor | None,
+    model: StackedModel | None,
+) -> Tensor:
+    """The mean loss of each of a client's `group` models (`params` [C·group, ...], client
+    major) on its rows `x` [C, n, ...], `y` (zero-padded, `sizes` [C], when they differ) →
+    [C, group], without training: the stacked step's initial loss (Linear's closed form
+    when `model` is None)."""
+    clients = x.shape[0]
+    form: ClosedFormStep | AutogradStep
+    if model is None:
+        form = ClosedFormStep(task, params["weight"], params["bias"], x, y, group, sizes)
+    else:
+        form = AutogradStep(task, model, params, x, y, group, sizes)
+    with torch.no_grad():
+        return form.initial_loss().view(clients, group)

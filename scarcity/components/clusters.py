@@ -22,9 +22,7 @@ from typing import TYPE_CHECKING, Any, Self
 import torch
 from torch import Tensor, nn
 
-from scarcity.batched.linear import ClosedFormStep
-from scarcity.batched.models import AutogradStep
-from scarcity.components.training import StackedStep
+from scarcity.batched.models import mean_losses
 from scarcity.core.training import Task, mean_loss
 
 if TYPE_CHECKING:
@@ -69,13 +67,7 @@ def stacked_candidate_losses(
         key: t.unsqueeze(0).expand(clients, *t.shape).reshape(clients * k, *t.shape[1:])
         for key, t in candidates.items()
     }
-    form: StackedStep
-    if model is None:  # Linear: the closed-form forward
-        form = ClosedFormStep(task, params["weight"], params["bias"], x, y, k, sizes)
-    else:
-        form = AutogradStep(task, model, params, x, y, k, sizes)
-    with torch.no_grad():
-        return form.initial_loss().view(clients, k)
+    return mean_losses(task, params, x, y, k, sizes, model)
 
 
 class ClusterChoice:

@@ -30,10 +30,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from scarcity.batched.linear import ClosedFormStep
-from scarcity.batched.models import AutogradStep
+from scarcity.batched.models import mean_losses
 from scarcity.batched.padding import masked_var_mean
-from scarcity.components.training import StackedStep
 from scarcity.core.arrays import as_features
 from scarcity.core.training import Task
 
@@ -370,13 +368,7 @@ def stacked_expert_losses(
     `sizes` [C], when they differ) → [C, K], the stacked form of `candidate_losses`."""
     clients, k = next(iter(heads.values())).shape[:2]
     params = {key: t.reshape(clients * k, *t.shape[2:]) for key, t in heads.items()}
-    form: StackedStep
-    if model is None:  # Linear: the closed-form forward
-        form = ClosedFormStep(task, params["weight"], params["bias"], x, y, k, sizes)
-    else:
-        form = AutogradStep(task, model, params, x, y, k, sizes)
-    with torch.no_grad():
-        return form.initial_loss().view(clients, k)
+    return mean_losses(task, params, x, y, k, sizes, model)
 
 
 class ExpertLosses:

@@ -17,7 +17,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from scarcity import RoundResult, resolve_config, run_simulation  # noqa: E402
+from scarcity import RoundResult, Simulation, resolve_config, run_simulation  # noqa: E402
 
 # The keys every client insight carries (seed, stage 3).
 INSIGHT_KEYS = {
@@ -100,3 +100,16 @@ def resume_in_new_process(
         return list(rest)
 
     return resume
+
+
+def full_and_resumed(config: Any, after: int) -> tuple[list[dict], list[dict]]:
+    """Every round of `config` run uninterrupted, and the rounds of a run restored from its
+    checkpoint after round `after` (each as `to_dict()`, its duration dropped)."""
+    full = [r.to_dict() for r in Simulation(config).rounds()]
+    sim = Simulation(config)
+    for _ in range(after):
+        sim.run_round()
+    rest = [r.to_dict() for r in Simulation.restore(config, sim.checkpoint()).rounds()]
+    for row in full + rest:
+        del row["duration_seconds"]
+    return full, rest

@@ -34,6 +34,7 @@ from scarcity.core.aggregate import (
     reptile_step_stacked,
 )
 from scarcity.core.router import ROUTER_STRATEGIES, register_strategy
+from tests.scarcity.conftest import full_and_resumed
 
 CASES = {
     **{f"stage{i}": {"preset": f"stage{i}"} for i in range(1, 9)},
@@ -218,13 +219,7 @@ def test_checkpoint_restore_continues_exactly_in_either_execution(execution, qua
         execution=execution,
         quantity_skew=quantity_skew,
     )
-    full = [r.to_dict() for r in run_simulation(config)]
-    sim = Simulation(config)
-    sim.run_round()
-    sim.run_round()
-    rest = [r.to_dict() for r in Simulation.restore(config, sim.checkpoint()).rounds()]
-    for row in full + rest:
-        del row["duration_seconds"]
+    full, rest = full_and_resumed(config, 2)
     assert rest == full[2:]
 
 

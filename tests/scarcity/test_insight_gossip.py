@@ -10,6 +10,7 @@ from pydantic import ValidationError
 from scarcity import Simulation, resolve_config
 from scarcity.core.gossip import insight_pairs, stacked_weighted_gossip, weighted_gossip
 from scarcity.results import ExpertReport, Insight
+from tests.scarcity.conftest import full_and_resumed
 from tests.scarcity.test_batched import assert_same_results
 
 
@@ -102,12 +103,7 @@ def test_a_run_gossiping_by_insight_resumes_exactly(execution):
     config = resolve_config(
         preset="stage6", num_clients=5, rounds=4, gossip_peers="insight", execution=execution
     )
-    full = [r.to_dict() for r in Simulation(config).rounds()]
-    sim = Simulation(config)
-    sim.run_round()
-    rest = [r.to_dict() for r in Simulation.restore(config, sim.checkpoint()).rounds()]
-    for row in full + rest:
-        del row["duration_seconds"]
+    full, rest = full_and_resumed(config, 1)
     assert rest == full[1:]
 
 

@@ -16,6 +16,7 @@ from scarcity.backbones import make_backbone
 from scarcity.batched.models import StackedModel
 from scarcity.components.clusters import candidate_losses
 from scarcity.components.routing import ExpertLosses, Router, stacked_expert_losses
+from tests.scarcity.conftest import full_and_resumed
 from tests.scarcity.test_batched import assert_same_results
 
 
@@ -141,12 +142,7 @@ def test_a_run_routed_by_loss_resumes_exactly(execution):
     config = resolve_config(
         preset="stage6", num_clients=4, rounds=3, router_strategy="loss", execution=execution
     )
-    full = [r.to_dict() for r in Simulation(config).rounds()]
-    sim = Simulation(config)
-    sim.run_round()
-    rest = [r.to_dict() for r in Simulation.restore(config, sim.checkpoint()).rounds()]
-    for row in full + rest:
-        del row["duration_seconds"]
+    full, rest = full_and_resumed(config, 1)
     assert rest == full[1:]
 
 

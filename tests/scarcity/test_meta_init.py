@@ -16,6 +16,7 @@ from scarcity import Simulation, resolve_config, run_simulation
 from scarcity import checkpoint as checkpoint_format
 from scarcity.backbones import make_backbone
 from scarcity.core.meta_init import SHARED, MetaInitialisation
+from tests.scarcity.conftest import full_and_resumed
 from tests.scarcity.test_batched import assert_same_results
 
 
@@ -108,13 +109,7 @@ def test_both_executions_agree_with_meta_init(case: str):
 @pytest.mark.parametrize("execution", ["batched", "reference"])
 def test_a_resumed_run_with_meta_init_continues_exactly(execution: str):
     config = resolve_config(CASES["routing_sampled"], execution=execution)
-    full = [r.to_dict() for r in run_simulation(config)]
-    sim = Simulation(config)
-    sim.run_round()
-    sim.run_round()
-    rest = [r.to_dict() for r in Simulation.restore(config, sim.checkpoint()).rounds()]
-    for row in full + rest:
-        del row["duration_seconds"]
+    full, rest = full_and_resumed(config, 2)
     assert rest == full[2:]
     assert full != [
         r.to_dict() for r in run_simulation(config.model_copy(update={"meta_init": False}))

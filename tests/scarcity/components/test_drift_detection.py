@@ -18,6 +18,7 @@ from scarcity.components.drift_detection import (
 )
 from scarcity.core.experts import DriftExpert
 from scarcity.scenarios.drift import DetectionScore, Drift
+from tests.scarcity.conftest import full_and_resumed
 from tests.scarcity.test_batched import assert_same_results
 
 #: A training-loss stream that falls, jumps (a new concept) and falls again.
@@ -146,13 +147,9 @@ def test_both_executions_alarm_and_reinitialise_alike(sampled):
 @pytest.mark.parametrize("execution", ["batched", "reference"])
 def test_a_run_with_a_detector_resumes_exactly(execution):
     config = drift_config(execution=execution, rounds=8)
-    full = [r.to_dict() for r in Simulation(config).rounds()]
-    sim = Simulation(config)
-    for _ in range(4):  # before the drift (round 5): the detector's history is replayed
-        sim.run_round()
-    rest = [r.to_dict() for r in Simulation.restore(config, sim.checkpoint()).rounds()]
-    for row in full + rest:
-        del row["duration_seconds"]
+    full, rest = full_and_resumed(
+        config, 4
+    )  # before the drift (round 5): the detector's history is replayed
     assert rest == full[4:]
     assert sum(row["metrics"]["drift_alarms"] for row in rest) > 0
 

@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from scarcity import Simulation, resolve_config, run_simulation
 from scarcity.batched.padding import pad_clients
 from scarcity.components.replay import RowReservoir, RowReservoirs, reservoir_generator
+from tests.scarcity.conftest import full_and_resumed
 
 sys.path.insert(0, str(Path(__file__).parent.parent))
 from test_batched import assert_same_results  # noqa: E402
@@ -170,13 +171,7 @@ def test_both_executions_agree_with_replay(case: str):
 @pytest.mark.parametrize("execution", ["batched", "reference"])
 def test_a_resumed_run_with_replay_continues_exactly(execution: str):
     config = resolve_config(CASES["experts_skewed_minibatch_sampled"], execution=execution)
-    full = [r.to_dict() for r in run_simulation(config)]
-    sim = Simulation(config)
-    sim.run_round()
-    sim.run_round()
-    rest = [r.to_dict() for r in Simulation.restore(config, sim.checkpoint()).rounds()]
-    for row in full + rest:
-        del row["duration_seconds"]
+    full, rest = full_and_resumed(config, 2)
     assert rest == full[2:]
 
 
