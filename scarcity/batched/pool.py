@@ -203,8 +203,7 @@ class ClientPool:
             ssl, replay, report = train_autoencoders_round(self, x, draws)
         observed = expert_summaries(self, self.data.offset(round_index))
         if self.replay is not None:  # the round's rows are offered after its training
-            order = list(range(len(sizes)))
-            self.replay.offer(x, y, sizes, order, reservoir_generator(cfg.seed, round_index))
+            self.replay.offer(x, y, sizes, None, reservoir_generator(cfg.seed, round_index))
         self.last = PoolRound.of(shared, supervised, report, chosen, ssl, replay, observed)
         return self.last
 

@@ -29,6 +29,7 @@ the buffer's, padded (`union`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Self
 
 import numpy as np
@@ -48,16 +49,17 @@ def reservoir_generator(seed: int, round_index: int) -> torch.Generator:
 
 
 def slots(seen: Tensor, uniforms: Tensor, capacity: int) -> Tensor:
-    """Algorithm R's slot for each offered row (−1: not kept).
+    """Algorithm R's slot for each offered row (`capacity`: not kept).
 
     `seen` [...] rows seen before, `uniforms` [..., m] one draw per offered row; row i is the
     (seen + i + 1)-th row. Later rows overwrite earlier ones at the same slot."""
-    t = seen.unsqueeze(-1) + torch.arange(1, uniforms.shape[-1] + 1)
-    j = (uniforms * t.double()).floor().long()
-    replaced = j.masked_fill_(j >= capacity, -1)
+    # t counted in float64 is exact (whole numbers far below 2**53), as is t converted to it;
+    # u·t ≥ 0, so truncating it is its floor.
+    t = seen.double().unsqueeze(-1) + torch.arange(1, uniforms.shape[-1] + 1, dtype=torch.float64)
+    replaced = (uniforms * t).long().clamp_(max=capacity)
     if seen.numel() and int(seen.min()) >= capacity:  # every buffer full: no row fills one
         return replaced
-    return torch.where(t <= capacity, t - 1, replaced)
+    return torch.where(t <= capacity, t.long() - 1, replaced)
 
 
 class RowReservoir:
@@ -90,7 +92,7 @@ class RowReservoir:
         bx = list(self.x) if self.x is not None else []
         by = list(self.y) if self.y is not None else []
         for row, slot in enumerate(where):
-            if slot < 0:
+            if slot == self.capacity:
                 continue
             if slot == filled:  # the buffer still had room: the next free slot
                 bx.append(x[row].clone())
@@ -159,36 +161,47 @@ class RowReservoirs:
         return out_x, out_y, total
 
     def offer(
-        self, x: Tensor, y: Tensor, sizes: Tensor, order: list[int], generator: torch.Generator
+        self,
+        x: Tensor,
+        y: Tensor,
+        sizes: Tensor,
+        order: Sequence[int] | None,
+        generator: torch.Generator,
     ) -> None:
         """`RowReservoir.offer` of every client (`sizes` [N] real rows of `x`, `y`); the
-        uniforms are drawn client by client in `order` (positions in this component)."""
+        uniforms are drawn client by client in `order` (positions in this component; None:
+        their own order)."""
         # One draw for all: a CPU generator's float64 uniforms come one at a time, so
         # rand(a + b) gives the values of rand(a) then rand(b), client by client in `order`.
-        n = x.shape[1]
-        clients = torch.tensor(order, dtype=torch.long)
-        counts = sizes[clients]
+        num, n, cap = len(x), x.shape[1], self.capacity
+        if order is not None and list(order) == list(range(num)):
+            order = None
+        clients = None if order is None else torch.tensor(order, dtype=torch.long)
+        counts = sizes if clients is None else sizes[clients]
         drawn = torch.rand(int(counts.sum()), generator=generator, dtype=torch.float64)
-        if bool((sizes == n).all()) and order == list(range(len(x))):
+        if clients is None and bool((sizes == n).all()):
             # Every client offers all n rows, in its own order: the draws are the grid.
-            where = slots(self.seen, drawn.view(len(x), n), self.capacity)
+            where = slots(self.seen, drawn.view(num, n), cap)
         else:
-            block = torch.ones(len(clients), n, dtype=torch.float64)  # padding: never kept
+            block = torch.ones(len(counts), n, dtype=torch.float64)  # padding: never kept
             block[torch.arange(n) < counts.unsqueeze(1)] = drawn
-            u = torch.ones(len(x), n, dtype=torch.float64)
-            u[clients] = block
-            where = slots(self.seen, u, self.capacity)
-            where[torch.arange(n) >= sizes.unsqueeze(1)] = -1
-        cap = self.capacity
-        # The last offered row for each slot wins (a dump column takes the rows not kept).
-        rows = torch.arange(n).expand_as(where)
-        winner = torch.full((len(x), cap + 1), -1, dtype=torch.long)
-        winner.scatter_reduce_(1, torch.where(where < 0, cap, where), rows, "amax")
-        winner = winner[:, :cap]
-        hit = winner >= 0
-        client = torch.arange(len(x)).unsqueeze(1).expand_as(hit)[hit]
-        row = winner[hit]
-        self.x[hit], self.y[hit] = x[client, row], y[client, row]
+            u = block
+            if clients is not None:
+                u = torch.ones(num, n, dtype=torch.float64)
+                u[clients] = block
+            where = slots(self.seen, u, cap)
+            where[torch.arange(n) >= sizes.unsqueeze(1)] = cap
+        # The last offered row for each slot wins (column `cap` takes the rows not kept).
+        winner = torch.full((num, cap + 1), -1, dtype=torch.long)
+        winner.scatter_reduce_(1, where, torch.arange(n).expand_as(where), "amax")
+        # The slots a row won, and that row's place in the rows flattened to [N·n, ...].
+        winner = winner[:, :cap].flatten()
+        slot = (winner >= 0).nonzero().squeeze(1)
+        row = slot.div(cap, rounding_mode="floor").mul_(n).add_(winner[slot])
+        for kept, offered in ((self.x, x), (self.y, y)):
+            kept.view(num * cap, *kept.shape[2:]).index_copy_(
+                0, slot, offered.reshape(num * n, *offered.shape[2:]).index_select(0, row)
+            )
         self.seen = self.seen + sizes
 
     def take(self, clients: Tensor) -> Self:

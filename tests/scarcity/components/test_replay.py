@@ -52,8 +52,9 @@ def test_the_per_client_reservoir_is_algorithm_r_on_literal_rows():
     assert reservoir.x.squeeze(1).tolist() == [float(v) for v in kept]
 
 
+@pytest.mark.parametrize("order", [[2, 0, 1], None])  # None: the clients' own order
 @pytest.mark.parametrize("sizes", [[6, 6, 6], [6, 1, 4]])
-def test_stacked_reservoirs_equal_the_per_client_ones(sizes: list[int]):
+def test_stacked_reservoirs_equal_the_per_client_ones(sizes: list[int], order: list[int] | None):
     g = torch.Generator().manual_seed(1)
     per_client = [RowReservoir(CAPACITY) for _ in sizes]
     stacked: RowReservoirs | None = None
@@ -71,9 +72,9 @@ def test_stacked_reservoirs_equal_the_per_client_ones(sizes: list[int]):
             assert int(total[c]) == len(rx)
             assert torch.equal(ux[c, : len(rx)], rx) and torch.equal(uy[c, : len(ry)], ry)
             assert not ux[c, len(rx) :].any()  # padding stays zero
-        stacked.offer(x, y, counts, [2, 0, 1], reservoir_generator(7, call))
+        stacked.offer(x, y, counts, order, reservoir_generator(7, call))
         reference = reservoir_generator(7, call)
-        for c in [2, 0, 1]:  # the draws in the order given
+        for c in order or range(len(sizes)):  # the draws in the order given
             per_client[c].offer(xs[c], ys[c], reference)
     assert stacked is not None
     for c, reservoir in enumerate(per_client):
