@@ -180,21 +180,32 @@ def stacked_weighted_gossip(
     """`weighted_gossip` on stacked weights ([N, K, ...] under `expert_keys`), in place."""
     if not pairs:
         return []
-    index = {name: names.index(name) for name in {p[2] for p in pairs}}
-    k = len(names)
-    # Rows of the [N·K, ...] view: client·K + expert.
-    a = torch.tensor([p[0] * k + index[p[2]] for p in pairs])
-    b = torch.tensor([p[1] * k + index[p[2]] for p in pairs])
+    first, second, experts, weights_a = zip(*pairs, strict=True)
+    index = {name: names.index(name) for name in set(experts)}
+    # Rows of the [N·K, ...] view: client·K + expert (built through numpy: torch.tensor
+    # reads a long list of Python numbers element by element).
+    e = _longs([index[name] for name in experts])
+    a = _longs(first).mul_(len(names)).add_(e)
+    b = _longs(second).mul_(len(names)).add_(e)
     # Each weight rounds once from the float to the key's dtype, as the float64 tensor does.
-    weight64 = torch.tensor([p[3] for p in pairs], dtype=torch.float64)
+    weight64 = torch.from_numpy(np.array(weights_a, dtype=np.float64))
+    cast: dict[torch.dtype, tuple[Tensor, Tensor]] = {}
     for key in expert_keys:
         stacked = weights[key]
         rows = stacked.flatten(0, 1)  # a view, unless the layout asks for a copy
         wa = rows.index_select(0, a)
-        w = weight64.to(wa.dtype).view((len(pairs),) + (1,) * (wa.dim() - 1))
-        averaged = w * wa + (1.0 - w) * rows.index_select(0, b)
+        if wa.dtype not in cast:
+            w = weight64.to(wa.dtype)
+            cast[wa.dtype] = w, 1.0 - w
+        shape = (len(pairs),) + (1,) * (wa.dim() - 1)
+        w, rest = (t.view(shape) for t in cast[wa.dtype])
+        averaged = wa.mul_(w).add_(rows.index_select(0, b).mul_(rest))  # w·a + (1 − w)·b
         rows.index_copy_(0, a, averaged)
         rows.index_copy_(0, b, averaged)
         if rows.data_ptr() != stacked.data_ptr():
             stacked.copy_(rows.view(stacked.shape))
-    return [(pa, pb, name) for pa, pb, name, _ in pairs]
+    return list(zip(first, second, experts, strict=True))
+
+
+def _longs(values: Sequence[int]) -> Tensor:
+    return torch.from_numpy(np.array(values, dtype=np.int64))
