@@ -71,6 +71,8 @@ def draw_round(
     else:
         n_train = max(train_sizes)
         train_minibatch = any(0 < batch_size < size for size in train_sizes)
+    if not (minibatch or train_minibatch):
+        return _store_draws(generator, sizes, train_sizes, trained, memory, structure_discovery)
     shared: list[Tensor] = []
     sup_store: list[Tensor] = []
     sup: list[Tensor] = []
@@ -110,6 +112,28 @@ def draw_round(
     )
 
 
+def _store_draws(
+    generator: torch.Generator,
+    sizes: Sequence[int],
+    train_sizes: Sequence[int],
+    trained: list[list[int]],
+    memory: int | None,
+    structure_discovery: bool,
+) -> RoundDraws:
+    """`draw_round` when no client shuffles: the memory expert's store draws alone, client by
+    client (supervised, then self-supervised), written into the zeros the loop would stack."""
+    if memory is None:
+        return RoundDraws(None, None, None, None, None)
+    sup_store = torch.zeros(len(trained), max(train_sizes), dtype=INDEX)
+    ssl_store = torch.zeros(len(trained), max(sizes), dtype=INDEX) if structure_discovery else None
+    for c, experts in enumerate(trained):
+        if memory in experts:
+            sup_store[c] = _perm(train_sizes[c], sup_store.shape[1], generator)
+        if ssl_store is not None:
+            ssl_store[c] = _perm(sizes[c], ssl_store.shape[1], generator)
+    return RoundDraws(None, sup_store, None, ssl_store, None)
+
+
 def draw_config_round(
     generator: torch.Generator,
     config: SimulationConfig,
@@ -125,7 +149,7 @@ def draw_config_round(
     if config.label_free:  # no supervised training: the pick only names the representation
         trained: list[list[int]] = [[] for _ in range(len(sizes))]
     elif chosen is not None:
-        trained = chosen.unsqueeze(1).tolist()
+        trained = [[expert] for expert in chosen.tolist()]
     else:
         trained = [list(range(num_experts))] * len(sizes)
     return draw_round(

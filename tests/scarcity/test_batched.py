@@ -422,6 +422,30 @@ def test_stacked_round_draws_equal_one_padded_randperm_per_row_in_order():
     assert draw_epochs(torch.Generator(), [1, 2], 2, 3) is None  # no client shuffles
 
 
+def test_full_batch_round_draws_are_the_memory_stores_in_order():
+    """With no client shuffling, a round draws the memory expert's stores alone: client by
+    client its supervised store (when it trains the memory expert, over its training rows)
+    then its self-supervised one, zeros for a client that stores nothing."""
+    from scarcity.batched.draws import draw_round
+
+    sizes, train_sizes, trained = [5, 2, 4], [6, 2, 7], [[1], [0], [1]]
+    draws = draw_round(
+        torch.Generator().manual_seed(3), sizes=sizes, batch_size=0, trained=trained,
+        num_experts=2, memory=1, shared_epochs=1, epochs=2, ssl_epochs=1,
+        structure_discovery=True, train_sizes=train_sizes,
+    )  # fmt: skip
+    g = torch.Generator().manual_seed(3)
+    store, ssl_store = [], []
+    for size, train_size, (expert,) in zip(sizes, train_sizes, trained, strict=True):
+        store.append(padded_randperm(train_size, 7, g) if expert == 1 else torch.zeros(7))
+        ssl_store.append(padded_randperm(size, 5, g))
+    assert draws.shared is None and draws.supervised is None and draws.ssl is None
+    assert draws.supervised_store is not None and draws.ssl_store is not None
+    assert draws.supervised_store.dtype == draws.ssl_store.dtype == torch.int32
+    assert draws.supervised_store.tolist() == torch.stack(store).long().tolist()
+    assert draws.ssl_store.tolist() == torch.stack(ssl_store).tolist()
+
+
 def test_pad_clients_zero_fills_and_stacks_equal_sizes_unchanged():
     a, b = torch.ones(3, 2), torch.full((1, 2), 2.0)
     padded = pad_clients([a, b])
