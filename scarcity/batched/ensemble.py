@@ -48,9 +48,11 @@ def pool_predictions(
     """Every participant's ensemble: heads [P, K, ...] (its experts), the routed expert per
     participant (`selected` [P]) or the mean over all K (None) → [P, n, out]."""
     p, k = next(iter(heads.values())).shape[:2]
-    if selected is not None:
-        rows = torch.arange(p)
-        return head_outputs({key: t[rows, selected] for key, t in heads.items()}, x, model)
+    if selected is not None:  # row client·K + pick of the [P·K, ...] views (index_select
+        # copies them faster than indexing the two leading axes)
+        picked = torch.arange(p).mul_(k).add_(selected)
+        routed = {key: t.flatten(0, 1).index_select(0, picked) for key, t in heads.items()}
+        return head_outputs(routed, x, model)
     flat = {key: t.reshape(p * k, *t.shape[2:]) for key, t in heads.items()}
     if x.dim() == 3:
         x = x.repeat_interleave(k, dim=0)
