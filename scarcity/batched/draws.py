@@ -64,15 +64,13 @@ def draw_round(
     (replay adds its buffer's, `scarcity.components.replay`); the supervised draws are then
     [.., n_train] with n_train the largest of them."""
     n = max(sizes)
-    shuffles = [0 < batch_size < size for size in sizes]
-    minibatch = any(shuffles)
-    if train_sizes is None:
-        train_sizes, n_train, train_minibatch = sizes, n, minibatch
-    else:
-        n_train = max(train_sizes)
-        train_minibatch = any(0 < batch_size < size for size in train_sizes)
+    n_train = n if train_sizes is None else max(train_sizes)
+    train_sizes = sizes if train_sizes is None else train_sizes
+    # Some client shuffles when the largest does.
+    minibatch, train_minibatch = 0 < batch_size < n, 0 < batch_size < n_train
     if not (minibatch or train_minibatch):
         return _store_draws(generator, sizes, train_sizes, trained, memory, structure_discovery)
+    shuffles = [0 < batch_size < size for size in sizes]
     shared: list[Tensor] = []
     sup_store: list[Tensor] = []
     sup: list[Tensor] = []
