@@ -85,6 +85,24 @@ def test_a_weighted_sync_is_the_same_stacked_and_per_client():
     assert torch.equal(strided["k"], stacked["k"])
 
 
+def test_a_stacked_weighted_sync_rounds_each_weight_once_to_the_dtype():
+    """Many pairs on seeded weights, bit for bit: each pair's weight w rounded once from the
+    float to float32, then w·a + (1 − w)·b in float32, pair by pair."""
+    names = ("StructureExpert", "DriftExpert", "MemoryConsolidationExpert")
+    g = torch.Generator().manual_seed(5)
+    values = {"k": torch.randn(8, 3, 4, 5, generator=g), "b": torch.randn(8, 3, 4, generator=g)}
+    weights = torch.rand(4, generator=g, dtype=torch.float64).tolist()
+    pairs = [(c, 7 - c, names[c % 3], w) for c, w in enumerate(weights)]
+    stacked = {key: t.clone() for key, t in values.items()}
+    assert stacked_weighted_gossip(stacked, ["k", "b"], names, pairs) == [p[:3] for p in pairs]
+    for key, t in values.items():
+        expected = t.clone()
+        for a, b, name, weight in pairs:
+            e, w = names.index(name), torch.tensor(weight, dtype=torch.float64).float()
+            expected[a, e] = expected[b, e] = w * t[a, e] + (1.0 - w) * t[b, e]
+        assert torch.equal(stacked[key], expected)
+
+
 @pytest.mark.parametrize("sampled", [None, 4])
 def test_both_executions_gossip_by_insight_alike(sampled):
     request = dict(preset="stage6", num_clients=6, rounds=3, gossip_peers="insight")
