@@ -24,6 +24,7 @@ from scarcity.results import CLIENT_FIGURES, ExpertReport, Insight
 
 __all__ = [
     "ROUND_KEYS",
+    "SSL_KEYS",
     "SUPERVISED_KEYS",
     "ClientRound",
     "PoolRound",
@@ -37,6 +38,9 @@ __all__ = [
 #: each is the mean of (the shared model's, else the trained experts'): every key of it, its
 #: `train_loss` as the round's `loss`. The insight's figures are computed from these.
 ROUND_KEYS = {"loss": "train_loss", **{k: k for k in SUPERVISED_KEYS if k != "train_loss"}}
+
+#: The self-supervised metrics of every expert (`PoolRound.ssl`), in the insight's order.
+SSL_KEYS = ("initial_recon_loss", "recon_loss", "mean_grad")
 
 T = TypeVar("T")
 
@@ -200,10 +204,6 @@ def _build(
     figures = [f.compute(r).tolist() for f in CLIENT_FIGURES.values()]
     ids = range(n) if client_ids is None else client_ids
     return list(map(Insight.of, ids, *figures, r.selected_names(names), _rows(reports, n)))
-
-
-#: The self-supervised metrics of every expert (`PoolRound.ssl`), in the insight's order.
-SSL_KEYS = ("initial_recon_loss", "recon_loss", "mean_grad")
 
 
 def _metrics(

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 import torch
 
 from scarcity.components.insights import (
+    SSL_KEYS,
     SUPERVISED_KEYS,
     ClientRound,
     PoolRound,
@@ -89,3 +91,73 @@ def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             out[f"{prefix}{key}"] = value
     return out
+
+
+def _seeded_round(selected: bool, supervised: bool, ssl: bool, seed: int) -> PoolRound:
+    """Three experts, five clients, random float64 figures (the memory expert is the last)."""
+    g = torch.Generator().manual_seed(seed)
+    n, k = 5, len(NAMES3)
+
+    def draw(*shape: int) -> torch.Tensor:
+        return torch.randn(*shape, generator=g, dtype=torch.float64)
+
+    chosen = torch.randint(k, (n,), generator=g) if selected else None
+    group = 1 if selected else k
+    return PoolRound(
+        **{field: draw(n) for field in ("loss", "initial_loss", "final_loss", "uncertainty")},
+        mean_grad=draw(n),
+        selected=chosen,
+        supervised={key: draw(n, group) for key in SUPERVISED_KEYS} if supervised else {},
+        ssl={key: draw(n, k) for key in SSL_KEYS} if ssl else None,
+        replay_error=draw(n) if ssl else None,
+        summaries={
+            "StructureExpert.mean": draw(n),
+            "StructureExpert.std": draw(n),
+            "DriftExpert.drift": draw(n),
+            "MemoryConsolidationExpert.avg_replay_error": draw(n),
+        },
+    )
+
+
+NAMES3 = ("StructureExpert", "DriftExpert", "MemoryConsolidationExpert")
+
+
+def _own_round(r: PoolRound, c: int, memory: int) -> ClientRound:
+    """Client c's round as `Client` reports it: supervised metrics of what it trained, then
+    the self-supervised ones of every expert (replay error: the memory expert's)."""
+    chosen = None if r.selected is None else int(r.selected[c])
+    metrics: dict[str, dict[str, float]] = {}
+    for e, name in enumerate(NAMES3):
+        m: dict[str, float] = {}
+        if r.supervised and chosen in (None, e):
+            j = e if chosen is None else 0
+            m = {key: float(r.supervised[key][c, j]) for key in SUPERVISED_KEYS}
+        if r.ssl is not None:
+            m.update({key: float(r.ssl[key][c, e]) for key in SSL_KEYS})
+            if e == memory and r.replay_error is not None:
+                m["replay_error"] = float(r.replay_error[c])
+        metrics[name] = m
+    summaries: dict[str, dict[str, float]] = {name: {} for name in NAMES3}
+    for key, value in r.summaries.items():
+        expert, stat = key.split(".")
+        summaries[expert][stat] = float(value[c])
+    return ClientRound(
+        **{field: float(value[c]) for field, value in r.means.items()},
+        selected_expert="all" if chosen is None else NAMES3[chosen],
+        expert_metrics=metrics,
+        summaries=summaries,
+    )
+
+
+@pytest.mark.parametrize("selected", [False, True])
+@pytest.mark.parametrize(("supervised", "ssl"), [(True, False), (False, True), (True, True)])
+def test_stacked_insights_are_each_clients_own_bit_for_bit_in_order(
+    selected: bool, supervised: bool, ssl: bool
+):
+    """The column-wise assembly against the per-client one: the same floats, the same keys in
+    the same order (the JSON text), with routing or not, supervised, self-supervised, both."""
+    r = _seeded_round(selected, supervised, ssl, seed=7)
+    stacked = build_insights(r, NAMES3, 2, [4, 0, 3, 1, 2])
+    own = [client_insight(i, _own_round(r, c, 2)) for c, i in enumerate([4, 0, 3, 1, 2])]
+    assert [json.dumps(i.to_dict()) for i in stacked] == [json.dumps(i.to_dict()) for i in own]
+    assert stacked == own
