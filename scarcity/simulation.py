@@ -325,8 +325,7 @@ class Simulation:
             if key in stats:  # none without experts (the baseline preset)
                 metrics[key] = stats[key]
         if cfg.insight_exchange:
-            for insight in insights:
-                self.server.receive_insight(insight)
+            self.server.receive_insights(insights)
             self.long_lived.kept(len(insights))
             metrics["avg_uncertainty"] = stats["avg_uncertainty"]
 

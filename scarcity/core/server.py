@@ -110,14 +110,17 @@ class Server:
 
     # -- insights -------------------------------------------------------------------------
     def receive_insight(self, insight: Mapping[str, Any]) -> None:
-        self.memory.append(insight)
-        self.insights_received += 1
+        self.receive_insights((insight,))
+
+    def receive_insights(self, insights: Sequence[Mapping[str, Any]]) -> None:
+        """Keep a round's insights in `memory` (the most recent), in one call for all."""
+        self.memory.extend(insights)
+        self.insights_received += len(insights)
 
     def run_insight_round(self, clients: Sequence[Any]) -> list[Insight]:
         """Collect one insight per client and keep them in `memory` (the most recent)."""
         insights = [client.generate_insight() for client in clients]
-        for insight in insights:
-            self.receive_insight(insight)
+        self.receive_insights(insights)
         return insights
 
     def aggregate_insights(self, insights: Sequence[Mapping[str, Any]]) -> dict[str, float]:
