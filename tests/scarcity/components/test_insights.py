@@ -161,3 +161,5 @@ def test_stacked_insights_are_each_clients_own_bit_for_bit_in_order(
     own = [client_insight(i, _own_round(r, c, 2)) for c, i in enumerate([4, 0, 3, 1, 2])]
     assert [json.dumps(i.to_dict()) for i in stacked] == [json.dumps(i.to_dict()) for i in own]
     assert stacked == own
+    parts = [p for i in stacked for report in i.experts.values() for p in report.values()]
+    assert len({id(p) for p in parts}) == len(parts)  # no dict shared between reports
