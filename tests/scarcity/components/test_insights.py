@@ -18,6 +18,7 @@ from scarcity.components.insights import (
 )
 
 NAMES = ("StructureExpert", "DriftExpert")
+NAMES3 = ("StructureExpert", "DriftExpert", "MemoryConsolidationExpert")
 
 
 def _pool_round(selected: torch.Tensor | None) -> PoolRound:
@@ -117,9 +118,6 @@ def _seeded_round(selected: bool, supervised: bool, ssl: bool, seed: int) -> Poo
             "MemoryConsolidationExpert.avg_replay_error": draw(n),
         },
     )
-
-
-NAMES3 = ("StructureExpert", "DriftExpert", "MemoryConsolidationExpert")
 
 
 def _own_round(r: PoolRound, c: int, memory: int) -> ClientRound:
