@@ -13,6 +13,7 @@ else (counts, chosen experts, client ids) exactly.
 """
 
 import base64
+import hashlib
 import json
 import math
 import platform
@@ -47,6 +48,23 @@ def this_machine() -> dict[str, str]:
         "torch": torch.__version__,
         "numpy": numpy.__version__,
     }
+
+
+def cpu_id() -> str:
+    """This CPU in more detail than `this_machine()`'s model name, which a hypervisor may mask
+    ("AMD EPYC"): its family, model and stepping and a digest of its feature flags. Two CPUs
+    of the same masked name can round a float32 product otherwise (`test_frozen_runs`)."""
+    fields: dict[str, str] = {}
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            key, _, value = line.partition(":")
+            if not line.strip():
+                break  # the first processor's block is enough
+            fields[key.strip()] = value.strip()
+    flags = hashlib.sha256(fields.get("flags", "").encode()).hexdigest()[:12]
+    family, model, stepping = (fields.get(k, "?") for k in ("cpu family", "model", "stepping"))
+    return f"{platform.machine()} family {family} model {model} stepping {stepping}, flags {flags}"
 
 
 SAME_MACHINE = this_machine() == FIXTURE["machine"]
