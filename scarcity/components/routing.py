@@ -381,6 +381,10 @@ class ExpertLosses:
     the others' forward passes are skipped. Linear's closed form is measured whole (its
     forward is cheap), and so are heads too large to keep a copy of (`KEPT_VALUES`). Nothing
     is kept across a checkpoint: a restored run measures afresh.
+
+    The copy is kept up to date in place: only the heads and rows found to differ are copied
+    into it (the others already hold the same bits), so a round copies what changed, not every
+    head and row.
     """
 
     #: The most values (heads and rows) a measure keeps a copy of: 256 MiB of float32.
@@ -402,35 +406,50 @@ class ExpertLosses:
         model: StackedModel | None,
     ) -> Tensor:
         """`stacked_expert_losses(task, heads, x, y, sizes, model)` → [C, K]."""
-        changed = None if model is not self.model else self._changed(heads, x, y, sizes)
-        if model is None or changed is None or self.losses is None:
+        diff = None if model is not self.model else self._changed(heads, x, y, sizes)
+        # The heads measured again, as client·K + expert, and their weights [S, ...].
+        stale, part = torch.zeros(0, dtype=torch.long), {}
+        if model is None or diff is None or self.losses is None:
             losses = stacked_expert_losses(task, heads, x, y, sizes, model)
         else:
             losses = self.losses.clone()
-            client, expert = changed.nonzero(as_tuple=True)
-            if len(client) == 1 and changed.numel() > 1:  # no call of a single row
-                flat = (client * changed.shape[1] + expert + 1) % changed.numel()
-                client = torch.cat([client, flat // changed.shape[1]])
-                expert = torch.cat([expert, flat % changed.shape[1]])
-            if len(client):
-                part = {key: t[client, expert].unsqueeze(1) for key, t in heads.items()}
+            changed = diff[0] | diff[1].unsqueeze(1)
+            k = changed.shape[1]
+            stale = changed.view(-1).nonzero().squeeze(1)
+            if len(stale) == 1 and changed.numel() > 1:  # no call of a single row
+                stale = torch.cat([stale, (stale + 1) % changed.numel()])
+            if len(stale):
+                part = {key: t.flatten(0, 1).index_select(0, stale) for key, t in heads.items()}
+                client = stale // k
                 some = None if sizes is None else sizes[client]
-                measured = stacked_expert_losses(task, part, x[client], y[client], some, model)
-                losses[client, expert] = measured[:, 0]
+                each = {key: t.unsqueeze(1) for key, t in part.items()}
+                measured = stacked_expert_losses(task, each, x[client], y[client], some, model)
+                losses.view(-1)[stale] = measured[:, 0]
         values = sum(t.numel() for t in heads.values()) + x.numel() + y.numel()
         if model is None or values > self.KEPT_VALUES:
             self.inputs = self.losses = None
             return losses
         kept = None if sizes is None else sizes.clone()
-        self.inputs = ({key: t.clone() for key, t in heads.items()}, x.clone(), y.clone(), kept)
+        if diff is None or self.inputs is None:
+            copies = {key: _copy(t) for key, t in heads.items()}
+            self.inputs = (copies, _copy(x), _copy(y), kept)
+        else:  # copy in what was measured again and the rows that differ: the rest match
+            before, x0, y0, _ = self.inputs
+            for key, t in part.items():
+                before[key].flatten(0, 1).index_copy_(0, stale, t)
+            rows = diff[1].nonzero().squeeze(1)
+            if len(rows):
+                x0.index_copy_(0, rows, x[rows])
+                y0.index_copy_(0, rows, y[rows])
+            self.inputs = (before, x0, y0, kept)
         self.losses, self.model = losses, model
         return losses
 
     def _changed(
         self, heads: Mapping[str, Tensor], x: Tensor, y: Tensor, sizes: Tensor | None
-    ) -> Tensor | None:
-        """Which heads [C, K] differ in any bit from the last measure's, or whose client's
-        rows, labels or size do; None when the shapes or types differ (all are measured)."""
+    ) -> tuple[Tensor, Tensor] | None:
+        """Which heads [C, K] differ in any bit from the last measure's, and which clients'
+        rows, labels or size do [C]; None when the shapes or types differ (all are measured)."""
         if self.inputs is None:
             return None
         before, x0, y0, sizes0 = self.inputs
@@ -448,19 +467,28 @@ class ExpertLosses:
         rows = _rows_differ(x, x0, clients) | _rows_differ(y, y0, clients)
         if sizes is not None and sizes0 is not None:
             rows |= sizes != sizes0
-        return changed.view(clients, k) | rows.unsqueeze(1)
+        return changed.view(clients, k), rows
+
+
+def _copy(t: Tensor) -> Tensor:
+    """A contiguous copy of `t` (so `flatten` is a view of it, which `index_copy_` writes)."""
+    return t.clone(memory_format=torch.contiguous_format)
 
 
 def _rows_differ(a: Tensor, b: Tensor, rows: int) -> Tensor:
     """Whether each of the `rows` leading rows of `a` differs from `b`'s in any bit [rows]
     (so -0.0 differs from 0.0, and a NaN matches one of the same bits): compared as
-    integers, eight bytes at once where the rows allow."""
+    integers, eight bytes at once where the rows allow, and the per-value answers read
+    eight at once the same way."""
     a, b = a.reshape(rows, -1), b.reshape(rows, -1)
     if a.is_floating_point():
         size = a.element_size()
         bits = torch.int64 if (size * a.shape[1]) % 8 == 0 else _INTEGERS[size]
         a, b = a.contiguous().view(bits), b.contiguous().view(bits)
-    return (a != b).any(dim=1)
+    differ = a != b  # bool, one byte each: any non-zero word of them is a difference
+    if differ.shape[1] and differ.shape[1] % 8 == 0:
+        differ = differ.view(torch.int64)
+    return differ.any(dim=1)
 
 
 def _layout(t: Tensor) -> tuple[torch.Size, torch.dtype]:

@@ -95,6 +95,7 @@ def test_expert_losses_measure_again_only_what_changed_bit_for_bit(fields, monke
 
     check(clients * k)  # the first measure: every head
     check(0)  # nothing changed
+    first = {key: t[1, 2].clone() for key, t in heads.items()}, x[2].clone()
     for t in heads.values():
         t[1, 2] += 0.1
         t[3, 0] -= 0.2
@@ -103,6 +104,13 @@ def test_expert_losses_measure_again_only_what_changed_bit_for_bit(fields, monke
     check(2)  # a lone changed head is measured beside another, never alone in its call
     x[2, :2] += 0.5
     check(k)  # a client's rows changed: each of its heads
+    check(0)
+    for key, t in heads.items():  # back to the first measure's bits: changed since the last
+        t[1, 2] = first[0][key]
+    x[2] = first[1]
+    check(1 + k)
+    sizes[0], x[0, 4:], y[0, 4:] = 4, 0.0, 0
+    check(k)  # a client's size (and padding) changed
     check(0)
     monkeypatch.setattr(ExpertLosses, "KEPT_VALUES", x.numel())  # too large to keep a copy of
     check(0)  # (the last copy still holds)
