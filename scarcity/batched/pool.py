@@ -432,14 +432,14 @@ class ClientPool:
         return {name: self.w[key][:, expert].index_select(0, clients) for key, name in keys}
 
     def every_expert_weights(self, clients: Tensor) -> list[dict[str, Tensor]]:
-        """`stacked_expert_weights` of every expert, in order: one copy per key, each
-        expert's block of it laid out as `stacked_expert_weights` lays it out."""
+        """`stacked_expert_weights` of every expert, in order, as views [C, ...] (strided):
+        of the weights themselves when `clients` are everyone, else of one copy per key."""
         everyone = len(clients) == self.data.num_clients  # the ascending participants
         out: list[dict[str, Tensor]] = [{} for _ in self.names]
         for key, name in self.expert_keys.items():
             t = self.w[key] if everyone else self.w[key].index_select(0, clients)
-            for e, block in enumerate(t.transpose(0, 1).contiguous()):
-                out[e][name] = block
+            for e in range(len(self.names)):
+                out[e][name] = t[:, e]
         return out
 
     def set_stacked_expert_weights(

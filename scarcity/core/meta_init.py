@@ -50,7 +50,8 @@ class ExpertWeights(Protocol):
         ...
 
     def every_expert_weights(self, clients: Tensor) -> list[dict[str, Tensor]]:
-        """`stacked_expert_weights` of every expert, in order."""
+        """`stacked_expert_weights` of every expert, in order (views of the weights, maybe:
+        read before the weights change)."""
         ...
 
     def set_stacked_expert_weights(
@@ -64,8 +65,19 @@ def reptile_update(
 ) -> dict[str, Tensor]:
     """θ + ε·(mean over the first axis of `adapted` − θ), per weight."""
     return {
-        key: value + step_size * (adapted[key].mean(dim=0) - value) for key, value in theta.items()
+        key: value + step_size * (first_axis_mean(adapted[key]) - value)
+        for key, value in theta.items()
     }
+
+
+def first_axis_mean(t: Tensor) -> Tensor:
+    """`t.mean(dim=0)` bit for bit as of a contiguous copy of `t`, without the copy where a
+    view's rows are contiguous blocks of two values or more (each value's sum then runs over
+    the rows in a copy's order); a strided vector (one value a row) is summed in another order,
+    so it is copied."""
+    if len(t) and t[0].numel() > 1 and t[0].is_contiguous():
+        return t.mean(dim=0)
+    return t.contiguous().mean(dim=0)
 
 
 class MetaInitialisation:

@@ -15,7 +15,7 @@ from torch import Tensor
 from scarcity import Simulation, resolve_config, run_simulation
 from scarcity import checkpoint as checkpoint_format
 from scarcity.backbones import make_backbone
-from scarcity.core.meta_init import SHARED, MetaInitialisation
+from scarcity.core.meta_init import SHARED, MetaInitialisation, first_axis_mean
 from tests.scarcity.conftest import full_and_resumed
 from tests.scarcity.test_batched import assert_same_results
 
@@ -147,12 +147,15 @@ def test_arriving_clients_adapt_better_from_the_meta_initialisation_than_from_a_
     assert min(meta) > max(random)
 
 
+@pytest.mark.parametrize("model", ["linear", "mlp"])
 @pytest.mark.parametrize("execution", ["batched", "reference"])
-def test_every_expert_weights_are_each_experts_stacked_weights(execution: str):
+def test_every_expert_weights_are_each_experts_stacked_weights(execution: str, model: str):
     """What the Reptile step reads in one call equals the per-expert reads, in value and in
-    layout (a mean's rounding follows the layout)."""
+    the mean it takes of them (a mean's rounding follows the layout; the batched reads are
+    views of the weights)."""
     config = resolve_config(
-        dict(preset="stage7", num_clients=5, rounds=1, meta_init=True), execution=execution
+        dict(preset="stage7", num_clients=5, rounds=1, meta_init=True, model=model),
+        execution=execution,
     )
     simulation = Simulation(config)
     simulation.run_round()
@@ -165,4 +168,16 @@ def test_every_expert_weights_are_each_experts_stacked_weights(execution: str):
             assert weights.keys() == alone.keys()
             for key, value in alone.items():
                 assert torch.equal(weights[key], value), key
-                assert weights[key].stride() == value.stride(), key
+                assert torch.equal(first_axis_mean(weights[key]), value.mean(dim=0)), key
+
+
+def test_the_mean_over_a_view_of_every_expert_is_a_copys_bit_for_bit():
+    """`first_axis_mean` of one expert's strided view of [N, K, ...] weights equals the mean
+    of a contiguous copy, one value a row (where a view's own mean differs) included."""
+    g = torch.Generator().manual_seed(0)
+    for shape in [(), (1,), (3,), (1, 64), (64, 10), (10, 4)]:
+        for clients in (1, 7, 1000):
+            weights = torch.randn(clients, 4, *shape, generator=g) * 10.0
+            for e in range(4):
+                view = weights[:, e]
+                assert torch.equal(first_axis_mean(view), view.contiguous().mean(dim=0)), shape
