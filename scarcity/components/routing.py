@@ -479,15 +479,16 @@ def _rows_differ(a: Tensor, b: Tensor, rows: int) -> Tensor:
     """Whether each of the `rows` leading rows of `a` differs from `b`'s in any bit [rows]
     (so -0.0 differs from 0.0, and a NaN matches one of the same bits): compared as
     integers, eight bytes at once where the rows allow, and the per-value answers read
-    eight at once the same way."""
+    up to eight at once the same way."""
     a, b = a.reshape(rows, -1), b.reshape(rows, -1)
     if a.is_floating_point():
         size = a.element_size()
         bits = torch.int64 if (size * a.shape[1]) % 8 == 0 else _INTEGERS[size]
         a, b = a.contiguous().view(bits), b.contiguous().view(bits)
     differ = a != b  # bool, one byte each: any non-zero word of them is a difference
-    if differ.shape[1] and differ.shape[1] % 8 == 0:
-        differ = differ.view(torch.int64)
+    word = next(size for size in (8, 4, 2, 1) if differ.shape[1] % size == 0)
+    if differ.shape[1] and word > 1:
+        differ = differ.view(_INTEGERS[word])
     return differ.any(dim=1)
 
 

@@ -118,6 +118,24 @@ def test_expert_losses_measure_again_only_what_changed_bit_for_bit(fields, monke
     check(clients * k)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.long])
+def test_rows_differ_in_any_bit_whatever_the_row_width(dtype):
+    """`ExpertLosses`' test (rows read as wider words, and their answers too) is a plain
+    comparison of every value's bits, -0.0 against 0.0 included, at every row width."""
+    from scarcity.components.routing import _rows_differ
+
+    g = torch.Generator().manual_seed(3)
+    for width in range(1, 18):
+        a = (torch.randn(6, width, generator=g) * 4).to(dtype)
+        b = a.clone()
+        b[1, width - 1] += 1
+        if dtype.is_floating_point:
+            a[4, 0], b[4, 0] = 0.0, -0.0  # equal values, different bits
+        expected = torch.tensor([False, True, False, False, dtype.is_floating_point, False])
+        assert torch.equal(_rows_differ(a, b, 6), expected), width
+        assert not _rows_differ(a, a.clone(), 6).any()
+
+
 @pytest.mark.parametrize("overrides", [{}, {"quantity_skew": 0.5, "clients_per_round": 4}])
 def test_both_executions_route_by_loss_alike(overrides):
     request = dict(preset="stage6", num_clients=6, rounds=3, router_strategy="loss", **overrides)
