@@ -420,10 +420,11 @@ class ExpertLosses:
                 stale = torch.cat([stale, (stale + 1) % changed.numel()])
             if len(stale):
                 part = {key: t.flatten(0, 1).index_select(0, stale) for key, t in heads.items()}
-                client = stale // k
-                some = None if sizes is None else sizes[client]
+                client = stale // k  # gathered by index_select: it copies faster than indexing
+                xs, ys = x.index_select(0, client), y.index_select(0, client)
+                some = None if sizes is None else sizes.index_select(0, client)
                 each = {key: t.unsqueeze(1) for key, t in part.items()}
-                measured = stacked_expert_losses(task, each, x[client], y[client], some, model)
+                measured = stacked_expert_losses(task, each, xs, ys, some, model)
                 losses.view(-1)[stale] = measured[:, 0]
         values = sum(t.numel() for t in heads.values()) + x.numel() + y.numel()
         if model is None or values > self.KEPT_VALUES:
@@ -439,8 +440,8 @@ class ExpertLosses:
                 before[key].flatten(0, 1).index_copy_(0, stale, t)
             rows = diff[1].nonzero().squeeze(1)
             if len(rows):
-                x0.index_copy_(0, rows, x[rows])
-                y0.index_copy_(0, rows, y[rows])
+                x0.index_copy_(0, rows, x.index_select(0, rows))
+                y0.index_copy_(0, rows, y.index_select(0, rows))
             self.inputs = (before, x0, y0, kept)
         self.losses, self.model = losses, model
         return losses
