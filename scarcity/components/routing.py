@@ -382,9 +382,9 @@ class ExpertLosses:
     forward is cheap), and so are heads too large to keep a copy of (`KEPT_VALUES`). Nothing
     is kept across a checkpoint: a restored run measures afresh.
 
-    The copy is kept up to date in place: only the heads and rows found to differ are copied
-    into it (the others already hold the same bits), so a round copies what changed, not every
-    head and row.
+    The copy is kept up to date in place: only the heads measured again and the rows found to
+    differ are copied into it (the others hold those bits already), so a round copies what
+    changed, not every head and row.
     """
 
     #: The most values (heads and rows) a measure keeps a copy of: 256 MiB of float32.
