@@ -30,20 +30,22 @@ FIXTURE = json.loads((Path(__file__).parent / "fixtures" / "before_strategies.js
 GOLDEN = FIXTURE["cases"]
 
 
-def this_machine() -> dict[str, str]:
-    cpu = platform.processor()
+def _first_cpu() -> dict[str, str]:
+    """The first processor's fields of /proc/cpuinfo (none where there is no such file)."""
+    fields: dict[str, str] = {}
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.exists():
-        cpu = next(
-            (
-                line.split(":", 1)[1].strip()
-                for line in cpuinfo.read_text().splitlines()
-                if line.startswith("model name")
-            ),
-            cpu,
-        )
+        for line in cpuinfo.read_text().splitlines():
+            if not line.strip():
+                break  # the first processor's block is enough
+            key, _, value = line.partition(":")
+            fields[key.strip()] = value.strip()
+    return fields
+
+
+def this_machine() -> dict[str, str]:
     return {
-        "cpu": cpu,
+        "cpu": _first_cpu().get("model name", platform.processor()),
         "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "torch": torch.__version__,
         "numpy": numpy.__version__,
@@ -54,14 +56,7 @@ def cpu_id() -> str:
     """This CPU in more detail than `this_machine()`'s model name, which a hypervisor may mask
     ("AMD EPYC"): its family, model and stepping and a digest of its feature flags. Two CPUs
     of the same masked name can round a float32 product otherwise (`test_frozen_runs`)."""
-    fields: dict[str, str] = {}
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            key, _, value = line.partition(":")
-            if not line.strip():
-                break  # the first processor's block is enough
-            fields[key.strip()] = value.strip()
+    fields = _first_cpu()
     flags = hashlib.sha256(fields.get("flags", "").encode()).hexdigest()[:12]
     family, model, stepping = (fields.get(k, "?") for k in ("cpu family", "model", "stepping"))
     return f"{platform.machine()} family {family} model {model} stepping {stepping}, flags {flags}"
